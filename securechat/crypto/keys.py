@@ -1,0 +1,289 @@
+# -*- test-case-name: tests.test_keys -*-
+"""
+Long-term keys: loading, saving, fingerprints, and the signature schemes.
+
+Three kinds of long-term key are accepted, for users and for the server:
+
+  - Ed25519 (the default), signed as pure Ed25519;
+  - ECDSA on P-256 with SHA-256, signatures in strict DER with a low S value;
+  - RSA of 2048 to 4096 bits with public exponent 65537, signed with
+    RSASSA-PSS, SHA-256, MGF1-SHA-256 and a 32-byte salt.  PKCS#1 v1.5
+    signatures are never accepted.
+
+The signature scheme numbers reuse the TLS 1.3 SignatureScheme code points so
+that implementers recognise them (see docs/protocol.rst, "Signatures").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Union
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+PublicKey = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey, rsa.RSAPublicKey]
+PrivateKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+
+#: Signature scheme code points (TLS 1.3 SignatureScheme values).
+ED25519 = 0x0807
+ECDSA_P256_SHA256 = 0x0403
+RSA_PSS_SHA256 = 0x0804
+
+SCHEME_NAMES = {
+    ED25519: "ed25519",
+    ECDSA_P256_SHA256: "ecdsa-p256-sha256",
+    RSA_PSS_SHA256: "rsa-pss-sha256",
+}
+
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 4096
+RSA_EXPONENT = 65537
+
+#: Order of the P-256 group, for the low-S rule.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+
+class KeyFormatError(ValueError):
+    """
+    A key could not be loaded: not PEM, not a supported type, or too weak.
+    The message says which, in words an operator can act on.
+    """
+
+
+class WrongPassphrase(KeyFormatError):
+    """
+    An encrypted private key could not be decrypted with the passphrase given,
+    or a passphrase is needed and none was given.
+    """
+
+
+class SignatureError(ValueError):
+    """
+    A signature did not verify.  C{reason} is one of C{"scheme-mismatch"},
+    C{"non-canonical"}, C{"invalid"}.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_public_key(key: object) -> PublicKey:
+    """
+    Return C{key} if it is an acceptable long-term public key, else raise
+    L{KeyFormatError} saying why.
+    """
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise KeyFormatError(
+                f"unsupported elliptic curve {key.curve.name}: only P-256 "
+                "(prime256v1) is accepted"
+            )
+        return key
+    if isinstance(key, rsa.RSAPublicKey):
+        bits = key.key_size
+        if bits < RSA_MIN_BITS:
+            raise KeyFormatError(
+                f"RSA key of {bits} bits is too weak: at least {RSA_MIN_BITS} bits "
+                "are required"
+            )
+        if bits > RSA_MAX_BITS:
+            raise KeyFormatError(
+                f"RSA key of {bits} bits is too large: at most {RSA_MAX_BITS} bits "
+                "are accepted"
+            )
+        if key.public_numbers().e != RSA_EXPONENT:
+            raise KeyFormatError(
+                f"RSA public exponent {key.public_numbers().e} is not accepted: "
+                f"only {RSA_EXPONENT} is"
+            )
+        return key
+    raise KeyFormatError(
+        f"unsupported key type {type(key).__name__}: use Ed25519, ECDSA P-256 "
+        "or RSA 2048-4096"
+    )
+
+
+def load_public_key(data: bytes) -> PublicKey:
+    """
+    Load a PEM C{SubjectPublicKeyInfo} public key (what C{openssl pkey -pubout}
+    and C{openssl rsa -pubout} write) and check it with L{check_public_key}.
+    """
+    if b"PRIVATE KEY" in data:
+        raise KeyFormatError(
+            "this is a private key: register the public key instead "
+            "(openssl pkey -in KEY -pubout)"
+        )
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise KeyFormatError(f"not a PEM public key ({e})") from None
+    return check_public_key(key)
+
+
+def load_public_key_der(data: bytes) -> PublicKey:
+    """
+    Load a DER C{SubjectPublicKeyInfo} and check it with L{check_public_key}.
+    """
+    try:
+        key = serialization.load_der_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise KeyFormatError(f"not a DER public key ({e})") from None
+    return check_public_key(key)
+
+
+def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
+    """
+    Load a PEM private key (PKCS#8, or the traditional formats C{openssl}
+    writes), decrypting it with C{passphrase} if it is encrypted.
+
+    @raise WrongPassphrase: the key is encrypted and C{passphrase} is missing
+        or wrong.
+    @raise KeyFormatError: anything else wrong with it.
+    """
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError:
+        if passphrase is None:
+            raise WrongPassphrase("the private key is encrypted: a passphrase is needed") from None
+        raise WrongPassphrase("the private key is not encrypted, but a passphrase was given") from None
+    except ValueError as e:
+        if passphrase is not None and b"ENCRYPTED" in data:
+            raise WrongPassphrase("wrong passphrase for the private key") from None
+        raise KeyFormatError(f"not a PEM private key ({e})") from None
+    except UnsupportedAlgorithm as e:
+        raise KeyFormatError(f"unsupported private key ({e})") from None
+    check_public_key(key.public_key())
+    return key  # type: ignore[return-value]
+
+
+def public_key_der(key: PublicKey) -> bytes:
+    """
+    The DER C{SubjectPublicKeyInfo} encoding of C{key}.
+    """
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_key_pem(key: PublicKey) -> bytes:
+    """
+    The PEM C{SubjectPublicKeyInfo} encoding of C{key}.
+    """
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def private_key_pem(key: PrivateKey, passphrase: bytes | None) -> bytes:
+    """
+    The PKCS#8 PEM encoding of C{key}, encrypted with C{passphrase} when one
+    is given (the best encryption the library offers).
+    """
+    encryption: serialization.KeySerializationEncryption
+    if passphrase:
+        encryption = serialization.BestAvailableEncryption(passphrase)
+    else:
+        encryption = serialization.NoEncryption()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+def fingerprint(key: PublicKey) -> str:
+    """
+    A fingerprint people can compare out of band: C{SHA256:} and the unpadded
+    base64 of the SHA-256 of the DER C{SubjectPublicKeyInfo}, as OpenSSH
+    prints them.
+    """
+    digest = hashlib.sha256(public_key_der(key)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def describe(key: PublicKey) -> str:
+    """
+    A short name for the type of C{key}: C{ed25519}, C{ecdsa-p256},
+    C{rsa-3072}.
+    """
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ecdsa-p256"
+    return f"rsa-{key.key_size}"
+
+
+def scheme_for(key: PublicKey) -> int:
+    """
+    The one signature scheme that goes with C{key}.
+    """
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return ED25519
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return ECDSA_P256_SHA256
+    return RSA_PSS_SHA256
+
+
+def sign(key: PrivateKey, message: bytes) -> tuple[int, bytes]:
+    """
+    Sign C{message} with C{key}; return the scheme and the signature.  ECDSA
+    signatures are normalised to the low-S form that L{verify} demands.
+    """
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return ED25519, key.sign(message)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+        if s > _P256_ORDER // 2:
+            s = _P256_ORDER - s
+        return ECDSA_P256_SHA256, encode_dss_signature(r, s)
+    return RSA_PSS_SHA256, key.sign(message, _PSS, hashes.SHA256())
+
+
+def verify(key: PublicKey, scheme: int, signature: bytes, message: bytes) -> None:
+    """
+    Check that C{signature} is C{key}'s signature of C{message} under
+    C{scheme}.
+
+    @raise SignatureError: the scheme does not belong to the key, an ECDSA
+        signature is not strict DER with 0 < r, 0 < s <= n/2, or the
+        signature is simply wrong.
+    """
+    expected = scheme_for(key)
+    if scheme != expected:
+        raise SignatureError(
+            "scheme-mismatch",
+            f"signature scheme 0x{scheme:04x} does not match the {describe(key)} key",
+        )
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, message)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            _check_canonical_ecdsa(signature)
+            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        else:
+            key.verify(signature, message, _PSS, hashes.SHA256())
+    except InvalidSignature:
+        raise SignatureError("invalid", "signature does not verify") from None
+
+
+def _check_canonical_ecdsa(signature: bytes) -> None:
+    try:
+        r, s = decode_dss_signature(signature)
+    except ValueError:
+        raise SignatureError("non-canonical", "ECDSA signature is not valid DER") from None
+    if not (0 < r < _P256_ORDER and 0 < s <= _P256_ORDER // 2):
+        raise SignatureError(
+            "non-canonical", "ECDSA signature values out of range or high-S"
+        )
+    if encode_dss_signature(r, s) != signature:
+        raise SignatureError("non-canonical", "ECDSA signature is not strict DER")

@@ -1,0 +1,1 @@
+"""Tests for securechat, run with C{trial tests}."""
