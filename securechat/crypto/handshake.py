@@ -1,0 +1,597 @@
+# -*- test-case-name: tests.test_handshake -*-
+"""
+The signed ephemeral Diffie-Hellman handshake and the connection it opens,
+as a sans-IO state machine: bytes in, events out; L{Connection.data_to_send}
+gives the bytes to write.  No sockets, no clocks, no Twisted.
+
+The same machine serves both contexts of docs/protocol.rst:
+
+  - C{CLIENT_SERVER}: a client (initiator) and the relay (responder); the
+    relay proves itself with a certificate chain and stapled CRL, the client
+    with its registered user key.
+  - C{END_TO_END}: two clients through the relay; both prove themselves with
+    their user keys.
+
+Flow (SIGMA-I; the initiator's identity travels encrypted)::
+
+    initiator                                   responder
+    HELLO(nonce, key share, suite offer)  -->
+                                          <--   HELLO_REPLY(nonce, key share, suite)
+                                          <--   {AUTH(identity, signature, finished)}hs_r
+    {AUTH(identity, signature, finished)}hs_i -->
+    {application records}ap_i             <->   {application records}ap_r
+
+States and what each accepts (the one transition table is L{_ACCEPTS}):
+
+    START        initiator, before initiate()       nothing
+    WAIT_HELLO   responder                          HELLO, ALERT
+    WAIT_REPLY   initiator                          HELLO_REPLY, ALERT
+    WAIT_AUTH    both                               RECORD(AUTH), ALERT
+    WAIT_VERIFY  both, peer identity being checked  (input held back)
+    ESTABLISHED  both                               RECORD(any registered message);
+                                                    ALERT in the clear only for the initiator,
+                                                    before the first application record
+    CLOSED       peer or we closed cleanly          nothing
+    FAILED       terminal error                     nothing
+
+Anything else in a state is C{unexpected-message}.  Once FAILED, the
+connection stays failed.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives import serialization
+
+from securechat.crypto import keys
+from securechat.crypto.records import RecordOpener, RecordSealer
+from securechat.crypto.schedule import (
+    HASH_LENGTH,
+    expand_label,
+    finished_mac,
+    handshake_secret,
+    sha256,
+    signature_content,
+)
+from securechat.crypto.suites import DEFAULT_OFFER, SUITES, Suite
+from securechat.errors import (
+    Alert as AlertCode,
+    LocalProtocolError,
+    PeerAlert,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from securechat.wire.framing import FrameDecoder
+from securechat.wire.messages import (
+    ALERT,
+    AUTH,
+    HELLO,
+    HELLO_REPLY,
+    PING,
+    PROTOCOL_VERSION,
+    RECORD,
+    CORE_MESSAGES,
+    Alert,
+    Auth,
+    CertificateIdentity,
+    Hello,
+    HelloReply,
+    Identity,
+    Message,
+    Pong,
+    Registry,
+    UserIdentity,
+    encode_frame_message,
+    encode_inner,
+    parse_frame,
+    split_inner,
+)
+
+CLIENT_SERVER = 1
+END_TO_END = 2
+
+#: Records per traffic secret before both sides ratchet it (docs/protocol.rst,
+#: "Key update").  End-to-end chats ratchet on every record.
+REKEY_INTERVAL = {CLIENT_SERVER: 2**20, END_TO_END: 1}
+
+DEFAULT_MAX_HANDSHAKE_FRAME = 16 * 1024
+DEFAULT_MAX_FRAME = 64 * 1024
+
+
+class Role(enum.Enum):
+    INITIATOR = "initiator"
+    RESPONDER = "responder"
+
+
+class State(enum.Enum):
+    START = "START"
+    WAIT_HELLO = "WAIT_HELLO"
+    WAIT_REPLY = "WAIT_REPLY"
+    WAIT_AUTH = "WAIT_AUTH"
+    WAIT_VERIFY = "WAIT_VERIFY"
+    ESTABLISHED = "ESTABLISHED"
+    CLOSED = "CLOSED"
+    FAILED = "FAILED"
+
+
+#: The transition table: which frame types each state accepts.
+_ACCEPTS: dict[State, frozenset[int]] = {
+    State.START: frozenset(),
+    State.WAIT_HELLO: frozenset({HELLO, ALERT}),
+    State.WAIT_REPLY: frozenset({HELLO_REPLY, ALERT}),
+    State.WAIT_AUTH: frozenset({RECORD, ALERT}),
+    State.WAIT_VERIFY: frozenset(),
+    State.ESTABLISHED: frozenset({RECORD, ALERT}),
+    State.CLOSED: frozenset(),
+    State.FAILED: frozenset(),
+}
+
+_FRAME_TYPES = frozenset({HELLO, HELLO_REPLY, ALERT, RECORD})
+
+
+@dataclass(frozen=True)
+class Config:
+    """
+    Everything one side of a connection needs.
+
+    @ivar identity: what we send to prove who we are; the private key must
+        belong to it (the server certificate's key, or the user's key).
+    @ivar registry: the inner messages the application speaks, on top of
+        L{CORE_MESSAGES}.
+    @ivar random: source of nonces and ephemeral keys; tests inject a fixed
+        one to reproduce the vectors of docs/protocol.rst.
+    @ivar rekey_interval: records per traffic secret; C{None} means the
+        value the specification fixes for the context.  Both sides must agree.
+    """
+
+    context: int
+    role: Role
+    private_key: keys.PrivateKey
+    identity: Identity
+    suites: tuple[int, ...] = DEFAULT_OFFER
+    registry: Registry = CORE_MESSAGES
+    max_handshake_frame: int = DEFAULT_MAX_HANDSHAKE_FRAME
+    max_frame: int = DEFAULT_MAX_FRAME
+    max_held: int = DEFAULT_MAX_FRAME * 2
+    random: Callable[[int], bytes] = field(default=os.urandom, repr=False)
+    rekey_interval: int | None = None
+
+
+@dataclass(frozen=True)
+class PeerIdentityReceived:
+    """
+    The peer claimed C{identity}, and its Finished MAC is good.  Decide
+    whether to trust it, then call L{Connection.accept_peer} with its public
+    key or L{Connection.reject_peer}.  Input is held back meanwhile.
+    """
+
+    identity: Identity
+
+
+@dataclass(frozen=True)
+class HandshakeComplete:
+    """
+    Both sides are authenticated; application messages may flow.
+    """
+
+    peer: Identity
+    suite: Suite
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """
+    An application message arrived, authenticated and in order.
+    """
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class ConnectionClosed:
+    """
+    The peer closed the connection cleanly (CLOSE_NOTIFY).
+    """
+
+
+@dataclass(frozen=True)
+class ConnectionFailed:
+    """
+    The connection failed; C{error} says why.  Always the last event; the
+    alert for the peer is already in L{Connection.data_to_send}.
+    """
+
+    error: ProtocolError
+
+
+Event = Union[PeerIdentityReceived, HandshakeComplete, MessageReceived, ConnectionClosed, ConnectionFailed]
+
+_HANDSHAKE_MESSAGES = Registry([Auth])
+
+
+class Connection:
+    """
+    One side of one connection, in either role and either context.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state = State.START if config.role is Role.INITIATOR else State.WAIT_HELLO
+        self.suite: Suite | None = None
+        self.peer_identity: Identity | None = None
+        self.peer_key: keys.PublicKey | None = None
+        self.error: ProtocolError | None = None
+        self._decoder = FrameDecoder(config.max_handshake_frame)
+        self._registry = CORE_MESSAGES.extend(
+            cls for cls in config.registry.classes() if cls.TYPE not in CORE_MESSAGES
+        )
+        self._interval = config.rekey_interval or REKEY_INTERVAL[config.context]
+        self._out: list[bytes] = []
+        self._transcript = bytearray()
+        self._ephemeral: X25519PrivateKey | None = None
+        self._key_share = b""
+        self._hs_secret: bytes | None = None
+        self._hs_send: bytes | None = None
+        self._hs_recv: bytes | None = None
+        self._pending_auth: Auth | None = None
+        self._sealer: RecordSealer | None = None
+        self._opener: RecordOpener | None = None
+        self._peer_app_seen = False
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def is_initiator(self) -> bool:
+        return self.config.role is Role.INITIATOR
+
+    def initiate(self) -> None:
+        """
+        Initiator only: queue the HELLO.
+        """
+        if self.state is not State.START:
+            raise LocalProtocolError("unexpected-message", "initiate() called twice or by a responder")
+        hello = Hello(
+            PROTOCOL_VERSION,
+            self.config.context,
+            self.config.random(32),
+            self._new_key_share(),
+            tuple(self.config.suites),
+        )
+        frame = encode_frame_message(hello)
+        self._transcript += frame
+        self._out.append(frame)
+        self.state = State.WAIT_REPLY
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """
+        Feed received bytes; return what happened.  Data arriving after the
+        connection closed or failed is ignored.
+        """
+        if self.state in (State.FAILED, State.CLOSED):
+            return []
+        self._decoder.feed(data)
+        if self.state is State.WAIT_VERIFY:
+            if self._decoder.buffered > self.config.max_held:
+                return [self._fail(RemoteProtocolError(
+                    "limit-exceeded", "too much data while the peer identity is checked"))]
+            return []
+        return self._process()
+
+    def accept_peer(self, public_key: keys.PublicKey) -> list[Event]:
+        """
+        The identity from L{PeerIdentityReceived} belongs to C{public_key}:
+        check the peer's signature, finish the handshake, and process any
+        input held back meanwhile.
+        """
+        if self.state is not State.WAIT_VERIFY or self._pending_auth is None:
+            raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
+        auth = self._pending_auth
+        self._pending_auth = None
+        events: list[Event] = []
+        try:
+            self._verify_signature(auth, public_key)
+            self._transcript += auth.encode_body()
+            if self.is_initiator:
+                self._send_auth()
+            self._enter_established(public_key, auth.identity, events)
+        except ProtocolError as e:
+            events.append(self._fail(e))
+            return events
+        events.extend(self._process())
+        return events
+
+    def reject_peer(self, code: str, detail: str | None = None) -> list[Event]:
+        """
+        The identity from L{PeerIdentityReceived} is not trusted: fail with
+        C{code} (for example C{unknown-user}, C{revoked-user},
+        C{bad-certificate}).
+        """
+        if self.state is not State.WAIT_VERIFY:
+            raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
+        self._pending_auth = None
+        return [self._fail(RemoteProtocolError(code, detail))]
+
+    def send(self, *messages: Message) -> None:
+        """
+        Seal C{messages} into one record (several messages share its AEAD
+        and framing cost).
+        """
+        if self.state is not State.ESTABLISHED or self._sealer is None:
+            raise LocalProtocolError("unexpected-message", f"cannot send in state {self.state.value}")
+        if not messages:
+            raise LocalProtocolError("empty-record", "send() needs at least one message")
+        self._out.append(self._sealer.seal(encode_inner(messages)))
+
+    def close(self, code: int = AlertCode.CLOSE_NOTIFY, reason: str = "") -> None:
+        """
+        Queue an alert and stop: CLOSE_NOTIFY for a clean end, or another
+        code (for example TIMEOUT) when the application gives up.
+        """
+        if self.state in (State.FAILED, State.CLOSED):
+            return
+        self._queue_alert(code, reason)
+        self.state = State.CLOSED if code == AlertCode.CLOSE_NOTIFY else State.FAILED
+
+    def data_to_send(self) -> bytes:
+        """
+        Everything queued for the peer since the last call.
+        """
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    # -- input processing ---------------------------------------------------
+
+    def _process(self) -> list[Event]:
+        events: list[Event] = []
+        try:
+            while self.state not in (State.WAIT_VERIFY, State.CLOSED, State.FAILED):
+                frame = self._decoder.next_frame()
+                if frame is None:
+                    break
+                self._handle_frame(frame, events)
+        except ProtocolError as e:
+            events.append(self._fail(e))
+        return events
+
+    def _handle_frame(self, frame: bytes, events: list[Event]) -> None:
+        ftype = frame[4]
+        if ftype not in _FRAME_TYPES:
+            raise RemoteProtocolError("unknown-type", f"unknown frame type 0x{ftype:02x}")
+        allowed = ftype in _ACCEPTS[self.state]
+        if ftype == ALERT and self.state is State.ESTABLISHED:
+            # The responder's handshake ends after ours: until its first
+            # application record arrives, its failure alert is in the clear.
+            allowed = self.is_initiator and not self._peer_app_seen
+        if not allowed:
+            raise RemoteProtocolError(
+                "unexpected-message", f"frame type 0x{ftype:02x} in state {self.state.value}"
+            )
+        if ftype == RECORD:
+            self._handle_record(frame, events)
+        elif ftype == ALERT:
+            self._handle_alert(parse_frame(frame, Alert), events)
+        elif ftype == HELLO:
+            self._handle_hello(frame)
+        else:
+            self._handle_reply(frame)
+
+    def _handle_record(self, frame: bytes, events: list[Event]) -> None:
+        assert self._opener is not None
+        if self.state is State.WAIT_AUTH:
+            try:
+                plaintext = self._opener.open(frame)
+            except RemoteProtocolError as e:
+                if e.code == "bad-record-mac":
+                    raise RemoteProtocolError("bad-handshake-record") from None
+                raise
+            items = split_inner(plaintext)
+            if len(items) != 1 or items[0][0] != AUTH:
+                raise RemoteProtocolError(
+                    "unexpected-message", "handshake record must hold exactly one AUTH"
+                )
+            auth = _HANDSHAKE_MESSAGES.parse(AUTH, items[0][1])
+            assert isinstance(auth, Auth)
+            self._handle_auth(auth, events)
+            return
+        plaintext = self._opener.open(frame)
+        self._peer_app_seen = True
+        for code, body in split_inner(plaintext):
+            if code == AUTH:
+                raise RemoteProtocolError("unexpected-message", "AUTH after the handshake")
+            message = self._registry.parse(code, body)
+            if isinstance(message, Alert):
+                self._handle_alert(message, events)
+                return
+            if message.TYPE == PING:
+                self.send(Pong(message.data))  # type: ignore[attr-defined]
+                continue
+            events.append(MessageReceived(message))
+
+    def _handle_alert(self, alert: Alert, events: list[Event]) -> None:
+        if alert.code == AlertCode.CLOSE_NOTIFY:
+            self.state = State.CLOSED
+            events.append(ConnectionClosed())
+            return
+        error = PeerAlert(alert.code)
+        if alert.reason:
+            error.detail += f" ({alert.reason!r})"
+        self.error = error
+        self.state = State.FAILED
+        events.append(ConnectionFailed(error))
+
+    def _handle_hello(self, frame: bytes) -> None:
+        hello = parse_frame(frame, Hello)
+        if hello.version != PROTOCOL_VERSION:
+            raise RemoteProtocolError("unsupported-version", f"version {hello.version}")
+        if hello.context != self.config.context:
+            raise RemoteProtocolError(
+                "wrong-context", f"HELLO for context {hello.context}, this is {self.config.context}"
+            )
+        ours = set(self.config.suites)
+        chosen = next((s for s in hello.suites if s in ours and s in SUITES), None)
+        if chosen is None:
+            raise RemoteProtocolError("no-common-suite")
+        self.suite = SUITES[chosen]
+        reply = HelloReply(PROTOCOL_VERSION, self.config.random(32), self._new_key_share(), chosen)
+        shared = self._exchange(hello.key_share)
+        reply_frame = encode_frame_message(reply)
+        self._transcript += frame
+        self._transcript += reply_frame
+        self._start_handshake_keys(shared)
+        self._out.append(reply_frame)
+        self._send_auth()
+        self.state = State.WAIT_AUTH
+
+    def _handle_reply(self, frame: bytes) -> None:
+        reply = parse_frame(frame, HelloReply)
+        if reply.version != PROTOCOL_VERSION:
+            raise RemoteProtocolError("unsupported-version", f"version {reply.version}")
+        if reply.suite not in self.config.suites or reply.suite not in SUITES:
+            raise RemoteProtocolError("suite-not-offered", f"suite 0x{reply.suite:04x}")
+        self.suite = SUITES[reply.suite]
+        shared = self._exchange(reply.key_share)
+        self._transcript += frame
+        self._start_handshake_keys(shared)
+        self.state = State.WAIT_AUTH
+
+    def _handle_auth(self, auth: Auth, events: list[Event]) -> None:
+        self._check_identity_kind(auth.identity)
+        assert self._hs_recv is not None
+        expected = finished_mac(
+            self._hs_recv,
+            sha256(bytes(self._transcript) + auth.identity_bytes() + auth.signature_bytes()),
+        )
+        if not hmac.compare_digest(expected, auth.finished):
+            raise RemoteProtocolError("bad-finished")
+        self._pending_auth = auth
+        self.state = State.WAIT_VERIFY
+        events.append(PeerIdentityReceived(auth.identity))
+
+    def _check_identity_kind(self, identity: Identity) -> None:
+        if self.config.context == CLIENT_SERVER and self.is_initiator:
+            wanted: type = CertificateIdentity
+        else:
+            wanted = UserIdentity
+        if not isinstance(identity, wanted):
+            raise RemoteProtocolError(
+                "wrong-identity-kind", f"expected {wanted.__name__}, got {type(identity).__name__}"
+            )
+
+    def _verify_signature(self, auth: Auth, public_key: keys.PublicKey) -> None:
+        peer_role = b"responder" if self.is_initiator else b"initiator"
+        content = signature_content(
+            self.config.context, peer_role,
+            sha256(bytes(self._transcript) + auth.identity_bytes()),
+        )
+        try:
+            keys.verify(public_key, auth.scheme, auth.signature, content)
+        except keys.SignatureError as e:
+            raise RemoteProtocolError("bad-signature", f"peer signature: {e}") from None
+
+    # -- key schedule steps -------------------------------------------------
+
+    def _new_key_share(self) -> bytes:
+        self._ephemeral = X25519PrivateKey.from_private_bytes(self.config.random(32))
+        self._key_share = self._ephemeral.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return self._key_share
+
+    def _exchange(self, peer_share: bytes) -> bytes:
+        assert self._ephemeral is not None
+        if hmac.compare_digest(peer_share, self._key_share):
+            raise RemoteProtocolError("reflected-key-share")
+        try:
+            shared = self._ephemeral.exchange(X25519PublicKey.from_public_bytes(peer_share))
+        except ValueError:
+            raise RemoteProtocolError("bad-key-share") from None
+        finally:
+            # Forward secrecy: the ephemeral secret is used exactly once.
+            self._ephemeral = None
+        return shared
+
+    def _start_handshake_keys(self, shared: bytes) -> None:
+        assert self.suite is not None
+        hs = handshake_secret(self.config.context, shared)
+        th = sha256(bytes(self._transcript))
+        hs_i = expand_label(hs, b"i hs traffic", th, HASH_LENGTH)
+        hs_r = expand_label(hs, b"r hs traffic", th, HASH_LENGTH)
+        self._hs_secret = hs
+        if self.is_initiator:
+            self._hs_send, self._hs_recv = hs_i, hs_r
+        else:
+            self._hs_send, self._hs_recv = hs_r, hs_i
+        # Handshake records never reach a key update: one record each way.
+        self._sealer = RecordSealer(self.suite, self._hs_send, self._interval)
+        self._opener = RecordOpener(self.suite, self._hs_recv, self._interval)
+
+    def _send_auth(self) -> None:
+        assert self._sealer is not None and self._hs_send is not None
+        role = b"initiator" if self.is_initiator else b"responder"
+        identity_bytes = self.config.identity.encode()
+        content = signature_content(
+            self.config.context, role, sha256(bytes(self._transcript) + identity_bytes)
+        )
+        scheme, signature = keys.sign(self.config.private_key, content)
+        partial = Auth(self.config.identity, scheme, signature, b"")
+        finished = finished_mac(
+            self._hs_send,
+            sha256(bytes(self._transcript) + identity_bytes + partial.signature_bytes()),
+        )
+        auth = Auth(self.config.identity, scheme, signature, finished)
+        self._transcript += auth.encode_body()
+        self._out.append(self._sealer.seal(encode_inner([auth])))
+
+    def _enter_established(
+        self, public_key: keys.PublicKey, identity: Identity, events: list[Event]
+    ) -> None:
+        assert self.suite is not None and self._hs_secret is not None
+        th = sha256(bytes(self._transcript))
+        ap_i = expand_label(self._hs_secret, b"i ap traffic", th, HASH_LENGTH)
+        ap_r = expand_label(self._hs_secret, b"r ap traffic", th, HASH_LENGTH)
+        send, recv = (ap_i, ap_r) if self.is_initiator else (ap_r, ap_i)
+        self._sealer = RecordSealer(self.suite, send, self._interval)
+        self._opener = RecordOpener(self.suite, recv, self._interval)
+        self._hs_secret = self._hs_send = self._hs_recv = None
+        self._transcript = bytearray()
+        self.peer_identity = identity
+        self.peer_key = public_key
+        self.state = State.ESTABLISHED
+        self._decoder.max_length = self.config.max_frame
+        events.append(HandshakeComplete(identity, self.suite))
+
+    # -- failure ------------------------------------------------------------
+
+    def _queue_alert(self, code: int, reason: str) -> None:
+        alert = Alert(code, reason)
+        if self.state is State.ESTABLISHED and self._sealer is not None:
+            try:
+                self._out.append(self._sealer.seal(encode_inner([alert])))
+            except LocalProtocolError:
+                pass  # counter exhausted: nothing more can be sealed
+        else:
+            self._out.append(encode_frame_message(alert))
+
+    def _fail(self, error: ProtocolError) -> ConnectionFailed:
+        self.error = error
+        reason = "" if error.alert == AlertCode.HANDSHAKE_FAILED else error.detail
+        self._queue_alert(error.alert, reason)
+        self.state = State.FAILED
+        self._pending_auth = None
+        self._hs_secret = self._hs_send = self._hs_recv = None
+        self._ephemeral = None
+        return ConnectionFailed(error)
+
+
+__all__ = [
+    "CLIENT_SERVER", "END_TO_END", "Config", "Connection", "ConnectionClosed",
+    "ConnectionFailed", "Event", "HandshakeComplete", "MessageReceived",
+    "PeerIdentityReceived", "Role", "State",
+]

@@ -1,0 +1,129 @@
+# -*- test-case-name: tests.test_records -*-
+"""
+The record channel: AEAD records with explicit 64-bit counters.
+
+One direction of a connection is a L{RecordSealer} on one side and a
+L{RecordOpener} on the other, both made from the same traffic secret.  A
+record frame is::
+
+    uint32 length | uint8 type = 0x17 | uint64 counter | ciphertext || tag
+
+and the first 13 bytes (length, type, counter) are the associated data.  The
+nonce is the traffic IV XOR the counter (left-padded to 12 bytes), as in TLS
+1.3.  The opener accepts only the very next counter: a smaller one is a
+replay, a larger one means a record was dropped or reordered.
+
+Every C{rekey_interval} records both sides replace the traffic secret with
+L{next_traffic_secret} of it and forget the old one.  With an interval of 1
+(end-to-end chats) every record has its own key, and a key captured later
+cannot open earlier records.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from cryptography.exceptions import InvalidTag
+
+from securechat.crypto.schedule import next_traffic_secret, traffic_keys
+from securechat.crypto.suites import AEAD, Suite
+from securechat.errors import LocalProtocolError, RemoteProtocolError
+
+RECORD = 0x17
+HEADER = struct.Struct(">IBQ")
+HEADER_LENGTH = HEADER.size  # 13
+#: The largest counter a record may carry; a channel that reaches it closes.
+COUNTER_LIMIT = 2**64 - 1
+
+
+class _Direction:
+    """
+    The state shared by a sealer and an opener: suite, secret, AEAD, IV and
+    counter, and the ratchet.
+    """
+
+    __slots__ = ("suite", "counter", "rekey_interval", "_secret", "_aead", "_iv")
+
+    def __init__(self, suite: Suite, secret: bytes, rekey_interval: int) -> None:
+        if rekey_interval < 1:
+            raise ValueError("rekey_interval must be at least 1")
+        self.suite = suite
+        self.counter = 0
+        self.rekey_interval = rekey_interval
+        self._secret = secret
+        self._aead: AEAD
+        self._iv: int
+        self._install()
+
+    def _install(self) -> None:
+        key, iv = traffic_keys(self.suite, self._secret)
+        self._aead = self.suite.factory(key)
+        self._iv = int.from_bytes(iv, "big")
+
+    def _nonce(self) -> bytes:
+        return (self._iv ^ self.counter).to_bytes(12, "big")
+
+    def _advance(self) -> None:
+        self.counter += 1
+        if self.counter % self.rekey_interval == 0:
+            self._secret = next_traffic_secret(self._secret)
+            self._install()
+
+
+class RecordSealer(_Direction):
+    """
+    Seals plaintexts into record frames for one direction.
+    """
+
+    __slots__ = ()
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """
+        Return the whole record frame for C{plaintext}.
+
+        @raise LocalProtocolError: the counter limit is reached; the
+            connection must be closed.
+        """
+        if self.counter >= COUNTER_LIMIT:
+            raise LocalProtocolError("record-limit", "send counter exhausted")
+        length = 1 + 8 + len(plaintext) + self.suite.tag_length
+        header = HEADER.pack(length, RECORD, self.counter)
+        ciphertext = self._aead.encrypt(self._nonce(), plaintext, header)
+        self._advance()
+        return header + ciphertext
+
+
+class RecordOpener(_Direction):
+    """
+    Opens record frames for one direction, in strict counter order.
+    """
+
+    __slots__ = ()
+
+    def open(self, frame: bytes) -> bytes:
+        """
+        Check and decrypt one whole record frame (header included).
+
+        @raise RemoteProtocolError: C{record-replayed}, C{record-gap},
+            C{record-limit}, C{truncated} or C{bad-record-mac}.
+        """
+        if len(frame) < HEADER_LENGTH + self.suite.tag_length:
+            raise RemoteProtocolError("truncated", "record shorter than header and tag")
+        counter = HEADER.unpack_from(frame)[2]
+        if counter != self.counter:
+            if counter < self.counter:
+                raise RemoteProtocolError(
+                    "record-replayed", f"record counter {counter}, expected {self.counter}"
+                )
+            raise RemoteProtocolError(
+                "record-gap", f"record counter {counter}, expected {self.counter}"
+            )
+        if counter >= COUNTER_LIMIT:
+            raise RemoteProtocolError("record-limit", "peer exhausted its counter")
+        header = frame[:HEADER_LENGTH]
+        try:
+            plaintext = self._aead.decrypt(self._nonce(), frame[HEADER_LENGTH:], header)
+        except InvalidTag:
+            raise RemoteProtocolError("bad-record-mac", f"record {counter} failed authentication") from None
+        self._advance()
+        return plaintext

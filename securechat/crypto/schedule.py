@@ -1,0 +1,95 @@
+# -*- test-case-name: tests.test_handshake -*-
+"""
+The key schedule: HKDF-SHA256 with labels, as in TLS 1.3 but with our own
+label prefix so no key here can be confused with a TLS key.
+
+  HKDF-Expand-Label(Secret, Label, Context, Length) =
+      HKDF-Expand(Secret, HkdfLabel, Length)
+  HkdfLabel = uint16 Length || uint8 len(L) || L || uint8 len(Context) || Context
+  where L = "sc1 " + Label
+
+docs/protocol.rst, "Key schedule", lists every label and where it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from securechat.crypto.suites import Suite
+
+HASH_LENGTH = 32
+LABEL_PREFIX = b"sc1 "
+
+#: The context names that domain-separate every key and signature.
+CONTEXT_NAMES = {1: b"client-server", 2: b"end-to-end"}
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    """
+    HKDF-Extract with SHA-256 (RFC 5869 section 2.2): HMAC(salt, IKM).
+    """
+    return hmac.new(salt, ikm, hashlib.sha256).digest()
+
+
+def expand_label(secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    """
+    HKDF-Expand-Label as defined in this module's docstring.
+    """
+    full = LABEL_PREFIX + label
+    info = length.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((len(context),)) + context
+    return HKDFExpand(hashes.SHA256(), length, info).derive(secret)
+
+
+def handshake_secret(context: int, shared: bytes) -> bytes:
+    """
+    The handshake secret: HKDF-Extract(salt=SHA-256("securechat/1 " + context
+    name), IKM=X25519 shared secret).
+    """
+    return hkdf_extract(sha256(b"securechat/1 " + CONTEXT_NAMES[context]), shared)
+
+
+def traffic_keys(suite: Suite, secret: bytes) -> tuple[bytes, bytes]:
+    """
+    The AEAD key and IV for one direction from its traffic secret.
+    """
+    return (
+        expand_label(secret, b"key", b"", suite.key_length),
+        expand_label(secret, b"iv", b"", suite.nonce_length),
+    )
+
+
+def next_traffic_secret(secret: bytes) -> bytes:
+    """
+    The next traffic secret after a key update (one-way: the old secret cannot
+    be computed from the new one).
+    """
+    return expand_label(secret, b"traffic upd", b"", HASH_LENGTH)
+
+
+def finished_mac(base_secret: bytes, transcript_hash: bytes) -> bytes:
+    """
+    The Finished value: HMAC-SHA256(HKDF-Expand-Label(base, "finished", "",
+    32), transcript hash).
+    """
+    key = expand_label(base_secret, b"finished", b"", HASH_LENGTH)
+    return hmac.new(key, transcript_hash, hashlib.sha256).digest()
+
+
+def signature_content(context: int, role: bytes, transcript_hash: bytes) -> bytes:
+    """
+    What a handshake signature covers: "securechat/1 ", the context name, a
+    space, the signer's role ("initiator" or "responder"), " signature", a zero
+    byte, and the transcript hash.
+    """
+    return (
+        b"securechat/1 " + CONTEXT_NAMES[context] + b" " + role + b" signature\x00"
+        + transcript_hash
+    )

@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+Length-prefixed frames.
+
+A frame is C{uint32 length | uint8 type | payload}; C{length} counts the type
+byte and the payload, so it is at least 1.  L{FrameDecoder} checks the
+announced length against its maximum as soon as the four length bytes have
+arrived, before buffering any of the body, so an oversized frame is refused
+without waiting for (or storing) it.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from securechat.errors import RemoteProtocolError
+
+LENGTH = struct.Struct(">I")
+LENGTH_SIZE = LENGTH.size
+
+
+def encode_frame(frame_type: int, payload: bytes) -> bytes:
+    """
+    The bytes of one frame.
+    """
+    return LENGTH.pack(1 + len(payload)) + bytes((frame_type,)) + payload
+
+
+class FrameDecoder:
+    """
+    Splits a byte stream into whole frames.
+
+    @ivar max_length: the largest C{length} field accepted; it may be changed
+        between frames (the connection raises it after the handshake).
+    """
+
+    __slots__ = ("max_length", "_buffer")
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        """
+        Add received bytes.
+        """
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """
+        How many bytes are held, not yet returned as frames.
+        """
+        return len(self._buffer)
+
+    def next_frame(self) -> bytes | None:
+        """
+        Return the next whole frame (length field included), or C{None} if it
+        has not fully arrived.
+
+        @raise RemoteProtocolError: C{empty-frame} for a zero length,
+            C{frame-too-large} for a length above L{max_length}, raised as
+            soon as the length field is complete.
+        """
+        buffer = self._buffer
+        if len(buffer) < LENGTH_SIZE:
+            return None
+        length = LENGTH.unpack_from(buffer)[0]
+        if length == 0:
+            raise RemoteProtocolError("empty-frame")
+        if length > self.max_length:
+            raise RemoteProtocolError(
+                "frame-too-large",
+                f"frame length {length} exceeds the maximum {self.max_length}",
+            )
+        end = LENGTH_SIZE + length
+        if len(buffer) < end:
+            return None
+        frame = bytes(buffer[:end])
+        del buffer[:end]
+        return frame
