@@ -228,9 +228,7 @@ class Connection:
         self.peer_key: keys.PublicKey | None = None
         self.error: ProtocolError | None = None
         self._decoder = FrameDecoder(config.max_handshake_frame)
-        self._registry = CORE_MESSAGES.extend(
-            cls for cls in config.registry.classes() if cls.TYPE not in CORE_MESSAGES
-        )
+        self._registry = CORE_MESSAGES.extend(config.registry.classes())
         self._interval = config.rekey_interval or REKEY_INTERVAL[config.context]
         self._out: list[bytes] = []
         self._transcript = bytearray()

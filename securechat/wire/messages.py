@@ -271,7 +271,12 @@ class Registry:
         return list(self._by_type.values())
 
     def extend(self, classes: Iterable[type]) -> Registry:
-        return Registry(self.classes() + list(classes))
+        """
+        A new registry with C{classes} added; a class already present is
+        skipped, another class for a taken type is an error.
+        """
+        mine = self.classes()
+        return Registry(mine + [cls for cls in classes if cls not in mine])
 
     def __contains__(self, code: int) -> bool:
         return code in self._by_type

@@ -1,0 +1,53 @@
+"""
+Tests that the project's promises about itself stay true: the README's test
+command is the one CI runs, and the protocol core imports no Twisted.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+from twisted.trial import unittest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _command_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if "twisted.trial tests" in line]
+
+
+class PromiseTests(unittest.TestCase):
+    """
+    The README, CI and the layout agree.
+    """
+
+    def test_ciRunsReadmeTestCommand(self) -> None:
+        """
+        The test command in README.rst appears verbatim in .ci/run.
+        """
+        readme = _command_lines((ROOT / "README.rst").read_text())
+        ci = _command_lines((ROOT / ".ci" / "run").read_text())
+        self.assertEqual(len(readme), 1)
+        self.assertEqual(readme, ci)
+
+    def test_coreImportsNoTwisted(self) -> None:
+        """
+        Nothing under securechat/wire or securechat/crypto imports Twisted
+        or does socket IO.
+        """
+        forbidden = ("twisted", "socket", "asyncio", "select")
+        for package in ("wire", "crypto"):
+            for path in (ROOT / "securechat" / package).glob("*.py"):
+                tree = ast.parse(path.read_text())
+                for node in ast.walk(tree):
+                    names: list[str] = []
+                    if isinstance(node, ast.Import):
+                        names = [a.name for a in node.names]
+                    elif isinstance(node, ast.ImportFrom) and node.module:
+                        names = [node.module]
+                    for name in names:
+                        self.assertFalse(
+                            name.split(".")[0] in forbidden,
+                            f"{path.name} imports {name}",
+                        )
