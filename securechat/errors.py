@@ -81,6 +81,9 @@ ERRORS: dict[str, tuple[Alert, str]] = {
     "connection-closed": (Alert.CLOSE_NOTIFY, "connection closed"),
     "timeout": (Alert.TIMEOUT, "timed out"),
     "limit-exceeded": (Alert.LIMIT_EXCEEDED, "limit exceeded"),
+    "access-revoked": (Alert.ACCESS_REVOKED, "access revoked"),
+    "session-replaced": (Alert.SESSION_REPLACED, "logged in again elsewhere"),
+    "shutting-down": (Alert.SHUTTING_DOWN, "relay shutting down"),
     "internal-error": (Alert.INTERNAL_ERROR, "internal error"),
 }
 

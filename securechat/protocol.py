@@ -1,0 +1,316 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+The one Twisted protocol that drives the sans-IO core, for the relay and for
+the client alike.
+
+L{SecureChatProtocol} feeds received bytes to a
+L{securechat.crypto.handshake.Connection}, writes what it produces, enforces
+the handshake deadline, and hands the interesting events to a I{delegate}
+(an L{ISessionDelegate}): the relay's per-user session, or the client's.
+Deciding whether to trust the peer's identity is the delegate's job and may
+be asynchronous (return a L{Deferred}).
+
+On any protocol error the alert is written and the connection closed; if the
+peer does not let it close within C{abort_after} seconds it is aborted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Attribute, Interface
+
+from securechat.crypto import keys
+from securechat.crypto.handshake import (
+    Config,
+    Connection,
+    ConnectionClosed,
+    ConnectionFailed,
+    Event,
+    HandshakeComplete,
+    MessageReceived,
+    PeerIdentityReceived,
+    State,
+)
+from securechat.errors import Alert, LocalProtocolError, ProtocolError, RemoteProtocolError
+from securechat.wire.messages import Identity, Message, Ping, Pong
+
+
+class PeerRejected(Exception):
+    """
+    Raised (or failed with) by L{ISessionDelegate.verify_peer} to refuse an
+    identity; C{code} is one of the handshake error codes (C{unknown-user},
+    C{revoked-user}, C{bad-certificate}, C{peer-rejected}).
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class ISessionDelegate(Interface):
+    """
+    What a L{SecureChatProtocol} tells the application, and asks it.
+    """
+
+    protocol = Attribute("The L{SecureChatProtocol}, set before any call.")
+
+    def verify_peer(identity: Identity) -> Any:
+        """
+        Return the public key C{identity} must prove, or a L{Deferred}
+        firing with it; raise or fail with L{PeerRejected} to refuse.
+        """
+
+    def established(peer: Identity) -> None:
+        """
+        The handshake completed; C{peer} is authenticated.
+        """
+
+    def message_received(message: Message) -> None:
+        """
+        An authenticated application message arrived.
+        """
+
+    def connection_ended(reason: ProtocolError | None) -> None:
+        """
+        The session is over: C{None} after a clean close by either side,
+        else the error (ours or the peer's alert).  Called exactly once, as
+        soon as the session ends (the transport may take a little longer to
+        close).
+        """
+
+
+class SecureChatProtocol(Protocol):
+    """
+    Drives one L{Connection} over a Twisted transport.
+
+    @ivar connection: the sans-IO core.
+    @ivar delegate: the application side.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        delegate: Any,
+        clock: IReactorTime,
+        handshake_timeout: float = 10.0,
+        abort_after: float = 5.0,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self.config = config
+        self.delegate = delegate
+        self.clock = clock
+        self.handshake_timeout = handshake_timeout
+        self.abort_after = abort_after
+        self.idle_timeout = idle_timeout
+        self._idle: IDelayedCall | None = None
+        self._last_rx = 0.0
+        self.connection = Connection(config)
+        self._deadline: IDelayedCall | None = None
+        self._abort: IDelayedCall | None = None
+        self._ended = False
+        self._pending_verification: Deferred[Any] | None = None
+        self._producer: Any = None
+        self.error: ProtocolError | None = None
+        delegate.protocol = self
+
+    # -- Twisted callbacks --------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self._last_rx = self.clock.seconds()
+        self._deadline = self.clock.callLater(self.handshake_timeout, self._handshake_expired)
+        if self.connection.is_initiator:
+            self.connection.initiate()
+            self._flush()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._last_rx = self.clock.seconds()
+        self._handle(self.connection.receive_data(data))
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        self._cancel_timers()
+        if self._pending_verification is not None:
+            self._pending_verification.cancel()
+        if self.connection.state not in (State.CLOSED, State.FAILED):
+            self._end(RemoteProtocolError("connection-closed", "connection lost"))
+        else:
+            self._end(self.error)
+
+    # -- for the delegate ---------------------------------------------------
+
+    @property
+    def tcp(self) -> Any:
+        """
+        The transport, with the producer and abort methods every stream
+        transport has (C{ITransport} itself does not declare them).
+        """
+        return self.transport
+
+    @property
+    def established(self) -> bool:
+        return self.connection.state is State.ESTABLISHED
+
+    def send(self, *messages: Message) -> None:
+        """
+        Seal C{messages} into one record and write it.
+        """
+        self.connection.send(*messages)
+        self._flush()
+
+    def register_producer(self, producer: Any) -> None:
+        """
+        Register C{producer} (an C{IPushProducer}) with the transport; it is
+        unregistered when the connection closes.
+        """
+        assert self.transport is not None
+        self._producer = producer
+        self.tcp.registerProducer(producer, True)
+
+    def close(self) -> None:
+        """
+        End the connection cleanly (CLOSE_NOTIFY).
+        """
+        if self.connection.state in (State.CLOSED, State.FAILED):
+            return
+        self.connection.close()
+        self._flush()
+        self._disconnect()
+        self._end(None)
+
+    def terminate(self, code: str, detail: str | None = None) -> None:
+        """
+        End the connection for C{code} (an error code of
+        L{securechat.errors.ERRORS}, such as C{timeout}, C{limit-exceeded},
+        C{access-revoked}): the peer gets the matching alert with C{detail}
+        as its reason.
+        """
+        if self.connection.state in (State.CLOSED, State.FAILED):
+            return
+        self.error = LocalProtocolError(code, detail)
+        reason = "" if self.error.alert == Alert.HANDSHAKE_FAILED else self.error.detail
+        self.connection.close(self.error.alert, reason)
+        self._flush()
+        self._disconnect()
+        self._end(self.error)
+
+    # -- internals ----------------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, PeerIdentityReceived):
+                self._verify(event.identity)
+            elif isinstance(event, HandshakeComplete):
+                if self._deadline is not None and self._deadline.active():
+                    self._deadline.cancel()
+                self._deadline = None
+                self._flush()
+                if self.idle_timeout:
+                    self._idle = self.clock.callLater(self.idle_timeout / 2, self._idle_check)
+                self.delegate.established(event.peer)
+            elif isinstance(event, MessageReceived):
+                if not isinstance(event.message, Pong):  # liveness only
+                    self.delegate.message_received(event.message)
+            elif isinstance(event, ConnectionClosed):
+                self._flush()
+                self._disconnect()
+                self._end(None)
+            elif isinstance(event, ConnectionFailed):
+                self.error = event.error
+                self._flush()
+                self._disconnect()
+                self._end(event.error)
+            if self.connection.state is State.FAILED or self._ended:
+                break
+        self._flush()
+
+    def _verify(self, identity: Identity) -> None:
+        d = maybeDeferred(self.delegate.verify_peer, identity)
+        self._pending_verification = d
+
+        def accepted(key: keys.PublicKey) -> None:
+            self._pending_verification = None
+            if self.connection.state is State.WAIT_VERIFY:
+                self._handle(self.connection.accept_peer(key))
+
+        def rejected(failure: Failure) -> None:
+            self._pending_verification = None
+            if self.connection.state is not State.WAIT_VERIFY:
+                return None
+            if failure.check(PeerRejected):
+                error: PeerRejected = failure.value
+                self._handle(self.connection.reject_peer(error.code, error.detail))
+            else:
+                self._log.failure("verifying peer identity failed", failure)
+                self._handle(self.connection.reject_peer("peer-rejected", "verification error"))
+            return None
+
+        d.addCallbacks(accepted, rejected)
+        d.addErrback(lambda f: self._log.failure("handling a verified peer failed", f))
+
+    def _flush(self) -> None:
+        data = self.connection.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def _disconnect(self) -> None:
+        if self.transport is None:
+            return
+        if self._producer is not None:
+            # A transport with a registered producer does not close.
+            self._producer = None
+            self.tcp.unregisterProducer()
+        self.transport.loseConnection()
+        if self._abort is None and self.abort_after is not None:
+            self._abort = self.clock.callLater(self.abort_after, self._abort_now)
+
+    def _abort_now(self) -> None:
+        self._abort = None
+        if self.transport is not None:
+            self.tcp.abortConnection()
+
+    def _handshake_expired(self) -> None:
+        self._deadline = None
+        if self.connection.state is not State.ESTABLISHED:
+            self.terminate("timeout", "handshake not completed in time")
+
+    def _idle_check(self) -> None:
+        """
+        Keepalive: after half the idle timeout without traffic, PING; after
+        the whole of it, give up.
+        """
+        self._idle = None
+        assert self.idle_timeout is not None
+        now = self.clock.seconds()
+        quiet = now - self._last_rx
+        if quiet >= self.idle_timeout:
+            self.terminate("timeout", f"no traffic for {quiet:.0f} seconds")
+            return
+        if quiet >= self.idle_timeout / 2:
+            self.send(Ping(b""))
+            due = self._last_rx + self.idle_timeout
+        else:
+            due = self._last_rx + self.idle_timeout / 2
+        self._idle = self.clock.callLater(due - now, self._idle_check)
+
+    def _cancel_timers(self) -> None:
+        for call in (self._deadline, self._abort, self._idle):
+            if call is not None and call.active():
+                call.cancel()
+        self._deadline = self._abort = self._idle = None
+
+    def _end(self, error: ProtocolError | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.delegate.connection_ended(error)
+
+
+ProtocolFactory = Callable[[], SecureChatProtocol]

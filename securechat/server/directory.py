@@ -1,0 +1,59 @@
+# -*- test-case-name: tests.test_relay -*-
+"""
+The relay's view of registered users: who exists, with which key, and who
+is revoked.
+
+L{IUserDirectory} is the seam; L{MemoryDirectory} serves tests, and
+L{securechat.server.service} adapts the data directory's C{users.json}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from zope.interface import Interface, implementer
+
+from securechat.crypto import keys
+
+
+@dataclass(frozen=True)
+class UserEntry:
+    """
+    One registered user.
+    """
+
+    name: str
+    public_key: keys.PublicKey
+    revoked: bool = False
+
+
+class IUserDirectory(Interface):
+    """
+    Registered users, by name.
+    """
+
+    def lookup(name: str) -> UserEntry | None:
+        """
+        The entry for C{name}, or C{None} if no such user is registered.
+        """
+
+
+@implementer(IUserDirectory)
+class MemoryDirectory:
+    """
+    An in-memory directory (for tests, and for anything embedding the relay).
+    """
+
+    def __init__(self, entries: Iterable[UserEntry] = ()) -> None:
+        self._entries = {e.name: e for e in entries}
+
+    def lookup(self, name: str) -> UserEntry | None:
+        return self._entries.get(name)
+
+    def add(self, entry: UserEntry) -> None:
+        self._entries[entry.name] = entry
+
+    def revoke(self, name: str) -> None:
+        entry = self._entries[name]
+        self._entries[name] = UserEntry(entry.name, entry.public_key, True)

@@ -1,0 +1,131 @@
+# -*- test-case-name: tests.test_relay -*-
+"""
+The relay's limits, their defaults, and the small mechanisms that enforce
+them: a token bucket per user and a gate on unauthenticated connections.
+
+Defaults follow the spirit of OpenSSH (C{LoginGraceTime}, C{MaxStartups})
+and nginx (C{client_header_timeout}, C{limit_req}); README.rst lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    Every limit the relay enforces, with its default.
+    """
+
+    #: Seconds from TCP accept to a completed handshake; trickled bytes do
+    #: not extend it.
+    handshake_timeout: float = 10.0
+    #: Seconds without any traffic before a session is closed; a keepalive
+    #: PING goes out at half of it.
+    idle_timeout: float = 300.0
+    #: Connections that have not completed the handshake, in all ...
+    max_unauthenticated: int = 256
+    #: ... and from one source address.
+    max_unauthenticated_per_host: int = 16
+    #: Largest frame before authentication (certificates fit easily).
+    max_handshake_frame: int = 16 * 1024
+    #: Largest frame after authentication.
+    max_frame: int = 64 * 1024
+    #: Sustained application messages per second per user ...
+    rate: float = 50.0
+    #: ... and the burst allowed above it.  A user this far in debt after
+    #: one read is disconnected; below that, reading is paused.
+    burst: int = 200
+    #: Bytes queued for one user above which its senders are paused ...
+    queue_soft_limit: int = 256 * 1024
+    #: ... and above which that user is disconnected as not reading.
+    queue_hard_limit: int = 1024 * 1024
+    #: Seconds a user's queue may stay above the soft limit (its senders
+    #: paused) before that user is disconnected.
+    stall_timeout: float = 30.0
+    #: Open chat requests one user may have made, and may have received.
+    max_outgoing_requests: int = 8
+    max_incoming_requests: int = 16
+    #: Seconds a chat request waits for an answer.
+    request_timeout: float = 60.0
+    #: Chats one user may have open at once.
+    max_chats: int = 8
+
+    @property
+    def max_payload(self) -> int:
+        """
+        The largest end-to-end payload a RELAY may carry: one record must hold
+        it with the relay's own framing (record header, tag, inner header,
+        user name).
+        """
+        return self.max_frame - 128
+
+
+class TokenBucket:
+    """
+    C{rate} tokens a second, at most C{burst} saved.  L{take} may drive the
+    balance negative; the caller decides what debt means.
+    """
+
+    def __init__(self, clock: IReactorTime, rate: float, burst: int) -> None:
+        self._clock = clock
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self._stamp = clock.seconds()
+
+    def take(self) -> float:
+        """
+        Spend one token; return the balance after it.
+        """
+        now = self._clock.seconds()
+        self.tokens = min(float(self.burst), self.tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self.tokens -= 1
+        return self.tokens
+
+    def seconds_until_positive(self) -> float:
+        """
+        How long until the balance is back above zero.
+        """
+        return max(0.0, (1 - self.tokens) / self.rate)
+
+
+class ConnectionGate:
+    """
+    Counts connections that have not completed the handshake, globally and
+    per source address, and says whether one more may start.
+    """
+
+    def __init__(self, limit: int, per_host: int) -> None:
+        self.limit = limit
+        self.per_host = per_host
+        self.total = 0
+        self._by_host: dict[str, int] = {}
+
+    def admit(self, host: str) -> str | None:
+        """
+        Count a new connection from C{host}; return C{None} if admitted, else
+        the reason it is not (and count nothing).
+        """
+        if self.total >= self.limit:
+            return "too many connections are authenticating"
+        if self._by_host.get(host, 0) >= self.per_host:
+            return "too many connections from your address are authenticating"
+        self.total += 1
+        self._by_host[host] = self._by_host.get(host, 0) + 1
+        return None
+
+    def release(self, host: str) -> None:
+        """
+        A connection from C{host} authenticated or went away.
+        """
+        self.total -= 1
+        left = self._by_host[host] - 1
+        if left:
+            self._by_host[host] = left
+        else:
+            del self._by_host[host]

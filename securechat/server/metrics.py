@@ -1,0 +1,102 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The relay's Prometheus metrics, in a registry of their own (so tests and
+several relays in one process never share counters), and the HTTP resources
+that serve them: C{/metrics} and C{/health}.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+
+class RelayMetrics:
+    """
+    Every metric the relay exports.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Counter(
+            "securechat_connections", "Connections accepted", registry=r)
+        self.connections_open = Gauge(
+            "securechat_connections_open", "Connections open now", registry=r)
+        self.unauthenticated = Gauge(
+            "securechat_unauthenticated_connections", "Connections still in the handshake", registry=r)
+        self.handshakes = Counter(
+            "securechat_handshakes", "Completed client-server handshakes", registry=r)
+        self.refusals = Counter(
+            "securechat_refusals", "Connections refused or failed, by reason", ["reason"], registry=r)
+        self.sessions = Gauge(
+            "securechat_sessions", "Authenticated users online", registry=r)
+        self.chats = Gauge("securechat_chats", "Chats open now", registry=r)
+        self.chat_requests = Counter(
+            "securechat_chat_requests", "Chat requests, by outcome", ["outcome"], registry=r)
+        self.relayed_messages = Counter(
+            "securechat_relayed_messages", "End-to-end frames relayed", registry=r)
+        self.relayed_bytes = Counter(
+            "securechat_relayed_bytes", "End-to-end payload bytes relayed", registry=r)
+        self.queued_bytes = Gauge(
+            "securechat_queued_bytes", "Bytes waiting in all outbound queues", registry=r)
+        self.queue_drops = Counter(
+            "securechat_queue_drops",
+            "Users disconnected for not reading (queue over the hard limit or stalled)",
+            registry=r)
+        self.senders_paused = Counter(
+            "securechat_senders_paused", "Times a sender was paused for a slow recipient", registry=r)
+        self.rate_limited = Counter(
+            "securechat_rate_limited", "Times a user was throttled for its message rate", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsResource(Resource):
+    """
+    C{/metrics} in the Prometheus text format.
+    """
+
+    isLeaf = True
+
+    def __init__(self, metrics: RelayMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return self._metrics.render()
+
+
+class HealthResource(Resource):
+    """
+    C{/health}: C{200 ok} while the relay is listening, C{503} otherwise.
+    """
+
+    isLeaf = True
+
+    def __init__(self, healthy: Callable[[], bool]) -> None:
+        super().__init__()
+        self._healthy = healthy
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        if self._healthy():
+            return b"ok\n"
+        request.setResponseCode(503)
+        return b"not ready\n"
+
+
+def metrics_root(metrics: RelayMetrics, healthy: Callable[[], bool]) -> Resource:
+    """
+    The HTTP tree for the metrics endpoint.
+    """
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(metrics))
+    root.putChild(b"health", HealthResource(healthy))
+    return root

@@ -1,0 +1,628 @@
+# -*- test-case-name: tests.test_relay -*-
+"""
+The relay: who is online, chat requests and chats, and routing end-to-end
+bytes between the two users of a chat through each user's bounded queue.
+
+L{RelayFactory} builds one L{SecureChatProtocol} per connection with a
+L{UserSession} as its delegate; L{Relay} holds the shared state.
+
+Policies (README.rst, "Relay policies"):
+
+  - I{Second login}: a new login of a user already online replaces the old
+    session, which is closed with SESSION_REPLACED (a user whose network
+    dropped is not locked out until the idle timeout).
+  - I{Chats}: a user may have up to C{max_chats} chats at once; a request to a
+    user who has that many is declined with BUSY.
+  - I{Backpressure}: frames for a user wait in its queue, drained through
+    Twisted's producer API.  When a queue holds more than
+    C{queue_soft_limit} bytes, every user relaying into it has its reading
+    paused until the queue drains to half of that; if it stays above the
+    soft limit for C{stall_timeout} seconds, or ever exceeds
+    C{queue_hard_limit}, its user is disconnected as not reading and the
+    senders resume.  Nothing accepted is dropped silently: a disconnected
+    user's peers are told its chats ended.
+  - I{Rate}: each user has a token bucket (C{rate} per second, C{burst});
+    in debt, its reading is paused until the bucket refills; more than
+    C{burst} in debt after one read, it is disconnected with LIMIT_EXCEEDED.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from securechat.crypto import keys
+from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.errors import ProtocolError
+from securechat.errors import Alert as AlertCode
+from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
+from securechat.server.directory import IUserDirectory, UserEntry
+from securechat.server.limits import ConnectionGate, Limits, TokenBucket
+from securechat.server.metrics import RelayMetrics
+from securechat.wire.messages import Alert, CertificateIdentity, Identity, Message, encode_frame_message
+from securechat.wire.relay import (
+    FROM_CLIENT,
+    ChatAccept,
+    ChatCancel,
+    ChatDeclined,
+    ChatEnded,
+    ChatRefuse,
+    ChatRequest,
+    ChatRequested,
+    ChatStarted,
+    ChatStop,
+    CommandFailed,
+    ListOnline,
+    OnlineList,
+    Reason,
+    Relay as RelayMessage,
+    Relayed,
+    RequestWithdrawn,
+    Welcome,
+)
+
+#: Upper bound of the bytes a RELAYED adds around its payload (inner header,
+#: name, lengths); used for queue accounting and batching.
+RELAYED_OVERHEAD = 48
+#: Bytes of the record around a batch (header and tag).
+RECORD_OVERHEAD = 29
+
+
+@dataclass(frozen=True)
+class ServerCredentials:
+    """
+    What the relay proves itself with: its private key and its certificate
+    identity (chain and stapled CRL).
+    """
+
+    private_key: keys.PrivateKey
+    identity: CertificateIdentity
+
+
+class OutboundQueue:
+    """
+    Messages waiting for one user.  Drained once per reactor turn, in
+    batches sealed into one record each, for as long as the transport does
+    not pause it (it is registered as the transport's streaming producer).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        send: Callable[..., None],
+        batch_bytes: int,
+        drained: Callable[[], None],
+    ) -> None:
+        self._clock = clock
+        self._send = send
+        self._batch_bytes = batch_bytes
+        self._drained = drained
+        self._items: deque[tuple[Message, int]] = deque()
+        self._call: IDelayedCall | None = None
+        self.bytes = 0
+        self.paused = False
+        self.stopped = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, message: Message, size: int) -> None:
+        if self.stopped:
+            return
+        self._items.append((message, size))
+        self.bytes += size
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._call is None and not self.paused and self._items:
+            self._call = self._clock.callLater(0, self.drain)
+
+    def drain(self) -> None:
+        """
+        Send what the transport will take now.
+        """
+        self._call = None
+        items = self._items
+        while items and not self.paused and not self.stopped:
+            batch: list[Message] = []
+            total = 0
+            while items and (not batch or total + items[0][1] <= self._batch_bytes):
+                message, size = items.popleft()
+                batch.append(message)
+                total += size
+            self.bytes -= total
+            self._send(*batch)
+        self._drained()
+
+    def clear(self) -> None:
+        self.stopped = True
+        self._items.clear()
+        self.bytes = 0
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    # IPushProducer, for the transport
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._schedule()
+
+    def stopProducing(self) -> None:
+        self.clear()
+
+
+@implementer(ISessionDelegate)
+class UserSession:
+    """
+    One connection's view of the relay: the delegate of its
+    L{SecureChatProtocol}.  Before the handshake completes it only answers
+    L{verify_peer}; after, it is the user's presence, chats and queue.
+    """
+
+    protocol: SecureChatProtocol
+
+    def __init__(self, relay: Relay, host: str) -> None:
+        self.relay = relay
+        self.host = host
+        self.user: str | None = None
+        self.entry: UserEntry | None = None
+        self.queue: OutboundQueue | None = None
+        self.bucket = TokenBucket(relay.clock, relay.limits.rate, relay.limits.burst)
+        self.chats: set[str] = set()
+        self.outgoing: set[str] = set()
+        self.incoming: set[str] = set()
+        self.blocked_senders: set[UserSession] = set()
+        self.active = False
+        self._authenticating = True
+        self._pause_reasons: set[str] = set()
+        self._rate_resume: IDelayedCall | None = None
+        self._stall: IDelayedCall | None = None
+
+    # -- ISessionDelegate ---------------------------------------------------
+
+    def verify_peer(self, identity: Identity) -> keys.PublicKey:
+        name = getattr(identity, "name", None)
+        entry = self.relay.directory.lookup(name) if name else None
+        if entry is None:
+            raise PeerRejected("unknown-user", f"no registered user {name!r}")
+        if entry.revoked:
+            raise PeerRejected("revoked-user", f"user {name!r} is revoked")
+        self.entry = entry
+        return entry.public_key
+
+    def established(self, peer: Identity) -> None:
+        self._leave_gate()
+        assert self.entry is not None
+        self.user = self.entry.name
+        limits = self.relay.limits
+        self.queue = OutboundQueue(
+            self.relay.clock, self._send_batch, limits.max_frame - 64 - RECORD_OVERHEAD,
+            self._queue_drained,
+        )
+        self.protocol.register_producer(self.queue)
+        self.relay.login(self)
+
+    def message_received(self, message: Message) -> None:
+        if not self.active:
+            return
+        balance = self.bucket.take()
+        if balance < 0:
+            if balance < -self.relay.limits.burst:
+                self.relay.log.warn("user {user} disconnected: message rate", user=self.user)
+                self.relay.metrics.refusals.labels("rate").inc()
+                self.protocol.terminate("limit-exceeded", "message rate limit")
+                return
+            self._throttle()
+        self.relay.handle(self, message)
+
+    def connection_ended(self, error: ProtocolError | None) -> None:
+        self._leave_gate()
+        if self._rate_resume is not None and self._rate_resume.active():
+            self._rate_resume.cancel()
+        self._cancel_stall()
+        if self.queue is not None:
+            self.queue.clear()
+        self.relay.connection_ended(self, error)
+
+    # -- for the relay ------------------------------------------------------
+
+    def deliver(self, message: Message, size: int | None = None) -> None:
+        """
+        Queue C{message} for this user.
+        """
+        if self.queue is None or not self.active:
+            return
+        if size is None:
+            size = len(message.encode_body()) + 5
+        self.queue.push(message, size)
+        self.relay.metrics.queued_bytes.inc(size)
+
+    def pause_reading(self, reason: str) -> None:
+        if not self._pause_reasons and self.protocol.transport is not None:
+            self.protocol.tcp.pauseProducing()
+        self._pause_reasons.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        self._pause_reasons.discard(reason)
+        if not self._pause_reasons and self.protocol.transport is not None and self.active:
+            self.protocol.tcp.resumeProducing()
+
+    @property
+    def reading_paused(self) -> bool:
+        return bool(self._pause_reasons)
+
+    def start_stall_timer(self) -> None:
+        if self._stall is None:
+            self._stall = self.relay.clock.callLater(
+                self.relay.limits.stall_timeout, self.relay.drop_slow_reader, self,
+                "outbound queue stalled")
+
+    def _cancel_stall(self) -> None:
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+
+    # -- internals ----------------------------------------------------------
+
+    def _send_batch(self, *messages: Message) -> None:
+        if self.protocol.established:
+            self.protocol.send(*messages)
+        elif self.queue is not None:
+            self.queue.clear()
+
+    def _leave_gate(self) -> None:
+        if self._authenticating:
+            self._authenticating = False
+            self.relay.gate.release(self.host)
+            self.relay.metrics.unauthenticated.dec()
+
+    def _throttle(self) -> None:
+        self.relay.metrics.rate_limited.inc()
+        self.pause_reading("rate")
+        if self._rate_resume is None or not self._rate_resume.active():
+            self._rate_resume = self.relay.clock.callLater(
+                self.bucket.seconds_until_positive(), self.resume_reading, "rate")
+
+    def _queue_drained(self) -> None:
+        assert self.queue is not None
+        self.relay.metrics.queued_bytes.set(self.relay.queued_bytes())
+        if self.queue.bytes <= self.relay.limits.queue_soft_limit // 2:
+            self._cancel_stall()
+            senders, self.blocked_senders = self.blocked_senders, set()
+            for sender in senders:
+                sender.resume_reading(f"peer:{self.user}")
+
+
+class Relay:
+    """
+    The relay's shared state: online users, chat requests and chats.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        directory: IUserDirectory,
+        credentials: ServerCredentials,
+        clock: IReactorTime,
+        limits: Limits = Limits(),
+        metrics: RelayMetrics | None = None,
+    ) -> None:
+        self.directory = directory
+        self.credentials = credentials
+        self.clock = clock
+        self.limits = limits
+        self.metrics = metrics or RelayMetrics()
+        self.gate = ConnectionGate(limits.max_unauthenticated, limits.max_unauthenticated_per_host)
+        self.sessions: dict[str, UserSession] = {}
+        self._requests: dict[tuple[str, str], IDelayedCall] = {}
+        self._handlers: dict[type, Callable[[UserSession, Any], None]] = {
+            ListOnline: self._list_online,
+            ChatRequest: self._chat_request,
+            ChatAccept: self._chat_accept,
+            ChatRefuse: self._chat_refuse,
+            ChatCancel: self._chat_cancel,
+            ChatStop: self._chat_stop,
+            RelayMessage: self._relay,
+        }
+
+    def config(self) -> Config:
+        """
+        The handshake configuration for a new connection.
+        """
+        return Config(
+            CLIENT_SERVER, Role.RESPONDER, self.credentials.private_key, self.credentials.identity,
+            registry=FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
+            max_frame=self.limits.max_frame,
+        )
+
+    def queued_bytes(self) -> int:
+        return sum(s.queue.bytes for s in self.sessions.values() if s.queue is not None)
+
+    # -- sessions -----------------------------------------------------------
+
+    def login(self, session: UserSession) -> None:
+        user = session.user
+        assert user is not None
+        old = self.sessions.get(user)
+        if old is not None:
+            self.log.info("user {user} logged in again; closing the older session", user=user)
+            self._leave(old, Reason.GONE)
+            old.protocol.terminate("session-replaced", "you logged in again elsewhere")
+        self.sessions[user] = session
+        session.active = True
+        self.metrics.handshakes.inc()
+        self.metrics.sessions.set(len(self.sessions))
+        self.log.info("user {user} logged in from {host}", user=user, host=session.host)
+        session.deliver(Welcome(user, self.limits.max_payload))
+
+    def connection_ended(self, session: UserSession, error: ProtocolError | None) -> None:
+        self.metrics.connections_open.dec()
+        if session.user is None:
+            reason = error.code if error is not None else "closed"
+            self.metrics.refusals.labels(reason).inc()
+            self.log.info(
+                "connection from {host} ended before login: {reason}",
+                host=session.host, reason=error.detail if error else "closed")
+            return
+        if session.active:
+            self._leave(session, Reason.GONE)
+        why = "logged out" if error is None else error.detail
+        self.log.info("user {user} disconnected: {why}", user=session.user, why=why)
+
+    def _leave(self, session: UserSession, reason: Reason) -> None:
+        """
+        Take C{session} off the relay and tell everyone it dealt with.
+        """
+        user = session.user
+        assert user is not None
+        session.active = False
+        if self.sessions.get(user) is session:
+            del self.sessions[user]
+        for target in list(session.outgoing):
+            self._drop_request(user, target)
+            self._deliver(target, RequestWithdrawn(user, reason))
+        for requester in list(session.incoming):
+            self._drop_request(requester, user)
+            self._deliver(requester, ChatDeclined(user, reason))
+        for peer in list(session.chats):
+            self._end_chat(user, peer)
+            self._deliver(peer, ChatEnded(user, reason))
+        for sender in session.blocked_senders:
+            sender.resume_reading(f"peer:{user}")
+        session.blocked_senders = set()
+        if session.queue is not None:
+            session.queue.clear()
+        self.metrics.sessions.set(len(self.sessions))
+
+    def drop_slow_reader(self, session: UserSession, why: str) -> None:
+        """
+        Disconnect a user who does not read, releasing its senders now.
+        """
+        if not session.active:
+            return
+        self.log.warn("user {user} disconnected: {why}", user=session.user, why=why)
+        self.metrics.queue_drops.inc()
+        self._leave(session, Reason.GONE)
+        session.protocol.terminate("limit-exceeded", f"not reading: {why}")
+
+    def revalidate(self) -> None:
+        """
+        Re-check every online user against the directory (after it changed):
+        revoked, removed or re-keyed users are disconnected.
+        """
+        for user, session in list(self.sessions.items()):
+            entry = self.directory.lookup(user)
+            if entry is None or entry.revoked or session.entry is None or (
+                keys.public_key_der(entry.public_key) != keys.public_key_der(session.entry.public_key)
+            ):
+                self.log.info("user {user} revoked: disconnecting", user=user)
+                self.metrics.refusals.labels("revoked-online").inc()
+                self._leave(session, Reason.REVOKED)
+                session.protocol.terminate("access-revoked", "your access was revoked")
+
+    # -- commands -----------------------------------------------------------
+
+    def handle(self, session: UserSession, message: Message) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is None:  # a server-only message type sent by a client
+            session.protocol.terminate("unexpected-message", f"{type(message).__name__} from a client")
+            return
+        handler(session, message)
+
+    def _fail(self, session: UserSession, message: Message, subject: str, reason: Reason) -> None:
+        session.deliver(CommandFailed(message.TYPE, subject, reason))
+
+    def _list_online(self, session: UserSession, message: ListOnline) -> None:
+        names = sorted(self.sessions)
+        room = (self.limits.max_frame - 256) // 34
+        session.deliver(OnlineList(tuple(names[:room]), len(names)))
+
+    def _chat_request(self, session: UserSession, message: ChatRequest) -> None:
+        user, target = session.user, message.to
+        assert user is not None
+        if target == user:
+            return self._fail(session, message, target, Reason.SELF)
+        if target in session.chats or target in session.outgoing or target in session.incoming:
+            return self._fail(session, message, target, Reason.ALREADY)
+        other = self.sessions.get(target)
+        if other is None:
+            entry = self.directory.lookup(target)
+            reason = Reason.OFFLINE if entry is not None and not entry.revoked else Reason.UNKNOWN_USER
+            self.metrics.chat_requests.labels(reason.name.lower()).inc()
+            session.deliver(ChatDeclined(target, reason))
+            return
+        if len(session.outgoing) >= self.limits.max_outgoing_requests or (
+            len(other.incoming) >= self.limits.max_incoming_requests
+        ):
+            self.metrics.chat_requests.labels("too_many_pending").inc()
+            session.deliver(ChatDeclined(target, Reason.TOO_MANY_PENDING))
+            return
+        if len(other.chats) >= self.limits.max_chats or len(session.chats) >= self.limits.max_chats:
+            self.metrics.chat_requests.labels("busy").inc()
+            session.deliver(ChatDeclined(target, Reason.BUSY))
+            return
+        self._requests[(user, target)] = self.clock.callLater(
+            self.limits.request_timeout, self._request_expired, user, target)
+        session.outgoing.add(target)
+        other.incoming.add(user)
+        self.log.info("chat request {requester} -> {target}", requester=user, target=target)
+        other.deliver(ChatRequested(user))
+
+    def _request_expired(self, requester: str, target: str) -> None:
+        self._requests.pop((requester, target), None)
+        self._forget_request(requester, target)
+        self.metrics.chat_requests.labels("timeout").inc()
+        self._deliver(requester, ChatDeclined(target, Reason.TIMEOUT))
+        self._deliver(target, RequestWithdrawn(requester, Reason.TIMEOUT))
+
+    def _chat_accept(self, session: UserSession, message: ChatAccept) -> None:
+        user, requester = session.user, message.requester
+        assert user is not None
+        if (requester, user) not in self._requests:
+            return self._fail(session, message, requester, Reason.NO_REQUEST)
+        self._drop_request(requester, user)
+        other = self.sessions[requester]
+        if len(other.chats) >= self.limits.max_chats or len(session.chats) >= self.limits.max_chats:
+            other.deliver(ChatDeclined(user, Reason.BUSY))
+            return self._fail(session, message, requester, Reason.BUSY)
+        assert other.entry is not None and session.entry is not None
+        session.chats.add(requester)
+        other.chats.add(user)
+        self.metrics.chat_requests.labels("accepted").inc()
+        self.metrics.chats.inc()
+        self.log.info("chat started: {a} and {b}", a=requester, b=user)
+        other.deliver(ChatStarted(user, keys.public_key_der(session.entry.public_key), 1))
+        session.deliver(ChatStarted(requester, keys.public_key_der(other.entry.public_key), 0))
+
+    def _chat_refuse(self, session: UserSession, message: ChatRefuse) -> None:
+        user, requester = session.user, message.requester
+        assert user is not None
+        if (requester, user) not in self._requests:
+            return self._fail(session, message, requester, Reason.NO_REQUEST)
+        self._drop_request(requester, user)
+        self.metrics.chat_requests.labels("refused").inc()
+        self._deliver(requester, ChatDeclined(user, Reason.REFUSED))
+
+    def _chat_cancel(self, session: UserSession, message: ChatCancel) -> None:
+        user, target = session.user, message.to
+        assert user is not None
+        if (user, target) not in self._requests:
+            return self._fail(session, message, target, Reason.NO_REQUEST)
+        self._drop_request(user, target)
+        self.metrics.chat_requests.labels("cancelled").inc()
+        self._deliver(target, RequestWithdrawn(user, Reason.CANCELLED))
+
+    def _chat_stop(self, session: UserSession, message: ChatStop) -> None:
+        user, peer = session.user, message.peer
+        assert user is not None
+        if peer not in session.chats:
+            return self._fail(session, message, peer, Reason.NO_CHAT)
+        self._end_chat(user, peer)
+        self.log.info("chat ended: {a} stopped the chat with {b}", a=user, b=peer)
+        self._deliver(peer, ChatEnded(user, Reason.STOPPED))
+        session.deliver(ChatEnded(peer, Reason.STOPPED))
+
+    def _relay(self, session: UserSession, message: RelayMessage) -> None:
+        peer = message.peer
+        if peer not in session.chats:
+            return self._fail(session, message, peer, Reason.NO_CHAT)
+        target = self.sessions[peer]
+        assert target.queue is not None and session.user is not None
+        size = len(message.payload) + RELAYED_OVERHEAD
+        target.deliver(Relayed(session.user, message.payload), size)
+        self.metrics.relayed_messages.inc()
+        self.metrics.relayed_bytes.inc(len(message.payload))
+        queued = target.queue.bytes
+        if queued > self.limits.queue_hard_limit:
+            self.drop_slow_reader(target, f"outbound queue over {self.limits.queue_hard_limit} bytes")
+        elif queued > self.limits.queue_soft_limit and session not in target.blocked_senders:
+            target.blocked_senders.add(session)
+            session.pause_reading(f"peer:{peer}")
+            self.metrics.senders_paused.inc()
+            target.start_stall_timer()
+
+    # -- bookkeeping --------------------------------------------------------
+
+    def _deliver(self, user: str, message: Message) -> None:
+        session = self.sessions.get(user)
+        if session is not None:
+            session.deliver(message)
+
+    def _drop_request(self, requester: str, target: str) -> None:
+        call = self._requests.pop((requester, target), None)
+        if call is not None and call.active():
+            call.cancel()
+        self._forget_request(requester, target)
+
+    def _forget_request(self, requester: str, target: str) -> None:
+        a, b = self.sessions.get(requester), self.sessions.get(target)
+        if a is not None:
+            a.outgoing.discard(target)
+        if b is not None:
+            b.incoming.discard(requester)
+
+    def _end_chat(self, a: str, b: str) -> None:
+        for x, y in ((a, b), (b, a)):
+            session = self.sessions.get(x)
+            if session is not None:
+                session.chats.discard(y)
+        self.metrics.chats.dec()
+
+
+class _Refusal(Protocol):
+    """
+    Answers a connection the gate did not admit: a plaintext LIMIT_EXCEEDED
+    alert, then close.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(encode_frame_message(Alert(AlertCode.LIMIT_EXCEEDED, self.reason)))
+        self.transport.loseConnection()
+
+
+class RelayFactory(Factory):
+    """
+    Makes a L{SecureChatProtocol} with a L{UserSession} per connection, after
+    the gate on unauthenticated connections admits it.
+    """
+
+    log = Logger()
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        relay = self.relay
+        host = str(getattr(addr, "host", "local"))
+        relay.metrics.connections.inc()
+        refusal = relay.gate.admit(host)
+        if refusal is not None:
+            relay.metrics.refusals.labels("too-many-unauthenticated").inc()
+            self.log.warn("refused a connection from {host}: {reason}", host=host, reason=refusal)
+            return _Refusal(refusal)
+        relay.metrics.unauthenticated.inc()
+        relay.metrics.connections_open.inc()
+        session = UserSession(relay, host)
+        limits = relay.limits
+        proto = SecureChatProtocol(
+            relay.config(), session, relay.clock,
+            handshake_timeout=limits.handshake_timeout, idle_timeout=limits.idle_timeout,
+        )
+        proto.factory = self
+        return proto
+
+
