@@ -1,0 +1,165 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd securechat}: the relay's command-line options and its service tree.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from twisted.application.service import IService
+from twisted.internet.testing import MemoryReactor
+from twisted.internet.endpoints import serverFromString
+from OpenSSL.SSL import Error as SSLError
+from twisted.python import usage
+
+from securechat.server.limits import Limits
+
+DEFAULT_LISTEN = "tcp:7070:interface=127.0.0.1"
+
+
+def default_data_dir() -> str:
+    """
+    C{$SECURECHAT_DATA_DIR}, else C{~/.local/share/securechat} (the same
+    default as C{securechat-admin}).
+    """
+    return os.environ.get("SECURECHAT_DATA_DIR") or os.path.join(
+        os.path.expanduser("~"), ".local", "share", "securechat")
+
+
+def _positive(kind: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    def coerce(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise usage.UsageError(f"--{name} must be a number, not {value!r}") from None
+        if number <= 0:
+            raise usage.UsageError(f"--{name} must be greater than zero")
+        return number
+    coerce.coerceDoc = "Must be greater than zero."  # type: ignore[attr-defined]
+    return coerce
+
+
+_D = Limits()
+
+#: (option, Limits field, type, help) for every limit; defaults come from
+#: L{Limits} so they are written down once.
+LIMIT_OPTIONS = [
+    ("handshake-timeout", "handshake_timeout", float,
+     "Seconds a connection has to complete the handshake."),
+    ("idle-timeout", "idle_timeout", float,
+     "Seconds without traffic before a session is closed (a keepalive goes out at half)."),
+    ("max-unauthenticated", "max_unauthenticated", int,
+     "Connections allowed in the handshake at once."),
+    ("max-unauthenticated-per-host", "max_unauthenticated_per_host", int,
+     "Connections allowed in the handshake at once from one address."),
+    ("max-handshake-frame", "max_handshake_frame", int,
+     "Largest frame in bytes before authentication."),
+    ("max-frame", "max_frame", int, "Largest frame in bytes after authentication."),
+    ("rate", "rate", float, "Messages per second one user may send, sustained."),
+    ("burst", "burst", int, "Messages one user may send above --rate in a burst."),
+    ("queue-soft-limit", "queue_soft_limit", int,
+     "Bytes queued for a user above which its senders are paused."),
+    ("queue-hard-limit", "queue_hard_limit", int,
+     "Bytes queued for a user above which it is disconnected as not reading."),
+    ("stall-timeout", "stall_timeout", float,
+     "Seconds a user's queue may stay above the soft limit before it is disconnected."),
+    ("max-outgoing-requests", "max_outgoing_requests", int,
+     "Open chat requests one user may make."),
+    ("max-incoming-requests", "max_incoming_requests", int,
+     "Open chat requests one user may receive."),
+    ("request-timeout", "request_timeout", float,
+     "Seconds a chat request waits for an answer."),
+    ("max-chats", "max_chats", int, "Chats one user may have open at once."),
+]
+
+
+class Options(usage.Options):
+    """
+    Options for C{twistd securechat}.
+    """
+
+    synopsis = "[--data-dir DIR] [--listen ENDPOINT ...] [--metrics ENDPOINT] [limits]"
+    longdesc = (
+        "Run the securechat relay.  With no options it uses the data directory "
+        "$SECURECHAT_DATA_DIR or ~/.local/share/securechat, creating it on first run "
+        "(a CA, a server certificate for localhost, no users), and listens on "
+        f"{DEFAULT_LISTEN}.  Manage users with securechat-admin.  "
+        "ENDPOINT is any Twisted server endpoint string: tcp:7070:interface=0.0.0.0, "
+        "ssl:7443:privateKey=key.pem:certKey=cert.pem, unix:/run/securechat.sock, "
+        "systemd:domain=INET:index=0 (socket activation).  "
+        "SIGHUP re-reads the user directory and the CRL at once (they are also "
+        "re-read within seconds of changing)."
+    )
+
+    optParameters: list[list[Any]] = [
+        ["data-dir", "d", None,
+         "Data directory made by `securechat-admin init` "
+         "[default: $SECURECHAT_DATA_DIR or ~/.local/share/securechat]"],
+        ["metrics", "m", None,
+         "Endpoint for the HTTP /metrics (Prometheus) and /health listener, "
+         "e.g. tcp:9090:interface=127.0.0.1 [default: off]"],
+    ] + [
+        [name, None, getattr(_D, field), help, _positive(kind, name)]
+        for name, field, kind, help in LIMIT_OPTIONS
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        Endpoint to accept clients on; repeat for several
+        [default: tcp:7070:interface=127.0.0.1]
+        """
+        _check_endpoint(endpoint, "--listen")
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        if self["metrics"] is not None:
+            _check_endpoint(self["metrics"], "--metrics")
+        if self["data-dir"] is None:
+            self["data-dir"] = default_data_dir()
+        self["limits"] = Limits(**{field: self[name] for name, field, _, _ in LIMIT_OPTIONS})
+        limits = self["limits"]
+        if limits.queue_hard_limit <= limits.queue_soft_limit:
+            raise usage.UsageError("--queue-hard-limit must be above --queue-soft-limit")
+        if limits.max_handshake_frame < 4096:
+            raise usage.UsageError("--max-handshake-frame must be at least 4096 (certificates)")
+        if limits.max_frame < 1024:
+            raise usage.UsageError("--max-frame must be at least 1024")
+
+
+def _check_endpoint(description: str, option: str) -> None:
+    """
+    Refuse an endpoint string that does not parse.  (systemd: endpoints are
+    checked when the service starts, since they need the inherited sockets.)
+    """
+    if description.startswith("systemd:"):
+        return
+    try:
+        serverFromString(MemoryReactor(), description)
+    except OSError as e:
+        raise usage.UsageError(
+            f"{option}: cannot read {e.filename or 'a file'} for {description!r}: {e.strerror}"
+        ) from None
+    except (ValueError, TypeError, KeyError, IndexError, SSLError) as e:
+        raise usage.UsageError(f"{option}: bad endpoint {description!r}: {e}") from None
+
+
+def makeService(options: Options) -> IService:
+    """
+    The relay's service tree (see L{securechat.server.service.relay_service}).
+    """
+    from securechat.server.service import relay_service
+
+    return relay_service(
+        options["data-dir"], options["listen"], options["metrics"], options["limits"],
+        create=True,
+    )
