@@ -1,97 +1,24 @@
 # -*- test-case-name: tests.test_relay_messages -*-
 """
 The relay's application messages: inner messages of the client-server
-context (docs/protocol.rst, section 12).
-
-Each message is a frozen dataclass whose C{FIELDS} say how each field is
-encoded; one generic encoder and parser serve them all, so a layout is
-declared exactly once.
-
-Field kinds:
-
-  - C{name}: C{text8}, a user name (section 2), checked when parsed;
-  - C{names}: C{u16} count, then that many C{name};
-  - C{u8}, C{u64}: integers;
-  - C{bytes16}, C{bytes32}: length-prefixed bytes;
-  - C{text16}: C{u16}-length UTF-8.
+context (docs/protocol.rst, section 11), declared field by field (see
+L{securechat.wire.declared}).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
-from securechat.errors import RemoteProtocolError
-from securechat.wire.codec import Reader, bytes16, bytes32, text8, text16, u8, u16, u64
+from securechat.wire.declared import Declared
 from securechat.wire.messages import Registry
-from securechat.wire.names import BadUserName, check_user_name
-
-MAX_ONLINE_LIST = 10_000
-
-
-def _parse_name(r: Reader, what: str) -> str:
-    name = r.text8(what)
-    try:
-        return check_user_name(name)
-    except BadUserName as e:
-        raise RemoteProtocolError("bad-value", f"{what}: {e}") from None
-
-
-def _parse_names(r: Reader, what: str) -> tuple[str, ...]:
-    count = r.u16(what + " count")
-    if count > MAX_ONLINE_LIST:
-        raise RemoteProtocolError("bad-value", f"{what}: {count} names")
-    return tuple(_parse_name(r, what) for _ in range(count))
-
-
-_ENCODE: dict[str, Callable[[Any], bytes]] = {
-    "name": text8,
-    "names": lambda names: u16(len(names)) + b"".join(text8(n) for n in names),
-    "u8": u8,
-    "u64": u64,
-    "bytes16": bytes16,
-    "bytes32": bytes32,
-    "text16": text16,
-}
-_PARSE: dict[str, Callable[[Reader, str], Any]] = {
-    "name": _parse_name,
-    "names": _parse_names,
-    "u8": Reader.u8,
-    "u64": Reader.u64,
-    "bytes16": Reader.bytes16,
-    "bytes32": Reader.bytes32,
-    "text16": Reader.text16,
-}
-
-
-class _Declared:
-    """
-    Base for messages declared by C{TYPE} and C{FIELDS}.
-    """
-
-    TYPE: ClassVar[int]
-    FIELDS: ClassVar[tuple[str, ...]] = ()
-
-    def encode_body(self) -> bytes:
-        return b"".join(
-            _ENCODE[kind](getattr(self, f.name))
-            for f, kind in zip(fields(self), self.FIELDS)  # type: ignore[arg-type]
-        )
-
-    @classmethod
-    def parse_body(cls, r: Reader) -> Any:
-        values = [
-            _PARSE[kind](r, f.name)
-            for f, kind in zip(fields(cls), cls.FIELDS)  # type: ignore[arg-type]
-        ]
-        return cls(*values)
 
 
 class Reason(enum.IntEnum):
     """
     Why a chat request did not become a chat, or why a chat ended, or why a
-    command failed (docs/protocol.rst, 12.3).
+    command failed (docs/protocol.rst, 11.3).
     """
 
     REFUSED = 1          # the user said no
@@ -114,14 +41,14 @@ class Reason(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class ListOnline(_Declared):
+class ListOnline(Declared):
     """Ask who is online.  Answered by L{OnlineList}."""
 
     TYPE: ClassVar[int] = 0x30
 
 
 @dataclass(frozen=True)
-class ChatRequest(_Declared):
+class ChatRequest(Declared):
     """Ask C{to} to chat."""
 
     TYPE: ClassVar[int] = 0x31
@@ -130,7 +57,7 @@ class ChatRequest(_Declared):
 
 
 @dataclass(frozen=True)
-class ChatAccept(_Declared):
+class ChatAccept(Declared):
     """Accept the pending request from C{requester}."""
 
     TYPE: ClassVar[int] = 0x32
@@ -139,7 +66,7 @@ class ChatAccept(_Declared):
 
 
 @dataclass(frozen=True)
-class ChatRefuse(_Declared):
+class ChatRefuse(Declared):
     """Refuse the pending request from C{requester}."""
 
     TYPE: ClassVar[int] = 0x33
@@ -148,7 +75,7 @@ class ChatRefuse(_Declared):
 
 
 @dataclass(frozen=True)
-class ChatCancel(_Declared):
+class ChatCancel(Declared):
     """Withdraw our pending request to C{to}."""
 
     TYPE: ClassVar[int] = 0x34
@@ -157,7 +84,7 @@ class ChatCancel(_Declared):
 
 
 @dataclass(frozen=True)
-class ChatStop(_Declared):
+class ChatStop(Declared):
     """End the chat with C{peer} (both return to the lobby)."""
 
     TYPE: ClassVar[int] = 0x35
@@ -166,7 +93,7 @@ class ChatStop(_Declared):
 
 
 @dataclass(frozen=True)
-class Relay(_Declared):
+class Relay(Declared):
     """
     Carry C{payload} (end-to-end bytes) to C{peer}, with whom a chat is open.
     """
@@ -181,7 +108,7 @@ class Relay(_Declared):
 
 
 @dataclass(frozen=True)
-class Welcome(_Declared):
+class Welcome(Declared):
     """
     First message after the handshake: the relay accepted C{user}.
     C{max_payload} is the largest L{Relay} payload it will carry.
@@ -194,7 +121,7 @@ class Welcome(_Declared):
 
 
 @dataclass(frozen=True)
-class OnlineList(_Declared):
+class OnlineList(Declared):
     """
     The users online now, sorted; C{total} counts them all when the list was
     cut to fit one record.
@@ -207,7 +134,7 @@ class OnlineList(_Declared):
 
 
 @dataclass(frozen=True)
-class ChatRequested(_Declared):
+class ChatRequested(Declared):
     """C{requester} asks us to chat; answer with accept or refuse."""
 
     TYPE: ClassVar[int] = 0x42
@@ -216,7 +143,7 @@ class ChatRequested(_Declared):
 
 
 @dataclass(frozen=True)
-class ChatStarted(_Declared):
+class ChatStarted(Declared):
     """
     A chat with C{peer} is open.  C{peer_key} is its registered public key
     (DER SubjectPublicKeyInfo).  C{initiator} is 1 when we start the
@@ -231,7 +158,7 @@ class ChatStarted(_Declared):
 
 
 @dataclass(frozen=True)
-class ChatDeclined(_Declared):
+class ChatDeclined(Declared):
     """Our request to C{peer} did not become a chat, for C{reason}."""
 
     TYPE: ClassVar[int] = 0x44
@@ -241,7 +168,7 @@ class ChatDeclined(_Declared):
 
 
 @dataclass(frozen=True)
-class RequestWithdrawn(_Declared):
+class RequestWithdrawn(Declared):
     """The request C{requester} made to us is gone, for C{reason}."""
 
     TYPE: ClassVar[int] = 0x45
@@ -251,7 +178,7 @@ class RequestWithdrawn(_Declared):
 
 
 @dataclass(frozen=True)
-class ChatEnded(_Declared):
+class ChatEnded(Declared):
     """The chat with C{peer} ended, for C{reason}."""
 
     TYPE: ClassVar[int] = 0x46
@@ -261,7 +188,7 @@ class ChatEnded(_Declared):
 
 
 @dataclass(frozen=True)
-class Relayed(_Declared):
+class Relayed(Declared):
     """End-to-end bytes from C{peer}."""
 
     TYPE: ClassVar[int] = 0x47
@@ -271,7 +198,7 @@ class Relayed(_Declared):
 
 
 @dataclass(frozen=True)
-class CommandFailed(_Declared):
+class CommandFailed(Declared):
     """
     A command about C{subject} (a user name, or empty) failed for C{reason};
     C{command} is the failed message's type.

@@ -1,0 +1,84 @@
+# -*- test-case-name: tests.test_relay_messages -*-
+"""
+Messages declared by their fields: a frozen dataclass names its C{TYPE} and
+the kind of each field in C{FIELDS}, and one generic encoder and parser
+serve them all, so each layout is written down exactly once.
+
+Field kinds:
+
+  - C{name}: C{text8}, a user name (docs/protocol.rst, section 2), checked
+    when parsed;
+  - C{names}: C{u16} count, then that many C{name};
+  - C{u8}, C{u64}: integers;
+  - C{bytes16}, C{bytes32}: length-prefixed bytes;
+  - C{text16}: C{u16}-length UTF-8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Callable, ClassVar
+
+from securechat.errors import RemoteProtocolError
+from securechat.wire.codec import Reader, bytes16, bytes32, text8, text16, u8, u16, u64
+from securechat.wire.names import BadUserName, check_user_name
+
+MAX_ONLINE_LIST = 10_000
+
+
+def _parse_name(r: Reader, what: str) -> str:
+    name = r.text8(what)
+    try:
+        return check_user_name(name)
+    except BadUserName as e:
+        raise RemoteProtocolError("bad-value", f"{what}: {e}") from None
+
+
+def _parse_names(r: Reader, what: str) -> tuple[str, ...]:
+    count = r.u16(what + " count")
+    if count > MAX_ONLINE_LIST:
+        raise RemoteProtocolError("bad-value", f"{what}: {count} names")
+    return tuple(_parse_name(r, what) for _ in range(count))
+
+
+_ENCODE: dict[str, Callable[[Any], bytes]] = {
+    "name": text8,
+    "names": lambda names: u16(len(names)) + b"".join(text8(n) for n in names),
+    "u8": u8,
+    "u64": u64,
+    "bytes16": bytes16,
+    "bytes32": bytes32,
+    "text16": text16,
+}
+_PARSE: dict[str, Callable[[Reader, str], Any]] = {
+    "name": _parse_name,
+    "names": _parse_names,
+    "u8": Reader.u8,
+    "u64": Reader.u64,
+    "bytes16": Reader.bytes16,
+    "bytes32": Reader.bytes32,
+    "text16": Reader.text16,
+}
+
+
+class Declared:
+    """
+    Base for messages declared by C{TYPE} and C{FIELDS}.
+    """
+
+    TYPE: ClassVar[int]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def encode_body(self) -> bytes:
+        return b"".join(
+            _ENCODE[kind](getattr(self, f.name))
+            for f, kind in zip(fields(self), self.FIELDS)  # type: ignore[arg-type]
+        )
+
+    @classmethod
+    def parse_body(cls, r: Reader) -> Any:
+        values = [
+            _PARSE[kind](r, f.name)
+            for f, kind in zip(fields(cls), cls.FIELDS)  # type: ignore[arg-type]
+        ]
+        return cls(*values)

@@ -1,0 +1,45 @@
+# -*- test-case-name: tests.test_client_core -*-
+"""
+The end-to-end layer's messages: inner messages of the end-to-end context,
+exchanged by two clients through the relay (docs/protocol.rst, section 12).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from securechat.wire.messages import Registry
+from securechat.wire.declared import Declared
+
+#: The longest chat line, in UTF-8 bytes.
+MAX_TEXT = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Text(Declared):
+    """
+    One chat line.  C{sent_at} is the sender's clock in milliseconds since
+    the Unix epoch (for display; never trusted for ordering).
+    """
+
+    TYPE: ClassVar[int] = 0x50
+    FIELDS: ClassVar[tuple[str, ...]] = ("u64", "text16")
+    sent_at: int
+    text: str
+
+
+@dataclass(frozen=True)
+class End(Declared):
+    """
+    The authenticated end of a chat: C{sent} is how many L{Text} messages
+    the sender sent.  A chat that ends without it, or with a count other
+    than what arrived, was cut short.
+    """
+
+    TYPE: ClassVar[int] = 0x51
+    FIELDS: ClassVar[tuple[str, ...]] = ("u64",)
+    sent: int
+
+
+E2E_MESSAGES = Registry([Text, End])
