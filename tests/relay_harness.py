@@ -90,12 +90,13 @@ class Harness:
     One relay, its directory of test users, and a network to reach it.
     """
 
-    def __init__(self, limits: Limits = Limits(), clock: Clock | None = None) -> None:
+    def __init__(self, limits: Limits = Limits(), clock: Clock | None = None,
+                 relay_class: type[Relay] = Relay) -> None:
         self.network = Network(clock)
         self.clock = self.network.clock
         self.directory = MemoryDirectory(
             UserEntry(name, user_key(name).public_key()) for name in USERS)
-        self.relay = Relay(
+        self.relay = relay_class(
             self.directory, ServerCredentials(SERVER_KEY, SERVER_IDENTITY), self.clock, limits)
         self.factory = RelayFactory(self.relay)
         self.links: dict[str, Link] = {}

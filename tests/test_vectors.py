@@ -34,7 +34,7 @@ class VectorTests(unittest.TestCase):
 
     def test_endToEnd(self) -> None:
         """
-        The end-to-end vector (section 12.1) matches byte for byte.
+        The end-to-end vector (section 13.1) matches byte for byte.
         """
         self.check("end-to-end")
 

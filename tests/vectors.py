@@ -1,5 +1,5 @@
 """
-The test vectors of docs/protocol.rst, section 12: fixed inputs, and the
+The test vectors of docs/protocol.rst, section 13: fixed inputs, and the
 values the implementation produces from them.
 
 C{python -m tests.vectors} prints the vectors in the document's format (for

@@ -42,4 +42,16 @@ class End(Declared):
     sent: int
 
 
-E2E_MESSAGES = Registry([Text, End])
+@dataclass(frozen=True)
+class Ready(Declared):
+    """
+    Sent by the responder as its first record, once it has verified the
+    initiator: the initiator's own handshake completes before the responder
+    has checked it, so the initiator treats the chat as secured (and sends
+    its first lines) only when READY arrives.
+    """
+
+    TYPE: ClassVar[int] = 0x52
+
+
+E2E_MESSAGES = Registry([Text, End, Ready])

@@ -1,0 +1,419 @@
+"""
+Tests for the chat client core (L{securechat.client.core}): two real
+clients and a relay in memory, chatting end to end; and a relay that
+misbehaves on purpose, which the clients must catch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from twisted.trial import unittest
+
+from securechat.client.core import ChatClient
+from securechat.client.pins import CorruptPinFile, PinStatus, PinStore
+from securechat.crypto import keys
+from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.protocol import PeerRejected, SecureChatProtocol
+from securechat.server.directory import UserEntry
+from securechat.server.limits import Limits
+from securechat.server.relay import Relay as RelayCore
+from securechat.wire.messages import CertificateIdentity, UserIdentity
+from securechat.wire.relay import FROM_SERVER, ChatStarted, Reason, Relay, Relayed
+from tests.relay_harness import SERVER_IDENTITY, SERVER_KEY, Harness, user_key
+
+
+class RecordingView:
+    """
+    A L{ChatView} that records what the user would see.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args: self.seen.append((name,) + args)
+
+    def kinds(self) -> list[str]:
+        return [s[0] for s in self.seen]
+
+    def of(self, kind: str) -> list[tuple[Any, ...]]:
+        return [s[1:] for s in self.seen if s[0] == kind]
+
+    def take(self) -> list[tuple[Any, ...]]:
+        out, self.seen = self.seen, []
+        return out
+
+
+def verify_test_server(identity: CertificateIdentity) -> keys.PublicKey:
+    if identity != SERVER_IDENTITY:
+        raise PeerRejected("bad-certificate", "not the test server")
+    return SERVER_KEY.public_key()
+
+
+class ChatHarness(Harness):
+    """
+    The relay harness with real L{ChatClient}s.
+    """
+
+    def client(self, name: str, pins: PinStore | None = None) -> tuple[ChatClient, RecordingView]:
+        view = RecordingView()
+        client = ChatClient(name, user_key(name), view, verify_test_server,
+                            pins or PinStore(None), clock=lambda: 1_700_000_000.0)
+        config = Config(CLIENT_SERVER, Role.INITIATOR, user_key(name), UserIdentity(name),
+                        registry=FROM_SERVER)
+        proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
+        link = self.network.connect(proto, self.factory.buildProtocol(None))
+        self.links[name] = link
+        assert client.logged_in, view.seen
+        view.take()
+        return client, view
+
+    def chat(self, a: str = "alice", b: str = "bob", **kw: Any):  # type: ignore[no-untyped-def]
+        ca, va = self.client(a, **kw)
+        cb, vb = self.client(b)
+        ca.request_chat(b)
+        self.pump()
+        cb.accept(a)
+        self.pump()
+        return ca, va, cb, vb
+
+
+class ChatTests(unittest.TestCase):
+    """
+    Chats that go well.
+    """
+
+    def test_fullChatBothWays(self) -> None:
+        """
+        Request, accept, the end-to-end handshake, lines both ways, and a
+        clean stop that both sides see as complete.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        self.assertEqual(vb.of("chat_requested"), [("alice",)])
+        self.assertIn(("chat_secured", "bob"), va.seen)
+        self.assertIn(("chat_secured", "alice"), vb.seen)
+        alice.say("bob", "hello bob")
+        h.pump()
+        bob.say("alice", "hi alice")
+        h.pump()
+        self.assertEqual(vb.of("message"), [("alice", 1_700_000_000.0, "hello bob")])
+        self.assertEqual(va.of("message"), [("bob", 1_700_000_000.0, "hi alice")])
+        alice.stop("bob")
+        h.pump()
+        self.assertEqual(vb.of("chat_ended"), [("alice", "ended by alice (1 messages received)")])
+        self.assertEqual(va.of("chat_ended"), [("bob", "ended")])
+        self.assertEqual(alice.chats, {})
+        self.assertEqual(bob.chats, {})
+
+    def test_linesBeforeSecuredWait(self) -> None:
+        """
+        A line typed before the end-to-end handshake completes is sent once
+        it does.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        bob, vb = h.client("bob")
+        alice.request_chat("bob")
+        h.pump()
+        bob.accept("alice")
+        h.network.clock.advance(0)
+        # bob's CHAT_STARTED is queued but the handshake has not run yet
+        h.pump()
+        self.assertTrue(bob.chats["alice"].secured)
+        alice.say("bob", "first")
+        h.pump()
+        self.assertEqual(vb.of("message"), [("alice", 1_700_000_000.0, "first")])
+
+    def test_refusal(self) -> None:
+        """
+        A refused request is shown as refused, and no chat exists.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        bob, vb = h.client("bob")
+        alice.request_chat("bob")
+        h.pump()
+        bob.refuse("alice")
+        h.pump()
+        self.assertEqual(va.of("chat_declined"), [("bob", Reason.REFUSED)])
+        self.assertEqual(alice.chats, {})
+
+    def test_exitEndsChatsCleanly(self) -> None:
+        """
+        Logging out sends the authenticated end of every chat first.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.say("bob", "bye")
+        alice.logout()
+        h.pump()
+        self.assertEqual(vb.of("chat_ended"), [("alice", "ended by alice (1 messages received)")])
+        self.assertEqual(va.of("disconnected"), [(None,)])
+
+    def test_relayDisconnectReported(self) -> None:
+        """
+        Losing the relay connection ends every chat and says so.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        h.links["alice"].close(ConnectionError("network down"))
+        h.pump()
+        self.assertEqual(va.of("chat_ended"), [("bob", "disconnected from the relay")])
+        self.assertEqual(len(va.of("disconnected")), 1)
+        self.assertIn("TRUNCATED", vb.of("chat_ended")[0][1])
+
+    def test_firstUsePinsThenMatches(self) -> None:
+        """
+        The first chat pins the peer's fingerprint (shown as first use); the
+        next chat matches it silently.
+        """
+        h = ChatHarness()
+        pins = PinStore(None)
+        alice, va, bob, vb = h.chat(pins=pins)
+        fp = keys.fingerprint(user_key("bob").public_key())
+        self.assertEqual(va.of("chat_opened"), [("bob", fp, True)])
+        self.assertEqual(pins.fingerprint("bob"), fp)
+        alice.stop("bob")
+        h.pump()
+        va.take()
+        alice.request_chat("bob")
+        h.pump()
+        bob.accept("alice")
+        h.pump()
+        self.assertEqual(va.of("chat_opened"), [("bob", fp, False)])
+
+    def test_fingerprints(self) -> None:
+        """
+        C{fingerprint()} gives our own fingerprint and the pinned one of a
+        peer.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        self.assertEqual(alice.fingerprint(None), keys.fingerprint(user_key("alice").public_key()))
+        self.assertEqual(alice.fingerprint("bob"), keys.fingerprint(user_key("bob").public_key()))
+        self.assertIsNone(alice.fingerprint("carol"))
+
+
+class PinStoreTests(unittest.TestCase):
+    """
+    The known-peers file.
+    """
+
+    def test_persisted(self) -> None:
+        """
+        Pins survive in the file, which is private to the user.
+        """
+        path = os.path.join(self.mktemp(), "known_peers")
+        PinStore(path).pin("bob", user_key("bob").public_key())
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        store = PinStore(path)
+        self.assertEqual(store.check("bob", user_key("bob").public_key()), PinStatus.MATCH)
+        self.assertEqual(store.check("bob", user_key("eve").public_key()), PinStatus.CHANGED)
+        self.assertEqual(store.check("carol", user_key("eve").public_key()), PinStatus.NEW)
+
+    def test_corrupt(self) -> None:
+        """
+        A mangled known-peers file is refused with its line number.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("bob SHA256:abc\nthis is not a pin\n")
+        e = self.assertRaises(CorruptPinFile, PinStore, path)
+        self.assertIn("line 2", str(e))
+
+
+class MaliciousRelay(RelayCore):
+    """
+    A relay that tampers with what it carries (C{tamper}) and lies about
+    keys (C{fake_keys}, user name -> DER key handed over in CHAT_STARTED).
+    """
+
+    tamper: Callable[[str, str, bytes], list[bytes]] | None = None
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.fake_keys: dict[str, bytes] = {}
+
+    def _relay(self, session, message):  # type: ignore[no-untyped-def]
+        if self.tamper is None or message.peer not in session.chats:
+            return super()._relay(session, message)
+        for payload in self.tamper(session.user, message.peer, message.payload):
+            super()._relay(session, Relay(message.peer, payload))
+
+    def login(self, session):  # type: ignore[no-untyped-def]
+        deliver = session.deliver
+
+        def lying(message, size=None):  # type: ignore[no-untyped-def]
+            if isinstance(message, ChatStarted) and message.peer in self.fake_keys:
+                message = ChatStarted(message.peer, self.fake_keys[message.peer], message.initiator)
+            deliver(message, size)
+        session.deliver = lying
+        super().login(session)
+
+
+class MaliciousHarness(ChatHarness):
+    def __init__(self) -> None:
+        super().__init__(relay_class=MaliciousRelay)
+
+
+class MaliciousRelayTests(unittest.TestCase):
+    """
+    A relay that lies or tampers is caught by the clients.
+    """
+
+    def test_substitutedKeyFirstUse(self) -> None:
+        """
+        A relay that hands bob a key of its own for alice cannot complete
+        the end-to-end handshake: alice's signature does not verify with it.
+        """
+        h = MaliciousHarness()
+        h.relay.fake_keys = {"alice": keys.public_key_der(user_key("mallory").public_key())}
+        alice, va, bob, vb = h.chat()
+        errors = vb.of("security_error")
+        self.assertEqual(len(errors), 1)
+        self.assertIn("bad-signature", errors[0][1])
+        self.assertNotIn(("chat_secured", "alice"), vb.seen)
+        self.assertNotIn(("chat_secured", "bob"), va.seen)
+
+    def test_substitutedKeyPinned(self) -> None:
+        """
+        When the peer is pinned, a substituted key is refused before any
+        handshake, loudly, with both fingerprints; C{trust} re-pins it.
+        """
+        h = MaliciousHarness()
+        pins = PinStore(None)
+        pins.pin("bob", user_key("bob").public_key())
+        h.relay.fake_keys = {"bob": keys.public_key_der(user_key("mallory").public_key())}
+        alice, va, bob, vb = h.chat(pins=pins)
+        [(peer, pinned, offered)] = va.of("key_changed")
+        self.assertEqual(peer, "bob")
+        self.assertEqual(pinned, keys.fingerprint(user_key("bob").public_key()))
+        self.assertEqual(offered, keys.fingerprint(user_key("mallory").public_key()))
+        self.assertEqual(alice.chats, {})
+        self.assertEqual(pins.check("bob", user_key("bob").public_key()), PinStatus.MATCH)
+        alice.trust("bob")
+        self.assertEqual(pins.check("bob", user_key("mallory").public_key()), PinStatus.MATCH)
+
+    def _tampered_chat(self, tamper):  # type: ignore[no-untyped-def]
+        h = MaliciousHarness()
+        alice, va, bob, vb = h.chat()
+        self.assertIn(("chat_secured", "alice"), vb.seen)
+        h.relay.tamper = tamper
+        alice.say("bob", "one")
+        h.pump()
+        alice.say("bob", "two")
+        h.pump()
+        alice.say("bob", "three")
+        h.pump()
+        return vb
+
+    def test_replayDetected(self) -> None:
+        """
+        A relayed end-to-end record delivered twice is detected as a replay
+        and ends the chat.
+        """
+        vb = self._tampered_chat(lambda s, p, payload: [payload, payload])
+        self.assertEqual(vb.of("message")[0][2], "one")
+        [(peer, detail)] = vb.of("security_error")
+        self.assertIn("record-replayed", detail)
+
+    def test_reorderDetected(self) -> None:
+        """
+        Two relayed records swapped are detected.
+        """
+        held: list[bytes] = []
+
+        def swap(s: str, p: str, payload: bytes) -> list[bytes]:
+            if not held:
+                held.append(payload)
+                return []
+            return [payload, held.pop()]
+        vb = self._tampered_chat(swap)
+        self.assertEqual(vb.of("message"), [])
+        self.assertIn("record-gap", vb.of("security_error")[0][1])
+
+    def test_dropDetected(self) -> None:
+        """
+        A dropped record makes the next one fail.
+        """
+        dropped = []
+
+        def drop(s: str, p: str, payload: bytes) -> list[bytes]:
+            if not dropped:
+                dropped.append(payload)
+                return []
+            return [payload]
+        vb = self._tampered_chat(drop)
+        self.assertEqual(vb.of("message"), [])
+        self.assertIn("record-gap", vb.of("security_error")[0][1])
+
+    def test_alterationDetected(self) -> None:
+        """
+        A flipped bit in a relayed record is detected and nothing is shown.
+        """
+        def flip(s: str, p: str, payload: bytes) -> list[bytes]:
+            return [payload[:-1] + bytes([payload[-1] ^ 1])]
+        vb = self._tampered_chat(flip)
+        self.assertEqual(vb.of("message"), [])
+        self.assertIn("bad-record-mac", vb.of("security_error")[0][1])
+
+    def test_truncationDetected(self) -> None:
+        """
+        A relay that swallows the authenticated END and ends the chat itself
+        is reported as a truncated conversation.
+        """
+        h = MaliciousHarness()
+        alice, va, bob, vb = h.chat()
+        alice.say("bob", "one")
+        h.pump()
+        h.relay.tamper = lambda s, p, payload: []  # swallow everything now
+        alice.say("bob", "two")
+        alice.stop("bob")
+        h.pump()
+        [(peer, outcome)] = vb.of("chat_ended")
+        self.assertIn("TRUNCATED", outcome)
+
+    def test_reflectedHandshake(self) -> None:
+        """
+        A relay that reflects alice's own handshake back to her (instead of
+        forwarding it to bob) gets it rejected.
+        """
+        h = MaliciousHarness()
+        sessions = h.relay.sessions
+
+        def reflect(sender: str, peer: str, payload: bytes) -> list[bytes]:
+            sessions[sender].deliver(Relayed(peer, payload))
+            return []
+        h.relay.tamper = reflect
+        alice, va, bob, vb = h.chat()
+        self.assertEqual(len(va.of("security_error")), 1)
+        self.assertIn("unexpected-message", va.of("security_error")[0][1])
+        self.assertNotIn(("chat_secured", "bob"), va.seen)
+
+    def test_relayNeverSeesPlaintext(self) -> None:
+        """
+        Every byte the relay receives and sends during a chat, recorded on
+        both links, contains none of the lines typed.
+        """
+        h = ChatHarness()
+        recorded: list[bytes] = []
+        alice, va, bob, vb = h.chat()
+        for link in h.links.values():
+            for t in (link.client_transport, link.server_transport):
+                original = t.write
+                t.write = (lambda orig: lambda data: (recorded.append(data), orig(data)))(original)  # type: ignore[method-assign]
+        secrets = ["attack at dawn", "the password is swordfish", "meet at the old mill"]
+        for i, line in enumerate(secrets):
+            (alice if i % 2 == 0 else bob).say("bob" if i % 2 == 0 else "alice", line)
+            h.pump()
+        self.assertEqual(len(vb.of("message")) + len(va.of("message")), 3)
+        wire = b"".join(recorded)
+        self.assertGreater(len(wire), 0)
+        for line in secrets:
+            self.assertNotIn(line.encode(), wire)
+            self.assertNotIn(line.encode("utf-16-le"), wire)
