@@ -1,0 +1,287 @@
+# -*- test-case-name: tests.test_terminal -*-
+"""
+The terminal front end: reads command lines, shows what happens, one line
+each.  It works the same on a terminal and with piped standard input, so it
+can be scripted.
+
+Commands::
+
+    !help                 this list
+    !online               who is online
+    !chat USER            ask USER to chat
+    !accept [USER]        accept a request (the only pending one if no USER)
+    !refuse [USER]        refuse a request
+    !cancel USER          withdraw your request to USER
+    !stop [USER]          end the chat (the current one if no USER)
+    !fingerprint [USER]   your key's fingerprint, or the one pinned for USER
+    !trust USER           accept USER's changed key (after comparing fingerprints)
+    !exit                 end all chats and quit
+    TEXT                  send TEXT to the current chat
+    USER: TEXT            send TEXT to your chat with USER
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from twisted.protocols.basic import LineReceiver
+
+from securechat.client.core import ChatClient
+from securechat.wire.names import BadUserName, check_user_name
+from securechat.wire.relay import Reason
+
+HELP = (__doc__ or "").split("Commands::", 1)[1].strip("\n")
+
+_DECLINED = {
+    Reason.REFUSED: "{peer} refused your chat request",
+    Reason.OFFLINE: "{peer} is not online",
+    Reason.UNKNOWN_USER: "there is no user {peer}",
+    Reason.BUSY: "{peer} is busy in other chats",
+    Reason.TIMEOUT: "{peer} did not answer your chat request",
+    Reason.TOO_MANY_PENDING: "too many open chat requests; try {peer} again later",
+    Reason.GONE: "{peer} went offline before answering",
+}
+_WITHDRAWN = {
+    Reason.CANCELLED: "{peer} withdrew the chat request",
+    Reason.TIMEOUT: "the chat request from {peer} expired",
+    Reason.GONE: "{peer} went offline; the chat request is gone",
+}
+_FAILED = {
+    Reason.SELF: "you cannot chat with yourself",
+    Reason.ALREADY: "you already have a chat or request with {peer}",
+    Reason.NO_REQUEST: "there is no chat request from {peer}",
+    Reason.NO_CHAT: "there is no chat with {peer}",
+    Reason.BUSY: "you have as many chats as allowed",
+}
+
+
+class ChatTerminal(LineReceiver):
+    """
+    The terminal: a L{ChatView} for the core, and a line protocol for
+    standard input.
+
+    @ivar client: the L{ChatClient} of the current relay connection (it is
+        replaced when the client reconnects).
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 64 * 1024
+
+    def __init__(self, write: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 on_exit: Callable[[], None] | None = None) -> None:
+        self._write = write
+        self.clock = clock
+        self.on_exit = on_exit
+        self.client: ChatClient | None = None
+        self.current: str | None = None
+        self._pending: list[str] = []
+        self.exiting = False
+
+    # -- output -------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        line = text.replace("\r", "").replace("\n", " ") + "\n"
+        if self._write is not None:
+            self._write(line)
+        elif self.transport is not None:
+            self.transport.write(line.encode("utf-8", "replace"))
+
+    def _stamp(self, at: float | None = None) -> str:
+        return time.strftime("%H:%M", time.localtime(self.clock() if at is None else at))
+
+    # -- input --------------------------------------------------------------
+
+    def lineReceived(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        if not line.strip():
+            return
+        if self.client is None or not self.client.logged_in:
+            if line.strip() == "!exit":
+                self.exit()
+            else:
+                self._pending.append(line)
+            return
+        self.handle(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.say("! line too long, ignored")
+
+    def connectionLost(self, reason: object = None) -> None:
+        # Standard input closed (end of a script, or ^D): leave cleanly.
+        self.exit()
+
+    def handle(self, line: str) -> None:
+        client = self.client
+        assert client is not None
+        if line.startswith("!"):
+            word, _, rest = line[1:].partition(" ")
+            args = rest.split()
+            command = getattr(self, "cmd_" + word.lower(), None)
+            if command is None:
+                self.say(f"! unknown command !{word}; !help lists the commands")
+                return
+            command(*args[:1]) if args else command()
+            return
+        peer, sep, text = line.partition(": ")
+        if sep and _is_name(peer) and peer in client.chats:
+            client.say(peer, text)
+            self.current = peer
+            return
+        if self.current is None or self.current not in client.chats:
+            self.say("! no current chat: use !chat USER, or USER: TEXT")
+            return
+        client.say(self.current, line)
+
+    def _need(self, user: str | None, what: str) -> str | None:
+        if user is None:
+            self.say(f"! usage: !{what} USER")
+            return None
+        if not _is_name(user):
+            self.say(f"! {user!r} is not a user name")
+            return None
+        return user
+
+    def _only(self, choices: set[str], what: str) -> str | None:
+        if len(choices) == 1:
+            return next(iter(choices))
+        self.say(f"! say which: !{what} USER" if choices else f"! nothing to {what}")
+        return None
+
+    def cmd_help(self, *args: str) -> None:
+        for line in HELP.splitlines():
+            self.say(line)
+
+    def cmd_online(self, *args: str) -> None:
+        assert self.client is not None
+        self.client.list_online()
+
+    def cmd_chat(self, user: str | None = None) -> None:
+        assert self.client is not None
+        if (peer := self._need(user, "chat")) is not None:
+            self.client.request_chat(peer)
+
+    def cmd_accept(self, user: str | None = None) -> None:
+        assert self.client is not None
+        peer = self._need(user, "accept") if user else self._only(self.client.incoming, "accept")
+        if peer is not None:
+            self.client.accept(peer)
+
+    def cmd_refuse(self, user: str | None = None) -> None:
+        assert self.client is not None
+        peer = self._need(user, "refuse") if user else self._only(self.client.incoming, "refuse")
+        if peer is not None:
+            self.client.refuse(peer)
+            self.say(f"* you refused {peer}'s chat request")
+
+    def cmd_cancel(self, user: str | None = None) -> None:
+        assert self.client is not None
+        if (peer := self._need(user, "cancel")) is not None:
+            self.client.cancel(peer)
+            self.say(f"* you withdrew your chat request to {peer}")
+
+    def cmd_stop(self, user: str | None = None) -> None:
+        assert self.client is not None
+        peer = user or self.current
+        if peer is None or peer not in self.client.chats:
+            self.say("! no such chat" if user else "! no current chat")
+            return
+        self.client.stop(peer)
+
+    def cmd_fingerprint(self, user: str | None = None) -> None:
+        assert self.client is not None
+        fp = self.client.fingerprint(user)
+        if user is None:
+            self.say(f"* your key: {fp}")
+        elif fp is None:
+            self.say(f"* no key pinned for {user} yet (chat with them first)")
+        else:
+            self.say(f"* {user}: {fp}")
+
+    def cmd_trust(self, user: str | None = None) -> None:
+        assert self.client is not None
+        if (peer := self._need(user, "trust")) is not None:
+            self.client.trust(peer)
+
+    def cmd_exit(self, *args: str) -> None:
+        self.exit()
+
+    def exit(self) -> None:
+        if self.exiting:
+            return
+        self.exiting = True
+        if self.client is not None and self.client.logged_in:
+            self.client.logout()
+        if self.on_exit is not None:
+            self.on_exit()
+
+    # -- ChatView -----------------------------------------------------------
+
+    def logged_in(self, user: str) -> None:
+        self.say(f"* logged in as {user}; !help lists the commands")
+        pending, self._pending = self._pending, []
+        for line in pending:
+            self.handle(line)
+
+    def online(self, users: tuple[str, ...], total: int) -> None:
+        more = f" (and {total - len(users)} more)" if total > len(users) else ""
+        self.say(f"* online: {', '.join(users)}{more}")
+
+    def chat_requested(self, requester: str) -> None:
+        self.say(f"* {requester} wants to chat: !accept {requester} or !refuse {requester}")
+
+    def request_sent(self, peer: str) -> None:
+        self.say(f"* chat request sent to {peer}")
+
+    def chat_declined(self, peer: str, reason: Reason) -> None:
+        self.say("* " + _DECLINED.get(reason, f"{peer}: {reason.name.lower()}").format(peer=peer))
+
+    def request_withdrawn(self, requester: str, reason: Reason) -> None:
+        self.say("* " + _WITHDRAWN.get(reason, f"{requester}: {reason.name.lower()}").format(peer=requester))
+
+    def chat_opened(self, peer: str, fingerprint: str, first_use: bool) -> None:
+        note = " (first chat: key pinned; compare it with them)" if first_use else ""
+        self.say(f"* securing the chat with {peer}, key {fingerprint}{note}")
+
+    def chat_secured(self, peer: str) -> None:
+        self.current = peer
+        self.say(f"* chat with {peer} is end-to-end encrypted; type to talk, !stop to end")
+
+    def key_changed(self, peer: str, pinned: str, offered: str) -> None:
+        self.say(f"!!! WARNING: {peer}'s key CHANGED: pinned {pinned}, the relay now offers "
+                 f"{offered}. The chat was refused. If {peer} confirms the new fingerprint "
+                 f"out of band, run !trust {peer} and chat again.")
+
+    def message(self, peer: str, sent_at: float, text: str) -> None:
+        self.say(f"[{self._stamp(sent_at)}] {peer}: {text}")
+
+    def chat_ended(self, peer: str, outcome: str) -> None:
+        if self.current == peer:
+            self.current = None
+        self.say(f"* chat with {peer} {outcome}" if outcome.startswith(("ended", "TRUNC"))
+                 else f"* chat with {peer} ended: {outcome}")
+
+    def security_error(self, peer: str, detail: str) -> None:
+        self.say(f"!!! chat with {peer}: {detail}")
+
+    def command_failed(self, command: str, subject: str, reason: Reason) -> None:
+        self.say("! " + _FAILED.get(reason, f"{command} {subject}: {reason.name.lower()}").format(peer=subject))
+
+    def notice(self, text: str) -> None:
+        self.say(f"! {text}")
+
+    def disconnected(self, reason: str | None) -> None:
+        self.current = None
+        if reason is not None:
+            self.say(f"! disconnected: {reason}")
+        elif not self.exiting:
+            self.say("! disconnected")
+
+
+def _is_name(text: str) -> bool:
+    try:
+        check_user_name(text)
+        return True
+    except BadUserName:
+        return False
