@@ -51,3 +51,27 @@ class PromiseTests(unittest.TestCase):
                             name.split(".")[0] in forbidden,
                             f"{path.name} imports {name}",
                         )
+
+
+class DocumentTests(unittest.TestCase):
+    """
+    The documents render without warnings.
+    """
+
+    def test_restructuredTextClean(self) -> None:
+        """
+        README.rst and docs/protocol.rst are valid reStructuredText: docutils
+        reports no warning or error.
+        """
+        import io
+
+        from docutils.core import publish_doctree
+
+        for path in (ROOT / "README.rst", ROOT / "docs" / "protocol.rst"):
+            warnings = io.StringIO()
+            publish_doctree(
+                path.read_text(),
+                source_path=str(path),
+                settings_overrides={"warning_stream": warnings, "report_level": 2},
+            )
+            self.assertEqual(warnings.getvalue(), "", path.name)
