@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -244,6 +244,8 @@ class SecureChatProtocol(Protocol):
             self._pending_verification = None
             if self.connection.state is not State.WAIT_VERIFY:
                 return None
+            if failure.check(CancelledError):
+                return None  # the connection went away meanwhile
             if failure.check(PeerRejected):
                 error: PeerRejected = failure.value
                 self._handle(self.connection.reject_peer(error.code, error.detail))
@@ -288,6 +290,8 @@ class SecureChatProtocol(Protocol):
         """
         self._idle = None
         assert self.idle_timeout is not None
+        if not self.established:
+            return
         now = self.clock.seconds()
         quiet = now - self._last_rx
         if quiet >= self.idle_timeout:

@@ -722,3 +722,29 @@ class LimitMechanismTests(unittest.TestCase):
         self.assertIsNotNone(gate.admit("c"))
         gate.release("a")
         self.assertIsNone(gate.admit("c"))
+
+
+class MetricsAccountingTests(unittest.TestCase):
+    """
+    The queued-bytes gauge follows the queues.
+    """
+
+    def test_queuedBytesReturnToZero(self) -> None:
+        """
+        Bytes queued are counted while waiting and uncounted when sent or
+        when their user is dropped.
+        """
+        h = Harness(BackpressureTests.LIMITS)
+        a, b = chatting(h)
+        gauge = h.relay.metrics.queued_bytes
+        a.send(Relay("bob", b"z" * 500))
+        h.pump()
+        self.assertEqual(gauge._value.get(), 0)
+        h.links["bob"].client_transport.reading = False
+        for _ in range(150):
+            a.send(Relay("bob", b"z" * 1000))
+            h.pump()
+        self.assertGreater(gauge._value.get(), 0)
+        h.network.advance(31)
+        self.assertNotIn("bob", h.relay.sessions)
+        self.assertEqual(gauge._value.get(), 0)

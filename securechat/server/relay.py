@@ -98,7 +98,9 @@ class OutboundQueue:
         send: Callable[..., None],
         batch_bytes: int,
         drained: Callable[[], None],
+        account: Callable[[int], None] = lambda delta: None,
     ) -> None:
+        self._account = account
         self._clock = clock
         self._send = send
         self._batch_bytes = batch_bytes
@@ -117,6 +119,7 @@ class OutboundQueue:
             return
         self._items.append((message, size))
         self.bytes += size
+        self._account(size)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -137,12 +140,14 @@ class OutboundQueue:
                 batch.append(message)
                 total += size
             self.bytes -= total
+            self._account(-total)
             self._send(*batch)
         self._drained()
 
     def clear(self) -> None:
         self.stopped = True
         self._items.clear()
+        self._account(-self.bytes)
         self.bytes = 0
         if self._call is not None and self._call.active():
             self._call.cancel()
@@ -206,7 +211,7 @@ class UserSession:
         limits = self.relay.limits
         self.queue = OutboundQueue(
             self.relay.clock, self._send_batch, limits.max_frame - 64 - RECORD_OVERHEAD,
-            self._queue_drained,
+            self._queue_drained, self.relay.metrics.queued_bytes.inc,
         )
         self.protocol.register_producer(self.queue)
         self.relay.login(self)
@@ -244,7 +249,6 @@ class UserSession:
         if size is None:
             size = len(message.encode_body()) + 5
         self.queue.push(message, size)
-        self.relay.metrics.queued_bytes.inc(size)
 
     def pause_reading(self, reason: str) -> None:
         if not self._pause_reasons and self.protocol.transport is not None:
@@ -294,7 +298,6 @@ class UserSession:
 
     def _queue_drained(self) -> None:
         assert self.queue is not None
-        self.relay.metrics.queued_bytes.set(self.relay.queued_bytes())
         if self.queue.bytes <= self.relay.limits.queue_soft_limit // 2:
             self._cancel_stall()
             senders, self.blocked_senders = self.blocked_senders, set()
@@ -344,9 +347,6 @@ class Relay:
             registry=FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
             max_frame=self.limits.max_frame,
         )
-
-    def queued_bytes(self) -> int:
-        return sum(s.queue.bytes for s in self.sessions.values() if s.queue is not None)
 
     # -- sessions -----------------------------------------------------------
 
