@@ -1,0 +1,3 @@
+"""
+The operator's tool, C{securechat-admin} (L{securechat.admin.cli}).
+"""

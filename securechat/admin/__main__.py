@@ -1,0 +1,7 @@
+"""
+C{python -m securechat.admin}: the operator's tool.
+"""
+
+from securechat.admin.cli import console
+
+console()

@@ -1,0 +1,272 @@
+# -*- test-case-name: tests.test_admin -*-
+"""
+C{securechat-admin}: the operator's tool for the CA, the relay's
+certificate, users and revocation.  Every command works on one data
+directory (L{securechat.datadir}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import os
+import sys
+from typing import Callable, Sequence, TextIO
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from securechat import pki
+from securechat.crypto import keys
+from securechat.crypto.keys import KeyFormatError
+from securechat.datadir import CorruptDataDir, DataDir, DataDirError, atomic_write
+from securechat.wire.names import BadUserName, check_user_name
+
+PROG = "securechat-admin"
+
+
+class AdminError(Exception):
+    """
+    A refusal or mistake, shown as one line.
+    """
+
+
+def default_data_dir() -> str:
+    return os.environ.get("SECURECHAT_DATA_DIR") or os.path.join(
+        os.path.expanduser("~"), ".local", "share", "securechat")
+
+
+def _read_secret(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            secret = f.read().rstrip(b"\r\n")
+    except OSError as e:
+        raise AdminError(f"cannot read {path}: {e.strerror}") from None
+    if not secret:
+        raise AdminError(f"{path} is empty")
+    return secret
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise AdminError(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+class Admin:
+    """
+    The commands, with their output stream and clock passed in.
+    """
+
+    def __init__(self, data: DataDir, out: TextIO, now: Callable[[], datetime.datetime],
+                 stdin: TextIO) -> None:
+        self.data = data
+        self.out = out
+        self.now = now
+        self.stdin = stdin
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+
+    def init(self, a: argparse.Namespace) -> None:
+        with self.data.locked():
+            self.data.init(a.server_name, self.now(), ca_name=a.ca_name,
+                           ca_passphrase=_read_secret(a.ca_passphrase_file),
+                           server_key_type=a.server_key_type, days=a.days)
+        self.say(f"created the CA and the relay's certificate for {', '.join(a.server_name)} "
+                 f"in {self.data.path}")
+        self.say(f"give users the CA certificate {self.data.ca_cert_path}")
+
+    def add_user(self, a: argparse.Namespace) -> None:
+        check_user_name(a.name)
+        key = keys.load_public_key(_read(a.pubkey, "public key"))
+        with self.data.locked():
+            record = self.data.add_user(a.name, key, self.now())
+        self.say(f"added {record.name} ({record.key_type}, {record.fingerprint})")
+
+    def new_user(self, a: argparse.Namespace) -> None:
+        check_user_name(a.name)
+        if a.passphrase_file:
+            passphrase = _read_secret(a.passphrase_file)
+        elif a.no_passphrase:
+            passphrase = None
+        elif self.stdin.isatty():
+            first = getpass.getpass(f"passphrase for {a.name}'s new key: ")
+            if first != getpass.getpass("again: "):
+                raise AdminError("the passphrases differ")
+            if not first:
+                raise AdminError("empty passphrase (use --no-passphrase to really store the key unencrypted)")
+            passphrase = first.encode("utf-8")
+        else:
+            raise AdminError("give --passphrase-file (or --no-passphrase): standard input is not a terminal")
+        key_path = os.path.join(a.out, f"{a.name}.key")
+        pub_path = os.path.join(a.out, f"{a.name}.pub.pem")
+        for path in (key_path, pub_path):
+            if os.path.exists(path):
+                raise AdminError(f"{path} already exists; not overwriting it")
+        private = pki.new_server_key("ed25519")  # an Ed25519 key pair
+        with self.data.locked():
+            if self.data.load_users().lookup(a.name) is not None:
+                raise AdminError(f"user {a.name} already exists")
+            os.makedirs(a.out, mode=0o700, exist_ok=True)
+            atomic_write(key_path, keys.private_key_pem(private, passphrase), 0o600)
+            atomic_write(pub_path, keys.public_key_pem(private.public_key()), 0o644)
+            record = self.data.add_user(a.name, private.public_key(), self.now())
+        self.say(f"added {record.name} ({record.key_type}, {record.fingerprint})")
+        self.say(f"private key: {key_path} (give it to {a.name} securely); public key: {pub_path}")
+
+    def revoke(self, a: argparse.Namespace) -> None:
+        with self.data.locked():
+            record = self.data.revoke_user(a.name, self.now(), _read_secret(a.ca_passphrase_file))
+        certs = f" and {len(record.certificates)} certificate(s)" if record.certificates else ""
+        self.say(f"revoked {record.name}{certs}; the CRL was reissued "
+                 "(a running relay applies it within seconds)")
+
+    def list_users(self, a: argparse.Namespace) -> None:
+        users = self.data.load_users()
+        if not users.users:
+            self.say("no users yet: securechat-admin add-user NAME PUBKEY.pem")
+            return
+        rows = [(r.name, r.key_type, r.fingerprint,
+                 f"REVOKED {r.revoked}" if r.revoked else "active")
+                for r in (users.users[n] for n in users.names())]
+        widths = [max(len(row[i]) for row in rows + [("NAME", "TYPE", "FINGERPRINT", "STATUS")])
+                  for i in range(4)]
+        for row in [("NAME", "TYPE", "FINGERPRINT", "STATUS")] + rows:
+            self.say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+    def issue_cert(self, a: argparse.Namespace) -> None:
+        try:
+            csr = x509.load_pem_x509_csr(_read(a.csr, "CSR"))
+        except ValueError as e:
+            raise AdminError(f"{a.csr} is not a PEM certificate request: {e}") from None
+        with self.data.locked():
+            cert = self.data.issue_user_certificate(a.name, csr, self.now(),
+                                                    _read_secret(a.ca_passphrase_file), a.days)
+        atomic_write(a.out, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        self.say(f"issued a certificate for {a.name} (serial {cert.serial_number:x}) in {a.out}")
+
+    def refresh_crl(self, a: argparse.Namespace) -> None:
+        with self.data.locked():
+            self.data.refresh_crl(self.now(), _read_secret(a.ca_passphrase_file), a.days)
+        self.say(f"reissued the CRL, valid for {a.days} days")
+
+    def rotate_server_cert(self, a: argparse.Namespace) -> None:
+        with self.data.locked():
+            cert = self.data.rotate_server_certificate(
+                self.now(), a.server_name or None, _read_secret(a.ca_passphrase_file),
+                a.server_key_type, a.days)
+        self.say(f"issued a new relay certificate (serial {cert.serial_number:x}) and revoked the "
+                 "old one; restart the relay (or send it SIGHUP) to use it")
+
+    def show(self, a: argparse.Namespace) -> None:
+        ca = self.data.load_ca_certificate()
+        leaf = self.data.load_server_chain()[0]
+        crl = self.data.load_crl()
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.say(f"data directory: {self.data.path}")
+        self.say(f"CA: {ca.subject.rfc4514_string()}, {keys.fingerprint(ca.public_key())}, "  # type: ignore[arg-type]
+                 f"until {ca.not_valid_after_utc:%Y-%m-%d}; give users {self.data.ca_cert_path}")
+        self.say(f"relay certificate: {', '.join(str(n.value) for n in san)}, "
+                 f"until {leaf.not_valid_after_utc:%Y-%m-%d}")
+        self.say(f"CRL: {len(list(crl))} revoked, next update {crl.next_update_utc:%Y-%m-%d}")
+        self.say(f"users: {len(self.data.load_users().users)}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Manage a securechat relay's CA, certificate and users.",
+        epilog="The data directory defaults to $SECURECHAT_DATA_DIR, else ~/.local/share/securechat.",
+    )
+    p.add_argument("--data-dir", "-d", default=None, help="the relay's data directory")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def ca_pass(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--ca-passphrase-file", help="file with the CA key's passphrase, if it has one")
+
+    sp = sub.add_parser("init", help="create the CA, the relay's certificate and an empty user list")
+    sp.add_argument("--server-name", action="append", required=True,
+                    help="a name clients connect to (DNS name or IP address); repeat for several")
+    sp.add_argument("--ca-name", help="the CA's common name")
+    sp.add_argument("--ca-passphrase-file", help="encrypt the CA key with the passphrase in this file")
+    sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519")
+    sp.add_argument("--days", type=int, default=pki.SERVER_DAYS, help="relay certificate lifetime")
+    sp.set_defaults(run=Admin.init)
+
+    sp = sub.add_parser("add-user", help="register a user from a PEM public key "
+                        "(Ed25519, ECDSA P-256, RSA 2048-4096)")
+    sp.add_argument("name")
+    sp.add_argument("pubkey", help="PEM public key file (e.g. from openssl pkey -pubout)")
+    sp.set_defaults(run=Admin.add_user)
+
+    sp = sub.add_parser("new-user", help="generate an Ed25519 key pair for a user and register it")
+    sp.add_argument("name")
+    sp.add_argument("--out", required=True, help="directory for NAME.key and NAME.pub.pem")
+    sp.add_argument("--passphrase-file", help="encrypt the private key with this file's passphrase")
+    sp.add_argument("--no-passphrase", action="store_true", help="store the private key unencrypted")
+    sp.set_defaults(run=Admin.new_user)
+
+    sp = sub.add_parser("revoke", help="revoke a user (and their certificates) and reissue the CRL")
+    sp.add_argument("name")
+    ca_pass(sp)
+    sp.set_defaults(run=Admin.revoke)
+
+    sp = sub.add_parser("list-users", help="list users, key types, fingerprints and status")
+    sp.set_defaults(run=Admin.list_users)
+
+    sp = sub.add_parser("issue-cert", help="sign a user's CSR (openssl req -new -key KEY -subj /CN=NAME)")
+    sp.add_argument("name")
+    sp.add_argument("--csr", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--days", type=int, default=pki.USER_DAYS)
+    ca_pass(sp)
+    sp.set_defaults(run=Admin.issue_cert)
+
+    sp = sub.add_parser("refresh-crl", help="reissue the CRL with a new validity period (run it daily)")
+    sp.add_argument("--days", type=int, default=pki.CRL_DAYS)
+    ca_pass(sp)
+    sp.set_defaults(run=Admin.refresh_crl)
+
+    sp = sub.add_parser("rotate-server-cert", help="new relay key and certificate; revoke the old one")
+    sp.add_argument("--server-name", action="append", help="names for the new certificate "
+                    "[default: the old certificate's]")
+    sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519")
+    sp.add_argument("--days", type=int, default=pki.SERVER_DAYS)
+    ca_pass(sp)
+    sp.set_defaults(run=Admin.rotate_server_cert)
+
+    sp = sub.add_parser("show", help="show the CA, the relay's certificate, the CRL and counts")
+    sp.set_defaults(run=Admin.show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None,
+         now: Callable[[], datetime.datetime] | None = None, stdin: TextIO | None = None) -> int:
+    """
+    Run one command; return the exit status (0 done, 1 refused, 2 usage).
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    data = DataDir(args.data_dir or default_data_dir())
+    admin = Admin(data, out, now or (lambda: datetime.datetime.now(datetime.timezone.utc)),
+                  stdin or sys.stdin)
+    try:
+        args.run(admin, args)
+    except (AdminError, DataDirError, CorruptDataDir, KeyFormatError, BadUserName, ValueError) as e:
+        err.write(f"{PROG}: error: {e}\n")
+        return 1
+    return 0
+
+
+def console() -> None:
+    sys.exit(main())

@@ -1,0 +1,444 @@
+# -*- test-case-name: tests.test_admin -*-
+"""
+The data directory: everything the relay and the operator's tool keep on
+disk, and the only code that reads or writes it.
+
+Layout::
+
+    DATA_DIR/                 mode 0700
+      ca/ca.pem               CA certificate: users need it to verify the relay
+      ca/ca.key               CA private key, PKCS#8 PEM, 0600 (encrypted if asked)
+      ca/crl.pem              the current CRL
+      ca/state.json           certificates issued, serials revoked, next CRL number
+      server/server.pem       the relay's certificate (leaf first)
+      server/server.key       the relay's private key, PKCS#8 PEM, 0600, unencrypted
+      users.json              registered users
+      .lock                   held (flock) by commands that change anything
+
+Every file is written atomically (a temporary file in the same directory,
+fsync, rename, fsync of the directory), so a crash leaves either the old or
+the new version, never a torn one.  A missing, unreadable or mangled file is
+reported as L{CorruptDataDir} with one sentence naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from securechat import pki
+from securechat.crypto import keys
+from securechat.wire.names import check_user_name
+
+FORMAT_VERSION = 1
+
+
+class CorruptDataDir(Exception):
+    """
+    The data directory is missing something or holds something unreadable;
+    the message says which file and what is wrong.
+    """
+
+
+class DataDirError(Exception):
+    """
+    An operation on the data directory was refused (duplicate user, CA
+    already present, ...); the message says why.
+    """
+
+
+def utc_text(when: datetime.datetime) -> str:
+    return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """
+    Replace C{path} with C{data} atomically, with permissions C{mode}.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """
+    One registered user.
+    """
+
+    name: str
+    public_key: keys.PublicKey
+    added: str
+    revoked: str | None = None
+    certificates: tuple[str, ...] = ()
+
+    @property
+    def key_type(self) -> str:
+        return keys.describe(self.public_key)
+
+    @property
+    def fingerprint(self) -> str:
+        return keys.fingerprint(self.public_key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": keys.public_key_pem(self.public_key).decode("ascii"),
+            "type": self.key_type,
+            "fingerprint": self.fingerprint,
+            "added": self.added,
+            "revoked": self.revoked,
+            "certificates": list(self.certificates),
+        }
+
+
+@dataclass
+class UserDirectory:
+    """
+    The registered users, as read from C{users.json}.
+    """
+
+    users: dict[str, UserRecord] = field(default_factory=dict)
+
+    def lookup(self, name: str) -> UserRecord | None:
+        return self.users.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.users)
+
+
+@dataclass
+class CAState:
+    """
+    What the CA has done: certificates issued, serials revoked, CRL number.
+    """
+
+    issued: list[dict[str, str]] = field(default_factory=list)
+    revoked: list[dict[str, str]] = field(default_factory=list)
+    crl_number: int = 1
+    server_serial: str | None = None
+
+
+class DataDir:
+    """
+    One data directory.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self.ca_dir = os.path.join(self.path, "ca")
+        self.server_dir = os.path.join(self.path, "server")
+        self.ca_cert_path = os.path.join(self.ca_dir, "ca.pem")
+        self.ca_key_path = os.path.join(self.ca_dir, "ca.key")
+        self.crl_path = os.path.join(self.ca_dir, "crl.pem")
+        self.state_path = os.path.join(self.ca_dir, "state.json")
+        self.server_cert_path = os.path.join(self.server_dir, "server.pem")
+        self.server_key_path = os.path.join(self.server_dir, "server.key")
+        self.users_path = os.path.join(self.path, "users.json")
+        self.lock_path = os.path.join(self.path, ".lock")
+
+    # -- reading ---------------------------------------------------------------
+
+    def initialized(self) -> bool:
+        """
+        Whether C{init} has run here (the CA certificate exists).
+        """
+        return os.path.exists(self.ca_cert_path)
+
+    def _read(self, path: str) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise CorruptDataDir(f"{path} is missing (run `securechat-admin init` first?)") from None
+        except OSError as e:
+            raise CorruptDataDir(f"cannot read {path}: {e.strerror}") from None
+
+    def _json(self, path: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self._read(path))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CorruptDataDir(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            raise CorruptDataDir(f"{path} is not a version {FORMAT_VERSION} securechat file")
+        return data
+
+    def stamp(self, path: str) -> tuple[int, int, int] | None:
+        """
+        Identifies a file's current version cheaply (inode, size, mtime).
+        """
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def load_users(self) -> UserDirectory:
+        data = self._json(self.users_path)
+        users = data.get("users")
+        if not isinstance(users, dict):
+            raise CorruptDataDir(f"{self.users_path}: no \"users\" table")
+        out = UserDirectory()
+        for name, entry in users.items():
+            try:
+                check_user_name(name)
+                out.users[name] = UserRecord(
+                    name=name,
+                    public_key=keys.load_public_key(entry["key"].encode("ascii")),
+                    added=str(entry["added"]),
+                    revoked=entry.get("revoked"),
+                    certificates=tuple(entry.get("certificates", ())),
+                )
+            except (KeyError, TypeError, AttributeError, ValueError) as e:
+                raise CorruptDataDir(f"{self.users_path}: user {name!r} is malformed ({e})") from None
+        return out
+
+    def load_state(self) -> CAState:
+        data = self._json(self.state_path)
+        try:
+            return CAState(
+                issued=list(data["issued"]), revoked=list(data["revoked"]),
+                crl_number=int(data["crl_number"]), server_serial=data.get("server_serial"),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptDataDir(f"{self.state_path} is malformed ({e})") from None
+
+    def load_ca_certificate(self) -> x509.Certificate:
+        try:
+            return x509.load_pem_x509_certificate(self._read(self.ca_cert_path))
+        except ValueError as e:
+            raise CorruptDataDir(f"{self.ca_cert_path} is not a PEM certificate ({e})") from None
+
+    def load_ca_key(self, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
+        try:
+            key = keys.load_private_key(self._read(self.ca_key_path), passphrase)
+        except keys.WrongPassphrase as e:
+            raise DataDirError(f"{self.ca_key_path}: {e} (use --ca-passphrase-file)") from None
+        except keys.KeyFormatError as e:
+            raise CorruptDataDir(f"{self.ca_key_path}: {e}") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise CorruptDataDir(f"{self.ca_key_path} is not the CA's ECDSA key")
+        return key
+
+    def load_crl(self) -> x509.CertificateRevocationList:
+        try:
+            return x509.load_pem_x509_crl(self._read(self.crl_path))
+        except ValueError as e:
+            raise CorruptDataDir(f"{self.crl_path} is not a PEM CRL ({e})") from None
+
+    def load_server_chain(self) -> list[x509.Certificate]:
+        try:
+            chain = x509.load_pem_x509_certificates(self._read(self.server_cert_path))
+        except ValueError as e:
+            raise CorruptDataDir(f"{self.server_cert_path} is not a PEM certificate ({e})") from None
+        return chain
+
+    def load_server_key(self) -> keys.PrivateKey:
+        try:
+            return keys.load_private_key(self._read(self.server_key_path), None)
+        except keys.KeyFormatError as e:
+            raise CorruptDataDir(f"{self.server_key_path}: {e}") from None
+
+    def server_credentials(self) -> tuple[keys.PrivateKey, list[bytes], bytes]:
+        """
+        What the relay needs to prove itself: its private key, its chain as
+        DER (leaf first) and the current CRL as DER.  The key must belong to
+        the certificate.
+        """
+        key = self.load_server_key()
+        chain = self.load_server_chain()
+        if keys.public_key_der(chain[0].public_key()) != keys.public_key_der(key.public_key()):  # type: ignore[arg-type]
+            raise CorruptDataDir(
+                f"{self.server_key_path} does not belong to the certificate in {self.server_cert_path}")
+        crl = self.load_crl()
+        der = serialization.Encoding.DER
+        return key, [c.public_bytes(der) for c in chain], crl.public_bytes(der)
+
+    # -- writing ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """
+        Hold the directory's lock (one changing command at a time).
+        """
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise DataDirError(f"{self.path} is locked by another securechat-admin command") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def save_users(self, directory: UserDirectory) -> None:
+        data = {"version": FORMAT_VERSION,
+                "users": {n: directory.users[n].to_json() for n in directory.names()}}
+        atomic_write(self.users_path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+
+    def save_state(self, state: CAState) -> None:
+        data = {"version": FORMAT_VERSION, "issued": state.issued, "revoked": state.revoked,
+                "crl_number": state.crl_number, "server_serial": state.server_serial}
+        atomic_write(self.state_path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+
+    def init(self, server_names: list[str], now: datetime.datetime, ca_name: str | None = None,
+             ca_passphrase: bytes | None = None, server_key_type: str = "ed25519",
+             days: int = pki.SERVER_DAYS) -> None:
+        """
+        Create the CA, the relay's key and certificate, an empty CRL and an
+        empty user list.  Refuses if a CA is already here.
+        """
+        if self.initialized():
+            raise DataDirError(f"{self.path} already has a CA ({self.ca_cert_path}); not overwriting it")
+        if not server_names:
+            raise DataDirError("give at least one --server-name")
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        os.chmod(self.path, 0o700)
+        for d in (self.ca_dir, self.server_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        ca_key, ca_cert = pki.new_ca(ca_name or f"securechat CA for {server_names[0]}", now)
+        atomic_write(self.ca_key_path, keys.private_key_pem(ca_key, ca_passphrase), 0o600)
+        state = CAState()
+        self._write_server(ca_key, ca_cert, server_names, now, server_key_type, days, state)
+        self._write_crl(ca_key, ca_cert, state, now)
+        self.save_users(UserDirectory())
+        # The CA certificate last: its presence marks a complete directory.
+        atomic_write(self.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    def _write_server(self, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+                      names: list[str], now: datetime.datetime, key_type: str, days: int,
+                      state: CAState) -> x509.Certificate:
+        server_key = pki.new_server_key(key_type)
+        cert = pki.issue_server_certificate(ca_key, ca_cert, server_key.public_key(), names, now, days)
+        atomic_write(self.server_key_path, keys.private_key_pem(server_key, None), 0o600)
+        atomic_write(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        serial = format(cert.serial_number, "x")
+        state.issued.append({"serial": serial, "kind": "server", "subject": names[0],
+                             "not_after": utc_text(cert.not_valid_after_utc)})
+        state.server_serial = serial
+        return cert
+
+    def _write_crl(self, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+                   state: CAState, now: datetime.datetime, days: int = pki.CRL_DAYS) -> None:
+        revoked = [(int(r["serial"], 16), parse_utc(r["at"])) for r in state.revoked]
+        crl = pki.issue_crl(ca_key, ca_cert, revoked, state.crl_number, now, days)
+        state.crl_number += 1
+        atomic_write(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
+        self.save_state(state)
+
+    def refresh_crl(self, now: datetime.datetime, ca_passphrase: bytes | None = None,
+                    days: int = pki.CRL_DAYS) -> None:
+        """
+        Reissue the CRL (same revocations, new validity period).
+        """
+        state = self.load_state()
+        self._write_crl(self.load_ca_key(ca_passphrase), self.load_ca_certificate(), state, now, days)
+
+    def add_user(self, name: str, public_key: keys.PublicKey, now: datetime.datetime) -> UserRecord:
+        check_user_name(name)
+        keys.check_public_key(public_key)
+        directory = self.load_users()
+        if name in directory.users:
+            raise DataDirError(f"user {name} already exists")
+        record = UserRecord(name, public_key, utc_text(now))
+        directory.users[name] = record
+        self.save_users(directory)
+        return record
+
+    def revoke_user(self, name: str, now: datetime.datetime,
+                    ca_passphrase: bytes | None = None) -> UserRecord:
+        """
+        Mark C{name} revoked, revoke its certificates, reissue the CRL.
+        """
+        directory = self.load_users()
+        record = directory.lookup(name)
+        if record is None:
+            raise DataDirError(f"no user {name}")
+        if record.revoked:
+            raise DataDirError(f"user {name} is already revoked (since {record.revoked})")
+        state = self.load_state()
+        ca_key = self.load_ca_key(ca_passphrase)
+        for serial in record.certificates:
+            state.revoked.append({"serial": serial, "at": utc_text(now)})
+        revoked = UserRecord(record.name, record.public_key, record.added, utc_text(now),
+                             record.certificates)
+        directory.users[name] = revoked
+        self.save_users(directory)
+        self._write_crl(ca_key, self.load_ca_certificate(), state, now)
+        return revoked
+
+    def issue_user_certificate(self, name: str, csr: x509.CertificateSigningRequest,
+                               now: datetime.datetime, ca_passphrase: bytes | None = None,
+                               days: int = pki.USER_DAYS) -> x509.Certificate:
+        directory = self.load_users()
+        record = directory.lookup(name)
+        if record is None:
+            raise DataDirError(f"no user {name}")
+        if record.revoked:
+            raise DataDirError(f"user {name} is revoked")
+        try:
+            pki.check_csr(csr, record.public_key)
+        except ValueError as e:
+            raise DataDirError(str(e)) from None
+        ca_key, ca_cert = self.load_ca_key(ca_passphrase), self.load_ca_certificate()
+        cert = pki.issue_user_certificate(ca_key, ca_cert, name, record.public_key, now, days)
+        serial = format(cert.serial_number, "x")
+        state = self.load_state()
+        state.issued.append({"serial": serial, "kind": "user", "subject": name,
+                             "not_after": utc_text(cert.not_valid_after_utc)})
+        self.save_state(state)
+        directory.users[name] = UserRecord(record.name, record.public_key, record.added,
+                                           record.revoked, record.certificates + (serial,))
+        self.save_users(directory)
+        return cert
+
+    def rotate_server_certificate(self, now: datetime.datetime, names: list[str] | None = None,
+                                  ca_passphrase: bytes | None = None,
+                                  key_type: str = "ed25519", days: int = pki.SERVER_DAYS
+                                  ) -> x509.Certificate:
+        """
+        A fresh relay key and certificate (same names unless given); the old
+        certificate is revoked in a reissued CRL.
+        """
+        state = self.load_state()
+        ca_key, ca_cert = self.load_ca_key(ca_passphrase), self.load_ca_certificate()
+        old = self.load_server_chain()[0]
+        if names is None:
+            names = [str(n.value) for n in old.extensions.get_extension_for_class(
+                x509.SubjectAlternativeName).value]
+        state.revoked.append({"serial": format(old.serial_number, "x"), "at": utc_text(now)})
+        cert = self._write_server(ca_key, ca_cert, names, now, key_type, days, state)
+        self._write_crl(ca_key, ca_cert, state, now)
+        return cert

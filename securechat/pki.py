@@ -1,0 +1,177 @@
+# -*- test-case-name: tests.test_pki -*-
+"""
+The operator's private CA: the CA certificate, the relay's certificate,
+certificate revocation lists, and user certificates from CSRs.
+
+The profile passes the strict RFC 5280 checks of
+C{cryptography.x509.verification}: the CA is ECDSA P-256 with critical
+basicConstraints and keyUsage, subject and authority key identifiers
+everywhere; the relay's certificate carries a subjectAltName for each of its
+names (DNS names and IP addresses), keyUsage digitalSignature and
+extendedKeyUsage serverAuth.
+
+Every function takes the time as C{now} (timezone-aware UTC) instead of
+reading a clock, so tests can make expired and not-yet-valid material.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from typing import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from securechat.crypto import keys
+
+CA_DAYS = 3650
+SERVER_DAYS = 365
+USER_DAYS = 365
+CRL_DAYS = 30
+#: Certificates start an hour in the past, to tolerate clock skew.
+BACKDATE = datetime.timedelta(hours=1)
+
+SERVER_KEY_TYPES = ("ed25519", "ecdsa-p256")
+
+
+def _key_usage(*, signature: bool = False, ca: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=signature, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+        encipher_only=False, decipher_only=False,
+    )
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def new_server_key(kind: str = "ed25519") -> keys.PrivateKey:
+    """
+    A fresh private key for the relay: Ed25519 (fast handshakes) or ECDSA
+    P-256.
+    """
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if kind == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"unknown server key type {kind!r}: use one of {', '.join(SERVER_KEY_TYPES)}")
+
+
+def new_ca(common_name: str, now: datetime.datetime, days: int = CA_DAYS
+           ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """
+    A new CA: its ECDSA P-256 key and self-signed certificate.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE).not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _leaf(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, subject: str,
+          public_key: keys.PublicKey, now: datetime.datetime, days: int) -> x509.CertificateBuilder:
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject)).issuer_name(ca_cert.subject).public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE).not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(signature=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                       critical=False)
+    )
+
+
+def subject_alt_names(names: Iterable[str]) -> list[x509.GeneralName]:
+    """
+    A DNSName for each name, and an IPAddress for each that is an IP literal.
+    """
+    out: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            out.append(x509.DNSName(name))
+    return out
+
+
+def issue_server_certificate(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, public_key: keys.PublicKey,
+    names: Sequence[str], now: datetime.datetime, days: int = SERVER_DAYS,
+) -> x509.Certificate:
+    """
+    The relay's certificate for C{names} (the first is also its CN).
+    """
+    if not names:
+        raise ValueError("a server certificate needs at least one name")
+    return (
+        _leaf(ca_key, ca_cert, names[0], public_key, now, days)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(subject_alt_names(names)), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def issue_user_certificate(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, user: str,
+    public_key: keys.PublicKey, now: datetime.datetime, days: int = USER_DAYS,
+) -> x509.Certificate:
+    """
+    A client certificate (CN = user name, extendedKeyUsage clientAuth).
+    """
+    return (
+        _leaf(ca_key, ca_cert, user, public_key, now, days)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def issue_crl(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+    revoked: Iterable[tuple[int, datetime.datetime]], number: int, now: datetime.datetime,
+    days: int = CRL_DAYS,
+) -> x509.CertificateRevocationList:
+    """
+    A CRL listing C{revoked} (serial, revocation time), valid from C{now}
+    for C{days}.
+    """
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now).next_update(now + datetime.timedelta(days=days))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                       critical=False)
+    )
+    for serial, when in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def check_csr(csr: x509.CertificateSigningRequest, registered: keys.PublicKey) -> None:
+    """
+    Refuse a CSR whose signature is bad or whose key is not C{registered}.
+    """
+    if not csr.is_signature_valid:
+        raise ValueError("the CSR's signature does not verify")
+    if keys.public_key_der(csr.public_key()) != keys.public_key_der(registered):  # type: ignore[arg-type]
+        raise ValueError("the CSR's key is not the user's registered key")

@@ -1,0 +1,237 @@
+"""
+Tests for L{securechat.crypto.x509.verify_server_identity}: one named test
+for each way the relay's certificate identity can be wrong, and the
+client-server handshake through it.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from twisted.trial import unittest
+
+from securechat import pki
+from securechat.crypto import keys
+from securechat.crypto.handshake import CLIENT_SERVER, Config, Connection, HandshakeComplete, Role
+from securechat.crypto.x509 import CertificateError, verify_server_identity
+from securechat.wire.messages import CertificateIdentity, UserIdentity
+from tests.support import failure, run
+
+NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
+DER = serialization.Encoding.DER
+
+
+class PKI:
+    """
+    A CA, a relay certificate and a CRL, made with L{securechat.pki}.
+    """
+
+    def __init__(self, names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1"),
+                 server_key: keys.PrivateKey | None = None, now: datetime.datetime = NOW,
+                 days: int = 365) -> None:
+        self.ca_key, self.ca = pki.new_ca("test CA", now)
+        self.server_key = server_key or ed25519.Ed25519PrivateKey.generate()
+        self.cert = pki.issue_server_certificate(
+            self.ca_key, self.ca, self.server_key.public_key(), list(names), now, days)
+        self.revoked: list[tuple[int, datetime.datetime]] = []
+        self.crl = self.make_crl(now)
+
+    def make_crl(self, now: datetime.datetime, key: ec.EllipticCurvePrivateKey | None = None,
+                 days: int = 30) -> x509.CertificateRevocationList:
+        return pki.issue_crl(key or self.ca_key, self.ca, self.revoked, 1, now, days)
+
+    def chain(self) -> list[bytes]:
+        return [self.cert.public_bytes(DER)]
+
+    def verify(self, name: str = "localhost", now: datetime.datetime = NOW, chain=None, crl=None):  # type: ignore[no-untyped-def]
+        return verify_server_identity(
+            self.chain() if chain is None else chain,
+            (self.crl if crl is None else crl).public_bytes(DER), self.ca, name, now)
+
+
+class VerifyTests(unittest.TestCase):
+    """
+    Each check of docs/protocol.rst, section 9.
+    """
+
+    def code(self, f, *a, **kw) -> str:  # type: ignore[no-untyped-def]
+        return self.assertRaises(CertificateError, f, *a, **kw).code
+
+    def test_validEd25519(self) -> None:
+        """
+        A good chain returns the relay's Ed25519 key.
+        """
+        p = PKI()
+        self.assertEqual(keys.public_key_der(p.verify()), keys.public_key_der(p.server_key.public_key()))
+
+    def test_validP256(self) -> None:
+        """
+        A relay key of ECDSA P-256 works too.
+        """
+        p = PKI(server_key=ec.generate_private_key(ec.SECP256R1()))
+        self.assertIsInstance(p.verify(), ec.EllipticCurvePublicKey)
+
+    def test_ipAddresses(self) -> None:
+        """
+        127.0.0.1 and ::1 match their IP subjectAltNames.
+        """
+        p = PKI()
+        p.verify("127.0.0.1")
+        p.verify("::1")
+
+    def test_otherCA(self) -> None:
+        """
+        A certificate from another CA is C{untrusted}.
+        """
+        p, other = PKI(), PKI()
+        self.assertEqual(self.code(verify_server_identity, other.chain(), p.crl.public_bytes(DER),
+                                   p.ca, "localhost", NOW), "untrusted")
+
+    def test_expired(self) -> None:
+        """
+        After its end date the certificate is C{expired}.
+        """
+        self.assertEqual(self.code(PKI(days=30).verify, now=NOW + datetime.timedelta(days=31)),
+                         "expired")
+
+    def test_notYetValid(self) -> None:
+        """
+        Before its start date it is C{not-yet-valid}.
+        """
+        self.assertEqual(self.code(PKI().verify, now=NOW - datetime.timedelta(days=1)),
+                         "not-yet-valid")
+
+    def test_wrongName(self) -> None:
+        """
+        A name the certificate does not carry is C{name-mismatch}, and the
+        message lists the names it does carry.
+        """
+        e = self.assertRaises(CertificateError, PKI().verify, "chat.example.org")
+        self.assertEqual(e.code, "name-mismatch")
+        self.assertIn("localhost", str(e))
+
+    def test_revoked(self) -> None:
+        """
+        A certificate listed in the CRL is C{revoked}.
+        """
+        p = PKI()
+        p.revoked.append((p.cert.serial_number, NOW))
+        self.assertEqual(self.code(p.verify, crl=p.make_crl(NOW)), "revoked")
+
+    def test_crlWrongKey(self) -> None:
+        """
+        A CRL signed by a key other than the CA's is C{crl-bad-signature}.
+        """
+        p = PKI()
+        forged = p.make_crl(NOW, key=ec.generate_private_key(ec.SECP256R1()))
+        self.assertEqual(self.code(p.verify, crl=forged), "crl-bad-signature")
+
+    def test_crlWrongIssuer(self) -> None:
+        """
+        Another CA's CRL is C{crl-wrong-issuer}.
+        """
+        p, other = PKI(), PKI()
+        other.ca = pki.new_ca("another CA", NOW)[1]
+        other_crl = pki.issue_crl(other.ca_key, other.ca, [], 1, NOW)
+        self.assertEqual(self.code(p.verify, crl=other_crl), "crl-wrong-issuer")
+
+    def test_crlExpired(self) -> None:
+        """
+        A CRL past its next update is C{crl-expired} (a relay cannot staple
+        an old CRL from before its revocation forever).
+        """
+        p = PKI()
+        self.assertEqual(self.code(p.verify, now=NOW + datetime.timedelta(days=31)), "crl-expired")
+
+    def test_crlNotYetValid(self) -> None:
+        """
+        A CRL issued in the future is C{crl-not-yet-valid}.
+        """
+        p = PKI()
+        self.assertEqual(self.code(p.verify, crl=p.make_crl(NOW + datetime.timedelta(days=1))),
+                         "crl-not-yet-valid")
+
+    def test_missingServerAuth(self) -> None:
+        """
+        A certificate for client authentication only is C{key-usage}.
+        """
+        p = PKI()
+        client_cert = pki.issue_user_certificate(p.ca_key, p.ca, "localhost",
+                                                 p.server_key.public_key(), NOW)
+        self.assertEqual(self.code(p.verify, chain=[client_cert.public_bytes(DER)]), "name-mismatch")
+        builder = (
+            x509.CertificateBuilder().subject_name(p.cert.subject).issuer_name(p.ca.subject)
+            .public_key(p.server_key.public_key()).serial_number(7)
+            .not_valid_before(NOW - datetime.timedelta(days=1))
+            .not_valid_after(NOW + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                           critical=True)
+        )
+        cert = builder.sign(p.ca_key, hashes.SHA256())
+        self.assertEqual(self.code(p.verify, chain=[cert.public_bytes(DER)]), "key-usage")
+
+    def test_malformed(self) -> None:
+        """
+        Garbage instead of a certificate or a CRL, or no certificate at all,
+        is C{malformed}.
+        """
+        p = PKI()
+        self.assertEqual(self.code(p.verify, chain=[b"\x30\x03\x02\x01\x01"]), "malformed")
+        self.assertEqual(self.code(p.verify, chain=[]), "malformed")
+        self.assertEqual(self.code(verify_server_identity, p.chain(), b"not a crl", p.ca,
+                                   "localhost", NOW), "malformed")
+
+
+class ClientServerHandshakeTests(unittest.TestCase):
+    """
+    The client-server context end to end in the core, with the relay's
+    certificate checked by L{verify_server_identity}.
+    """
+
+    def handshake(self, p: PKI, name: str = "localhost"):  # type: ignore[no-untyped-def]
+        user = ed25519.Ed25519PrivateKey.generate()
+        identity = CertificateIdentity(tuple(p.chain()), p.crl.public_bytes(DER))
+        server = Connection(Config(CLIENT_SERVER, Role.RESPONDER, p.server_key, identity))
+        client = Connection(Config(CLIENT_SERVER, Role.INITIATOR, user, UserIdentity("alice")))
+
+        def check_server(ident):  # type: ignore[no-untyped-def]
+            try:
+                return verify_server_identity(list(ident.chain), ident.crl, p.ca, name, NOW)
+            except CertificateError as e:
+                return ("bad-certificate", f"{e} [{e.code}]")
+        return run(client, server, check_server, lambda ident: user.public_key())
+
+    def test_complete(self) -> None:
+        """
+        The client accepts the relay's chain and the handshake completes.
+        """
+        ec_, es = self.handshake(PKI())
+        self.assertIsInstance(ec_[-1], HandshakeComplete)
+        self.assertIsInstance(es[-1], HandshakeComplete)
+
+    def test_rejectedCertificateFailsHandshake(self) -> None:
+        """
+        A certificate for the wrong name fails the handshake at the client
+        with C{bad-certificate}; the relay sees HANDSHAKE_FAILED.
+        """
+        ec_, es = self.handshake(PKI(), name="elsewhere.example")
+        self.assertEqual(failure(ec_), "bad-certificate")
+        self.assertEqual(failure(es), "peer-alert")
+
+    def test_serverWithWrongKey(self) -> None:
+        """
+        A relay presenting a valid certificate but signing with another key
+        fails with C{bad-signature}.
+        """
+        p = PKI()
+        genuine = p.server_key
+        p.server_key = ed25519.Ed25519PrivateKey.generate()
+        p.cert = pki.issue_server_certificate(p.ca_key, p.ca, genuine.public_key(),
+                                              ["localhost"], NOW)
+        ec_, es = self.handshake(p)
+        self.assertEqual(failure(ec_), "bad-signature")
