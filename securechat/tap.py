@@ -157,9 +157,16 @@ def makeService(options: Options) -> IService:
     """
     The relay's service tree (see L{securechat.server.service.relay_service}).
     """
-    from securechat.server.service import relay_service
+    import sys
 
-    return relay_service(
-        options["data-dir"], options["listen"], options["metrics"], options["limits"],
-        create=True,
-    )
+    from securechat.datadir import CorruptDataDir, DataDirError
+    from securechat.server.service import StartupError, relay_service
+
+    try:
+        return relay_service(
+            options["data-dir"], options["listen"], options["metrics"], options["limits"],
+            create=True,
+        )
+    except (StartupError, CorruptDataDir, DataDirError) as e:
+        sys.stderr.write(f"twistd securechat: error: {e}\n")
+        raise SystemExit(1) from None
