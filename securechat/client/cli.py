@@ -157,6 +157,21 @@ def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = Non
     return verify
 
 
+def is_final(error: Any) -> bool:
+    """
+    Whether the relay connection ended in a way reconnecting cannot fix:
+    the login refused, access revoked, the session replaced by another
+    login, or a relay that is not the one configured.
+    """
+    from securechat.errors import Alert, PeerAlert
+
+    if isinstance(error, PeerAlert):
+        return error.peer_alert in (Alert.HANDSHAKE_FAILED, Alert.ACCESS_REVOKED,
+                                    Alert.SESSION_REPLACED, Alert.UNSUPPORTED_VERSION)
+    return error.code in ("bad-certificate", "wrong-identity-kind", "bad-signature",
+                          "bad-handshake-record")
+
+
 def run(reactor: Any, argv: Sequence[str]) -> Any:
     """
     Connect and chat until !exit or end of input; the Deferred's result is
@@ -190,7 +205,6 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         raise SystemExit(f"{PROG}: error: bad --server {conf['server']!r}: {e}") from None
 
     done: Deferred[int] = Deferred()
-    state = {"ever_logged_in": False, "fatal": None}
     verify = make_server_verifier(ca, conf["server-name"])
     terminal = ChatTerminal(on_exit=lambda: finish(0))
     service: ClientService
@@ -202,17 +216,13 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         d.addBoth(lambda _: None if done.called else done.callback(status))
 
     class Session(ChatClient):
-        def message_received(self, message: Any) -> None:
-            super().message_received(message)
-            if self.logged_in:
-                state["ever_logged_in"] = True
-
         def connection_ended(self, reason: Any) -> None:
             super().connection_ended(reason)
-            if reason is not None and not self.logged_in and reason.code in (
-                    "peer-alert", "bad-certificate", "wrong-identity-kind") and not state["ever_logged_in"]:
-                finish(1)  # refused, or the relay is not who it should be: do not retry
-            elif reason is not None and not terminal.exiting:
+            if reason is None or terminal.exiting:
+                return
+            if is_final(reason):
+                finish(1)  # refused, revoked, replaced, or not the right relay
+            else:
                 terminal.say("* reconnecting...")
 
     class SessionFactory(Factory):
