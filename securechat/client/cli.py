@@ -205,13 +205,25 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         raise SystemExit(f"{PROG}: error: bad --server {conf['server']!r}: {e}") from None
 
     done: Deferred[int] = Deferred()
+    stopping: list[int] = []
     verify = make_server_verifier(ca, conf["server-name"])
-    terminal = ChatTerminal(on_exit=lambda: finish(0))
+    def write(text: str) -> None:
+        # Synchronous, so a last line before exiting is never lost.
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    terminal = ChatTerminal(write=write, on_exit=lambda: finish(0))
     service: ClientService
 
     def finish(status: int) -> None:
-        if done.called:
+        # Called from inside the service's own callbacks: stop it on the
+        # next turn, not re-entrantly.
+        reactor.callLater(0, stop, status)
+
+    def stop(status: int) -> None:
+        if done.called or stopping:
             return
+        stopping.append(status)
         d = service.stopService()
         d.addBoth(lambda _: None if done.called else done.callback(status))
 

@@ -1,0 +1,252 @@
+"""
+End-to-end tests with real processes on loopback: C{twistd -n securechat},
+users registered with C{securechat-admin} (and a key made by the C{openssl}
+command line), and two C{securechat-client} processes driven through pipes,
+chatting end to end over tcp:, ssl:, unix: and systemd socket activation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+from twisted.trial import unittest
+
+from tests.processes import ROOT, Process, admin, client, twistd
+
+SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Deployment:
+    """
+    A data directory with alice (key from securechat-admin new-user) and bob
+    (RSA key from the openssl command line).
+    """
+
+    def __init__(self, test: unittest.TestCase) -> None:
+        self.test = test
+        self.dir = tempfile.mkdtemp(prefix="sc-e2e-")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.data = os.path.join(self.dir, "data")
+        admin(self.data, "init", "--server-name", "localhost", "--server-name", "127.0.0.1")
+        self.ca = os.path.join(self.data, "ca", "ca.pem")
+        self.passfiles = {}
+        for name, secret in (("alice", "alice's passphrase"), ("bob", "bobs-rsa-pass")):
+            path = os.path.join(self.dir, f"{name}.pass")
+            with open(path, "w") as f:
+                f.write(secret + "\n")
+            self.passfiles[name] = path
+        keys_dir = os.path.join(self.dir, "keys")
+        admin(self.data, "new-user", "alice", "--out", keys_dir, "--passphrase-file",
+              self.passfiles["alice"])
+        self.keys = {"alice": os.path.join(keys_dir, "alice.key"),
+                     "bob": os.path.join(self.dir, "bob.key")}
+        subprocess.run(["openssl", "genrsa", "-aes256", "-passout", "pass:bobs-rsa-pass",
+                        "-out", self.keys["bob"], "2048"], check=True, capture_output=True)
+        subprocess.run(["openssl", "rsa", "-in", self.keys["bob"], "-passin", "pass:bobs-rsa-pass",
+                        "-pubout", "-out", os.path.join(self.dir, "bob.pub")],
+                       check=True, capture_output=True)
+        admin(self.data, "add-user", "bob", os.path.join(self.dir, "bob.pub"))
+
+    def relay(self, *options: str, wrapper: tuple[str, ...] = ()) -> Process:
+        return twistd(self.test, self.data, *options, wrapper=wrapper)
+
+    def client(self, name: str, server: str, *extra: str) -> Process:
+        return client(self.test, name, server, self.ca, self.keys[name], self.passfiles[name],
+                      self.dir, *extra)
+
+
+def listening_port(relay: Process) -> int:
+    return int(relay.expect(r"starting on (\d+)").group(1))
+
+
+class ChatEndToEndTests(unittest.TestCase):
+    """
+    A whole chat between two real clients through a real relay.
+    """
+
+    def chat(self, deployment: Deployment, relay: Process, server: str, *extra: str) -> None:
+        alice = deployment.client("alice", server, *extra)
+        bob = deployment.client("bob", server, *extra)
+        alice.expect(r"\* logged in as alice")
+        bob.expect(r"\* logged in as bob")
+        alice.send("!online")
+        alice.expect(r"\* online: alice, bob")
+        alice.send("!chat bob")
+        bob.expect(r"\* alice wants to chat")
+        bob.send("!accept alice")
+        alice.expect(r"securing the chat with bob, key SHA256:\S+ \(first chat")
+        alice.expect(r"chat with bob is end-to-end encrypted")
+        bob.expect(r"chat with alice is end-to-end encrypted")
+        alice.send("hello bob, this is secret")
+        bob.expect(r"\] alice: hello bob, this is secret")
+        bob.send("hi alice, also secret")
+        alice.expect(r"\] bob: hi alice, also secret")
+        alice.send("!stop")
+        bob.expect(r"chat with alice ended by alice \(1 messages received\)")
+        alice.expect(r"chat with bob ended")
+        alice.send("!exit")
+        bob.send("!exit")
+        self.assertEqual(alice.wait(), 0, alice.output())
+        self.assertEqual(bob.wait(), 0, bob.output())
+        relay.expect(r"user alice logged in")
+        relay.expect(r"chat started: alice and bob")
+        relay.expect(r"user alice disconnected: logged out")
+        relay.stop()
+        self.assertNotIn("secret", relay.output())
+        self.assertNotIn("Traceback", relay.output())
+
+    def test_tcp(self) -> None:
+        """
+        Over tcp:, alice (key from securechat-admin new-user) and bob (RSA
+        key from openssl, encrypted) log in, list who is online, chat both
+        ways end to end, stop and log out; the relay's log shows the events
+        and none of the text.
+        """
+        d = Deployment(self)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        port = listening_port(relay)
+        self.chat(d, relay, f"tcp:127.0.0.1:{port}")
+
+    def test_tls(self) -> None:
+        """
+        Over an ssl: listener (TLS outside the protocol), the clients verify
+        the relay's TLS certificate against the CA (service_identity) and
+        chat the same way.
+        """
+        d = Deployment(self)
+        server = os.path.join(d.data, "server")
+        relay = d.relay("--listen", f"ssl:0:interface=127.0.0.1:privateKey={server}/server.key:"
+                        f"certKey={server}/server.pem")
+        port = listening_port(relay)
+        roots = os.path.join(d.dir, "roots")
+        os.makedirs(roots)
+        shutil.copy(d.ca, roots)
+        self.chat(d, relay, f"tls:localhost:{port}:trustRoots={roots}", "--server-name", "localhost")
+
+    def test_unixSocket(self) -> None:
+        """
+        Over a unix: socket.
+        """
+        d = Deployment(self)
+        path = os.path.join(d.dir, "relay.sock")
+        relay = d.relay("--listen", f"unix:{path}")
+        relay.expect(r"starting on .*relay\.sock")
+        self.chat(d, relay, f"unix:{path}", "--server-name", "localhost")
+
+    def test_socketActivation(self) -> None:
+        """
+        Under systemd-socket-activate with the systemd: endpoint.
+        """
+        self.assertIsNotNone(SOCKET_ACTIVATE, "systemd-socket-activate is installed by .ci/run")
+        d = Deployment(self)
+        port = free_port()
+        relay = d.relay("--listen", "systemd:domain=INET:index=0",
+                        # it clears the environment: pass on what the child needs
+                        wrapper=(SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}",  # type: ignore[arg-type]
+                                 f"--setenv=PYTHONPATH={ROOT}", "--setenv=PYTHONUNBUFFERED=1",
+                                 f"--setenv=HOME={d.dir}",
+                                 # systemd always names its sockets (LISTEN_FDNAMES),
+                                 # and Twisted relies on it
+                                 "--fdname=securechat", "--"))
+        self.chat(d, relay, f"tcp:127.0.0.1:{port}")
+
+
+class OperatorEndToEndTests(unittest.TestCase):
+    """
+    What the operator does to a running relay, and what users see.
+    """
+
+    def test_revocationWithoutRestart(self) -> None:
+        """
+        Revoking an online user with securechat-admin disconnects it within
+        seconds, without restarting the relay; its client exits saying
+        access was revoked, and it cannot log in again.
+        """
+        d = Deployment(self)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        server = f"tcp:127.0.0.1:{listening_port(relay)}"
+        alice = d.client("alice", server)
+        alice.expect(r"\* logged in as alice")
+        admin(d.data, "revoke", "alice")
+        alice.expect(r"disconnected: .*ACCESS_REVOKED")
+        self.assertEqual(alice.wait(), 1)
+        again = d.client("alice", server)
+        again.expect(r"the relay refused the login")
+        self.assertEqual(again.wait(), 1)
+        relay.expect(r"user alice revoked: disconnecting")
+
+    def test_wrongServerName(self) -> None:
+        """
+        A client expecting another name refuses the relay's certificate,
+        says which check failed, and exits 1.
+        """
+        d = Deployment(self)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        server = f"tcp:127.0.0.1:{listening_port(relay)}"
+        alice = d.client("alice", server, "--server-name", "chat.example.org")
+        alice.expect(r"certificate was rejected: .*name-mismatch")
+        self.assertEqual(alice.wait(), 1)
+
+    def test_unreachable(self) -> None:
+        """
+        A relay that is not there is one clear line and exit status 1.
+        """
+        d = Deployment(self)
+        alice = d.client("alice", f"tcp:127.0.0.1:{free_port()}")
+        alice.expect(r"cannot reach the relay")
+        self.assertEqual(alice.wait(), 1)
+
+    def test_embeddedDefaults(self) -> None:
+        """
+        C{twistd -n securechat} with no options creates its data directory
+        under $HOME, listens on 127.0.0.1:7070 and says how to add users.
+        """
+        home = tempfile.mkdtemp(prefix="sc-home-")
+        self.addCleanup(shutil.rmtree, home, True)
+        env_home = os.environ.get("HOME")
+        os.environ["HOME"] = home
+        self.addCleanup(lambda: os.environ.__setitem__("HOME", env_home) if env_home else None)
+        from tests.processes import BIN
+        relay = Process(self, [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "securechat"],
+                        "relay", stdin=False)
+        relay.expect(r"created now.*Add a user: securechat-admin")
+        line = relay.expect(r"starting on (\d+)")
+        self.assertEqual(line.group(1), "7070")
+        self.assertTrue(os.path.exists(os.path.join(home, ".local", "share", "securechat", "ca", "ca.pem")))
+
+
+class DeploymentFileTests(unittest.TestCase):
+    """
+    The systemd units.
+    """
+
+    def test_systemdAnalyzeVerify(self) -> None:
+        """
+        C{systemd-analyze verify} accepts the service and socket units
+        without a warning (paths adjusted in a temporary copy).
+        """
+        analyze = shutil.which("systemd-analyze")
+        self.assertIsNotNone(analyze, "systemd-analyze is installed by .ci/run")
+        tmp = tempfile.mkdtemp(prefix="sc-units-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        for unit in ("securechat.service", "securechat.socket"):
+            with open(os.path.join(ROOT, "etc", unit)) as f:
+                text = f.read().replace("/opt/securechat/bin/twistd", shutil.which("true") or "/bin/true")
+            with open(os.path.join(tmp, unit), "w") as f:
+                f.write(text)
+        result = subprocess.run(
+            [analyze, "verify", os.path.join(tmp, "securechat.service"),
+             os.path.join(tmp, "securechat.socket")],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr.strip(), "", result.stderr)
