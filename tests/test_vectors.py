@@ -9,7 +9,21 @@ import pathlib
 
 from twisted.trial import unittest
 
-from tests.vectors import INPUT_FIELDS, OUTPUT_FIELDS, compute, inputs_of, parse
+import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from securechat.crypto import keys
+from securechat.crypto.x509 import verify_server_identity
+from tests.vectors import (
+    CLIENT_SERVER_NOW,
+    INPUT_FIELDS,
+    OUTPUT_FIELDS,
+    compute,
+    inputs_of,
+    parse,
+)
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "protocol.rst"
 
@@ -37,6 +51,21 @@ class VectorTests(unittest.TestCase):
         The end-to-end vector (section 13.1) matches byte for byte.
         """
         self.check("end-to-end")
+
+    def test_clientServer(self) -> None:
+        """
+        The client-server vector (section 13.2) matches byte for byte, and
+        its certificate and CRL verify for localhost at the stated time.
+        """
+        self.check("client-server")
+        vector = self.vectors["client-server"]
+        ca = x509.load_der_x509_certificate(vector["ca.certificate"])
+        now = datetime.datetime.strptime(CLIENT_SERVER_NOW, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+        key = verify_server_identity(
+            [vector["responder.certificate"]], vector["responder.crl"], ca, "localhost", now)
+        seed_key = ed25519.Ed25519PrivateKey.from_private_bytes(vector["responder.seed"])
+        self.assertEqual(keys.public_key_der(key), keys.public_key_der(seed_key.public_key()))
 
     def test_parserSeesTampering(self) -> None:
         """

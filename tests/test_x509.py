@@ -235,3 +235,48 @@ class ClientServerHandshakeTests(unittest.TestCase):
                                               ["localhost"], NOW)
         ec_, es = self.handshake(p)
         self.assertEqual(failure(ec_), "bad-signature")
+
+
+class OpensslKeyMatrixTests(unittest.TestCase):
+    """
+    The client-server handshake for each AEAD suite and each user key type,
+    with user keys made by the openssl command line in the test itself.
+    """
+
+    def test_eachSuiteAndOpensslKey(self) -> None:
+        """
+        Ed25519, ECDSA P-256 and RSA-2048 keys from openssl (the RSA one
+        encrypted) complete a handshake with the relay under AES-256-GCM and
+        ChaCha20-Poly1305, the relay's certificate checked on the way.
+        """
+        import os
+        import subprocess
+
+        from securechat.crypto.suites import SUITES
+
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
+        openssl("genpkey", "-algorithm", "ed25519", "-out", "ed.key")
+        openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.key")
+        openssl("genrsa", "-aes256", "-passout", "pass:pw", "-out", "rsa.key", "2048")
+        loaded = []
+        for name, passphrase in (("ed.key", None), ("ec.key", None), ("rsa.key", b"pw")):
+            with open(os.path.join(workdir, name), "rb") as f:
+                loaded.append(keys.load_private_key(f.read(), passphrase))
+        p = PKI()
+        identity = CertificateIdentity(tuple(p.chain()), p.crl.public_bytes(DER))
+        for suite in SUITES.values():
+            for user in loaded:
+                server = Connection(Config(CLIENT_SERVER, Role.RESPONDER, p.server_key, identity))
+                client = Connection(Config(CLIENT_SERVER, Role.INITIATOR, user, UserIdentity("alice"),
+                                           suites=(suite.code,)))
+                ec_, es = run(
+                    client, server,
+                    lambda ident: verify_server_identity(list(ident.chain), ident.crl, p.ca,
+                                                         "localhost", NOW),
+                    lambda ident: user.public_key())
+                self.assertEqual(ec_[-1], HandshakeComplete(identity, suite), keys.describe(user.public_key()))
+                self.assertEqual(es[-1], HandshakeComplete(UserIdentity("alice"), suite))

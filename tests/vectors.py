@@ -149,8 +149,8 @@ END_TO_END_INPUTS: Vector = {
 
 INPUT_FIELDS = (
     "context", "suites", "initiator.name", "initiator.seed", "initiator.nonce",
-    "initiator.ephemeral", "responder.name", "responder.seed", "responder.certificate",
-    "responder.crl", "responder.nonce", "responder.ephemeral", "ping",
+    "initiator.ephemeral", "responder.name", "responder.seed", "ca.certificate",
+    "responder.certificate", "responder.crl", "responder.nonce", "responder.ephemeral", "ping",
 )
 OUTPUT_FIELDS = (
     "hello", "hello_reply", "shared", "hs", "th_hs", "hs_i", "hs_r", "hs_r.key", "hs_r.iv",
@@ -209,5 +209,52 @@ def inputs_of(vector: Vector) -> Vector:
     return {k: v for k, v in vector.items() if k in INPUT_FIELDS}
 
 
+#: The moment at which the client-server vector's certificates are checked.
+CLIENT_SERVER_NOW = "2026-06-01T12:00:00Z"
+
+
+def make_client_server_inputs() -> Vector:
+    """
+    Fresh certificate material for a client-server vector (random serials
+    and ECDSA signatures: run once, then keep what the document holds).
+    """
+    import datetime
+
+    from cryptography.hazmat.primitives import serialization
+
+    from securechat import pki
+    from securechat.crypto.handshake import CLIENT_SERVER
+
+    seed = bytes(range(0xC0, 0xE0))
+    server_key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    ca_key, ca = pki.new_ca("securechat test-vector CA", start, days=3650)
+    cert = pki.issue_server_certificate(ca_key, ca, server_key.public_key(), ["localhost"], start, 3650)
+    crl = pki.issue_crl(ca_key, ca, [], 1, start, 3650)
+    der = serialization.Encoding.DER
+    inputs = dict(END_TO_END_INPUTS)
+    del inputs["responder.name"]
+    inputs.update({
+        "context": bytes([CLIENT_SERVER]),
+        "responder.seed": seed,
+        "ca.certificate": ca.public_bytes(der),
+        "responder.certificate": cert.public_bytes(der),
+        "responder.crl": crl.public_bytes(der),
+        "ping": b"hello relay",
+    })
+    return inputs
+
+
 if __name__ == "__main__":
-    print(render("end-to-end", END_TO_END_INPUTS, compute(END_TO_END_INPUTS)))
+    import pathlib
+    import sys
+
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "protocol.rst").read_text()
+    if "--new-client-server" in sys.argv:
+        fresh = make_client_server_inputs()
+        print(render("client-server", fresh, compute(fresh)))
+    else:
+        # Re-render every vector's outputs from the document's own inputs.
+        for name, vector in parse(doc).items():
+            inputs = inputs_of(vector)
+            print(render(name, inputs, compute(inputs)))
