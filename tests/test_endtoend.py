@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from typing import Callable
 
 from twisted.trial import unittest
 
@@ -66,7 +67,7 @@ class Deployment:
 
 
 def listening_port(relay: Process) -> int:
-    return int(relay.expect(r"starting on (\d+)").group(1))
+    return int(relay.expect(r"RelayFactory.* starting on (\d+)").group(1))
 
 
 class ChatEndToEndTests(unittest.TestCase):
@@ -74,7 +75,8 @@ class ChatEndToEndTests(unittest.TestCase):
     A whole chat between two real clients through a real relay.
     """
 
-    def chat(self, deployment: Deployment, relay: Process, server: str, *extra: str) -> None:
+    def chat(self, deployment: Deployment, relay: Process, server: str, *extra: str,
+             before_stop: Callable[[], None] | None = None) -> None:
         alice = deployment.client("alice", server, *extra)
         bob = deployment.client("bob", server, *extra)
         alice.expect(r"\* logged in as alice")
@@ -100,7 +102,11 @@ class ChatEndToEndTests(unittest.TestCase):
         self.assertEqual(bob.wait(), 0, bob.output())
         relay.expect(r"user alice logged in")
         relay.expect(r"chat started: alice and bob")
-        relay.expect(r"user alice disconnected: logged out")
+        gone = {relay.expect(r"user (alice|bob) disconnected: logged out").group(1)
+                for _ in range(2)}
+        self.assertEqual(gone, {"alice", "bob"})
+        if before_stop is not None:
+            before_stop()
         relay.stop()
         self.assertNotIn("secret", relay.output())
         self.assertNotIn("Traceback", relay.output())
@@ -110,12 +116,28 @@ class ChatEndToEndTests(unittest.TestCase):
         Over tcp:, alice (key from securechat-admin new-user) and bob (RSA
         key from openssl, encrypted) log in, list who is online, chat both
         ways end to end, stop and log out; the relay's log shows the events
-        and none of the text.
+        and none of the text, and its /metrics counted them.
         """
+        import urllib.request
+
         d = Deployment(self)
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                        "--metrics", "tcp:0:interface=127.0.0.1")
         port = listening_port(relay)
-        self.chat(d, relay, f"tcp:127.0.0.1:{port}")
+        metrics_port = int(relay.expect(r"Site starting on (\d+)").group(1))
+        scraped: list[str] = []
+
+        def scrape() -> None:
+            url = f"http://127.0.0.1:{metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                scraped.append(response.read().decode())
+        self.chat(d, relay, f"tcp:127.0.0.1:{port}", before_stop=scrape)
+        text = scraped[0]
+        self.assertRegex(text, r"securechat_handshakes_total 2\.0")
+        self.assertRegex(text, r"securechat_sessions 0\.0")
+        self.assertRegex(text, r'securechat_chat_requests_total\{outcome="accepted"\} 1\.0')
+        # handshake (2 flights) and READY, then two lines and alice's END
+        self.assertRegex(text, r"securechat_relayed_messages_total [4-9]\.0")
 
     def test_tls(self) -> None:
         """
@@ -184,6 +206,26 @@ class OperatorEndToEndTests(unittest.TestCase):
         again.expect(r"the relay refused the login")
         self.assertEqual(again.wait(), 1)
         relay.expect(r"user alice revoked: disconnecting")
+
+    def test_reconnectAfterRelayRestart(self) -> None:
+        """
+        When the relay stops, the client says so and keeps trying with
+        backoff; when it is back, the client logs in again by itself.
+        """
+        d = Deployment(self)
+        port = free_port()
+        relay = d.relay("--listen", f"tcp:{port}:interface=127.0.0.1")
+        listening_port(relay)
+        alice = d.client("alice", f"tcp:127.0.0.1:{port}")
+        alice.expect(r"\* logged in as alice")
+        relay.stop()
+        alice.expect(r"disconnected: .*SHUTTING_DOWN")
+        alice.expect(r"\* reconnecting")
+        again = d.relay("--listen", f"tcp:{port}:interface=127.0.0.1")
+        listening_port(again)
+        alice.expect(r"\* logged in as alice")
+        alice.send("!exit")
+        self.assertEqual(alice.wait(), 0)
 
     def test_wrongServerName(self) -> None:
         """
