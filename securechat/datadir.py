@@ -377,17 +377,21 @@ class DataDir:
         self.save_users(directory)
         return record
 
-    def revoke_user(self, name: str, now: datetime.datetime,
-                    ca_passphrase: bytes | None = None) -> UserRecord:
-        """
-        Mark C{name} revoked, revoke its certificates, reissue the CRL.
-        """
+    def _active_user(self, name: str) -> tuple[UserDirectory, UserRecord]:
         directory = self.load_users()
         record = directory.lookup(name)
         if record is None:
             raise DataDirError(f"no user {name}")
         if record.revoked:
             raise DataDirError(f"user {name} is already revoked (since {record.revoked})")
+        return directory, record
+
+    def revoke_user(self, name: str, now: datetime.datetime,
+                    ca_passphrase: bytes | None = None) -> UserRecord:
+        """
+        Mark C{name} revoked, revoke its certificates, reissue the CRL.
+        """
+        directory, record = self._active_user(name)
         state = self.load_state()
         ca_key = self.load_ca_key(ca_passphrase)
         for serial in record.certificates:
@@ -402,12 +406,7 @@ class DataDir:
     def issue_user_certificate(self, name: str, csr: x509.CertificateSigningRequest,
                                now: datetime.datetime, ca_passphrase: bytes | None = None,
                                days: int = pki.USER_DAYS) -> x509.Certificate:
-        directory = self.load_users()
-        record = directory.lookup(name)
-        if record is None:
-            raise DataDirError(f"no user {name}")
-        if record.revoked:
-            raise DataDirError(f"user {name} is revoked")
+        directory, record = self._active_user(name)
         try:
             pki.check_csr(csr, record.public_key)
         except ValueError as e:

@@ -69,14 +69,12 @@ class Reader:
         return self._take(self.u32(field + " length"), field)
 
     def text8(self, field: str) -> str:
-        raw = self.bytes8(field)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RemoteProtocolError("bad-value", f"{self._what}: {field} is not UTF-8") from None
+        return self._utf8(self.bytes8(field), field)
 
     def text16(self, field: str) -> str:
-        raw = self.bytes16(field)
+        return self._utf8(self.bytes16(field), field)
+
+    def _utf8(self, raw: bytes, field: str) -> str:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
