@@ -694,3 +694,50 @@ class DeterministicTests(unittest.TestCase):
             a.accept_peer(BOB.public_key())
             transcripts.append(m1 + m2 + a.data_to_send())
         self.assertEqual(transcripts[0], transcripts[1])
+
+
+class KeepaliveRunTests(unittest.TestCase):
+    """
+    The bound on keepalive-only records (docs/protocol.rst, 4.4).
+    """
+
+    def test_33rdPingOnlyRecordRefused(self) -> None:
+        """
+        32 records of nothing but PING are tolerated; the 33rd is
+        C{limit-exceeded}.
+        """
+        a, b = established(self)
+        for _ in range(32):
+            a.send(Ping(b""))
+            self.assertIsNone(failure(b.receive_data(a.data_to_send())))
+        a.send(Ping(b""))
+        self.assertEqual(failure(b.receive_data(a.data_to_send())), "limit-exceeded")
+
+    def test_applicationMessageResets(self) -> None:
+        """
+        A record with any other message restarts the count: runs of 30
+        PINGs separated by a chat line go on indefinitely.
+        """
+        from securechat.wire.e2e import E2E_MESSAGES, Text
+        a, b = alice(registry=E2E_MESSAGES), bob(registry=E2E_MESSAGES)
+        ea, eb = run(a, b, KNOWN, KNOWN)
+        self.assertIsInstance(eb[-1], HandshakeComplete)
+        for i in range(5):
+            for _ in range(30):
+                a.send(Ping(b""))
+                self.assertIsNone(failure(b.receive_data(a.data_to_send())))
+            a.send(Text(0, f"line {i}"))
+            self.assertEqual(b.receive_data(a.data_to_send()), [MessageReceived(Text(0, f"line {i}"))])
+        self.assertEqual(b.state, State.ESTABLISHED)
+
+    def test_answersToOwnPingsNeverAddUp(self) -> None:
+        """
+        A side that keeps PINGing its peer receives PONG-only records
+        forever without hitting the limit.
+        """
+        a, b = established(self)
+        for _ in range(100):
+            a.send(Ping(b"x"))
+            b.receive_data(a.data_to_send())
+            self.assertIsNone(failure(a.receive_data(b.data_to_send())))
+        self.assertEqual(a.state, State.ESTABLISHED)

@@ -74,6 +74,7 @@ from securechat.wire.messages import (
     HELLO,
     HELLO_REPLY,
     PING,
+    PONG,
     PROTOCOL_VERSION,
     RECORD,
     CORE_MESSAGES,
@@ -99,6 +100,10 @@ END_TO_END = 2
 #: Records per traffic secret before both sides ratchet it (docs/protocol.rst,
 #: "Key update").  End-to-end chats ratchet on every record.
 REKEY_INTERVAL = {CLIENT_SERVER: 2**20, END_TO_END: 1}
+
+#: Consecutive records carrying nothing but PING/PONG that are tolerated;
+#: one more is C{limit-exceeded} (docs/protocol.rst, 4.4).
+MAX_KEEPALIVE_RUN = 32
 
 DEFAULT_MAX_HANDSHAKE_FRAME = 16 * 1024
 DEFAULT_MAX_FRAME = 64 * 1024
@@ -241,6 +246,7 @@ class Connection:
         self._sealer: RecordSealer | None = None
         self._opener: RecordOpener | None = None
         self._peer_app_seen = False
+        self._keepalive_run = 0
 
     # -- public API ---------------------------------------------------------
 
@@ -324,6 +330,8 @@ class Connection:
             raise LocalProtocolError("unexpected-message", f"cannot send in state {self.state.value}")
         if not messages:
             raise LocalProtocolError("empty-record", "send() needs at least one message")
+        if any(m.TYPE == PING for m in messages):
+            self._keepalive_run = 0  # the PONGs that answer our own PING never add up
         self._out.append(self._sealer.seal(encode_inner(messages)))
 
     def close(self, code: int = AlertCode.CLOSE_NOTIFY, reason: str = "") -> None:
@@ -400,7 +408,15 @@ class Connection:
             return
         plaintext = self._opener.open(frame)
         self._peer_app_seen = True
-        for code, body in split_inner(plaintext):
+        items = split_inner(plaintext)
+        if all(code in (PING, PONG) for code, _ in items):
+            self._keepalive_run += 1
+            if self._keepalive_run > MAX_KEEPALIVE_RUN:
+                raise RemoteProtocolError(
+                    "limit-exceeded", f"more than {MAX_KEEPALIVE_RUN} keepalive-only records in a row")
+        else:
+            self._keepalive_run = 0
+        for code, body in items:
             if code == AUTH:
                 raise RemoteProtocolError("unexpected-message", "AUTH after the handshake")
             message = self._registry.parse(code, body)
