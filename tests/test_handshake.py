@@ -698,15 +698,22 @@ class DeterministicTests(unittest.TestCase):
 
 class KeepaliveRunTests(unittest.TestCase):
     """
-    The bound on keepalive-only records (docs/protocol.rst, 4.4).
+    The bound on keepalive-only records (docs/protocol.rst, 4.4), which the
+    relay enables with C{max_keepalive_run}.
     """
+
+    def limited(self, **kw):  # type: ignore[no-untyped-def]
+        a, b = alice(**kw), bob(max_keepalive_run=32, **kw)
+        ea, eb = run(a, b, KNOWN, KNOWN)
+        self.assertIsInstance(eb[-1], HandshakeComplete)
+        return a, b
 
     def test_33rdPingOnlyRecordRefused(self) -> None:
         """
         32 records of nothing but PING are tolerated; the 33rd is
         C{limit-exceeded}.
         """
-        a, b = established(self)
+        a, b = self.limited()
         for _ in range(32):
             a.send(Ping(b""))
             self.assertIsNone(failure(b.receive_data(a.data_to_send())))
@@ -719,9 +726,7 @@ class KeepaliveRunTests(unittest.TestCase):
         PINGs separated by a chat line go on indefinitely.
         """
         from securechat.wire.e2e import E2E_MESSAGES, Text
-        a, b = alice(registry=E2E_MESSAGES), bob(registry=E2E_MESSAGES)
-        ea, eb = run(a, b, KNOWN, KNOWN)
-        self.assertIsInstance(eb[-1], HandshakeComplete)
+        a, b = self.limited(registry=E2E_MESSAGES)
         for i in range(5):
             for _ in range(30):
                 a.send(Ping(b""))
@@ -732,12 +737,21 @@ class KeepaliveRunTests(unittest.TestCase):
 
     def test_answersToOwnPingsNeverAddUp(self) -> None:
         """
-        A side that keeps PINGing its peer receives PONG-only records
-        forever without hitting the limit.
+        The limited side PINGing its peer receives PONG-only records forever
+        without hitting the limit (a long idle session).
+        """
+        a, b = self.limited()
+        for _ in range(100):
+            b.send(Ping(b"x"))
+            a.receive_data(b.data_to_send())
+            self.assertIsNone(failure(b.receive_data(a.data_to_send())))
+        self.assertEqual(b.state, State.ESTABLISHED)
+
+    def test_unlimitedByDefault(self) -> None:
+        """
+        Without the setting (clients), the relay's PINGs are never limited.
         """
         a, b = established(self)
         for _ in range(100):
-            a.send(Ping(b"x"))
-            b.receive_data(a.data_to_send())
+            b.send(Ping(b""))
             self.assertIsNone(failure(a.receive_data(b.data_to_send())))
-        self.assertEqual(a.state, State.ESTABLISHED)

@@ -101,8 +101,8 @@ END_TO_END = 2
 #: "Key update").  End-to-end chats ratchet on every record.
 REKEY_INTERVAL = {CLIENT_SERVER: 2**20, END_TO_END: 1}
 
-#: Consecutive records carrying nothing but PING/PONG that are tolerated;
-#: one more is C{limit-exceeded} (docs/protocol.rst, 4.4).
+#: Consecutive keepalive-only records the relay tolerates from a client; one
+#: more is C{limit-exceeded} (docs/protocol.rst, 4.4).
 MAX_KEEPALIVE_RUN = 32
 
 DEFAULT_MAX_HANDSHAKE_FRAME = 16 * 1024
@@ -166,6 +166,9 @@ class Config:
     max_held: int = DEFAULT_MAX_FRAME * 2
     random: Callable[[int], bytes] = field(default=os.urandom, repr=False)
     rekey_interval: int | None = None
+    #: Keepalive-only records tolerated in a row (None: no limit).  The relay
+    #: sets L{MAX_KEEPALIVE_RUN}; clients do not limit the relay's PINGs.
+    max_keepalive_run: int | None = None
 
 
 @dataclass(frozen=True)
@@ -409,11 +412,12 @@ class Connection:
         plaintext = self._opener.open(frame)
         self._peer_app_seen = True
         items = split_inner(plaintext)
-        if all(code in (PING, PONG) for code, _ in items):
+        limit = self.config.max_keepalive_run
+        if limit is not None and all(code in (PING, PONG) for code, _ in items):
             self._keepalive_run += 1
-            if self._keepalive_run > MAX_KEEPALIVE_RUN:
+            if self._keepalive_run > limit:
                 raise RemoteProtocolError(
-                    "limit-exceeded", f"more than {MAX_KEEPALIVE_RUN} keepalive-only records in a row")
+                    "limit-exceeded", f"more than {limit} keepalive-only records in a row")
         else:
             self._keepalive_run = 0
         for code, body in items:

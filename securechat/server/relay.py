@@ -38,7 +38,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.handshake import CLIENT_SERVER, MAX_KEEPALIVE_RUN, Config, Role
 from securechat.errors import ProtocolError
 from securechat.errors import Alert as AlertCode
 from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
@@ -345,7 +345,7 @@ class Relay:
         return Config(
             CLIENT_SERVER, Role.RESPONDER, self.credentials.private_key, self.credentials.identity,
             registry=FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
-            max_frame=self.limits.max_frame,
+            max_frame=self.limits.max_frame, max_keepalive_run=MAX_KEEPALIVE_RUN,
         )
 
     # -- sessions -----------------------------------------------------------
