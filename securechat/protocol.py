@@ -204,10 +204,17 @@ class SecureChatProtocol(Protocol):
     # -- internals ----------------------------------------------------------
 
     def _handle(self, events: list[Event]) -> None:
+        # A handshake that completes and fails within one read (a duplicated
+        # AUTH record, say) never becomes a session: the failure wins.
+        fails = any(isinstance(e, ConnectionFailed) for e in events)
         for event in events:
+            if self._ended:
+                break
             if isinstance(event, PeerIdentityReceived):
                 self._verify(event.identity)
             elif isinstance(event, HandshakeComplete):
+                if fails:
+                    continue
                 if self._deadline is not None and self._deadline.active():
                     self._deadline.cancel()
                 self._deadline = None
@@ -227,8 +234,6 @@ class SecureChatProtocol(Protocol):
                 self._flush()
                 self._disconnect()
                 self._end(event.error)
-            if self.connection.state is State.FAILED or self._ended:
-                break
         self._flush()
 
     def _verify(self, identity: Identity) -> None:

@@ -192,3 +192,45 @@ class AdapterTests(unittest.TestCase):
         a[0].close()
         a[0].connectionLost()
         self.assertEqual(a[1].ended, [None])
+
+    def test_failureInSameReadAsHandshake(self) -> None:
+        """
+        A read that completes the handshake and then fails (the AUTH record
+        duplicated) never establishes a session: the delegate hears only the
+        failure, and the connection closes.
+        """
+        clock = Clock()
+        a, b = pair(B.public_key(), A.public_key(), clock)
+        (pa, da, ta), (pb, db, tb) = a, b
+        pb.dataReceived(ta.value())
+        ta.clear()
+        pa.dataReceived(tb.value())
+        tb.clear()
+        auth = ta.value()
+        pb.dataReceived(auth + auth)
+        self.assertEqual(db.established_with, [])
+        self.assertEqual([e.code for e in db.ended], ["bad-record-mac"])
+        self.assertTrue(tb.disconnecting)
+
+    def test_messagesThenFailureInOneRead(self) -> None:
+        """
+        Messages that arrive intact before a failure in the same read are
+        delivered in order, then the failure ends the session.
+        """
+        from securechat.wire.e2e import E2E_MESSAGES, Text
+        clock = Clock()
+        da, db = Delegate(B.public_key()), Delegate(A.public_key())
+        pa = SecureChatProtocol(Config(END_TO_END, Role.INITIATOR, A, UserIdentity("alice"),
+                                       registry=E2E_MESSAGES), da, clock)
+        pb = SecureChatProtocol(Config(END_TO_END, Role.RESPONDER, B, UserIdentity("bob"),
+                                       registry=E2E_MESSAGES), db, clock)
+        ta, tb = StringTransport(), StringTransport()
+        pa.makeConnection(ta)
+        pb.makeConnection(tb)
+        shuttle((pa, da, ta), (pb, db, tb))
+        pa.send(Text(0, "one"))
+        record = ta.value()
+        ta.clear()
+        pb.dataReceived(record + record)
+        self.assertEqual(db.messages, [Text(0, "one")])
+        self.assertEqual([e.code for e in db.ended], ["record-replayed"])
