@@ -292,3 +292,57 @@ class DeploymentFileTests(unittest.TestCase):
             capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stderr.strip(), "", result.stderr)
+
+
+class CrashSafetyTests(unittest.TestCase):
+    """
+    The relay killed with SIGKILL during traffic.
+    """
+
+    def test_sigkillDuringTraffic(self) -> None:
+        """
+        Kill -9 the relay while two users chat and the operator registers
+        users: on restart every registration is intact and readable, the
+        clients reconnect by themselves and chat again.
+        """
+        from securechat.datadir import DataDir
+
+        d = Deployment(self)
+        port = free_port()
+        relay = d.relay("--listen", f"tcp:{port}:interface=127.0.0.1")
+        listening_port(relay)
+        server = f"tcp:127.0.0.1:{port}"
+        alice, bob = d.client("alice", server), d.client("bob", server)
+        alice.expect(r"\* logged in as alice")
+        bob.expect(r"\* logged in as bob")
+        alice.send("!chat bob")
+        bob.expect(r"wants to chat")
+        bob.send("!accept alice")
+        alice.expect(r"end-to-end encrypted")
+        for i in range(20):
+            alice.send(f"line {i}")
+        for i in range(3):
+            admin(d.data, "new-user", f"user{i}", "--out", os.path.join(d.dir, "more"),
+                  "--no-passphrase")
+        bob.expect(r"alice: line 19")
+        relay.proc.kill()
+        relay.wait()
+        data = DataDir(d.data)
+        users = data.load_users()
+        self.assertEqual(users.names(), ["alice", "bob", "user0", "user1", "user2"])
+        data.server_credentials()
+        data.load_state()
+        alice.expect(r"disconnected")
+        again = d.relay("--listen", f"tcp:{port}:interface=127.0.0.1")
+        listening_port(again)
+        alice.expect(r"\* logged in as alice")
+        bob.expect(r"\* logged in as bob")
+        alice.send("!chat bob")
+        bob.expect(r"wants to chat")
+        bob.send("!accept alice")
+        alice.expect(r"end-to-end encrypted")
+        alice.send("after the crash")
+        bob.expect(r"alice: after the crash")
+        for client in (alice, bob):
+            client.send("!exit")
+            self.assertEqual(client.wait(), 0)
