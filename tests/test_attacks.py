@@ -147,7 +147,8 @@ class FramingAttacks(AttackCase):
         """
         Every client message inside a record: cut by one byte, one byte
         too long, and with its inner length off by one either way, zero or
-        all ones; each fails closed with the codec's specific error.
+        all ones; each fails closed with the codec's specific error, whole
+        and one byte at a time.
         """
         examples = {cls: cls(*[{"name": "bob", "bytes32": b"payload"}[k] for k in cls.FIELDS])
                     for cls in CLIENT_MESSAGES}
@@ -160,10 +161,11 @@ class FramingAttacks(AttackCase):
                 variants += [(self.inner(cls.TYPE, body[:-1]), "truncated"),
                              (self.inner(cls.TYPE, body, len(body) - 1), "truncated"),
                              (self.inner(cls.TYPE, body, 0), "truncated")]
-            for plaintext, code in variants:
-                raw, server = self.logged_in()
-                self.send(raw, raw.seal(plaintext))
-                self.closed(server, code)
+            for by_byte in (False, True):
+                for plaintext, code in variants:
+                    raw, server = self.logged_in()
+                    self.send(raw, raw.seal(plaintext), by_byte)
+                    self.closed(server, code)
 
     def test_emptyRecord(self) -> None:
         """
@@ -223,6 +225,37 @@ class StateMachineAttacks(AttackCase):
         HELLO_REPLY and the relay's AUTH body (appended on acceptance).
         """
         return bytes(conn._transcript) + conn._pending_auth.encode_body()
+
+    def test_everyFrameTypeInEveryState(self) -> None:
+        """
+        Each frame type in each of the relay's states (waiting for HELLO,
+        for AUTH, established) is either the one expected there or fails
+        closed with its specific error.
+        """
+        hello = encode_frame_message(Hello(1, 1, b"n" * 32, b"\x09" * 32, (1,)))
+        reply = encode_frame(0x02, b"\x00" * 68)
+        alert = encode_frame_message(Alert(AlertCode.INTERNAL_ERROR, "x"))
+        garbage_record = encode_frame(0x17, b"\x00" * 40)
+        unknown = encode_frame(0x55, b"")
+        expected = {
+            "wait-auth": {"hello": "unexpected-message", "reply": "unexpected-message",
+                          "alert": "peer-alert", "record": "bad-handshake-record",
+                          "unknown": "unknown-type"},
+            "established": {"hello": "unexpected-message", "reply": "unexpected-message",
+                            "alert": "unexpected-message", "record": "bad-record-mac",
+                            "unknown": "unknown-type"},
+        }
+        frames = {"hello": hello, "reply": reply, "alert": alert, "record": garbage_record,
+                  "unknown": unknown}
+        for state, outcomes in expected.items():
+            for name, code in outcomes.items():
+                if state == "wait-auth":
+                    raw, server, conn = self.start()
+                else:
+                    raw, server = self.logged_in()
+                self.send(raw, frames[name])
+                self.assertEqual(server.error.code if server.error else None, code, (state, name))
+                self.closed(server, code)
 
     def test_secondHelloInHandshake(self) -> None:
         """
