@@ -263,6 +263,24 @@ class FailureTests(unittest.TestCase):
         a.receive_data(b.data_to_send())
         self.assertEqual(failure(a.accept_peer(BOB.public_key())), "bad-signature")
 
+    def test_keysAndMacsFromAnotherContextRefused(self) -> None:
+        """
+        Handshake keys and Finished MACs computed for the client-server
+        context are refused in the end-to-end context: a responder that
+        derives its keys under the other context name produces a record the
+        initiator cannot open.
+        """
+        from securechat.crypto.schedule import handshake_secret
+        shared = b"\x42" * 32
+        self.assertNotEqual(handshake_secret(CLIENT_SERVER, shared), handshake_secret(END_TO_END, shared))
+        original = handshake.handshake_secret
+        patcher = MonkeyPatcher((
+            handshake, "handshake_secret", lambda ctx, shared: original(CLIENT_SERVER, shared)))
+        a, b = alice(), bob()
+        a.initiate()
+        patcher.runWithPatches(b.receive_data, a.data_to_send())
+        self.assertEqual(failure(a.receive_data(b.data_to_send())), "bad-handshake-record")
+
     def test_offerAlteredInTransit(self) -> None:
         """
         A man in the middle who reorders the suite offer (to force the

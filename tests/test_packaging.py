@@ -60,14 +60,14 @@ class DocumentTests(unittest.TestCase):
 
     def test_restructuredTextClean(self) -> None:
         """
-        README.rst and docs/protocol.rst are valid reStructuredText: docutils
+        README.rst, docs/protocol.rst and docs/security.rst are valid reStructuredText: docutils
         reports no warning or error.
         """
         import io
 
         from docutils.core import publish_doctree
 
-        for path in (ROOT / "README.rst", ROOT / "docs" / "protocol.rst"):
+        for path in (ROOT / "README.rst", ROOT / "docs" / "protocol.rst", ROOT / "docs" / "security.rst"):
             warnings = io.StringIO()
             publish_doctree(
                 path.read_text(),
