@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from typing import Iterable, Sequence
 
 from cryptography import x509
@@ -36,6 +37,51 @@ BACKDATE = datetime.timedelta(hours=1)
 
 SERVER_KEY_TYPES = ("ed25519", "ecdsa-p256")
 
+#: One DNS label: letters, digits and hyphens, not starting or ending with a hyphen.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+
+
+def check_server_name(name: str) -> str:
+    """
+    Return C{name} if it can go in the relay's certificate: an IP address
+    literal or an ASCII DNS host name (internationalised names in their
+    C{xn--} form).  Wildcards are not issued.
+
+    @raise ValueError: saying what is wrong with it.
+    """
+    try:
+        ipaddress.ip_address(name)
+        return name
+    except ValueError:
+        pass
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"server name {name!r} is neither an IP address nor a DNS host name "
+            "(letters, digits, hyphens and dots; internationalised names in their xn-- form)")
+    return name
+
+
+def check_days(days: int, what: str) -> int:
+    """
+    Return C{days} if it is a usable validity period (at least one day).
+    """
+    if days < 1:
+        raise ValueError(f"the {what} must be valid for at least 1 day, not {days}")
+    return days
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """
+    The names (DNS names and IP addresses) in C{cert}'s subjectAltName, as
+    text; empty if it has none.
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(n.value) for n in san]
+
 
 def _key_usage(*, signature: bool = False, ca: bool = False) -> x509.KeyUsage:
     return x509.KeyUsage(
@@ -46,6 +92,9 @@ def _key_usage(*, signature: bool = False, ca: bool = False) -> x509.KeyUsage:
 
 
 def _name(common_name: str) -> x509.Name:
+    if not 1 <= len(common_name) <= 64:
+        raise ValueError(f"a certificate's common name must be 1 to 64 characters, not {len(common_name)}: "
+                         f"{common_name[:70]!r}")
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
@@ -66,6 +115,7 @@ def new_ca(common_name: str, now: datetime.datetime, days: int = CA_DAYS
     """
     A new CA: its ECDSA P-256 key and self-signed certificate.
     """
+    check_days(days, "CA certificate")
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(common_name)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -121,6 +171,12 @@ def issue_server_certificate(
     """
     if not names:
         raise ValueError("a server certificate needs at least one name")
+    for name in names:
+        check_server_name(name)
+    if len(names[0]) > 64:
+        raise ValueError(f"the first server name becomes the certificate's common name, so it must be "
+                         f"at most 64 characters: {names[0]!r}")
+    check_days(days, "server certificate")
     return (
         _leaf(ca_key, ca_cert, names[0], public_key, now, days)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -136,6 +192,7 @@ def issue_user_certificate(
     """
     A client certificate (CN = user name, extendedKeyUsage clientAuth).
     """
+    check_days(days, "user certificate")
     return (
         _leaf(ca_key, ca_cert, user, public_key, now, days)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
@@ -152,6 +209,7 @@ def issue_crl(
     A CRL listing C{revoked} (serial, revocation time), valid from C{now}
     for C{days}.
     """
+    check_days(days, "CRL")
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateRevocationListBuilder()
