@@ -125,6 +125,11 @@ class SecureChatProtocol(Protocol):
     # -- Twisted callbacks --------------------------------------------------
 
     def connectionMade(self) -> None:
+        # Writes are already coalesced once per reactor turn (the relay's
+        # queues); Nagle's algorithm would only add delayed-ACK latency.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self._last_rx = self.clock.seconds()
         self._deadline = self.clock.callLater(self.handshake_timeout, self._handshake_expired)
         if self.connection.is_initiator:

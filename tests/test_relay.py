@@ -736,15 +736,16 @@ class MetricsAccountingTests(unittest.TestCase):
         """
         h = Harness(BackpressureTests.LIMITS)
         a, b = chatting(h)
-        gauge = h.relay.metrics.queued_bytes
+        metrics = h.relay.metrics
         a.send(Relay("bob", b"z" * 500))
         h.pump()
-        self.assertEqual(gauge._value.get(), 0)
+        self.assertEqual(metrics.queued_bytes, 0)
         h.links["bob"].client_transport.reading = False
         for _ in range(150):
             a.send(Relay("bob", b"z" * 1000))
             h.pump()
-        self.assertGreater(gauge._value.get(), 0)
+        self.assertGreater(metrics.queued_bytes, 0)
+        self.assertIn(f"securechat_queued_bytes {float(metrics.queued_bytes)}", metrics.render().decode())
         h.network.advance(31)
         self.assertNotIn("bob", h.relay.sessions)
-        self.assertEqual(gauge._value.get(), 0)
+        self.assertEqual(metrics.queued_bytes, 0)

@@ -211,7 +211,7 @@ class UserSession:
         limits = self.relay.limits
         self.queue = OutboundQueue(
             self.relay.clock, self._send_batch, limits.max_frame - 64 - RECORD_OVERHEAD,
-            self._queue_drained, self.relay.metrics.queued_bytes.inc,
+            self._queue_drained, self.relay.metrics.account_queued,
         )
         self.protocol.register_producer(self.queue)
         self.relay.login(self)
@@ -540,8 +540,8 @@ class Relay:
         assert target.queue is not None and session.user is not None
         size = len(message.payload) + RELAYED_OVERHEAD
         target.deliver(Relayed(session.user, message.payload), size)
-        self.metrics.relayed_messages.inc()
-        self.metrics.relayed_bytes.inc(len(message.payload))
+        self.metrics.relayed_messages += 1
+        self.metrics.relayed_bytes += len(message.payload)
         queued = target.queue.bytes
         if queued > self.limits.queue_hard_limit:
             self.drop_slow_reader(target, f"outbound queue over {self.limits.queue_hard_limit} bytes")

@@ -63,22 +63,29 @@ _PARSE: dict[str, Callable[[Reader, str], Any]] = {
 
 class Declared:
     """
-    Base for messages declared by C{TYPE} and C{FIELDS}.
+    Base for messages declared by C{TYPE} and C{FIELDS}.  Each class's
+    layout (field names with their encoders and parsers) is worked out once,
+    on first use, not per message.
     """
 
     TYPE: ClassVar[int]
     FIELDS: ClassVar[tuple[str, ...]] = ()
+    _layout: ClassVar[tuple[tuple[str, Callable[[Any], bytes], Callable[[Reader, str], Any]], ...]]
+
+    @classmethod
+    def _get_layout(cls) -> tuple[tuple[str, Callable[[Any], bytes], Callable[[Reader, str], Any]], ...]:
+        layout = cls.__dict__.get("_layout")
+        if layout is None:
+            names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+            if len(names) != len(cls.FIELDS):
+                raise TypeError(f"{cls.__name__}: FIELDS does not match its fields")
+            layout = tuple((n, _ENCODE[k], _PARSE[k]) for n, k in zip(names, cls.FIELDS))
+            cls._layout = layout
+        return layout
 
     def encode_body(self) -> bytes:
-        return b"".join(
-            _ENCODE[kind](getattr(self, f.name))
-            for f, kind in zip(fields(self), self.FIELDS)  # type: ignore[arg-type]
-        )
+        return b"".join(encode(getattr(self, name)) for name, encode, _ in self._get_layout())
 
     @classmethod
     def parse_body(cls, r: Reader) -> Any:
-        values = [
-            _PARSE[kind](r, f.name)
-            for f, kind in zip(fields(cls), cls.FIELDS)  # type: ignore[arg-type]
-        ]
-        return cls(*values)
+        return cls(*[parse(r, name) for name, _, parse in cls._get_layout()])
