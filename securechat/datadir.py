@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_admin -*-
+# -*- test-case-name: tests.test_datadir -*-
 """
 The data directory: everything the relay and the operator's tool keep on
 disk, and the only code that reads or writes it.
@@ -59,19 +59,33 @@ class DataDirError(Exception):
 
 
 def utc_text(when: datetime.datetime) -> str:
+    """
+    C{when} as ISO-8601 UTC text to the second (C{2026-06-01T12:00:00Z}).
+    """
     return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_utc(text: str) -> datetime.datetime:
+    """
+    The inverse of L{utc_text}.
+
+    @raise ValueError: if C{text} is not in that form.
+    """
     return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """
-    Replace C{path} with C{data} atomically, with permissions C{mode}.
+    Replace C{path} with C{data} atomically, with permissions C{mode}: a
+    temporary file in the same directory is written, flushed to disk and
+    renamed over C{path}, and the directory itself is flushed, so a crash
+    leaves the old or the new content and no temporary file is left behind.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -79,9 +93,12 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            # Name the file the caller asked for, not the temporary one.
+            raise OSError(e.errno, e.strerror, path) from None
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
@@ -125,15 +142,61 @@ class UserRecord:
 class UserDirectory:
     """
     The registered users, as read from C{users.json}.
+
+    @ivar stamp: the file's L{DataDir.stamp} when it was read (C{None} for a
+        directory built in memory), so a reader can cheaply tell whether the
+        file changed since.
     """
 
     users: dict[str, UserRecord] = field(default_factory=dict)
+    stamp: tuple[int, int, int] | None = None
 
     def lookup(self, name: str) -> UserRecord | None:
         return self.users.get(name)
 
     def names(self) -> list[str]:
         return sorted(self.users)
+
+
+def _user_from_json(name: str, entry: Any) -> UserRecord:
+    """
+    One entry of C{users.json}, checked field by field.
+
+    @raise ValueError: (or L{KeyError}, L{TypeError}) saying what is wrong.
+    """
+    check_user_name(name)
+    if not isinstance(entry, dict):
+        raise TypeError("not a table")
+    key = entry["key"]
+    if not isinstance(key, str):
+        raise TypeError("\"key\" is not PEM text")
+    added, revoked = entry["added"], entry.get("revoked")
+    parse_utc(added)
+    if revoked is not None:
+        parse_utc(revoked)
+    certificates = entry.get("certificates", [])
+    if not isinstance(certificates, list) or not all(
+            isinstance(c, str) and c and all(d in "0123456789abcdef" for d in c) for c in certificates):
+        raise TypeError("\"certificates\" is not a list of hexadecimal serials")
+    return UserRecord(name=name, public_key=keys.load_public_key(key.encode("ascii")),
+                      added=added, revoked=revoked, certificates=tuple(certificates))
+
+
+@dataclass(frozen=True)
+class RelayCredentials:
+    """
+    The relay's identity as stored in the data directory.
+
+    @ivar private_key: the relay's private key.
+    @ivar chain: its certificate chain as DER, leaf first.
+    @ivar crl: the current CRL as DER.
+    @ivar ca: the CA certificate the chain leads to.
+    """
+
+    private_key: keys.PrivateKey
+    chain: tuple[bytes, ...]
+    crl: bytes
+    ca: x509.Certificate
 
 
 @dataclass
@@ -175,22 +238,27 @@ class DataDir:
         return os.path.exists(self.ca_cert_path)
 
     def _read(self, path: str) -> bytes:
+        return self._read_stamped(path)[0]
+
+    def _read_stamped(self, path: str) -> tuple[bytes, tuple[int, int, int]]:
         try:
             with open(path, "rb") as f:
-                return f.read()
+                st = os.fstat(f.fileno())
+                return f.read(), (st.st_ino, st.st_size, st.st_mtime_ns)
         except FileNotFoundError:
             raise CorruptDataDir(f"{path} is missing (run `securechat-admin init` first?)") from None
         except OSError as e:
             raise CorruptDataDir(f"cannot read {path}: {e.strerror}") from None
 
-    def _json(self, path: str) -> dict[str, Any]:
+    def _json(self, path: str) -> tuple[dict[str, Any], tuple[int, int, int]]:
+        raw, stamp = self._read_stamped(path)
         try:
-            data = json.loads(self._read(path))
+            data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise CorruptDataDir(f"{path} is not valid JSON: {e}") from None
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
             raise CorruptDataDir(f"{path} is not a version {FORMAT_VERSION} securechat file")
-        return data
+        return data, stamp
 
     def stamp(self, path: str) -> tuple[int, int, int] | None:
         """
@@ -203,27 +271,26 @@ class DataDir:
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def load_users(self) -> UserDirectory:
-        data = self._json(self.users_path)
+        """
+        Read C{users.json}, checking every entry (name, key, dates).
+
+        @raise CorruptDataDir: naming the file, and the user if one entry is
+            wrong.
+        """
+        data, stamp = self._json(self.users_path)
         users = data.get("users")
         if not isinstance(users, dict):
             raise CorruptDataDir(f"{self.users_path}: no \"users\" table")
-        out = UserDirectory()
+        out = UserDirectory(stamp=stamp)
         for name, entry in users.items():
             try:
-                check_user_name(name)
-                out.users[name] = UserRecord(
-                    name=name,
-                    public_key=keys.load_public_key(entry["key"].encode("ascii")),
-                    added=str(entry["added"]),
-                    revoked=entry.get("revoked"),
-                    certificates=tuple(entry.get("certificates", ())),
-                )
+                out.users[name] = _user_from_json(name, entry)
             except (KeyError, TypeError, AttributeError, ValueError) as e:
                 raise CorruptDataDir(f"{self.users_path}: user {name!r} is malformed ({e})") from None
         return out
 
     def load_state(self) -> CAState:
-        data = self._json(self.state_path)
+        data, _ = self._json(self.state_path)
         try:
             return CAState(
                 issued=list(data["issued"]), revoked=list(data["revoked"]),
@@ -242,7 +309,8 @@ class DataDir:
         try:
             key = keys.load_private_key(self._read(self.ca_key_path), passphrase)
         except keys.WrongPassphrase as e:
-            raise DataDirError(f"{self.ca_key_path}: {e} (use --ca-passphrase-file)") from None
+            hint = "" if passphrase else " (use --ca-passphrase-file)"
+            raise DataDirError(f"{self.ca_key_path}: {e}{hint}") from None
         except keys.KeyFormatError as e:
             raise CorruptDataDir(f"{self.ca_key_path}: {e}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -268,20 +336,36 @@ class DataDir:
         except keys.KeyFormatError as e:
             raise CorruptDataDir(f"{self.server_key_path}: {e}") from None
 
-    def server_credentials(self) -> tuple[keys.PrivateKey, list[bytes], bytes]:
+    def relay_credentials(self) -> RelayCredentials:
         """
-        What the relay needs to prove itself: its private key, its chain as
-        DER (leaf first) and the current CRL as DER.  The key must belong to
-        the certificate.
+        Everything the relay needs to prove itself, read and cross-checked:
+        the private key must belong to the leaf certificate.
+
+        @raise CorruptDataDir: naming the missing, unreadable or mismatched
+            file.
         """
         key = self.load_server_key()
         chain = self.load_server_chain()
-        if keys.public_key_der(chain[0].public_key()) != keys.public_key_der(key.public_key()):  # type: ignore[arg-type]
+        try:
+            leaf_key = keys.check_public_key(chain[0].public_key())
+        except keys.KeyFormatError as e:
+            raise CorruptDataDir(f"{self.server_cert_path}: {e}") from None
+        if keys.public_key_der(leaf_key) != keys.public_key_der(key.public_key()):
             raise CorruptDataDir(
                 f"{self.server_key_path} does not belong to the certificate in {self.server_cert_path}")
         crl = self.load_crl()
+        ca = self.load_ca_certificate()
         der = serialization.Encoding.DER
-        return key, [c.public_bytes(der) for c in chain], crl.public_bytes(der)
+        return RelayCredentials(key, tuple(c.public_bytes(der) for c in chain),
+                                crl.public_bytes(der), ca)
+
+    def server_credentials(self) -> tuple[keys.PrivateKey, list[bytes], bytes]:
+        """
+        L{relay_credentials} without the CA certificate, as a tuple: the
+        private key, the chain as DER (leaf first) and the CRL as DER.
+        """
+        creds = self.relay_credentials()
+        return creds.private_key, list(creds.chain), creds.crl
 
     # -- writing ---------------------------------------------------------------
 
@@ -324,11 +408,27 @@ class DataDir:
             raise DataDirError(f"{self.path} already has a CA ({self.ca_cert_path}); not overwriting it")
         if not server_names:
             raise DataDirError("give at least one --server-name")
+        # Check everything before writing anything.
+        for name in server_names:
+            pki.check_server_name(name)
+        if len(server_names[0]) > 64:
+            raise DataDirError(f"the first --server-name becomes the certificate's common name, so it "
+                               f"must be at most 64 characters: {server_names[0]!r}")
+        if ca_name is not None and not 1 <= len(ca_name) <= 64:
+            raise DataDirError(f"the CA name must be 1 to 64 characters, not {len(ca_name)}")
+        pki.check_days(days, "server certificate")
+        if server_key_type not in pki.SERVER_KEY_TYPES:
+            raise DataDirError(f"unknown server key type {server_key_type!r}: use one of "
+                               f"{', '.join(pki.SERVER_KEY_TYPES)}")
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         os.chmod(self.path, 0o700)
         for d in (self.ca_dir, self.server_dir):
             os.makedirs(d, mode=0o700, exist_ok=True)
-        ca_key, ca_cert = pki.new_ca(ca_name or f"securechat CA for {server_names[0]}", now)
+        if ca_name is None:
+            ca_name = f"securechat CA for {server_names[0]}"
+            if len(ca_name) > 64:
+                ca_name = "securechat CA"
+        ca_key, ca_cert = pki.new_ca(ca_name, now)
         atomic_write(self.ca_key_path, keys.private_key_pem(ca_key, ca_passphrase), 0o600)
         state = CAState()
         self._write_server(ca_key, ca_cert, server_names, now, server_key_type, days, state)
@@ -417,10 +517,12 @@ class DataDir:
         state = self.load_state()
         state.issued.append({"serial": serial, "kind": "user", "subject": name,
                              "not_after": utc_text(cert.not_valid_after_utc)})
-        self.save_state(state)
+        # The user's list first: revoking the user revokes what it lists, so
+        # a crash between the two writes cannot leave an unrevocable serial.
         directory.users[name] = UserRecord(record.name, record.public_key, record.added,
                                            record.revoked, record.certificates + (serial,))
         self.save_users(directory)
+        self.save_state(state)
         return cert
 
     def rotate_server_certificate(self, now: datetime.datetime, names: list[str] | None = None,
@@ -434,9 +536,10 @@ class DataDir:
         state = self.load_state()
         ca_key, ca_cert = self.load_ca_key(ca_passphrase), self.load_ca_certificate()
         old = self.load_server_chain()[0]
-        if names is None:
-            names = [str(n.value) for n in old.extensions.get_extension_for_class(
-                x509.SubjectAlternativeName).value]
+        if not names:
+            names = pki.certificate_names(old)
+            if not names:
+                raise DataDirError(f"{self.server_cert_path} names no server; give --server-name")
         state.revoked.append({"serial": format(old.serial_number, "x"), "at": utc_text(now)})
         cert = self._write_server(ca_key, ca_cert, names, now, key_type, days, state)
         self._write_crl(ca_key, ca_cert, state, now)
