@@ -187,6 +187,200 @@ class VerifyTests(unittest.TestCase):
                                    "localhost", NOW), "malformed")
 
 
+def _leafBuilder(p: PKI, issuer: x509.Name, **usage: bool) -> x509.CertificateBuilder:
+    """
+    A relay certificate for localhost, without keyUsage/extendedKeyUsage
+    unless asked (C{ku}, C{eku}, C{digital_signature}).
+    """
+    builder = (
+        x509.CertificateBuilder().subject_name(p.cert.subject).issuer_name(issuer)
+        .public_key(p.server_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+    )
+    if usage.get("ku", True):
+        builder = builder.add_extension(x509.KeyUsage(
+            usage.get("digital_signature", True), False, False, False, False, False, False, False,
+            False), critical=True)
+    if usage.get("eku", True):
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    return builder
+
+
+class MoreVerifyTests(unittest.TestCase):
+    """
+    Finer points: the separate key usage checks, name matching rules,
+    intermediates, and arguments that are a caller's bug.
+    """
+
+    def code(self, f, *a, **kw) -> str:  # type: ignore[no-untyped-def]
+        return self.assertRaises(CertificateError, f, *a, **kw).code
+
+    def test_emptyChain(self) -> None:
+        """
+        No certificate at all is C{malformed}.
+        """
+        e = self.assertRaises(CertificateError, PKI().verify, chain=[])
+        self.assertEqual(e.code, "malformed")
+        self.assertIn("no certificate", str(e))
+
+    def test_missingDigitalSignature(self) -> None:
+        """
+        keyUsage without digitalSignature is C{key-usage}.
+        """
+        p = PKI()
+        cert = _leafBuilder(p, p.ca.subject, digital_signature=False).sign(p.ca_key, hashes.SHA256())
+        self.assertEqual(self.code(p.verify, chain=[cert.public_bytes(DER)]), "key-usage")
+
+    def test_missingKeyUsage(self) -> None:
+        """
+        No keyUsage extension at all is C{key-usage}.
+        """
+        p = PKI()
+        cert = _leafBuilder(p, p.ca.subject, ku=False).sign(p.ca_key, hashes.SHA256())
+        self.assertEqual(self.code(p.verify, chain=[cert.public_bytes(DER)]), "key-usage")
+
+    def test_missingExtendedKeyUsage(self) -> None:
+        """
+        No extendedKeyUsage extension at all is C{key-usage}.
+        """
+        p = PKI()
+        cert = _leafBuilder(p, p.ca.subject, eku=False).sign(p.ca_key, hashes.SHA256())
+        self.assertEqual(self.code(p.verify, chain=[cert.public_bytes(DER)]), "key-usage")
+
+    def test_nameIgnoresCase(self) -> None:
+        """
+        DNS names match whatever their case, and with the root's trailing
+        dot.
+        """
+        p = PKI(names=("Chat.Example.org",))
+        p.verify("chat.example.org")
+        p.verify("CHAT.EXAMPLE.ORG")
+        p.verify("chat.example.org.")
+
+    def test_ipNotDnsName(self) -> None:
+        """
+        An IP address does not match a DNS name spelled the same, nor
+        another IP address.
+        """
+        p = PKI(names=("localhost",))
+        self.assertEqual(self.code(p.verify, "127.0.0.1"), "name-mismatch")
+        self.assertEqual(self.code(PKI().verify, "127.0.0.2"), "name-mismatch")
+        self.assertEqual(self.code(PKI().verify, "::2"), "name-mismatch")
+
+    def test_notAName(self) -> None:
+        """
+        A server name that is neither a DNS name nor an IP address is
+        C{name-mismatch}, even if a (hand-made) certificate carries it.
+        """
+        p = PKI()
+        for name in ("", "héllo.example", "."):
+            self.assertEqual(self.code(p.verify, name), "name-mismatch")
+        odd = (
+            x509.CertificateBuilder().subject_name(p.cert.subject).issuer_name(p.ca.subject)
+            .public_key(p.server_key.public_key()).serial_number(9)
+            .not_valid_before(NOW - datetime.timedelta(days=1))
+            .not_valid_after(NOW + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("a b")]), critical=False)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                           critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(p.ca_key, hashes.SHA256()))
+        self.assertEqual(self.code(p.verify, "a b", chain=[odd.public_bytes(DER)]), "name-mismatch")
+
+    def test_naiveNow(self) -> None:
+        """
+        A naive C{now} is the caller's bug: a plain ValueError, not a
+        certificate verdict.
+        """
+        e = self.assertRaises(ValueError, PKI().verify, now=NOW.replace(tzinfo=None))
+        self.assertNotIsInstance(e, CertificateError)
+
+    def test_otherTimezone(self) -> None:
+        """
+        An aware C{now} in another timezone is the same instant.
+        """
+        p = PKI(days=30)
+        later = (NOW + datetime.timedelta(days=31)).astimezone(
+            datetime.timezone(datetime.timedelta(hours=-5)))
+        self.assertEqual(self.code(p.verify, now=later), "expired")
+
+    def intermediate(self) -> tuple[PKI, x509.Certificate, x509.Certificate]:
+        """
+        A root allowing one intermediate, an intermediate, and a relay
+        certificate it issued; the PKI's CA is replaced by that root.
+        """
+        p = PKI()
+        root_key = ec.generate_private_key(ec.SECP256R1())
+        root_name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "root")])
+        root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
+
+        def ca_cert(name: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+                    signer: ec.EllipticCurvePrivateKey, path_length: int) -> x509.Certificate:
+            return (
+                x509.CertificateBuilder().subject_name(name).issuer_name(issuer)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(NOW - datetime.timedelta(days=1))
+                .not_valid_after(NOW + datetime.timedelta(days=100))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                               critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
+                               critical=False)
+                .sign(signer, hashes.SHA256()))
+        root = ca_cert(root_name, root_key, root_name, root_key, 1)
+        mid_key = ec.generate_private_key(ec.SECP256R1())
+        mid_name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "intermediate")])
+        mid = ca_cert(mid_name, mid_key, root_name, root_key, 0)
+        mid_ski = x509.SubjectKeyIdentifier.from_public_key(mid_key.public_key())
+        leaf = (_leafBuilder(p, mid_name)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(p.server_key.public_key()),
+                               critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(mid_ski),
+                               critical=False)
+                .sign(mid_key, hashes.SHA256()))
+        p.ca, p.ca_key, p.cert = root, root_key, leaf
+        p.crl = p.make_crl(NOW)
+        return p, mid, leaf
+
+    def test_intermediate(self) -> None:
+        """
+        A chain through an intermediate CA verifies when the relay sends
+        the intermediate, and is C{untrusted} when it does not.
+        """
+        p, mid, leaf = self.intermediate()
+        self.assertIsInstance(p.verify(chain=[leaf.public_bytes(DER), mid.public_bytes(DER)]),
+                              ed25519.Ed25519PublicKey)
+        self.assertEqual(self.code(p.verify, chain=[leaf.public_bytes(DER)]), "untrusted")
+
+    def test_revokedIntermediate(self) -> None:
+        """
+        An intermediate listed in the root's CRL is C{revoked}.
+        """
+        p, mid, leaf = self.intermediate()
+        p.revoked.append((mid.serial_number, NOW))
+        self.assertEqual(self.code(p.verify, chain=[leaf.public_bytes(DER), mid.public_bytes(DER)],
+                                   crl=p.make_crl(NOW)), "revoked")
+
+    def test_checkOrder(self) -> None:
+        """
+        The leaf's own checks come before the chain: an expired certificate
+        from another CA is C{expired}; a good certificate with a bad CRL is
+        about the CRL.
+        """
+        p, other = PKI(), PKI(days=30)
+        later = NOW + datetime.timedelta(days=31)
+        self.assertEqual(self.code(verify_server_identity, other.chain(), p.crl.public_bytes(DER),
+                                   p.ca, "localhost", later), "expired")
+        self.assertEqual(self.code(PKI().verify, now=later), "crl-expired")
+
+
 class ClientServerHandshakeTests(unittest.TestCase):
     """
     The client-server context end to end in the core, with the relay's
@@ -268,15 +462,15 @@ class OpensslKeyMatrixTests(unittest.TestCase):
                 loaded.append(keys.load_private_key(f.read(), passphrase))
         p = PKI()
         identity = CertificateIdentity(tuple(p.chain()), p.crl.public_bytes(DER))
+
+        def check_server(ident: CertificateIdentity | UserIdentity) -> keys.PublicKey:
+            assert isinstance(ident, CertificateIdentity)
+            return verify_server_identity(list(ident.chain), ident.crl, p.ca, "localhost", NOW)
         for suite in SUITES.values():
             for user in loaded:
                 server = Connection(Config(CLIENT_SERVER, Role.RESPONDER, p.server_key, identity))
                 client = Connection(Config(CLIENT_SERVER, Role.INITIATOR, user, UserIdentity("alice"),
                                            suites=(suite.code,)))
-                ec_, es = run(
-                    client, server,
-                    lambda ident: verify_server_identity(list(ident.chain), ident.crl, p.ca,
-                                                         "localhost", NOW),
-                    lambda ident: user.public_key())
+                ec_, es = run(client, server, check_server, lambda ident: user.public_key())
                 self.assertEqual(ec_[-1], HandshakeComplete(identity, suite), keys.describe(user.public_key()))
                 self.assertEqual(es[-1], HandshakeComplete(UserIdentity("alice"), suite))

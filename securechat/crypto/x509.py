@@ -34,10 +34,38 @@ class CertificateError(ValueError):
 
 
 def _subject(name: str) -> x509.DNSName | x509.IPAddress:
+    """
+    The subjectAltName C{name} must match: an IP address if it is an IP
+    literal, else a DNS name (one trailing dot, the root, is dropped).
+
+    @raise CertificateError: C{name-mismatch} if it is neither.
+    """
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
-        return x509.DNSName(name)
+        pass
+    host = name[:-1] if name.endswith(".") else name
+    if not host or not host.isascii():
+        raise CertificateError(
+            "name-mismatch", f"{name!r} is not a DNS name or IP address "
+            "(give internationalised names in their xn-- form)")
+    return x509.DNSName(host)
+
+
+def _matches(wanted: x509.DNSName | x509.IPAddress, cert: x509.Certificate) -> bool:
+    """
+    Whether C{cert}'s subjectAltName holds C{wanted}: IP addresses by
+    value, DNS names ignoring case.  Wildcards never match (securechat's CA
+    does not issue them).
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    if isinstance(wanted, x509.IPAddress):
+        return wanted in list(san)
+    host = wanted.value.lower()
+    return any(n.lower() == host for n in san.get_values_for_type(x509.DNSName))
 
 
 def _names(cert: x509.Certificate) -> list[str]:
@@ -64,7 +92,10 @@ def verify_server_identity(
         C{not-yet-valid}, C{name-mismatch}, C{key-usage}, C{untrusted},
         C{crl-wrong-issuer}, C{crl-bad-signature}, C{crl-not-yet-valid},
         C{crl-expired}, C{revoked}, C{bad-key}.
+    @raise ValueError: if C{now} is not timezone-aware (a caller's bug).
     """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("verify_server_identity needs a timezone-aware `now`")
     if not chain_der:
         raise CertificateError("malformed", "the relay sent no certificate")
     try:
@@ -83,12 +114,7 @@ def verify_server_identity(
     if now > leaf.not_valid_after_utc:
         raise CertificateError("expired", f"the relay's certificate expired on {leaf.not_valid_after_utc}")
     wanted = _subject(server_name)
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        matches = wanted in list(san)
-    except x509.ExtensionNotFound:
-        matches = False
-    if not matches:
+    if not _matches(wanted, leaf):
         raise CertificateError(
             "name-mismatch",
             f"the relay's certificate is for {', '.join(_names(leaf)) or 'no name'}, not {server_name}")
@@ -103,7 +129,10 @@ def verify_server_identity(
             "key-usage", "the relay's certificate is not for server authentication "
             "(needs keyUsage digitalSignature and extendedKeyUsage serverAuth)")
 
-    verifier = PolicyBuilder().store(Store([ca])).time(now).build_server_verifier(wanted)
+    try:
+        verifier = PolicyBuilder().store(Store([ca])).time(now).build_server_verifier(wanted)
+    except ValueError as e:
+        raise CertificateError("name-mismatch", f"{server_name!r} is not a valid server name: {e}") from None
     try:
         built = verifier.verify(leaf, chain[1:])
     except VerificationError as e:
