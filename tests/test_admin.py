@@ -14,11 +14,13 @@ import subprocess
 import sys
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from twisted.trial import unittest
 
+from securechat.admin import cli as cli_module
 from securechat.admin.cli import main
 from securechat.crypto import keys
+from securechat.crypto.x509 import verify_server_identity
 from securechat.datadir import CorruptDataDir, DataDir, atomic_write
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
@@ -29,6 +31,11 @@ def openssl(*args: str, cwd: str) -> None:
 
 
 class AdminCase(unittest.TestCase):
+    """
+    A temporary directory and C{main} run in process against a data
+    directory inside it, at a fixed time.
+    """
+
     def setUp(self) -> None:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
@@ -289,23 +296,306 @@ class DataDirTests(AdminCase):
         """
         self.assertIn("init", self.refused("list-users"))
 
-    def test_atomicWrite(self) -> None:
+    def test_corruptUsersOnEveryCommand(self) -> None:
         """
-        An atomic write leaves no temporary file and changes the stamp.
-        """
-        path = os.path.join(self.dir, "f")
-        atomic_write(path, b"one")
-        stamp = DataDir(self.dir).stamp(path)
-        atomic_write(path, b"two!")
-        self.assertNotEqual(DataDir(self.dir).stamp(path), stamp)
-        self.assertEqual(sorted(os.listdir(self.dir)), ["f"])
-        self.assertEqual(open(path, "rb").read(), b"two!")
-
-    def test_serverKeyMismatch(self) -> None:
-        """
-        A server key that does not belong to the certificate is refused.
+        Commands that read users.json refuse a mangled one in one line
+        naming it, and write nothing.
         """
         self.init()
         d = DataDir(self.data)
-        atomic_write(d.server_key_path, keys.private_key_pem(ec.generate_private_key(ec.SECP256R1()), None))
-        self.assertIn("does not belong", str(self.assertRaises(CorruptDataDir, d.server_credentials)))
+        atomic_write(d.users_path, b'{"version": 1, "users": {"alice": {"key": 5}}}')
+        pub = self.file("k.pub", keys.public_key_pem(ec.generate_private_key(ec.SECP256R1()).public_key()))
+        for argv in (("add-user", "bob", pub), ("revoke", "alice"),
+                     ("new-user", "bob", "--out", self.dir, "--no-passphrase"), ("show",)):
+            self.assertIn("users.json", self.refused(*argv))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "bob.key")))
+
+    def test_corruptState(self) -> None:
+        """
+        A mangled state.json is refused in one line naming it.
+        """
+        self.init()
+        atomic_write(DataDir(self.data).state_path, b"[]")
+        self.assertIn("state.json", self.refused("refresh-crl"))
+
+    def test_locked(self) -> None:
+        """
+        While another command holds the lock, a changing command refuses.
+        """
+        self.init()
+        with DataDir(self.data).locked():
+            self.assertIn("locked", self.refused("refresh-crl"))
+        self.ok("refresh-crl")
+
+
+class MoreInitTests(AdminCase):
+    """
+    C{init} options and refusals.
+    """
+
+    def test_options(self) -> None:
+        """
+        --ca-name, --server-key-type ecdsa-p256 and --days shape the CA and
+        the relay's certificate, which the client-side verifier accepts for
+        each name, IP literals included.
+        """
+        self.ok("init", "--server-name", "localhost", "--server-name", "127.0.0.1",
+                "--server-name", "::1", "--ca-name", "Example CA", "--server-key-type", "ecdsa-p256",
+                "--days", "30")
+        d = DataDir(self.data)
+        ca = d.load_ca_certificate()
+        self.assertEqual(ca.subject.rfc4514_string(), "CN=Example CA")
+        creds = d.relay_credentials()
+        for name in ("localhost", "127.0.0.1", "::1"):
+            key = verify_server_identity(creds.chain, creds.crl, ca, name, NOW)
+            self.assertIsInstance(key, ec.EllipticCurvePublicKey)
+        leaf = d.load_server_chain()[0]
+        self.assertEqual(leaf.not_valid_after_utc, NOW + datetime.timedelta(days=30))
+
+    def test_defaultCAName(self) -> None:
+        """
+        Without --ca-name the CA is named after the first server name.
+        """
+        self.init()
+        self.assertEqual(DataDir(self.data).load_ca_certificate().subject.rfc4514_string(),
+                         "CN=securechat CA for localhost")
+
+    def test_badServerName(self) -> None:
+        """
+        A server name that is no host name or IP address is refused and
+        nothing is written.
+        """
+        self.assertIn("bad name!", self.refused("init", "--server-name", "bad name!"))
+        self.assertFalse(DataDir(self.data).initialized())
+        self.assertFalse(os.path.exists(DataDir(self.data).ca_key_path))
+
+    def test_usageErrors(self) -> None:
+        """
+        Usage mistakes exit 2 with argparse's message on our error stream:
+        no command, no --server-name, a lifetime under a day, an unknown key
+        type.
+        """
+        for argv in ((), ("init",), ("init", "--server-name", "x", "--days", "0"),
+                     ("refresh-crl", "--days", "soon"),
+                     ("init", "--server-name", "x", "--server-key-type", "rsa")):
+            code, out, err = self.admin(*argv)
+            self.assertEqual(code, 2, argv)
+            self.assertIn("usage:", err)
+            self.assertNotIn("Traceback", err)
+        self.assertFalse(DataDir(self.data).initialized())
+
+    def test_helpInProcess(self) -> None:
+        """
+        --help goes to the output stream and exits 0; each command has help.
+        """
+        code, out, err = self.admin("--help")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("rotate-server-cert", out)
+        code, out, err = self.admin("init", "--help")
+        self.assertEqual(code, 0)
+        self.assertIn("--ca-passphrase-file", out)
+
+    def test_caPassphraseFiles(self) -> None:
+        """
+        A missing or empty --ca-passphrase-file is refused before anything
+        is written; a wrong passphrase later is refused in one line.
+        """
+        self.assertIn("cannot read", self.refused("init", "--server-name", "localhost",
+                                                  "--ca-passphrase-file", "/nonexistent"))
+        self.assertIn("empty", self.refused("init", "--server-name", "localhost",
+                                            "--ca-passphrase-file", self.file("empty", "")))
+        self.assertFalse(DataDir(self.data).initialized())
+        self.ok("init", "--server-name", "localhost", "--ca-passphrase-file", self.file("pp", "right\n"))
+        err = self.refused("refresh-crl", "--ca-passphrase-file", self.file("wrong", "wrong\n"))
+        self.assertIn("passphrase", err)
+        self.ok("refresh-crl", "--ca-passphrase-file", os.path.join(self.dir, "pp"))
+
+    def test_defaultDataDir(self) -> None:
+        """
+        Without --data-dir, $SECURECHAT_DATA_DIR is used, else
+        ~/.local/share/securechat.
+        """
+        from securechat.admin.cli import default_data_dir
+        self.patch(os, "environ", {**os.environ, "SECURECHAT_DATA_DIR": self.data})
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(main(["init", "--server-name", "localhost"], out=out, err=err,
+                              now=lambda: NOW), 0)
+        self.assertTrue(DataDir(self.data).initialized())
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "SECURECHAT_DATA_DIR"}
+                   | {"HOME": self.dir})
+        self.assertEqual(default_data_dir(), os.path.join(self.dir, ".local", "share", "securechat"))
+
+
+class TerminalStdin(io.StringIO):
+    """
+    A standard input that claims to be a terminal.
+    """
+
+    def isatty(self) -> bool:
+        return True
+
+
+class MoreUserTests(AdminCase):
+    """
+    new-user's passphrase handling, listings, certificates and show.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.init()
+
+    def prompting(self, *answers: str) -> tuple[int, str, str]:
+        replies = list(answers)
+        prompts: list[str] = []
+
+        def getpass(prompt: str = "") -> str:
+            prompts.append(prompt)
+            return replies.pop(0)
+        self.patch(cli_module.getpass, "getpass", getpass)
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["--data-dir", self.data, "new-user", "bob", "--out", self.dir],
+                    out=out, err=err, now=lambda: NOW, stdin=TerminalStdin())
+        self.assertEqual(len(prompts), 2)
+        return code, out.getvalue(), err.getvalue()
+
+    def test_newUserPrompts(self) -> None:
+        """
+        On a terminal, new-user asks twice and encrypts the key with the
+        answer.
+        """
+        code, out, err = self.prompting("tty secret", "tty secret")
+        self.assertEqual((code, err), (0, ""))
+        with open(os.path.join(self.dir, "bob.key"), "rb") as f:
+            keys.load_private_key(f.read(), b"tty secret")
+
+    def test_newUserPromptsDiffer(self) -> None:
+        """
+        Two different answers are refused and nothing is written.
+        """
+        code, out, err = self.prompting("one", "two")
+        self.assertEqual(code, 1)
+        self.assertIn("differ", err)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "bob.key")))
+        self.assertIsNone(DataDir(self.data).load_users().lookup("bob"))
+
+    def test_newUserEmptyPrompt(self) -> None:
+        """
+        An empty answer is refused, pointing at --no-passphrase.
+        """
+        code, out, err = self.prompting("", "")
+        self.assertEqual(code, 1)
+        self.assertIn("--no-passphrase", err)
+
+    def test_newUserNoPassphrase(self) -> None:
+        """
+        --no-passphrase writes an unencrypted PKCS#8 key, still 0600, and
+        the public key.
+        """
+        self.ok("new-user", "bob", "--out", self.dir, "--no-passphrase")
+        key_path = os.path.join(self.dir, "bob.key")
+        with open(key_path, "rb") as f:
+            self.assertTrue(f.read().startswith(b"-----BEGIN PRIVATE KEY-----"))
+        self.assertEqual(os.stat(key_path).st_mode & 0o777, 0o600)
+        with open(os.path.join(self.dir, "bob.pub.pem"), "rb") as f:
+            self.assertIsInstance(keys.load_public_key(f.read()), ed25519.Ed25519PublicKey)
+
+    def test_newUserRefusals(self) -> None:
+        """
+        A bad name, a taken name, or an existing key file are refused and
+        no key is written.
+        """
+        self.assertIn("user name", self.refused("new-user", "Bob", "--out", self.dir, "--no-passphrase"))
+        pub = self.file("k.pub", keys.public_key_pem(ec.generate_private_key(ec.SECP256R1()).public_key()))
+        self.ok("add-user", "carol", pub)
+        self.assertIn("already exists", self.refused("new-user", "carol", "--out", self.dir,
+                                                     "--no-passphrase"))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "carol.key")))
+        self.file("dave.key", "precious")
+        self.assertIn("not overwriting", self.refused("new-user", "dave", "--out", self.dir,
+                                                      "--no-passphrase"))
+        with open(os.path.join(self.dir, "dave.key")) as f:
+            self.assertEqual(f.read(), "precious")
+        self.assertIn("No such file", self.refused("new-user", "erin", "--out", "/proc/nope",
+                                                   "--no-passphrase"))
+
+    def test_listUsers(self) -> None:
+        """
+        list-users prints a table: name, type, fingerprint, and "active" or
+        "REVOKED <date>".
+        """
+        self.assertIn("no users yet", self.ok("list-users"))
+        key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        self.ok("add-user", "alice", self.file("a.pub", keys.public_key_pem(key)))
+        self.ok("new-user", "bob", "--out", self.dir, "--no-passphrase")
+        self.ok("revoke", "bob")
+        lines = self.ok("list-users").splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "TYPE", "FINGERPRINT", "STATUS"])
+        self.assertEqual(lines[1].split(), ["alice", "ecdsa-p256", keys.fingerprint(key), "active"])
+        self.assertEqual(lines[2].split()[0:2], ["bob", "ed25519"])
+        self.assertEqual(lines[2].split()[3:], ["REVOKED", "2026-06-01T12:00:00Z"])
+        self.assertEqual(len(lines), 3)
+
+    def test_issueCertOpensslKeys(self) -> None:
+        """
+        CSRs made by openssl req for ECDSA P-256 and (encrypted) RSA keys
+        are signed: CN is the user, clientAuth, issued by the CA, and the
+        serial is recorded for the user.
+        """
+        openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.key", cwd=self.dir)
+        openssl("ec", "-in", "ec.key", "-pubout", "-out", "ec.pub", cwd=self.dir)
+        openssl("req", "-new", "-key", "ec.key", "-subj", "/CN=ecco", "-out", "ec.csr", cwd=self.dir)
+        openssl("genrsa", "-aes256", "-passout", "pass:x", "-out", "rsa.key", "2048", cwd=self.dir)
+        openssl("rsa", "-in", "rsa.key", "-passin", "pass:x", "-pubout", "-out", "rsa.pub", cwd=self.dir)
+        openssl("req", "-new", "-key", "rsa.key", "-passin", "pass:x", "-subj", "/CN=rosa",
+                "-out", "rsa.csr", cwd=self.dir)
+        ca = DataDir(self.data).load_ca_certificate()
+        for name, prefix in (("ecco", "ec"), ("rosa", "rsa")):
+            self.ok("add-user", name, os.path.join(self.dir, prefix + ".pub"))
+            out_path = os.path.join(self.dir, prefix + ".pem")
+            self.assertIn("issued", self.ok("issue-cert", name, "--csr",
+                                            os.path.join(self.dir, prefix + ".csr"), "--out", out_path))
+            with open(out_path, "rb") as f:
+                cert = x509.load_pem_x509_certificate(f.read())
+            self.assertEqual(cert.subject.rfc4514_string(), f"CN={name}")
+            cert.verify_directly_issued_by(ca)
+            self.assertEqual(list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value),
+                             [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+            record = DataDir(self.data).load_users().lookup(name)
+            assert record is not None
+            self.assertEqual(record.certificates, (format(cert.serial_number, "x"),))
+
+    def test_issueCertRefusals(self) -> None:
+        """
+        An unknown user, a file that is no CSR, and an --out that cannot be
+        written are refused in one line, and no certificate is recorded.
+        """
+        openssl("genpkey", "-algorithm", "ed25519", "-out", "a.key", cwd=self.dir)
+        openssl("pkey", "-in", "a.key", "-pubout", "-out", "a.pub", cwd=self.dir)
+        openssl("req", "-new", "-key", "a.key", "-subj", "/CN=alice", "-out", "a.csr", cwd=self.dir)
+        csr = os.path.join(self.dir, "a.csr")
+        out_path = os.path.join(self.dir, "a.pem")
+        self.assertIn("no user", self.refused("issue-cert", "alice", "--csr", csr, "--out", out_path))
+        self.ok("add-user", "alice", os.path.join(self.dir, "a.pub"))
+        self.assertIn("certificate request", self.refused(
+            "issue-cert", "alice", "--csr", os.path.join(self.dir, "a.pub"), "--out", out_path))
+        self.assertIn("does not exist", self.refused(
+            "issue-cert", "alice", "--csr", csr, "--out", os.path.join(self.dir, "no", "a.pem")))
+        self.assertIn("is a directory", self.refused(
+            "issue-cert", "alice", "--csr", csr, "--out", self.dir))
+        self.assertEqual(DataDir(self.data).load_users().lookup("alice").certificates, ())  # type: ignore[union-attr]
+        self.assertEqual([i["kind"] for i in DataDir(self.data).load_state().issued], ["server"])
+
+    def test_show(self) -> None:
+        """
+        show prints the paths, the CA's subject and fingerprint, the relay's
+        names and expiry and the CRL's next update.
+        """
+        d = DataDir(self.data)
+        ca = d.load_ca_certificate()
+        out = self.ok("show")
+        self.assertIn(f"data directory: {d.path}", out)
+        self.assertIn("CN=securechat CA for localhost", out)
+        self.assertIn(keys.fingerprint(ca.public_key()), out)  # type: ignore[arg-type]
+        self.assertIn(d.ca_cert_path, out)
+        self.assertIn("relay certificate: localhost, 127.0.0.1, until 2027-06-01", out)
+        self.assertIn("next update 2026-07-01", out)

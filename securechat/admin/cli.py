@@ -8,6 +8,7 @@ directory (L{securechat.datadir}).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import getpass
 import os
@@ -16,6 +17,7 @@ from typing import Callable, Sequence, TextIO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from securechat import pki
 from securechat.crypto import keys
@@ -33,8 +35,24 @@ class AdminError(Exception):
 
 
 def default_data_dir() -> str:
+    """
+    C{$SECURECHAT_DATA_DIR}, else C{~/.local/share/securechat}.
+    """
     return os.environ.get("SECURECHAT_DATA_DIR") or os.path.join(
         os.path.expanduser("~"), ".local", "share", "securechat")
+
+
+def _days(text: str) -> int:
+    """
+    An argparse type: a whole number of days, at least 1.
+    """
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 day, not {days}")
+    return days
 
 
 def _read_secret(path: str | None) -> bytes | None:
@@ -109,7 +127,7 @@ class Admin:
         for path in (key_path, pub_path):
             if os.path.exists(path):
                 raise AdminError(f"{path} already exists; not overwriting it")
-        private = pki.new_server_key("ed25519")  # an Ed25519 key pair
+        private = ed25519.Ed25519PrivateKey.generate()
         with self.data.locked():
             if self.data.load_users().lookup(a.name) is not None:
                 raise AdminError(f"user {a.name} already exists")
@@ -141,6 +159,12 @@ class Admin:
             self.say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
     def issue_cert(self, a: argparse.Namespace) -> None:
+        # Check where the certificate goes before recording one.
+        if os.path.isdir(a.out):
+            raise AdminError(f"--out {a.out} is a directory; give the certificate file's name")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(a.out))):
+            raise AdminError(f"--out {a.out}: the directory {os.path.dirname(os.path.abspath(a.out))} "
+                             "does not exist")
         try:
             csr = x509.load_pem_x509_csr(_read(a.csr, "CSR"))
         except ValueError as e:
@@ -168,11 +192,10 @@ class Admin:
         ca = self.data.load_ca_certificate()
         leaf = self.data.load_server_chain()[0]
         crl = self.data.load_crl()
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         self.say(f"data directory: {self.data.path}")
         self.say(f"CA: {ca.subject.rfc4514_string()}, {keys.fingerprint(ca.public_key())}, "  # type: ignore[arg-type]
                  f"until {ca.not_valid_after_utc:%Y-%m-%d}; give users {self.data.ca_cert_path}")
-        self.say(f"relay certificate: {', '.join(str(n.value) for n in san)}, "
+        self.say(f"relay certificate: {', '.join(pki.certificate_names(leaf)) or 'no names'}, "
                  f"until {leaf.not_valid_after_utc:%Y-%m-%d}")
         self.say(f"CRL: {len(list(crl))} revoked, next update {crl.next_update_utc:%Y-%m-%d}")
         self.say(f"users: {len(self.data.load_users().users)}")
@@ -196,7 +219,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--ca-name", help="the CA's common name")
     sp.add_argument("--ca-passphrase-file", help="encrypt the CA key with the passphrase in this file")
     sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519")
-    sp.add_argument("--days", type=int, default=pki.SERVER_DAYS, help="relay certificate lifetime")
+    sp.add_argument("--days", type=_days, default=pki.SERVER_DAYS,
+                    help="relay certificate lifetime in days [default: %(default)s]")
     sp.set_defaults(run=Admin.init)
 
     sp = sub.add_parser("add-user", help="register a user from a PEM public key "
@@ -208,8 +232,11 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("new-user", help="generate an Ed25519 key pair for a user and register it")
     sp.add_argument("name")
     sp.add_argument("--out", required=True, help="directory for NAME.key and NAME.pub.pem")
-    sp.add_argument("--passphrase-file", help="encrypt the private key with this file's passphrase")
-    sp.add_argument("--no-passphrase", action="store_true", help="store the private key unencrypted")
+    secret = sp.add_mutually_exclusive_group()
+    secret.add_argument("--passphrase-file", help="encrypt the private key with this file's passphrase "
+                        "[default: ask twice on the terminal]")
+    secret.add_argument("--no-passphrase", action="store_true",
+                        help="store the private key unencrypted")
     sp.set_defaults(run=Admin.new_user)
 
     sp = sub.add_parser("revoke", help="revoke a user (and their certificates) and reissue the CRL")
@@ -224,12 +251,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp.add_argument("--csr", required=True)
     sp.add_argument("--out", required=True)
-    sp.add_argument("--days", type=int, default=pki.USER_DAYS)
+    sp.add_argument("--days", type=_days, default=pki.USER_DAYS,
+                    help="certificate lifetime in days [default: %(default)s]")
     ca_pass(sp)
     sp.set_defaults(run=Admin.issue_cert)
 
     sp = sub.add_parser("refresh-crl", help="reissue the CRL with a new validity period (run it daily)")
-    sp.add_argument("--days", type=int, default=pki.CRL_DAYS)
+    sp.add_argument("--days", type=_days, default=pki.CRL_DAYS,
+                    help="days until the CRL's next update [default: %(default)s]")
     ca_pass(sp)
     sp.set_defaults(run=Admin.refresh_crl)
 
@@ -237,7 +266,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--server-name", action="append", help="names for the new certificate "
                     "[default: the old certificate's]")
     sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519")
-    sp.add_argument("--days", type=int, default=pki.SERVER_DAYS)
+    sp.add_argument("--days", type=_days, default=pki.SERVER_DAYS,
+                    help="relay certificate lifetime in days [default: %(default)s]")
     ca_pass(sp)
     sp.set_defaults(run=Admin.rotate_server_cert)
 
@@ -254,7 +284,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        args = parser().parse_args(argv)
+        # argparse prints help and usage errors itself: to our streams.
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser().parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
     data = DataDir(args.data_dir or default_data_dir())
@@ -264,6 +296,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         args.run(admin, args)
     except (AdminError, DataDirError, CorruptDataDir, KeyFormatError, BadUserName, ValueError) as e:
         err.write(f"{PROG}: error: {e}\n")
+        return 1
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        err.write(f"{PROG}: error: {where}{e.strerror or e}\n")
         return 1
     return 0
 
