@@ -1,0 +1,58 @@
+"""
+The cheapest possible Twisted relay, for comparison: length-prefixed frames,
+login by name, route by name, write straight to the recipient's transport.
+No cryptography, no queue, no limits.
+
+Frames (uint32 length prefix, as Int32StringReceiver):
+  - first frame from a client: its name (UTF-8);
+  - then: uint8 n | recipient name (n bytes) | payload, which the recipient
+    receives as: uint8 n | sender name | payload.
+
+Run: python benchmarks/baseline.py PORT  (prints "listening on PORT").
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory
+from twisted.protocols.basic import Int32StringReceiver
+
+
+class BaselineRelay(Int32StringReceiver):
+    MAX_LENGTH = 65536
+
+    def __init__(self, users: dict[bytes, "BaselineRelay"]) -> None:
+        self.users = users
+        self.name: bytes | None = None
+
+    def stringReceived(self, data: bytes) -> None:
+        if self.name is None:
+            self.name = data
+            self.users[data] = self
+            return
+        n = data[0]
+        peer = self.users.get(data[1:1 + n])
+        if peer is not None:
+            peer.sendString(bytes([len(self.name)]) + self.name + data[1 + n:])
+
+    def connectionLost(self, reason: object = None) -> None:
+        if self.name is not None and self.users.get(self.name) is self:
+            del self.users[self.name]
+
+
+class BaselineFactory(Factory):
+    noisy = False
+
+    def __init__(self) -> None:
+        self.users: dict[bytes, BaselineRelay] = {}
+
+    def buildProtocol(self, addr: object) -> BaselineRelay:
+        return BaselineRelay(self.users)
+
+
+if __name__ == "__main__":
+    port = reactor.listenTCP(int(sys.argv[1]), BaselineFactory(), interface="127.0.0.1")  # type: ignore[attr-defined]
+    print(f"listening on {port.getHost().port}", flush=True)
+    reactor.run()  # type: ignore[attr-defined]

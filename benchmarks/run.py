@@ -1,0 +1,288 @@
+"""
+The benchmark: securechat against the cheapest possible Twisted relay
+(benchmarks/baseline.py), same cases, same load generator, same run.
+
+    python benchmarks/run.py            # about 5 minutes on 2 cores
+    python benchmarks/run.py --quick    # fewer repeats, smaller cases
+    python benchmarks/run.py --smoke    # tiny counts: checks it still runs
+
+Each relay runs pinned to CPU 0 and the load generator to CPU 1 (taskset).
+For each case the generator sets up (logins, chats), then the server's CPU
+time (utime + stime from /proc/PID/stat) is read around the measured phase
+only.  Every case runs once to warm up, then --repeats times; medians are
+printed, with securechat divided by the baseline.  The generator's own CPU
+is reported: if it used nearly a whole core, it, not the relay, was the
+limit, and the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STEP_TIMEOUT = 120
+
+
+def pinned(cpu: int) -> list[str]:
+    if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_time(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def make_data_dir(path: str, users: int) -> None:
+    """
+    A data directory with users u0..u{users-1}, keys derived from their
+    names (the generator derives the same ones).
+    """
+    sys.path.insert(0, ROOT)
+    import datetime
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from securechat.datadir import DataDir, UserDirectory, UserRecord, utc_text
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    data = DataDir(path)
+    data.init(["localhost", "127.0.0.1"], now)
+    directory = UserDirectory()
+    for i in range(users):
+        name = f"u{i}"
+        key = ed25519.Ed25519PrivateKey.from_private_bytes(
+            hashlib.sha256(b"securechat-bench " + name.encode()).digest())
+        directory.users[name] = UserRecord(name, key.public_key(), utc_text(now))
+    data.save_users(directory)
+
+
+class Server:
+    def __init__(self, target: str, data_dir: str) -> None:
+        self.port = free_port()
+        if target == "securechat":
+            twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+            argv = [twistd, "-n", "--pidfile=", "--logfile=/dev/null", "securechat",
+                    "--data-dir", data_dir, "--listen", f"tcp:{self.port}:interface=127.0.0.1",
+                    # the benchmark measures relaying, not the abuse limits
+                    "--rate", "1000000", "--burst", "1000000", "--max-chats", "1000",
+                    "--max-outgoing-requests", "1000", "--max-incoming-requests", "1000",
+                    "--max-unauthenticated", "100000", "--max-unauthenticated-per-host", "100000"]
+        else:
+            argv = [sys.executable, os.path.join(HERE, "baseline.py"), str(self.port)]
+        self.proc = subprocess.Popen(pinned(0) + argv, env=environment(),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"{target} did not start")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_case(server: Server, target: str, data_dir: str, case: str, options: list[str],
+             first_user: int) -> dict[str, Any]:
+    argv = pinned(1) + [sys.executable, os.path.join(HERE, "loadgen.py"), "--target", target,
+                        "--port", str(server.port), "--data-dir", data_dir, "--case", case,
+                        "--first-user", str(first_user)] + options
+    gen = subprocess.Popen(argv, env=environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           text=True)
+    assert gen.stdin is not None and gen.stdout is not None
+    # Every loop here is bounded: a step that takes too long kills the
+    # generator, and the read below then fails loudly.
+    watchdog = threading.Timer(STEP_TIMEOUT, gen.kill)
+    watchdog.start()
+
+    def expect(word: str) -> None:
+        line = gen.stdout.readline()  # type: ignore[union-attr]
+        if line.strip() != word:
+            gen.kill()
+            raise RuntimeError(f"load generator: expected {word}, got {line!r}")
+
+    try:
+        expect("READY")
+        rss0 = rss_bytes(server.proc.pid)
+        cpu0 = cpu_time(server.proc.pid)
+        gen.stdin.write("GO\n")
+        gen.stdin.flush()
+        extra: dict[str, Any] = {}
+        if case == "idle":
+            expect("CONNECTED")
+            connected_cpu = cpu_time(server.proc.pid)
+            time.sleep(2)
+            idle0 = cpu_time(server.proc.pid)
+            time.sleep(5)
+            extra["idle_cpu_percent"] = (cpu_time(server.proc.pid) - idle0) / 5 * 100
+            extra["rss_growth"] = rss_bytes(server.proc.pid) - rss0
+            cpu1 = connected_cpu
+            gen.stdin.write("DONE\n")
+            gen.stdin.flush()
+        result = json.loads(gen.stdout.readline())
+        if case != "idle":
+            cpu1 = cpu_time(server.proc.pid)
+        gen.wait(STEP_TIMEOUT)
+    finally:
+        watchdog.cancel()
+        if gen.poll() is None:
+            gen.kill()
+    result.update(extra)
+    result["server_cpu"] = cpu1 - cpu0
+    return result
+
+
+CASES = {
+    # name: (generator options, full size, quick size, smoke size)
+    "1:1 saturation": ("pairs", ["--pairs", "{n}", "--messages", "{m}", "--window", "8"],
+                       (50, 400), (20, 200), (2, 5)),
+    "fan-out 1->100": ("fanout", ["--recipients", "{n}", "--messages", "{m}", "--window", "4"],
+                       (100, 100), (100, 30), (3, 3)),
+    "light 2000 msg/s": ("light", ["--pairs", "{n}", "--rate", "2000", "--duration", "{m}"],
+                         (50, 4), (20, 2), (2, 0.05)),
+    "handshakes": ("handshakes", ["--concurrency", "{n}", "--duration", "{m}"],
+                   (16, 4), (16, 2), (2, 0.2)),
+    "idle 1000 users": ("idle", ["--idle-users", "{n}"], (1000, 0), (1000, 0), (5, 0)),
+    "idle 5000 users": ("idle", ["--idle-users", "{n}"], (5000, 0), None, None),
+}
+
+
+def summarize(case: str, runs: list[dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+
+    def med(key: str, f: Any = None) -> None:
+        values = [f(r) if f else r[key] for r in runs if (f or key in r) and (not f or True)]
+        if values:
+            out[key] = statistics.median(values)
+    if runs[0]["case"] in ("pairs", "fanout", "light"):
+        med("cpu_us_per_msg", lambda r: r["server_cpu"] / r["delivered"] * 1e6)
+        med("msgs_per_s", lambda r: r["delivered"] / r["elapsed"])
+        med("p50_ms")
+        med("p99_ms")
+        med("generator_cpu_share", lambda r: r["generator_cpu"] / r["elapsed"])
+    elif runs[0]["case"] == "handshakes":
+        med("handshakes_per_s", lambda r: r["handshakes"] / r["elapsed"])
+        med("server_cpu_us_per_handshake", lambda r: r["server_cpu"] / r["handshakes"] * 1e6)
+        med("generator_cpu_share", lambda r: r["generator_cpu"] / r["elapsed"])
+    else:
+        med("rss_per_conn_kib", lambda r: r["rss_growth"] / r["connected"] / 1024)
+        med("idle_cpu_percent")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="securechat vs a bare Twisted relay")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    size_index = 3 if args.smoke else 2 if args.quick else 1
+    repeats = 1 if args.smoke else args.repeats
+    work = tempfile.mkdtemp(prefix="securechat-bench-")
+    data_dir = os.path.join(work, "data")
+    started = time.monotonic()
+    try:
+        make_data_dir(data_dir, 5200)
+        results: dict[str, dict[str, dict[str, float]]] = {}
+        for target in ("baseline", "securechat"):
+            server = Server(target, data_dir)
+            try:
+                first = 0
+                for case, spec in CASES.items():
+                    kind, template, *sizes = spec
+                    size = sizes[size_index - 1]
+                    if size is None:
+                        continue
+                    n, m = size
+                    options = [o.format(n=n, m=m) for o in template]
+                    runs = []
+                    for attempt in range(repeats + (0 if args.smoke else 1)):
+                        # idle cases log in users from u0 (there are enough for
+                        # 5,000); the others take fresh users each run
+                        start = 0 if kind == "idle" else first
+                        result = run_case(server, target, data_dir, kind, options, start)
+                        first += 200 if kind != "idle" else 0
+                        if kind == "idle":
+                            break  # idle connections stay until the server restarts
+                        if attempt or args.smoke:
+                            runs.append(result)
+                    if kind == "idle":
+                        runs = [result]
+                    results.setdefault(case, {})[target] = summarize(case, runs)
+                    first = first % 4000
+            finally:
+                server.stop()
+        print_table(results)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        print(f"\ntotal time {time.monotonic() - started:.0f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def print_table(results: dict[str, dict[str, dict[str, float]]]) -> None:
+    print(f"{'case':<20} {'metric':<28} {'securechat':>12} {'baseline':>12} {'ratio':>7}")
+    for case, by_target in results.items():
+        sc, base = by_target.get("securechat", {}), by_target.get("baseline", {})
+        for metric in sc:
+            a, b = sc.get(metric), base.get(metric)
+            ratio = f"{a / b:.2f}" if a is not None and b else "-"
+            print(f"{case:<20} {metric:<28} {a:>12.2f} {b if b is not None else float('nan'):>12.2f} {ratio:>7}")
+        share = sc.get("generator_cpu_share", 0)
+        if share > 0.9:
+            print(f"{'':<20} note: the load generator used {share:.0%} of its core: it, not the "
+                  "relay, limited throughput here")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
