@@ -66,6 +66,18 @@ class Deployment:
                       self.dir, *extra)
 
 
+def open_chat(alice: Process, bob: Process) -> None:
+    """
+    Wait for both to log in, then alice asks bob and bob accepts.
+    """
+    alice.expect(r"\* logged in as alice")
+    bob.expect(r"\* logged in as bob")
+    alice.send("!chat bob")
+    bob.expect(r"wants to chat")
+    bob.send("!accept alice")
+    alice.expect(r"end-to-end encrypted")
+
+
 def listening_port(relay: Process) -> int:
     return int(relay.expect(r"RelayFactory.* starting on (\d+)").group(1))
 
@@ -313,12 +325,7 @@ class CrashSafetyTests(unittest.TestCase):
         listening_port(relay)
         server = f"tcp:127.0.0.1:{port}"
         alice, bob = d.client("alice", server), d.client("bob", server)
-        alice.expect(r"\* logged in as alice")
-        bob.expect(r"\* logged in as bob")
-        alice.send("!chat bob")
-        bob.expect(r"wants to chat")
-        bob.send("!accept alice")
-        alice.expect(r"end-to-end encrypted")
+        open_chat(alice, bob)
         for i in range(20):
             alice.send(f"line {i}")
         for i in range(3):
@@ -335,12 +342,7 @@ class CrashSafetyTests(unittest.TestCase):
         alice.expect(r"disconnected")
         again = d.relay("--listen", f"tcp:{port}:interface=127.0.0.1")
         listening_port(again)
-        alice.expect(r"\* logged in as alice")
-        bob.expect(r"\* logged in as bob")
-        alice.send("!chat bob")
-        bob.expect(r"wants to chat")
-        bob.send("!accept alice")
-        alice.expect(r"end-to-end encrypted")
+        open_chat(alice, bob)
         alice.send("after the crash")
         bob.expect(r"alice: after the crash")
         for client in (alice, bob):
