@@ -509,13 +509,12 @@ class HandshakeLogicAttacks(AttackCase):
         """
         hello, auth = self.recorded_login()[:2]
         restarted = Harness(self.limits)
-        self.h, old = restarted, self.h
+        self.h = restarted
         self.canary = Canary(restarted)
         self.online = set(restarted.relay.sessions)
         raw, server = self.raw()
         self.send(raw, hello + auth)
         self.closed(server, "bad-handshake-record")
-        del old
 
     def test_serverFlightReflected(self) -> None:
         """
@@ -702,7 +701,7 @@ class RelayAttacks(AttackCase):
         self.assertLessEqual(len(self.h.relay.sessions["alice"].outgoing),
                              self.limits.max_outgoing_requests)
         self.canary.check(self)
-        del targets
+        self.assertTrue(all(t.logged_in and not t.ended for t in targets))
 
 
 class ExhaustionAttacks(AttackCase):

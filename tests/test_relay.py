@@ -497,7 +497,7 @@ class LimitTests(unittest.TestCase):
         self.assertIn(bytes([0x15, Alert.LIMIT_EXCEEDED]), b"".join(t.outgoing))
         self.assertTrue(t.disconnecting)
         self.assertEqual(h.relay.gate.total, 2)
-        del protos
+        self.assertEqual([type(p).__name__ for p in protos], ["SecureChatProtocol"] * 2)
 
     def test_unauthenticatedCapPerHost(self) -> None:
         """
