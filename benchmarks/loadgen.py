@@ -109,7 +109,7 @@ def securechat_user(port: int, name: str, server_key: Any, stats: Stats,
 
 def securechat_send(client: Any, peer: str, data: bytes) -> None:
     from securechat.wire.relay import Relay
-    client.protocol.send(Relay(peer, data))
+    client.protocol.post(Relay(peer, data))
 
 
 # -- baseline side -------------------------------------------------------------

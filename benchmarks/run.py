@@ -5,6 +5,7 @@ The benchmark: securechat against the cheapest possible Twisted relay
     python benchmarks/run.py            # about 5 minutes on 2 cores
     python benchmarks/run.py --quick    # fewer repeats, smaller cases
     python benchmarks/run.py --smoke    # tiny counts: checks it still runs
+    python benchmarks/run.py --quick --only 1:1 --target securechat  # one case
 
 Each relay runs pinned to CPU 0 and the load generator to CPU 1 (taskset).
 For each case the generator sets up (logins, chats), then the server's CPU
@@ -223,6 +224,10 @@ def main() -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--only", metavar="TEXT", action="append",
+                   help="run only the cases whose name contains TEXT (repeatable)")
+    p.add_argument("--target", choices=("baseline", "securechat"), action="append",
+                   help="run only this relay (repeatable; default both)")
     args = p.parse_args()
     size_index = 3 if args.smoke else 2 if args.quick else 1
     repeats = 1 if args.smoke else args.repeats
@@ -232,14 +237,14 @@ def main() -> int:
     try:
         make_data_dir(data_dir, 5200)
         results: dict[str, dict[str, dict[str, float]]] = {}
-        for target in ("baseline", "securechat"):
+        for target in args.target or ("baseline", "securechat"):
             server = Server(target, data_dir)
             try:
                 first = 0
                 for case, spec in CASES.items():
                     kind, template, *sizes = spec
                     size = sizes[size_index - 1]
-                    if size is None:
+                    if size is None or (args.only and not any(o in case for o in args.only)):
                         continue
                     n, m = size
                     options = [o.format(n=n, m=m) for o in template]

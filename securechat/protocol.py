@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import struct
+
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -35,10 +37,16 @@ from securechat.crypto.handshake import (
     HandshakeComplete,
     MessageReceived,
     PeerIdentityReceived,
+    RawMessages,
     State,
 )
 from securechat.errors import Alert, LocalProtocolError, ProtocolError, RemoteProtocolError
 from securechat.wire.messages import Identity, Message, Ping, Pong
+
+_INNER_HEADER = struct.Struct(">BI")
+#: Room kept in a record for its header and tag (and some slack), when
+#: batching queued messages up to the frame maximum.
+RECORD_ROOM = 64
 
 
 class PeerRejected(Exception):
@@ -74,7 +82,24 @@ class ISessionDelegate(Interface):
 
     def message_received(message: Message) -> None:
         """
-        An authenticated application message arrived.
+        An authenticated application message arrived.  Raise
+        L{ProtocolError} if it breaks the protocol: the connection fails
+        with it.
+        """
+
+
+
+class IRawMessageDelegate(ISessionDelegate):
+    """
+    A delegate whose connection hands some message types over undecoded
+    (L{Config.raw_types}).
+    """
+
+    def raw_messages_received(items: list[tuple[int, memoryview]]) -> None:
+        """
+        Authenticated application messages of the raw types, in order, as
+        C{(type, body)} pairs.  Raise L{ProtocolError} for a malformed one:
+        the connection fails with it.
         """
 
     def connection_ended(reason: ProtocolError | None) -> None:
@@ -86,12 +111,144 @@ class ISessionDelegate(Interface):
         """
 
 
+class OutboundQueue:
+    """
+    Inner messages waiting to be sealed for one connection, kept encoded.
+
+    Whatever is queued during one reactor turn is sealed at the end of it,
+    into as few records as the frame maximum allows (C{batch_bytes} of
+    plaintext each), so the AEAD, framing and write cost is paid per flush,
+    not per message.  A queue is an C{IPushProducer}: registered with the
+    transport, it holds messages while the transport's buffer is full.
+
+    Each message is two chunks, its inner header and its body, so a body
+    (a relayed payload, say) is copied once, into the record's plaintext.
+
+    @ivar bytes: the size of what is queued.
+    @ivar on_account: called with each change of L{bytes} (metrics).
+    @ivar on_drained: called after each drain.
+    """
+
+    __slots__ = ("_clock", "_seal", "batch_bytes", "on_account", "on_drained", "_chunks",
+                 "_sizes", "_call", "bytes", "paused", "stopped")
+
+    def __init__(self, clock: IReactorTime, seal: Callable[[bytes], None], batch_bytes: int) -> None:
+        self._clock = clock
+        self._seal = seal
+        self.batch_bytes = batch_bytes
+        self.on_account: Callable[[int], None] | None = None
+        self.on_drained: Callable[[], None] | None = None
+        self._chunks: list[bytes | memoryview] = []
+        self._sizes: list[int] = []
+        self._call: IDelayedCall | None = None
+        self.bytes = 0
+        self.paused = False
+        self.stopped = False
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def push(self, message: Message) -> None:
+        """
+        Queue C{message}.
+        """
+        body = message.encode_body()
+        self.push_encoded(_INNER_HEADER.pack(message.TYPE, len(body)), body)
+
+    def push_encoded(self, header: bytes, body: bytes | memoryview) -> None:
+        """
+        Queue one message already encoded: its 5-byte inner header (type,
+        body length) and its body.
+        """
+        if self.stopped:
+            return
+        size = len(header) + len(body)
+        chunks = self._chunks
+        chunks.append(header)
+        chunks.append(body)
+        self._sizes.append(size)
+        self.bytes += size
+        if self.on_account is not None:
+            self.on_account(size)
+        if self._call is None and not self.paused:
+            self._call = self._clock.callLater(0, self.drain)
+
+    def drain(self) -> None:
+        """
+        Seal what is queued, unless the transport paused us.
+        """
+        self._call = None
+        sizes, chunks = self._sizes, self._chunks
+        while sizes and not self.paused and not self.stopped:
+            if self.bytes <= self.batch_bytes:
+                total = self.bytes
+                data = b"".join(chunks)
+                chunks.clear()
+                sizes.clear()
+            else:
+                total = count = 0
+                for size in sizes:
+                    if count and total + size > self.batch_bytes:
+                        break
+                    total += size
+                    count += 1
+                data = b"".join(chunks[:2 * count])
+                del chunks[:2 * count]
+                del sizes[:count]
+            self.bytes -= total
+            if self.on_account is not None:
+                self.on_account(-total)
+            self._seal(data)
+        if self.on_drained is not None:
+            self.on_drained()
+
+    def flush(self) -> None:
+        """
+        Seal everything queued now, paused or not (a message sent directly
+        must not overtake what was queued before it).
+        """
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        paused, self.paused = self.paused, False
+        try:
+            self.drain()
+        finally:
+            self.paused = paused
+
+    def clear(self) -> None:
+        """
+        Drop everything and accept nothing more (the connection is over).
+        """
+        self.stopped = True
+        self._chunks.clear()
+        self._sizes.clear()
+        if self.on_account is not None and self.bytes:
+            self.on_account(-self.bytes)
+        self.bytes = 0
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    # IPushProducer, for the transport
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self._call is None and self._sizes and not self.stopped:
+            self._call = self._clock.callLater(0, self.drain)
+
+    def stopProducing(self) -> None:
+        self.clear()
+
+
 class SecureChatProtocol(Protocol):
     """
     Drives one L{Connection} over a Twisted transport.
 
     @ivar connection: the sans-IO core.
     @ivar delegate: the application side.
+    @ivar outbound: messages posted (L{post}) and not yet sealed.
     """
 
     _log = Logger()
@@ -120,6 +277,7 @@ class SecureChatProtocol(Protocol):
         self._pending_verification: Deferred[Any] | None = None
         self._producer: Any = None
         self.error: ProtocolError | None = None
+        self.outbound = OutboundQueue(clock, self._seal_posted, config.max_frame - RECORD_ROOM)
         delegate.protocol = self
 
     # -- Twisted callbacks --------------------------------------------------
@@ -142,6 +300,7 @@ class SecureChatProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._cancel_timers()
+        self.outbound.clear()
         if self._pending_verification is not None:
             self._pending_verification.cancel()
         if self.connection.state not in (State.CLOSED, State.FAILED):
@@ -165,10 +324,21 @@ class SecureChatProtocol(Protocol):
 
     def send(self, *messages: Message) -> None:
         """
-        Seal C{messages} into one record and write it.
+        Seal C{messages} into one record and write it now, after anything
+        posted before (order is kept).
         """
+        if self.outbound:
+            self.outbound.flush()
         self.connection.send(*messages)
         self._flush()
+
+    def post(self, message: Message) -> None:
+        """
+        Queue C{message} to be sealed at the end of this reactor turn,
+        together with everything else posted meanwhile (one record per
+        flush, not per message).
+        """
+        self.outbound.push(message)
 
     def register_producer(self, producer: Any) -> None:
         """
@@ -181,10 +351,13 @@ class SecureChatProtocol(Protocol):
 
     def close(self) -> None:
         """
-        End the connection cleanly (CLOSE_NOTIFY).
+        End the connection cleanly (CLOSE_NOTIFY), after sealing whatever was
+        posted.
         """
         if self.connection.state in (State.CLOSED, State.FAILED):
             return
+        if self.outbound:
+            self.outbound.flush()  # a clean end delivers everything posted first
         self.connection.close()
         self._flush()
         self._disconnect()
@@ -210,12 +383,25 @@ class SecureChatProtocol(Protocol):
 
     def _handle(self, events: list[Event]) -> None:
         # A handshake that completes and fails within one read (a duplicated
-        # AUTH record, say) never becomes a session: the failure wins.
-        fails = any(isinstance(e, ConnectionFailed) for e in events)
+        # AUTH record, say) never becomes a session: the failure wins.  A
+        # failure is always the last event.
+        fails = bool(events) and type(events[-1]) is ConnectionFailed
         for event in events:
             if self._ended:
                 break
-            if isinstance(event, PeerIdentityReceived):
+            kind = type(event)
+            if kind is RawMessages:
+                try:
+                    self.delegate.raw_messages_received(event.items)  # type: ignore[union-attr]
+                except ProtocolError as e:
+                    self._handle(self.connection.fail(e))
+            elif kind is MessageReceived:
+                if not isinstance(event.message, Pong):  # type: ignore[union-attr]  # liveness only
+                    try:
+                        self.delegate.message_received(event.message)  # type: ignore[union-attr]
+                    except ProtocolError as e:
+                        self._handle(self.connection.fail(e))
+            elif isinstance(event, PeerIdentityReceived):
                 self._verify(event.identity)
             elif isinstance(event, HandshakeComplete):
                 if fails:
@@ -227,9 +413,6 @@ class SecureChatProtocol(Protocol):
                 if self.idle_timeout:
                     self._idle = self.clock.callLater(self.idle_timeout / 2, self._idle_check)
                 self.delegate.established(event.peer)
-            elif isinstance(event, MessageReceived):
-                if not isinstance(event.message, Pong):  # liveness only
-                    self.delegate.message_received(event.message)
             elif isinstance(event, ConnectionClosed):
                 self._flush()
                 self._disconnect()
@@ -266,6 +449,13 @@ class SecureChatProtocol(Protocol):
 
         d.addCallbacks(accepted, rejected)
         d.addErrback(lambda f: self._log.failure("handling a verified peer failed", f))
+
+    def _seal_posted(self, plaintext: bytes) -> None:
+        if self.connection.state is State.ESTABLISHED:
+            self.connection.send_inner(plaintext)
+            self._flush()
+        else:
+            self.outbound.clear()  # the connection ended: nothing can be sent
 
     def _flush(self) -> None:
         data = self.connection.data_to_send()

@@ -87,6 +87,23 @@ class ChatTests(unittest.TestCase):
     Chats that go well.
     """
 
+    def test_batchesFitTheRelaysFrames(self) -> None:
+        """
+        Against a relay with smaller frames than ours, what the client
+        batches into one record stays within the relay's C{max_payload}
+        (from WELCOME): fifty lines said in one turn all arrive, and the
+        relay cuts nobody off.
+        """
+        h = ChatHarness(Limits(max_frame=4096))
+        alice, va, bob, vb = h.chat()
+        self.assertEqual(alice.protocol.outbound.batch_bytes, 4096 - 128)
+        for i in range(50):
+            alice.say("bob", f"{i:03d} " + "x" * 200)
+        h.pump()
+        self.assertEqual([m[2] for m in vb.of("message")],
+                         [f"{i:03d} " + "x" * 200 for i in range(50)])
+        self.assertIn("alice", h.relay.sessions)
+
     def test_fullChatBothWays(self) -> None:
         """
         Request, accept, the end-to-end handshake, lines both ways, and a
@@ -239,19 +256,19 @@ class MaliciousRelay(RelayCore):
         super().__init__(*args, **kw)
         self.fake_keys: dict[str, bytes] = {}
 
-    def _relay(self, session, message):  # type: ignore[no-untyped-def]
-        if self.tamper is None or message.peer not in session.chats:
-            return super()._relay(session, message)
-        for payload in self.tamper(session.user, message.peer, message.payload):
-            super()._relay(session, Relay(message.peer, payload))
+    def _forward(self, session, target, payload):  # type: ignore[no-untyped-def]
+        if self.tamper is None:
+            return super()._forward(session, target, payload)
+        for tampered in self.tamper(session.user, target.user, bytes(payload)):
+            super()._forward(session, target, memoryview(tampered))
 
     def login(self, session):  # type: ignore[no-untyped-def]
         deliver = session.deliver
 
-        def lying(message, size=None):  # type: ignore[no-untyped-def]
+        def lying(message):  # type: ignore[no-untyped-def]
             if isinstance(message, ChatStarted) and message.peer in self.fake_keys:
                 message = ChatStarted(message.peer, self.fake_keys[message.peer], message.initiator)
-            deliver(message, size)
+            deliver(message)
         session.deliver = lying
         super().login(session)
 

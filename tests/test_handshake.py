@@ -773,3 +773,89 @@ class KeepaliveRunTests(unittest.TestCase):
         for _ in range(100):
             b.send(Ping(b""))
             self.assertIsNone(failure(a.receive_data(b.data_to_send())))
+
+
+class RawMessageTests(unittest.TestCase):
+    """
+    Message types the application takes undecoded (C{Config.raw_types}):
+    the relay's RELAY hot path.
+    """
+
+    def raw_pair(self):  # type: ignore[no-untyped-def]
+        from securechat.wire.e2e import E2E_MESSAGES, Text
+        a = alice(registry=E2E_MESSAGES)
+        b = bob(registry=E2E_MESSAGES, raw_types=frozenset({Text.TYPE}))
+        ea, eb = run(a, b, KNOWN, KNOWN)
+        self.assertIsInstance(eb[-1], HandshakeComplete)
+        return a, b
+
+    def test_rawTypesMustBeRegistered(self) -> None:
+        """
+        A raw type the registry does not know is a configuration error.
+        """
+        e = self.assertRaises(ValueError, Config, END_TO_END, Role.RESPONDER, BOB,
+                              UserIdentity("bob"), raw_types=frozenset({0x50}))
+        self.assertEqual(str(e), "raw_types not in the registry: 0x50")
+
+    def test_runsKeepRecordOrder(self) -> None:
+        """
+        Consecutive raw messages come as one L{RawMessages} event holding
+        their exact bodies; a decoded message between them splits the run,
+        and the events follow the record's order.
+        """
+        from securechat.crypto.handshake import RawMessages
+        from securechat.wire.e2e import End, Text
+        a, b = self.raw_pair()
+        a.send(Text(0, "one"), Text(0, "two"), End(2), Text(0, "three"))
+        events = b.receive_data(a.data_to_send())
+        self.assertEqual([type(e) for e in events], [RawMessages, MessageReceived, RawMessages])
+        self.assertEqual([(t, bytes(body)) for t, body in events[0].items],
+                         [(Text.TYPE, Text(0, "one").encode_body()),
+                          (Text.TYPE, Text(0, "two").encode_body())])
+        self.assertEqual(events[1], MessageReceived(End(2)))
+        self.assertEqual([(t, bytes(body)) for t, body in events[2].items],
+                         [(Text.TYPE, Text(0, "three").encode_body())])
+
+    def test_failReportsApplicationError(self) -> None:
+        """
+        C{fail()} with an error the application found in a raw message fails
+        the connection as if the connection had found it: the alert for its
+        code, sealed, reaches the peer, and later input is ignored.
+        """
+        from securechat.errors import RemoteProtocolError
+        a, b = self.raw_pair()
+        [event] = b.fail(RemoteProtocolError("bad-value", "bad name"))
+        self.assertIsInstance(event, ConnectionFailed)
+        self.assertEqual(b.state, State.FAILED)
+        [got] = a.receive_data(b.data_to_send())
+        self.assertIsInstance(got, ConnectionFailed)
+        self.assertEqual(got.error.peer_alert, AlertCode.DECODE_ERROR)
+        self.assertEqual(b.fail(RemoteProtocolError("bad-value")), [])
+        self.assertEqual(b.receive_data(b"anything"), [])
+
+    def test_sendInnerSealsEncodedMessages(self) -> None:
+        """
+        C{send_inner} seals already-encoded inner messages into one record,
+        which the peer parses like any other.
+        """
+        from securechat.wire.e2e import Text
+        from securechat.wire.messages import encode_inner
+        a, b = self.raw_pair()
+        b_counter = b._sealer.counter
+        b.send_inner(encode_inner([Text(0, "x"), Text(1, "y")]))
+        self.assertEqual(b._sealer.counter, b_counter + 1)
+        self.assertEqual(a.receive_data(b.data_to_send()),
+                         [MessageReceived(Text(0, "x")), MessageReceived(Text(1, "y"))])
+
+    def test_sendInnerRefusals(self) -> None:
+        """
+        C{send_inner} refuses an empty plaintext and any state but
+        ESTABLISHED.
+        """
+        from securechat.errors import LocalProtocolError
+        a, b = self.raw_pair()
+        self.assertEqual(self.assertRaises(LocalProtocolError, b.send_inner, b"").code, "empty-record")
+        c = alice()
+        c.initiate()
+        self.assertEqual(self.assertRaises(LocalProtocolError, c.send_inner, b"\x20\0\0\0\0").code,
+                         "unexpected-message")

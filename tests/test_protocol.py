@@ -234,3 +234,203 @@ class AdapterTests(unittest.TestCase):
         pb.dataReceived(record + record)
         self.assertEqual(db.messages, [Text(0, "one")])
         self.assertEqual([e.code for e in db.ended], ["record-replayed"])
+
+
+def e2e_pair(clock: Clock, delegate_b: Any = None):  # type: ignore[no-untyped-def]
+    from securechat.wire.e2e import E2E_MESSAGES
+    da = Delegate(B.public_key())
+    db = delegate_b or Delegate(A.public_key())
+    pa = SecureChatProtocol(Config(END_TO_END, Role.INITIATOR, A, UserIdentity("alice"),
+                                   registry=E2E_MESSAGES), da, clock)
+    pb = SecureChatProtocol(Config(END_TO_END, Role.RESPONDER, B, UserIdentity("bob"),
+                                   registry=E2E_MESSAGES, raw_types=getattr(db, "RAW", frozenset())),
+                            db, clock)
+    ta, tb = StringTransport(), StringTransport()
+    pa.makeConnection(ta)
+    pb.makeConnection(tb)
+    shuttle((pa, da, ta), (pb, db, tb))
+    assert da.established_with and db.established_with
+    return (pa, da, ta), (pb, db, tb)
+
+
+def record_count(data: bytes) -> int:
+    """
+    How many frames C{data} holds (each a record once established).
+    """
+    count = pos = 0
+    while pos < len(data):
+        pos += 4 + int.from_bytes(data[pos:pos + 4], "big")
+        count += 1
+    return count
+
+
+class PostTests(unittest.TestCase):
+    """
+    C{post}: messages queued during a reactor turn are sealed together at
+    its end, in order, in as few records as the frame maximum allows.
+    """
+
+    def test_postedMessagesShareOneRecord(self) -> None:
+        """
+        Three messages posted in one turn leave as one record, after the
+        turn, and arrive in order.
+        """
+        from securechat.wire.e2e import Text
+        clock = Clock()
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock)
+        for i in range(3):
+            pa.post(Text(0, f"line {i}"))
+        self.assertEqual(ta.value(), b"")
+        clock.advance(0)
+        self.assertEqual(record_count(ta.value()), 1)
+        pb.dataReceived(ta.value())
+        self.assertEqual(db.messages, [Text(0, f"line {i}") for i in range(3)])
+
+    def test_sendAfterPostKeepsOrder(self) -> None:
+        """
+        A message sent directly after others were posted does not overtake
+        them, and nothing is sent twice when the turn ends.
+        """
+        from securechat.wire.e2e import Text
+        clock = Clock()
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock)
+        pa.post(Text(0, "posted"))
+        pa.send(Text(0, "sent"))
+        clock.advance(0)
+        pb.dataReceived(ta.value())
+        self.assertEqual(db.messages, [Text(0, "posted"), Text(0, "sent")])
+        self.assertEqual(db.ended, [])
+
+    def test_closeDeliversPostedFirst(self) -> None:
+        """
+        A clean close seals what was posted before its CLOSE_NOTIFY.
+        """
+        from securechat.wire.e2e import Text
+        clock = Clock()
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock)
+        pa.post(Text(0, "last words"))
+        pa.close()
+        pb.dataReceived(ta.value())
+        self.assertEqual(db.messages, [Text(0, "last words")])
+        self.assertEqual(db.ended, [None])
+
+    def test_batchesSplitAtMessageBoundaries(self) -> None:
+        """
+        Posted messages beyond one batch leave in several records, each
+        within the batch size, no message cut between two records.
+        """
+        from securechat.wire.e2e import Text
+        clock = Clock()
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock)
+        pa.outbound.batch_bytes = 100
+        lines = [Text(i, "x" * 40) for i in range(5)]  # 55 bytes encoded each
+        for line in lines:
+            pa.post(line)
+        clock.advance(0)
+        self.assertEqual(record_count(ta.value()), 5)
+        pb.dataReceived(ta.value())
+        self.assertEqual(db.messages, lines)
+        pa.outbound.batch_bytes = 120
+        for line in lines:
+            pa.post(line)
+        ta.clear()
+        clock.advance(0)
+        self.assertEqual(record_count(ta.value()), 3)  # 2 + 2 + 1
+
+    def test_pausedQueueHoldsUntilResumed(self) -> None:
+        """
+        While the transport pauses the queue, posted messages wait (and are
+        counted in C{bytes}); resuming sends them.
+        """
+        from securechat.wire.e2e import Text
+        clock = Clock()
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock)
+        pa.outbound.pauseProducing()
+        pa.post(Text(0, "held"))
+        clock.advance(0)
+        self.assertEqual(ta.value(), b"")
+        self.assertEqual(pa.outbound.bytes, 5 + len(Text(0, "held").encode_body()))
+        pa.outbound.resumeProducing()
+        clock.advance(0)
+        pb.dataReceived(ta.value())
+        self.assertEqual(db.messages, [Text(0, "held")])
+        self.assertEqual(pa.outbound.bytes, 0)
+
+    def test_postedAfterConnectionLostDropped(self) -> None:
+        """
+        Once the connection is lost, the queue is cleared and refuses more:
+        nothing is written to a dead transport, and no call stays scheduled.
+        """
+        from securechat.wire.e2e import Text
+        clock = Clock()
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock)
+        pa.post(Text(0, "lost"))
+        pa.connectionLost()
+        pa.post(Text(0, "after"))
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual((len(pa.outbound), pa.outbound.bytes), (0, 0))
+        self.assertEqual(ta.value(), b"")
+
+
+class DelegateErrorTests(unittest.TestCase):
+    """
+    A delegate that finds a protocol error in what it was handed raises it,
+    and the connection fails with that error's alert.
+    """
+
+    def test_rawMessagesErrorFailsConnection(self) -> None:
+        """
+        C{raw_messages_received} raising L{RemoteProtocolError} ends the
+        session with that error and sends the peer its alert; the rest of
+        the read is not handed over.
+        """
+        from securechat.errors import RemoteProtocolError
+        from securechat.protocol import IRawMessageDelegate
+        from securechat.wire.e2e import Text
+
+        @implementer(IRawMessageDelegate)
+        class Raw(Delegate):
+            RAW = frozenset({Text.TYPE})
+
+            def __init__(self) -> None:
+                super().__init__(A.public_key())
+                self.raw: list[bytes] = []
+
+            def raw_messages_received(self, items: list[tuple[int, memoryview]]) -> None:
+                for _, body in items:
+                    self.raw.append(bytes(body))
+                    if b"bad" in bytes(body):
+                        raise RemoteProtocolError("bad-value", "a bad line")
+
+        clock = Clock()
+        raw = Raw()
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock, raw)
+        pa.send(Text(0, "good"), Text(0, "bad"), Text(0, "unseen"))
+        pa.send(Text(0, "next record"))
+        pb.dataReceived(ta.value())
+        self.assertEqual(raw.raw, [Text(0, "good").encode_body(), Text(0, "bad").encode_body()])
+        self.assertEqual([e.code for e in raw.ended], ["bad-value"])
+        self.assertTrue(tb.disconnecting)
+        pa.dataReceived(tb.value())
+        self.assertEqual([e.peer_alert for e in da.ended], [Alert.DECODE_ERROR])
+
+    def test_messageReceivedErrorFailsConnection(self) -> None:
+        """
+        The same for a decoded message: C{message_received} raising ends the
+        session with that error.
+        """
+        from securechat.errors import RemoteProtocolError
+        from securechat.wire.e2e import Text
+
+        class Strict(Delegate):
+            def message_received(self, message: Message) -> None:
+                raise RemoteProtocolError("limit-exceeded", "too long")
+
+        clock = Clock()
+        strict = Strict(A.public_key())
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock, strict)
+        pa.send(Text(0, "anything"))
+        pb.dataReceived(ta.value())
+        self.assertEqual([e.code for e in strict.ended], ["limit-exceeded"])
+        pa.dataReceived(tb.value())
+        self.assertEqual([e.peer_alert for e in da.ended], [Alert.LIMIT_EXCEEDED])

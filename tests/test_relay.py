@@ -453,6 +453,96 @@ class ChatRequestTests(unittest.TestCase):
         self.assertEqual(peer_alert(a), Alert.DECODE_ERROR)
 
 
+class RelayHotPathTests(unittest.TestCase):
+    """
+    RELAY is forwarded from its undecoded bytes (C{Relay.relay_raw}); these
+    check that the fast path keeps every rule of the full parser.
+    """
+
+    def test_recordOfRelaysArrivesAsOneRecord(self) -> None:
+        """
+        Five RELAYs in one record reach bob in order, as RELAYEDs sealed
+        into one record.
+        """
+        h = Harness()
+        a, b = chatting(h)
+        opener = b.protocol.connection._opener
+        before = opener.counter
+        a.send(*[Relay("bob", f"part {i}".encode()) for i in range(5)])
+        h.pump()
+        self.assertEqual(b.take(), [Relayed("alice", f"part {i}".encode()) for i in range(5)])
+        self.assertEqual(opener.counter, before + 1)
+
+    def test_orderAcrossMessageTypes(self) -> None:
+        """
+        A record mixing RELAYs and a command is handled in record order: the
+        RELAY after CHAT_STOP finds no chat.
+        """
+        h = Harness()
+        a, b = chatting(h)
+        a.send(Relay("bob", b"1"), ChatStop("bob"), Relay("bob", b"2"))
+        h.pump()
+        self.assertEqual(b.take(), [Relayed("alice", b"1"), ChatEnded("alice", Reason.STOPPED)])
+        self.assertEqual(a.take(), [ChatEnded("bob", Reason.STOPPED),
+                                    CommandFailed(Relay.TYPE, "bob", Reason.NO_CHAT)])
+
+    def test_largestPayloadRelayed(self) -> None:
+        """
+        A payload of exactly C{max_payload} (announced in WELCOME) is
+        relayed whole.
+        """
+        h = Harness()
+        a, b = chatting(h)
+        payload = bytes(range(256)) * (h.relay.limits.max_payload // 256) + b"x" * (
+            h.relay.limits.max_payload % 256)
+        a.send(Relay("bob", payload))
+        h.pump()
+        self.assertEqual(b.take(), [Relayed("alice", payload)])
+
+    def test_payloadOverMaximumRefused(self) -> None:
+        """
+        One byte more than C{max_payload} is C{limit-exceeded}: the sender
+        is disconnected, nothing reaches bob, and bob's session carries on.
+        """
+        h = Harness()
+        a, b = chatting(h)
+        a.send(Relay("bob", b"x" * (h.relay.limits.max_payload + 1)))
+        h.pump()
+        self.assertEqual(peer_alert(a), Alert.LIMIT_EXCEEDED)
+        self.assertEqual(b.of_type(Relayed), [])
+        self.assertIn("bob", h.relay.sessions)
+
+    def test_nameNotText(self) -> None:
+        """
+        A RELAY whose name bytes are not UTF-8 is C{bad-value}
+        (DECODE_ERROR), as the full parser says.
+        """
+        h = Harness()
+        a, b = chatting(h)
+        body = b"\x01\xff" + (3).to_bytes(4, "big") + b"abc"
+        a.protocol.connection.send_inner(bytes([Relay.TYPE]) + len(body).to_bytes(4, "big") + body)
+        a.protocol._flush()
+        h.pump()
+        self.assertEqual(peer_alert(a), Alert.DECODE_ERROR)
+        self.assertEqual(b.of_type(Relayed), [])
+
+    def test_payloadLengthDisagrees(self) -> None:
+        """
+        A RELAY to a chat peer whose payload length field is one more, or
+        one less, than the bytes present is DECODE_ERROR (truncated or
+        trailing bytes): the fast path never forwards it.
+        """
+        for delta in (1, -1):
+            h = Harness()
+            a, b = chatting(h)
+            body = b"\x03bob" + (3 + delta).to_bytes(4, "big") + b"abc"
+            a.protocol.connection.send_inner(bytes([Relay.TYPE]) + len(body).to_bytes(4, "big") + body)
+            a.protocol._flush()
+            h.pump()
+            self.assertEqual(peer_alert(a), Alert.DECODE_ERROR, delta)
+            self.assertEqual(b.of_type(Relayed), [])
+
+
 class LimitTests(unittest.TestCase):
     """
     Each limit, hit.

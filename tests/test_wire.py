@@ -69,6 +69,56 @@ class FrameDecoderTests(unittest.TestCase):
         self.assertEqual(d.next_frame(), f1)
         self.assertEqual(d.next_frame(), f2)
 
+    def test_frameSplitAcrossChunks(self) -> None:
+        """
+        A chunk holding one frame and the start of the next, then the rest:
+        both frames come back whole, in order, and nothing stays buffered.
+        """
+        d = FrameDecoder(100)
+        f1, f2, f3 = encode_frame(1, b"first"), encode_frame(2, b"second"), encode_frame(3, b"")
+        stream = f1 + f2 + f3
+        cut = len(f1) + 3
+        d.feed(stream[:cut])
+        self.assertEqual(d.next_frame(), f1)
+        self.assertIsNone(d.next_frame())
+        self.assertEqual(d.buffered, 3)
+        d.feed(stream[cut:cut + 4])
+        self.assertIsNone(d.next_frame())
+        d.feed(stream[cut + 4:])
+        self.assertEqual([d.next_frame(), d.next_frame(), d.next_frame()], [f2, f3, None])
+        self.assertEqual(d.buffered, 0)
+
+    def test_everySplitPoint(self) -> None:
+        """
+        However a stream of frames is cut into two chunks, the same frames
+        come back, as C{bytes}.
+        """
+        frames = [encode_frame(i, bytes([i]) * i) for i in range(1, 6)]
+        stream = b"".join(frames)
+        for cut in range(len(stream) + 1):
+            d = FrameDecoder(100)
+            got = []
+            for chunk in (stream[:cut], stream[cut:]):
+                d.feed(chunk)
+                while (frame := d.next_frame()) is not None:
+                    got.append(frame)
+            self.assertEqual(got, frames, f"cut at {cut}")
+            self.assertTrue(all(type(f) is bytes for f in got))
+
+    def test_callerBufferNotKept(self) -> None:
+        """
+        A C{bytearray} fed in is copied: changing it afterwards does not
+        change the frames, and the decoder never grows it.
+        """
+        d = FrameDecoder(100)
+        frame = encode_frame(1, b"abcdef")
+        chunk = bytearray(frame[:6])
+        d.feed(chunk)
+        chunk[5:6] = b"X"
+        d.feed(frame[6:])
+        self.assertEqual(d.next_frame(), frame)
+        self.assertEqual(chunk, bytearray(frame[:5] + b"X"))
+
     def test_oversizedRejectedBeforeBody(self) -> None:
         """
         A length above the maximum is refused as soon as the four length bytes

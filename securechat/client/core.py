@@ -273,6 +273,9 @@ class ChatClient:
     def _welcome(self, message: Welcome) -> None:
         self.logged_in = True
         self.max_payload = message.max_payload
+        # Records we batch must fit the relay's frame maximum, whatever ours.
+        outbound = self.protocol.outbound
+        outbound.batch_bytes = min(outbound.batch_bytes, message.max_payload)
         self.view.logged_in(message.user)
 
     def _online_list(self, message: OnlineList) -> None:
@@ -416,7 +419,7 @@ class ChatClient:
 
     def _send(self, message: Message) -> None:
         if self.protocol.established:
-            self.protocol.send(message)
+            self.protocol.post(message)
         else:
             self.view.notice("not connected to the relay")
 

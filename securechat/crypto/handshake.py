@@ -169,6 +169,17 @@ class Config:
     #: Keepalive-only records tolerated in a row (None: no limit).  The relay
     #: sets L{MAX_KEEPALIVE_RUN}; clients do not limit the relay's PINGs.
     max_keepalive_run: int | None = None
+    #: Registered inner message types handed to the application undecoded,
+    #: in L{RawMessages} events: the application parses them itself (the
+    #: relay forwards RELAY bodies without building an object per message)
+    #: and reports a malformed one with L{Connection.fail}.
+    raw_types: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.raw_types if t not in self.registry]
+        if unknown:
+            raise ValueError("raw_types not in the registry: "
+                             + ", ".join(f"0x{t:02x}" for t in sorted(unknown)))
 
 
 @dataclass(frozen=True)
@@ -201,6 +212,24 @@ class MessageReceived:
     message: Message
 
 
+class RawMessages:
+    """
+    Consecutive application messages of the types in L{Config.raw_types},
+    authenticated and in order, undecoded: C{items} holds C{(type, body)}
+    pairs, each body a C{memoryview} into the record's plaintext (no copy).
+    Messages of other types in the same record come before or after as
+    their own events, in record order.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[int, memoryview]]) -> None:
+        self.items = items
+
+    def __repr__(self) -> str:
+        return f"RawMessages({[(t, bytes(b)) for t, b in self.items]!r})"
+
+
 @dataclass(frozen=True)
 class ConnectionClosed:
     """
@@ -218,7 +247,8 @@ class ConnectionFailed:
     error: ProtocolError
 
 
-Event = Union[PeerIdentityReceived, HandshakeComplete, MessageReceived, ConnectionClosed, ConnectionFailed]
+Event = Union[PeerIdentityReceived, HandshakeComplete, MessageReceived, RawMessages,
+              ConnectionClosed, ConnectionFailed]
 
 _HANDSHAKE_MESSAGES = Registry([Auth])
 
@@ -250,6 +280,7 @@ class Connection:
         self._opener: RecordOpener | None = None
         self._peer_app_seen = False
         self._keepalive_run = 0
+        self._raw_types = config.raw_types
 
     # -- public API ---------------------------------------------------------
 
@@ -335,7 +366,28 @@ class Connection:
             raise LocalProtocolError("empty-record", "send() needs at least one message")
         if any(m.TYPE == PING for m in messages):
             self._keepalive_run = 0  # the PONGs that answer our own PING never add up
-        self._out.append(self._sealer.seal(encode_inner(messages)))
+        self._sealer.seal_into(encode_inner(messages), self._out)
+
+    def send_inner(self, plaintext: bytes) -> None:
+        """
+        Seal C{plaintext}, one or more inner messages already encoded (type,
+        length, body each), into one record.  The caller vouches for the
+        encoding; a PING must go through L{send}.
+        """
+        if self.state is not State.ESTABLISHED or self._sealer is None:
+            raise LocalProtocolError("unexpected-message", f"cannot send in state {self.state.value}")
+        if not plaintext:
+            raise LocalProtocolError("empty-record", "send_inner() needs at least one message")
+        self._sealer.seal_into(plaintext, self._out)
+
+    def fail(self, error: ProtocolError) -> list[Event]:
+        """
+        The application found C{error} in a message it was handed undecoded
+        (L{RawMessages}): fail exactly as if the connection had found it.
+        """
+        if self.state in (State.FAILED, State.CLOSED):
+            return []
+        return [self._fail(error)]
 
     def close(self, code: int = AlertCode.CLOSE_NOTIFY, reason: str = "") -> None:
         """
@@ -371,6 +423,9 @@ class Connection:
 
     def _handle_frame(self, frame: bytes, events: list[Event]) -> None:
         ftype = frame[4]
+        if ftype == RECORD and self.state is State.ESTABLISHED:
+            self._handle_application_record(frame, events)
+            return
         if ftype not in _FRAME_TYPES:
             raise RemoteProtocolError("unknown-type", f"unknown frame type 0x{ftype:02x}")
         allowed = ftype in _ACCEPTS[self.state]
@@ -382,8 +437,8 @@ class Connection:
             raise RemoteProtocolError(
                 "unexpected-message", f"frame type 0x{ftype:02x} in state {self.state.value}"
             )
-        if ftype == RECORD:
-            self._handle_record(frame, events)
+        if ftype == RECORD:  # in WAIT_AUTH: application records took the fast path above
+            self._handle_handshake_record(frame, events)
         elif ftype == ALERT:
             self._handle_alert(parse_frame(frame, Alert), events)
         elif ftype == HELLO:
@@ -391,27 +446,28 @@ class Connection:
         else:
             self._handle_reply(frame)
 
-    def _handle_record(self, frame: bytes, events: list[Event]) -> None:
+    def _handle_handshake_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
-        if self.state is State.WAIT_AUTH:
-            try:
-                plaintext = self._opener.open(frame)
-            except RemoteProtocolError as e:
-                if e.code == "bad-record-mac":
-                    raise RemoteProtocolError("bad-handshake-record") from None
-                raise
-            items = split_inner(plaintext)
-            if len(items) != 1 or items[0][0] != AUTH:
-                raise RemoteProtocolError(
-                    "unexpected-message", "handshake record must hold exactly one AUTH"
-                )
-            auth = _HANDSHAKE_MESSAGES.parse(AUTH, items[0][1])
-            assert isinstance(auth, Auth)
-            self._handle_auth(auth, events)
-            return
+        try:
+            plaintext = self._opener.open(frame)
+        except RemoteProtocolError as e:
+            if e.code == "bad-record-mac":
+                raise RemoteProtocolError("bad-handshake-record") from None
+            raise
+        items = split_inner(plaintext)
+        if len(items) != 1 or items[0][0] != AUTH:
+            raise RemoteProtocolError(
+                "unexpected-message", "handshake record must hold exactly one AUTH"
+            )
+        auth = _HANDSHAKE_MESSAGES.parse(AUTH, items[0][1])
+        assert isinstance(auth, Auth)
+        self._handle_auth(auth, events)
+
+    def _handle_application_record(self, frame: bytes, events: list[Event]) -> None:
+        assert self._opener is not None
         plaintext = self._opener.open(frame)
         self._peer_app_seen = True
-        items = split_inner(plaintext)
+        items = split_inner(memoryview(plaintext))
         limit = self.config.max_keepalive_run
         if limit is not None and all(code in (PING, PONG) for code, _ in items):
             self._keepalive_run += 1
@@ -420,10 +476,20 @@ class Connection:
                     "limit-exceeded", f"more than {limit} keepalive-only records in a row")
         else:
             self._keepalive_run = 0
-        for code, body in items:
+        raw_types = self._raw_types
+        run: list[tuple[int, memoryview]] | None = None
+        for item in items:
+            code = item[0]
+            if code in raw_types:
+                if run is None:
+                    run = []
+                    events.append(RawMessages(run))
+                run.append(item)
+                continue
+            run = None
             if code == AUTH:
                 raise RemoteProtocolError("unexpected-message", "AUTH after the handshake")
-            message = self._registry.parse(code, body)
+            message = self._registry.parse(code, bytes(item[1]))
             if isinstance(message, Alert):
                 self._handle_alert(message, events)
                 return
@@ -565,7 +631,7 @@ class Connection:
         )
         auth = Auth(self.config.identity, scheme, signature, finished)
         self._transcript += auth.encode_body()
-        self._out.append(self._sealer.seal(encode_inner([auth])))
+        self._sealer.seal_into(encode_inner([auth]), self._out)
 
     def _enter_established(
         self, public_key: keys.PublicKey, identity: Identity, events: list[Event]
@@ -591,7 +657,7 @@ class Connection:
         alert = Alert(code, reason)
         if self.state is State.ESTABLISHED and self._sealer is not None:
             try:
-                self._out.append(self._sealer.seal(encode_inner([alert])))
+                self._sealer.seal_into(encode_inner([alert]), self._out)
             except LocalProtocolError:
                 pass  # counter exhausted: nothing more can be sealed
         else:
@@ -611,5 +677,5 @@ class Connection:
 __all__ = [
     "CLIENT_SERVER", "END_TO_END", "Config", "Connection", "ConnectionClosed",
     "ConnectionFailed", "Event", "HandshakeComplete", "MessageReceived",
-    "PeerIdentityReceived", "Role", "State",
+    "PeerIdentityReceived", "RawMessages", "Role", "State",
 ]

@@ -60,9 +60,6 @@ class _Direction:
         self._aead = self.suite.factory(key)
         self._iv = int.from_bytes(iv, "big")
 
-    def _nonce(self) -> bytes:
-        return (self._iv ^ self.counter).to_bytes(12, "big")
-
     def _advance(self) -> None:
         self.counter += 1
         if self.counter % self.rekey_interval == 0:
@@ -84,13 +81,24 @@ class RecordSealer(_Direction):
         @raise LocalProtocolError: the counter limit is reached; the
             connection must be closed.
         """
-        if self.counter >= COUNTER_LIMIT:
+        out: list[bytes] = []
+        self.seal_into(plaintext, out)
+        return b"".join(out)
+
+    def seal_into(self, plaintext: bytes, out: list[bytes]) -> None:
+        """
+        Append the record frame for C{plaintext} to C{out}, as its header and
+        its ciphertext (so the ciphertext is not copied to join them).
+
+        @raise LocalProtocolError: as L{seal}.
+        """
+        counter = self.counter
+        if counter >= COUNTER_LIMIT:
             raise LocalProtocolError("record-limit", "send counter exhausted")
-        length = 1 + 8 + len(plaintext) + self.suite.tag_length
-        header = HEADER.pack(length, RECORD, self.counter)
-        ciphertext = self._aead.encrypt(self._nonce(), plaintext, header)
+        header = HEADER.pack(9 + len(plaintext) + self.suite.tag_length, RECORD, counter)
+        out.append(header)
+        out.append(self._aead.encrypt((self._iv ^ counter).to_bytes(12, "big"), plaintext, header))
         self._advance()
-        return header + ciphertext
 
 
 class RecordOpener(_Direction):
@@ -122,7 +130,8 @@ class RecordOpener(_Direction):
             raise RemoteProtocolError("record-limit", "peer exhausted its counter")
         header = frame[:HEADER_LENGTH]
         try:
-            plaintext = self._aead.decrypt(self._nonce(), frame[HEADER_LENGTH:], header)
+            plaintext = self._aead.decrypt(
+                (self._iv ^ counter).to_bytes(12, "big"), memoryview(frame)[HEADER_LENGTH:], header)
         except InvalidTag:
             raise RemoteProtocolError("bad-record-mac", f"record {counter} failed authentication") from None
         self._advance()

@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 class AEAD(Protocol):
     def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
 
-    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+    def decrypt(
+        self, nonce: bytes, data: bytes | memoryview, associated_data: bytes | None
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)

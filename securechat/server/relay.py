@@ -28,7 +28,7 @@ Policies (README.rst, "Relay policies"):
 
 from __future__ import annotations
 
-from collections import deque
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -41,7 +41,8 @@ from securechat.crypto import keys
 from securechat.crypto.handshake import CLIENT_SERVER, MAX_KEEPALIVE_RUN, Config, Role
 from securechat.errors import ProtocolError
 from securechat.errors import Alert as AlertCode
-from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
+from securechat.errors import RemoteProtocolError
+from securechat.protocol import IRawMessageDelegate, OutboundQueue, PeerRejected, SecureChatProtocol
 from securechat.server.directory import IUserDirectory, UserEntry
 from securechat.server.limits import ConnectionGate, Limits, TokenBucket
 from securechat.server.metrics import RelayMetrics
@@ -67,11 +68,25 @@ from securechat.wire.relay import (
     Welcome,
 )
 
-#: Upper bound of the bytes a RELAYED adds around its payload (inner header,
-#: name, lengths); used for queue accounting and batching.
-RELAYED_OVERHEAD = 48
-#: Bytes of the record around a batch (header and tag).
-RECORD_OVERHEAD = 29
+_U32 = struct.Struct(">I")
+_RELAY = RelayMessage.TYPE
+_RELAYED = Relayed.TYPE
+
+
+def _relayed_header_packer(sender: str) -> Callable[[int], bytes]:
+    """
+    A function of the payload length giving everything of a RELAYED from
+    C{sender} that comes before its payload: inner header (type, body
+    length), the name (u8 length, bytes) and the payload's u32 length.
+    """
+    name = sender.encode("ascii")
+    layout = struct.Struct(f">BIB{len(name)}sI")
+    pack = layout.pack
+    fixed = 1 + len(name) + 4
+
+    def head(length: int) -> bytes:
+        return pack(_RELAYED, fixed + length, len(name), name, length)
+    return head
 
 
 @dataclass(frozen=True)
@@ -85,87 +100,7 @@ class ServerCredentials:
     identity: CertificateIdentity
 
 
-class OutboundQueue:
-    """
-    Messages waiting for one user.  Drained once per reactor turn, in
-    batches sealed into one record each, for as long as the transport does
-    not pause it (it is registered as the transport's streaming producer).
-    """
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        send: Callable[..., None],
-        batch_bytes: int,
-        drained: Callable[[], None],
-        account: Callable[[int], None] = lambda delta: None,
-    ) -> None:
-        self._account = account
-        self._clock = clock
-        self._send = send
-        self._batch_bytes = batch_bytes
-        self._drained = drained
-        self._items: deque[tuple[Message, int]] = deque()
-        self._call: IDelayedCall | None = None
-        self.bytes = 0
-        self.paused = False
-        self.stopped = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def push(self, message: Message, size: int) -> None:
-        if self.stopped:
-            return
-        self._items.append((message, size))
-        self.bytes += size
-        self._account(size)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self._call is None and not self.paused and self._items:
-            self._call = self._clock.callLater(0, self.drain)
-
-    def drain(self) -> None:
-        """
-        Send what the transport will take now.
-        """
-        self._call = None
-        items = self._items
-        while items and not self.paused and not self.stopped:
-            batch: list[Message] = []
-            total = 0
-            while items and (not batch or total + items[0][1] <= self._batch_bytes):
-                message, size = items.popleft()
-                batch.append(message)
-                total += size
-            self.bytes -= total
-            self._account(-total)
-            self._send(*batch)
-        self._drained()
-
-    def clear(self) -> None:
-        self.stopped = True
-        self._items.clear()
-        self._account(-self.bytes)
-        self.bytes = 0
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-
-    # IPushProducer, for the transport
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._schedule()
-
-    def stopProducing(self) -> None:
-        self.clear()
-
-
-@implementer(ISessionDelegate)
+@implementer(IRawMessageDelegate)
 class UserSession:
     """
     One connection's view of the relay: the delegate of its
@@ -181,6 +116,9 @@ class UserSession:
         self.user: str | None = None
         self.entry: UserEntry | None = None
         self.queue: OutboundQueue | None = None
+        #: Packs the start of a RELAYED from this user (inner header, name,
+        #: payload length) around a payload; set at login.
+        self._relayed_head: Callable[[int], bytes] | None = None
         self.bucket = TokenBucket(relay.clock, relay.limits.rate, relay.limits.burst)
         self.chats: set[str] = set()
         self.outgoing: set[str] = set()
@@ -208,26 +146,24 @@ class UserSession:
         self._leave_gate()
         assert self.entry is not None
         self.user = self.entry.name
-        limits = self.relay.limits
-        self.queue = OutboundQueue(
-            self.relay.clock, self._send_batch, limits.max_frame - 64 - RECORD_OVERHEAD,
-            self._queue_drained, self.relay.metrics.account_queued,
-        )
+        self._relayed_head = _relayed_header_packer(self.user)
+        self.queue = self.protocol.outbound
+        self.queue.on_account = self.relay.metrics.account_queued
+        self.queue.on_drained = self._queue_drained
         self.protocol.register_producer(self.queue)
         self.relay.login(self)
 
     def message_received(self, message: Message) -> None:
-        if not self.active:
-            return
-        balance = self.bucket.take()
-        if balance < 0:
-            if balance < -self.relay.limits.burst:
-                self.relay.log.warn("user {user} disconnected: message rate", user=self.user)
-                self.relay.metrics.refusals.labels("rate").inc()
-                self.protocol.terminate("limit-exceeded", "message rate limit")
+        if self.active and self._charge():
+            self.relay.handle(self, message)
+
+    def raw_messages_received(self, items: list[tuple[int, memoryview]]) -> None:
+        # Only RELAY is handed over undecoded (Relay.config): the hot path.
+        relay = self.relay
+        for _, body in items:
+            if not (self.active and self._charge()):
                 return
-            self._throttle()
-        self.relay.handle(self, message)
+            relay.relay_raw(self, body)
 
     def connection_ended(self, error: ProtocolError | None) -> None:
         self._leave_gate()
@@ -240,15 +176,20 @@ class UserSession:
 
     # -- for the relay ------------------------------------------------------
 
-    def deliver(self, message: Message, size: int | None = None) -> None:
+    def deliver(self, message: Message) -> None:
         """
         Queue C{message} for this user.
         """
-        if self.queue is None or not self.active:
-            return
-        if size is None:
-            size = len(message.encode_body()) + 5
-        self.queue.push(message, size)
+        if self.queue is not None and self.active:
+            self.queue.push(message)
+
+    def deliver_relayed(self, sender: UserSession, payload: memoryview) -> None:
+        """
+        Queue a RELAYED of C{payload} from C{sender}, encoded directly
+        (no message object), the payload uncopied until its record is sealed.
+        """
+        assert self.queue is not None and sender._relayed_head is not None
+        self.queue.push_encoded(sender._relayed_head(len(payload)), payload)
 
     def pause_reading(self, reason: str) -> None:
         if not self._pause_reasons and self.protocol.transport is not None:
@@ -277,11 +218,20 @@ class UserSession:
 
     # -- internals ----------------------------------------------------------
 
-    def _send_batch(self, *messages: Message) -> None:
-        if self.protocol.established:
-            self.protocol.send(*messages)
-        elif self.queue is not None:
-            self.queue.clear()
+    def _charge(self) -> bool:
+        """
+        Take one message from the rate bucket: throttle in debt, disconnect
+        (and return False) far in debt.
+        """
+        balance = self.bucket.take()
+        if balance < 0:
+            if balance < -self.relay.limits.burst:
+                self.relay.log.warn("user {user} disconnected: message rate", user=self.user)
+                self.relay.metrics.refusals.labels("rate").inc()
+                self.protocol.terminate("limit-exceeded", "message rate limit")
+                return False
+            self._throttle()
+        return True
 
     def _leave_gate(self) -> None:
         if self._authenticating:
@@ -327,6 +277,7 @@ class Relay:
         self.metrics = metrics or RelayMetrics()
         self.gate = ConnectionGate(limits.max_unauthenticated, limits.max_unauthenticated_per_host)
         self.sessions: dict[str, UserSession] = {}
+        self._max_payload = limits.max_payload
         self._requests: dict[tuple[str, str], IDelayedCall] = {}
         self._handlers: dict[type, Callable[[UserSession, Any], None]] = {
             ListOnline: self._list_online,
@@ -346,6 +297,7 @@ class Relay:
             CLIENT_SERVER, Role.RESPONDER, self.credentials.private_key, self.credentials.identity,
             registry=FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
             max_frame=self.limits.max_frame, max_keepalive_run=MAX_KEEPALIVE_RUN,
+            raw_types=frozenset({_RELAY}),
         )
 
     # -- sessions -----------------------------------------------------------
@@ -532,17 +484,47 @@ class Relay:
         self._deliver(peer, ChatEnded(user, Reason.STOPPED))
         session.deliver(ChatEnded(peer, Reason.STOPPED))
 
+    def relay_raw(self, session: UserSession, body: memoryview) -> None:
+        """
+        The hot path: a RELAY body, undecoded.  A well-formed RELAY to a
+        peer of an open chat is forwarded straight from its bytes; anything
+        else goes through the full parser (which raises L{ProtocolError} for
+        a malformed body) and L{_relay}.
+        """
+        size = len(body)
+        n = body[0] if size else 0
+        if size >= n + 5:
+            try:
+                peer = str(body[1:1 + n], "ascii")
+            except UnicodeDecodeError:
+                peer = ""
+            length = size - n - 5
+            if (peer in session.chats and _U32.unpack_from(body, 1 + n)[0] == length
+                    and length <= self._max_payload):
+                self._forward(session, self.sessions[peer], body[n + 5:])
+                return
+        message = FROM_CLIENT.parse(_RELAY, bytes(body))
+        assert isinstance(message, RelayMessage)
+        self._relay(session, message)
+
     def _relay(self, session: UserSession, message: RelayMessage) -> None:
         peer = message.peer
+        if len(message.payload) > self._max_payload:
+            raise RemoteProtocolError(
+                "limit-exceeded",
+                f"RELAY payload of {len(message.payload)} bytes, the maximum is {self._max_payload}")
         if peer not in session.chats:
             return self._fail(session, message, peer, Reason.NO_CHAT)
-        target = self.sessions[peer]
-        assert target.queue is not None and session.user is not None
-        size = len(message.payload) + RELAYED_OVERHEAD
-        target.deliver(Relayed(session.user, message.payload), size)
-        self.metrics.relayed_messages += 1
-        self.metrics.relayed_bytes += len(message.payload)
+        self._forward(session, self.sessions[peer], memoryview(message.payload))
+
+    def _forward(self, session: UserSession, target: UserSession, payload: memoryview) -> None:
+        assert target.queue is not None
+        target.deliver_relayed(session, payload)
+        metrics = self.metrics
+        metrics.relayed_messages += 1
+        metrics.relayed_bytes += len(payload)
         queued = target.queue.bytes
+        peer = target.user
         if queued > self.limits.queue_hard_limit:
             self.drop_slow_reader(target, f"outbound queue over {self.limits.queue_hard_limit} bytes")
         elif queued > self.limits.queue_soft_limit and session not in target.blocked_senders:

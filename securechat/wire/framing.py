@@ -30,28 +30,48 @@ class FrameDecoder:
     """
     Splits a byte stream into whole frames.
 
+    Received chunks are kept as they come while no partial frame is pending
+    (the usual case: a read holds whole frames), so a frame costs one copy,
+    the slice returned.  Only a partial frame is accumulated, in a
+    C{bytearray} that grows in amortised constant time per byte however
+    the peer trickles it.
+
     @ivar max_length: the largest C{length} field accepted; it may be changed
         between frames (the connection raises it after the handshake).
     """
 
-    __slots__ = ("max_length", "_buffer")
+    __slots__ = ("max_length", "_data", "_pos")
 
     def __init__(self, max_length: int) -> None:
         self.max_length = max_length
-        self._buffer = bytearray()
+        self._data: bytes | bytearray = b""
+        self._pos = 0
 
     def feed(self, data: bytes) -> None:
         """
         Add received bytes.
         """
-        self._buffer += data
+        if type(data) is not bytes:
+            data = bytes(data)  # never keep (and later grow) the caller's buffer
+        pos = self._pos
+        if pos >= len(self._data):
+            self._data = data
+            self._pos = 0
+            return
+        pending = self._data
+        if not isinstance(pending, bytearray):
+            pending = self._data = bytearray(memoryview(pending)[pos:])
+        elif pos:
+            del pending[:pos]
+        self._pos = 0
+        pending += data
 
     @property
     def buffered(self) -> int:
         """
         How many bytes are held, not yet returned as frames.
         """
-        return len(self._buffer)
+        return len(self._data) - self._pos
 
     def next_frame(self) -> bytes | None:
         """
@@ -62,10 +82,11 @@ class FrameDecoder:
             C{frame-too-large} for a length above L{max_length}, raised as
             soon as the length field is complete.
         """
-        buffer = self._buffer
-        if len(buffer) < LENGTH_SIZE:
+        data, pos = self._data, self._pos
+        available = len(data) - pos
+        if available < LENGTH_SIZE:
             return None
-        length = LENGTH.unpack_from(buffer)[0]
+        length = LENGTH.unpack_from(data, pos)[0]
         if length == 0:
             raise RemoteProtocolError("empty-frame")
         if length > self.max_length:
@@ -73,9 +94,10 @@ class FrameDecoder:
                 "frame-too-large",
                 f"frame length {length} exceeds the maximum {self.max_length}",
             )
-        end = LENGTH_SIZE + length
-        if len(buffer) < end:
+        end = pos + LENGTH_SIZE + length
+        if len(data) < end:
             return None
-        frame = bytes(buffer[:end])
-        del buffer[:end]
-        return frame
+        self._pos = end
+        if isinstance(data, bytearray):
+            return bytes(memoryview(data)[pos:end])
+        return data[pos:end]

@@ -59,6 +59,7 @@ class Message(Protocol):
 
 
 M = TypeVar("M", bound="Message")
+B = TypeVar("B", bytes, memoryview)
 
 
 @dataclass(frozen=True)
@@ -313,9 +314,10 @@ def encode_inner(messages: Iterable[Message]) -> bytes:
     return b"".join(parts)
 
 
-def split_inner(plaintext: bytes) -> list[tuple[int, bytes]]:
+def split_inner(plaintext: B) -> list[tuple[int, B]]:
     """
-    Split a record's plaintext into C{(type, body)} pairs.
+    Split a record's plaintext into C{(type, body)} pairs; the bodies are
+    slices of C{plaintext} (views, for a C{memoryview}).
 
     @raise RemoteProtocolError: C{empty-record} when there is no message,
         C{truncated} when one runs past the end.
