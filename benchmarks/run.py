@@ -183,9 +183,9 @@ def run_case(server: Server, target: str, data_dir: str, case: str, options: lis
 CASES = {
     # name: (generator options, full size, quick size, smoke size)
     "1:1 saturation": ("pairs", ["--pairs", "{n}", "--messages", "{m}", "--window", "8"],
-                       (50, 400), (20, 200), (2, 5)),
+                       (50, 2000), (20, 1000), (2, 5)),
     "fan-out 1->100": ("fanout", ["--recipients", "{n}", "--messages", "{m}", "--window", "4"],
-                       (100, 100), (100, 30), (3, 3)),
+                       (100, 500), (100, 100), (3, 3)),
     "light 2000 msg/s": ("light", ["--pairs", "{n}", "--rate", "2000", "--duration", "{m}"],
                          (50, 4), (20, 2), (2, 0.05)),
     "handshakes": ("handshakes", ["--concurrency", "{n}", "--duration", "{m}"],

@@ -125,18 +125,16 @@ class OutboundQueue:
     (a relayed payload, say) is copied once, into the record's plaintext.
 
     @ivar bytes: the size of what is queued.
-    @ivar on_account: called with each change of L{bytes} (metrics).
     @ivar on_drained: called after each drain.
     """
 
-    __slots__ = ("_clock", "_seal", "batch_bytes", "on_account", "on_drained", "_chunks",
+    __slots__ = ("_clock", "_seal", "batch_bytes", "on_drained", "_chunks",
                  "_sizes", "_call", "bytes", "paused", "stopped")
 
     def __init__(self, clock: IReactorTime, seal: Callable[[bytes], None], batch_bytes: int) -> None:
         self._clock = clock
         self._seal = seal
         self.batch_bytes = batch_bytes
-        self.on_account: Callable[[int], None] | None = None
         self.on_drained: Callable[[], None] | None = None
         self._chunks: list[bytes | memoryview] = []
         self._sizes: list[int] = []
@@ -168,8 +166,6 @@ class OutboundQueue:
         chunks.append(body)
         self._sizes.append(size)
         self.bytes += size
-        if self.on_account is not None:
-            self.on_account(size)
         if self._call is None and not self.paused:
             self._call = self._clock.callLater(0, self.drain)
 
@@ -196,8 +192,6 @@ class OutboundQueue:
                 del chunks[:2 * count]
                 del sizes[:count]
             self.bytes -= total
-            if self.on_account is not None:
-                self.on_account(-total)
             self._seal(data)
         if self.on_drained is not None:
             self.on_drained()
@@ -222,8 +216,6 @@ class OutboundQueue:
         self.stopped = True
         self._chunks.clear()
         self._sizes.clear()
-        if self.on_account is not None and self.bytes:
-            self.on_account(-self.bytes)
         self.bytes = 0
         if self._call is not None and self._call.active():
             self._call.cancel()

@@ -20,7 +20,7 @@ from securechat.server.directory import UserEntry
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay as RelayCore
 from securechat.wire.messages import CertificateIdentity, UserIdentity
-from securechat.wire.relay import FROM_SERVER, ChatStarted, Reason, Relay, Relayed
+from securechat.wire.relay import FROM_CLIENT, FROM_SERVER, ChatStarted, Reason, Relay, Relayed
 from tests.relay_harness import SERVER_IDENTITY, SERVER_KEY, Harness, user_key
 
 
@@ -255,6 +255,13 @@ class MaliciousRelay(RelayCore):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.fake_keys: dict[str, bytes] = {}
+
+    def relay_all(self, session, items):  # type: ignore[no-untyped-def]
+        # While tampering, every RELAY takes the full path through _forward.
+        if self.tamper is None:
+            return super().relay_all(session, items)
+        for _, body in items:
+            self._relay(session, FROM_CLIENT.parse(Relay.TYPE, bytes(body)))
 
     def _forward(self, session, target, payload):  # type: ignore[no-untyped-def]
         if self.tamper is None:

@@ -680,6 +680,33 @@ class LimitTests(unittest.TestCase):
         self.assertEqual(peer_alert(a), Alert.LIMIT_EXCEEDED)
         self.assertNotIn("alice", h.relay.sessions)
 
+    def test_relayFloodInOneRecordCountsEachMessage(self) -> None:
+        """
+        RELAYs in one record are charged one by one like any message: with
+        a burst of 5, ten are relayed (the last five in debt) and the
+        eleventh, more than C{burst} in debt, disconnects the sender.
+        """
+        h = Harness(Limits(rate=1, burst=5))
+        a, b = chatting(h)
+        h.network.advance(10)  # refill after the chat setup
+        a.send(*[Relay("bob", bytes([i])) for i in range(12)])
+        h.pump()
+        self.assertEqual(b.of_type(Relayed), [Relayed("alice", bytes([i])) for i in range(10)])
+        self.assertEqual(peer_alert(a), Alert.LIMIT_EXCEEDED)
+
+    def test_relayRunWithinRateNotThrottled(self) -> None:
+        """
+        A record of RELAYs within the balance is relayed whole and leaves
+        the sender reading.
+        """
+        h = Harness(Limits(rate=1, burst=5))
+        a, b = chatting(h)
+        h.network.advance(10)
+        a.send(*[Relay("bob", bytes([i])) for i in range(5)])
+        h.pump()
+        self.assertEqual(len(b.of_type(Relayed)), 5)
+        self.assertFalse(h.relay.sessions["alice"].reading_paused)
+
 
 class BackpressureTests(unittest.TestCase):
     """
@@ -799,6 +826,21 @@ class LimitMechanismTests(unittest.TestCase):
         self.assertEqual(bucket.seconds_until_positive(), 1.0)
         clock.advance(1)
         self.assertEqual(bucket.take(), 0)
+
+    def test_bucketRefillSpendsNothing(self) -> None:
+        """
+        C{refill} adds what was earned, capped at C{burst}, and spends none.
+        """
+        from twisted.internet.task import Clock
+        clock = Clock()
+        bucket = TokenBucket(clock, rate=2, burst=3)
+        bucket.take()
+        bucket.take()
+        self.assertEqual(bucket.refill(), 1)
+        clock.advance(0.5)
+        self.assertEqual(bucket.refill(), 2)
+        clock.advance(10)
+        self.assertEqual((bucket.refill(), bucket.refill()), (3, 3))
 
     def test_gateCounts(self) -> None:
         """

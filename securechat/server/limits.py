@@ -81,10 +81,16 @@ class TokenBucket:
         """
         Spend one token; return the balance after it.
         """
+        self.tokens = self.refill() - 1
+        return self.tokens
+
+    def refill(self) -> float:
+        """
+        Add the tokens earned since the last call; return the balance.
+        """
         now = self._clock.seconds()
         self.tokens = min(float(self.burst), self.tokens + (now - self._stamp) * self.rate)
         self._stamp = now
-        self.tokens -= 1
         return self.tokens
 
     def seconds_until_positive(self) -> float:

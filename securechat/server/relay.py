@@ -148,7 +148,6 @@ class UserSession:
         self.user = self.entry.name
         self._relayed_head = _relayed_header_packer(self.user)
         self.queue = self.protocol.outbound
-        self.queue.on_account = self.relay.metrics.account_queued
         self.queue.on_drained = self._queue_drained
         self.protocol.register_producer(self.queue)
         self.relay.login(self)
@@ -159,11 +158,16 @@ class UserSession:
 
     def raw_messages_received(self, items: list[tuple[int, memoryview]]) -> None:
         # Only RELAY is handed over undecoded (Relay.config): the hot path.
-        relay = self.relay
-        for _, body in items:
+        if not self.active:
+            return
+        if self.bucket.refill() >= len(items):
+            self.bucket.tokens -= len(items)  # the whole run is within the rate
+            self.relay.relay_all(self, items)
+            return
+        for item in items:  # near the limit: message by message
             if not (self.active and self._charge()):
                 return
-            relay.relay_raw(self, body)
+            self.relay.relay_all(self, [item])
 
     def connection_ended(self, error: ProtocolError | None) -> None:
         self._leave_gate()
@@ -278,6 +282,7 @@ class Relay:
         self.gate = ConnectionGate(limits.max_unauthenticated, limits.max_unauthenticated_per_host)
         self.sessions: dict[str, UserSession] = {}
         self._max_payload = limits.max_payload
+        self.metrics.queued_source = self._queued_bytes
         self._requests: dict[tuple[str, str], IDelayedCall] = {}
         self._handlers: dict[type, Callable[[UserSession, Any], None]] = {
             ListOnline: self._list_online,
@@ -484,28 +489,46 @@ class Relay:
         self._deliver(peer, ChatEnded(user, Reason.STOPPED))
         session.deliver(ChatEnded(peer, Reason.STOPPED))
 
-    def relay_raw(self, session: UserSession, body: memoryview) -> None:
+    def relay_all(self, session: UserSession, items: list[tuple[int, memoryview]]) -> None:
         """
-        The hot path: a RELAY body, undecoded.  A well-formed RELAY to a
-        peer of an open chat is forwarded straight from its bytes; anything
-        else goes through the full parser (which raises L{ProtocolError} for
-        a malformed body) and L{_relay}.
+        The hot path: RELAY bodies, undecoded, in order.  A well-formed RELAY
+        to a peer of an open chat is forwarded straight from its bytes: a
+        RELAYED header is packed for it and queued with the payload, no
+        message object and no copy of the payload until its record is
+        sealed.  Anything else goes through the full parser (which raises
+        L{ProtocolError} for a malformed body) and L{_relay}.
         """
-        size = len(body)
-        n = body[0] if size else 0
-        if size >= n + 5:
-            try:
-                peer = str(body[1:1 + n], "ascii")
-            except UnicodeDecodeError:
-                peer = ""
+        chats, sessions, max_payload = session.chats, self.sessions, self._max_payload
+        head = session._relayed_head
+        threshold = min(self.limits.queue_soft_limit, self.limits.queue_hard_limit)
+        assert head is not None
+        count = total = 0
+        for _, body in items:
+            size = len(body)
+            n = body[0] if size else 0
             length = size - n - 5
-            if (peer in session.chats and _U32.unpack_from(body, 1 + n)[0] == length
-                    and length <= self._max_payload):
-                self._forward(session, self.sessions[peer], body[n + 5:])
-                return
-        message = FROM_CLIENT.parse(_RELAY, bytes(body))
-        assert isinstance(message, RelayMessage)
-        self._relay(session, message)
+            if length >= 0:
+                try:
+                    peer = str(body[1:1 + n], "ascii")
+                except UnicodeDecodeError:
+                    peer = ""
+                if (peer in chats and _U32.unpack_from(body, 1 + n)[0] == length
+                        and length <= max_payload):
+                    queue = sessions[peer].queue
+                    assert queue is not None
+                    queue.push_encoded(head(length), body[n + 5:])
+                    count += 1
+                    total += length
+                    if queue.bytes > threshold:
+                        self._check_queue(session, sessions[peer])
+                    continue
+            message = FROM_CLIENT.parse(_RELAY, bytes(body))
+            assert isinstance(message, RelayMessage)
+            self._relay(session, message)
+            if not session.active:
+                break
+        self.metrics.relayed_messages += count
+        self.metrics.relayed_bytes += total
 
     def _relay(self, session: UserSession, message: RelayMessage) -> None:
         peer = message.peer
@@ -518,11 +541,17 @@ class Relay:
         self._forward(session, self.sessions[peer], memoryview(message.payload))
 
     def _forward(self, session: UserSession, target: UserSession, payload: memoryview) -> None:
-        assert target.queue is not None
         target.deliver_relayed(session, payload)
-        metrics = self.metrics
-        metrics.relayed_messages += 1
-        metrics.relayed_bytes += len(payload)
+        self.metrics.relayed_messages += 1
+        self.metrics.relayed_bytes += len(payload)
+        self._check_queue(session, target)
+
+    def _check_queue(self, session: UserSession, target: UserSession) -> None:
+        """
+        Backpressure after C{session} queued for C{target}: pause the sender
+        above the soft limit, drop the recipient above the hard one.
+        """
+        assert target.queue is not None
         queued = target.queue.bytes
         peer = target.user
         if queued > self.limits.queue_hard_limit:
@@ -534,6 +563,9 @@ class Relay:
             target.start_stall_timer()
 
     # -- bookkeeping --------------------------------------------------------
+
+    def _queued_bytes(self) -> int:
+        return sum(s.queue.bytes for s in self.sessions.values() if s.queue is not None)
 
     def _deliver(self, user: str, message: Message) -> None:
         session = self.sessions.get(user)
