@@ -111,6 +111,54 @@ class IRawMessageDelegate(ISessionDelegate):
         """
 
 
+class EndOfTurn:
+    """
+    Runs the drains of outbound queues once their messages are all in:
+    at the end of the read that queued them (most messages are answers to
+    a read), or else at the end of the reactor turn, with one delayed call
+    per turn for all queues, not one per queue.  The relay shares one among
+    all its connections.  Whichever way, the transport still writes once
+    per turn.
+    """
+
+    __slots__ = ("_clock", "_pending", "_call", "reading")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._pending: list[OutboundQueue] = []
+        self._call: IDelayedCall | None = None
+        #: Reads being handled: queues are drained when they end.
+        self.reading = 0
+
+    def schedule(self, queue: OutboundQueue) -> None:
+        self._pending.append(queue)
+        if self._call is None and not self.reading:
+            self._call = self._clock.callLater(0, self._turn_ended)
+
+    def read_ended(self) -> None:
+        """
+        A read was handled: drain what it queued (unless it was nested in
+        another read, which drains when it ends).
+        """
+        self.reading -= 1
+        if not self.reading and self._pending:
+            self.run()
+
+    def _turn_ended(self) -> None:
+        self._call = None
+        self.run()
+
+    def run(self) -> None:
+        """
+        Drain every queue scheduled so far.
+        """
+        while self._pending:
+            pending, self._pending = self._pending, []
+            for queue in pending:
+                queue.scheduled = False
+                queue.drain()
+
+
 class OutboundQueue:
     """
     Inner messages waiting to be sealed for one connection, kept encoded.
@@ -128,17 +176,18 @@ class OutboundQueue:
     @ivar on_drained: called after each drain.
     """
 
-    __slots__ = ("_clock", "_seal", "batch_bytes", "on_drained", "_chunks",
-                 "_sizes", "_call", "bytes", "paused", "stopped")
+    __slots__ = ("_turn", "_seal", "batch_bytes", "on_drained", "_chunks",
+                 "_sizes", "scheduled", "bytes", "paused", "stopped")
 
-    def __init__(self, clock: IReactorTime, seal: Callable[[bytes], None], batch_bytes: int) -> None:
-        self._clock = clock
+    def __init__(self, turn: EndOfTurn, seal: Callable[[bytes], None], batch_bytes: int) -> None:
+        self._turn = turn
         self._seal = seal
         self.batch_bytes = batch_bytes
         self.on_drained: Callable[[], None] | None = None
         self._chunks: list[bytes | memoryview] = []
         self._sizes: list[int] = []
-        self._call: IDelayedCall | None = None
+        #: A drain is due at the end of this turn.
+        self.scheduled = False
         self.bytes = 0
         self.paused = False
         self.stopped = False
@@ -166,14 +215,14 @@ class OutboundQueue:
         chunks.append(body)
         self._sizes.append(size)
         self.bytes += size
-        if self._call is None and not self.paused:
-            self._call = self._clock.callLater(0, self.drain)
+        if not self.scheduled and not self.paused:
+            self.scheduled = True
+            self._turn.schedule(self)
 
     def drain(self) -> None:
         """
         Seal what is queued, unless the transport paused us.
         """
-        self._call = None
         sizes, chunks = self._sizes, self._chunks
         while sizes and not self.paused and not self.stopped:
             if self.bytes <= self.batch_bytes:
@@ -201,8 +250,6 @@ class OutboundQueue:
         Seal everything queued now, paused or not (a message sent directly
         must not overtake what was queued before it).
         """
-        if self._call is not None and self._call.active():
-            self._call.cancel()
         paused, self.paused = self.paused, False
         try:
             self.drain()
@@ -217,9 +264,6 @@ class OutboundQueue:
         self._chunks.clear()
         self._sizes.clear()
         self.bytes = 0
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
 
     # IPushProducer, for the transport
     def pauseProducing(self) -> None:
@@ -227,8 +271,9 @@ class OutboundQueue:
 
     def resumeProducing(self) -> None:
         self.paused = False
-        if self._call is None and self._sizes and not self.stopped:
-            self._call = self._clock.callLater(0, self.drain)
+        if not self.scheduled and self._sizes and not self.stopped:
+            self.scheduled = True
+            self._turn.schedule(self)
 
     def stopProducing(self) -> None:
         self.clear()
@@ -253,6 +298,7 @@ class SecureChatProtocol(Protocol):
         handshake_timeout: float = 10.0,
         abort_after: float = 5.0,
         idle_timeout: float | None = None,
+        end_of_turn: EndOfTurn | None = None,
     ) -> None:
         self.config = config
         self.delegate = delegate
@@ -269,7 +315,8 @@ class SecureChatProtocol(Protocol):
         self._pending_verification: Deferred[Any] | None = None
         self._producer: Any = None
         self.error: ProtocolError | None = None
-        self.outbound = OutboundQueue(clock, self._seal_posted, config.max_frame - RECORD_ROOM)
+        self._turn = end_of_turn or EndOfTurn(clock)
+        self.outbound = OutboundQueue(self._turn, self._seal_posted, config.max_frame - RECORD_ROOM)
         delegate.protocol = self
 
     # -- Twisted callbacks --------------------------------------------------
@@ -288,7 +335,12 @@ class SecureChatProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._last_rx = self.clock.seconds()
-        self._handle(self.connection.receive_data(data))
+        turn = self._turn
+        turn.reading += 1
+        try:
+            self._handle(self.connection.receive_data(data))
+        finally:
+            turn.read_ended()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._cancel_timers()

@@ -359,7 +359,7 @@ class PostTests(unittest.TestCase):
     def test_postedAfterConnectionLostDropped(self) -> None:
         """
         Once the connection is lost, the queue is cleared and refuses more:
-        nothing is written to a dead transport, and no call stays scheduled.
+        nothing is written to a dead transport when the turn ends.
         """
         from securechat.wire.e2e import Text
         clock = Clock()
@@ -367,9 +367,57 @@ class PostTests(unittest.TestCase):
         pa.post(Text(0, "lost"))
         pa.connectionLost()
         pa.post(Text(0, "after"))
-        self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual((len(pa.outbound), pa.outbound.bytes), (0, 0))
+        clock.advance(0)
         self.assertEqual(ta.value(), b"")
+
+
+class EndOfTurnTests(unittest.TestCase):
+    """
+    When posted messages are sealed: at the end of the read that posted
+    them, else at the end of the reactor turn.
+    """
+
+    def test_answersSealedWhenReadEnds(self) -> None:
+        """
+        Messages posted while a read is handled (answers to it) are sealed
+        together as soon as the read ends, with no timer involved.
+        """
+        from securechat.wire.e2e import Text
+        clock = Clock()
+
+        class Echo(Delegate):
+            def message_received(self, message: Message) -> None:
+                super().message_received(message)
+                self.protocol.post(message)
+                self.protocol.post(message)
+
+        echo = Echo(A.public_key())
+        (pa, da, ta), (pb, db, tb) = e2e_pair(clock, echo)
+        pa.send(Text(0, "ping"))
+        pb.dataReceived(ta.value())
+        self.assertEqual(record_count(tb.value()), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        pa.dataReceived(tb.value())
+        self.assertEqual(da.messages, [Text(0, "ping"), Text(0, "ping")])
+
+    def test_sharedAcrossConnections(self) -> None:
+        """
+        One L{EndOfTurn} serves several queues with a single delayed call
+        per turn.
+        """
+        from securechat.protocol import EndOfTurn, OutboundQueue
+        clock = Clock()
+        turn = EndOfTurn(clock)
+        sealed: list[tuple[str, bytes]] = []
+        queues = [OutboundQueue(turn, lambda data, n=n: sealed.append((n, data)), 1000)
+                  for n in ("a", "b", "c")]
+        for q in queues:
+            q.push_encoded(b"\x20\0\0\0\1", b"x")
+            q.push_encoded(b"\x20\0\0\0\1", b"y")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(0)
+        self.assertEqual(sealed, [(n, b"\x20\0\0\0\1x\x20\0\0\0\1y") for n in "abc"])
 
 
 class DelegateErrorTests(unittest.TestCase):

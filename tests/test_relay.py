@@ -803,6 +803,7 @@ class BackpressureTests(unittest.TestCase):
             h.pump()
             senders.append(s)
         h.links["bob"].client_transport.reading = False
+        h.relay.sessions["bob"].queue.pauseProducing()  # bob's socket buffer is full
         for s in senders:
             s.send(*[Relay("bob", b"y" * 1000) for _ in range(8)])
         h.pump()

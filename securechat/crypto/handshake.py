@@ -138,6 +138,7 @@ _ACCEPTS: dict[State, frozenset[int]] = {
 }
 
 _FRAME_TYPES = frozenset({HELLO, HELLO_REPLY, ALERT, RECORD})
+_KEEPALIVE = frozenset({PING, PONG})
 
 
 @dataclass(frozen=True)
@@ -403,6 +404,8 @@ class Connection:
         """
         Everything queued for the peer since the last call.
         """
+        if not self._out:
+            return b""
         out = b"".join(self._out)
         self._out.clear()
         return out
@@ -469,7 +472,8 @@ class Connection:
         self._peer_app_seen = True
         items = split_inner(memoryview(plaintext))
         limit = self.config.max_keepalive_run
-        if limit is not None and all(code in (PING, PONG) for code, _ in items):
+        if limit is not None and items[0][0] in _KEEPALIVE and all(
+                code in _KEEPALIVE for code, _ in items):
             self._keepalive_run += 1
             if self._keepalive_run > limit:
                 raise RemoteProtocolError(

@@ -63,8 +63,11 @@ class _Direction:
     def _advance(self) -> None:
         self.counter += 1
         if self.counter % self.rekey_interval == 0:
-            self._secret = next_traffic_secret(self._secret)
-            self._install()
+            self._ratchet()
+
+    def _ratchet(self) -> None:
+        self._secret = next_traffic_secret(self._secret)
+        self._install()
 
 
 class RecordSealer(_Direction):
@@ -98,7 +101,9 @@ class RecordSealer(_Direction):
         header = HEADER.pack(9 + len(plaintext) + self.suite.tag_length, RECORD, counter)
         out.append(header)
         out.append(self._aead.encrypt((self._iv ^ counter).to_bytes(12, "big"), plaintext, header))
-        self._advance()
+        self.counter = counter = counter + 1
+        if counter % self.rekey_interval == 0:
+            self._ratchet()
 
 
 class RecordOpener(_Direction):

@@ -42,7 +42,13 @@ from securechat.crypto.handshake import CLIENT_SERVER, MAX_KEEPALIVE_RUN, Config
 from securechat.errors import ProtocolError
 from securechat.errors import Alert as AlertCode
 from securechat.errors import RemoteProtocolError
-from securechat.protocol import IRawMessageDelegate, OutboundQueue, PeerRejected, SecureChatProtocol
+from securechat.protocol import (
+    EndOfTurn,
+    IRawMessageDelegate,
+    OutboundQueue,
+    PeerRejected,
+    SecureChatProtocol,
+)
 from securechat.server.directory import IUserDirectory, UserEntry
 from securechat.server.limits import ConnectionGate, Limits, TokenBucket
 from securechat.server.metrics import RelayMetrics
@@ -252,6 +258,8 @@ class UserSession:
 
     def _queue_drained(self) -> None:
         assert self.queue is not None
+        if not self.blocked_senders and self._stall is None:
+            return
         if self.queue.bytes <= self.relay.limits.queue_soft_limit // 2:
             self._cancel_stall()
             senders, self.blocked_senders = self.blocked_senders, set()
@@ -282,6 +290,10 @@ class Relay:
         self.gate = ConnectionGate(limits.max_unauthenticated, limits.max_unauthenticated_per_host)
         self.sessions: dict[str, UserSession] = {}
         self._max_payload = limits.max_payload
+        #: Queue size above which a relayed message triggers the checks.
+        self._queue_check_above = min(limits.queue_soft_limit, limits.queue_hard_limit)
+        #: Drains every user's queue at the end of the reactor turn.
+        self.end_of_turn = EndOfTurn(clock)
         self.metrics.queued_source = self._queued_bytes
         self._requests: dict[tuple[str, str], IDelayedCall] = {}
         self._handlers: dict[type, Callable[[UserSession, Any], None]] = {
@@ -500,7 +512,7 @@ class Relay:
         """
         chats, sessions, max_payload = session.chats, self.sessions, self._max_payload
         head = session._relayed_head
-        threshold = min(self.limits.queue_soft_limit, self.limits.queue_hard_limit)
+        threshold = self._queue_check_above
         assert head is not None
         count = total = 0
         for _, body in items:
@@ -635,6 +647,7 @@ class RelayFactory(Factory):
         proto = SecureChatProtocol(
             relay.config(), session, relay.clock,
             handshake_timeout=limits.handshake_timeout, idle_timeout=limits.idle_timeout,
+            end_of_turn=relay.end_of_turn,
         )
         proto.factory = self
         return proto
