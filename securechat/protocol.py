@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import struct
 
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -469,7 +469,22 @@ class SecureChatProtocol(Protocol):
         self._flush()
 
     def _verify(self, identity: Identity) -> None:
-        d = maybeDeferred(self.delegate.verify_peer, identity)
+        # A synchronous answer (the relay's directory) is handled at once;
+        # a Deferred (a client asking its user, say) when it fires.
+        try:
+            answer = self.delegate.verify_peer(identity)
+        except PeerRejected as e:
+            self._handle(self.connection.reject_peer(e.code, e.detail))
+            return
+        except Exception:
+            answer = fail()
+        if not isinstance(answer, Deferred):
+            try:
+                self._handle(self.connection.accept_peer(answer))
+            except Exception:
+                self._log.failure("handling a verified peer failed")
+            return
+        d = answer
         self._pending_verification = d
 
         def accepted(key: keys.PublicKey) -> None:

@@ -108,8 +108,18 @@ class FullHandshakeTests(unittest.TestCase):
         The responder picks the first suite in the initiator's offer that it
         supports.
         """
-        a, b = alice(suites=(CHACHA20_POLY1305.code, AES_256_GCM.code)), bob()
-        ea, _ = run(a, b, KNOWN, KNOWN)
+        for offer in ((CHACHA20_POLY1305, AES_256_GCM), (AES_256_GCM, CHACHA20_POLY1305)):
+            a = alice(suites=tuple(s.code for s in offer))
+            b = bob(suites=(AES_256_GCM.code, CHACHA20_POLY1305.code))
+            ea, eb = run(a, b, KNOWN, KNOWN)
+            self.assertEqual((ea[-1].suite, eb[-1].suite), (offer[0], offer[0]))
+
+    def test_defaultOfferPrefersChaCha(self) -> None:
+        """
+        With nothing configured, the initiator offers ChaCha20-Poly1305
+        first, and the connection uses it.
+        """
+        ea, _ = run(alice(), bob(), KNOWN, KNOWN)
         self.assertEqual(ea[-1].suite, CHACHA20_POLY1305)
 
     def test_oneByteAtATime(self) -> None:
@@ -293,7 +303,7 @@ class FailureTests(unittest.TestCase):
         forged = Hello(hello.version, hello.context, hello.nonce, hello.key_share,
                        tuple(reversed(hello.suites)))
         b.receive_data(encode_frame_message(forged))
-        self.assertEqual(b.suite, CHACHA20_POLY1305)
+        self.assertEqual(b.suite, AES_256_GCM)
         self.assertEqual(failure(a.receive_data(b.data_to_send())), "bad-handshake-record")
 
     def test_suiteNotOffered(self) -> None:

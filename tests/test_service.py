@@ -208,7 +208,7 @@ class MetricsTests(unittest.TestCase):
         """
         from securechat.server.metrics import RelayMetrics
         metrics = RelayMetrics()
-        metrics.connections.inc()
+        metrics.connections += 1
         running = [True]
         root = metrics_root(metrics, lambda: running[0])
         request = DummyRequest([b""])

@@ -41,6 +41,7 @@ connection stays failed.
 from __future__ import annotations
 
 import enum
+import functools
 import hmac
 import os
 from dataclasses import dataclass, field
@@ -254,6 +255,15 @@ Event = Union[PeerIdentityReceived, HandshakeComplete, MessageReceived, RawMessa
 _HANDSHAKE_MESSAGES = Registry([Auth])
 
 
+@functools.lru_cache(maxsize=64)
+def _with_core(registry: Registry) -> Registry:
+    """
+    C{registry} with the core messages added (once per registry, not per
+    connection).
+    """
+    return CORE_MESSAGES.extend(registry.classes())
+
+
 class Connection:
     """
     One side of one connection, in either role and either context.
@@ -267,7 +277,7 @@ class Connection:
         self.peer_key: keys.PublicKey | None = None
         self.error: ProtocolError | None = None
         self._decoder = FrameDecoder(config.max_handshake_frame)
-        self._registry = CORE_MESSAGES.extend(config.registry.classes())
+        self._registry = _with_core(config.registry)
         self._interval = config.rekey_interval or REKEY_INTERVAL[config.context]
         self._out: list[bytes] = []
         self._transcript = bytearray()
@@ -586,7 +596,10 @@ class Connection:
     # -- key schedule steps -------------------------------------------------
 
     def _new_key_share(self) -> bytes:
-        self._ephemeral = X25519PrivateKey.from_private_bytes(self.config.random(32))
+        if self.config.random is os.urandom:
+            self._ephemeral = X25519PrivateKey.generate()
+        else:  # a fixed source, to reproduce the vectors
+            self._ephemeral = X25519PrivateKey.from_private_bytes(self.config.random(32))
         self._key_share = self._ephemeral.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )

@@ -24,28 +24,25 @@ class RelayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.connections = Counter(
-            "securechat_connections", "Connections accepted", registry=r)
-        self.connections_open = Gauge(
-            "securechat_connections_open", "Connections open now", registry=r)
-        self.unauthenticated = Gauge(
-            "securechat_unauthenticated_connections", "Connections still in the handshake", registry=r)
-        self.handshakes = Counter(
-            "securechat_handshakes", "Completed client-server handshakes", registry=r)
-        self.refusals = Counter(
-            "securechat_refusals", "Connections refused or failed, by reason", ["reason"], registry=r)
-        self.sessions = Gauge(
-            "securechat_sessions", "Authenticated users online", registry=r)
-        self.chats = Gauge("securechat_chats", "Chats open now", registry=r)
-        self.chat_requests = Counter(
-            "securechat_chat_requests", "Chat requests, by outcome", ["outcome"], registry=r)
-        # Updated for every relayed message: plain integers, read by a
-        # collector when /metrics is scraped, cost nothing on the hot path.
+        # Updated for every connection or relayed message: plain integers,
+        # read by a collector when /metrics is scraped, so they cost nothing
+        # (no lock, no call) where they change.
+        self.connections = 0
+        self.connections_open = 0
+        self.unauthenticated = 0
+        self.handshakes = 0
         self.relayed_messages = 0
         self.relayed_bytes = 0
         #: Sums the bytes in every outbound queue; the relay sets it.
         self.queued_source: Callable[[], int] = lambda: 0
+        #: Counts the users online; the relay sets it.
+        self.sessions_source: Callable[[], int] = lambda: 0
         r.register(_HotPathCollector(self))
+        self.refusals = Counter(
+            "securechat_refusals", "Connections refused or failed, by reason", ["reason"], registry=r)
+        self.chats = Gauge("securechat_chats", "Chats open now", registry=r)
+        self.chat_requests = Counter(
+            "securechat_chat_requests", "Chat requests, by outcome", ["outcome"], registry=r)
         self.queue_drops = Counter(
             "securechat_queue_drops",
             "Users disconnected for not reading (queue over the hard limit or stalled)",
@@ -80,6 +77,16 @@ class _HotPathCollector:
 
     def collect(self) -> Iterator[Any]:
         m = self._metrics
+        yield CounterMetricFamily("securechat_connections", "Connections accepted",
+                                  value=m.connections)
+        yield GaugeMetricFamily("securechat_connections_open", "Connections open now",
+                                value=m.connections_open)
+        yield GaugeMetricFamily("securechat_unauthenticated_connections",
+                                "Connections still in the handshake", value=m.unauthenticated)
+        yield CounterMetricFamily("securechat_handshakes", "Completed client-server handshakes",
+                                  value=m.handshakes)
+        yield GaugeMetricFamily("securechat_sessions", "Authenticated users online",
+                                value=m.sessions_source())
         yield CounterMetricFamily("securechat_relayed_messages", "End-to-end frames relayed",
                                   value=m.relayed_messages)
         yield CounterMetricFamily("securechat_relayed_bytes", "End-to-end payload bytes relayed",

@@ -28,6 +28,7 @@ Policies (README.rst, "Relay policies"):
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -79,6 +80,11 @@ _RELAY = RelayMessage.TYPE
 _RELAYED = Relayed.TYPE
 
 
+@functools.lru_cache(maxsize=None)
+def _relayed_layout(name_length: int) -> struct.Struct:
+    return struct.Struct(f">BIB{name_length}sI")
+
+
 def _relayed_header_packer(sender: str) -> Callable[[int], bytes]:
     """
     A function of the payload length giving everything of a RELAYED from
@@ -86,8 +92,7 @@ def _relayed_header_packer(sender: str) -> Callable[[int], bytes]:
     length), the name (u8 length, bytes) and the payload's u32 length.
     """
     name = sender.encode("ascii")
-    layout = struct.Struct(f">BIB{len(name)}sI")
-    pack = layout.pack
+    pack = _relayed_layout(len(name)).pack
     fixed = 1 + len(name) + 4
 
     def head(length: int) -> bytes:
@@ -247,7 +252,7 @@ class UserSession:
         if self._authenticating:
             self._authenticating = False
             self.relay.gate.release(self.host)
-            self.relay.metrics.unauthenticated.dec()
+            self.relay.metrics.unauthenticated -= 1
 
     def _throttle(self) -> None:
         self.relay.metrics.rate_limited.inc()
@@ -290,11 +295,13 @@ class Relay:
         self.gate = ConnectionGate(limits.max_unauthenticated, limits.max_unauthenticated_per_host)
         self.sessions: dict[str, UserSession] = {}
         self._max_payload = limits.max_payload
+        self._config: tuple[ServerCredentials, Config] | None = None
         #: Queue size above which a relayed message triggers the checks.
         self._queue_check_above = min(limits.queue_soft_limit, limits.queue_hard_limit)
         #: Drains every user's queue at the end of the reactor turn.
         self.end_of_turn = EndOfTurn(clock)
         self.metrics.queued_source = self._queued_bytes
+        self.metrics.sessions_source = self.sessions.__len__
         self._requests: dict[tuple[str, str], IDelayedCall] = {}
         self._handlers: dict[type, Callable[[UserSession, Any], None]] = {
             ListOnline: self._list_online,
@@ -308,14 +315,20 @@ class Relay:
 
     def config(self) -> Config:
         """
-        The handshake configuration for a new connection.
+        The handshake configuration for a new connection (made once for
+        each set of credentials: they change when the certificate or CRL
+        is reloaded).
         """
-        return Config(
-            CLIENT_SERVER, Role.RESPONDER, self.credentials.private_key, self.credentials.identity,
-            registry=FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
-            max_frame=self.limits.max_frame, max_keepalive_run=MAX_KEEPALIVE_RUN,
-            raw_types=frozenset({_RELAY}),
-        )
+        credentials = self.credentials
+        cached = self._config
+        if cached is None or cached[0] is not credentials:
+            cached = self._config = (credentials, Config(
+                CLIENT_SERVER, Role.RESPONDER, credentials.private_key, credentials.identity,
+                registry=FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
+                max_frame=self.limits.max_frame, max_keepalive_run=MAX_KEEPALIVE_RUN,
+                raw_types=frozenset({_RELAY}),
+            ))
+        return cached[1]
 
     # -- sessions -----------------------------------------------------------
 
@@ -329,13 +342,12 @@ class Relay:
             old.protocol.terminate("session-replaced", "you logged in again elsewhere")
         self.sessions[user] = session
         session.active = True
-        self.metrics.handshakes.inc()
-        self.metrics.sessions.set(len(self.sessions))
+        self.metrics.handshakes += 1
         self.log.info("user {user} logged in from {host}", user=user, host=session.host)
         session.deliver(Welcome(user, self.limits.max_payload))
 
     def connection_ended(self, session: UserSession, error: ProtocolError | None) -> None:
-        self.metrics.connections_open.dec()
+        self.metrics.connections_open -= 1
         if session.user is None:
             reason = error.code if error is not None else "closed"
             self.metrics.refusals.labels(reason).inc()
@@ -371,7 +383,6 @@ class Relay:
         session.blocked_senders = set()
         if session.queue is not None:
             session.queue.clear()
-        self.metrics.sessions.set(len(self.sessions))
 
     def drop_slow_reader(self, session: UserSession, why: str) -> None:
         """
@@ -634,14 +645,14 @@ class RelayFactory(Factory):
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         relay = self.relay
         host = str(getattr(addr, "host", "local"))
-        relay.metrics.connections.inc()
+        relay.metrics.connections += 1
         refusal = relay.gate.admit(host)
         if refusal is not None:
             relay.metrics.refusals.labels("too-many-unauthenticated").inc()
             self.log.warn("refused a connection from {host}: {reason}", host=host, reason=refusal)
             return _Refusal(refusal)
-        relay.metrics.unauthenticated.inc()
-        relay.metrics.connections_open.inc()
+        relay.metrics.unauthenticated += 1
+        relay.metrics.connections_open += 1
         session = UserSession(relay, host)
         limits = relay.limits
         proto = SecureChatProtocol(

@@ -85,6 +85,8 @@ class FrameDecoder:
         data, pos = self._data, self._pos
         available = len(data) - pos
         if available < LENGTH_SIZE:
+            if pos and not isinstance(data, bytearray):
+                self._data, self._pos = data[pos:], 0
             return None
         length = LENGTH.unpack_from(data, pos)[0]
         if length == 0:
@@ -96,8 +98,15 @@ class FrameDecoder:
             )
         end = pos + LENGTH_SIZE + length
         if len(data) < end:
+            if pos and not isinstance(data, bytearray):
+                self._data, self._pos = data[pos:], 0  # keep the partial frame, not the read
             return None
-        self._pos = end
         if isinstance(data, bytearray):
-            return bytes(memoryview(data)[pos:end])
-        return data[pos:end]
+            frame = bytes(memoryview(data)[pos:end])
+        else:
+            frame = data[pos:end]
+        if end == len(data):
+            self._data, self._pos = b"", 0  # an idle connection holds no buffer
+        else:
+            self._pos = end
+        return frame
