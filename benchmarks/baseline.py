@@ -4,7 +4,8 @@ login by name, route by name, write straight to the recipient's transport.
 No cryptography, no queue, no limits.
 
 Frames (uint32 length prefix, as Int32StringReceiver):
-  - first frame from a client: its name (UTF-8);
+  - first frame from a client: its name (UTF-8), answered with ``ok`` once
+    the name routes (so no message to the user can arrive before it does);
   - then: uint8 n | recipient name (n bytes) | payload, which the recipient
     receives as: uint8 n | sender name | payload.
 
@@ -31,6 +32,7 @@ class BaselineRelay(Int32StringReceiver):
         if self.name is None:
             self.name = data
             self.users[data] = self
+            self.sendString(b"ok")
             return
         n = data[0]
         peer = self.users.get(data[1:1 + n])
@@ -53,6 +55,7 @@ class BaselineFactory(Factory):
 
 
 if __name__ == "__main__":
-    port = reactor.listenTCP(int(sys.argv[1]), BaselineFactory(), interface="127.0.0.1")  # type: ignore[attr-defined]
-    print(f"listening on {port.getHost().port}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    port = reactor.listenTCP(int(sys.argv[1]), BaselineFactory(),  # type: ignore[arg-type]
+                             interface="127.0.0.1")
+    print(f"listening on {port.getHost().port}", flush=True)  # type: ignore[attr-defined]
+    reactor.run()

@@ -143,11 +143,16 @@ class BaselineClient(Int32StringReceiver):
         self.name = name
         self.stats = stats
         self.delivered = delivered
+        #: Fires when the relay has routed the name (its "ok").
+        self.logged_in: defer.Deferred[BaselineClient] = defer.Deferred()
 
     def connectionMade(self) -> None:
         self.sendString(self.name.encode())
 
     def stringReceived(self, data: bytes) -> None:
+        if not self.logged_in.called:
+            self.logged_in.callback(self)
+            return
         n = data[0]
         self.stats.received(data[1 + n:])
         self.delivered(self.name, data[1:1 + n].decode())
@@ -160,7 +165,9 @@ class BaselineClient(Int32StringReceiver):
 def baseline_user(port: int, name: str, stats: Stats,
                   delivered: Callable[[str, str], None]) -> defer.Deferred[Any]:
     proto = BaselineClient(name, stats, delivered)
-    return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
+    d = connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
+    d.addCallback(lambda _: proto.logged_in)
+    return d
 
 
 # -- cases ---------------------------------------------------------------------
@@ -201,11 +208,15 @@ async def run_case(args: argparse.Namespace) -> dict[str, Any]:
 
     async def login(name: str) -> Any:
         if args.target == "securechat":
-            hooks = {
-                "delivered": on_delivered,
-                "chat_requested": lambda requester, n=name: clients[n].accept(requester),
-                "chat_secured": lambda peer, n=name: mark_secured(n, peer),
-            }
+            def accept(requester: str) -> None:
+                clients[name].accept(requester)
+
+            def secured_with(peer: str) -> None:
+                mark_secured(name, peer)
+
+            hooks: dict[str, Callable[..., None]] = {
+                "delivered": on_delivered, "chat_requested": accept,
+                "chat_secured": secured_with}
             client = await securechat_user(args.port, name, server_key, stats, hooks)
         else:
             client = await baseline_user(args.port, name, stats, on_delivered)
@@ -368,11 +379,9 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16)
     args = p.parse_args()
 
-    def run(_: Any) -> defer.Deferred[None]:
-        d = defer.ensureDeferred(run_case(args))
-        d.addCallback(lambda r: print(json.dumps(r), flush=True))
-        return d
-    task.react(run)
+    async def run(_: Any) -> None:
+        print(json.dumps(await run_case(args)), flush=True)
+    task.react(lambda r: defer.ensureDeferred(run(r)))
 
 
 if __name__ == "__main__":

@@ -135,9 +135,18 @@ def run_case(server: Server, target: str, data_dir: str, case: str, options: lis
     argv = pinned(1) + [sys.executable, os.path.join(HERE, "loadgen.py"), "--target", target,
                         "--port", str(server.port), "--data-dir", data_dir, "--case", case,
                         "--first-user", str(first_user)] + options
+    errors = tempfile.TemporaryFile("w+")  # the generator's complaints, quoted if it fails
     gen = subprocess.Popen(argv, env=environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           text=True)
+                           stderr=errors, text=True)
     assert gen.stdin is not None and gen.stdout is not None
+
+    def failed(what: str) -> RuntimeError:
+        gen.kill()
+        gen.wait()
+        errors.seek(0)
+        return RuntimeError(f"load generator ({target}, {case}): {what}; "
+                            f"exit status {gen.returncode}; its stderr ends:\n{errors.read()[-2000:]}")
+
     # Every loop here is bounded: a step that takes too long kills the
     # generator, and the read below then fails loudly.
     watchdog = threading.Timer(STEP_TIMEOUT, gen.kill)
@@ -146,8 +155,7 @@ def run_case(server: Server, target: str, data_dir: str, case: str, options: lis
     def expect(word: str) -> None:
         line = gen.stdout.readline()  # type: ignore[union-attr]
         if line.strip() != word:
-            gen.kill()
-            raise RuntimeError(f"load generator: expected {word}, got {line!r}")
+            raise failed(f"expected {word}, got {line!r}")
 
     try:
         expect("READY")
@@ -167,7 +175,11 @@ def run_case(server: Server, target: str, data_dir: str, case: str, options: lis
             cpu1 = connected_cpu
             gen.stdin.write("DONE\n")
             gen.stdin.flush()
-        result = json.loads(gen.stdout.readline())
+        line = gen.stdout.readline()
+        try:
+            result = json.loads(line)
+        except ValueError:
+            raise failed(f"expected a JSON result, got {line!r}") from None
         if case != "idle":
             cpu1 = cpu_time(server.proc.pid)
         gen.wait(STEP_TIMEOUT)
@@ -175,6 +187,7 @@ def run_case(server: Server, target: str, data_dir: str, case: str, options: lis
         watchdog.cancel()
         if gen.poll() is None:
             gen.kill()
+        errors.close()
     result.update(extra)
     result["server_cpu"] = cpu1 - cpu0
     return result
