@@ -544,8 +544,8 @@ class SecureChatProtocol(Protocol):
 
     def _idle_check(self) -> None:
         """
-        Keepalive: after half the idle timeout without traffic, PING; after
-        the whole of it, give up.
+        Keepalive: after half the idle timeout without traffic, release the
+        AEAD contexts and PING; after the whole of it, give up.
         """
         self._idle = None
         assert self.idle_timeout is not None
@@ -557,6 +557,7 @@ class SecureChatProtocol(Protocol):
             self.terminate("timeout", f"no traffic for {quiet:.0f} seconds")
             return
         if quiet >= self.idle_timeout / 2:
+            self.connection.release_contexts()  # an idle user holds no AEAD state
             self.send(Ping(b""))
             due = self._last_rx + self.idle_timeout
         else:

@@ -18,7 +18,7 @@ from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
 from securechat.protocol import PeerRejected, SecureChatProtocol
 from securechat.server.directory import UserEntry
 from securechat.server.limits import Limits
-from securechat.server.relay import Relay as RelayCore
+from securechat.server.relay import Relay as RelayCore, UserSession
 from securechat.wire.messages import CertificateIdentity, UserIdentity
 from securechat.wire.relay import FROM_CLIENT, FROM_SERVER, ChatStarted, Reason, Relay, Relayed
 from tests.relay_harness import SERVER_IDENTITY, SERVER_KEY, Harness, user_key
@@ -270,14 +270,22 @@ class MaliciousRelay(RelayCore):
             super()._forward(session, target, memoryview(tampered))
 
     def login(self, session):  # type: ignore[no-untyped-def]
-        deliver = session.deliver
-
-        def lying(message):  # type: ignore[no-untyped-def]
-            if isinstance(message, ChatStarted) and message.peer in self.fake_keys:
-                message = ChatStarted(message.peer, self.fake_keys[message.peer], message.initiator)
-            deliver(message)
-        session.deliver = lying
+        session.__class__ = LyingSession
         super().login(session)
+
+
+class LyingSession(UserSession):
+    """
+    A session whose CHAT_STARTED carries the key its relay chose to fake.
+    """
+
+    __slots__ = ()
+
+    def deliver(self, message):  # type: ignore[no-untyped-def]
+        fake_keys = self.relay.fake_keys  # type: ignore[attr-defined]
+        if isinstance(message, ChatStarted) and message.peer in fake_keys:
+            message = ChatStarted(message.peer, fake_keys[message.peer], message.initiator)
+        super().deliver(message)
 
 
 class MaliciousHarness(ChatHarness):

@@ -114,13 +114,13 @@ class FullHandshakeTests(unittest.TestCase):
             ea, eb = run(a, b, KNOWN, KNOWN)
             self.assertEqual((ea[-1].suite, eb[-1].suite), (offer[0], offer[0]))
 
-    def test_defaultOfferPrefersChaCha(self) -> None:
+    def test_defaultOfferPrefersAESGCM(self) -> None:
         """
-        With nothing configured, the initiator offers ChaCha20-Poly1305
-        first, and the connection uses it.
+        With nothing configured, the initiator offers AES-256-GCM first
+        (docs/protocol.rst, section 6), and the connection uses it.
         """
         ea, _ = run(alice(), bob(), KNOWN, KNOWN)
-        self.assertEqual(ea[-1].suite, CHACHA20_POLY1305)
+        self.assertEqual(ea[-1].suite, AES_256_GCM)
 
     def test_oneByteAtATime(self) -> None:
         """
@@ -303,7 +303,7 @@ class FailureTests(unittest.TestCase):
         forged = Hello(hello.version, hello.context, hello.nonce, hello.key_share,
                        tuple(reversed(hello.suites)))
         b.receive_data(encode_frame_message(forged))
-        self.assertEqual(b.suite, AES_256_GCM)
+        self.assertEqual(b.suite, CHACHA20_POLY1305)
         self.assertEqual(failure(a.receive_data(b.data_to_send())), "bad-handshake-record")
 
     def test_suiteNotOffered(self) -> None:

@@ -18,7 +18,7 @@ from zope.interface import implementer
 from securechat.crypto.handshake import END_TO_END, Config, Role, State
 from securechat.errors import Alert
 from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
-from securechat.wire.messages import Identity, Message, UserIdentity
+from securechat.wire.messages import Identity, Message, Ping, UserIdentity
 
 A = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x0a" * 32)
 B = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x0b" * 32)
@@ -51,10 +51,13 @@ class Delegate:
         self.ended.append(reason)
 
 
-def pair(a_answer: Any, b_answer: Any, clock: Clock, **kw: Any):  # type: ignore[no-untyped-def]
+def pair(a_answer: Any, b_answer: Any, clock: Clock, rekey_interval: int | None = None,
+         **kw: Any):  # type: ignore[no-untyped-def]
     da, db = Delegate(a_answer), Delegate(b_answer)
-    pa = SecureChatProtocol(Config(END_TO_END, Role.INITIATOR, A, UserIdentity("alice")), da, clock, **kw)
-    pb = SecureChatProtocol(Config(END_TO_END, Role.RESPONDER, B, UserIdentity("bob")), db, clock, **kw)
+    pa = SecureChatProtocol(Config(END_TO_END, Role.INITIATOR, A, UserIdentity("alice"),
+                                   rekey_interval=rekey_interval), da, clock, **kw)
+    pb = SecureChatProtocol(Config(END_TO_END, Role.RESPONDER, B, UserIdentity("bob"),
+                                   rekey_interval=rekey_interval), db, clock, **kw)
     ta, tb = StringTransport(), StringTransport()
     pa.makeConnection(ta)
     pb.makeConnection(tb)
@@ -180,6 +183,27 @@ class AdapterTests(unittest.TestCase):
         a[2].clear()
         clock.advance(50)
         self.assertEqual(a[1].ended[0].code, "timeout")
+
+    def test_quietSessionReleasesContexts(self) -> None:
+        """
+        The keepalive check that finds a session quiet drops its AEAD
+        contexts (an idle user holds none); the session carries on after.
+        """
+        clock = Clock()
+        a, b = pair(B.public_key(), A.public_key(), clock, rekey_interval=1000, idle_timeout=100)
+        shuttle(a, b)
+        for i in range(5):
+            a[0].send(Ping(b"%d" % i))
+            shuttle(a, b)
+        conn = a[0].connection
+        self.assertEqual((conn._sealer.warm, conn._opener.warm), (True, True))
+        clock.advance(50)
+        self.assertEqual((conn._sealer.warm, conn._opener.warm), (False, False))
+        shuttle(a, b)  # the PING, and the PONG that answers it
+        b[0].send(Ping(b"after"))
+        shuttle(a, b)
+        self.assertEqual(a[0].connection.state, State.ESTABLISHED)
+        self.assertEqual(b[0].connection.state, State.ESTABLISHED)
 
     def test_endedOnce(self) -> None:
         """

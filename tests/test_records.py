@@ -163,3 +163,66 @@ class RecordTests(unittest.TestCase):
         frame = records.HEADER.pack(30, 0x17, records.COUNTER_LIMIT) + b"\x00" * 21
         e = self.assertRaises(RemoteProtocolError, opener.open, frame)
         self.assertEqual(e.code, "record-limit")
+
+
+class ContextTests(unittest.TestCase):
+    """
+    A direction keeps an AEAD context only while it is busy.
+    """
+
+    def test_coldUntilBusy(self) -> None:
+        """
+        A new direction is cold; the L{records.WARM_AFTER}th record keeps
+        its context, and every record opens meanwhile.
+        """
+        sealer, opener = pair()
+        for i in range(records.WARM_AFTER):
+            self.assertEqual((sealer.warm, opener.warm), (False, False))
+            self.assertEqual(opener.open(sealer.seal(b"%d" % i)), b"%d" % i)
+        self.assertEqual((sealer.warm, opener.warm), (True, True))
+
+    def test_releaseKeepsKeysAndCounters(self) -> None:
+        """
+        L{release} makes a warm direction cold without losing its place:
+        the records that follow open, in order, and it warms again.
+        """
+        for suite in SUITES.values():
+            sealer, opener = pair(suite)
+            for i in range(5):
+                opener.open(sealer.seal(b"before %d" % i))
+            sealer.release()
+            opener.release()
+            self.assertEqual((sealer.warm, opener.warm, sealer.counter, opener.counter),
+                             (False, False, 5, 5))
+            for i in range(records.WARM_AFTER + 4):
+                self.assertEqual(opener.open(sealer.seal(b"after %d" % i)), b"after %d" % i)
+            self.assertEqual((sealer.warm, opener.warm), (True, True))
+
+    def test_releaseOnOneSide(self) -> None:
+        """
+        Only one side releasing changes nothing on the wire: the other side
+        opens what it seals, and the frames equal an unreleased sealer's.
+        """
+        sealer, opener = pair(interval=3)
+        reference, _ = pair(interval=3)
+        for i in range(10):
+            if i % 4 == 0:
+                sealer.release()
+            frame = sealer.seal(b"m%d" % i)
+            self.assertEqual(frame, reference.seal(b"m%d" % i))
+            self.assertEqual(opener.open(frame), b"m%d" % i)
+
+    def test_ratchetDropsTheKeptContext(self) -> None:
+        """
+        A kept context is for one key: after the ratchet the next record is
+        sealed under the new key (an opener still on the old key fails).
+        """
+        sealer, opener = pair(interval=records.WARM_AFTER + 1)
+        for i in range(records.WARM_AFTER + 1):
+            opener.open(sealer.seal(b"x"))
+        self.assertFalse(sealer.warm)  # the ratchet just replaced the key
+        stale = RecordOpener(AES_256_GCM, SECRET, 2**20)
+        stale.counter = sealer.counter
+        frame = sealer.seal(b"new key")
+        self.assertEqual(self.assertRaises(RemoteProtocolError, stale.open, frame).code, "bad-record-mac")
+        self.assertEqual(opener.open(frame), b"new key")

@@ -65,6 +65,26 @@ class SessionTests(unittest.TestCase):
         self.assertEqual(client.take(), [Welcome("alice", Limits().max_payload)])
         self.assertIn("alice", h.relay.sessions)
 
+    def test_idleUserHoldsNoCipherContexts(self) -> None:
+        """
+        A user who logged in and sits idle costs the relay no AEAD context
+        (about 2 KiB each); one who chats keeps them while busy.
+        """
+        h = Harness()
+        a, b = h.login("alice"), h.login("bob")
+        conn = h.links["alice"].server.connection
+        self.assertEqual((conn._sealer.warm, conn._opener.warm), (False, False))
+        a.send(ChatRequest("bob"))
+        h.pump()
+        b.send(ChatAccept("alice"))
+        h.pump()
+        for i in range(4):
+            a.send(Relay("bob", b"%d" % i))
+            b.send(Relay("alice", b"%d" % i))
+            h.pump()
+        self.assertEqual(b.take()[-1], Relayed("alice", b"3"))
+        self.assertEqual((conn._sealer.warm, conn._opener.warm), (True, True))
+
     def test_onlineList(self) -> None:
         """
         LIST_ONLINE answers with the sorted names of everyone logged in.

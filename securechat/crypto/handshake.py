@@ -391,6 +391,15 @@ class Connection:
             raise LocalProtocolError("empty-record", "send_inner() needs at least one message")
         self._sealer.seal_into(plaintext, self._out)
 
+    def release_contexts(self) -> None:
+        """
+        The connection went quiet: drop both directions' AEAD contexts (see
+        L{securechat.crypto.records}); they come back when it is busy again.
+        """
+        for direction in (self._sealer, self._opener):
+            if direction is not None:
+                direction.release()
+
     def fail(self, error: ProtocolError) -> list[Event]:
         """
         The application found C{error} in a message it was handed undecoded

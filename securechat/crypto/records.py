@@ -17,6 +17,16 @@ Every C{rekey_interval} records both sides replace the traffic secret with
 L{next_traffic_secret} of it and forget the old one.  With an interval of 1
 (end-to-end chats) every record has its own key, and a key captured later
 cannot open earlier records.
+
+An AEAD object holds about 2 KiB of native state (key schedule, cipher
+contexts): two per connection would be most of an idle user's memory on the
+relay.  So a direction only keeps one while it is busy.  It starts I{cold}:
+each record is processed with a context made for it and dropped.  The
+L{WARM_AFTER}th record since the direction went cold keeps its context for
+the records that follow, and L{_Direction.release} (called when the
+connection goes quiet) makes the direction cold again.  An idle user (a
+login, then keepalives) thus holds none, and a busy one never builds a
+context per record.
 """
 
 from __future__ import annotations
@@ -34,15 +44,19 @@ HEADER = struct.Struct(">IBQ")
 HEADER_LENGTH = HEADER.size  # 13
 #: The largest counter a record may carry; a channel that reaches it closes.
 COUNTER_LIMIT = 2**64 - 1
+#: The record (counted since the direction went cold) from which a direction
+#: keeps its AEAD context.
+WARM_AFTER = 3
 
 
 class _Direction:
     """
-    The state shared by a sealer and an opener: suite, secret, AEAD, IV and
-    counter, and the ratchet.
+    The state shared by a sealer and an opener: suite, secret, key, IV and
+    counter, the ratchet, and the AEAD context while the direction is busy.
     """
 
-    __slots__ = ("suite", "counter", "rekey_interval", "_secret", "_aead", "_iv")
+    __slots__ = ("suite", "counter", "rekey_interval", "_secret", "_key", "_aead", "_iv",
+                 "_cold_uses")
 
     def __init__(self, suite: Suite, secret: bytes, rekey_interval: int) -> None:
         if rekey_interval < 1:
@@ -51,14 +65,42 @@ class _Direction:
         self.counter = 0
         self.rekey_interval = rekey_interval
         self._secret = secret
-        self._aead: AEAD
+        self._key: bytes
         self._iv: int
+        self._aead: AEAD | None = None
+        self._cold_uses = 0
         self._install()
 
     def _install(self) -> None:
         key, iv = traffic_keys(self.suite, self._secret)
-        self._aead = self.suite.factory(key)
+        self._key = key
+        self._aead = None
         self._iv = int.from_bytes(iv, "big")
+
+    def _context(self) -> AEAD:
+        """
+        An AEAD context for the current key, kept if the direction is busy.
+        """
+        aead = self.suite.factory(self._key)
+        self._cold_uses += 1
+        if self._cold_uses >= WARM_AFTER:
+            self._aead = aead
+        return aead
+
+    @property
+    def warm(self) -> bool:
+        """
+        Whether the direction keeps an AEAD context.
+        """
+        return self._aead is not None
+
+    def release(self) -> None:
+        """
+        Drop the AEAD context (the connection went quiet): the direction is
+        cold until it is busy again.  Keys, counter and ratchet are unchanged.
+        """
+        self._aead = None
+        self._cold_uses = 0
 
     def _advance(self) -> None:
         self.counter += 1
@@ -100,7 +142,10 @@ class RecordSealer(_Direction):
             raise LocalProtocolError("record-limit", "send counter exhausted")
         header = HEADER.pack(9 + len(plaintext) + self.suite.tag_length, RECORD, counter)
         out.append(header)
-        out.append(self._aead.encrypt((self._iv ^ counter).to_bytes(12, "big"), plaintext, header))
+        aead = self._aead
+        if aead is None:
+            aead = self._context()
+        out.append(aead.encrypt((self._iv ^ counter).to_bytes(12, "big"), plaintext, header))
         self.counter = counter = counter + 1
         if counter % self.rekey_interval == 0:
             self._ratchet()
@@ -134,8 +179,11 @@ class RecordOpener(_Direction):
         if counter >= COUNTER_LIMIT:
             raise RemoteProtocolError("record-limit", "peer exhausted its counter")
         header = frame[:HEADER_LENGTH]
+        aead = self._aead
+        if aead is None:
+            aead = self._context()
         try:
-            plaintext = self._aead.decrypt(
+            plaintext = aead.decrypt(
                 (self._iv ^ counter).to_bytes(12, "big"), memoryview(frame)[HEADER_LENGTH:], header)
         except InvalidTag:
             raise RemoteProtocolError("bad-record-mac", f"record {counter} failed authentication") from None

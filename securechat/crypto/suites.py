@@ -43,8 +43,7 @@ CHACHA20_POLY1305 = Suite(0x0002, "CHACHA20-POLY1305", 32, ChaCha20Poly1305)
 #: Every suite this implementation speaks, by code point.
 SUITES: dict[int, Suite] = {s.code: s for s in (AES_256_GCM, CHACHA20_POLY1305)}
 
-#: What an initiator offers unless configured otherwise, most preferred first.
-#: ChaCha20-Poly1305 leads: constant-time without AES instructions, and its
-#: context is a few bytes where an AES-GCM one keeps about 2.5 KiB of key
-#: schedule (two per connection: the relay's idle memory per user).
-DEFAULT_OFFER: tuple[int, ...] = (CHACHA20_POLY1305.code, AES_256_GCM.code)
+#: What an initiator offers unless configured otherwise, most preferred first
+#: (AES-256-GCM seals a 100-byte record in about half the time of
+#: ChaCha20-Poly1305 where the CPU has AES instructions, as servers do).
+DEFAULT_OFFER: tuple[int, ...] = (AES_256_GCM.code, CHACHA20_POLY1305.code)

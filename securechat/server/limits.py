@@ -70,6 +70,8 @@ class TokenBucket:
     balance negative; the caller decides what debt means.
     """
 
+    __slots__ = ("_clock", "rate", "burst", "tokens", "_stamp")
+
     def __init__(self, clock: IReactorTime, rate: float, burst: int) -> None:
         self._clock = clock
         self.rate = rate
