@@ -10,8 +10,9 @@ The benchmark: securechat against the cheapest possible Twisted relay
 Each relay runs pinned to CPU 0 and the load generator to CPU 1 (taskset).
 For each case the generator sets up (logins, chats), then the server's CPU
 time (utime + stime from /proc/PID/stat) is read around the measured phase
-only.  Every case runs once to warm up, then --repeats times; medians are
-printed, with securechat divided by the baseline.  The generator's own CPU
+only.  Every case runs once to warm up, then --repeats times (an idle case
+--repeats times, each in a freshly started server); medians are printed,
+with securechat divided by the baseline.  The generator's own CPU
 is reported: if it used nearly a whole core, it, not the relay, was the
 limit, and the table says so.
 """
@@ -212,7 +213,7 @@ def summarize(case: str, runs: list[dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
 
     def med(key: str, f: Any = None) -> None:
-        values = [f(r) if f else r[key] for r in runs if (f or key in r) and (not f or True)]
+        values = [f(r) if f else r[key] for r in runs if f or key in r]
         if values:
             out[key] = statistics.median(values)
     if runs[0]["case"] in ("pairs", "fanout", "light"):
@@ -224,6 +225,9 @@ def summarize(case: str, runs: list[dict[str, Any]]) -> dict[str, float]:
     elif runs[0]["case"] == "handshakes":
         med("handshakes_per_s", lambda r: r["handshakes"] / r["elapsed"])
         med("server_cpu_us_per_handshake", lambda r: r["server_cpu"] / r["handshakes"] * 1e6)
+        # What one core of server CPU would complete if the generator kept up.
+        # (CPU time is counted in 10 ms ticks: a tiny run may show none.)
+        med("server_capacity_per_s", lambda r: r["handshakes"] / max(r["server_cpu"], 0.01))
         med("generator_cpu_share", lambda r: r["generator_cpu"] / r["elapsed"])
     else:
         med("rss_per_conn_kib", lambda r: r["rss_growth"] / r["connected"] / 1024)
@@ -262,18 +266,23 @@ def main() -> int:
                     n, m = size
                     options = [o.format(n=n, m=m) for o in template]
                     runs = []
-                    for attempt in range(repeats + (0 if args.smoke else 1)):
-                        # idle cases log in users from u0 (there are enough for
-                        # 5,000); the others take fresh users each run
-                        start = 0 if kind == "idle" else first
-                        result = run_case(server, target, data_dir, kind, options, start)
-                        first += 200 if kind != "idle" else 0
-                        if kind == "idle":
-                            break  # idle connections stay until the server restarts
-                        if attempt or args.smoke:
-                            runs.append(result)
                     if kind == "idle":
-                        runs = [result]
+                        # Each run in a fresh server process, so that the
+                        # memory it grows by is the idle users' alone (freed
+                        # memory is not given back to the system, and a
+                        # second run would reuse it).  Users from u0.
+                        for attempt in range(repeats):
+                            server.stop()
+                            server = Server(target, data_dir)
+                            runs.append(run_case(server, target, data_dir, kind, options, 0))
+                    else:
+                        # A warm-up run, then the measured ones, each with
+                        # fresh users.
+                        for attempt in range(repeats + (0 if args.smoke else 1)):
+                            result = run_case(server, target, data_dir, kind, options, first)
+                            first += 200
+                            if attempt or args.smoke:
+                                runs.append(result)
                     results.setdefault(case, {})[target] = summarize(case, runs)
                     first = first % 4000
             finally:
