@@ -10,9 +10,10 @@ The benchmark: securechat against the cheapest possible Twisted relay
 Each relay runs pinned to CPU 0 and the load generator to CPU 1 (taskset).
 For each case the generator sets up (logins, chats), then the server's CPU
 time (utime + stime from /proc/PID/stat) is read around the measured phase
-only.  Every case runs once to warm up, then --repeats times (an idle case
---repeats times, each in a freshly started server); medians are printed,
-with securechat divided by the baseline.  The generator's own CPU
+only.  Both relays run side by side and take turns run by run, so that drift
+on a shared machine hits both alike.  Every case runs once to warm up, then
+--repeats times (an idle case --repeats times, each in a freshly started
+server); medians are printed, with securechat divided by the baseline.  The generator's own CPU
 is reported: if it used nearly a whole core, it, not the relay, was the
 limit, and the table says so.
 """
@@ -254,38 +255,46 @@ def main() -> int:
     try:
         make_data_dir(data_dir, 5200)
         results: dict[str, dict[str, dict[str, float]]] = {}
-        for target in args.target or ("baseline", "securechat"):
-            server = Server(target, data_dir)
-            try:
-                first = 0
-                for case, spec in CASES.items():
-                    kind, template, *sizes = spec
-                    size = sizes[size_index - 1]
-                    if size is None or (args.only and not any(o in case for o in args.only)):
-                        continue
-                    n, m = size
-                    options = [o.format(n=n, m=m) for o in template]
-                    runs = []
-                    if kind == "idle":
-                        # Each run in a fresh server process, so that the
-                        # memory it grows by is the idle users' alone (freed
-                        # memory is not given back to the system, and a
-                        # second run would reuse it).  Users from u0.
-                        for attempt in range(repeats):
-                            server.stop()
-                            server = Server(target, data_dir)
-                            runs.append(run_case(server, target, data_dir, kind, options, 0))
-                    else:
-                        # A warm-up run, then the measured ones, each with
-                        # fresh users.
-                        for attempt in range(repeats + (0 if args.smoke else 1)):
-                            result = run_case(server, target, data_dir, kind, options, first)
-                            first += 200
+        targets = args.target or ("baseline", "securechat")
+        # Both relays run throughout and take turns, case by case and run
+        # by run, so that drift on a shared machine hits both alike.
+        servers: dict[str, Server] = {}
+        try:
+            for target in targets:
+                servers[target] = Server(target, data_dir)
+            first = dict.fromkeys(targets, 0)  # fresh users for every run
+            for case, spec in CASES.items():
+                kind, template, *sizes = spec
+                size = sizes[size_index - 1]
+                if size is None or (args.only and not any(o in case for o in args.only)):
+                    continue
+                n, m = size
+                options = [o.format(n=n, m=m) for o in template]
+                runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+                if kind == "idle":
+                    # Each run in a fresh server process, so that the memory
+                    # it grows by is the idle users' alone (freed memory is
+                    # not given back to the system, and a second run would
+                    # reuse it).  Users from u0.
+                    for attempt in range(repeats):
+                        for target in targets:
+                            servers[target].stop()
+                            servers[target] = Server(target, data_dir)
+                            runs[target].append(
+                                run_case(servers[target], target, data_dir, kind, options, 0))
+                else:
+                    # A warm-up run, then the measured ones.
+                    for attempt in range(repeats + (0 if args.smoke else 1)):
+                        for target in targets:
+                            result = run_case(servers[target], target, data_dir, kind, options,
+                                              first[target])
+                            first[target] = (first[target] + 200) % 4000
                             if attempt or args.smoke:
-                                runs.append(result)
-                    results.setdefault(case, {})[target] = summarize(case, runs)
-                    first = first % 4000
-            finally:
+                                runs[target].append(result)
+                for target in targets:
+                    results.setdefault(case, {})[target] = summarize(case, runs[target])
+        finally:
+            for server in servers.values():
                 server.stop()
         print_table(results)
         if args.json:
