@@ -269,6 +269,11 @@ class Connection:
     One side of one connection, in either role and either context.
     """
 
+    __slots__ = ("config", "state", "suite", "peer_identity", "peer_key", "error", "_decoder",
+                 "_registry", "_interval", "_out", "_transcript", "_ephemeral", "_key_share",
+                 "_hs_secret", "_hs_send", "_hs_recv", "_pending_auth", "_sealer", "_opener",
+                 "_peer_app_seen", "_keepalive_run", "_raw_types")
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = State.START if config.role is Role.INITIATOR else State.WAIT_HELLO

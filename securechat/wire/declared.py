@@ -68,6 +68,8 @@ class Declared:
     on first use, not per message.
     """
 
+    __slots__ = ()
+
     TYPE: ClassVar[int]
     FIELDS: ClassVar[tuple[str, ...]] = ()
     _layout: ClassVar[tuple[tuple[str, Callable[[Any], bytes], Callable[[Reader, str], Any]], ...]]

@@ -16,7 +16,7 @@ from securechat.wire.declared import Declared
 MAX_TEXT = 16 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Text(Declared):
     """
     One chat line.  C{sent_at} is the sender's clock in milliseconds since
@@ -29,7 +29,7 @@ class Text(Declared):
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class End(Declared):
     """
     The authenticated end of a chat: C{sent} is how many L{Text} messages
@@ -42,7 +42,7 @@ class End(Declared):
     sent: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ready(Declared):
     """
     Sent by the responder as its first record, once it has verified the

@@ -62,7 +62,7 @@ M = TypeVar("M", bound="Message")
 B = TypeVar("B", bytes, memoryview)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hello:
     """
     The initiator's first message.
@@ -94,7 +94,7 @@ class Hello:
         return cls(version, context, nonce, key_share, suites)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HelloReply:
     """
     The responder's answer to L{Hello}.
@@ -119,7 +119,7 @@ class HelloReply:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Alert:
     """
     Why a connection is being closed.  C{reason} is a short text for people;
@@ -138,7 +138,7 @@ class Alert:
         return cls(r.u8("code"), r.text8("reason"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CertificateIdentity:
     """
     A server's identity: its certificate chain (DER, leaf first) and the CA's
@@ -156,7 +156,7 @@ class CertificateIdentity:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UserIdentity:
     """
     A user's identity: the registered user name.
@@ -190,7 +190,7 @@ def parse_identity(r: Reader) -> Identity:
     raise RemoteProtocolError("bad-value", f"AUTH: unknown identity kind {kind}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Auth:
     """
     A side's authentication, sent inside the first record of its handshake
@@ -221,7 +221,7 @@ class Auth:
         return cls(identity, scheme, signature, finished)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ping:
     """
     Keepalive; the peer answers with a L{Pong} carrying the same data.
@@ -238,7 +238,7 @@ class Ping:
         return cls(r.bytes8("data"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pong:
     """
     Answer to L{Ping}.

@@ -40,14 +40,14 @@ class Reason(enum.IntEnum):
 # -- client to relay --------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListOnline(Declared):
     """Ask who is online.  Answered by L{OnlineList}."""
 
     TYPE: ClassVar[int] = 0x30
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatRequest(Declared):
     """Ask C{to} to chat."""
 
@@ -56,7 +56,7 @@ class ChatRequest(Declared):
     to: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatAccept(Declared):
     """Accept the pending request from C{requester}."""
 
@@ -65,7 +65,7 @@ class ChatAccept(Declared):
     requester: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatRefuse(Declared):
     """Refuse the pending request from C{requester}."""
 
@@ -74,7 +74,7 @@ class ChatRefuse(Declared):
     requester: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatCancel(Declared):
     """Withdraw our pending request to C{to}."""
 
@@ -83,7 +83,7 @@ class ChatCancel(Declared):
     to: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatStop(Declared):
     """End the chat with C{peer} (both return to the lobby)."""
 
@@ -92,7 +92,7 @@ class ChatStop(Declared):
     peer: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Relay(Declared):
     """
     Carry C{payload} (end-to-end bytes) to C{peer}, with whom a chat is open.
@@ -107,7 +107,7 @@ class Relay(Declared):
 # -- relay to client --------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Welcome(Declared):
     """
     First message after the handshake: the relay accepted C{user}.
@@ -120,7 +120,7 @@ class Welcome(Declared):
     max_payload: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OnlineList(Declared):
     """
     The users online now, sorted; C{total} counts them all when the list was
@@ -133,7 +133,7 @@ class OnlineList(Declared):
     total: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatRequested(Declared):
     """C{requester} asks us to chat; answer with accept or refuse."""
 
@@ -142,7 +142,7 @@ class ChatRequested(Declared):
     requester: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatStarted(Declared):
     """
     A chat with C{peer} is open.  C{peer_key} is its registered public key
@@ -157,7 +157,7 @@ class ChatStarted(Declared):
     initiator: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatDeclined(Declared):
     """Our request to C{peer} did not become a chat, for C{reason}."""
 
@@ -167,7 +167,7 @@ class ChatDeclined(Declared):
     reason: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestWithdrawn(Declared):
     """The request C{requester} made to us is gone, for C{reason}."""
 
@@ -177,7 +177,7 @@ class RequestWithdrawn(Declared):
     reason: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatEnded(Declared):
     """The chat with C{peer} ended, for C{reason}."""
 
@@ -187,7 +187,7 @@ class ChatEnded(Declared):
     reason: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Relayed(Declared):
     """End-to-end bytes from C{peer}."""
 
@@ -197,7 +197,7 @@ class Relayed(Declared):
     payload: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandFailed(Declared):
     """
     A command about C{subject} (a user name, or empty) failed for C{reason};
