@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import struct
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -41,9 +40,8 @@ from securechat.crypto.handshake import (
     State,
 )
 from securechat.errors import Alert, LocalProtocolError, ProtocolError, RemoteProtocolError
-from securechat.wire.messages import Identity, Message, Ping, Pong
+from securechat.wire.messages import INNER_HEADER, Identity, Message, Ping, Pong
 
-_INNER_HEADER = struct.Struct(">BI")
 #: Room kept in a record for its header and tag (and some slack), when
 #: batching queued messages up to the frame maximum.
 RECORD_ROOM = 64
@@ -200,7 +198,7 @@ class OutboundQueue:
         Queue C{message}.
         """
         body = message.encode_body()
-        self.push_encoded(_INNER_HEADER.pack(message.TYPE, len(body)), body)
+        self.push_encoded(INNER_HEADER.pack(message.TYPE, len(body)), body)
 
     def push_encoded(self, header: bytes, body: bytes | memoryview) -> None:
         """

@@ -15,7 +15,7 @@ from twisted.python.monkey import MonkeyPatcher
 from twisted.trial import unittest
 
 from securechat.crypto import handshake, keys, records
-from securechat.crypto.schedule import finished_mac, sha256
+from securechat.crypto.schedule import finished_mac
 from securechat.errors import Alert as AlertCode
 from securechat.server.directory import UserEntry
 from securechat.server.limits import Limits
@@ -37,7 +37,6 @@ from securechat.wire.relay import (
     ListOnline,
     OnlineList,
     Relay,
-    Relayed,
     Welcome,
 )
 from tests.attack_tools import MITM, Canary, RawClient, assert_fail_closed, connect_raw, connect_through
@@ -219,12 +218,13 @@ class StateMachineAttacks(AttackCase):
         self.assertEqual(len(events), 1)
         return raw, server, conn
 
-    def transcript(self, conn) -> bytes:  # type: ignore[no-untyped-def]
+    def transcript_hash(self, conn, *more: bytes) -> bytes:  # type: ignore[no-untyped-def]
         """
-        The initiator's transcript when it builds its AUTH: HELLO,
-        HELLO_REPLY and the relay's AUTH body (appended on acceptance).
+        The hash the initiator's AUTH covers: its transcript (HELLO,
+        HELLO_REPLY and the relay's AUTH body, appended on acceptance)
+        followed by C{more}.
         """
-        return bytes(conn._transcript) + conn._pending_auth.encode_body()
+        return conn._transcript_hash(conn._pending_auth.encode_body(), *more)
 
     def test_everyFrameTypeInEveryState(self) -> None:
         """
@@ -282,10 +282,9 @@ class StateMachineAttacks(AttackCase):
         """
         raw, server, conn = self.start()
         identity = UserIdentity("alice")
-        transcript = self.transcript(conn)
         partial = Auth(identity, keys.ED25519, b"", b"")
-        fin = finished_mac(conn._hs_send, sha256(transcript + partial.identity_bytes()
-                                                 + partial.signature_bytes()))
+        fin = finished_mac(conn._hs_send, self.transcript_hash(
+            conn, partial.identity_bytes(), partial.signature_bytes()))
         auth = Auth(identity, keys.ED25519, b"", fin)
         self.send(raw, conn._sealer.seal(encode_inner([auth])))
         self.closed(server, "bad-signature")
@@ -297,9 +296,8 @@ class StateMachineAttacks(AttackCase):
         """
         raw, server, conn = self.start()
         identity = UserIdentity("alice")
-        transcript = self.transcript(conn)
         from securechat.crypto.schedule import signature_content
-        content = signature_content(1, b"initiator", sha256(transcript + identity.encode()))
+        content = signature_content(1, b"initiator", self.transcript_hash(conn, identity.encode()))
         scheme, signature = keys.sign(user_key("alice"), content)
         auth = Auth(identity, scheme, signature, b"\x00" * 32)
         self.send(raw, conn._sealer.seal(encode_inner([auth])))
@@ -568,7 +566,7 @@ class HandshakeLogicAttacks(AttackCase):
         raw, server, conn = StateMachineAttacks.start(self)  # type: ignore[arg-type]
         from securechat.crypto.schedule import signature_content
         identity = UserIdentity("alice")
-        content = signature_content(1, b"initiator", sha256(bytes(conn._transcript) + identity.encode()))
+        content = signature_content(1, b"initiator", conn._transcript_hash(identity.encode()))
         scheme, sig = keys.sign(user_key("alice"), content)
         self.send(raw, conn._sealer.seal(encode_inner([Auth(identity, scheme, sig, b"\x01" * 32)])))
         endings.append(raw.frames()[-1])

@@ -16,7 +16,6 @@ from securechat.client.pins import CorruptPinFile, PinStatus, PinStore
 from securechat.crypto import keys
 from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
 from securechat.protocol import PeerRejected, SecureChatProtocol
-from securechat.server.directory import UserEntry
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay as RelayCore, UserSession
 from securechat.wire.messages import CertificateIdentity, UserIdentity

@@ -345,6 +345,6 @@ class CrashSafetyTests(unittest.TestCase):
         open_chat(alice, bob)
         alice.send("after the crash")
         bob.expect(r"alice: after the crash")
-        for client in (alice, bob):
-            client.send("!exit")
-            self.assertEqual(client.wait(), 0)
+        for user in (alice, bob):
+            user.send("!exit")
+            self.assertEqual(user.wait(), 0)

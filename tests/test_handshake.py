@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.python.monkey import MonkeyPatcher
 from twisted.trial import unittest
 
-from securechat.crypto import handshake, keys
+from securechat.crypto import handshake
 from securechat.crypto.handshake import (
     CLIENT_SERVER,
     END_TO_END,
@@ -22,6 +22,7 @@ from securechat.crypto.handshake import (
     ConnectionFailed,
     HandshakeComplete,
     MessageReceived,
+    PeerIdentityReceived,
     Role,
     State,
 )
@@ -136,7 +137,8 @@ class FullHandshakeTests(unittest.TestCase):
         a, b = alice(), bob()
         a.initiate()
         b.receive_data(a.data_to_send())
-        events = a.receive_data(b.data_to_send())
+        [claimed] = a.receive_data(b.data_to_send())
+        self.assertEqual(claimed, PeerIdentityReceived(UserIdentity("bob")))
         a.accept_peer(BOB.public_key())
         a.send(Ping(b"early"))
         [peer] = b.receive_data(a.data_to_send())
@@ -168,7 +170,7 @@ class FullHandshakeTests(unittest.TestCase):
             self.assertIsNone(conn._ephemeral)
             self.assertIsNone(conn._hs_secret)
             self.assertIsNone(conn._hs_send)
-            self.assertEqual(bytes(conn._transcript), b"")
+            self.assertIsNone(conn._transcript)
 
     def test_cleanClose(self) -> None:
         """

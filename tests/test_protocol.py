@@ -225,7 +225,7 @@ class AdapterTests(unittest.TestCase):
         """
         clock = Clock()
         a, b = pair(B.public_key(), A.public_key(), clock)
-        (pa, da, ta), (pb, db, tb) = a, b
+        (pa, _, ta), (pb, db, tb) = a, b
         pb.dataReceived(ta.value())
         ta.clear()
         pa.dataReceived(tb.value())

@@ -385,7 +385,7 @@ class ChatRequestTests(unittest.TestCase):
         Carol cannot accept alice's request to bob.
         """
         h = Harness()
-        a, b, c = h.login("alice"), h.login("bob"), h.login("carol")
+        a, _, c = h.login("alice"), h.login("bob"), h.login("carol")
         a.send(ChatRequest("bob"))
         h.pump()
         c.send(ChatAccept("alice"))

@@ -10,7 +10,6 @@ L{tests.test_vectors} checks the document against L{compute}.
 from __future__ import annotations
 
 import re
-from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -25,7 +24,6 @@ from securechat.crypto.handshake import (
     Role,
 )
 from securechat.crypto.schedule import (
-    CONTEXT_NAMES,
     expand_label,
     handshake_secret,
     sha256,

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
@@ -57,7 +58,6 @@ from securechat.crypto.schedule import (
     expand_label,
     finished_mac,
     handshake_secret,
-    sha256,
     signature_content,
 )
 from securechat.crypto.suites import DEFAULT_OFFER, SUITES, Suite
@@ -76,6 +76,7 @@ from securechat.wire.messages import (
     HELLO_REPLY,
     PING,
     PONG,
+    INNER_HEADER,
     PROTOCOL_VERSION,
     RECORD,
     CORE_MESSAGES,
@@ -264,6 +265,15 @@ def _with_core(registry: Registry) -> Registry:
     return CORE_MESSAGES.extend(registry.classes())
 
 
+@functools.lru_cache(maxsize=16)
+def _encoded_identity(identity: Identity) -> bytes:
+    """
+    Our own identity's encoding (a certificate chain and CRL for the relay),
+    once per identity, not per handshake.
+    """
+    return identity.encode()
+
+
 class Connection:
     """
     One side of one connection, in either role and either context.
@@ -285,7 +295,9 @@ class Connection:
         self._registry = _with_core(config.registry)
         self._interval = config.rekey_interval or REKEY_INTERVAL[config.context]
         self._out: list[bytes] = []
-        self._transcript = bytearray()
+        #: SHA-256 over the transcript so far (docs/protocol.rst, "Transcript");
+        #: None once established.
+        self._transcript: hashlib._Hash | None = hashlib.sha256()
         self._ephemeral: X25519PrivateKey | None = None
         self._key_share = b""
         self._hs_secret: bytes | None = None
@@ -318,7 +330,7 @@ class Connection:
             tuple(self.config.suites),
         )
         frame = encode_frame_message(hello)
-        self._transcript += frame
+        self._absorb(frame)
         self._out.append(frame)
         self.state = State.WAIT_REPLY
 
@@ -350,7 +362,7 @@ class Connection:
         events: list[Event] = []
         try:
             self._verify_signature(auth, public_key)
-            self._transcript += auth.encode_body()
+            self._absorb(auth.encode_body())
             if self.is_initiator:
                 self._send_auth()
             self._enter_established(public_key, auth.identity, events)
@@ -554,8 +566,8 @@ class Connection:
         reply = HelloReply(PROTOCOL_VERSION, self.config.random(32), self._new_key_share(), chosen)
         shared = self._exchange(hello.key_share)
         reply_frame = encode_frame_message(reply)
-        self._transcript += frame
-        self._transcript += reply_frame
+        self._absorb(frame)
+        self._absorb(reply_frame)
         self._start_handshake_keys(shared)
         self._out.append(reply_frame)
         self._send_auth()
@@ -569,7 +581,7 @@ class Connection:
             raise RemoteProtocolError("suite-not-offered", f"suite 0x{reply.suite:04x}")
         self.suite = SUITES[reply.suite]
         shared = self._exchange(reply.key_share)
-        self._transcript += frame
+        self._absorb(frame)
         self._start_handshake_keys(shared)
         self.state = State.WAIT_AUTH
 
@@ -577,9 +589,7 @@ class Connection:
         self._check_identity_kind(auth.identity)
         assert self._hs_recv is not None
         expected = finished_mac(
-            self._hs_recv,
-            sha256(bytes(self._transcript) + auth.identity_bytes() + auth.signature_bytes()),
-        )
+            self._hs_recv, self._transcript_hash(auth.identity_bytes(), auth.signature_bytes()))
         if not hmac.compare_digest(expected, auth.finished):
             raise RemoteProtocolError("bad-finished")
         self._pending_auth = auth
@@ -599,13 +609,28 @@ class Connection:
     def _verify_signature(self, auth: Auth, public_key: keys.PublicKey) -> None:
         peer_role = b"responder" if self.is_initiator else b"initiator"
         content = signature_content(
-            self.config.context, peer_role,
-            sha256(bytes(self._transcript) + auth.identity_bytes()),
-        )
+            self.config.context, peer_role, self._transcript_hash(auth.identity_bytes()))
         try:
             keys.verify(public_key, auth.scheme, auth.signature, content)
         except keys.SignatureError as e:
             raise RemoteProtocolError("bad-signature", f"peer signature: {e}") from None
+
+    # -- transcript ---------------------------------------------------------
+
+    def _absorb(self, data: bytes) -> None:
+        assert self._transcript is not None
+        self._transcript.update(data)
+
+    def _transcript_hash(self, *more: bytes) -> bytes:
+        """
+        SHA-256 of the transcript so far followed by C{more} (which is not
+        added to it).
+        """
+        assert self._transcript is not None
+        h = self._transcript.copy()
+        for part in more:
+            h.update(part)
+        return h.digest()
 
     # -- key schedule steps -------------------------------------------------
 
@@ -635,7 +660,7 @@ class Connection:
     def _start_handshake_keys(self, shared: bytes) -> None:
         assert self.suite is not None
         hs = handshake_secret(self.config.context, shared)
-        th = sha256(bytes(self._transcript))
+        th = self._transcript_hash()
         hs_i = expand_label(hs, b"i hs traffic", th, HASH_LENGTH)
         hs_r = expand_label(hs, b"r hs traffic", th, HASH_LENGTH)
         self._hs_secret = hs
@@ -650,32 +675,30 @@ class Connection:
     def _send_auth(self) -> None:
         assert self._sealer is not None and self._hs_send is not None
         role = b"initiator" if self.is_initiator else b"responder"
-        identity_bytes = self.config.identity.encode()
+        identity_bytes = _encoded_identity(self.config.identity)
         content = signature_content(
-            self.config.context, role, sha256(bytes(self._transcript) + identity_bytes)
-        )
+            self.config.context, role, self._transcript_hash(identity_bytes))
         scheme, signature = keys.sign(self.config.private_key, content)
-        partial = Auth(self.config.identity, scheme, signature, b"")
-        finished = finished_mac(
-            self._hs_send,
-            sha256(bytes(self._transcript) + identity_bytes + partial.signature_bytes()),
-        )
-        auth = Auth(self.config.identity, scheme, signature, finished)
-        self._transcript += auth.encode_body()
-        self._sealer.seal_into(encode_inner([auth]), self._out)
+        signature_bytes = Auth(self.config.identity, scheme, signature, b"").signature_bytes()
+        finished = finished_mac(self._hs_send, self._transcript_hash(identity_bytes, signature_bytes))
+        # The AUTH body (Auth.encode_body) put together from the parts
+        # already encoded for the signature and the Finished MAC.
+        body = identity_bytes + signature_bytes + finished
+        self._absorb(body)
+        self._sealer.seal_into(INNER_HEADER.pack(AUTH, len(body)) + body, self._out)
 
     def _enter_established(
         self, public_key: keys.PublicKey, identity: Identity, events: list[Event]
     ) -> None:
         assert self.suite is not None and self._hs_secret is not None
-        th = sha256(bytes(self._transcript))
+        th = self._transcript_hash()
         ap_i = expand_label(self._hs_secret, b"i ap traffic", th, HASH_LENGTH)
         ap_r = expand_label(self._hs_secret, b"r ap traffic", th, HASH_LENGTH)
         send, recv = (ap_i, ap_r) if self.is_initiator else (ap_r, ap_i)
         self._sealer = RecordSealer(self.suite, send, self._interval)
         self._opener = RecordOpener(self.suite, recv, self._interval)
         self._hs_secret = self._hs_send = self._hs_recv = None
-        self._transcript = bytearray()
+        self._transcript = None
         self.peer_identity = identity
         self.peer_key = public_key
         self.state = State.ESTABLISHED

@@ -13,11 +13,12 @@ docs/protocol.rst, "Key schedule", lists every label and where it is used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from securechat.crypto.suites import Suite
 
@@ -26,6 +27,8 @@ LABEL_PREFIX = b"sc1 "
 
 #: The context names that domain-separate every key and signature.
 CONTEXT_NAMES = {1: b"client-server", 2: b"end-to-end"}
+
+_SHA256 = hashes.SHA256()
 
 
 def sha256(data: bytes) -> bytes:
@@ -36,16 +39,28 @@ def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     """
     HKDF-Extract with SHA-256 (RFC 5869 section 2.2): HMAC(salt, IKM).
     """
-    return hmac.new(salt, ikm, hashlib.sha256).digest()
+    return HKDF.extract(_SHA256, salt, ikm)
+
+
+@functools.lru_cache(maxsize=64)
+def _label_head(label: bytes, length: int) -> bytes:
+    # The labels are the constants of this module and the handshake: the
+    # start of their HkdfLabel is built once, not per derivation.
+    full = LABEL_PREFIX + label
+    return length.to_bytes(2, "big") + bytes((len(full),)) + full
 
 
 def expand_label(secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
     """
     HKDF-Expand-Label as defined in this module's docstring.
     """
-    full = LABEL_PREFIX + label
-    info = length.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((len(context),)) + context
-    return HKDFExpand(hashes.SHA256(), length, info).derive(secret)
+    info = _label_head(label, length) + bytes((len(context),)) + context
+    return HKDFExpand(_SHA256, length, info).derive(secret)
+
+
+#: The HKDF-Extract salt of each context's handshake secret.
+_SALTS = {context: hashlib.sha256(b"securechat/1 " + name).digest()
+          for context, name in CONTEXT_NAMES.items()}
 
 
 def handshake_secret(context: int, shared: bytes) -> bytes:
@@ -53,7 +68,7 @@ def handshake_secret(context: int, shared: bytes) -> bytes:
     The handshake secret: HKDF-Extract(salt=SHA-256("securechat/1 " + context
     name), IKM=X25519 shared secret).
     """
-    return hkdf_extract(sha256(b"securechat/1 " + CONTEXT_NAMES[context]), shared)
+    return hkdf_extract(_SALTS[context], shared)
 
 
 def traffic_keys(suite: Suite, secret: bytes) -> tuple[bytes, bytes]:

@@ -49,7 +49,8 @@ FINISHED_LENGTH = 32
 MAX_SUITES = 32
 MAX_CHAIN = 8
 
-_INNER_HEADER = struct.Struct(">BI")
+#: An inner message's header: type, body length (docs/protocol.rst, 4.4).
+INNER_HEADER = struct.Struct(">BI")
 
 
 class Message(Protocol):
@@ -309,7 +310,7 @@ def encode_inner(messages: Iterable[Message]) -> bytes:
     parts = []
     for m in messages:
         body = m.encode_body()
-        parts.append(_INNER_HEADER.pack(m.TYPE, len(body)))
+        parts.append(INNER_HEADER.pack(m.TYPE, len(body)))
         parts.append(body)
     return b"".join(parts)
 
@@ -328,10 +329,10 @@ def split_inner(plaintext: B) -> list[tuple[int, B]]:
     pos = 0
     end = len(plaintext)
     while pos < end:
-        if end - pos < _INNER_HEADER.size:
+        if end - pos < INNER_HEADER.size:
             raise RemoteProtocolError("truncated", "inner message header cut short")
-        code, length = _INNER_HEADER.unpack_from(plaintext, pos)
-        pos += _INNER_HEADER.size
+        code, length = INNER_HEADER.unpack_from(plaintext, pos)
+        pos += INNER_HEADER.size
         if length > end - pos:
             raise RemoteProtocolError(
                 "truncated", f"inner message of {length} bytes, {end - pos} left"
