@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from securechat.crypto.handshake import END_TO_END, Config, Role, State
 from securechat.errors import Alert
-from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
+from securechat.protocol import ISessionDelegate, KeepaliveSweep, PeerRejected, SecureChatProtocol
 from securechat.wire.messages import Identity, Message, Ping, UserIdentity
 
 A = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x0a" * 32)
@@ -183,6 +183,75 @@ class AdapterTests(unittest.TestCase):
         a[2].clear()
         clock.advance(50)
         self.assertEqual(a[1].ended[0].code, "timeout")
+
+    def test_keepalivePingsOncePerQuietSpell(self) -> None:
+        """
+        A quiet session gets one PING per quiet spell, not one per check;
+        traffic starts a new spell, which gets its own.
+        """
+        clock = Clock()
+        a, b = pair(B.public_key(), A.public_key(), clock, idle_timeout=100)
+        shuttle(a, b)
+        a[2].clear()
+        clock.advance(50)
+        self.assertNotEqual(a[2].value(), b"")  # the PING
+        a[2].clear()
+        clock.pump([10] * 4)  # more checks, same quiet spell
+        self.assertEqual(a[2].value(), b"")
+        b[0].send(Ping(b"back"))
+        a[0].dataReceived(b[2].value())
+        b[2].clear()
+        a[2].clear()  # the PONG
+        clock.pump([10] * 5)
+        self.assertNotEqual(a[2].value(), b"")  # the new spell's PING
+        self.assertEqual(a[0].connection.state, State.ESTABLISHED)
+
+    def test_keepaliveLateByAtMostOneCheck(self) -> None:
+        """
+        The keepalive checks every tenth of the idle timeout: a session
+        established between two checks is PINGed, and given up on, at most
+        that much after its timeout says.
+        """
+        clock = Clock()
+        sweep = KeepaliveSweep(clock, 10)
+        clock.advance(3)
+        a, b = pair(B.public_key(), A.public_key(), clock, idle_timeout=100, keepalive=sweep)
+        shuttle(a, b)
+        # The sweep started with the first member, at t=3: checks at 13, 23, ...
+        a[2].clear()
+        clock.advance(49)  # t=52, quiet 49
+        self.assertEqual(a[2].value(), b"")
+        clock.advance(10)  # t=62: the check at 53 found it quiet for 50
+        self.assertNotEqual(a[2].value(), b"")
+        clock.advance(41)  # t=103: the check at 103 finds it quiet for 100
+        self.assertEqual(a[1].ended[0].code, "timeout")
+
+    def test_oneTimerForManySessions(self) -> None:
+        """
+        Sessions sharing a L{KeepaliveSweep} share its one delayed call;
+        each leaves it when it ends, and the last one stops it.
+        """
+        clock = Clock()
+        sweep = KeepaliveSweep(clock, 10)
+        pairs = [pair(B.public_key(), A.public_key(), clock, idle_timeout=100, keepalive=sweep)
+                 for _ in range(5)]
+        for a, b in pairs:
+            shuttle(a, b)
+        self.assertEqual(len(sweep), 10)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        for a, b in pairs:
+            a[0].close()
+            shuttle(a, b)
+        self.assertEqual(len(sweep), 0)
+        # (each closed session still has its abort-after-close timer)
+        self.assertEqual([c for c in clock.getDelayedCalls() if c.func == sweep._sweep], [])
+
+    def test_keepalivePeriodPositive(self) -> None:
+        """
+        A keepalive period of zero or less is refused.
+        """
+        for period in (0, -1):
+            self.assertRaises(ValueError, KeepaliveSweep, Clock(), period)
 
     def test_quietSessionReleasesContexts(self) -> None:
         """

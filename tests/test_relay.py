@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from securechat.crypto import keys
+from securechat.server import relay as relay_module
 from securechat.errors import Alert, PeerAlert
 from securechat.server.limits import ConnectionGate, Limits, TokenBucket
 from securechat.wire.framing import encode_frame
@@ -31,7 +32,7 @@ from securechat.wire.relay import (
     RequestWithdrawn,
     Welcome,
 )
-from tests.relay_harness import Harness, RecordingClient, user_key
+from tests.relay_harness import USERS, Harness, RecordingClient, user_key
 
 
 def chatting(h: Harness, a: str = "alice", b: str = "bob") -> tuple[RecordingClient, RecordingClient]:
@@ -84,6 +85,32 @@ class SessionTests(unittest.TestCase):
             h.pump()
         self.assertEqual(b.take()[-1], Relayed("alice", b"3"))
         self.assertEqual((conn._sealer.warm, conn._opener.warm), (True, True))
+
+    def test_idleUsersShareEmptySets(self) -> None:
+        """
+        Idle users have no request, chat or pause sets of their own (they
+        share one read-only empty set) and no RELAYED header packer; a chat
+        gives its two users sets of their own, and the shared one stays
+        empty.
+        """
+        h = Harness()
+        h.login("carol")
+        carol = h.relay.sessions["carol"]
+        a, b = chatting(h)
+        alice, bob = h.relay.sessions["alice"], h.relay.sessions["bob"]
+        sets = [(s.chats, s.outgoing, s.incoming, s.blocked_senders, s._pause_reasons)
+                for s in (carol, alice, bob)]
+        self.assertTrue(all(d is relay_module._EMPTY for d in sets[0]))
+        self.assertIsNone(carol._relayed_head)
+        self.assertEqual((alice.chats, bob.chats), ({"bob": None}, {"alice": None}))
+        self.assertIsNot(alice.chats, bob.chats)
+        a.send(Relay("bob", b"hi"))
+        h.pump()
+        self.assertEqual(b.take(), [Relayed("alice", b"hi")])
+        self.assertIsNotNone(alice._relayed_head)
+        self.assertEqual(len(relay_module._EMPTY), 0)
+        with self.assertRaises(TypeError):
+            relay_module._EMPTY["mallory"] = None
 
     def test_onlineList(self) -> None:
         """
@@ -657,6 +684,25 @@ class LimitTests(unittest.TestCase):
         h.network.advance(400)
         self.assertFalse(a.ended)
         self.assertIn("alice", h.relay.sessions)
+
+    def test_sessionsShareOneKeepaliveTimer(self) -> None:
+        """
+        All sessions are kept alive by the relay's one sweep (not a delayed
+        call each); a session leaves it when it ends.
+        """
+        h = Harness(Limits(idle_timeout=100))
+        clients = [h.login(name) for name in USERS[:6]]
+        sweep = h.relay.keepalive
+        assert sweep is not None
+        self.assertEqual(len(sweep), 6)
+        self.assertEqual(sweep.period, 10)
+        self.assertEqual(len([c for c in h.clock.getDelayedCalls() if c.func == sweep._sweep]), 1)
+        for client in clients[:4]:
+            client.protocol.close()
+        h.pump()
+        self.assertEqual(len(sweep), 2)
+        h.network.advance(400)
+        self.assertEqual(sorted(h.relay.sessions), sorted(USERS[4:6]))
 
     def test_idleTimeout(self) -> None:
         """

@@ -699,6 +699,7 @@ class Connection:
         self._opener = RecordOpener(self.suite, recv, self._interval)
         self._hs_secret = self._hs_send = self._hs_recv = None
         self._transcript = None
+        self._key_share = b""
         self.peer_identity = identity
         self.peer_key = public_key
         self.state = State.ESTABLISHED

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -45,6 +45,8 @@ from securechat.errors import Alert as AlertCode
 from securechat.errors import RemoteProtocolError
 from securechat.protocol import (
     EndOfTurn,
+    KEEPALIVE_CHECKS,
+    KeepaliveSweep,
     IRawMessageDelegate,
     OutboundQueue,
     PeerRejected,
@@ -100,6 +102,40 @@ def _relayed_header_packer(sender: str) -> Callable[[int], bytes]:
     return head
 
 
+class _EmptyKeys(dict):
+    """
+    The one empty key set all sessions share until something goes in (most
+    users are idle, with all of theirs empty): reads like an empty dict,
+    refuses to be written (L{_with} puts a dict of its own in its place).
+    """
+
+    __slots__ = ()
+
+    def __setitem__(self, key: object, value: object) -> None:
+        raise TypeError("the shared empty key set is read-only")
+
+    def setdefault(self, key: object, default: object = None) -> None:
+        raise TypeError("the shared empty key set is read-only")
+
+    def update(self, *args: object, **kw: object) -> None:
+        raise TypeError("the shared empty key set is read-only")
+
+
+_EMPTY: dict[Any, None] = _EmptyKeys()
+
+K = TypeVar("K")
+
+
+def _with(keys: dict[K, None], key: K) -> dict[K, None]:
+    """
+    C{keys} with C{key} added: a dict of its own in place of L{_EMPTY}.
+    """
+    if keys is _EMPTY:
+        keys = {}
+    keys[key] = None
+    return keys
+
+
 @dataclass(frozen=True)
 class ServerCredentials:
     """
@@ -132,18 +168,19 @@ class UserSession:
         self.entry: UserEntry | None = None
         self.queue: OutboundQueue | None = None
         #: Packs the start of a RELAYED from this user (inner header, name,
-        #: payload length) around a payload; set at login.
+        #: payload length) around a payload; made when the user first relays.
         self._relayed_head: Callable[[int], bytes] | None = None
         self.bucket = TokenBucket(relay.clock, relay.limits.rate, relay.limits.burst)
-        # Sets kept as dicts (keys only): an empty dict is 64 bytes, an
-        # empty set 216, and most users are idle with all of these empty.
-        self.chats: dict[str, None] = {}
-        self.outgoing: dict[str, None] = {}
-        self.incoming: dict[str, None] = {}
-        self.blocked_senders: dict[UserSession, None] = {}
+        # Sets kept as dicts (keys only), all the shared _EMPTY until
+        # something goes in (added to with _with): most users are idle, and
+        # an empty dict would still cost 64 bytes each (an empty set 216).
+        self.chats: dict[str, None] = _EMPTY
+        self.outgoing: dict[str, None] = _EMPTY
+        self.incoming: dict[str, None] = _EMPTY
+        self.blocked_senders: dict[UserSession, None] = _EMPTY
         self.active = False
         self._authenticating = True
-        self._pause_reasons: dict[str, None] = {}
+        self._pause_reasons: dict[str, None] = _EMPTY
         self._rate_resume: IDelayedCall | None = None
         self._stall: IDelayedCall | None = None
 
@@ -163,7 +200,6 @@ class UserSession:
         self._leave_gate()
         assert self.entry is not None
         self.user = self.entry.name
-        self._relayed_head = _relayed_header_packer(self.user)
         self.queue = self.protocol.outbound
         self.queue.on_drained = self._queue_drained
         self.protocol.register_producer(self.queue)
@@ -209,13 +245,24 @@ class UserSession:
         Queue a RELAYED of C{payload} from C{sender}, encoded directly
         (no message object), the payload uncopied until its record is sealed.
         """
-        assert self.queue is not None and sender._relayed_head is not None
-        self.queue.push_encoded(sender._relayed_head(len(payload)), payload)
+        assert self.queue is not None
+        self.queue.push_encoded(sender.relayed_head()(len(payload)), payload)
+
+    def relayed_head(self) -> Callable[[int], bytes]:
+        """
+        The packer of this user's RELAYED headers (see
+        L{_relayed_header_packer}), made the first time it is needed.
+        """
+        head = self._relayed_head
+        if head is None:
+            assert self.user is not None
+            head = self._relayed_head = _relayed_header_packer(self.user)
+        return head
 
     def pause_reading(self, reason: str) -> None:
         if not self._pause_reasons and self.protocol.transport is not None:
             self.protocol.tcp.pauseProducing()
-        self._pause_reasons[reason] = None
+        self._pause_reasons = _with(self._pause_reasons, reason)
 
     def resume_reading(self, reason: str) -> None:
         self._pause_reasons.pop(reason, None)
@@ -273,7 +320,7 @@ class UserSession:
             return
         if self.queue.bytes <= self.relay.limits.queue_soft_limit // 2:
             self._cancel_stall()
-            senders, self.blocked_senders = self.blocked_senders, {}
+            senders, self.blocked_senders = self.blocked_senders, _EMPTY
             for sender in senders:
                 sender.resume_reading(f"peer:{self.user}")
 
@@ -306,6 +353,9 @@ class Relay:
         self._queue_check_above = min(limits.queue_soft_limit, limits.queue_hard_limit)
         #: Drains every user's queue at the end of the reactor turn.
         self.end_of_turn = EndOfTurn(clock)
+        #: One keepalive timer for all sessions (not a delayed call each).
+        self.keepalive = (KeepaliveSweep(clock, limits.idle_timeout / KEEPALIVE_CHECKS)
+                          if limits.idle_timeout else None)
         self.metrics.queued_source = self._queued_bytes
         self.metrics.sessions_source = self.sessions.__len__
         self._requests: dict[tuple[str, str], IDelayedCall] = {}
@@ -386,7 +436,7 @@ class Relay:
             self._deliver(peer, ChatEnded(user, reason))
         for sender in session.blocked_senders:
             sender.resume_reading(f"peer:{user}")
-        session.blocked_senders = {}
+        session.blocked_senders = _EMPTY
         if session.queue is not None:
             session.queue.clear()
 
@@ -459,8 +509,8 @@ class Relay:
             return
         self._requests[(user, target)] = self.clock.callLater(
             self.limits.request_timeout, self._request_expired, user, target)
-        session.outgoing[target] = None
-        other.incoming[user] = None
+        session.outgoing = _with(session.outgoing, target)
+        other.incoming = _with(other.incoming, user)
         self.log.info("chat request {requester} -> {target}", requester=user, target=target)
         other.deliver(ChatRequested(user))
 
@@ -482,8 +532,8 @@ class Relay:
             other.deliver(ChatDeclined(user, Reason.BUSY))
             return self._fail(session, message, requester, Reason.BUSY)
         assert other.entry is not None and session.entry is not None
-        session.chats[requester] = None
-        other.chats[user] = None
+        session.chats = _with(session.chats, requester)
+        other.chats = _with(other.chats, user)
         self.metrics.chat_requests.labels("accepted").inc()
         self.metrics.chats.inc()
         self.log.info("chat started: {a} and {b}", a=requester, b=user)
@@ -528,9 +578,8 @@ class Relay:
         L{ProtocolError} for a malformed body) and L{_relay}.
         """
         chats, sessions, max_payload = session.chats, self.sessions, self._max_payload
-        head = session._relayed_head
+        head = session.relayed_head()
         threshold = self._queue_check_above
-        assert head is not None
         count = total = 0
         for _, body in items:
             size = len(body)
@@ -586,7 +635,7 @@ class Relay:
         if queued > self.limits.queue_hard_limit:
             self.drop_slow_reader(target, f"outbound queue over {self.limits.queue_hard_limit} bytes")
         elif queued > self.limits.queue_soft_limit and session not in target.blocked_senders:
-            target.blocked_senders[session] = None
+            target.blocked_senders = _with(target.blocked_senders, session)
             session.pause_reading(f"peer:{peer}")
             self.metrics.senders_paused.inc()
             target.start_stall_timer()
@@ -664,7 +713,7 @@ class RelayFactory(Factory):
         proto = SecureChatProtocol(
             relay.config(), session, relay.clock,
             handshake_timeout=limits.handshake_timeout, idle_timeout=limits.idle_timeout,
-            end_of_turn=relay.end_of_turn,
+            end_of_turn=relay.end_of_turn, keepalive=relay.keepalive,
         )
         proto.factory = self
         return proto
