@@ -323,13 +323,17 @@ async def run_case(args: argparse.Namespace) -> dict[str, Any]:
         result.update(delivered=stats.delivered, elapsed=time.perf_counter() - t0)
 
     elif args.case == "idle":
+        async def log_in(first: int, count: int, batch: int = 100) -> None:
+            for start in range(first, first + count, batch):
+                await defer.gatherResults([defer.ensureDeferred(login(f"u{base + i}"))
+                                           for i in range(start, min(start + batch, first + count))])
+        # The warm-up users take up the memory the server freed while it
+        # started, so that what it grows by after GO is what users cost.
+        await log_in(args.idle_users, args.idle_warmup)
         await go_signal()
         cpu0, t0 = cpu_seconds(), time.perf_counter()
-        batch = 100
-        for start in range(0, args.idle_users, batch):
-            await defer.gatherResults([defer.ensureDeferred(login(f"u{base + i}"))
-                                       for i in range(start, min(start + batch, args.idle_users))])
-        result.update(connected=len(clients), elapsed=time.perf_counter() - t0)
+        await log_in(0, args.idle_users)
+        result.update(connected=len(clients) - args.idle_warmup, elapsed=time.perf_counter() - t0)
         print("CONNECTED", flush=True)
         await _stdin_line()  # the orchestrator measures idle CPU and RSS meanwhile
 
@@ -376,6 +380,8 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=2000.0)
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--idle-users", type=int, default=1000)
+    p.add_argument("--idle-warmup", type=int, default=0,
+                   help="users logged in before the measured ones (idle case)")
     p.add_argument("--concurrency", type=int, default=16)
     args = p.parse_args()
 
