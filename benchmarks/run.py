@@ -12,7 +12,8 @@ For each case the generator sets up (logins, chats), then the server's CPU
 time (utime + stime from /proc/PID/stat) is read around the measured phase
 only.  Both relays run side by side and take turns run by run, so that drift
 on a shared machine hits both alike.  Every case runs once to warm up, then
---repeats times (an idle case --repeats times, each in a freshly started
+--repeats times (by default 7 times for the short message cases, whose runs
+vary most, 3 for the others; an idle case each time in a freshly started
 server, where 1,000 warm-up users first take up the memory the server freed
 while starting, so that the growth measured is what each further user
 costs); medians are printed, with securechat divided by the baseline.  The
@@ -243,7 +244,10 @@ def summarize(case: str, runs: list[dict[str, Any]]) -> dict[str, float]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="securechat vs a bare Twisted relay")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=None,
+                   help="measured runs per case (default: 7 for the message cases, "
+                        "which are short and noisy, 3 for handshakes and idle; "
+                        "3 and 1 with --quick)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--json", help="also write the results here")
@@ -253,7 +257,15 @@ def main() -> int:
                    help="run only this relay (repeatable; default both)")
     args = p.parse_args()
     size_index = 3 if args.smoke else 2 if args.quick else 1
-    repeats = 1 if args.smoke else args.repeats
+    def repeats_of(kind: str) -> int:
+        if args.smoke:
+            return 1
+        if args.repeats is not None:
+            return int(args.repeats)
+        many = kind in ("pairs", "fanout", "light")
+        if args.quick:
+            return 3 if many else 1
+        return 7 if many else 3
     work = tempfile.mkdtemp(prefix="securechat-bench-")
     data_dir = os.path.join(work, "data")
     started = time.monotonic()
@@ -281,7 +293,7 @@ def main() -> int:
                     # it grows by is the idle users' alone (freed memory is
                     # not given back to the system, and a second run would
                     # reuse it).  Measured users from u0, warm-up ones after.
-                    for attempt in range(repeats):
+                    for attempt in range(repeats_of(kind)):
                         for target in targets:
                             servers[target].stop()
                             servers[target] = Server(target, data_dir)
@@ -289,7 +301,7 @@ def main() -> int:
                                 run_case(servers[target], target, data_dir, kind, options, 0))
                 else:
                     # A warm-up run, then the measured ones.
-                    for attempt in range(repeats + (0 if args.smoke else 1)):
+                    for attempt in range(repeats_of(kind) + (0 if args.smoke else 1)):
                         for target in targets:
                             result = run_case(servers[target], target, data_dir, kind, options,
                                               first[target])
