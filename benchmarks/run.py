@@ -2,7 +2,7 @@
 The benchmark: securechat against the cheapest possible Twisted relay
 (benchmarks/baseline.py), same cases, same load generator, same run.
 
-    python benchmarks/run.py            # about 5 minutes on 2 cores
+    python benchmarks/run.py            # about 6.5 minutes on 2 cores
     python benchmarks/run.py --quick    # fewer repeats, smaller cases
     python benchmarks/run.py --smoke    # tiny counts: checks it still runs
     python benchmarks/run.py --quick --only 1:1 --target securechat  # one case
