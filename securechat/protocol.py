@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -200,7 +199,7 @@ class KeepaliveSweep:
         now = self._clock.seconds()
         for protocol in list(self._members):
             protocol._idle_check(now)
-        if self._members:
+        if self._members and self._call is None:
             self._call = self._clock.callLater(self.period, self._sweep)
 
 

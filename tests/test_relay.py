@@ -111,6 +111,13 @@ class SessionTests(unittest.TestCase):
         self.assertEqual(len(relay_module._EMPTY), 0)
         with self.assertRaises(TypeError):
             relay_module._EMPTY["mallory"] = None
+        with self.assertRaises(TypeError):
+            relay_module._EMPTY.update({"mallory": None})
+        with self.assertRaises(TypeError):
+            relay_module._EMPTY.setdefault("mallory")
+        with self.assertRaises(TypeError):
+            relay_module._EMPTY |= {"mallory": None}
+        self.assertEqual(len(relay_module._EMPTY), 0)
 
     def test_onlineList(self) -> None:
         """

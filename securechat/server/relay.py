@@ -120,6 +120,9 @@ class _EmptyKeys(dict):
     def update(self, *args: object, **kw: object) -> None:
         raise TypeError("the shared empty key set is read-only")
 
+    def __ior__(self, other: object) -> _EmptyKeys:  # type: ignore[misc]
+        raise TypeError("the shared empty key set is read-only")
+
 
 _EMPTY: dict[Any, None] = _EmptyKeys()
 
