@@ -1,6 +1,8 @@
 """
-Tests for C{securechat-client}'s settings and start-up checks
-(L{securechat.client.cli}), without a relay.
+Tests for C{securechat-client} (L{securechat.client.cli},
+L{securechat.client.endpoint}): its settings and start-up checks, and its
+connection code run in memory against a relay (real TLS included) to see
+which endings are final and what the user is told.
 """
 
 from __future__ import annotations

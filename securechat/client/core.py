@@ -42,7 +42,6 @@ from zope.interface import implementer
 
 from securechat.crypto import keys
 from securechat.crypto.handshake import (
-    DEFAULT_MAX_HANDSHAKE_FRAME,
     END_TO_END,
     Config,
     Connection,
@@ -87,8 +86,9 @@ ServerVerifier = Callable[[CertificateIdentity], keys.PublicKey]
 DEFAULT_MAX_PAYLOAD = 64 * 1024 - 128
 
 #: The largest end-to-end frame accepted before the peer is authenticated
-#: (docs/protocol.rst, 3 and 12.1): the same bound as the relay handshake's.
-PRE_AUTH_MAX_FRAME = DEFAULT_MAX_HANDSHAKE_FRAME
+#: (docs/protocol.rst 12.1): the default pre-handshake maximum of section 3,
+#: fixed here because end-to-end handshake frames never carry a CRL.
+PRE_AUTH_MAX_FRAME = 16 * 1024
 
 
 class ChatView(Protocol):
