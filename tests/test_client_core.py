@@ -16,12 +16,12 @@ from securechat.client.core import PRE_AUTH_MAX_FRAME, ChatClient
 from securechat.errors import RemoteProtocolError
 from securechat.client.pins import CorruptPinFile, PinStatus, PinStore
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.handshake import CLIENT_SERVER, Config, MessageReceived, Role
 from securechat.protocol import PeerRejected, SecureChatProtocol
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay as RelayCore, UserSession
 from securechat.wire.messages import CertificateIdentity, UserIdentity
-from securechat.wire.e2e import End, Text
+from securechat.wire.e2e import End, Ready, Text
 from securechat.wire.relay import (
     FROM_CLIENT,
     FROM_SERVER,
@@ -550,6 +550,44 @@ class EndToEndRuleTests(unittest.TestCase):
             detail, "end-to-end check failed: TEXT after alice's END [unexpected-message]")
         self.assertEqual(vb.of("chat_ended"), [("alice", "ended after a security error")])
         self.assertEqual((alice.chats, bob.chats), ({}, {}))
+
+    def _opened(self, initiator: int) -> tuple[ChatClient, RecordingView, Any]:
+        """
+        alice with a chat with bob just opened by the relay (the handshake
+        not run), in the role C{initiator} says.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        bob_key = keys.public_key_der(user_key("bob").public_key())
+        alice.message_received(ChatStarted("bob", bob_key, initiator))
+        return alice, va, alice.chats["bob"]
+
+    def test_textBeforeReady(self) -> None:
+        """
+        Rule 12.3: READY is the responder's first message; a TEXT that
+        reaches the initiator before it is C{unexpected-message}, and is not
+        shown.
+        """
+        alice, va, chat = self._opened(initiator=1)
+        alice._handle_e2e(chat, [MessageReceived(Text(1, "early"))])
+        self.assertEqual(va.of("message"), [])
+        self.assertEqual(va.of("security_error"), [
+            ("bob", "end-to-end check failed: TEXT before READY [unexpected-message]")])
+
+    def test_readyOutOfPlace(self) -> None:
+        """
+        Rule 12.3: a second READY, or a READY that reaches the responder,
+        is C{unexpected-message}.
+        """
+        alice, va, chat = self._opened(initiator=1)
+        alice._handle_e2e(chat, [MessageReceived(Ready()), MessageReceived(Ready())])
+        self.assertEqual(va.of("chat_secured"), [("bob",)])
+        self.assertEqual(va.of("security_error"), [
+            ("bob", "end-to-end check failed: a second READY [unexpected-message]")])
+        alice, va, chat = self._opened(initiator=0)
+        alice._handle_e2e(chat, [MessageReceived(Ready())])
+        self.assertEqual(va.of("security_error"), [
+            ("bob", "end-to-end check failed: READY from the initiator [unexpected-message]")])
 
     def test_welcomeForAnotherName(self) -> None:
         """

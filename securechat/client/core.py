@@ -18,8 +18,10 @@ End-to-end rules (docs/protocol.rst, section 12):
   - until the end-to-end handshake has authenticated the peer, its frames
     may be at most 16384 bytes (L{PRE_AUTH_MAX_FRAME}), as on the way to the
     relay; after it, C{max_payload} from WELCOME;
-  - the responder sends READY once it has verified the initiator; lines
-    typed before the chat is secured (both verified) wait for it;
+  - the responder sends READY once it has verified the initiator, as its
+    first message; lines typed before the chat is secured (both verified)
+    wait for it; a READY out of place, or TEXT or END before READY, is
+    C{unexpected-message};
   - stopping a chat sends an authenticated END carrying how many lines we
     sent, once; nothing more is sent in that chat, and anything the peer
     sends after its own END is C{unexpected-message} (the chat fails);
@@ -54,6 +56,7 @@ from securechat.crypto.handshake import (
     Role,
 )
 from securechat.client.pins import PinStatus, PinStore
+from securechat.client.rules import out_of_order, stopped_outcome
 from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
 from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Ready, Text
@@ -204,7 +207,7 @@ class ChatClient:
     def connection_ended(self, reason: ProtocolError | None) -> None:
         for peer, chat in list(self.chats.items()):
             if chat.stopping and not chat.failed:
-                self._finish(peer, _stopped_outcome(chat))
+                self._finish(peer, stopped_outcome(chat))
             else:
                 self._finish(peer, "disconnected from the relay")
         self.incoming.clear()
@@ -391,7 +394,7 @@ class ChatClient:
         if chat.failed:
             outcome = "ended after a security error"
         elif chat.stopping and (chat.peer_end is None or chat.peer_end == chat.received):
-            outcome = _stopped_outcome(chat)
+            outcome = stopped_outcome(chat)
         elif chat.peer_end is None:
             outcome = (f"TRUNCATED: {_reason_text(reason)}, without {peer}'s authenticated "
                        "end; messages may be missing")
@@ -419,13 +422,12 @@ class ChatClient:
                     self._secured(chat)
             elif isinstance(event, MessageReceived):
                 message = event.message
-                if chat.peer_end is not None:
-                    name = {Text.TYPE: "TEXT", End.TYPE: "END", Ready.TYPE: "READY"}.get(
-                        message.TYPE, f"0x{message.TYPE:02x}")
-                    self._handle_e2e(chat, chat.connection.fail(RemoteProtocolError(
-                        "unexpected-message", f"{name} after {chat.peer}'s END")))
+                wrong = out_of_order(chat, message)
+                if wrong is not None:
+                    self._handle_e2e(chat, chat.connection.fail(
+                        RemoteProtocolError("unexpected-message", wrong)))
                     return
-                if isinstance(message, Ready) and chat.connection.is_initiator and not chat.secured:
+                if isinstance(message, Ready):
                     self._secured(chat)
                 elif isinstance(message, Text):
                     chat.received += 1
@@ -474,17 +476,6 @@ class ChatClient:
             self.protocol.post(message)
         else:
             self.view.notice("not connected to the relay")
-
-
-def _stopped_outcome(chat: PeerChat) -> str:
-    """
-    What the side that stopped a chat is told: that it ended the chat
-    (never a truncation: what the peer sent after our END was refused to
-    it by the relay, not lost), and whether the peer's END arrived too.
-    """
-    end = (f"{chat.peer}'s end arrived too" if chat.peer_end is not None
-           else f"no end from {chat.peer}")
-    return f"ended by you ({chat.sent} sent, {chat.received} received; {end})"
 
 
 def _reason_text(reason: Reason) -> str:
