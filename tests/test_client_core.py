@@ -7,19 +7,31 @@ misbehaves on purpose, which the clients must catch.
 from __future__ import annotations
 
 import os
+import struct
 from typing import Any, Callable
 
 from twisted.trial import unittest
 
-from securechat.client.core import ChatClient
+from securechat.client.core import PRE_AUTH_MAX_FRAME, ChatClient
+from securechat.errors import RemoteProtocolError
 from securechat.client.pins import CorruptPinFile, PinStatus, PinStore
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.handshake import CLIENT_SERVER, Config, MessageReceived, Role
 from securechat.protocol import PeerRejected, SecureChatProtocol
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay as RelayCore, UserSession
 from securechat.wire.messages import CertificateIdentity, UserIdentity
-from securechat.wire.relay import FROM_CLIENT, FROM_SERVER, ChatStarted, Reason, Relay, Relayed
+from securechat.wire.e2e import End, Ready, Text
+from securechat.wire.relay import (
+    FROM_CLIENT,
+    FROM_SERVER,
+    ChatEnded,
+    ChatStarted,
+    Reason,
+    Relay,
+    Relayed,
+    Welcome,
+)
 from tests.relay_harness import SERVER_IDENTITY, SERVER_KEY, Harness, user_key
 
 
@@ -58,7 +70,8 @@ class ChatHarness(Harness):
     The relay harness with real L{ChatClient}s.
     """
 
-    def client(self, name: str, pins: PinStore | None = None) -> tuple[ChatClient, RecordingView]:
+    def client(self, name: str, pins: PinStore | None = None,
+               expect_login: bool = True) -> tuple[ChatClient, RecordingView]:
         view = RecordingView()
         client = ChatClient(name, user_key(name), view, verify_test_server,
                             pins or PinStore(None), clock=lambda: 1_700_000_000.0)
@@ -67,8 +80,9 @@ class ChatHarness(Harness):
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         link = self.network.connect(proto, self.factory.buildProtocol(None))
         self.links[name] = link
-        assert client.logged_in, view.seen
-        view.take()
+        if expect_login:
+            assert client.logged_in, view.seen
+            view.take()
         return client, view
 
     def chat(self, a: str = "alice", b: str = "bob", **kw: Any):  # type: ignore[no-untyped-def]
@@ -122,7 +136,8 @@ class ChatTests(unittest.TestCase):
         alice.stop("bob")
         h.pump()
         self.assertEqual(vb.of("chat_ended"), [("alice", "ended by alice (1 messages received)")])
-        self.assertEqual(va.of("chat_ended"), [("bob", "ended")])
+        self.assertEqual(va.of("chat_ended"),
+                         [("bob", "ended by you (1 sent, 1 received; no end from bob)")])
         self.assertEqual(alice.chats, {})
         self.assertEqual(bob.chats, {})
 
@@ -254,6 +269,7 @@ class MaliciousRelay(RelayCore):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.fake_keys: dict[str, bytes] = {}
+        self.fake_welcome: str | None = None
 
     def relay_all(self, session, items):  # type: ignore[no-untyped-def]
         # While tampering, every RELAY takes the full path through _forward.
@@ -284,6 +300,9 @@ class LyingSession(UserSession):
         fake_keys = self.relay.fake_keys  # type: ignore[attr-defined]
         if isinstance(message, ChatStarted) and message.peer in fake_keys:
             message = ChatStarted(message.peer, fake_keys[message.peer], message.initiator)
+        fake_welcome = self.relay.fake_welcome  # type: ignore[attr-defined]
+        if isinstance(message, Welcome) and fake_welcome is not None:
+            message = Welcome(fake_welcome, message.max_payload)
         super().deliver(message)
 
 
@@ -448,3 +467,266 @@ class MaliciousRelayTests(unittest.TestCase):
         for line in secrets:
             self.assertNotIn(line.encode(), wire)
             self.assertNotIn(line.encode("utf-16-le"), wire)
+
+
+class EndToEndRuleTests(unittest.TestCase):
+    """
+    The rules of docs/protocol.rst 12.1 and 12.3 that keep a chat's two
+    ends, and the relay, honest about what was said and how it ended.
+    """
+
+    def _broke_relay_rule(self, h: ChatHarness, client: ChatClient, view: RecordingView,
+                          detail: str) -> None:
+        self.assertFalse(client.logged_in)
+        self.assertEqual(view.of("disconnected"), [(detail,)])
+        error = client.protocol.error
+        assert error is not None
+        self.assertEqual(error.code, "unexpected-message")
+
+    def test_relayedBeforeChatStarted(self) -> None:
+        """
+        Rule 12.3: a RELAYED from a user we have no chat with (here: before
+        any CHAT_STARTED) breaks the relay's rules: the client ends the
+        relay connection with C{unexpected-message} and says why.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        h.relay.sessions["alice"].deliver(Relayed("bob", b"\x00\x00\x00\x05\x01hello"))
+        h.pump()
+        self._broke_relay_rule(h, alice, va, "the relay sent end-to-end data from bob outside a chat")
+
+    def test_relayedAfterChatEnded(self) -> None:
+        """
+        Rule 12.3: a RELAYED from the peer of a chat after its CHAT_ENDED
+        (and before another CHAT_STARTED) is C{unexpected-message} too.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.stop("bob")
+        h.pump()
+        self.assertEqual(alice.chats, {})
+        h.relay.sessions["alice"].deliver(Relayed("bob", b"\x00\x00\x00\x05\x17late!"))
+        h.pump()
+        self._broke_relay_rule(h, alice, va, "the relay sent end-to-end data from bob outside a chat")
+
+    def test_relayedForRefusedChatDropped(self) -> None:
+        """
+        Rule 12.3: after a client answered CHAT_STARTED with CHAT_STOP
+        without opening the chat (the peer's key changed), the peer's
+        handshake bytes may still come before CHAT_ENDED: they are dropped
+        quietly, and so is that CHAT_ENDED.  After it, RELAYED from that
+        peer is a broken rule again.
+        """
+        h = ChatHarness()
+        pins = PinStore(None)
+        pins.pin("bob", user_key("mallory").public_key())
+        alice, va = h.client("alice", pins=pins)
+        bob_key = keys.public_key_der(user_key("bob").public_key())
+        alice.message_received(ChatStarted("bob", bob_key, 0))
+        self.assertEqual(len(va.of("key_changed")), 1)
+        alice.message_received(Relayed("bob", b"\x00\x00\x00\x05\x01hello"))
+        alice.message_received(ChatEnded("bob", Reason.STOPPED))
+        self.assertEqual(va.kinds(), ["key_changed"])
+        e = self.assertRaises(RemoteProtocolError, alice.message_received,
+                              Relayed("bob", b"\x00\x00\x00\x05\x01hello"))
+        self.assertEqual(e.code, "unexpected-message")
+
+    def test_textAfterEnd(self) -> None:
+        """
+        Rule 12.3: after the peer's END, a TEXT from it is
+        C{unexpected-message}: the line is not shown, the chat fails with
+        one security error, and both sides end it.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        chat = alice.chats["bob"]
+        chat.connection.send(End(0))
+        chat.connection.send(Text(1_700_000_000_000, "said after the end"))
+        alice._flush_e2e(chat)
+        h.pump()
+        self.assertEqual(vb.of("message"), [])
+        [(peer, detail)] = vb.of("security_error")
+        self.assertEqual(
+            detail, "end-to-end check failed: TEXT after alice's END [unexpected-message]")
+        self.assertEqual(vb.of("chat_ended"), [("alice", "ended after a security error")])
+        self.assertEqual((alice.chats, bob.chats), ({}, {}))
+
+    def _opened(self, initiator: int) -> tuple[ChatClient, RecordingView, Any]:
+        """
+        alice with a chat with bob just opened by the relay (the handshake
+        not run), in the role C{initiator} says.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        bob_key = keys.public_key_der(user_key("bob").public_key())
+        alice.message_received(ChatStarted("bob", bob_key, initiator))
+        return alice, va, alice.chats["bob"]
+
+    def test_textBeforeReady(self) -> None:
+        """
+        Rule 12.3: READY is the responder's first message; a TEXT that
+        reaches the initiator before it is C{unexpected-message}, and is not
+        shown.
+        """
+        alice, va, chat = self._opened(initiator=1)
+        alice._handle_e2e(chat, [MessageReceived(Text(1, "early"))])
+        self.assertEqual(va.of("message"), [])
+        self.assertEqual(va.of("security_error"), [
+            ("bob", "end-to-end check failed: TEXT before READY [unexpected-message]")])
+
+    def test_readyOutOfPlace(self) -> None:
+        """
+        Rule 12.3: a second READY, or a READY that reaches the responder,
+        is C{unexpected-message}.
+        """
+        alice, va, chat = self._opened(initiator=1)
+        alice._handle_e2e(chat, [MessageReceived(Ready()), MessageReceived(Ready())])
+        self.assertEqual(va.of("chat_secured"), [("bob",)])
+        self.assertEqual(va.of("security_error"), [
+            ("bob", "end-to-end check failed: a second READY [unexpected-message]")])
+        alice, va, chat = self._opened(initiator=0)
+        alice._handle_e2e(chat, [MessageReceived(Ready())])
+        self.assertEqual(va.of("security_error"), [
+            ("bob", "end-to-end check failed: READY from the initiator [unexpected-message]")])
+
+    def test_welcomeForAnotherName(self) -> None:
+        """
+        Rule 12.3 (of the relay): a WELCOME naming another user than the one
+        this client logged in as is C{bad-value}; the client is not logged
+        in, and says which names differ.
+        """
+        h = MaliciousHarness()
+        h.relay.fake_welcome = "mallory"
+        alice, va = h.client("alice", expect_login=False)
+        h.pump()
+        self.assertFalse(alice.logged_in)
+        self.assertNotIn("logged_in", va.kinds())
+        self.assertEqual(va.of("disconnected"),
+                         [("the relay welcomed mallory, but this client logged in as alice",)])
+        error = alice.protocol.error
+        assert error is not None
+        self.assertEqual(error.code, "bad-value")
+
+    def test_secondWelcome(self) -> None:
+        """
+        A second WELCOME on one connection is C{unexpected-message}.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        h.relay.sessions["alice"].deliver(Welcome("alice", 1000))
+        h.pump()
+        self._broke_relay_rule(h, alice, va, "the relay sent a second WELCOME")
+
+    def test_stopperNotTruncatedWhenPeerLeaves(self) -> None:
+        """
+        Rule 12.3: the side that stopped a chat is told it ended it, even
+        when the relay reports the peer gone before our CHAT_STOP arrived
+        (lines the peer sent after our END are refused to the peer, not
+        lost): never TRUNCATED.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.say("bob", "one")
+        h.pump()
+        alice.stop("bob")
+        alice.message_received(ChatEnded("bob", Reason.GONE))
+        self.assertEqual(va.of("chat_ended"),
+                         [("bob", "ended by you (1 sent, 0 received; no end from bob)")])
+
+    def test_stopperSeesPeersEnd(self) -> None:
+        """
+        Rule 12.3: when the peer's END arrived before our own stop took
+        effect, the stopping side's outcome says so.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        bob.say("alice", "bye")
+        h.pump()
+        peer_chat = bob.chats["alice"]
+        peer_chat.connection.send(End(peer_chat.sent))
+        bob._flush_e2e(peer_chat)
+        h.pump()
+        alice.stop("bob")
+        h.pump()
+        self.assertEqual(va.of("chat_ended"),
+                         [("bob", "ended by you (0 sent, 1 received; bob's end arrived too)")])
+        self.assertEqual(vb.of("chat_ended"), [("alice", "ended by alice (0 messages received)")])
+
+    def test_stopperLoggingOut(self) -> None:
+        """
+        Rule 12.3: logging out stops every chat; the relay connection closes
+        before CHAT_ENDED can come, and the outcome is still "ended by you".
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.logout()
+        h.pump()
+        self.assertEqual(va.of("chat_ended"),
+                         [("bob", "ended by you (0 sent, 0 received; no end from bob)")])
+
+    def test_nothingSentAfterOwnEnd(self) -> None:
+        """
+        Rule 12.3: after a client sent END it sends nothing more in that
+        chat: a line typed meanwhile is refused with a notice, and a second
+        stop sends no second END, so the peer never sees a message after
+        END and the chat ends cleanly on both sides.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        sent: list[str] = []
+        send = alice._send
+        alice._send = lambda m: (sent.append(type(m).__name__), send(m))  # type: ignore[method-assign]
+        alice.stop("bob")
+        alice.say("bob", "too late")
+        alice.stop("bob")
+        self.assertEqual(sent, ["Relay", "ChatStop"])
+        h.pump()
+        self.assertEqual(va.of("notice"), [("the chat with bob is ending; line not sent",)])
+        self.assertEqual(vb.of("security_error"), [])
+        self.assertEqual(vb.of("message"), [])
+        self.assertEqual(vb.of("chat_ended"), [("alice", "ended by alice (0 messages received)")])
+
+    def test_noLineAfterSecurityError(self) -> None:
+        """
+        Rule 12.3: between an end-to-end error and the relay's CHAT_ENDED, a
+        line typed for that chat is refused with a notice (the failed
+        connection can send nothing), and stopping it sends no END.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        bob._e2e_failed(bob.chats["alice"], RemoteProtocolError("bad-record-mac"))
+        bob.say("alice", "are you there?")
+        bob.stop("alice")
+        self.assertEqual(vb.of("notice"), [("the chat with alice is ending; line not sent",)])
+        h.pump()
+        self.assertEqual(bob.chats, {})
+
+    def test_oversizedPreAuthFrame(self) -> None:
+        """
+        Rule 12.1: before the end-to-end handshake has authenticated the
+        peer, a frame may be at most 16384 bytes, as on the way to the
+        relay, although the relay carries much larger payloads: a larger
+        one is C{frame-too-large}, the user sees one security error for
+        that chat, the chat is stopped on both sides, and another chat
+        carries on.
+        """
+        self.assertEqual(PRE_AUTH_MAX_FRAME, 16384)
+        h = MaliciousHarness()
+        alice, va, bob, vb = h.chat()
+        self.assertGreater(alice.max_payload, 20_000)
+        carol, vc = h.client("carol")
+        oversized = struct.pack(">IB", 20_000, 0x02) + b"\x00" * 19_999
+        h.relay.tamper = lambda s, p, payload: [oversized] if s == "carol" else [payload]
+        alice.request_chat("carol")
+        h.pump()
+        carol.accept("alice")
+        h.pump()
+        [(peer, detail)] = va.of("security_error")
+        self.assertEqual(peer, "carol")
+        self.assertIn("[frame-too-large]", detail)
+        self.assertIn("16384", detail)
+        self.assertNotIn("carol", alice.chats)
+        self.assertNotIn("alice", carol.chats)
+        alice.say("bob", "still here")
+        h.pump()
+        self.assertEqual(vb.of("message"), [("alice", 1_700_000_000.0, "still here")])

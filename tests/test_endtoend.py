@@ -153,8 +153,10 @@ class ChatEndToEndTests(unittest.TestCase):
 
     def test_tls(self) -> None:
         """
-        Over an ssl: listener (TLS outside the protocol), the clients verify
-        the relay's TLS certificate against the CA (service_identity) and
+        Over an ssl: listener (TLS outside the protocol) with the data
+        directory's server certificate, the clients connect with
+        C{--server ssl:HOST:PORT} alone: they verify the relay's TLS
+        certificate against the same CA (C{--ca}) for the relay's name, and
         chat the same way.
         """
         d = Deployment(self)
@@ -162,10 +164,7 @@ class ChatEndToEndTests(unittest.TestCase):
         relay = d.relay("--listen", f"ssl:0:interface=127.0.0.1:privateKey={server}/server.key:"
                         f"certKey={server}/server.pem")
         port = listening_port(relay)
-        roots = os.path.join(d.dir, "roots")
-        os.makedirs(roots)
-        shutil.copy(d.ca, roots)
-        self.chat(d, relay, f"tls:localhost:{port}:trustRoots={roots}", "--server-name", "localhost")
+        self.chat(d, relay, f"ssl:127.0.0.1:{port}", "--server-name", "localhost")
 
     def test_unixSocket(self) -> None:
         """

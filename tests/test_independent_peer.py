@@ -22,6 +22,7 @@ import struct
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.trial import unittest
 
+from securechat.client.core import PRE_AUTH_MAX_FRAME
 from securechat.crypto.handshake import (
     END_TO_END,
     Config,
@@ -55,7 +56,9 @@ TEXT, END, READY = 0x50, 0x51, 0x52
 HANDSHAKE_FAILED_FRAME = bytes.fromhex("00000003" "15" "06" "00")
 
 #: The frame maximum a relay announces in WELCOME, which clients use for
-#: the end-to-end connection (section 12.1); the relay's default frame size.
+#: the end-to-end connection once it is established (section 12.1); the
+#: relay's default frame size.  Before that, the client's
+#: L{PRE_AUTH_MAX_FRAME} (section 3's 16384).
 MAX_PAYLOAD = 65536
 
 
@@ -90,7 +93,7 @@ class OurPeer:
                  random, suites: tuple[int, ...] = (0x0001, 0x0002)) -> None:
         self.connection = Connection(Config(
             END_TO_END, Role(role), key, UserIdentity(name), suites=suites,
-            registry=E2E_MESSAGES, max_handshake_frame=MAX_PAYLOAD, max_frame=MAX_PAYLOAD,
+            registry=E2E_MESSAGES, max_handshake_frame=PRE_AUTH_MAX_FRAME, max_frame=MAX_PAYLOAD,
             random=random,
         ))
         self.peer_name, self.peer_key = peer_name, peer_key
@@ -348,7 +351,9 @@ class InteropTests(unittest.TestCase):
         records in a row each way so that every record is under a new key
         (section 6, N = 1).  C{a} or C{b} may be either implementation.
         """
-        lines = ["hello", "h\u00e9llo \u2713", "x" * 1000, ""]
+        # The longest TEXT makes a frame above the pre-authentication bound
+        # of 12.1, which no longer applies.
+        lines = ["hello", "h\u00e9llo \u2713", "x" * 1000, "", "y" * 16384]
         for n, line in enumerate(lines):
             for sender, receiver in ((a, b), (b, a)):
                 at = 1_700_000_000_000 + n
@@ -719,3 +724,43 @@ class WrongKeyTests(unittest.TestCase):
         m.receive_data(a.data_to_send())
         self.assertEqual(our_failure(a.receive_data(m.data_to_send())).error.code, "peer-rejected")
         self.assertEqual(a.data_to_send(), HANDSHAKE_FAILED_FRAME)
+
+
+class FrameBoundTests(unittest.TestCase):
+    """
+    Section 12.1: the end-to-end frame maximum before and after the peer is
+    authenticated, the same in both implementations.
+    """
+
+    @staticmethod
+    def failure(events: list) -> str | None:  # type: ignore[type-arg]
+        ours_failed = our_failure(events)
+        if ours_failed is not None:
+            return ours_failed.error.code
+        errors = [e[1] for e in events if isinstance(e, tuple) and e[0] == "error"]
+        return errors[-1] if errors else None
+
+    def test_preAuthFrameBound(self) -> None:
+        """
+        12.1: before its handshake has authenticated the peer, each
+        implementation (as responder and as initiator) waits for the rest of
+        a frame announcing exactly 16384 bytes, and refuses one announcing
+        16385 with C{frame-too-large} and a plaintext FRAME_TOO_LARGE
+        alert, although the relay would carry far larger payloads.
+        """
+        for kind in (clean, ours):
+            for role in ("responder", "initiator"):
+                b = kind(role, BOB, "bob", "alice", ALICE.public_key(), b"bob")
+                if role == "initiator":
+                    b.initiate()
+                    b.data_to_send()
+                self.assertIsNone(self.failure(b.receive_data(struct.pack(">IB", 16384, 1))))
+                self.assertEqual(b.data_to_send(), b"")
+                b = kind(role, BOB, "bob", "alice", ALICE.public_key(), b"bob")
+                if role == "initiator":
+                    b.initiate()
+                    b.data_to_send()
+                self.assertEqual(self.failure(b.receive_data(struct.pack(">IB", 16385, 1))),
+                                 "frame-too-large", (kind.__name__, role))
+                alert = b.data_to_send()
+                self.assertEqual((alert[4], alert[5]), (0x15, AlertCode.FRAME_TOO_LARGE))

@@ -105,7 +105,8 @@ class TerminalTests(unittest.TestCase):
         self.assertIn("bob: hello alice", self.sa.take()[-1])
         self.h.type(self.alice, "!stop")
         self.assertEqual(self.sb.take(), ["* chat with alice ended by alice (1 messages received)"])
-        self.assertEqual(self.sa.take(), ["* chat with bob ended"])
+        self.assertEqual(self.sa.take(),
+                         ["* chat with bob ended by you (1 sent, 1 received; no end from bob)"])
 
     def test_refuse(self) -> None:
         """

@@ -6,7 +6,12 @@ Settings come from the command line, else from the config file
 (C{$XDG_CONFIG_HOME/securechat/client.ini}, section C{[securechat]}, keys
 named like the long options: C{server}, C{ca}, C{server-name}, C{user},
 C{key}, C{passphrase-file}, C{known-peers}), so daily use is
-C{securechat-client} alone.
+C{securechat-client} alone.  A leading C{~} in a path is the user's home;
+an unknown key or section is refused, naming the closest valid key.
+
+The relay connection is retried after it drops, except when retrying cannot
+help (L{is_final}): then the client exits with status 1 after one line
+saying why.
 """
 
 from __future__ import annotations
@@ -14,17 +19,34 @@ from __future__ import annotations
 import argparse
 import configparser
 import datetime
+import difflib
 import getpass
 import os
 import sys
 from typing import Any, Sequence, TextIO
 
 from cryptography import x509 as cx509
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 
+from securechat.client.core import ChatClient, ServerVerifier
+from securechat.client.endpoint import describe_tls_failure
+from securechat.client.pins import PinStore
+from securechat.client.terminal import ChatTerminal
 from securechat.crypto import keys
-from securechat.wire.messages import CertificateIdentity
+from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.suites import DEFAULT_OFFER, SUITES
+from securechat.errors import Alert, PeerAlert, ProtocolError, RemoteProtocolError
+from securechat.protocol import SecureChatProtocol
+from securechat.wire.messages import CertificateIdentity, UserIdentity
+from securechat.wire.relay import FROM_SERVER
 
 PROG = "securechat-client"
+
+#: The settings, by long option name; the config file takes the same keys.
+KEYS = ("server", "ca", "server-name", "user", "key", "passphrase-file", "known-peers")
+#: The settings that are paths (a leading C{~} is expanded).
+PATH_KEYS = ("ca", "key", "passphrase-file", "known-peers")
 
 
 class ClientError(Exception):
@@ -43,12 +65,16 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Chat end to end through a securechat relay.  Type !help once connected.",
         epilog=f"Defaults for every option may be put in {os.path.join(config_dir(), 'client.ini')}, "
-               "section [securechat], e.g. 'server = tcp:chat.example.org:7070'.",
+               "section [securechat], keys named like the options without '--', e.g. "
+               "'server = tcp:chat.example.org:7070'; an unknown key is refused.  A leading ~ in "
+               "a path (there or on the command line) is your home directory.",
     )
     p.add_argument("--config", help="config file [default: %(default)s]",
                    default=os.path.join(config_dir(), "client.ini"))
     p.add_argument("--server", help="the relay, as a Twisted client endpoint: tcp:HOST:PORT, "
-                   "tls:HOST:PORT (TLS outside the protocol), unix:PATH [default: tcp:127.0.0.1:7070]")
+                   "tls:HOST:PORT or ssl:HOST:PORT (TLS around the protocol, for a relay's ssl: "
+                   "listener; its certificate is checked against --ca for --server-name), "
+                   "unix:PATH [default: tcp:127.0.0.1:7070]")
     p.add_argument("--ca", help="the operator's CA certificate (ca/ca.pem in the relay's data directory)")
     p.add_argument("--server-name", help="name the relay's certificate must carry "
                    "[default: the host in --server, or localhost for unix:]")
@@ -65,16 +91,11 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
     The merged settings: command line over config file over defaults.
     """
     args = parser().parse_args(argv)
+    args.config = os.path.expanduser(args.config)
     merged: dict[str, Any] = {}
     if os.path.exists(args.config):
-        cp = configparser.ConfigParser()
-        try:
-            cp.read(args.config, encoding="utf-8")
-        except configparser.Error as e:
-            raise ClientError(f"cannot read {args.config}: {e}") from None
-        if cp.has_section("securechat"):
-            merged.update({k.replace("_", "-"): v for k, v in cp.items("securechat")})
-    for name in ("server", "ca", "server-name", "user", "key", "passphrase-file", "known-peers"):
+        merged.update(read_config(args.config))
+    for name in KEYS:
         value = getattr(args, name.replace("-", "_"))
         if value is not None:
             merged[name] = value
@@ -85,7 +106,36 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
             raise ClientError(f"--{required} is required (or set it in {args.config})")
     if not merged.get("server-name"):
         merged["server-name"] = server_host(merged["server"])
+    for name in PATH_KEYS:
+        if merged.get(name):
+            merged[name] = os.path.expanduser(merged[name])
     return merged
+
+
+def read_config(path: str) -> dict[str, str]:
+    """
+    The settings in the config file C{path}: section C{[securechat]}, keys
+    from L{KEYS} (C{_} may stand for C{-}).  Anything else is refused in one
+    line naming the file, the key and the closest valid key.
+    """
+    cp = configparser.ConfigParser()
+    try:
+        cp.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise ClientError(f"cannot read {path}: {e}") from None
+    for section in cp.sections():
+        if section != "securechat":
+            raise ClientError(f"{path}: unknown section [{section}]; the settings go in [securechat]")
+    settings: dict[str, str] = {}
+    found = cp.items("securechat") if cp.has_section("securechat") else list(cp.defaults().items())
+    for raw, value in found:
+        key = raw.replace("_", "-")
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"the keys are {', '.join(KEYS)}"
+            raise ClientError(f"{path}: unknown key '{raw}' in [securechat]; {hint}")
+        settings[key] = value
+    return settings
 
 
 def server_host(endpoint: str) -> str:
@@ -157,19 +207,121 @@ def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = Non
     return verify
 
 
+class FinalError(RemoteProtocolError):
+    """
+    The relay connection ended in a way reconnecting cannot fix; C{detail}
+    is the one line that says why.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("connection-closed", detail)
+
+
 def is_final(error: Any) -> bool:
     """
     Whether the relay connection ended in a way reconnecting cannot fix:
     the login refused, access revoked, the session replaced by another
-    login, or a relay that is not the one configured.
+    login, a relay that is not the one configured, no encryption suite or
+    protocol version in common, or TLS refusing the relay (L{FinalError}).
     """
-    from securechat.errors import Alert, PeerAlert
-
+    if isinstance(error, FinalError):
+        return True
     if isinstance(error, PeerAlert):
         return error.peer_alert in (Alert.HANDSHAKE_FAILED, Alert.ACCESS_REVOKED,
-                                    Alert.SESSION_REPLACED, Alert.UNSUPPORTED_VERSION)
+                                    Alert.SESSION_REPLACED, Alert.UNSUPPORTED_VERSION,
+                                    Alert.NO_COMMON_SUITE)
     return error.code in ("bad-certificate", "wrong-identity-kind", "bad-signature",
-                          "bad-handshake-record")
+                          "bad-handshake-record", "suite-not-offered", "unsupported-version")
+
+
+def explain(error: ProtocolError) -> ProtocolError:
+    """
+    C{error}, or a L{FinalError} whose line names the problem when no
+    encryption suite is shared with the relay.
+    """
+    offered = ", ".join(SUITES[code].name for code in DEFAULT_OFFER)
+    if isinstance(error, PeerAlert) and error.peer_alert == Alert.NO_COMMON_SUITE:
+        return FinalError(f"the relay accepts none of the encryption suites this client offers "
+                          f"({offered}): no suite in common")
+    if error.code == "suite-not-offered":
+        return FinalError(f"the relay chose an encryption suite this client does not offer "
+                          f"({error.detail}; it offers {offered}): no suite in common")
+    return error
+
+
+class RelaySession(ChatClient):
+    """
+    The client of one relay connection: at its end, exit (C{finish(1)})
+    when reconnecting cannot help, else say that it reconnects.
+
+    @ivar tls_failure: set by L{RelayConnection} when TLS ended the
+        connection: the line that says why.
+    """
+
+    def __init__(self, user: str, private_key: keys.PrivateKey, terminal: ChatTerminal,
+                 verify: ServerVerifier, pins: PinStore, finish: Any) -> None:
+        super().__init__(user, private_key, terminal, verify, pins)
+        self.terminal = terminal
+        self.finish = finish
+        self.tls_failure: str | None = None
+
+    def connection_ended(self, reason: ProtocolError | None) -> None:
+        if reason is not None:
+            if self.tls_failure is not None and reason.code == "connection-closed":
+                if self.logged_in:
+                    reason = RemoteProtocolError("connection-closed", self.tls_failure)
+                else:
+                    reason = FinalError(self.tls_failure)
+            reason = explain(reason)
+        super().connection_ended(reason)
+        if reason is None or self.terminal.exiting:
+            return
+        if is_final(reason):
+            self.finish(1)  # refused, revoked, replaced, or not the right relay
+        else:
+            self.terminal.say("* reconnecting...")
+
+
+class RelayConnection(SecureChatProtocol):
+    """
+    The client's protocol: also notes, for its L{RelaySession}, why TLS
+    ended the connection underneath it (the protocol itself would only see
+    the connection lost).
+    """
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        line = describe_tls_failure(reason, self.transport)
+        if line is not None and isinstance(self.delegate, RelaySession):
+            self.delegate.tls_failure = line
+        super().connectionLost(reason)
+
+
+class SessionFactory(Factory):
+    """
+    Builds one L{RelayConnection} with a fresh L{RelaySession} per
+    connection attempt, and points the terminal at it.
+    """
+
+    def __init__(self, reactor: Any, user: str, private_key: keys.PrivateKey,
+                 terminal: ChatTerminal, verify: ServerVerifier, pins: PinStore,
+                 finish: Any) -> None:
+        self.reactor = reactor
+        self.user = user
+        self.private_key = private_key
+        self.terminal = terminal
+        self.verify = verify
+        self.pins = pins
+        self.finish = finish
+
+    def buildProtocol(self, addr: Any) -> RelayConnection:
+        client = RelaySession(self.user, self.private_key, self.terminal, self.verify, self.pins,
+                              self.finish)
+        self.terminal.client = client
+        config = Config(CLIENT_SERVER, Role.INITIATOR, self.private_key, UserIdentity(self.user),
+                        registry=FROM_SERVER)
+        protocol = RelayConnection(config, client, self.reactor, handshake_timeout=30,
+                                   idle_timeout=None)
+        return protocol
 
 
 def run(reactor: Any, argv: Sequence[str]) -> Any:
@@ -177,20 +329,14 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     Connect and chat until !exit or end of input; the Deferred's result is
     the exit status.
     """
+    from cryptography.hazmat.primitives.serialization import Encoding
     from twisted.application.internet import ClientService, backoffPolicy
     from twisted.internet import stdio
     from twisted.internet.defer import Deferred
-    from twisted.internet.endpoints import clientFromString
-    from twisted.internet.protocol import Factory
 
-    from securechat.client.core import ChatClient
-    from securechat.client.pins import CorruptPinFile, PinStore
-    from securechat.client.terminal import ChatTerminal
-    from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
-    from securechat.protocol import SecureChatProtocol
-    from securechat.wire.messages import UserIdentity
+    from securechat.client.endpoint import relay_endpoint
+    from securechat.client.pins import CorruptPinFile
     from securechat.wire.names import BadUserName, check_user_name
-    from securechat.wire.relay import FROM_SERVER
 
     try:
         conf = settings(argv)
@@ -198,7 +344,8 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         ca = read_ca(conf["ca"])
         private_key = read_private_key(conf["key"], conf.get("passphrase-file"), sys.stdin)
         pins = PinStore(conf["known-peers"])
-        endpoint = clientFromString(reactor, conf["server"])
+        endpoint = relay_endpoint(reactor, conf["server"], ca.public_bytes(Encoding.PEM),
+                                  conf["server-name"])
     except (ClientError, BadUserName, CorruptPinFile) as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
     except ValueError as e:
@@ -227,26 +374,9 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         d = service.stopService()
         d.addBoth(lambda _: None if done.called else done.callback(status))
 
-    class Session(ChatClient):
-        def connection_ended(self, reason: Any) -> None:
-            super().connection_ended(reason)
-            if reason is None or terminal.exiting:
-                return
-            if is_final(reason):
-                finish(1)  # refused, revoked, replaced, or not the right relay
-            else:
-                terminal.say("* reconnecting...")
-
-    class SessionFactory(Factory):
-        def buildProtocol(self, addr: Any) -> SecureChatProtocol:
-            client = Session(conf["user"], private_key, terminal, verify, pins)
-            terminal.client = client
-            config = Config(CLIENT_SERVER, Role.INITIATOR, private_key, UserIdentity(conf["user"]),
-                            registry=FROM_SERVER)
-            return SecureChatProtocol(config, client, reactor, handshake_timeout=30,
-                                      idle_timeout=None)
-
-    service = ClientService(endpoint, SessionFactory(), retryPolicy=backoffPolicy(1.0, 30.0))
+    factory = SessionFactory(reactor, conf["user"], private_key, terminal, verify, pins,
+                             finish)
+    service = ClientService(endpoint, factory, retryPolicy=backoffPolicy(1.0, 30.0))
     service.startService()
     stdio.StandardIO(terminal, reactor=reactor)
 

@@ -15,11 +15,23 @@ End-to-end rules (docs/protocol.rst, section 12):
     first use; a different key later is refused (the chat is stopped) until
     the user runs C{trust};
   - the handshake checks that the peer proves exactly the name we chat with;
-  - the responder sends READY once it has verified the initiator; lines
-    typed before the chat is secured (both verified) wait for it;
+  - until the end-to-end handshake has authenticated the peer, its frames
+    may be at most 16384 bytes (L{PRE_AUTH_MAX_FRAME}), as on the way to the
+    relay; after it, C{max_payload} from WELCOME;
+  - the responder sends READY once it has verified the initiator, as its
+    first message; lines typed before the chat is secured (both verified)
+    wait for it; a READY out of place, or TEXT or END before READY, is
+    C{unexpected-message};
   - stopping a chat sends an authenticated END carrying how many lines we
-    sent; a chat that ends without the peer's END, or with a count that does
-    not match, is reported as truncated.
+    sent, once; nothing more is sent in that chat, and anything the peer
+    sends after its own END is C{unexpected-message} (the chat fails);
+  - a chat that ends without the peer's END, or with a count that does not
+    match, is reported as truncated; the side that stopped the chat is told
+    it ended it, and whether the peer's END arrived too;
+  - the relay must keep to its own rules: a WELCOME for another user than
+    ours is C{bad-value}, a second WELCOME or a RELAYED from a user we have
+    no chat with (before CHAT_STARTED or after CHAT_ENDED) is
+    C{unexpected-message}, and each ends the relay connection.
 """
 
 from __future__ import annotations
@@ -44,7 +56,8 @@ from securechat.crypto.handshake import (
     Role,
 )
 from securechat.client.pins import PinStatus, PinStore
-from securechat.errors import PeerAlert, ProtocolError
+from securechat.client.rules import out_of_order, stopped_outcome
+from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
 from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Ready, Text
 from securechat.wire.messages import CertificateIdentity, Identity, Message, UserIdentity
@@ -74,6 +87,11 @@ ServerVerifier = Callable[[CertificateIdentity], keys.PublicKey]
 
 #: How many end-to-end bytes one RELAY may carry (updated from WELCOME).
 DEFAULT_MAX_PAYLOAD = 64 * 1024 - 128
+
+#: The largest end-to-end frame accepted before the peer is authenticated
+#: (docs/protocol.rst 12.1): the default pre-handshake maximum of section 3,
+#: fixed here because end-to-end handshake frames never carry a CRL.
+PRE_AUTH_MAX_FRAME = 16 * 1024
 
 
 class ChatView(Protocol):
@@ -152,6 +170,10 @@ class ChatClient:
         self.chats: dict[str, PeerChat] = {}
         self.incoming: set[str] = set()
         self.outgoing: set[str] = set()
+        #: Peers whose CHAT_STARTED we answered with CHAT_STOP without
+        #: opening a chat (changed or unusable key): their RELAYED and
+        #: CHAT_ENDED may still arrive, and are dropped quietly.
+        self.refused: set[str] = set()
         self.changed_keys: dict[str, keys.PublicKey] = {}
         self.logged_in = False
         self.max_payload = DEFAULT_MAX_PAYLOAD
@@ -183,10 +205,14 @@ class ChatClient:
             handler(message)  # type: ignore[operator]
 
     def connection_ended(self, reason: ProtocolError | None) -> None:
-        for peer in list(self.chats):
-            self._finish(peer, "disconnected from the relay")
+        for peer, chat in list(self.chats.items()):
+            if chat.stopping and not chat.failed:
+                self._finish(peer, stopped_outcome(chat))
+            else:
+                self._finish(peer, "disconnected from the relay")
         self.incoming.clear()
         self.outgoing.clear()
+        self.refused.clear()
         was_logged_in, self.logged_in = self.logged_in, False
         self.view.disconnected(describe_error(reason, was_logged_in))
 
@@ -223,6 +249,9 @@ class ChatClient:
         if len(text.encode("utf-8")) > MAX_TEXT:
             self.view.notice(f"message too long (at most {MAX_TEXT} bytes)")
             return
+        if chat.stopping or chat.failed:
+            self.view.notice(f"the chat with {peer} is ending; line not sent")
+            return
         line = Text(int(self.clock() * 1000), text)
         if not chat.secured:
             chat.waiting.append(line)
@@ -237,8 +266,10 @@ class ChatClient:
         if chat is None:
             self.view.notice(f"no chat with {peer}")
             return
+        if chat.stopping:
+            return  # END goes once: a second one would break the peer's rule
         chat.stopping = True
-        if chat.secured:
+        if chat.secured and not chat.failed:
             chat.connection.send(End(chat.sent))
             self._flush_e2e(chat)
         self._send(ChatStop(peer))
@@ -271,6 +302,12 @@ class ChatClient:
     # -- relay messages ---------------------------------------------------------
 
     def _welcome(self, message: Welcome) -> None:
+        if self.logged_in:
+            raise RemoteProtocolError("unexpected-message", "the relay sent a second WELCOME")
+        if message.user != self.user:
+            raise RemoteProtocolError(
+                "bad-value", f"the relay welcomed {message.user}, but this client logged in "
+                f"as {self.user}")
         self.logged_in = True
         self.max_payload = message.max_payload
         # Records we batch must fit the relay's frame maximum, whatever ours.
@@ -307,12 +344,14 @@ class ChatClient:
             key = keys.load_public_key_der(message.peer_key)
         except keys.KeyFormatError as e:
             self.view.security_error(peer, f"the relay sent an unusable key for {peer}: {e}")
+            self.refused.add(peer)
             self._send(ChatStop(peer))
             return
         status = self.pins.check(peer, key)
         if status is PinStatus.CHANGED:
             self.changed_keys[peer] = key
             self.view.key_changed(peer, self.pins.fingerprint(peer) or "", keys.fingerprint(key))
+            self.refused.add(peer)
             self._send(ChatStop(peer))
             return
         if status is PinStatus.NEW:
@@ -320,7 +359,8 @@ class ChatClient:
         role = Role.INITIATOR if message.initiator else Role.RESPONDER
         connection = Connection(Config(
             END_TO_END, role, self.private_key, UserIdentity(self.user), registry=E2E_MESSAGES,
-            max_handshake_frame=self.max_payload, max_frame=self.max_payload,
+            max_handshake_frame=min(PRE_AUTH_MAX_FRAME, self.max_payload),
+            max_frame=self.max_payload,
         ))
         chat = self.chats[peer] = PeerChat(peer, key, connection)
         self.view.chat_opened(peer, keys.fingerprint(key), status is PinStatus.NEW)
@@ -330,7 +370,13 @@ class ChatClient:
 
     def _relayed(self, message: Relayed) -> None:
         chat = self.chats.get(message.peer)
-        if chat is None or chat.failed:
+        if chat is None:
+            if message.peer in self.refused:
+                return  # sent before the relay saw our CHAT_STOP
+            raise RemoteProtocolError(
+                "unexpected-message",
+                f"the relay sent end-to-end data from {message.peer} outside a chat")
+        if chat.failed:
             return  # a chat we already ended; the relay will drop it too
         self._handle_e2e(chat, chat.connection.receive_data(message.payload))
 
@@ -338,14 +384,17 @@ class ChatClient:
         peer = message.peer
         chat = self.chats.get(peer)
         if chat is None:
+            if peer in self.refused:
+                self.refused.discard(peer)
+                return
             if Reason(message.reason) is not Reason.STOPPED:
                 self.view.chat_ended(peer, _reason_text(Reason(message.reason)))
             return
         reason = Reason(message.reason)
         if chat.failed:
             outcome = "ended after a security error"
-        elif chat.stopping and reason is Reason.STOPPED:
-            outcome = "ended"
+        elif chat.stopping and (chat.peer_end is None or chat.peer_end == chat.received):
+            outcome = stopped_outcome(chat)
         elif chat.peer_end is None:
             outcome = (f"TRUNCATED: {_reason_text(reason)}, without {peer}'s authenticated "
                        "end; messages may be missing")
@@ -373,7 +422,12 @@ class ChatClient:
                     self._secured(chat)
             elif isinstance(event, MessageReceived):
                 message = event.message
-                if isinstance(message, Ready) and chat.connection.is_initiator and not chat.secured:
+                wrong = out_of_order(chat, message)
+                if wrong is not None:
+                    self._handle_e2e(chat, chat.connection.fail(
+                        RemoteProtocolError("unexpected-message", wrong)))
+                    return
+                if isinstance(message, Ready):
                     self._secured(chat)
                 elif isinstance(message, Text):
                     chat.received += 1
