@@ -222,7 +222,7 @@ class UserDirectoryTests(DataDirCase):
         self.assertEqual(entry, {
             "key": keys.public_key_pem(key).decode("ascii"), "type": "ecdsa-p256",
             "fingerprint": keys.fingerprint(key), "added": "2026-06-01T12:00:00Z",
-            "revoked": None, "certificates": []})
+            "revoked": None, "certificates": [], "history": []})
 
     def test_stamp(self) -> None:
         """

@@ -19,6 +19,7 @@ class OptionsTests(unittest.TestCase):
 
     def parse(self, *argv: str) -> Options:
         options = Options()
+        options.exit_on_usage_error = False
         options.parseOptions(list(argv))
         return options
 
