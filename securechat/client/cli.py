@@ -21,6 +21,7 @@ from typing import Any, Sequence, TextIO
 
 from cryptography import x509 as cx509
 
+from securechat import __version__
 from securechat.crypto import keys
 from securechat.wire.messages import CertificateIdentity
 
@@ -57,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--passphrase-file", help="file holding the key's passphrase "
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys [default: known_peers beside the config file]")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 
