@@ -613,3 +613,26 @@ class TrustTests(DataDirCase):
             for name in [directory] + [os.path.join(directory, f) for f in files]:
                 st = os.stat(name)
                 self.assertEqual((st.st_uid, st.st_gid), (4242, 4343), name)
+
+
+class PermissionTests(DataDirCase):
+    """
+    A data directory the running user may not enter (made by root, relay
+    run as the service user) is reported as exactly that.
+    """
+
+    def test_permissionDeniedNamesDirectory(self) -> None:
+        """
+        The refusal says permission is denied on the directory, who owns
+        it, and the chown that lets the running user in, not that the CA
+        is missing.
+        """
+        from securechat import filetrust
+        from securechat.filetrust import user_name
+        self.patch(filetrust.os, "access", lambda path, mode: False)
+        owner = user_name(os.stat(self.path).st_uid)
+        e = self.assertRaises(UnsafeDataDir, DataDir(self.path, uid=65534).verify)
+        self.assertEqual(
+            str(e), f"permission denied on {self.path} (owned by {owner}, mode 0700), and this runs "
+                    f"as {user_name(65534)}: chown -R {user_name(65534)}: on the data directory, or "
+                    f"run this as {owner}")
