@@ -17,8 +17,16 @@ Layout::
 
 Every file is written atomically (a temporary file in the same directory,
 fsync, rename, fsync of the directory), so a crash leaves either the old or
-the new version, never a torn one.  A missing, unreadable or mangled file is
-reported as L{CorruptDataDir} with one sentence naming the file.
+the new version, never a torn one; when root writes into a directory owned
+by another user, the files and subdirectories are given to that user.  A
+missing, unreadable or mangled file is reported as L{CorruptDataDir} with
+one sentence naming the file.
+
+Nothing is believed that another user could have written, or read when it
+is a private key (L{securechat.filetrust}): every file is checked as it is
+read, and L{DataDir.verify} checks the whole directory; a refusal is an
+L{UnsafeDataDir} naming the file and the fix.  The user records themselves
+are in L{securechat.users}.
 """
 
 from __future__ import annotations
@@ -41,8 +49,8 @@ from securechat import pki
 from securechat.crypto import keys
 from securechat.users import (PreviousKey, UserDirectory, UserRecord, parse_utc, user_from_json,
                               utc_text)
-from securechat.filetrust import (UnsafeFile, check_directory, check_file, check_link,
-                                  new_file_owner, permission_denied)
+from securechat.filetrust import (UnsafeFile, check_file, check_link, new_file_owner,
+                                  permission_denied, verify_tree)
 from securechat.wire.names import check_user_name
 
 FORMAT_VERSION = 1
@@ -212,19 +220,8 @@ class DataDir:
         @raise UnsafeDataDir: naming the first problem and its fix.
         """
         try:
-            check_directory(self.path, self.uid)
-            for directory in (self.ca_dir, self.server_dir):
-                check_link(directory, self.path)
-                check_directory(directory, self.uid)
-            for path in self.files():
-                check_link(path, self.path)
-                try:
-                    st = os.stat(path)
-                except FileNotFoundError:
-                    continue
-                except PermissionError:
-                    raise UnsafeFile(permission_denied(path, self.uid)) from None
-                check_file(path, st, self.uid, self._secret(path), self.allow_readable_keys)
+            verify_tree(self.path, [self.ca_dir, self.server_dir], self.files(),
+                        {self.ca_key_path, self.server_key_path}, self.uid, self.allow_readable_keys)
         except UnsafeFile as e:
             raise UnsafeDataDir(str(e)) from None
 
@@ -256,7 +253,8 @@ class DataDir:
         """
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except OSError:
+            # Missing or not reachable: reading it will say which.
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 

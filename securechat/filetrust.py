@@ -143,6 +143,31 @@ def check_file(path: str, st: os.stat_result, uid: int, secret: bool,
                          f"chmod 600 {path} (or accept it with --allow-readable-keys)")
 
 
+def verify_tree(root: str, subdirectories: list[str], files: list[str], secrets: set[str],
+                uid: int, allow_readable: bool = False) -> None:
+    """
+    Check a whole data directory: C{root} and its C{subdirectories}
+    (L{check_directory}, and no link out of C{root}), and every one of
+    C{files} that exists (L{check_file}; those in C{secrets} are private
+    keys).
+
+    @raise UnsafeFile: for the first problem found.
+    """
+    check_directory(root, uid)
+    for directory in subdirectories:
+        check_link(directory, root)
+        check_directory(directory, uid)
+    for path in files:
+        check_link(path, root)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            raise UnsafeFile(permission_denied(path, uid)) from None
+        check_file(path, st, uid, path in secrets, allow_readable)
+
+
 def new_file_owner(directory: str) -> tuple[int, int] | None:
     """
     Whom files written into C{directory} should belong to: its owner and

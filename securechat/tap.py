@@ -109,8 +109,9 @@ class Options(usage.Options):
 
     optParameters: list[list[Any]] = [
         ["data-dir", "d", None,
-         "Data directory made by `securechat-admin init` "
-         "[default: $SECURECHAT_DATA_DIR or ~/.local/share/securechat]"],
+         "Data directory made by `securechat-admin init`; one given here must exist "
+         "unless --init is given too [default: $SECURECHAT_DATA_DIR or "
+         "~/.local/share/securechat, created on first run]"],
         ["metrics", "m", None,
          "Endpoint for the HTTP /metrics (Prometheus) and /health listener, "
          "e.g. tcp:9090:interface=127.0.0.1 [default: off]"],

@@ -105,7 +105,8 @@ class OptionsTests(unittest.TestCase):
         """
         text = str(Options())
         for word in ("--data-dir", "--listen", "--metrics", "systemd:", "unix:", "ssl:",
-                     "SIGHUP", "securechat-admin", DEFAULT_LISTEN):
+                     "SIGHUP", "securechat-admin", DEFAULT_LISTEN, "--init",
+                     "--allow-readable-keys", "--version"):
             self.assertIn(word, text)
         for name, _, _, _ in LIMIT_OPTIONS:
             self.assertIn(f"--{name}", text)
