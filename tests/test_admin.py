@@ -774,6 +774,9 @@ class CommandLineTests(AdminCase):
         self.assertEqual(code, 1)
         self.assertIn("passphrase", err)
         self.assertIn("--ca-passphrase-file", self.refused("refresh-crl"))
+        code, out, err, prompts = self.prompt([], "init", "--server-name", "localhost")
+        self.assertEqual((code, prompts), (1, []))
+        self.assertIn("already has a CA", err)
 
     def test_initEmptyPassphraseUnencrypted(self) -> None:
         """

@@ -127,6 +127,9 @@ class Admin:
         return first.encode("utf-8") or None
 
     def init(self, a: argparse.Namespace) -> None:
+        if self.data.initialized():  # before asking for a passphrase it would not use
+            raise AdminError(f"{self.data.path} already has a CA ({self.data.ca_cert_path}); "
+                             "not overwriting it")
         passphrase = self.new_ca_passphrase(a)
         with self.data.locked():
             self.data.init(a.server_name, self.now(), ca_name=a.ca_name,
