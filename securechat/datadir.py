@@ -17,8 +17,16 @@ Layout::
 
 Every file is written atomically (a temporary file in the same directory,
 fsync, rename, fsync of the directory), so a crash leaves either the old or
-the new version, never a torn one.  A missing, unreadable or mangled file is
-reported as L{CorruptDataDir} with one sentence naming the file.
+the new version, never a torn one; when root writes into a directory owned
+by another user, the files and subdirectories are given to that user.  A
+missing, unreadable or mangled file is reported as L{CorruptDataDir} with
+one sentence naming the file.
+
+Nothing is believed that another user could have written, or read when it
+is a private key (L{securechat.filetrust}): every file is checked as it is
+read, and L{DataDir.verify} checks the whole directory; a refusal is an
+L{UnsafeDataDir} naming the file and the fix.  The user records themselves
+are in L{securechat.users}.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import fcntl
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from cryptography import x509
@@ -39,6 +47,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from securechat import pki
 from securechat.crypto import keys
+from securechat.users import (PreviousKey, UserDirectory, UserRecord, parse_utc, user_from_json,
+                              utc_text)
+from securechat.filetrust import (UnsafeFile, check_file, check_link, new_file_owner,
+                                  permission_denied, verify_tree)
 from securechat.wire.names import check_user_name
 
 FORMAT_VERSION = 1
@@ -51,6 +63,13 @@ class CorruptDataDir(Exception):
     """
 
 
+class UnsafeDataDir(CorruptDataDir):
+    """
+    A file or directory is not safe to trust (L{securechat.filetrust}): the
+    message names it, says why and gives the command that fixes it.
+    """
+
+
 class DataDirError(Exception):
     """
     An operation on the data directory was refused (duplicate user, CA
@@ -58,28 +77,16 @@ class DataDirError(Exception):
     """
 
 
-def utc_text(when: datetime.datetime) -> str:
-    """
-    C{when} as ISO-8601 UTC text to the second (C{2026-06-01T12:00:00Z}).
-    """
-    return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_utc(text: str) -> datetime.datetime:
-    """
-    The inverse of L{utc_text}.
-
-    @raise ValueError: if C{text} is not in that form.
-    """
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-
-
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: str, data: bytes, mode: int = 0o600,
+                 owner: tuple[int, int] | None = None) -> None:
     """
     Replace C{path} with C{data} atomically, with permissions C{mode}: a
     temporary file in the same directory is written, flushed to disk and
     renamed over C{path}, and the directory itself is flushed, so a crash
     leaves the old or the new content and no temporary file is left behind.
+
+    @param owner: the user and group ids to give the file, if not the
+        writer's (root writing into the service user's directory).
     """
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -88,6 +95,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         raise OSError(e.errno, e.strerror, path) from None
     try:
         os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -105,81 +114,6 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-@dataclass(frozen=True)
-class UserRecord:
-    """
-    One registered user.
-    """
-
-    name: str
-    public_key: keys.PublicKey
-    added: str
-    revoked: str | None = None
-    certificates: tuple[str, ...] = ()
-
-    @property
-    def key_type(self) -> str:
-        return keys.describe(self.public_key)
-
-    @property
-    def fingerprint(self) -> str:
-        return keys.fingerprint(self.public_key)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "key": keys.public_key_pem(self.public_key).decode("ascii"),
-            "type": self.key_type,
-            "fingerprint": self.fingerprint,
-            "added": self.added,
-            "revoked": self.revoked,
-            "certificates": list(self.certificates),
-        }
-
-
-@dataclass
-class UserDirectory:
-    """
-    The registered users, as read from C{users.json}.
-
-    @ivar stamp: the file's L{DataDir.stamp} when it was read (C{None} for a
-        directory built in memory), so a reader can cheaply tell whether the
-        file changed since.
-    """
-
-    users: dict[str, UserRecord] = field(default_factory=dict)
-    stamp: tuple[int, int, int] | None = None
-
-    def lookup(self, name: str) -> UserRecord | None:
-        return self.users.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self.users)
-
-
-def _user_from_json(name: str, entry: Any) -> UserRecord:
-    """
-    One entry of C{users.json}, checked field by field.
-
-    @raise ValueError: (or L{KeyError}, L{TypeError}) saying what is wrong.
-    """
-    check_user_name(name)
-    if not isinstance(entry, dict):
-        raise TypeError("not a table")
-    key = entry["key"]
-    if not isinstance(key, str):
-        raise TypeError("\"key\" is not PEM text")
-    added, revoked = entry["added"], entry.get("revoked")
-    parse_utc(added)
-    if revoked is not None:
-        parse_utc(revoked)
-    certificates = entry.get("certificates", [])
-    if not isinstance(certificates, list) or not all(
-            isinstance(c, str) and c and all(d in "0123456789abcdef" for d in c) for c in certificates):
-        raise TypeError("\"certificates\" is not a list of hexadecimal serials")
-    return UserRecord(name=name, public_key=keys.load_public_key(key.encode("ascii")),
-                      added=added, revoked=revoked, certificates=tuple(certificates))
 
 
 @dataclass(frozen=True)
@@ -214,10 +148,16 @@ class CAState:
 class DataDir:
     """
     One data directory.
+
+    @ivar allow_readable_keys: accept private keys that others can read.
+    @ivar uid: the effective user id of whoever uses it (the files must
+        belong to that user or to root).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, allow_readable_keys: bool = False, uid: int | None = None) -> None:
         self.path = os.path.abspath(path)
+        self.allow_readable_keys = allow_readable_keys
+        self.uid = os.geteuid() if uid is None else uid
         self.ca_dir = os.path.join(self.path, "ca")
         self.server_dir = os.path.join(self.path, "server")
         self.ca_cert_path = os.path.join(self.ca_dir, "ca.pem")
@@ -237,18 +177,65 @@ class DataDir:
         """
         return os.path.exists(self.ca_cert_path)
 
+    def _secret(self, path: str) -> bool:
+        return path in (self.ca_key_path, self.server_key_path)
+
     def _read(self, path: str) -> bytes:
         return self._read_stamped(path)[0]
 
     def _read_stamped(self, path: str) -> tuple[bytes, tuple[int, int, int]]:
+        """
+        Read a file of the directory, refusing it unless it can be trusted
+        (L{securechat.filetrust.check_file}).
+        """
         try:
+            check_link(path, self.path)
             with open(path, "rb") as f:
                 st = os.fstat(f.fileno())
+                check_file(path, st, self.uid, self._secret(path), self.allow_readable_keys)
                 return f.read(), (st.st_ino, st.st_size, st.st_mtime_ns)
+        except UnsafeFile as e:
+            raise UnsafeDataDir(str(e)) from None
         except FileNotFoundError:
             raise CorruptDataDir(f"{path} is missing (run `securechat-admin init` first?)") from None
+        except PermissionError:
+            raise UnsafeDataDir(permission_denied(path, self.uid)) from None
         except OSError as e:
             raise CorruptDataDir(f"cannot read {path}: {e.strerror}") from None
+
+    def files(self) -> list[str]:
+        """
+        Every file the directory holds (whether or not it exists yet).
+        """
+        return [self.ca_cert_path, self.ca_key_path, self.crl_path, self.state_path,
+                self.server_cert_path, self.server_key_path, self.users_path]
+
+    def verify(self) -> None:
+        """
+        Check that the directory, its subdirectories and every file in it
+        can be trusted: owned by the running user or root, writable by
+        nobody else, private keys readable by their owner only, no symbolic
+        link out of the directory (L{securechat.filetrust}).
+
+        @raise UnsafeDataDir: naming the first problem and its fix.
+        """
+        try:
+            verify_tree(self.path, [self.ca_dir, self.server_dir], self.files(),
+                        {self.ca_key_path, self.server_key_path}, self.uid, self.allow_readable_keys)
+        except UnsafeFile as e:
+            raise UnsafeDataDir(str(e)) from None
+
+    def _owner(self) -> tuple[int, int] | None:
+        return new_file_owner(self.path)
+
+    def _write(self, path: str, data: bytes, mode: int) -> None:
+        atomic_write(path, data, mode, self._owner())
+
+    def _makedirs(self, path: str) -> None:
+        owner = self._owner() if os.path.isdir(self.path) else None
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        if owner is not None:
+            os.chown(path, *owner)
 
     def _json(self, path: str) -> tuple[dict[str, Any], tuple[int, int, int]]:
         raw, stamp = self._read_stamped(path)
@@ -266,7 +253,8 @@ class DataDir:
         """
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except OSError:
+            # Missing or not reachable: reading it will say which.
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -284,7 +272,7 @@ class DataDir:
         out = UserDirectory(stamp=stamp)
         for name, entry in users.items():
             try:
-                out.users[name] = _user_from_json(name, entry)
+                out.users[name] = user_from_json(name, entry)
             except (KeyError, TypeError, AttributeError, ValueError) as e:
                 raise CorruptDataDir(f"{self.users_path}: user {name!r} is malformed ({e})") from None
         return out
@@ -304,6 +292,12 @@ class DataDir:
             return x509.load_pem_x509_certificate(self._read(self.ca_cert_path))
         except ValueError as e:
             raise CorruptDataDir(f"{self.ca_cert_path} is not a PEM certificate ({e})") from None
+
+    def ca_key_encrypted(self) -> bool:
+        """
+        Whether the CA key is encrypted with a passphrase.
+        """
+        return b"ENCRYPTED" in self._read(self.ca_key_path).split(b"\n", 1)[0]
 
     def load_ca_key(self, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
         try:
@@ -375,8 +369,11 @@ class DataDir:
         Hold the directory's lock (one changing command at a time).
         """
         os.makedirs(self.path, mode=0o700, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
+            owner = self._owner()
+            if owner is not None:
+                os.fchown(fd, *owner)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
@@ -390,12 +387,12 @@ class DataDir:
     def save_users(self, directory: UserDirectory) -> None:
         data = {"version": FORMAT_VERSION,
                 "users": {n: directory.users[n].to_json() for n in directory.names()}}
-        atomic_write(self.users_path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+        self._write(self.users_path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n", 0o600)
 
     def save_state(self, state: CAState) -> None:
         data = {"version": FORMAT_VERSION, "issued": state.issued, "revoked": state.revoked,
                 "crl_number": state.crl_number, "server_serial": state.server_serial}
-        atomic_write(self.state_path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+        self._write(self.state_path, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n", 0o600)
 
     def init(self, server_names: list[str], now: datetime.datetime, ca_name: str | None = None,
              ca_passphrase: bytes | None = None, server_key_type: str = "ed25519",
@@ -423,27 +420,27 @@ class DataDir:
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         os.chmod(self.path, 0o700)
         for d in (self.ca_dir, self.server_dir):
-            os.makedirs(d, mode=0o700, exist_ok=True)
+            self._makedirs(d)
         if ca_name is None:
             ca_name = f"securechat CA for {server_names[0]}"
             if len(ca_name) > 64:
                 ca_name = "securechat CA"
         ca_key, ca_cert = pki.new_ca(ca_name, now)
-        atomic_write(self.ca_key_path, keys.private_key_pem(ca_key, ca_passphrase), 0o600)
+        self._write(self.ca_key_path, keys.private_key_pem(ca_key, ca_passphrase), 0o600)
         state = CAState()
         self._write_server(ca_key, ca_cert, server_names, now, server_key_type, days, state)
         self._write_crl(ca_key, ca_cert, state, now)
         self.save_users(UserDirectory())
         # The CA certificate last: its presence marks a complete directory.
-        atomic_write(self.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        self._write(self.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
     def _write_server(self, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
                       names: list[str], now: datetime.datetime, key_type: str, days: int,
                       state: CAState) -> x509.Certificate:
         server_key = pki.new_server_key(key_type)
         cert = pki.issue_server_certificate(ca_key, ca_cert, server_key.public_key(), names, now, days)
-        atomic_write(self.server_key_path, keys.private_key_pem(server_key, None), 0o600)
-        atomic_write(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        self._write(self.server_key_path, keys.private_key_pem(server_key, None), 0o600)
+        self._write(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         serial = format(cert.serial_number, "x")
         state.issued.append({"serial": serial, "kind": "server", "subject": names[0],
                              "not_after": utc_text(cert.not_valid_after_utc)})
@@ -455,7 +452,7 @@ class DataDir:
         revoked = [(int(r["serial"], 16), parse_utc(r["at"])) for r in state.revoked]
         crl = pki.issue_crl(ca_key, ca_cert, revoked, state.crl_number, now, days)
         state.crl_number += 1
-        atomic_write(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
+        self._write(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
         self.save_state(state)
 
     def refresh_crl(self, now: datetime.datetime, ca_passphrase: bytes | None = None,
@@ -470,12 +467,62 @@ class DataDir:
         check_user_name(name)
         keys.check_public_key(public_key)
         directory = self.load_users()
-        if name in directory.users:
-            raise DataDirError(f"user {name} already exists")
+        existing = directory.lookup(name)
+        if existing is not None:
+            status = f" (revoked since {existing.revoked})" if existing.revoked else ""
+            raise DataDirError(f"user {name} already exists{status}: to give them a new key, "
+                               f"securechat-admin rekey {name} PUBKEY.pem")
         record = UserRecord(name, public_key, utc_text(now))
         directory.users[name] = record
         self.save_users(directory)
         return record
+
+    def lookup_user(self, name: str) -> UserRecord:
+        """
+        The record of C{name}.
+
+        @raise DataDirError: if there is no such user.
+        """
+        record = self.load_users().lookup(name)
+        if record is None:
+            raise DataDirError(f"no user {name}")
+        return record
+
+    def rekey_user(self, name: str, public_key: keys.PublicKey, now: datetime.datetime,
+                   ca_passphrase: bytes | None = None) -> UserRecord:
+        """
+        Give C{name} a new key: the current one goes into its history (with
+        the certificates issued for it, which are revoked in a reissued CRL
+        if there are any), and a revoked user becomes active again.  A key
+        the user had before is refused: a replaced key may be compromised.
+
+        @raise DataDirError: for an unknown user, or a key it has or had.
+        """
+        keys.check_public_key(public_key)
+        directory = self.load_users()
+        record = directory.lookup(name)
+        if record is None:
+            raise DataDirError(f"no user {name} (register them with add-user)")
+        if keys.public_key_der(public_key) == keys.public_key_der(record.public_key):
+            raise DataDirError(f"{name} already has this key ({record.fingerprint})")
+        previous = record.had_key(public_key)
+        if previous is not None:
+            raise DataDirError(f"{name} had this key before (replaced {previous.replaced}); "
+                               "a replaced key is never accepted again")
+        at = utc_text(now)
+        revoke_certificates = bool(record.certificates) and record.revoked is None
+        if revoke_certificates:
+            state = self.load_state()
+            ca_key = self.load_ca_key(ca_passphrase)
+            state.revoked.extend({"serial": serial, "at": at} for serial in record.certificates)
+        old = PreviousKey(record.public_key, record.added, at,
+                          record.revoked or (at if revoke_certificates else None), record.certificates)
+        new = UserRecord(name, public_key, at, None, (), record.history + (old,))
+        directory.users[name] = new
+        self.save_users(directory)
+        if revoke_certificates:
+            self._write_crl(ca_key, self.load_ca_certificate(), state, now)
+        return new
 
     def _active_user(self, name: str) -> tuple[UserDirectory, UserRecord]:
         directory = self.load_users()
@@ -496,8 +543,7 @@ class DataDir:
         ca_key = self.load_ca_key(ca_passphrase)
         for serial in record.certificates:
             state.revoked.append({"serial": serial, "at": utc_text(now)})
-        revoked = UserRecord(record.name, record.public_key, record.added, utc_text(now),
-                             record.certificates)
+        revoked = replace(record, revoked=utc_text(now))
         directory.users[name] = revoked
         self.save_users(directory)
         self._write_crl(ca_key, self.load_ca_certificate(), state, now)
@@ -519,8 +565,7 @@ class DataDir:
                              "not_after": utc_text(cert.not_valid_after_utc)})
         # The user's list first: revoking the user revokes what it lists, so
         # a crash between the two writes cannot leave an unrevocable serial.
-        directory.users[name] = UserRecord(record.name, record.public_key, record.added,
-                                           record.revoked, record.certificates + (serial,))
+        directory.users[name] = replace(record, certificates=record.certificates + (serial,))
         self.save_users(directory)
         self.save_state(state)
         return cert

@@ -6,6 +6,7 @@ C{twistd securechat}: the relay's command-line options and its service tree.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable
 
 from twisted.application.service import IService
@@ -14,6 +15,7 @@ from twisted.internet.endpoints import serverFromString
 from OpenSSL.SSL import Error as SSLError
 from twisted.python import usage
 
+from securechat import __version__
 from securechat.server.limits import Limits
 
 DEFAULT_LISTEN = "tcp:7070:interface=127.0.0.1"
@@ -80,23 +82,36 @@ class Options(usage.Options):
     Options for C{twistd securechat}.
     """
 
-    synopsis = "[--data-dir DIR] [--listen ENDPOINT ...] [--metrics ENDPOINT] [limits]"
+    synopsis = "[--data-dir DIR [--init]] [--listen ENDPOINT ...] [--metrics ENDPOINT] [limits]"
     longdesc = (
         "Run the securechat relay.  With no options it uses the data directory "
         "$SECURECHAT_DATA_DIR or ~/.local/share/securechat, creating it on first run "
         "(a CA, a server certificate for localhost, no users), and listens on "
-        f"{DEFAULT_LISTEN}.  Manage users with securechat-admin.  "
+        f"{DEFAULT_LISTEN}.  A --data-dir given explicitly must already hold a CA "
+        "(securechat-admin init), unless --init is given too.  Manage users with "
+        "securechat-admin.  "
         "ENDPOINT is any Twisted server endpoint string: tcp:7070:interface=0.0.0.0, "
         "ssl:7443:privateKey=key.pem:certKey=cert.pem, unix:/run/securechat.sock, "
         "systemd:domain=INET:index=0 (socket activation).  "
-        "SIGHUP re-reads the user directory and the CRL at once (they are also "
-        "re-read within seconds of changing)."
+        "Users added, re-keyed or revoked are seen at the next login; SIGHUP re-reads "
+        "the user directory, the certificate and the CRL at once (they are also re-read "
+        "within seconds of changing).  The data directory must belong to the user running "
+        "the relay (or root), with no file others can write and private keys only its "
+        "owner can read."
     )
+
+    optFlags: list[list[Any]] = [
+        ["init", None, "Create the data directory given with --data-dir (a CA and a "
+         "certificate for localhost) if it does not exist yet or is empty."],
+        ["allow-readable-keys", None, "Accept a CA or relay private key that its group or "
+         "others can read (refused by default)."],
+    ]
 
     optParameters: list[list[Any]] = [
         ["data-dir", "d", None,
-         "Data directory made by `securechat-admin init` "
-         "[default: $SECURECHAT_DATA_DIR or ~/.local/share/securechat]"],
+         "Data directory made by `securechat-admin init`; one given here must exist "
+         "unless --init is given too [default: $SECURECHAT_DATA_DIR or "
+         "~/.local/share/securechat, created on first run]"],
         ["metrics", "m", None,
          "Endpoint for the HTTP /metrics (Prometheus) and /health listener, "
          "e.g. tcp:9090:interface=127.0.0.1 [default: off]"],
@@ -119,11 +134,38 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
+    #: Whether a usage error ends the process with one line (as under
+    #: twistd) rather than raising (for tests).
+    exit_on_usage_error = True
+
+    def opt_version(self) -> None:
+        """
+        Print securechat's version and exit.
+        """
+        sys.stdout.write(f"securechat {__version__}\n")
+        raise SystemExit(0)
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse C{options}; a mistake is one line on standard error and exit
+        status 2, not twistd's whole usage text before it.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if not self.exit_on_usage_error:
+                raise
+            sys.stderr.write(f"twistd securechat: error: {e} (see twistd securechat --help)\n")
+            raise SystemExit(2) from None
+
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         if self["metrics"] is not None:
             _check_endpoint(self["metrics"], "--metrics")
+        # Only the default directory is created unasked: a mistyped
+        # --data-dir must not silently become a new CA.
+        self["create"] = self["data-dir"] is None or bool(self["init"])
         if self["data-dir"] is None:
             self["data-dir"] = default_data_dir()
         self["limits"] = Limits(**{field: self[name] for name, field, _, _ in LIMIT_OPTIONS})
@@ -157,15 +199,13 @@ def makeService(options: Options) -> IService:
     """
     The relay's service tree (see L{securechat.server.service.relay_service}).
     """
-    import sys
-
     from securechat.datadir import CorruptDataDir, DataDirError
     from securechat.server.service import StartupError, relay_service
 
     try:
         return relay_service(
             options["data-dir"], options["listen"], options["metrics"], options["limits"],
-            create=True,
+            create=options["create"], allow_readable_keys=bool(options["allow-readable-keys"]),
         )
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")

@@ -599,3 +599,226 @@ class MoreUserTests(AdminCase):
         self.assertIn(d.ca_cert_path, out)
         self.assertIn("relay certificate: localhost, 127.0.0.1, until 2027-06-01", out)
         self.assertIn("next update 2026-07-01", out)
+
+
+def public_key_file(case: AdminCase, name: str) -> tuple[str, keys.PublicKey]:
+    """
+    A fresh Ed25519 public key written to C{name} in the test's directory.
+    """
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    return case.file(name, keys.public_key_pem(key)), key
+
+
+class RekeyTests(AdminCase):
+    """
+    C{rekey}: a user gets a new key, recorded in their history; a revoked
+    user can be given one and becomes active again.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.init()
+        self.old_path, self.old = public_key_file(self, "old.pub")
+        self.new_path, self.new = public_key_file(self, "new.pub")
+        self.ok("add-user", "alice", self.old_path)
+
+    def record(self) -> object:
+        record = DataDir(self.data).load_users().lookup("alice")
+        assert record is not None
+        return record
+
+    def test_rekeyReplacesKey(self) -> None:
+        """
+        After rekey the user's key is the new one and the old one is in the
+        history with when it was replaced; the output names both
+        fingerprints and says the relay applies it at once.
+        """
+        out = self.ok("rekey", "alice", self.new_path)
+        self.assertIn(keys.fingerprint(self.new), out)
+        self.assertIn(f"the old key {keys.fingerprint(self.old)} is refused", out)
+        self.assertIn("applies it at once", out)
+        record = DataDir(self.data).load_users().lookup("alice")
+        assert record is not None
+        self.assertEqual(keys.fingerprint(record.public_key), keys.fingerprint(self.new))
+        self.assertEqual(len(record.history), 1)
+        self.assertEqual(keys.fingerprint(record.history[0].public_key), keys.fingerprint(self.old))
+        self.assertEqual(record.history[0].replaced, "2026-06-01T12:00:00Z")
+        with open(DataDir(self.data).users_path) as f:
+            entry = json.load(f)["users"]["alice"]
+        self.assertEqual(entry["history"][0]["fingerprint"], keys.fingerprint(self.old))
+        self.assertIn("key replaced 2026-06-01T12:00:00Z", self.ok("list-users"))
+
+    def test_rekeyRevokedUser(self) -> None:
+        """
+        A revoked user can be given a new key and is active again; the
+        revocation stays in the history, and they can be revoked again.
+        """
+        self.ok("revoke", "alice")
+        out = self.ok("rekey", "alice", self.new_path)
+        self.assertIn("was revoked; active again", out)
+        record = DataDir(self.data).load_users().lookup("alice")
+        assert record is not None
+        self.assertIsNone(record.revoked)
+        self.assertEqual(record.history[0].revoked, "2026-06-01T12:00:00Z")
+        self.ok("revoke", "alice")
+
+    def test_rekeyRefusesOldKeys(self) -> None:
+        """
+        Neither the current key nor one the user had before (perhaps
+        compromised) is accepted as a new key.
+        """
+        self.assertIn("already has this key", self.refused("rekey", "alice", self.old_path))
+        self.ok("rekey", "alice", self.new_path)
+        self.assertIn("had this key before", self.refused("rekey", "alice", self.old_path))
+        self.assertIn("no user", self.refused("rekey", "bob", self.new_path))
+
+    def test_rekeyRevokesCertificates(self) -> None:
+        """
+        Certificates issued for the old key are revoked in a reissued CRL
+        (they bind the name to the key that was replaced).
+        """
+        openssl("genpkey", "-algorithm", "ed25519", "-out", "a.key", cwd=self.dir)
+        openssl("pkey", "-in", "a.key", "-pubout", "-out", "a.pub", cwd=self.dir)
+        openssl("req", "-new", "-key", "a.key", "-subj", "/CN=carol", "-out", "a.csr", cwd=self.dir)
+        self.ok("add-user", "carol", os.path.join(self.dir, "a.pub"))
+        cert_path = os.path.join(self.dir, "carol.pem")
+        self.ok("issue-cert", "carol", "--csr", os.path.join(self.dir, "a.csr"), "--out", cert_path)
+        with open(cert_path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        self.ok("rekey", "carol", self.new_path)
+        crl = DataDir(self.data).load_crl()
+        self.assertIsNotNone(crl.get_revoked_certificate_by_serial_number(cert.serial_number))
+
+    def test_addUserExistingSuggestsRekey(self) -> None:
+        """
+        add-user of a registered (even revoked) name says to use rekey.
+        """
+        self.ok("revoke", "alice")
+        err = self.refused("add-user", "alice", self.new_path)
+        self.assertIn("revoked since", err)
+        self.assertIn("rekey alice", err)
+
+
+class CommandLineTests(AdminCase):
+    """
+    Options in any position, --version, prompts, and messages that say what
+    really happens.
+    """
+
+    def test_optionsAfterCommand(self) -> None:
+        """
+        --data-dir (and --allow-readable-keys) may come after the command
+        name; given before it, a later absence does not reset it.
+        """
+        self.init()
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["list-users", "--data-dir", self.data], out=out, err=err, now=lambda: NOW,
+                    stdin=io.StringIO())
+        self.assertEqual((code, err.getvalue()), (0, ""))
+        self.assertIn("no users yet", out.getvalue())
+        os.chmod(DataDir(self.data).ca_key_path, 0o640)
+        self.assertIn("--allow-readable-keys", self.refused("refresh-crl"))
+        self.ok("refresh-crl", "--allow-readable-keys")
+        self.ok("--allow-readable-keys", "refresh-crl")
+
+    def test_version(self) -> None:
+        """
+        --version prints the tool's name and version and exits 0.
+        """
+        from securechat import __version__
+        code, out, err = self.admin("--version")
+        self.assertEqual((code, out, err), (0, f"securechat-admin {__version__}\n", ""))
+
+    def test_unsafeDirectoryRefused(self) -> None:
+        """
+        Every command refuses a directory another user could have changed,
+        in one line naming the file and the fix, before doing anything.
+        """
+        self.init()
+        users = DataDir(self.data).users_path
+        os.chmod(users, 0o664)
+        pub, _ = public_key_file(self, "k.pub")
+        for argv in (("list-users",), ("add-user", "bob", pub), ("show",), ("refresh-crl",)):
+            err = self.refused(*argv)
+            self.assertIn(f"{users} is writable by", err)
+            self.assertIn(f"chmod go-w {users}", err)
+        os.chmod(users, 0o600)
+        self.assertIn("no users yet", self.ok("list-users"))
+
+    def prompt(self, answers: list[str], *argv: str) -> tuple[int, str, str, list[str]]:
+        prompts: list[str] = []
+
+        def getpass(prompt: str = "") -> str:
+            prompts.append(prompt)
+            return answers.pop(0)
+        self.patch(cli_module.getpass, "getpass", getpass)
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["--data-dir", self.data, *argv], out=out, err=err, now=lambda: NOW,
+                    stdin=TerminalStdin())
+        return code, out.getvalue(), err.getvalue(), prompts
+
+    def test_caPassphraseAskedOnTerminal(self) -> None:
+        """
+        On a terminal, init asks for a CA passphrase (twice), and commands
+        that need the encrypted CA key ask for it instead of failing; off a
+        terminal they say to give --ca-passphrase-file.
+        """
+        code, out, err, prompts = self.prompt(["ca secret", "ca secret"], "init",
+                                              "--server-name", "localhost")
+        self.assertEqual((code, err, len(prompts)), (0, "", 2))
+        self.assertTrue(DataDir(self.data).ca_key_encrypted())
+        code, out, err, prompts = self.prompt(["ca secret"], "refresh-crl")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(prompts, [f"passphrase for the CA key {DataDir(self.data).ca_key_path}: "])
+        code, out, err, prompts = self.prompt(["wrong"], "refresh-crl")
+        self.assertEqual(code, 1)
+        self.assertIn("passphrase", err)
+        self.assertIn("--ca-passphrase-file", self.refused("refresh-crl"))
+        code, out, err, prompts = self.prompt([], "init", "--server-name", "localhost")
+        self.assertEqual((code, prompts), (1, []))
+        self.assertIn("already has a CA", err)
+
+    def test_initEmptyPassphraseUnencrypted(self) -> None:
+        """
+        An empty answer to init's CA passphrase prompt leaves the key
+        unencrypted; --no-ca-passphrase does not ask.
+        """
+        code, out, err, prompts = self.prompt(["", ""], "init", "--server-name", "localhost")
+        self.assertEqual((code, err, len(prompts)), (0, "", 2))
+        self.assertFalse(DataDir(self.data).ca_key_encrypted())
+        self.data = os.path.join(self.dir, "other")
+        code, out, err, prompts = self.prompt([], "init", "--server-name", "localhost",
+                                              "--no-ca-passphrase")
+        self.assertEqual((code, err, prompts), (0, "", []))
+
+    def test_rotateSaysRelayReloads(self) -> None:
+        """
+        rotate-server-cert says the running relay switches by itself, not
+        that it must be restarted.
+        """
+        self.init()
+        out = self.ok("rotate-server-cert")
+        self.assertIn("switches to it by itself within 2 seconds", out)
+        self.assertNotIn("restart the relay", out)
+
+    def test_addUserSaysAtOnce(self) -> None:
+        """
+        add-user and new-user say a running relay accepts the user at once
+        (it re-checks users.json at every login).
+        """
+        self.init()
+        pub, _ = public_key_file(self, "k.pub")
+        self.assertIn("a running relay accepts them at once", self.ok("add-user", "bob", pub))
+        out = self.ok("new-user", "carol", "--out", self.dir, "--no-passphrase")
+        self.assertIn("a running relay accepts them at once", out)
+
+    def test_everyOptionHasHelp(self) -> None:
+        """
+        Every option and argument of every command has a help text.
+        """
+        from securechat.admin.cli import parser
+        p = parser()
+        subparsers = [a for a in p._actions if isinstance(a, __import__("argparse")._SubParsersAction)]
+        for name, sp in subparsers[0].choices.items():
+            for action in sp._actions:
+                self.assertTrue(action.help, f"{name} {action.option_strings or action.dest}")

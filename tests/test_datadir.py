@@ -21,6 +21,7 @@ from securechat.datadir import (
     DataDir,
     DataDirError,
     RelayCredentials,
+    UnsafeDataDir,
     UserDirectory,
     atomic_write,
     parse_utc,
@@ -222,7 +223,7 @@ class UserDirectoryTests(DataDirCase):
         self.assertEqual(entry, {
             "key": keys.public_key_pem(key).decode("ascii"), "type": "ecdsa-p256",
             "fingerprint": keys.fingerprint(key), "added": "2026-06-01T12:00:00Z",
-            "revoked": None, "certificates": []})
+            "revoked": None, "certificates": [], "history": []})
 
     def test_stamp(self) -> None:
         """
@@ -452,3 +453,186 @@ class CATests(DataDirCase):
         renamed = self.data.rotate_server_certificate(NOW, names=["chat.example.org"])
         self.assertEqual(certificate_names(renamed), ["chat.example.org"])
         self.data.relay_credentials()
+
+
+def other_owner(test: unittest.TestCase, *paths: str) -> int:
+    """
+    Make C{paths} belong to someone other than the user a L{DataDir} is
+    then opened for, and return that user's id: as root, the files are
+    given to uid 4242 and the directory opened for uid 1000; otherwise the
+    files stay the tester's and the directory is opened for another uid.
+    """
+    if os.geteuid() == 0:
+        for path in paths:
+            os.chown(path, 4242, 4242, follow_symlinks=False)
+        return 1000
+    return os.geteuid() + 1
+
+
+class TrustTests(DataDirCase):
+    """
+    Attacks through the data directory's files: nothing another user could
+    have written, and no private key others could have read, is believed
+    (as OpenSSH refuses such key files).  Each refusal is one line naming
+    the file, the problem and the command that fixes it.
+    """
+
+    def refused(self, call: object, *args: object, fix: str) -> str:
+        e = self.assertRaises(UnsafeDataDir, call, *args)  # type: ignore[arg-type]
+        self.assertIsInstance(e, CorruptDataDir)
+        self.assertNotIn("\n", str(e))
+        self.assertIn(fix, str(e))
+        return str(e)
+
+    def test_groupWritableUsersRefused(self) -> None:
+        """
+        A users.json its group can write (anyone in it could register
+        themselves) is refused by every reader, naming the chmod.
+        """
+        os.chmod(self.data.users_path, 0o660)
+        error = self.refused(self.data.load_users, fix=f"chmod go-w {self.data.users_path}")
+        self.assertIn("writable by its group (mode 0660)", error)
+        self.refused(self.data.verify, fix=f"chmod go-w {self.data.users_path}")
+
+    def test_worldWritableUsersRefused(self) -> None:
+        """
+        A users.json anyone can write is refused.
+        """
+        os.chmod(self.data.users_path, 0o606)
+        error = self.refused(self.data.load_users, fix=f"chmod go-w {self.data.users_path}")
+        self.assertIn("writable by others", error)
+
+    def test_writableCRLRefused(self) -> None:
+        """
+        A CRL others can write (they could un-revoke the relay's old
+        certificate) is refused like users.json.
+        """
+        os.chmod(self.data.crl_path, 0o666)
+        self.refused(self.data.relay_credentials, fix=f"chmod go-w {self.data.crl_path}")
+
+    def test_readableCAKeyRefused(self) -> None:
+        """
+        A CA key its group can read is refused unless the operator allows
+        it explicitly.
+        """
+        os.chmod(self.data.ca_key_path, 0o640)
+        error = self.refused(self.data.load_ca_key, None, fix=f"chmod 600 {self.data.ca_key_path}")
+        self.assertIn("private key readable by its group", error)
+        self.assertIn("--allow-readable-keys", error)
+        self.refused(self.data.verify, fix=f"chmod 600 {self.data.ca_key_path}")
+        allowed = DataDir(self.path, allow_readable_keys=True)
+        allowed.verify()
+        allowed.load_ca_key(None)
+
+    def test_readableServerKeyRefused(self) -> None:
+        """
+        A relay key anyone can read is refused when the relay loads its
+        credentials.
+        """
+        os.chmod(self.data.server_key_path, 0o644)
+        error = self.refused(self.data.relay_credentials, fix=f"chmod 600 {self.data.server_key_path}")
+        self.assertIn("readable by group and others", error)
+        DataDir(self.path, allow_readable_keys=True).relay_credentials()
+
+    def test_directoryOwnedByAnotherUser(self) -> None:
+        """
+        A data directory that belongs to another user (not root) is refused
+        with the chown that fixes it; one owned by root is accepted.
+        """
+        DataDir(self.path, uid=1000).verify()  # owned by the tester or root
+        uid = other_owner(self, self.path)
+        error = self.refused(DataDir(self.path, uid=uid).verify, fix="chown -R ")
+        self.assertIn(f"{self.path} is owned by", error)
+
+    def test_fileOwnedByAnotherUser(self) -> None:
+        """
+        A users.json that belongs to another user is refused when read.
+        """
+        uid = other_owner(self, self.data.users_path)
+        data = DataDir(self.path, uid=uid)
+        error = self.refused(data.load_users, fix=f"{self.data.users_path}")
+        self.assertIn("is owned by", error)
+        self.assertIn("chown ", error)
+
+    def test_rootMayUseAnyOwnersDirectory(self) -> None:
+        """
+        Root may work on a directory its service user owns (sudo
+        securechat-admin).
+        """
+        other_owner(self, self.path, self.data.users_path)
+        DataDir(self.path, uid=0).verify()
+        DataDir(self.path, uid=0).load_users()
+
+    def test_groupWritableDirectoryRefused(self) -> None:
+        """
+        A data directory (or its ca/ subdirectory) others can write in (and
+        so replace files in) is refused.
+        """
+        os.chmod(self.data.ca_dir, 0o770)
+        error = self.refused(self.data.verify, fix=f"chmod go-w {self.data.ca_dir}")
+        self.assertIn("writable by its group", error)
+        os.chmod(self.data.ca_dir, 0o700)
+        os.chmod(self.path, 0o777)
+        self.refused(self.data.verify, fix=f"chmod go-w {self.path}")
+
+    def test_symlinkOutOfDirectoryRefused(self) -> None:
+        """
+        A users.json that is a symbolic link to a file outside the data
+        directory is refused; a link inside it is accepted.
+        """
+        outside = os.path.abspath(self.mktemp())
+        with open(self.data.users_path, "rb") as f, open(outside, "wb") as g:
+            g.write(f.read())
+        os.chmod(outside, 0o600)
+        inside = os.path.join(self.path, "users-copy.json")
+        os.rename(self.data.users_path, inside)
+        os.symlink(inside, self.data.users_path)
+        self.data.load_users()
+        os.unlink(self.data.users_path)
+        os.symlink(outside, self.data.users_path)
+        error = self.refused(self.data.load_users, fix="replace it with the file itself")
+        self.assertIn(f"{self.data.users_path} is a symbolic link out of the data directory", error)
+        self.refused(self.data.verify, fix="symbolic link out")
+
+    def test_rootWritesKeepDirectoryOwner(self) -> None:
+        """
+        Files and directories root writes into a directory owned by another
+        user (the relay's) keep that user and group, so the relay can still
+        read them.
+        """
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root to write as root into another user's directory")
+        path = os.path.abspath(self.mktemp())
+        os.makedirs(path, mode=0o700)
+        os.chown(path, 4242, 4343)
+        data = DataDir(path)
+        with data.locked():
+            data.init(["localhost"], NOW)
+            data.add_user("alice", ed25519.Ed25519PrivateKey.generate().public_key(), NOW)
+        for directory, _, files in os.walk(path):
+            for name in [directory] + [os.path.join(directory, f) for f in files]:
+                st = os.stat(name)
+                self.assertEqual((st.st_uid, st.st_gid), (4242, 4343), name)
+
+
+class PermissionTests(DataDirCase):
+    """
+    A data directory the running user may not enter (made by root, relay
+    run as the service user) is reported as exactly that.
+    """
+
+    def test_permissionDeniedNamesDirectory(self) -> None:
+        """
+        The refusal says permission is denied on the directory, who owns
+        it, and the chown that lets the running user in, not that the CA
+        is missing.
+        """
+        from securechat import filetrust
+        from securechat.filetrust import user_name
+        self.patch(filetrust.os, "access", lambda path, mode: False)
+        owner = user_name(os.stat(self.path).st_uid)
+        e = self.assertRaises(UnsafeDataDir, DataDir(self.path, uid=65534).verify)
+        self.assertEqual(
+            str(e), f"permission denied on {self.path} (owned by {owner}, mode 0700), and this runs "
+                    f"as {user_name(65534)}: chown -R {user_name(65534)}: on the data directory, or "
+                    f"run this as {owner}")

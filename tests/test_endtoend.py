@@ -272,9 +272,9 @@ class OperatorEndToEndTests(unittest.TestCase):
         from tests.processes import BIN
         relay = Process(self, [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "securechat"],
                         "relay", stdin=False)
-        relay.expect(r"created now.*Add a user: securechat-admin")
         line = relay.expect(r"starting on (\d+)")
         self.assertEqual(line.group(1), "7070")
+        relay.expect(r"created now.*listening on 127.0.0.1:7070.*Add a user: \S*securechat-admin --data-dir")
         self.assertTrue(os.path.exists(os.path.join(home, ".local", "share", "securechat", "ca", "ca.pem")))
 
 
@@ -285,21 +285,25 @@ class DeploymentFileTests(unittest.TestCase):
 
     def test_systemdAnalyzeVerify(self) -> None:
         """
-        C{systemd-analyze verify} accepts the service and socket units
-        without a warning (paths adjusted in a temporary copy).
+        C{systemd-analyze verify} accepts the service and socket units, and
+        the daily CRL refresh service and timer, without a warning (paths
+        adjusted in a temporary copy).
         """
         analyze = shutil.which("systemd-analyze")
         self.assertIsNotNone(analyze, "systemd-analyze is installed by .ci/run")
         tmp = tempfile.mkdtemp(prefix="sc-units-")
         self.addCleanup(shutil.rmtree, tmp, True)
-        for unit in ("securechat.service", "securechat.socket"):
+        units = ("securechat.service", "securechat.socket", "securechat-refresh-crl.service",
+                 "securechat-refresh-crl.timer")
+        for unit in units:
             with open(os.path.join(ROOT, "etc", unit)) as f:
-                text = f.read().replace("/opt/securechat/bin/twistd", shutil.which("true") or "/bin/true")
+                text = f.read()
+            for tool in ("twistd", "securechat-admin"):
+                text = text.replace(f"/opt/securechat/bin/{tool}", shutil.which("true") or "/bin/true")
             with open(os.path.join(tmp, unit), "w") as f:
                 f.write(text)
         result = subprocess.run(
-            [analyze, "verify", os.path.join(tmp, "securechat.service"),
-             os.path.join(tmp, "securechat.socket")],
+            [analyze, "verify", *(os.path.join(tmp, unit) for unit in units)],
             capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stderr.strip(), "", result.stderr)
@@ -347,3 +351,43 @@ class CrashSafetyTests(unittest.TestCase):
         for user in (alice, bob):
             user.send("!exit")
             self.assertEqual(user.wait(), 0)
+
+
+class FailedStartTests(unittest.TestCase):
+    """
+    A relay that cannot start says why in exactly one line on standard
+    error, and nothing that suggests it is running.
+    """
+
+    def run_twistd(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        from tests.processes import BIN, TIMEOUT, environment
+        return subprocess.run(
+            [os.path.join(BIN, "twistd"), "--nodaemon", "--pidfile=", "securechat", *argv],
+            capture_output=True, text=True, env=environment(), cwd="/", timeout=TIMEOUT)
+
+    def test_busyPortOneLine(self) -> None:
+        """
+        A busy port: one line naming the address and the reason, and no
+        "listening on" hint before it.
+        """
+        d = Deployment(self)
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = self.run_twistd("--data-dir", d.data, "--listen", f"tcp:{port}:interface=127.0.0.1")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr, f"twistd securechat: error: cannot listen on 127.0.0.1:{port}: "
+                                        "Address already in use\n")
+        self.assertNotIn("listening on", result.stdout)
+
+    def test_usageErrorOneLine(self) -> None:
+        """
+        A bad option: one line, exit status 2, no usage text.
+        """
+        result = self.run_twistd("--listen", "tcp:notaport")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr.count("\n"), 1, result.stderr)
+        self.assertIn("twistd securechat: error: --listen: bad endpoint 'tcp:notaport'", result.stderr)
+        self.assertEqual(result.stdout, "")

@@ -75,3 +75,62 @@ class DocumentTests(unittest.TestCase):
                 settings_overrides={"warning_stream": warnings, "report_level": 2},
             )
             self.assertEqual(warnings.getvalue(), "", path.name)
+
+
+class InstallTests(unittest.TestCase):
+    """
+    What an installation (also a contributor's `pip install -e .`) offers.
+    """
+
+    def test_twistdFindsPlugin(self) -> None:
+        """
+        The environment running the tests finds the securechat twistd
+        plugin from outside the source tree and without PYTHONPATH: a
+        setuptools editable install hides twisted/plugins from Twisted's
+        plugin search unless setup.cfg's package_dir puts the tree on
+        sys.path.
+        """
+        import os
+        import subprocess
+        import sys
+        import tempfile
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        code = ("from twisted.plugin import getPlugins\n"
+                "from twisted.application.service import IServiceMaker\n"
+                "print(sorted(p.tapname for p in getPlugins(IServiceMaker)))\n")
+        with tempfile.TemporaryDirectory() as elsewhere:
+            result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env,
+                                    capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("'securechat'", result.stdout)
+
+    def test_setupDeclaresTopLevelPackageDir(self) -> None:
+        """
+        setup.cfg says the packages live at the top of the tree (what makes
+        the editable install put the tree on sys.path).
+        """
+        import configparser
+        cp = configparser.ConfigParser()
+        cp.read(ROOT / "setup.cfg")
+        self.assertEqual(cp["options"]["package_dir"].split(), ["=", "."])
+
+    def test_clientVersion(self) -> None:
+        """
+        securechat-client --version prints its name and version.
+        """
+        import contextlib
+        import io
+
+        from securechat import __version__
+        from securechat.client.cli import parser
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            e = self.assertRaises(SystemExit, parser().parse_args, ["--version"])
+        self.assertEqual(e.code, 0)
+        self.assertEqual(out.getvalue(), f"securechat-client {__version__}\n")
+
+    def test_readmeContributorInstall(self) -> None:
+        """
+        The README tells contributors how to install for development.
+        """
+        self.assertIn("pip install -e '.[test]'", (ROOT / "README.rst").read_text())

@@ -223,3 +223,214 @@ class MetricsTests(unittest.TestCase):
         request = DummyRequest([b""])
         self.assertEqual(health.render_GET(request), b"not ready\n")
         self.assertEqual(request.responseCode, 503)
+
+
+class OperatorStartupTests(unittest.TestCase):
+    """
+    What the operator sees when the relay starts or refuses to.
+    """
+
+    def test_mistypedDataDirNotCreated(self) -> None:
+        """
+        An explicit --data-dir that does not exist is refused with the
+        command that creates it, and nothing is created; with --init it is
+        created (the default directory is still created unasked).
+        """
+        import io
+        import sys
+        path = os.path.abspath(os.path.join(self.mktemp(), "typo"))
+        options = Options()
+        options.parseOptions(["--data-dir", path, "--listen", "tcp:0:interface=127.0.0.1"])
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        e = self.assertRaises(SystemExit, makeService, options)
+        self.assertEqual(e.code, 1)
+        self.assertIn(f"{path} does not exist: create the CA there with", err.getvalue())
+        self.assertIn(f"--data-dir {path} init --server-name NAME", err.getvalue())
+        self.assertEqual(err.getvalue().count("\n"), 1)
+        self.assertFalse(os.path.exists(path))
+        options = Options()
+        options.parseOptions(["--data-dir", path, "--init", "--listen", "tcp:0:interface=127.0.0.1"])
+        makeService(options)
+        self.assertTrue(DataDir(path).initialized())
+
+    def test_unsafeDataDirRefused(self) -> None:
+        """
+        The relay refuses to start on a users.json others can write, or a
+        readable server key unless --allow-readable-keys is given, naming
+        the file and the fix.
+        """
+        path = self.mktemp()
+        data = DataDir(path)
+        data.init(["localhost"], NOW)
+        os.chmod(data.users_path, 0o666)
+        e = self.assertRaises(CorruptDataDir, relay_service, path, [], None, Limits(), clock=Clock())
+        self.assertIn(f"chmod go-w {data.users_path}", str(e))
+        os.chmod(data.users_path, 0o600)
+        os.chmod(data.server_key_path, 0o644)
+        e = self.assertRaises(CorruptDataDir, relay_service, path, [], None, Limits(), clock=Clock())
+        self.assertIn(f"chmod 600 {data.server_key_path}", str(e))
+        relay_service(path, [], None, Limits(), clock=Clock(), allow_readable_keys=True)
+
+    def test_systemdWithoutNames(self) -> None:
+        """
+        A socket manager that passes sockets but no LISTEN_FDNAMES is named
+        as the problem (Twisted adopts sockets only with their names), with
+        what to set.
+        """
+        from securechat.server import service as service_module
+        self.patch(service_module, "inherited_sockets", lambda: 1)
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "LISTEN_FDNAMES"})
+        path = self.mktemp()
+        e = self.assertRaises(StartupError, relay_service, path, ["systemd:domain=INET:index=0"],
+                              None, Limits(), clock=Clock())
+        self.assertIn("passed 1 socket(s) but no names (LISTEN_FDNAMES)", str(e))
+        self.assertIn("FileDescriptorName=", str(e))
+        self.assertIn("--fdname=NAME", str(e))
+
+    def test_systemdWrongName(self) -> None:
+        """
+        A systemd: name= the socket manager did not pass is named, with the
+        names it did pass.
+        """
+        from securechat.server.startup import systemd_problem
+        text = systemd_problem("systemd:domain=INET:name=chat", {"LISTEN_FDNAMES": "securechat"}, 1)
+        self.assertIn("no socket named 'chat'; the socket manager passed securechat", text)
+
+    def test_hintCommandsWork(self) -> None:
+        """
+        The start-up hint, logged once listening, names the admin tool by
+        a path that works outside the virtualenv's PATH, the real port, and
+        --server-name when the address is not in the certificate.
+        """
+        import sys
+        from twisted.logger import globalLogPublisher
+        from securechat.server.startup import tool_command
+        path = self.mktemp()
+        DataDir(path).init(["chat.example.org"], NOW)
+        service = relay_service(path, ["tcp:0:interface=127.0.0.1"], None, Limits(), clock=Clock())
+        seen: list[str] = []
+
+        def observer(event: dict) -> None:  # type: ignore[type-arg]
+            if "hint" in event:
+                seen.append(event["hint"])
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = service.listeners[0]._waitingForPort.result.getHost().port
+        self.assertEqual(len(seen), 1)
+        hint = seen[0]
+        admin = tool_command("securechat-admin", "securechat.admin")
+        self.assertTrue(admin.startswith(os.path.dirname(sys.executable)), admin)
+        self.assertIn(f"Add a user: {admin} --data-dir {DataDir(path).path} new-user", hint)
+        self.assertIn(f"listening on 127.0.0.1:{port}", hint)
+        self.assertIn(f"--server tcp:127.0.0.1:{port} --server-name chat.example.org", hint)
+        self.assertNotIn("PORT", hint)
+
+    def test_clientOptionForLocalhost(self) -> None:
+        """
+        For a certificate that names the listening address, no
+        --server-name is needed; a wildcard address is replaced by the
+        certificate's first name.
+        """
+        from twisted.internet.address import IPv4Address
+        from securechat.server.startup import client_server_option
+        self.assertEqual(client_server_option([IPv4Address("TCP", "127.0.0.1", 7070)],
+                                              ["localhost", "127.0.0.1"]),
+                         "--server tcp:127.0.0.1:7070")
+        self.assertEqual(client_server_option([IPv4Address("TCP", "0.0.0.0", 7070)],
+                                              ["chat.example.org"]),
+                         "--server tcp:chat.example.org:7070")
+
+    def test_toolCommandWithoutScript(self) -> None:
+        """
+        Without the console script beside the interpreter, the hint uses
+        `python -m` with the running interpreter.
+        """
+        import sys
+        from securechat.server import startup
+        self.patch(sys, "executable", os.path.join(os.path.abspath(self.mktemp()), "python3"))
+        self.assertEqual(startup.tool_command("securechat-admin", "securechat.admin"),
+                         f"{sys.executable} -m securechat.admin")
+
+
+class ImmediateUserChangesTests(unittest.TestCase):
+    """
+    What securechat-admin does takes effect before it returns: the relay
+    checks users.json at every lookup.
+    """
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+        self.data = DataDir(self.path)
+        self.data.init(["localhost"], NOW)
+        self.clock = Clock()
+        self.service = relay_service(self.path, [], None, Limits(), clock=self.clock)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.alice = ed25519.Ed25519PrivateKey.generate()
+
+    def connect(self, key: ed25519.Ed25519PrivateKey) -> object:
+        from tests.relay_harness import RecordingClient
+        from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+        from securechat.protocol import SecureChatProtocol
+        from securechat.wire.messages import UserIdentity
+        from securechat.wire.relay import FROM_SERVER
+        network = Network(self.clock)
+        server_key = self.service.relay.credentials.private_key.public_key()
+        client = RecordingClient("alice")
+        client.verify_peer = lambda identity: server_key  # type: ignore[method-assign]
+        proto = SecureChatProtocol(
+            Config(CLIENT_SERVER, Role.INITIATOR, key, UserIdentity("alice"), registry=FROM_SERVER),
+            client, self.clock, handshake_timeout=1e9)
+        network.connect(proto, RelayFactory(self.service.relay).buildProtocol(None))
+        network.pump()
+        self.network = network
+        return client
+
+    def test_newUserLogsInAtOnce(self) -> None:
+        """
+        A user registered a moment ago (no time passes) can log in.
+        """
+        self.data.add_user("alice", self.alice.public_key(), NOW)
+        self.assertTrue(self.connect(self.alice).logged_in)  # type: ignore[attr-defined]
+
+    def test_revokedRefusedAtOnce(self) -> None:
+        """
+        A user revoked a moment ago is refused at the next login.
+        """
+        self.data.add_user("alice", self.alice.public_key(), NOW)
+        self.data.revoke_user("alice", NOW)
+        self.assertFalse(self.connect(self.alice).logged_in)  # type: ignore[attr-defined]
+
+    def test_rekeyEndsOldKeySession(self) -> None:
+        """
+        After rekey the old key is refused at once, the new one accepted,
+        and a session under the old key is ended at the next reload.
+        """
+        self.data.add_user("alice", self.alice.public_key(), NOW)
+        online = self.connect(self.alice)
+        self.assertTrue(online.logged_in)  # type: ignore[attr-defined]
+        network = self.network
+        new = ed25519.Ed25519PrivateKey.generate()
+        self.data.rekey_user("alice", new.public_key(), NOW)
+        self.assertFalse(self.connect(self.alice).logged_in)  # type: ignore[attr-defined]
+        self.clock.advance(2)
+        network.pump()
+        self.assertIsInstance(online.error, PeerAlert)  # type: ignore[attr-defined]
+        self.assertEqual(online.error.peer_alert, Alert.ACCESS_REVOKED)  # type: ignore[attr-defined]
+        self.assertTrue(self.connect(new).logged_in)  # type: ignore[attr-defined]
+
+    def test_brokenFileKeptPrevious(self) -> None:
+        """
+        A users.json broken while running is logged once and the previous
+        directory kept at lookups.
+        """
+        self.data.add_user("alice", self.alice.public_key(), NOW)
+        self.assertIsNotNone(self.service.relay.directory.lookup("alice"))
+        atomic_write(self.data.users_path, b"{broken")
+        self.assertIsNotNone(self.service.relay.directory.lookup("alice"))
+        self.assertIsNotNone(self.service.relay.directory.lookup("alice"))
+        self.flushLoggedErrors()

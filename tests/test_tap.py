@@ -19,6 +19,7 @@ class OptionsTests(unittest.TestCase):
 
     def parse(self, *argv: str) -> Options:
         options = Options()
+        options.exit_on_usage_error = False
         options.parseOptions(list(argv))
         return options
 
@@ -104,7 +105,54 @@ class OptionsTests(unittest.TestCase):
         """
         text = str(Options())
         for word in ("--data-dir", "--listen", "--metrics", "systemd:", "unix:", "ssl:",
-                     "SIGHUP", "securechat-admin", DEFAULT_LISTEN):
+                     "SIGHUP", "securechat-admin", DEFAULT_LISTEN, "--init",
+                     "--allow-readable-keys", "--version"):
             self.assertIn(word, text)
         for name, _, _, _ in LIMIT_OPTIONS:
             self.assertIn(f"--{name}", text)
+
+
+class CommandLineTests(unittest.TestCase):
+    """
+    What C{twistd securechat} prints for --version and for a mistake.
+    """
+
+    def test_version(self) -> None:
+        """
+        --version prints securechat's version and exits 0.
+        """
+        import io
+        import sys
+        from securechat import __version__
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        e = self.assertRaises(SystemExit, Options().parseOptions, ["--version"])
+        self.assertEqual(e.code, 0)
+        self.assertEqual(out.getvalue(), f"securechat {__version__}\n")
+
+    def test_usageErrorOneLine(self) -> None:
+        """
+        A usage mistake is one line on standard error and exit status 2,
+        not twistd's whole usage text before it.
+        """
+        import io
+        import sys
+        err, out = io.StringIO(), io.StringIO()
+        self.patch(sys, "stderr", err)
+        self.patch(sys, "stdout", out)
+        e = self.assertRaises(SystemExit, Options().parseOptions, ["--listen", "tcp:notaport"])
+        self.assertEqual(e.code, 2)
+        self.assertEqual(out.getvalue(), "")
+        self.assertTrue(err.getvalue().startswith(
+            "twistd securechat: error: --listen: bad endpoint 'tcp:notaport'"), err.getvalue())
+        self.assertEqual(err.getvalue().count("\n"), 1)
+
+    def test_initAndDataDir(self) -> None:
+        """
+        Only the default data directory is created unasked; an explicit
+        --data-dir needs --init to be created.
+        """
+        parse = OptionsTests.parse
+        self.assertTrue(parse(self, )["create"])  # type: ignore[arg-type]
+        self.assertFalse(parse(self, "--data-dir", "/srv/x")["create"])  # type: ignore[arg-type]
+        self.assertTrue(parse(self, "--data-dir", "/srv/x", "--init")["create"])  # type: ignore[arg-type]

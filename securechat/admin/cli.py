@@ -19,10 +19,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from securechat import pki
+from securechat import __version__, pki
 from securechat.crypto import keys
 from securechat.crypto.keys import KeyFormatError
 from securechat.datadir import CorruptDataDir, DataDir, DataDirError, atomic_write
+
+#: How soon a running relay acts on a change (its reload interval, seconds).
+RELAY_RELOAD_SECONDS = 2
 from securechat.wire.names import BadUserName, check_user_name
 
 PROG = "securechat-admin"
@@ -91,10 +94,46 @@ class Admin:
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
 
+    def ca_passphrase(self, a: argparse.Namespace) -> bytes | None:
+        """
+        The CA key's passphrase: from C{--ca-passphrase-file}, else asked on
+        the terminal if the key is encrypted, else none.
+        """
+        if a.ca_passphrase_file is not None:
+            return _read_secret(a.ca_passphrase_file)
+        if not self.data.ca_key_encrypted():
+            return None
+        if not self.stdin.isatty():
+            raise AdminError(f"{self.data.ca_key_path} is encrypted: give --ca-passphrase-file "
+                             "(standard input is not a terminal)")
+        answer = getpass.getpass(f"passphrase for the CA key {self.data.ca_key_path}: ")
+        if not answer:
+            raise AdminError("no passphrase given")
+        return answer.encode("utf-8")
+
+    def new_ca_passphrase(self, a: argparse.Namespace) -> bytes | None:
+        """
+        For C{init}: the passphrase to encrypt the new CA key with, from
+        C{--ca-passphrase-file}, else asked twice on a terminal (empty: no
+        passphrase), else none.
+        """
+        if a.ca_passphrase_file is not None:
+            return _read_secret(a.ca_passphrase_file)
+        if a.no_ca_passphrase or not self.stdin.isatty():
+            return None
+        first = getpass.getpass("passphrase to encrypt the CA key with (empty: none): ")
+        if first != getpass.getpass("again: "):
+            raise AdminError("the passphrases differ")
+        return first.encode("utf-8") or None
+
     def init(self, a: argparse.Namespace) -> None:
+        if self.data.initialized():  # before asking for a passphrase it would not use
+            raise AdminError(f"{self.data.path} already has a CA ({self.data.ca_cert_path}); "
+                             "not overwriting it")
+        passphrase = self.new_ca_passphrase(a)
         with self.data.locked():
             self.data.init(a.server_name, self.now(), ca_name=a.ca_name,
-                           ca_passphrase=_read_secret(a.ca_passphrase_file),
+                           ca_passphrase=passphrase,
                            server_key_type=a.server_key_type, days=a.days)
         self.say(f"created the CA and the relay's certificate for {', '.join(a.server_name)} "
                  f"in {self.data.path}")
@@ -105,7 +144,8 @@ class Admin:
         key = keys.load_public_key(_read(a.pubkey, "public key"))
         with self.data.locked():
             record = self.data.add_user(a.name, key, self.now())
-        self.say(f"added {record.name} ({record.key_type}, {record.fingerprint})")
+        self.say(f"added {record.name} ({record.key_type}, {record.fingerprint}); "
+                 "a running relay accepts them at once")
 
     def new_user(self, a: argparse.Namespace) -> None:
         check_user_name(a.name)
@@ -135,15 +175,27 @@ class Admin:
             atomic_write(key_path, keys.private_key_pem(private, passphrase), 0o600)
             atomic_write(pub_path, keys.public_key_pem(private.public_key()), 0o644)
             record = self.data.add_user(a.name, private.public_key(), self.now())
-        self.say(f"added {record.name} ({record.key_type}, {record.fingerprint})")
+        self.say(f"added {record.name} ({record.key_type}, {record.fingerprint}); "
+                 "a running relay accepts them at once")
         self.say(f"private key: {key_path} (give it to {a.name} securely); public key: {pub_path}")
 
     def revoke(self, a: argparse.Namespace) -> None:
         with self.data.locked():
-            record = self.data.revoke_user(a.name, self.now(), _read_secret(a.ca_passphrase_file))
+            record = self.data.revoke_user(a.name, self.now(), self.ca_passphrase(a))
         certs = f" and {len(record.certificates)} certificate(s)" if record.certificates else ""
-        self.say(f"revoked {record.name}{certs}; the CRL was reissued "
-                 "(a running relay applies it within seconds)")
+        self.say(f"revoked {record.name}{certs}; the CRL was reissued.  A running relay refuses "
+                 f"their logins at once and ends an open session within {RELAY_RELOAD_SECONDS} seconds")
+
+    def rekey(self, a: argparse.Namespace) -> None:
+        key = keys.load_public_key(_read(a.pubkey, "public key"))
+        with self.data.locked():
+            old = self.data.lookup_user(a.name)
+            passphrase = self.ca_passphrase(a) if old.certificates and not old.revoked else None
+            record = self.data.rekey_user(a.name, key, self.now(), passphrase)
+        was = " (was revoked; active again)" if old.revoked else ""
+        self.say(f"{record.name} now has the key {record.key_type}, {record.fingerprint}{was}; "
+                 f"the old key {old.fingerprint} is refused.  A running relay applies it at once "
+                 f"and ends a session under the old key within {RELAY_RELOAD_SECONDS} seconds")
 
     def list_users(self, a: argparse.Namespace) -> None:
         users = self.data.load_users()
@@ -151,7 +203,8 @@ class Admin:
             self.say("no users yet: securechat-admin add-user NAME PUBKEY.pem")
             return
         rows = [(r.name, r.key_type, r.fingerprint,
-                 f"REVOKED {r.revoked}" if r.revoked else "active")
+                 (f"REVOKED {r.revoked}" if r.revoked else "active")
+                 + (f" (key replaced {r.history[-1].replaced})" if r.history else ""))
                 for r in (users.users[n] for n in users.names())]
         widths = [max(len(row[i]) for row in rows + [("NAME", "TYPE", "FINGERPRINT", "STATUS")])
                   for i in range(4)]
@@ -171,22 +224,23 @@ class Admin:
             raise AdminError(f"{a.csr} is not a PEM certificate request: {e}") from None
         with self.data.locked():
             cert = self.data.issue_user_certificate(a.name, csr, self.now(),
-                                                    _read_secret(a.ca_passphrase_file), a.days)
+                                                    self.ca_passphrase(a), a.days)
         atomic_write(a.out, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         self.say(f"issued a certificate for {a.name} (serial {cert.serial_number:x}) in {a.out}")
 
     def refresh_crl(self, a: argparse.Namespace) -> None:
         with self.data.locked():
-            self.data.refresh_crl(self.now(), _read_secret(a.ca_passphrase_file), a.days)
+            self.data.refresh_crl(self.now(), self.ca_passphrase(a), a.days)
         self.say(f"reissued the CRL, valid for {a.days} days")
 
     def rotate_server_cert(self, a: argparse.Namespace) -> None:
         with self.data.locked():
             cert = self.data.rotate_server_certificate(
-                self.now(), a.server_name or None, _read_secret(a.ca_passphrase_file),
+                self.now(), a.server_name or None, self.ca_passphrase(a),
                 a.server_key_type, a.days)
         self.say(f"issued a new relay certificate (serial {cert.serial_number:x}) and revoked the "
-                 "old one; restart the relay (or send it SIGHUP) to use it")
+                 f"old one; a running relay on this data directory switches to it by itself within "
+                 f"{RELAY_RELOAD_SECONDS} seconds (at once on SIGHUP), no restart needed")
 
     def show(self, a: argparse.Namespace) -> None:
         ca = self.data.load_ca_certificate()
@@ -201,77 +255,121 @@ class Admin:
         self.say(f"users: {len(self.data.load_users().users)}")
 
 
+def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """
+    The options every command takes, accepted before or after the command
+    name (after it, they must not reset what was given before it).
+    """
+    default: object = argparse.SUPPRESS if suppress else None
+    p.add_argument("--data-dir", "-d", default=default, metavar="DIR",
+                   help="the relay's data directory [default: $SECURECHAT_DATA_DIR, else "
+                   "~/.local/share/securechat]")
+    p.add_argument("--allow-readable-keys", action="store_true",
+                   default=argparse.SUPPRESS if suppress else False,
+                   help="accept a CA or relay private key that its group or others can read "
+                   "(refused by default, as OpenSSH refuses such key files)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Manage a securechat relay's CA, certificate and users.",
-        epilog="The data directory defaults to $SECURECHAT_DATA_DIR, else ~/.local/share/securechat.",
+        description="Manage a securechat relay's CA, certificate and users.  Run it as the user "
+        "that owns the data directory (the relay's user), or as root: files root writes keep "
+        "the directory's owner.",
+        epilog="The data directory defaults to $SECURECHAT_DATA_DIR, else ~/.local/share/securechat.  "
+        "Options before the command may also come after it.",
     )
-    p.add_argument("--data-dir", "-d", default=None, help="the relay's data directory")
+    _global_options(p, suppress=False)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def ca_pass(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--ca-passphrase-file", help="file with the CA key's passphrase, if it has one")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".")
+        _global_options(sp, suppress=True)
+        return sp
 
-    sp = sub.add_parser("init", help="create the CA, the relay's certificate and an empty user list")
-    sp.add_argument("--server-name", action="append", required=True,
+    def ca_pass(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--ca-passphrase-file", metavar="FILE",
+                        help="file with the CA key's passphrase, if it has one "
+                        "[default: ask on the terminal]")
+
+    sp = command("init", "create the CA, the relay's certificate and an empty user list")
+    sp.add_argument("--server-name", action="append", required=True, metavar="NAME",
                     help="a name clients connect to (DNS name or IP address); repeat for several")
-    sp.add_argument("--ca-name", help="the CA's common name")
-    sp.add_argument("--ca-passphrase-file", help="encrypt the CA key with the passphrase in this file")
-    sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519")
+    sp.add_argument("--ca-name", metavar="NAME",
+                    help="the CA's common name [default: securechat CA for the first --server-name]")
+    secret = sp.add_mutually_exclusive_group()
+    secret.add_argument("--ca-passphrase-file", metavar="FILE",
+                        help="encrypt the CA key with the passphrase in this file "
+                        "[default: ask on a terminal (empty: unencrypted), else unencrypted]")
+    secret.add_argument("--no-ca-passphrase", action="store_true",
+                        help="store the CA key unencrypted without asking")
+    sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519",
+                    help="the relay's key type [default: %(default)s]")
     sp.add_argument("--days", type=_days, default=pki.SERVER_DAYS,
                     help="relay certificate lifetime in days [default: %(default)s]")
     sp.set_defaults(run=Admin.init)
 
-    sp = sub.add_parser("add-user", help="register a user from a PEM public key "
-                        "(Ed25519, ECDSA P-256, RSA 2048-4096)")
-    sp.add_argument("name")
+    sp = command("add-user", "register a user from a PEM public key "
+                 "(Ed25519, ECDSA P-256, RSA 2048-4096); a running relay accepts them at once")
+    sp.add_argument("name", help="the user's name")
     sp.add_argument("pubkey", help="PEM public key file (e.g. from openssl pkey -pubout)")
     sp.set_defaults(run=Admin.add_user)
 
-    sp = sub.add_parser("new-user", help="generate an Ed25519 key pair for a user and register it")
-    sp.add_argument("name")
-    sp.add_argument("--out", required=True, help="directory for NAME.key and NAME.pub.pem")
+    sp = command("new-user", "generate an Ed25519 key pair for a user and register it")
+    sp.add_argument("name", help="the user's name")
+    sp.add_argument("--out", required=True, metavar="DIR",
+                    help="directory for NAME.key and NAME.pub.pem")
     secret = sp.add_mutually_exclusive_group()
-    secret.add_argument("--passphrase-file", help="encrypt the private key with this file's passphrase "
+    secret.add_argument("--passphrase-file", metavar="FILE",
+                        help="encrypt the private key with this file's passphrase "
                         "[default: ask twice on the terminal]")
     secret.add_argument("--no-passphrase", action="store_true",
                         help="store the private key unencrypted")
     sp.set_defaults(run=Admin.new_user)
 
-    sp = sub.add_parser("revoke", help="revoke a user (and their certificates) and reissue the CRL")
-    sp.add_argument("name")
+    sp = command("rekey", "give a user a new public key (also a revoked user, who becomes "
+                 "active again); the old key is refused from then on and kept in the history")
+    sp.add_argument("name", help="the user's name")
+    sp.add_argument("pubkey", help="PEM public key file with the new key")
+    ca_pass(sp)
+    sp.set_defaults(run=Admin.rekey)
+
+    sp = command("revoke", "revoke a user (and their certificates) and reissue the CRL")
+    sp.add_argument("name", help="the user's name")
     ca_pass(sp)
     sp.set_defaults(run=Admin.revoke)
 
-    sp = sub.add_parser("list-users", help="list users, key types, fingerprints and status")
+    sp = command("list-users", "list users, key types, fingerprints and status")
     sp.set_defaults(run=Admin.list_users)
 
-    sp = sub.add_parser("issue-cert", help="sign a user's CSR (openssl req -new -key KEY -subj /CN=NAME)")
-    sp.add_argument("name")
-    sp.add_argument("--csr", required=True)
-    sp.add_argument("--out", required=True)
+    sp = command("issue-cert", "sign a user's CSR (openssl req -new -key KEY -subj /CN=NAME)")
+    sp.add_argument("name", help="the user's name (the CSR's common name)")
+    sp.add_argument("--csr", required=True, metavar="FILE", help="the PEM certificate request")
+    sp.add_argument("--out", required=True, metavar="FILE", help="where to write the certificate")
     sp.add_argument("--days", type=_days, default=pki.USER_DAYS,
                     help="certificate lifetime in days [default: %(default)s]")
     ca_pass(sp)
     sp.set_defaults(run=Admin.issue_cert)
 
-    sp = sub.add_parser("refresh-crl", help="reissue the CRL with a new validity period (run it daily)")
+    sp = command("refresh-crl", "reissue the CRL with a new validity period "
+                 "(daily: etc/securechat-refresh-crl.timer)")
     sp.add_argument("--days", type=_days, default=pki.CRL_DAYS,
                     help="days until the CRL's next update [default: %(default)s]")
     ca_pass(sp)
     sp.set_defaults(run=Admin.refresh_crl)
 
-    sp = sub.add_parser("rotate-server-cert", help="new relay key and certificate; revoke the old one")
-    sp.add_argument("--server-name", action="append", help="names for the new certificate "
-                    "[default: the old certificate's]")
-    sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519")
+    sp = command("rotate-server-cert", "new relay key and certificate; revoke the old one")
+    sp.add_argument("--server-name", action="append", metavar="NAME",
+                    help="names for the new certificate [default: the old certificate's]")
+    sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519",
+                    help="the relay's new key type [default: %(default)s]")
     sp.add_argument("--days", type=_days, default=pki.SERVER_DAYS,
                     help="relay certificate lifetime in days [default: %(default)s]")
     ca_pass(sp)
     sp.set_defaults(run=Admin.rotate_server_cert)
 
-    sp = sub.add_parser("show", help="show the CA, the relay's certificate, the CRL and counts")
+    sp = command("show", "show the CA, the relay's certificate, the CRL and counts")
     sp.set_defaults(run=Admin.show)
     return p
 
@@ -289,10 +387,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             args = parser().parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    data = DataDir(args.data_dir or default_data_dir())
+    data = DataDir(args.data_dir or default_data_dir(), allow_readable_keys=args.allow_readable_keys)
     admin = Admin(data, out, now or (lambda: datetime.datetime.now(datetime.timezone.utc)),
                   stdin or sys.stdin)
     try:
+        # Nothing in a directory another user could have changed is believed.
+        data.verify()
         args.run(admin, args)
     except (AdminError, DataDirError, CorruptDataDir, KeyFormatError, BadUserName, ValueError) as e:
         err.write(f"{PROG}: error: {e}\n")

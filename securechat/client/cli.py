@@ -29,6 +29,7 @@ from cryptography import x509 as cx509
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
+from securechat import __version__
 from securechat.client.core import ChatClient, ServerVerifier
 from securechat.client.endpoint import describe_tls_failure
 from securechat.client.pins import PinStore
@@ -83,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--passphrase-file", help="file holding the key's passphrase "
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys [default: known_peers beside the config file]")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 

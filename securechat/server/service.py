@@ -7,9 +7,12 @@ The relay's service tree, as C{twistd securechat} runs it::
       metrics site, if --metrics       (/metrics, /health)
       TimerService                     (re-read users.json and the CRL when they change)
 
-The user directory and the relay's credentials (certificate and stapled CRL)
-are re-read within C{reload_interval} seconds of changing on disk, and at
-once on SIGHUP; users revoked meanwhile are disconnected.
+The user directory is checked for changes at every lookup (one C{stat}), so
+a user C{securechat-admin} registered, re-keyed or revoked is accepted or
+refused at the next login; sessions of users revoked or re-keyed meanwhile
+are ended within C{reload_interval} seconds.  The relay's credentials
+(certificate and stapled CRL) are re-read within C{reload_interval} seconds
+of changing on disk; SIGHUP re-reads everything at once.
 """
 
 from __future__ import annotations
@@ -24,17 +27,21 @@ from typing import Any, Iterator, Sequence
 from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
+from twisted.internet.address import UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from securechat import pki
 from securechat.datadir import CorruptDataDir, DataDir, UserDirectory
 from securechat.server.directory import IUserDirectory, UserEntry
 from securechat.server.limits import Limits
 from securechat.server.metrics import metrics_root
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
+from securechat.server.startup import (client_server_option, inherited_sockets, systemd_problem,
+                                       tool_command)
 from securechat.wire.messages import CertificateIdentity
 
 DEFAULT_SERVER_NAMES = ["localhost", "127.0.0.1", "::1"]
@@ -49,27 +56,58 @@ class StartupError(Exception):
 @implementer(IUserDirectory)
 class FileUserDirectory:
     """
-    The data directory's C{users.json}, re-read when it changes.
+    The data directory's C{users.json}, re-read when it changes: every
+    lookup first checks the file's stamp (one C{stat}), so a change made a
+    moment ago is seen by the next login.
     """
+
+    log = Logger()
 
     def __init__(self, data: DataDir) -> None:
         self._data = data
         self._stamp: Any = None
+        self._bad_stamp: Any = None
+        self._unrevalidated = False
         self._users = UserDirectory()
-        self.reload()
+        self._read(self._data.stamp(self._data.users_path))
+        self._unrevalidated = False
+
+    def _read(self, stamp: Any) -> None:
+        self._users = self._data.load_users()
+        self._stamp = stamp
+        self._unrevalidated = True
 
     def reload(self) -> bool:
         """
-        Re-read the file if it changed; return whether it did.
+        Re-read the file if it changed; return whether it changed since the
+        last call (also if a lookup re-read it meanwhile), so the caller
+        re-checks online users once per change.
+
+        @raise CorruptDataDir: if the changed file cannot be used (the
+            previous directory is kept).
         """
         stamp = self._data.stamp(self._data.users_path)
-        if stamp == self._stamp:
-            return False
-        self._users = self._data.load_users()
-        self._stamp = stamp
-        return True
+        if stamp != self._stamp:
+            self._read(stamp)
+        changed, self._unrevalidated = self._unrevalidated, False
+        return changed
+
+    def _fresh(self) -> None:
+        """
+        Re-read the file if it changed since it was last read; a broken
+        version is logged once and the previous directory kept.
+        """
+        stamp = self._data.stamp(self._data.users_path)
+        if stamp == self._stamp or stamp == self._bad_stamp:
+            return
+        try:
+            self._read(stamp)
+        except CorruptDataDir as e:
+            self._bad_stamp = stamp
+            self.log.error("keeping the previous user directory: {error}", error=str(e))
 
     def lookup(self, name: str) -> UserEntry | None:
+        self._fresh()
         record = self._users.lookup(name)
         if record is None:
             return None
@@ -102,6 +140,10 @@ class RelayService(MultiService):
         timer.clock = relay.clock
         timer.setServiceParent(self)
         self._previous_hup: Any = None
+        #: The listening services, whose ports the start-up hint names.
+        self.listeners: list[Any] = []
+        #: Whether the data directory was created by this start.
+        self.created = False
 
     def _stamps(self) -> tuple[Any, ...]:
         d = self.data
@@ -134,10 +176,39 @@ class RelayService(MultiService):
     def startService(self) -> None:
         with _listen_errors_exit():
             super().startService()
+        self.log.info("{hint}", hint=self.hint())
         try:
             self._previous_hup = signal.signal(signal.SIGHUP, self._hup)
         except ValueError:  # not the main thread (tests)
             self._previous_hup = None
+
+    def hint(self) -> str:
+        """
+        The line that says where the data is, where the relay listens, and
+        how to add a user and connect, with commands that work when copied:
+        the tools' full paths, the real port, and C{--server-name} when the
+        address is not a name in the relay's certificate.
+        """
+        addresses = []
+        for listener in self.listeners:
+            waiting = getattr(listener, "_waitingForPort", None)
+            port = getattr(waiting, "result", None) if waiting is not None else None
+            if port is not None and hasattr(port, "getHost"):
+                addresses.append(port.getHost())
+        try:
+            names = pki.certificate_names(self.data.load_server_chain()[0])
+        except CorruptDataDir:
+            names = []
+        path = self.data.path
+        created = " (created now, with a certificate for localhost)" if self.created else ""
+        listening = ", ".join(_address_text(a) for a in addresses) or "no listener"
+        return (
+            f"securechat relay: data directory {path}{created}; {len(self.directory)} users "
+            f"registered; listening on {listening}.  Add a user: "
+            f"{tool_command('securechat-admin', 'securechat.admin')} --data-dir {path} new-user "
+            f"NAME --out DIR.  Connect: {tool_command('securechat-client', 'securechat.client')} "
+            f"{client_server_option(addresses, names)} --ca {self.data.ca_cert_path} --user NAME "
+            "--key DIR/NAME.key")
 
     def _hup(self, signum: int, frame: Any) -> None:
         from twisted.internet import reactor
@@ -162,31 +233,54 @@ def _listen_errors_exit() -> Iterator[None]:
     except CannotListenError as e:
         reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
         where = f"{e.interface or '*'}:{e.port}"
-        sys.stderr.write(f"twistd securechat: error: cannot listen on {where}: {reason}\n")
+        # twistd has redirected sys.stderr into its log by now: the line
+        # goes to the real standard error, so a failed start is one line.
+        stream = sys.__stderr__ or sys.stderr
+        stream.write(f"twistd securechat: error: cannot listen on {where}: {reason}\n")
+        stream.flush()
         raise SystemExit(1) from None
 
 
-def prepare_data_dir(path: str, create: bool, now: datetime.datetime) -> tuple[DataDir, bool]:
+def _address_text(address: Any) -> str:
+    if isinstance(address, UNIXAddress):
+        return f"unix:{address.name.decode() if isinstance(address.name, bytes) else address.name}"
+    host = getattr(address, "host", "?")
+    return f"{host}:{getattr(address, 'port', '?')}"
+
+
+def prepare_data_dir(path: str, create: bool, now: datetime.datetime,
+                     allow_readable_keys: bool = False) -> tuple[DataDir, bool]:
     """
-    Open the data directory, creating it (CA, certificate for localhost)
-    when C{create} is set and it does not exist yet.  Returns it and whether
-    it was just created.
+    Open the data directory after checking it can be trusted
+    (L{DataDir.verify}); create it (CA, certificate for localhost) when
+    C{create} is set and it does not exist yet or is empty.  Returns it and
+    whether it was just created.
+
+    @raise StartupError: if it is not a data directory and C{create} is
+        not set (a mistyped C{--data-dir} must not become a new CA).
     """
-    data = DataDir(path)
+    data = DataDir(path, allow_readable_keys=allow_readable_keys)
+    data.verify()
     if data.initialized():
         return data, False
-    if os.path.exists(path) and os.listdir(path):
+    admin = tool_command("securechat-admin", "securechat.admin")
+    init = f"{admin} --data-dir {data.path} init --server-name NAME"
+    if os.path.isdir(path) and [n for n in os.listdir(path) if n != ".lock"]:
         raise StartupError(
-            f"{path} exists but holds no CA ({data.ca_cert_path} is missing): "
-            "run `securechat-admin init` there, or point --data-dir elsewhere")
+            f"{data.path} exists but holds no CA ({data.ca_cert_path} is missing): create one "
+            f"with `{init}`, or point --data-dir elsewhere")
     if not create:
-        raise StartupError(f"{path} is not a securechat data directory: run `securechat-admin init`")
+        state = "is empty" if os.path.isdir(path) else "does not exist"
+        raise StartupError(
+            f"{data.path} {state}: create the CA there with `{init}` (or start with --init "
+            "for a relay on localhost only)")
     data.init(DEFAULT_SERVER_NAMES, now)
     return data, True
 
 
 def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, limits: Limits,
-                  create: bool = True, clock: IReactorTime | None = None) -> RelayService:
+                  create: bool = True, clock: IReactorTime | None = None,
+                  allow_readable_keys: bool = False) -> RelayService:
     """
     Build the whole service tree, or raise L{StartupError} /
     L{CorruptDataDir} saying what is wrong.
@@ -195,25 +289,26 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         from twisted.internet import reactor
         clock = reactor
     assert clock is not None
-    log = Logger(namespace="securechat.server")
     data, created = prepare_data_dir(
-        data_dir, create, datetime.datetime.now(datetime.timezone.utc))
+        data_dir, create, datetime.datetime.now(datetime.timezone.utc), allow_readable_keys)
     directory = FileUserDirectory(data)
     relay = Relay(directory, load_credentials(data), clock, limits)
     service = RelayService(data, relay, directory)
+    service.created = created
     factory = RelayFactory(relay)
     factory.noisy = False
     for description in listen:
         try:
-            strports.service(description, factory).setServiceParent(service)
-        except IndexError:
+            listener = strports.service(description, factory)
+        except (IndexError, KeyError) as e:
             if description.startswith("systemd:"):
                 raise StartupError(
-                    f"--listen {description!r}: systemd passed no such socket (LISTEN_FDS); run "
-                    "under socket activation (etc/securechat.socket) or listen on tcp:") from None
-            raise StartupError(f"cannot use --listen {description!r}") from None
-        except (ValueError, KeyError, TypeError, OSError) as e:
+                    systemd_problem(description, os.environ, inherited_sockets())) from None
             raise StartupError(f"cannot use --listen {description!r}: {e}") from None
+        except (ValueError, TypeError, OSError) as e:
+            raise StartupError(f"cannot use --listen {description!r}: {e}") from None
+        listener.setServiceParent(service)
+        service.listeners.append(listener)
     if metrics is not None:
         site = Site(metrics_root(relay.metrics, lambda: bool(service.running)))
         site.noisy = False
@@ -221,12 +316,4 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
             strports.service(metrics, site).setServiceParent(service)
         except (ValueError, KeyError, IndexError, TypeError, OSError) as e:
             raise StartupError(f"cannot use --metrics {metrics!r}: {e}") from None
-    users = len(directory)
-    log.info(
-        "securechat relay: data directory {path}{created}; {users} users registered; listening "
-        "on {listen}.  Add a user: securechat-admin --data-dir {path} new-user NAME --out DIR.  "
-        "Connect: securechat-client --server tcp:127.0.0.1:PORT --ca {ca} --user NAME "
-        "--key DIR/NAME.key",
-        path=data.path, created=" (created now, with a certificate for localhost)" if created else "",
-        users=users, listen=", ".join(listen), ca=data.ca_cert_path)
     return service
