@@ -452,7 +452,14 @@ class DataDir:
 
     def _write_crl(self, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
                    state: CAState, now: datetime.datetime, days: int = pki.CRL_DAYS) -> None:
-        revoked = [(int(r["serial"], 16), parse_utc(r["at"])) for r in state.revoked]
+        # A certificate that expired more than a CRL lifetime ago has been
+        # listed on CRLs issued after its expiry (RFC 5280, 3.3) and is
+        # refused as expired anyway: leave it out, so that the CRL the relay
+        # staples stays small (docs/protocol.rst, 4.6).
+        gone = {int(i["serial"], 16) for i in state.issued
+                if "not_after" in i and parse_utc(i["not_after"]) + datetime.timedelta(days=days) < now}
+        revoked = [(int(r["serial"], 16), parse_utc(r["at"])) for r in state.revoked
+                   if int(r["serial"], 16) not in gone]
         crl = pki.issue_crl(ca_key, ca_cert, revoked, state.crl_number, now, days)
         state.crl_number += 1
         atomic_write(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
