@@ -81,6 +81,18 @@ class CrlStoreTests(unittest.TestCase):
         with open(self.path) as f:
             self.assertEqual(f.read(), before)
 
+    def test_twoProcessesMerge(self) -> None:
+        """
+        Two clients sharing the file (two users on one account): one that
+        read the file before the other saved a newer CRL merges instead of
+        writing its older memory back.
+        """
+        first, second = CrlStore(self.path), CrlStore(self.path)
+        second.remember(CA, SeenCrl(9, frozenset({1})))
+        first.remember(CA, SeenCrl(5, frozenset({2})))
+        self.assertEqual(CrlStore(self.path).seen(CA), SeenCrl(9, frozenset({1, 2})))
+        self.assertEqual(first.seen(CA), SeenCrl(9, frozenset({1, 2})))
+
     def test_besideKnownPeers(self) -> None:
         """
         The client keeps the file beside its known-peers file.

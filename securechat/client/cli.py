@@ -169,6 +169,8 @@ def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = Non
             crls.remember(fingerprint, seen)
         except OSError as e:
             return f"cannot record the relay's CRL in {crls.path}: {e.strerror} [crl-memory]"
+        except ValueError as e:  # CorruptCrlState: damaged since the client started
+            return f"cannot record the relay's CRL: {e} [crl-memory]"
         return ""
 
     def verify(identity: CertificateIdentity) -> keys.PublicKey:

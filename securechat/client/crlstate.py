@@ -45,14 +45,14 @@ class CrlStore:
         self.path = path
         self._seen: dict[str, SeenCrl] = {}
         if path is not None and os.path.lexists(path):
-            self._load(path)
+            self._seen = self._load(path)
 
     def _corrupt(self, path: str, problem: str) -> CorruptCrlState:
         return CorruptCrlState(
             f"{path}: {problem}; it records the newest CRL seen from each CA, so that an old one "
             "cannot be replayed: fix or restore it (deleting it forgets that protection)")
 
-    def _load(self, path: str) -> None:
+    def _load(self, path: str) -> dict[str, SeenCrl]:
         try:
             with open(path, "rb") as f:
                 raw = f.read()
@@ -67,6 +67,7 @@ class CrlStore:
         cas = data.get("cas")
         if not isinstance(cas, dict):
             raise self._corrupt(path, 'no "cas" table')
+        out: dict[str, SeenCrl] = {}
         for ca, entry in cas.items():
             try:
                 number = entry["crl_number"]
@@ -76,9 +77,10 @@ class CrlStore:
                         or not isinstance(revoked, list)
                         or not all(isinstance(s, str) for s in revoked)):
                     raise ValueError
-                self._seen[ca] = SeenCrl(number, frozenset(int(s, 16) for s in revoked))
+                out[ca] = SeenCrl(number, frozenset(int(s, 16) for s in revoked))
             except (KeyError, TypeError, ValueError):
                 raise self._corrupt(path, f"the entry for {str(ca)[:60]!r} is malformed") from None
+        return out
 
     def seen(self, ca: str) -> SeenCrl | None:
         """
@@ -88,32 +90,35 @@ class CrlStore:
 
     def remember(self, ca: str, seen: SeenCrl) -> None:
         """
-        Remember C{seen} for C{ca} and save, if it is news.
+        Remember C{seen} for C{ca} and save, if it is news.  What another
+        client process saved meanwhile is merged in, never overwritten by
+        an older memory.
 
         @raise OSError: if the file cannot be written (nothing is lost:
             the previous file stays as it was).
+        @raise CorruptCrlState: if the file was damaged meanwhile.
         """
         if self._seen.get(ca) == seen:
             return
-        previous = self._seen.get(ca)
-        self._seen[ca] = seen
-        try:
-            self._save()
-        except BaseException:
-            if previous is None:
-                del self._seen[ca]
-            else:
-                self._seen[ca] = previous
-            raise
+        merged = dict(self._seen)
+        if self.path is not None and os.path.lexists(self.path):
+            for other, remembered in self._load(self.path).items():
+                mine = merged.get(other)
+                merged[other] = remembered if mine is None else mine.merged(
+                    remembered.number, remembered.revoked)
+        mine = merged.get(ca)
+        merged[ca] = seen if mine is None else seen.merged(mine.number, mine.revoked)
+        self._save(merged)
+        self._seen = merged
 
-    def _save(self) -> None:
+    def _save(self, seen: dict[str, SeenCrl]) -> None:
         if self.path is None:
             return
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
         data = {"version": FORMAT_VERSION, "cas": {
             ca: {"crl_number": s.number, "revoked": sorted(format(n, "x") for n in s.revoked)}
-            for ca, s in sorted(self._seen.items())}}
+            for ca, s in sorted(seen.items())}}
         fd, tmp = tempfile.mkstemp(prefix=".seen_crls.", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
