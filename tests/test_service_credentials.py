@@ -381,3 +381,50 @@ class CrlPruningTests(CredentialsCase):
         self.data.refresh_crl(expiry + datetime.timedelta(days=pki.CRL_DAYS + 1))
         self.assertFalse(listed())
         self.assertIn(format(old.serial_number, "x"), [r["serial"] for r in self.data.load_state().revoked])
+
+
+class ExpiryWatchTests(CredentialsCase):
+    """
+    Credentials that go out of date while the relay runs, nothing on disk
+    changing: the operator is warned before and told when.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.service = self.start()
+        self.events: list[dict[str, Any]] = []
+        self.service.log = Logger(observer=self.events.append)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def lines(self) -> list[tuple[str, str]]:
+        from twisted.logger import formatEvent
+        return [(e["log_level"].name, formatEvent(e)) for e in self.events]
+
+    def test_crlGoingOutOfDate(self) -> None:
+        """
+        Three days before the CRL's nextUpdate one warning says to run
+        refresh-crl; past it, one error says every client now refuses the
+        relay; after refresh-crl, nothing more.
+        """
+        next_update = self.data.load_crl().next_update_utc
+        assert next_update is not None
+        self.clock.advance(2)
+        self.assertEqual(self.lines(), [])
+        self.wall = next_update - datetime.timedelta(days=2)
+        self.clock.advance(2)
+        self.clock.advance(2)
+        self.assertEqual(self.lines(), [("warn", "the relay's CRL goes out of date at "
+                                         f"{next_update:%Y-%m-%d %H:%M} UTC: run `securechat-admin "
+                                         "refresh-crl`")])
+        self.wall = next_update + datetime.timedelta(minutes=1)
+        self.clock.advance(2)
+        self.clock.advance(2)
+        self.assertEqual(len(self.lines()), 2)
+        level, line = self.lines()[1]
+        self.assertEqual(level, "error")
+        self.assertIn("every client now refuses the relay: the relay's CRL went out of date", line)
+        self.data.refresh_crl(self.wall)
+        self.clock.advance(2)
+        self.clock.advance(2)
+        self.assertEqual([level for level, _ in self.lines()], ["warn", "error", "info"])

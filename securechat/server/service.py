@@ -99,8 +99,28 @@ _REMEDIES = {
 }
 
 
+#: How long before its CRL (or certificate) goes out of date the relay warns.
+EXPIRY_WARNING = datetime.timedelta(days=3)
+
+
 def _wall_clock() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def valid_until(credentials: ServerCredentials) -> tuple[datetime.datetime, str]:
+    """
+    When clients start refusing C{credentials} by the clock alone, and
+    what the operator runs before then: the CRL's nextUpdate
+    (C{refresh-crl}) or the certificate's notAfter (C{rotate-server-cert}),
+    whichever comes first.
+    """
+    from cryptography import x509
+    leaf = x509.load_der_x509_certificate(credentials.identity.chain[0])
+    next_update = x509.load_der_x509_crl(credentials.identity.crl).next_update_utc
+    if next_update is not None and next_update < leaf.not_valid_after_utc:
+        return next_update, "the relay's CRL goes out of date at {when}: run `securechat-admin refresh-crl`"
+    return leaf.not_valid_after_utc, ("the relay's certificate expires at {when}: run "
+                                      "`securechat-admin rotate-server-cert`")
 
 
 def read_credentials(data: DataDir, now: datetime.datetime
@@ -169,6 +189,10 @@ class RelayService(MultiService):
         self._credential_stamps = self._stamps()
         #: The files' versions whose problem was last logged (logged once).
         self._refused_stamps: tuple[Any, ...] | None = None
+        #: When the credentials served go out of date, what to do, and
+        #: which of the warning and the error has been logged about it.
+        self._until, self._remedy = valid_until(relay.credentials)
+        self._expiry_logged: set[str] = set()
         timer = TimerService(reload_interval, self.refresh)
         timer.clock = relay.clock
         timer.setServiceParent(self)
@@ -190,6 +214,7 @@ class RelayService(MultiService):
             stamps = self._stamps()
             if stamps != self._credential_stamps or force:
                 self._reload_credentials(stamps, force)
+            self._check_expiry()
         except CorruptDataDir as e:
             self.log.error("keeping the previous configuration: {error}", error=str(e))
         except Exception:
@@ -220,8 +245,27 @@ class RelayService(MultiService):
             self.log.error("{error}; ending every session", error=describe_credential_problem(
                 self.data, problem))
         ended = self.relay.replace_credentials(credentials, valid=problem is None)
+        self._until, self._remedy = valid_until(credentials)
+        self._expiry_logged = set()
         self.log.info("relay certificate and CRL reloaded{ended}",
                       ended=f"; {ended} sessions under the previous certificate ended" if ended else "")
+
+    def _check_expiry(self) -> None:
+        """
+        Warn once when the credentials served are about to go out of date,
+        and say once when they have: from then on every client refuses
+        them, though nothing on disk changed.
+        """
+        now = self.now()
+        when = self._until.strftime("%Y-%m-%d %H:%M UTC")
+        if now > self._until and "error" not in self._expiry_logged:
+            self._expiry_logged |= {"error", "warning"}
+            self.log.error("every client now refuses the relay: {what}",
+                           what=self._remedy.format(when=when).replace("goes out", "went out")
+                           .replace("expires at", "expired at"))
+        elif now > self._until - EXPIRY_WARNING and "warning" not in self._expiry_logged:
+            self._expiry_logged.add("warning")
+            self.log.warn("{what}", what=self._remedy.format(when=when))
 
     def privilegedStartService(self) -> None:
         # twistd binds the listening ports here, before dropping privileges.
