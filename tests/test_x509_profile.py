@@ -138,6 +138,26 @@ class ChainShapeTests(unittest.TestCase):
         self.assertEqual(self.code(p.verify, chain=p.chain() + [ca, ca]), "intermediate")
 
 
+class PathValidationTests(unittest.TestCase):
+    """
+    RFC 5280 checks of section 9, step 6, that are not about the leaf alone.
+    """
+
+    def test_expiredCA(self) -> None:
+        """
+        A leaf still valid from a CA certificate that has expired is
+        C{untrusted}: the trust anchor's validity is checked too.
+        """
+        ca_key, ca = pki.new_ca("short-lived CA", NOW, days=2)
+        key = ed25519.Ed25519PrivateKey.generate()
+        cert = pki.issue_server_certificate(ca_key, ca, key.public_key(), ["localhost"], NOW, 30)
+        later = NOW + datetime.timedelta(days=5)
+        crl = pki.issue_crl(ca_key, ca, [], 1, later).public_bytes(DER)
+        e = self.assertRaises(CertificateError, check_server_identity, [cert.public_bytes(DER)], crl,
+                              ca, "localhost", later)
+        self.assertEqual(e.code, "untrusted")
+
+
 class CrlProfileTests(unittest.TestCase):
     """
     Only the CA's complete, direct, numbered CRL with a nextUpdate is
