@@ -12,6 +12,7 @@ import datetime
 import os
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -361,8 +362,9 @@ class RelayRekeyTests(unittest.TestCase):
 
 class CrlPruningTests(CredentialsCase):
     """
-    The CA's CRL leaves out certificates long expired, so it does not grow
-    for ever towards the size limit.
+    How the CA numbers and fills its CRL: it leaves out certificates long
+    expired, so it does not grow for ever towards the size limit, and its
+    numbers never go back.
     """
 
     def test_longExpiredRevocationLeftOut(self) -> None:
@@ -382,6 +384,23 @@ class CrlPruningTests(CredentialsCase):
         self.assertFalse(listed())
         self.assertIn(format(old.serial_number, "x"), [r["serial"] for r in self.data.load_state().revoked])
 
+
+    def test_crlNumberNeverGoesBack(self) -> None:
+        """
+        After ca/state.json is restored from an older backup, the next CRL
+        is still numbered above the current one, or every client that saw
+        it would refuse the relay as a rollback.
+        """
+        def number() -> int:
+            crl = self.data.load_crl()
+            return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+        backup = self.data.load_state()
+        for _ in range(3):
+            self.data.refresh_crl(NOW)
+        current = number()
+        self.data.save_state(backup)
+        self.data.refresh_crl(NOW)
+        self.assertEqual(number(), current + 1)
 
 class ExpiryWatchTests(CredentialsCase):
     """
