@@ -449,11 +449,33 @@ class DataDir:
 
     def _write_crl(self, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
                    state: CAState, now: datetime.datetime, days: int = pki.CRL_DAYS) -> None:
-        revoked = [(int(r["serial"], 16), parse_utc(r["at"])) for r in state.revoked]
+        # A certificate that expired more than a CRL lifetime ago has been
+        # listed on CRLs issued after its expiry (RFC 5280, 3.3) and is
+        # refused as expired anyway: leave it out, so that the CRL the relay
+        # staples stays small (docs/protocol.rst, 4.6).
+        gone = {int(i["serial"], 16) for i in state.issued
+                if "not_after" in i and parse_utc(i["not_after"]) + datetime.timedelta(days=days) < now}
+        revoked = [(int(r["serial"], 16), parse_utc(r["at"])) for r in state.revoked
+                   if int(r["serial"], 16) not in gone]
+        # CRL numbers only go up: clients refuse a lower one than they have
+        # seen (docs/protocol.rst, section 9), so a state.json restored from
+        # a backup must not reuse numbers the current CRL has passed.
+        state.crl_number = max(state.crl_number, self._current_crl_number() + 1)
         crl = pki.issue_crl(ca_key, ca_cert, revoked, state.crl_number, now, days)
         state.crl_number += 1
         self._write(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
         self.save_state(state)
+
+    def _current_crl_number(self) -> int:
+        """
+        The number of the CRL now on disk (0 if there is none, or none
+        readable: the state file's number is then all there is).
+        """
+        try:
+            crl = x509.load_pem_x509_crl(self._read(self.crl_path))
+            return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+        except (CorruptDataDir, ValueError, x509.ExtensionNotFound):
+            return 0
 
     def refresh_crl(self, now: datetime.datetime, ca_passphrase: bytes | None = None,
                     days: int = pki.CRL_DAYS) -> None:

@@ -38,6 +38,7 @@ class Alert(enum.IntEnum):
     SESSION_REPLACED = 11
     SHUTTING_DOWN = 12
     INTERNAL_ERROR = 13
+    SERVER_REKEYED = 14
 
 
 #: Specific error code -> (alert sent to the peer, default human message).
@@ -85,6 +86,7 @@ ERRORS: dict[str, tuple[Alert, str]] = {
     "session-replaced": (Alert.SESSION_REPLACED, "logged in again elsewhere"),
     "shutting-down": (Alert.SHUTTING_DOWN, "relay shutting down"),
     "internal-error": (Alert.INTERNAL_ERROR, "internal error"),
+    "server-rekeyed": (Alert.SERVER_REKEYED, "the relay's certificate changed; reconnect to check the new one"),
 }
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import re
 from typing import Iterable, Sequence
 
 from cryptography import x509
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from securechat.crypto import keys
+from securechat.crypto.x509 import is_host_name
 
 CA_DAYS = 3650
 SERVER_DAYS = 365
@@ -36,9 +36,6 @@ CRL_DAYS = 30
 BACKDATE = datetime.timedelta(hours=1)
 
 SERVER_KEY_TYPES = ("ed25519", "ecdsa-p256")
-
-#: One DNS label: letters, digits and hyphens, not starting or ending with a hyphen.
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 
 
 def check_server_name(name: str) -> str:
@@ -54,8 +51,7 @@ def check_server_name(name: str) -> str:
         return name
     except ValueError:
         pass
-    labels = name.split(".")
-    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+    if not is_host_name(name):
         raise ValueError(
             f"server name {name!r} is neither an IP address nor a DNS host name "
             "(letters, digits, hyphens and dots; internationalised names in their xn-- form)")

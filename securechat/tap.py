@@ -16,7 +16,7 @@ from OpenSSL.SSL import Error as SSLError
 from twisted.python import usage
 
 from securechat import __version__
-from securechat.server.limits import Limits
+from securechat.server.limits import MAX_CLIENT_FRAME, Limits
 
 DEFAULT_LISTEN = "tcp:7070:interface=127.0.0.1"
 
@@ -58,7 +58,8 @@ LIMIT_OPTIONS = [
      "Connections allowed in the handshake at once from one address."),
     ("max-handshake-frame", "max_handshake_frame", int,
      "Largest frame in bytes before authentication."),
-    ("max-frame", "max_frame", int, "Largest frame in bytes after authentication."),
+    ("max-frame", "max_frame", int,
+     "Largest frame in bytes after authentication, 1024 to 65536 (clients accept no larger)."),
     ("rate", "rate", float, "Messages per second one user may send, sustained."),
     ("burst", "burst", int, "Messages one user may send above --rate in a burst."),
     ("queue-soft-limit", "queue_soft_limit", int,
@@ -174,8 +175,9 @@ class Options(usage.Options):
             raise usage.UsageError("--queue-hard-limit must be above --queue-soft-limit")
         if limits.max_handshake_frame < 4096:
             raise usage.UsageError("--max-handshake-frame must be at least 4096 (certificates)")
-        if limits.max_frame < 1024:
-            raise usage.UsageError("--max-frame must be at least 1024")
+        if not 1024 <= limits.max_frame <= MAX_CLIENT_FRAME:
+            raise usage.UsageError(f"--max-frame must be from 1024 to {MAX_CLIENT_FRAME} (the largest "
+                                   "frame clients accept from the relay)")
 
 
 def _check_endpoint(description: str, option: str) -> None:

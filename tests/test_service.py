@@ -116,7 +116,10 @@ class ReloadTests(unittest.TestCase):
         self.data = DataDir(self.path)
         self.data.init(["localhost"], NOW)
         self.clock = Clock()
-        self.service = relay_service(self.path, [], None, Limits(), clock=self.clock)
+        # The relay's wall clock, a minute on: what the tests write "now" is
+        # valid for it.
+        self.service = relay_service(self.path, [], None, Limits(), clock=self.clock,
+                                     now=lambda: NOW + datetime.timedelta(minutes=1))
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.alice = ed25519.Ed25519PrivateKey.generate()

@@ -75,12 +75,15 @@ class OptionsTests(unittest.TestCase):
         """
         Every limit option sets its field of L{Limits}.
         """
+        def changed(field: str) -> float:  # --max-frame is at its maximum already
+            default = getattr(Limits(), field)
+            return default // 2 if field == "max_frame" else default * 2
         argv = []
         for name, field, kind, _ in LIMIT_OPTIONS:
-            argv += [f"--{name}", str(kind(getattr(Limits(), field)) * 2)]
+            argv += [f"--{name}", str(kind(changed(field)))]
         limits = self.parse(*argv)["limits"]
         for name, field, kind, _ in LIMIT_OPTIONS:
-            self.assertEqual(getattr(limits, field), getattr(Limits(), field) * 2, name)
+            self.assertEqual(getattr(limits, field), changed(field), name)
 
     def test_nonPositiveLimit(self) -> None:
         """
@@ -90,6 +93,17 @@ class OptionsTests(unittest.TestCase):
         for value in ("0", "-5", "lots"):
             e = self.assertRaises(usage.UsageError, self.parse, "--handshake-timeout", value)
             self.assertIn("--handshake-timeout", str(e))
+
+    def test_maxFrameWithinWhatClientsAccept(self) -> None:
+        """
+        C{--max-frame} above 65536 is refused (clients accept no larger
+        frame from the relay: a bigger RELAYED or ONLINE_LIST would cut
+        them off), and so is one below 1024; 65536 itself is fine.
+        """
+        for value in ("65537", "1048576", "1023"):
+            e = self.assertRaises(usage.UsageError, self.parse, "--max-frame", value)
+            self.assertIn("--max-frame must be from 1024 to 65536", str(e))
+        self.assertEqual(self.parse("--max-frame", "65536")["limits"].max_frame, 65536)
 
     def test_hardBelowSoft(self) -> None:
         """

@@ -351,22 +351,27 @@ class MoreVerifyTests(unittest.TestCase):
 
     def test_intermediate(self) -> None:
         """
-        A chain through an intermediate CA verifies when the relay sends
-        the intermediate, and is C{untrusted} when it does not.
+        Intermediates are not allowed (docs/protocol.rst, section 9: the
+        CA's CRL could not revoke what an intermediate issued): a chain
+        through one is C{intermediate} when the relay sends it, and
+        C{untrusted} when it does not.
         """
         p, mid, leaf = self.intermediate()
-        self.assertIsInstance(p.verify(chain=[leaf.public_bytes(DER), mid.public_bytes(DER)]),
-                              ed25519.Ed25519PublicKey)
+        self.assertEqual(self.code(p.verify, chain=[leaf.public_bytes(DER), mid.public_bytes(DER)]),
+                         "intermediate")
         self.assertEqual(self.code(p.verify, chain=[leaf.public_bytes(DER)]), "untrusted")
 
-    def test_revokedIntermediate(self) -> None:
+    def test_intermediateWithCaCopy(self) -> None:
         """
-        An intermediate listed in the root's CRL is C{revoked}.
+        An intermediate followed by a copy of the CA is still
+        C{intermediate}, and so is the CA copy alone after a leaf the CA
+        did not issue: C{untrusted}.
         """
         p, mid, leaf = self.intermediate()
-        p.revoked.append((mid.serial_number, NOW))
-        self.assertEqual(self.code(p.verify, chain=[leaf.public_bytes(DER), mid.public_bytes(DER)],
-                                   crl=p.make_crl(NOW)), "revoked")
+        self.assertEqual(self.code(p.verify, chain=[leaf.public_bytes(DER), mid.public_bytes(DER),
+                                                    p.ca.public_bytes(DER)]), "intermediate")
+        self.assertEqual(self.code(p.verify, chain=[leaf.public_bytes(DER), p.ca.public_bytes(DER)]),
+                         "untrusted")
 
     def test_checkOrder(self) -> None:
         """

@@ -83,7 +83,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="your private key (PEM)")
     p.add_argument("--passphrase-file", help="file holding the key's passphrase "
                    "[default: ask on the terminal if the key is encrypted]")
-    p.add_argument("--known-peers", help="pinned peer keys [default: known_peers beside the config file]")
+    p.add_argument("--known-peers", help="pinned peer keys; seen_crls.json, the newest CRL seen from the "
+                   "CA, is kept beside it [default: known_peers beside the config file]")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
@@ -192,20 +193,50 @@ def read_ca(path: str) -> cx509.Certificate:
         raise ClientError(f"{path} is not a PEM certificate: {e}") from None
 
 
-def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = None) -> Any:
+def crl_state_path(known_peers: str) -> str:
+    """
+    Where the client remembers the CAs' CRLs: C{seen_crls.json} beside the
+    known-peers file.
+    """
+    return os.path.join(os.path.dirname(os.path.abspath(known_peers)), "seen_crls.json")
+
+
+def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = None,
+                         crls: Any = None) -> Any:
     """
     A L{securechat.client.core.ServerVerifier} checking the relay's chain
-    and stapled CRL against C{ca} for C{server_name}.
+    and stapled CRL against C{ca} for C{server_name}, refusing a CRL older
+    than one C{crls} (a L{securechat.client.crlstate.CrlStore}) remembers
+    and remembering every newer one (docs/protocol.rst, section 9).
     """
-    from securechat.crypto.x509 import CertificateError, verify_server_identity
+    from securechat.crypto.x509 import CertificateError, SeenCrl, ca_fingerprint, check_server_identity
     from securechat.protocol import PeerRejected
+
+    fingerprint = ca_fingerprint(ca)
+
+    def remember(seen: SeenCrl) -> str:
+        if crls is None:
+            return ""
+        try:
+            crls.remember(fingerprint, seen)
+        except OSError as e:
+            return f"cannot record the relay's CRL in {crls.path}: {e.strerror} [crl-memory]"
+        except ValueError as e:  # CorruptCrlState: damaged since the client started
+            return f"cannot record the relay's CRL: {e} [crl-memory]"
+        return ""
 
     def verify(identity: CertificateIdentity) -> keys.PublicKey:
         when = now() if now is not None else datetime.datetime.now(datetime.timezone.utc)
+        seen = crls.seen(fingerprint) if crls is not None else None
         try:
-            return verify_server_identity(list(identity.chain), identity.crl, ca, server_name, when)
+            result = check_server_identity(list(identity.chain), identity.crl, ca, server_name, when, seen)
         except CertificateError as e:
-            raise PeerRejected("bad-certificate", f"{e} [{e.code}]") from None
+            problem = remember(e.seen) if e.seen is not None else ""
+            raise PeerRejected("bad-certificate", f"{e} [{e.code}]" + (f"; {problem}" if problem else "")) from None
+        problem = remember(result.seen)
+        if problem:  # fail closed: an unrecorded CRL could be rolled back later
+            raise PeerRejected("bad-certificate", problem)
+        return result.public_key
     return verify
 
 
@@ -336,6 +367,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     from twisted.internet import stdio
     from twisted.internet.defer import Deferred
 
+    from securechat.client.crlstate import CorruptCrlState, CrlStore
     from securechat.client.endpoint import relay_endpoint
     from securechat.client.pins import CorruptPinFile
     from securechat.wire.names import BadUserName, check_user_name
@@ -346,16 +378,17 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         ca = read_ca(conf["ca"])
         private_key = read_private_key(conf["key"], conf.get("passphrase-file"), sys.stdin)
         pins = PinStore(conf["known-peers"])
+        crls = CrlStore(crl_state_path(conf["known-peers"]))
         endpoint = relay_endpoint(reactor, conf["server"], ca.public_bytes(Encoding.PEM),
                                   conf["server-name"])
-    except (ClientError, BadUserName, CorruptPinFile) as e:
+    except (ClientError, BadUserName, CorruptPinFile, CorruptCrlState) as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
     except ValueError as e:
         raise SystemExit(f"{PROG}: error: bad --server {conf['server']!r}: {e}") from None
 
     done: Deferred[int] = Deferred()
     stopping: list[int] = []
-    verify = make_server_verifier(ca, conf["server-name"])
+    verify = make_server_verifier(ca, conf["server-name"], crls=crls)
     def write(text: str) -> None:
         # Synchronous, so a last line before exiting is never lost.
         sys.stdout.write(text)

@@ -497,6 +497,8 @@ def describe_error(error: ProtocolError | None, was_logged_in: bool) -> str | No
         if error.peer_alert == Alert.HANDSHAKE_FAILED and not was_logged_in:
             return ("the relay refused the login: the user name is unknown or revoked, "
                     "or the key does not match the registered one")
+        if error.peer_alert == Alert.SERVER_REKEYED:
+            return "the relay changed its certificate; reconnecting to check the new one"
         return error.detail.replace("peer closed the connection", "the relay closed the connection")
     if error.code == "bad-certificate":
         return f"the relay's certificate was rejected: {error.detail}"

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from twisted.internet.interfaces import IReactorTime
 
 
+#: The largest frame clients accept from the relay after the handshake
+#: (docs/protocol.rst, section 3): C{max_frame} may not exceed it.
+MAX_CLIENT_FRAME = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Limits:
     """

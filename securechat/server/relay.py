@@ -352,6 +352,8 @@ class Relay:
         self.sessions: dict[str, UserSession] = {}
         self._max_payload = limits.max_payload
         self._config: tuple[ServerCredentials, Config] | None = None
+        #: False once the CA has revoked the current certificate.
+        self._credentials_valid = True
         #: Queue size above which a relayed message triggers the checks.
         self._queue_check_above = min(limits.queue_soft_limit, limits.queue_hard_limit)
         #: Drains every user's queue at the end of the reactor turn.
@@ -389,11 +391,46 @@ class Relay:
             ))
         return cached[1]
 
+    def replace_credentials(self, credentials: ServerCredentials, valid: bool = True) -> int:
+        """
+        Serve C{credentials} from now on, and end every session established
+        under a certificate that is no longer the current valid one (all of
+        them if C{valid} is false: the CA revoked the current certificate)
+        with SERVER_REKEYED, so their clients reconnect and check the new
+        one.  Returns how many sessions were ended.
+        """
+        self.credentials = credentials
+        self._credentials_valid = valid
+        ended = 0
+        for session in list(self.sessions.values()):
+            if not self._current(session):
+                self._rekeyed(session)
+                ended += 1
+        return ended
+
+    def _current(self, session: UserSession) -> bool:
+        """
+        Whether C{session}'s handshake used the current, valid certificate.
+        """
+        identity = session.protocol.config.identity
+        return self._credentials_valid and isinstance(identity, CertificateIdentity) and (
+            identity.chain[0] == self.credentials.identity.chain[0])
+
+    def _rekeyed(self, session: UserSession) -> None:
+        self.log.info("user {user} disconnected: the relay's certificate changed", user=session.user)
+        if session.active:
+            self._leave(session, Reason.GONE)
+        session.protocol.terminate("server-rekeyed", "the relay's certificate changed")
+
     # -- sessions -----------------------------------------------------------
 
     def login(self, session: UserSession) -> None:
         user = session.user
         assert user is not None
+        if not self._current(session):
+            # Its handshake began under the previous certificate.
+            self._rekeyed(session)
+            return
         old = self.sessions.get(user)
         if old is not None:
             self.log.info("user {user} logged in again; closing the older session", user=user)

@@ -13,6 +13,15 @@ refused at the next login; sessions of users revoked or re-keyed meanwhile
 are ended within C{reload_interval} seconds.  The relay's credentials
 (certificate and stapled CRL) are re-read within C{reload_interval} seconds
 of changing on disk; SIGHUP re-reads everything at once.
+
+The relay checks its own credentials with the verifier clients use
+(L{securechat.crypto.x509.check_relay_credentials}) before serving them: at
+start-up a failure stops the relay with one line; on reload it keeps the
+credentials it has and logs one line, except that a CRL revoking its own
+certificate is adopted (staple the truth: a relay that kept the older CRL
+would be doing the rollback that clients refuse).  Sessions established
+under a certificate that is no longer the relay's current valid one are
+ended with SERVER_REKEYED (docs/protocol.rst, 11.5).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import datetime
 import os
 import signal
 import sys
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from twisted.application import strports
 from twisted.application.internet import TimerService
@@ -35,6 +44,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from securechat import pki
+from securechat.crypto.x509 import CertificateError, check_relay_credentials
 from securechat.datadir import CorruptDataDir, DataDir, UserDirectory
 from securechat.server.directory import IUserDirectory, UserEntry
 from securechat.server.limits import Limits
@@ -117,9 +127,86 @@ class FileUserDirectory:
         return len(self._users.users)
 
 
-def load_credentials(data: DataDir) -> ServerCredentials:
-    key, chain, crl = data.server_credentials()
-    return ServerCredentials(key, CertificateIdentity(tuple(chain), crl))
+#: What the operator does about each way the relay's own credentials fail.
+_REMEDIES = {
+    "revoked": "run `securechat-admin rotate-server-cert`",
+    "expired": "run `securechat-admin rotate-server-cert`",
+    "not-yet-valid": "check the clock, or run `securechat-admin rotate-server-cert`",
+    "crl-expired": "run `securechat-admin refresh-crl`",
+    "crl-not-yet-valid": "check the clock, or run `securechat-admin refresh-crl`",
+}
+
+
+#: How long before its CRL (or certificate) goes out of date the relay warns.
+EXPIRY_WARNING = datetime.timedelta(days=3)
+
+
+def _wall_clock() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def valid_until(credentials: ServerCredentials) -> tuple[datetime.datetime, str]:
+    """
+    When clients start refusing C{credentials} by the clock alone, and
+    what the operator runs before then: the CRL's nextUpdate
+    (C{refresh-crl}) or the certificate's notAfter (C{rotate-server-cert}),
+    whichever comes first.
+    """
+    from cryptography import x509
+    leaf = x509.load_der_x509_certificate(credentials.identity.chain[0])
+    next_update = x509.load_der_x509_crl(credentials.identity.crl).next_update_utc
+    if next_update is not None and next_update < leaf.not_valid_after_utc:
+        return next_update, "the relay's CRL goes out of date at {when}: run `securechat-admin refresh-crl`"
+    return leaf.not_valid_after_utc, ("the relay's certificate expires at {when}: run "
+                                      "`securechat-admin rotate-server-cert`")
+
+
+def read_credentials(data: DataDir, now: datetime.datetime
+                     ) -> tuple[ServerCredentials, CertificateError | None]:
+    """
+    The relay's credentials from C{data}, and why clients would refuse
+    them (or C{None}): the same checks a client makes.
+
+    @raise CorruptDataDir: a file is missing, unreadable, or the key is not
+        the certificate's.
+    """
+    creds = data.relay_credentials()
+    identity = CertificateIdentity(tuple(creds.chain), creds.crl)
+    try:
+        check_relay_credentials(creds.private_key, creds.chain, creds.crl, creds.ca, now,
+                                len(identity.encode()))
+    except CertificateError as e:
+        return ServerCredentials(creds.private_key, identity), e
+    return ServerCredentials(creds.private_key, identity), None
+
+
+def describe_credential_problem(data: DataDir, error: CertificateError) -> str:
+    """
+    One line for the operator: what clients would say, and what to do.
+    """
+    if error.code == "too-large":
+        remedy = ""  # the error says what to do
+    else:
+        remedy = "; " + _REMEDIES.get(
+            error.code, f"{data.server_cert_path} must hold a certificate issued by the CA in "
+            f"{data.ca_cert_path} (and at most a copy of the CA after it): run "
+            "`securechat-admin rotate-server-cert`")
+    return (f"every client would refuse the relay's certificate ({data.server_cert_path}, "
+            f"{data.crl_path}): {error} [{error.code}]{remedy}")
+
+
+def load_credentials(data: DataDir, now: datetime.datetime | None = None) -> ServerCredentials:
+    """
+    The relay's credentials, checked as clients will check them.
+
+    @raise StartupError: if clients would refuse them.
+    @raise CorruptDataDir: a file is missing, unreadable, or the key is not
+        the certificate's.
+    """
+    credentials, problem = read_credentials(data, now or _wall_clock())
+    if problem is not None:
+        raise StartupError(describe_credential_problem(data, problem))
+    return credentials
 
 
 class RelayService(MultiService):
@@ -130,12 +217,20 @@ class RelayService(MultiService):
     log = Logger()
 
     def __init__(self, data: DataDir, relay: Relay, directory: FileUserDirectory,
-                 reload_interval: float = 2.0) -> None:
+                 reload_interval: float = 2.0,
+                 now: Callable[[], datetime.datetime] = _wall_clock) -> None:
         super().__init__()
         self.data = data
         self.relay = relay
         self.directory = directory
+        self.now = now
         self._credential_stamps = self._stamps()
+        #: The files' versions whose problem was last logged (logged once).
+        self._refused_stamps: tuple[Any, ...] | None = None
+        #: When the credentials served go out of date, what to do, and
+        #: which of the warning and the error has been logged about it.
+        self._until, self._remedy = valid_until(relay.credentials)
+        self._expiry_logged: set[str] = set()
         timer = TimerService(reload_interval, self.refresh)
         timer.clock = relay.clock
         timer.setServiceParent(self)
@@ -160,13 +255,59 @@ class RelayService(MultiService):
                 self.relay.revalidate()
             stamps = self._stamps()
             if stamps != self._credential_stamps or force:
-                self.relay.credentials = load_credentials(self.data)
-                self._credential_stamps = stamps
-                self.log.info("relay certificate and CRL reloaded")
+                self._reload_credentials(stamps, force)
+            self._check_expiry()
         except CorruptDataDir as e:
             self.log.error("keeping the previous configuration: {error}", error=str(e))
         except Exception:
             self.log.failure("reloading the data directory failed")
+
+    def _reload_credentials(self, stamps: tuple[Any, ...], force: bool) -> None:
+        """
+        Adopt the credentials on disk if clients would accept them (or if
+        the CA has revoked the relay's certificate); else keep the current
+        ones and log why, once per version of the files.
+        """
+        try:
+            credentials, problem = read_credentials(self.data, self.now())
+        except CorruptDataDir as e:
+            if stamps != self._refused_stamps or force:
+                self._refused_stamps = stamps
+                self.log.error("keeping the previous relay certificate: {error}", error=str(e))
+            return
+        if problem is not None and problem.code != "revoked":
+            if stamps != self._refused_stamps or force:
+                self._refused_stamps = stamps
+                self.log.error("keeping the previous relay certificate: {error}",
+                               error=describe_credential_problem(self.data, problem))
+            return
+        self._credential_stamps = stamps
+        self._refused_stamps = None
+        if problem is not None:
+            self.log.error("{error}; ending every session", error=describe_credential_problem(
+                self.data, problem))
+        ended = self.relay.replace_credentials(credentials, valid=problem is None)
+        self._until, self._remedy = valid_until(credentials)
+        self._expiry_logged = set()
+        self.log.info("relay certificate and CRL reloaded{ended}",
+                      ended=f"; {ended} sessions under the previous certificate ended" if ended else "")
+
+    def _check_expiry(self) -> None:
+        """
+        Warn once when the credentials served are about to go out of date,
+        and say once when they have: from then on every client refuses
+        them, though nothing on disk changed.
+        """
+        now = self.now()
+        when = self._until.strftime("%Y-%m-%d %H:%M UTC")
+        if now > self._until and "error" not in self._expiry_logged:
+            self._expiry_logged |= {"error", "warning"}
+            self.log.error("every client now refuses the relay: {what}",
+                           what=self._remedy.format(when=when).replace("goes out", "went out")
+                           .replace("expires at", "expired at"))
+        elif now > self._until - EXPIRY_WARNING and "warning" not in self._expiry_logged:
+            self._expiry_logged.add("warning")
+            self.log.warn("{what}", what=self._remedy.format(when=when))
 
     def privilegedStartService(self) -> None:
         # twistd binds the listening ports here, before dropping privileges.
@@ -280,7 +421,8 @@ def prepare_data_dir(path: str, create: bool, now: datetime.datetime,
 
 def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, limits: Limits,
                   create: bool = True, clock: IReactorTime | None = None,
-                  allow_readable_keys: bool = False) -> RelayService:
+                  allow_readable_keys: bool = False,
+                  now: Callable[[], datetime.datetime] | None = None) -> RelayService:
     """
     Build the whole service tree, or raise L{StartupError} /
     L{CorruptDataDir} saying what is wrong.
@@ -289,11 +431,12 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         from twisted.internet import reactor
         clock = reactor
     assert clock is not None
-    data, created = prepare_data_dir(
-        data_dir, create, datetime.datetime.now(datetime.timezone.utc), allow_readable_keys)
+    if now is None:
+        now = _wall_clock
+    data, created = prepare_data_dir(data_dir, create, now(), allow_readable_keys)
     directory = FileUserDirectory(data)
-    relay = Relay(directory, load_credentials(data), clock, limits)
-    service = RelayService(data, relay, directory)
+    relay = Relay(directory, load_credentials(data, now()), clock, limits)
+    service = RelayService(data, relay, directory, now=now)
     service.created = created
     factory = RelayFactory(relay)
     factory.noisy = False
