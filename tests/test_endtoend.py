@@ -239,6 +239,37 @@ class OperatorEndToEndTests(unittest.TestCase):
         alice.send("!exit")
         self.assertEqual(alice.wait(), 0)
 
+    def test_pipedScript(self) -> None:
+        """
+        A script piped in whose input ends at once (before the login) runs
+        after the login, its answers are shown, and the client exits 0.
+        """
+        d = Deployment(self)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        alice = d.client("alice", f"tcp:127.0.0.1:{listening_port(relay)}")
+        alice.send("!online")
+        alice.send("!chat nobody")
+        assert alice.proc.stdin is not None
+        alice.proc.stdin.close()
+        alice.expect(r"\* logged in as alice")
+        alice.expect(r"\* online: alice$")
+        alice.expect(r"\* there is no user nobody")
+        self.assertEqual(alice.wait(), 0, alice.output())
+
+    def test_pipedScriptNeverLoggedIn(self) -> None:
+        """
+        A script for a relay that cannot be reached says how many lines
+        were not run, and the client exits 1.
+        """
+        d = Deployment(self)
+        alice = d.client("alice", f"tcp:127.0.0.1:{free_port()}")
+        alice.send("!online")
+        assert alice.proc.stdin is not None
+        alice.proc.stdin.close()
+        alice.expect(r"cannot reach the relay")
+        alice.expect(r"! never logged in; 1 lines not run")
+        self.assertEqual(alice.wait(), 1)
+
     def test_wrongServerName(self) -> None:
         """
         A client expecting another name refuses the relay's certificate,

@@ -25,6 +25,7 @@ End-to-end rules (docs/protocol.rst, section 12):
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Callable, Protocol
 
 from twisted.logger import Logger
@@ -44,6 +45,7 @@ from securechat.crypto.handshake import (
     Role,
 )
 from securechat.client.pins import PinStatus, PinStore
+from securechat.client.reasons import DEPARTURES, reason_of, reason_text
 from securechat.errors import PeerAlert, ProtocolError
 from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
 from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Ready, Text
@@ -64,6 +66,7 @@ from securechat.wire.relay import (
     Reason,
     Relay,
     Relayed,
+    RequestPending,
     RequestWithdrawn,
     Welcome,
 )
@@ -79,21 +82,26 @@ DEFAULT_MAX_PAYLOAD = 64 * 1024 - 128
 class ChatView(Protocol):
     """
     What the user sees.  Every method is one thing that happened.
+
+    Every C{str} argument may hold text a peer or the relay chose (names,
+    chat lines, reasons, notices): a view shows it only through
+    L{securechat.client.display.untrusted}.  A C{reason} is a L{Reason}, or
+    the bare code when the relay sent one this client does not know.
     """
 
     def logged_in(self, user: str) -> None: ...
     def online(self, users: tuple[str, ...], total: int) -> None: ...
     def chat_requested(self, requester: str) -> None: ...
-    def request_sent(self, peer: str) -> None: ...
-    def chat_declined(self, peer: str, reason: Reason) -> None: ...
-    def request_withdrawn(self, requester: str, reason: Reason) -> None: ...
+    def request_pending(self, peer: str) -> None: ...
+    def chat_declined(self, peer: str, reason: Reason | int) -> None: ...
+    def request_withdrawn(self, requester: str, reason: Reason | int) -> None: ...
     def chat_opened(self, peer: str, fingerprint: str, first_use: bool) -> None: ...
     def chat_secured(self, peer: str) -> None: ...
     def key_changed(self, peer: str, pinned: str, offered: str) -> None: ...
     def message(self, peer: str, sent_at: float, text: str) -> None: ...
     def chat_ended(self, peer: str, outcome: str) -> None: ...
     def security_error(self, peer: str, detail: str) -> None: ...
-    def command_failed(self, command: str, subject: str, reason: Reason) -> None: ...
+    def command_failed(self, command: str, subject: str, reason: Reason | int) -> None: ...
     def notice(self, text: str) -> None: ...
     def disconnected(self, reason: str | None) -> None: ...
 
@@ -151,10 +159,16 @@ class ChatClient:
         self.clock = clock
         self.chats: dict[str, PeerChat] = {}
         self.incoming: set[str] = set()
+        #: Requests sent, not yet answered by the relay.
+        self.asking: set[str] = set()
+        #: Requests the relay passed on (REQUEST_PENDING), not yet ended.
         self.outgoing: set[str] = set()
         self.changed_keys: dict[str, keys.PublicKey] = {}
         self.logged_in = False
         self.max_payload = DEFAULT_MAX_PAYLOAD
+        #: One entry per LIST_ONLINE sent, in order: None for the user's,
+        #: a callback for L{when_answered}.
+        self._online_asked: deque[Callable[[], None] | None] = deque()
         self._handlers = {
             Welcome: self._welcome,
             OnlineList: self._online_list,
@@ -162,6 +176,7 @@ class ChatClient:
             ChatStarted: self._chat_started,
             ChatDeclined: self._chat_declined,
             RequestWithdrawn: self._request_withdrawn,
+            RequestPending: self._request_pending,
             ChatEnded: self._chat_ended,
             Relayed: self._relayed,
             CommandFailed: self._command_failed,
@@ -186,31 +201,77 @@ class ChatClient:
         for peer in list(self.chats):
             self._finish(peer, "disconnected from the relay")
         self.incoming.clear()
+        self.asking.clear()
         self.outgoing.clear()
+        self._online_asked.clear()
         was_logged_in, self.logged_in = self.logged_in, False
         self.view.disconnected(describe_error(reason, was_logged_in))
 
     # -- what the user can do -------------------------------------------------
 
     def list_online(self) -> None:
-        self._send(ListOnline())
+        if self._send(ListOnline()):
+            self._online_asked.append(None)
+
+    def when_answered(self, callback: Callable[[], None]) -> None:
+        """
+        Call C{callback} once the relay has answered every command sent so
+        far (so that a script's last answers are shown before it exits).
+        The relay answers in order, so the answer to a LIST_ONLINE sent now
+        comes after them; it is not shown.
+        """
+        if self._send(ListOnline(), quiet=True):
+            self._online_asked.append(callback)
+        else:
+            callback()
 
     def request_chat(self, peer: str) -> None:
-        self.outgoing.add(peer)
+        """
+        Ask C{peer} to chat.  Nothing is shown now: the relay answers at
+        once with exactly one of REQUEST_PENDING, CHAT_DECLINED or
+        COMMAND_FAILED (docs/protocol.rst 11.4), and the view shows that.
+        """
+        self.asking.add(peer)
         self._send(ChatRequest(peer))
-        self.view.request_sent(peer)
 
-    def accept(self, requester: str) -> None:
+    def accept(self, requester: str) -> bool:
+        """
+        Accept the pending request from C{requester}; False (and one
+        notice) if there is none.
+        """
+        if requester not in self.incoming:
+            self.view.notice(f"there is no chat request from {requester}")
+            return False
         self.incoming.discard(requester)
         self._send(ChatAccept(requester))
+        return True
 
-    def refuse(self, requester: str) -> None:
+    def refuse(self, requester: str) -> bool:
+        """
+        Refuse the pending request from C{requester}; False (and one notice)
+        if there is none.
+        """
+        if requester not in self.incoming:
+            self.view.notice(f"there is no chat request from {requester}")
+            return False
         self.incoming.discard(requester)
         self._send(ChatRefuse(requester))
+        return True
 
     def cancel(self, peer: str) -> None:
-        self.outgoing.discard(peer)
-        self._send(ChatCancel(peer))
+        """
+        Withdraw our request to C{peer}.  The relay's CHAT_DECLINED with
+        CANCELLED (or the request's other outcome, if it came first) is the
+        one line the user sees; without a request, one notice and nothing
+        sent.
+        """
+        if peer in self.chats:
+            self.view.notice(f"you are chatting with {peer}, there is no request to withdraw "
+                             f"(!stop {peer} ends the chat)")
+        elif peer not in self.outgoing and peer not in self.asking:
+            self.view.notice(f"you have no chat request to {peer}")
+        else:
+            self._send(ChatCancel(peer))
 
     def say(self, peer: str, text: str) -> None:
         """
@@ -279,28 +340,47 @@ class ChatClient:
         self.view.logged_in(message.user)
 
     def _online_list(self, message: OnlineList) -> None:
-        self.view.online(message.users, message.total)
+        waiter = self._online_asked.popleft() if self._online_asked else None
+        if waiter is not None:
+            waiter()
+        else:
+            self.view.online(message.users, message.total)
 
     def _chat_requested(self, message: ChatRequested) -> None:
         self.incoming.add(message.requester)
         self.view.chat_requested(message.requester)
 
+    def _request_pending(self, message: RequestPending) -> None:
+        self.asking.discard(message.peer)
+        self.outgoing.add(message.peer)
+        self.view.request_pending(message.peer)
+
     def _chat_declined(self, message: ChatDeclined) -> None:
+        self.asking.discard(message.peer)
         self.outgoing.discard(message.peer)
-        self.view.chat_declined(message.peer, Reason(message.reason))
+        self.view.chat_declined(message.peer, reason_of(message.reason))
 
     def _request_withdrawn(self, message: RequestWithdrawn) -> None:
         self.incoming.discard(message.requester)
-        self.view.request_withdrawn(message.requester, Reason(message.reason))
+        self.view.request_withdrawn(message.requester, reason_of(message.reason))
 
     def _command_failed(self, message: CommandFailed) -> None:
-        if message.command == ChatStop.TYPE and message.subject not in self.chats:
+        command, subject, reason = message.command, message.subject, reason_of(message.reason)
+        if command == ChatStop.TYPE and subject not in self.chats:
             return  # the chat is already over, which is what stop wanted
-        name = _COMMAND_NAMES.get(message.command, f"0x{message.command:02x}")
-        self.view.command_failed(name, message.subject, Reason(message.reason))
+        if reason is Reason.NO_REQUEST and command in _ENDED_REQUEST_COMMANDS:
+            # Checked before sending: the request ended on its way, and its
+            # end (CHAT_DECLINED, CHAT_STARTED or REQUEST_WITHDRAWN, which
+            # the relay sent first) is what the user has seen.
+            return
+        if command == ChatRequest.TYPE:
+            self.asking.discard(subject)
+        name = _COMMAND_NAMES.get(command, f"0x{command:02x}")
+        self.view.command_failed(name, subject, reason)
 
     def _chat_started(self, message: ChatStarted) -> None:
         peer = message.peer
+        self.asking.discard(peer)
         self.outgoing.discard(peer)
         self.incoming.discard(peer)
         try:
@@ -337,17 +417,24 @@ class ChatClient:
     def _chat_ended(self, message: ChatEnded) -> None:
         peer = message.peer
         chat = self.chats.get(peer)
+        reason = reason_of(message.reason)
         if chat is None:
-            if Reason(message.reason) is not Reason.STOPPED:
-                self.view.chat_ended(peer, _reason_text(Reason(message.reason)))
+            if reason is not Reason.STOPPED:
+                self.view.chat_ended(peer, reason_text(reason))
             return
-        reason = Reason(message.reason)
         if chat.failed:
             outcome = "ended after a security error"
         elif chat.stopping and reason is Reason.STOPPED:
             outcome = "ended"
+        elif chat.peer_end is None and reason in DEPARTURES:
+            # The relay says the peer left (not that it stopped the chat):
+            # an ordinary end, though without the peer's authenticated count
+            # nobody can confirm that nothing was lost on the way.
+            outcome = (f"ended: {DEPARTURES[reason].format(peer=peer)} ({chat.received} "
+                       f"messages received; {peer}'s client sent no authenticated end, "
+                       "so any later messages are unconfirmed)")
         elif chat.peer_end is None:
-            outcome = (f"TRUNCATED: {_reason_text(reason)}, without {peer}'s authenticated "
+            outcome = (f"TRUNCATED: {reason_text(reason)}, without {peer}'s authenticated "
                        "end; messages may be missing")
         elif chat.peer_end != chat.received:
             outcome = f"TRUNCATED: {peer} sent {chat.peer_end} messages, {chat.received} arrived"
@@ -417,19 +504,16 @@ class ChatClient:
         self.chats.pop(peer, None)
         self.view.chat_ended(peer, outcome)
 
-    def _send(self, message: Message) -> None:
+    def _send(self, message: Message, quiet: bool = False) -> bool:
         if self.protocol.established:
             self.protocol.post(message)
-        else:
+            return True
+        if not quiet:
             self.view.notice("not connected to the relay")
+        return False
 
 
-def _reason_text(reason: Reason) -> str:
-    return {
-        Reason.GONE: "the other side disconnected",
-        Reason.STOPPED: "stopped",
-        Reason.REVOKED: "the other side's access was revoked",
-    }.get(reason, reason.name.lower().replace("_", " "))
+_ENDED_REQUEST_COMMANDS = frozenset({ChatAccept.TYPE, ChatRefuse.TYPE, ChatCancel.TYPE})
 
 
 def describe_error(error: ProtocolError | None, was_logged_in: bool) -> str | None:
