@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable, Protocol
+from typing import Callable
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -45,6 +45,7 @@ from securechat.crypto.handshake import (
     Role,
 )
 from securechat.client.pins import PinStatus, PinStore
+from securechat.client.view import ChatView
 from securechat.client.reasons import DEPARTURES, reason_of, reason_text
 from securechat.errors import PeerAlert, ProtocolError
 from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
@@ -77,33 +78,6 @@ ServerVerifier = Callable[[CertificateIdentity], keys.PublicKey]
 
 #: How many end-to-end bytes one RELAY may carry (updated from WELCOME).
 DEFAULT_MAX_PAYLOAD = 64 * 1024 - 128
-
-
-class ChatView(Protocol):
-    """
-    What the user sees.  Every method is one thing that happened.
-
-    Every C{str} argument may hold text a peer or the relay chose (names,
-    chat lines, reasons, notices): a view shows it only through
-    L{securechat.client.display.untrusted}.  A C{reason} is a L{Reason}, or
-    the bare code when the relay sent one this client does not know.
-    """
-
-    def logged_in(self, user: str) -> None: ...
-    def online(self, users: tuple[str, ...], total: int) -> None: ...
-    def chat_requested(self, requester: str) -> None: ...
-    def request_pending(self, peer: str) -> None: ...
-    def chat_declined(self, peer: str, reason: Reason | int) -> None: ...
-    def request_withdrawn(self, requester: str, reason: Reason | int) -> None: ...
-    def chat_opened(self, peer: str, fingerprint: str, first_use: bool) -> None: ...
-    def chat_secured(self, peer: str) -> None: ...
-    def key_changed(self, peer: str, pinned: str, offered: str) -> None: ...
-    def message(self, peer: str, sent_at: float, text: str) -> None: ...
-    def chat_ended(self, peer: str, outcome: str) -> None: ...
-    def security_error(self, peer: str, detail: str) -> None: ...
-    def command_failed(self, command: str, subject: str, reason: Reason | int) -> None: ...
-    def notice(self, text: str) -> None: ...
-    def disconnected(self, reason: str | None) -> None: ...
 
 
 class PeerChat:

@@ -94,8 +94,9 @@ class ChatTerminal(LineReceiver):
         #: Logged in at least once: lines typed while disconnected after
         #: that are refused at once, not kept for later.
         self.was_logged_in = False
-        #: Standard input ended before the first login: the lines read are
-        #: run once logged in, and then the client exits.
+        #: Standard input ended (a script): the client leaves once the relay
+        #: has answered what was read, after the first login if that has
+        #: not happened yet.
         self.input_ended = False
 
     # -- output -------------------------------------------------------------
