@@ -18,8 +18,16 @@ End-to-end rules (docs/protocol.rst, section 12):
   - the responder sends READY once it has verified the initiator; lines
     typed before the chat is secured (both verified) wait for it;
   - stopping a chat sends an authenticated END carrying how many lines we
-    sent; a chat that ends without the peer's END, or with a count that does
-    not match, is reported as truncated.
+    sent; a chat the peer stops without its END arriving, or with a count
+    that does not match, is reported as truncated; one the relay says the
+    peer left (GONE, REPLACED, REVOKED) without END is reported as that,
+    with the count received and unconfirmed;
+  - a TEXT longer than MAX_TEXT is an end-to-end error (C{limit-exceeded},
+    checked when parsed), whatever the sender's client allowed.
+
+Chat requests (section 11.4): the relay answers each at once, and the view
+is told only that answer (REQUEST_PENDING, CHAT_DECLINED or COMMAND_FAILED)
+and then the request's one outcome.
 """
 
 from __future__ import annotations
