@@ -21,12 +21,16 @@ from securechat.protocol import PeerRejected, SecureChatProtocol
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay as RelayCore, UserSession
 from securechat.wire.messages import CertificateIdentity, UserIdentity
-from securechat.wire.e2e import End, Ready, Text
+from securechat.wire.e2e import MAX_TEXT, End, Ready, Text
 from securechat.wire.relay import (
     FROM_CLIENT,
     FROM_SERVER,
+    ChatAccept,
+    ChatCancel,
     ChatEnded,
+    ChatRefuse,
     ChatStarted,
+    CommandFailed,
     Reason,
     Relay,
     Relayed,
@@ -196,7 +200,9 @@ class ChatTests(unittest.TestCase):
         h.pump()
         self.assertEqual(va.of("chat_ended"), [("bob", "disconnected from the relay")])
         self.assertEqual(len(va.of("disconnected")), 1)
-        self.assertIn("TRUNCATED", vb.of("chat_ended")[0][1])
+        self.assertEqual(vb.of("chat_ended"), [(
+            "alice", "ended: alice went offline (0 messages received; alice's client sent no "
+            "authenticated end, so any later messages are unconfirmed)")])
 
     def test_firstUsePinsThenMatches(self) -> None:
         """
@@ -228,6 +234,67 @@ class ChatTests(unittest.TestCase):
         self.assertEqual(alice.fingerprint(None), keys.fingerprint(user_key("alice").public_key()))
         self.assertEqual(alice.fingerprint("bob"), keys.fingerprint(user_key("bob").public_key()))
         self.assertIsNone(alice.fingerprint("carol"))
+
+
+class RequestAndEndTests(unittest.TestCase):
+    """
+    What the core reports about requests, departures and oversized lines.
+    """
+
+    def test_requestPendingReportedOnce(self) -> None:
+        """
+        Asking for a chat reports nothing until the relay answers; then one
+        C{request_pending}.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        h.client("bob")
+        alice.request_chat("bob")
+        self.assertEqual(va.seen, [])
+        h.pump()
+        self.assertEqual(va.take(), [("request_pending", "bob")])
+        self.assertEqual(alice.outgoing, {"bob"})
+
+    def test_endedRequestCommandFailureNotShown(self) -> None:
+        """
+        NO_REQUEST for an accept, refuse or cancel sent while the request
+        was ending is not shown: the request's end already was.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        for command in (ChatAccept.TYPE, ChatRefuse.TYPE, ChatCancel.TYPE):
+            alice.message_received(CommandFailed(command, "bob", Reason.NO_REQUEST))
+        self.assertEqual(va.seen, [])
+
+    def test_oversizedTextRefusedByReceiver(self) -> None:
+        """
+        A TEXT longer than MAX_TEXT from a peer whose client skipped the
+        check is an end-to-end error at the receiver (C{limit-exceeded},
+        docs/protocol.rst 12.3): not shown, and the chat ends.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        chat = alice.chats["bob"]
+        chat.connection.send(Text(0, "x" * (MAX_TEXT + 1)))
+        alice._flush_e2e(chat)
+        h.pump()
+        self.assertEqual(vb.of("message"), [])
+        [(peer, detail)] = vb.of("security_error")
+        self.assertEqual(peer, "alice")
+        self.assertIn(f"TEXT of {MAX_TEXT + 1} bytes, the most is {MAX_TEXT} [limit-exceeded]",
+                      detail)
+        self.assertEqual(bob.chats, {})
+        self.assertIn("LIMIT_EXCEEDED", va.of("security_error")[0][1])
+
+    def test_textAtTheLimitShown(self) -> None:
+        """
+        A TEXT of exactly MAX_TEXT bytes is shown.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.say("bob", "é" * (MAX_TEXT // 2))
+        h.pump()
+        self.assertEqual(vb.of("message"), [("alice", 1_700_000_000.0, "é" * (MAX_TEXT // 2))])
 
 
 class PinStoreTests(unittest.TestCase):

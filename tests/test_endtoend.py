@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -237,6 +238,57 @@ class OperatorEndToEndTests(unittest.TestCase):
         alice.expect(r"\* logged in as alice")
         alice.send("!exit")
         self.assertEqual(alice.wait(), 0)
+
+    def test_partnerCtrlC(self) -> None:
+        """
+        When bob's client is stopped with Ctrl-C mid-chat, alice is told
+        that bob went offline (with what arrived), not that the chat was
+        truncated.
+        """
+        d = Deployment(self)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        server = f"tcp:127.0.0.1:{listening_port(relay)}"
+        alice, bob = d.client("alice", server), d.client("bob", server)
+        open_chat(alice, bob)
+        bob.expect(r"chat with alice is end-to-end encrypted")
+        bob.send("one")
+        alice.expect(r"\] bob: one")
+        bob.proc.send_signal(signal.SIGINT)
+        alice.expect(r"\* chat with bob ended: bob went offline \(1 messages received; ")
+        self.assertNotIn("TRUNCATED", alice.output())
+        alice.send("!exit")
+        self.assertEqual(alice.wait(), 0, alice.output())
+
+    def test_pipedScript(self) -> None:
+        """
+        A script piped in whose input ends at once (before the login) runs
+        after the login, its answers are shown, and the client exits 0.
+        """
+        d = Deployment(self)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        alice = d.client("alice", f"tcp:127.0.0.1:{listening_port(relay)}")
+        alice.send("!online")
+        alice.send("!chat nobody")
+        assert alice.proc.stdin is not None
+        alice.proc.stdin.close()
+        alice.expect(r"\* logged in as alice")
+        alice.expect(r"\* online: alice$")
+        alice.expect(r"\* there is no user nobody")
+        self.assertEqual(alice.wait(), 0, alice.output())
+
+    def test_pipedScriptNeverLoggedIn(self) -> None:
+        """
+        A script for a relay that cannot be reached says how many lines
+        were not run, and the client exits 1.
+        """
+        d = Deployment(self)
+        alice = d.client("alice", f"tcp:127.0.0.1:{free_port()}")
+        alice.send("!online")
+        assert alice.proc.stdin is not None
+        alice.proc.stdin.close()
+        alice.expect(r"cannot reach the relay")
+        alice.expect(r"! never logged in; 1 lines not run")
+        self.assertEqual(alice.wait(), 1)
 
     def test_wrongServerName(self) -> None:
         """

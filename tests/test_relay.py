@@ -29,6 +29,7 @@ from securechat.wire.relay import (
     Reason,
     Relay,
     Relayed,
+    RequestPending,
     RequestWithdrawn,
     Welcome,
 )
@@ -214,7 +215,7 @@ class SessionTests(unittest.TestCase):
         h.pump()
         self.assertEqual(peer_alert(first), Alert.SESSION_REPLACED)
         self.assertIs(h.relay.sessions["alice"].protocol.delegate, h.relay.sessions["alice"])
-        self.assertEqual(bob.take(), [ChatEnded("alice", Reason.GONE)])
+        self.assertEqual(bob.take(), [ChatEnded("alice", Reason.REPLACED)])
         second.send(ListOnline())
         h.pump()
         self.assertEqual(second.take(), [OnlineList(("alice", "bob"), 2)])
@@ -236,6 +237,7 @@ class ChatRequestTests(unittest.TestCase):
         a.send(ChatRequest("bob"))
         h.pump()
         self.assertEqual(b.take(), [ChatRequested("alice")])
+        self.assertEqual(a.take(), [RequestPending("bob")])
         b.send(ChatAccept("alice"))
         h.pump()
         bob_der = keys.public_key_der(user_key("bob").public_key())
@@ -266,11 +268,12 @@ class ChatRequestTests(unittest.TestCase):
         h.pump()
         b.send(ChatRefuse("alice"))
         h.pump()
-        self.assertEqual(a.take(), [ChatDeclined("bob", Reason.REFUSED)])
+        self.assertEqual(a.take(), [RequestPending("bob"), ChatDeclined("bob", Reason.REFUSED)])
 
     def test_cancel(self) -> None:
         """
-        A cancelled request tells the target it was withdrawn; accepting it
+        A cancelled request tells the target it was withdrawn and the
+        requester that it ended (CHAT_DECLINED with CANCELLED); accepting it
         afterwards fails with NO_REQUEST.
         """
         h = Harness()
@@ -278,9 +281,11 @@ class ChatRequestTests(unittest.TestCase):
         a.send(ChatRequest("bob"))
         h.pump()
         b.take()
+        a.take()
         a.send(ChatCancel("bob"))
         h.pump()
         self.assertEqual(b.take(), [RequestWithdrawn("alice", Reason.CANCELLED)])
+        self.assertEqual(a.take(), [ChatDeclined("bob", Reason.CANCELLED)])
         b.send(ChatAccept("alice"))
         h.pump()
         self.assertEqual(b.take(), [CommandFailed(ChatAccept.TYPE, "alice", Reason.NO_REQUEST)])
@@ -326,7 +331,8 @@ class ChatRequestTests(unittest.TestCase):
         a.send(ChatRequest("bob"))
         a.send(ChatRequest("bob"))
         h.pump()
-        self.assertEqual(a.take(), [CommandFailed(ChatRequest.TYPE, "bob", Reason.ALREADY)])
+        self.assertEqual(a.take(), [RequestPending("bob"),
+                                    CommandFailed(ChatRequest.TYPE, "bob", Reason.ALREADY)])
         b.send(ChatRequest("alice"))
         h.pump()
         self.assertIn(CommandFailed(ChatRequest.TYPE, "alice", Reason.ALREADY), b.take())
@@ -371,6 +377,7 @@ class ChatRequestTests(unittest.TestCase):
         a.send(ChatRequest("bob"))
         h.pump()
         b.take()
+        self.assertEqual(a.take(), [RequestPending("bob")])
         h.network.advance(59)
         self.assertEqual(a.take(), [])
         h.network.advance(1)
@@ -402,7 +409,7 @@ class ChatRequestTests(unittest.TestCase):
         h.pump()
         b.protocol.close()
         h.pump()
-        self.assertEqual(a.take(), [ChatDeclined("bob", Reason.GONE)])
+        self.assertEqual(a.take(), [RequestPending("bob"), ChatDeclined("bob", Reason.GONE)])
 
     def test_chatPartnerGone(self) -> None:
         """
@@ -425,7 +432,7 @@ class ChatRequestTests(unittest.TestCase):
         c.send(ChatAccept("alice"))
         h.pump()
         self.assertEqual(c.take(), [CommandFailed(ChatAccept.TYPE, "alice", Reason.NO_REQUEST)])
-        self.assertEqual(a.take(), [])
+        self.assertEqual(a.take(), [RequestPending("bob")])
 
     def test_replayedAccept(self) -> None:
         """
@@ -448,7 +455,8 @@ class ChatRequestTests(unittest.TestCase):
         a.send(ChatRequest("bob"))
         a.send(Relay("bob", b"too early"))
         h.pump()
-        self.assertEqual(a.take(), [CommandFailed(Relay.TYPE, "bob", Reason.NO_CHAT)])
+        self.assertEqual(a.take(), [RequestPending("bob"),
+                                    CommandFailed(Relay.TYPE, "bob", Reason.NO_CHAT)])
         self.assertEqual(b.take(), [ChatRequested("alice")])
 
     def test_refuseWithoutRequest(self) -> None:
@@ -473,7 +481,9 @@ class ChatRequestTests(unittest.TestCase):
 
     def test_tooManyOutgoingRequests(self) -> None:
         """
-        A user may have at most C{max_outgoing_requests} open requests.
+        A user may have at most C{max_outgoing_requests} open requests; one
+        more is the requester's own limit, so it fails (COMMAND_FAILED with
+        TOO_MANY_PENDING, 11.4) and the target is not asked.
         """
         h = Harness(Limits(max_outgoing_requests=2))
         a = h.login("alice")
@@ -481,7 +491,9 @@ class ChatRequestTests(unittest.TestCase):
             h.login(name)
             a.send(ChatRequest(name))
         h.pump()
-        self.assertEqual(a.take(), [ChatDeclined("dave", Reason.TOO_MANY_PENDING)])
+        self.assertEqual(a.take(), [RequestPending("bob"), RequestPending("carol"),
+                                    CommandFailed(ChatRequest.TYPE, "dave", Reason.TOO_MANY_PENDING)])
+        self.assertEqual(h.relay.sessions["dave"].incoming, {})
 
     def test_tooManyIncomingRequests(self) -> None:
         """
@@ -955,3 +967,217 @@ class MetricsAccountingTests(unittest.TestCase):
         h.network.advance(31)
         self.assertNotIn("bob", h.relay.sessions)
         self.assertEqual(metrics.queued_bytes, 0)
+
+
+class ChatRequestRuleTests(unittest.TestCase):
+    """
+    docs/protocol.rst 11.4, one test per rule: a CHAT_REQUEST is answered at
+    once by exactly one COMMAND_FAILED (the requester cannot make it),
+    CHAT_DECLINED (the target cannot take it) or REQUEST_PENDING (the target
+    was asked); a pending request then ends in exactly one CHAT_STARTED or
+    CHAT_DECLINED for the requester.
+    """
+
+    def test_pendingAcknowledged(self) -> None:
+        """
+        A request the relay passes on is answered with REQUEST_PENDING naming
+        the target, after the target was sent CHAT_REQUESTED, and nothing
+        else.
+        """
+        h = Harness()
+        a, b = h.login("alice"), h.login("bob")
+        a.send(ChatRequest("bob"))
+        h.pump()
+        self.assertEqual(b.take(), [ChatRequested("alice")])
+        self.assertEqual(a.take(), [RequestPending("bob")])
+
+    def test_toSelfFails(self) -> None:
+        """
+        A request to oneself is COMMAND_FAILED(SELF), its subject the name as
+        sent, and creates no request.
+        """
+        h = Harness()
+        a = h.login("alice")
+        a.send(ChatRequest("alice"))
+        h.pump()
+        self.assertEqual(a.take(), [CommandFailed(ChatRequest.TYPE, "alice", Reason.SELF)])
+        self.assertEqual(h.relay._requests, {})
+
+    def test_repeatedRequestFails(self) -> None:
+        """
+        Repeating a request that is still pending is COMMAND_FAILED(ALREADY);
+        the first request stays pending, and the target is asked once.
+        """
+        h = Harness()
+        a, b = h.login("alice"), h.login("bob")
+        a.send(ChatRequest("bob"))
+        h.pump()
+        a.take()
+        a.send(ChatRequest("bob"))
+        h.pump()
+        self.assertEqual(a.take(), [CommandFailed(ChatRequest.TYPE, "bob", Reason.ALREADY)])
+        self.assertEqual(b.take(), [ChatRequested("alice")])
+        self.assertIn(("alice", "bob"), h.relay._requests)
+
+    def test_crossingRequestFails(self) -> None:
+        """
+        A request to a user whose own request to us is pending is
+        COMMAND_FAILED(ALREADY): the answer is to accept theirs.
+        """
+        h = Harness()
+        a, b = h.login("alice"), h.login("bob")
+        b.send(ChatRequest("alice"))
+        h.pump()
+        a.take()
+        a.send(ChatRequest("bob"))
+        h.pump()
+        self.assertEqual(a.take(), [CommandFailed(ChatRequest.TYPE, "bob", Reason.ALREADY)])
+
+    def test_requestToChatPartnerFails(self) -> None:
+        """
+        A request to a user we already chat with is COMMAND_FAILED(ALREADY).
+        """
+        h = Harness()
+        a, b = chatting(h)
+        a.send(ChatRequest("bob"))
+        h.pump()
+        self.assertEqual(a.take(), [CommandFailed(ChatRequest.TYPE, "bob", Reason.ALREADY)])
+        self.assertEqual(b.take(), [])
+
+    def test_requesterAtChatLimitFails(self) -> None:
+        """
+        A requester who already has C{max_chats} chats gets
+        COMMAND_FAILED(BUSY) (its own limit), not a CHAT_DECLINED blaming
+        the target; the target is not asked.
+        """
+        h = Harness(Limits(max_chats=1))
+        a, _ = chatting(h, "alice", "bob")
+        c = h.login("carol")
+        a.send(ChatRequest("carol"))
+        h.pump()
+        self.assertEqual(a.take(), [CommandFailed(ChatRequest.TYPE, "carol", Reason.BUSY)])
+        self.assertEqual(c.take(), [])
+
+    def test_requesterLimitsCheckedBeforeTarget(self) -> None:
+        """
+        The requester's own limits are checked before anything about the
+        target: at its request limit, a request to an unknown name is
+        COMMAND_FAILED(TOO_MANY_PENDING), not UNKNOWN_USER.
+        """
+        h = Harness(Limits(max_outgoing_requests=1))
+        a = h.login("alice")
+        h.login("bob")
+        a.send(ChatRequest("bob"))
+        a.send(ChatRequest("nobody"))
+        h.pump()
+        self.assertEqual(a.take(), [RequestPending("bob"), CommandFailed(
+            ChatRequest.TYPE, "nobody", Reason.TOO_MANY_PENDING)])
+
+    def test_targetStateDeclines(self) -> None:
+        """
+        What is about the target answers CHAT_DECLINED: unknown or revoked
+        (UNKNOWN_USER), offline (OFFLINE), too many requests to it
+        (TOO_MANY_PENDING), at its chat limit (BUSY).
+        """
+        h = Harness(Limits(max_chats=1, max_incoming_requests=1))
+        h.directory.revoke("judy")
+        a = h.login("alice")
+        chatting(h, "bob", "carol")
+        h.login("dave")
+        h.login("eve").send(ChatRequest("dave"))
+        h.pump()
+        for target, reason in [("nobody", Reason.UNKNOWN_USER), ("judy", Reason.UNKNOWN_USER),
+                               ("frank", Reason.OFFLINE), ("dave", Reason.TOO_MANY_PENDING),
+                               ("bob", Reason.BUSY)]:
+            a.send(ChatRequest(target))
+            h.pump()
+            self.assertEqual(a.take(), [ChatDeclined(target, reason)], target)
+
+    def test_cancelEndsRequestForRequester(self) -> None:
+        """
+        CHAT_CANCEL ends a pending request with CHAT_DECLINED(CANCELLED) to
+        the requester (its one outcome) and REQUEST_WITHDRAWN(CANCELLED) to
+        the target.
+        """
+        h = Harness()
+        a, b = h.login("alice"), h.login("bob")
+        a.send(ChatRequest("bob"))
+        h.pump()
+        a.take()
+        b.take()
+        a.send(ChatCancel("bob"))
+        h.pump()
+        self.assertEqual(a.take(), [ChatDeclined("bob", Reason.CANCELLED)])
+        self.assertEqual(b.take(), [RequestWithdrawn("alice", Reason.CANCELLED)])
+
+    def test_cancelAfterAnswerFails(self) -> None:
+        """
+        Cancelling a request that was already answered (or never made) is
+        COMMAND_FAILED(NO_REQUEST) with the target as subject.
+        """
+        h = Harness()
+        a, b = h.login("alice"), h.login("bob")
+        a.send(ChatRequest("bob"))
+        h.pump()
+        b.send(ChatRefuse("alice"))
+        h.pump()
+        a.take()
+        a.send(ChatCancel("bob"))
+        h.pump()
+        self.assertEqual(a.take(), [CommandFailed(ChatCancel.TYPE, "bob", Reason.NO_REQUEST)])
+
+    def test_newRequestAfterOutcome(self) -> None:
+        """
+        Once a request has ended (here refused), the same request may be
+        made again and is passed on.
+        """
+        h = Harness()
+        a, b = h.login("alice"), h.login("bob")
+        a.send(ChatRequest("bob"))
+        h.pump()
+        b.send(ChatRefuse("alice"))
+        h.pump()
+        a.take()
+        b.take()
+        a.send(ChatRequest("bob"))
+        h.pump()
+        self.assertEqual(a.take(), [RequestPending("bob")])
+        self.assertEqual(b.take(), [ChatRequested("alice")])
+
+    def test_acceptAtChatLimit(self) -> None:
+        """
+        Accepting while either side has C{max_chats} chats drops the
+        request: the acceptor gets COMMAND_FAILED(accept, BUSY), the
+        requester CHAT_DECLINED(BUSY).
+        """
+        h = Harness(Limits(max_chats=1))
+        a, b, c = h.login("alice"), h.login("bob"), h.login("carol")
+        a.send(ChatRequest("bob"))
+        c.send(ChatRequest("bob"))
+        h.pump()
+        b.send(ChatAccept("carol"))
+        h.pump()
+        a.take()
+        b.take()
+        b.send(ChatAccept("alice"))
+        h.pump()
+        self.assertEqual(b.take(), [CommandFailed(ChatAccept.TYPE, "alice", Reason.BUSY)])
+        self.assertEqual(a.take(), [ChatDeclined("bob", Reason.BUSY)])
+        self.assertEqual(h.relay._requests, {})
+
+    def test_targetReplacedDeclines(self) -> None:
+        """
+        A target who logs in again elsewhere ends the pending request with
+        CHAT_DECLINED(REPLACED), and a chat partner's chat with CHAT_ENDED
+        (REPLACED): the user is still online, not gone.
+        """
+        h = Harness()
+        a = h.login("alice")
+        c, _ = chatting(h, "carol", "bob")
+        a.send(ChatRequest("bob"))
+        h.pump()
+        a.take()
+        h.login("bob")
+        h.pump()
+        self.assertEqual(a.take(), [ChatDeclined("bob", Reason.REPLACED)])
+        self.assertEqual(c.take(), [ChatEnded("bob", Reason.REPLACED)])

@@ -18,6 +18,7 @@ from securechat.wire.relay import (
     ChatRequest,
     ChatStarted,
     CommandFailed,
+    RequestPending,
     ListOnline,
     OnlineList,
     Relay,
@@ -60,6 +61,7 @@ class RelayMessageTests(unittest.TestCase):
         self.assertEqual(
             CommandFailed(0x36, "bob", 13).encode_body(), b"\x36\x00\x03bob\x0d")
         self.assertEqual(ListOnline().encode_body(), b"")
+        self.assertEqual((RequestPending.TYPE, RequestPending("bob").encode_body()), (0x49, b"\x03bob"))
 
     def test_typesDistinct(self) -> None:
         """

@@ -31,11 +31,20 @@ class Screen:
 
 
 class TerminalHarness(Harness):
-    def terminal(self, name: str) -> tuple[ChatTerminal, Screen]:
+    def terminal(self, name: str, connect: bool = True) -> tuple[ChatTerminal, Screen]:
         screen = Screen()
         exits: list[bool] = []
         term = ChatTerminal(write=screen.write, clock=lambda: 0.0, on_exit=lambda: exits.append(True))
         term.exits = exits  # type: ignore[attr-defined]
+        if connect:
+            self.connect_terminal(name, term)
+        return term, screen
+
+    def connect_terminal(self, name: str, term: ChatTerminal) -> ChatClient:
+        """
+        Give C{term} a new client for C{name} and connect it (as the
+        program does on every connection).
+        """
         client = ChatClient(name, user_key(name), term, verify_test_server, PinStore(None),
                             clock=lambda: 0.0)
         term.client = client
@@ -43,7 +52,7 @@ class TerminalHarness(Harness):
                         registry=FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         self.links[name] = self.network.connect(proto, self.factory.buildProtocol(None))
-        return term, screen
+        return client
 
     def type(self, term: ChatTerminal, line: str) -> None:
         term.lineReceived(line.encode("utf-8"))
@@ -172,3 +181,243 @@ class TerminalTests(unittest.TestCase):
         self.alice.connectionLost(None)
         self.h.pump()
         self.assertEqual(self.alice.exits, [True])  # type: ignore[attr-defined]
+
+
+class ChatRequestDisplayTests(unittest.TestCase):
+    """
+    What !chat, !cancel, !accept and !refuse show: only what is true, one
+    line for the relay's answer and one for the request's outcome.
+    """
+
+    def setUp(self) -> None:
+        self.h = TerminalHarness()
+        self.alice, self.sa = self.h.terminal("alice")
+        self.bob, self.sb = self.h.terminal("bob")
+        self.sa.take()
+        self.sb.take()
+
+    def test_requestThenOneOutcome(self) -> None:
+        """
+        !chat shows nothing until the relay answers; then one line that the
+        request is pending, and one line for its outcome.
+        """
+        self.alice.lineReceived(b"!chat bob")
+        self.assertEqual(self.sa.take(), [])
+        self.h.pump()
+        self.assertEqual(self.sa.take(), [
+            "* bob has been asked to chat; waiting for an answer (!cancel bob withdraws)"])
+        self.assertEqual(self.sb.take(), ["* alice wants to chat: !accept alice or !refuse alice"])
+        self.h.type(self.bob, "!refuse alice")
+        self.assertEqual(self.sb.take(), ["* you refused alice's chat request"])
+        self.assertEqual(self.sa.take(), ["* bob refused your chat request"])
+
+    def test_failedRequestsOneLineEach(self) -> None:
+        """
+        Each request the relay cannot pass on gets exactly one line, saying
+        why, and no "request sent" line contradicting it.
+        """
+        self.h.type(self.bob, "!chat alice")
+        self.sa.take()
+        self.sb.take()
+        for line, expected in [
+            ("!chat alice", "! you cannot chat with yourself"),
+            ("!chat nobody", "* there is no user nobody"),
+            ("!chat carol", "* carol is not online"),
+            ("!chat bob", "! bob has already asked you: !accept bob or !refuse bob"),
+        ]:
+            self.h.type(self.alice, line)
+            self.assertEqual(self.sa.take(), [expected], line)
+        self.h.type(self.bob, "!chat alice")
+        self.assertEqual(self.sb.take(), [
+            "! you already asked alice; waiting for an answer (!cancel alice withdraws)"])
+        self.h.type(self.alice, "!accept")
+        self.sa.take()
+        self.h.type(self.alice, "!chat bob")
+        self.assertEqual(self.sa.take(), ["! you are already chatting with bob"])
+
+    def test_cancelPendingOneLine(self) -> None:
+        """
+        !cancel of a pending request shows one line, once the relay has
+        withdrawn it; the target is told.
+        """
+        self.h.type(self.alice, "!chat bob")
+        self.sa.take()
+        self.sb.take()
+        self.h.type(self.alice, "!cancel bob")
+        self.assertEqual(self.sa.take(), ["* you withdrew your chat request to bob"])
+        self.assertEqual(self.sb.take(), ["* alice withdrew the chat request"])
+
+    def test_cancelDuringChatOneLine(self) -> None:
+        """
+        !cancel of a user we chat with is one line saying there is no
+        request (and how to end the chat); nothing is sent, the chat goes on.
+        """
+        self.h.type(self.alice, "!chat bob")
+        self.h.type(self.bob, "!accept")
+        self.sa.take()
+        self.h.type(self.alice, "!cancel bob")
+        self.assertEqual(self.sa.take(), [
+            "! you are chatting with bob, there is no request to withdraw (!stop bob ends the chat)"])
+        self.assertIn("bob", self.alice.client.chats)  # type: ignore[union-attr]
+
+    def test_cancelWithoutRequestOneLine(self) -> None:
+        """
+        !cancel without a request is one line, and nothing is sent.
+        """
+        self.h.type(self.alice, "!cancel bob")
+        self.assertEqual(self.sa.take(), ["! you have no chat request to bob"])
+        self.assertEqual(self.sb.take(), [])
+
+    def test_refuseWithoutRequestOneLine(self) -> None:
+        """
+        !refuse or !accept of a request that does not exist is one line,
+        not "you refused" followed by an error.
+        """
+        self.h.type(self.alice, "!refuse bob")
+        self.assertEqual(self.sa.take(), ["! there is no chat request from bob"])
+        self.h.type(self.alice, "!accept bob")
+        self.assertEqual(self.sa.take(), ["! there is no chat request from bob"])
+
+
+class DepartureTests(unittest.TestCase):
+    """
+    A partner who leaves is reported as leaving, not as a truncation.
+    """
+
+    def setUp(self) -> None:
+        self.h = TerminalHarness()
+        self.alice, self.sa = self.h.terminal("alice")
+        self.bob, self.sb = self.h.terminal("bob")
+        self.h.type(self.alice, "!chat bob")
+        self.h.type(self.bob, "!accept")
+        self.h.type(self.bob, "one")
+        self.sa.take()
+
+    def test_partnerWentOffline(self) -> None:
+        """
+        The partner's connection ends without its END (Ctrl-C, a crash):
+        "went offline", with the count received and an honest note that
+        nothing after it can be confirmed.
+        """
+        self.h.links["bob"].close(ConnectionError("gone"))
+        self.h.pump()
+        self.assertEqual(self.sa.take(), [
+            "* chat with bob ended: bob went offline (1 messages received; bob's client sent no "
+            "authenticated end, so any later messages are unconfirmed)"])
+
+    def test_partnerLoggedInElsewhere(self) -> None:
+        """
+        The partner logs in again elsewhere: "logged in elsewhere", not
+        TRUNCATED.
+        """
+        self.h.terminal("bob")
+        self.h.pump()
+        self.assertEqual(self.sa.take(), [
+            "* chat with bob ended: bob logged in elsewhere (1 messages received; bob's client "
+            "sent no authenticated end, so any later messages are unconfirmed)"])
+
+    def test_partnerExitCleanly(self) -> None:
+        """
+        The partner's !exit sends its END first: a clean end with the count.
+        """
+        self.h.type(self.bob, "!exit")
+        self.assertEqual(self.sa.take(), ["* chat with bob ended by bob (1 messages received)"])
+
+
+class DisconnectedInputTests(unittest.TestCase):
+    """
+    Lines typed while the relay connection is down, and scripts piped in
+    before the login.
+    """
+
+    def test_linesWhileDisconnectedRefusedAtOnce(self) -> None:
+        """
+        After a login, a line typed while disconnected is refused at once,
+        quoting it, and is not replayed after the next login.
+        """
+        h = TerminalHarness()
+        alice, screen = h.terminal("alice")
+        h.links["alice"].close(ConnectionError("network down"))
+        h.pump()
+        screen.take()
+        h.type(alice, "hello bob")
+        h.type(alice, "!online")
+        self.assertEqual(screen.take(), [
+            "! not connected to the relay; not sent: hello bob",
+            "! not connected to the relay; !online not run",
+        ])
+        h.connect_terminal("alice", alice)
+        h.pump()
+        self.assertEqual(screen.take(), ["* logged in as alice; !help lists the commands"])
+
+    def test_pipedScriptEndingBeforeLoginRuns(self) -> None:
+        """
+        A script whose input ends before the login runs once logged in, and
+        the client then exits.
+        """
+        h = TerminalHarness()
+        alice, screen = h.terminal("alice", connect=False)
+        alice.lineReceived(b"!online")
+        alice.connectionLost(None)
+        self.assertEqual(alice.exits, [])  # type: ignore[attr-defined]
+        h.connect_terminal("alice", alice)
+        h.pump()
+        self.assertEqual(screen.take(), ["* logged in as alice; !help lists the commands",
+                                         "* online: alice"])
+        self.assertEqual(alice.exits, [True])  # type: ignore[attr-defined]
+
+    def test_endOfInputWaitsForAnswers(self) -> None:
+        """
+        When a script's input ends after the login, the client leaves once
+        the relay has answered its commands, so their answers are shown.
+        """
+        h = TerminalHarness()
+        alice, screen = h.terminal("alice")
+        screen.take()
+        alice.lineReceived(b"!online")
+        alice.lineReceived(b"!chat nobody")
+        alice.connectionLost(None)
+        self.assertEqual(alice.exits, [])  # type: ignore[attr-defined]
+        h.pump()
+        self.assertEqual(screen.take(), ["* online: alice", "* there is no user nobody"])
+        self.assertEqual(alice.exits, [True])  # type: ignore[attr-defined]
+
+    def test_neverLoggedInSaysWhatWasNotRun(self) -> None:
+        """
+        When the client gives up before its first login, it says how many
+        lines read were not run.
+        """
+        alice, screen = TerminalHarness().terminal("alice", connect=False)
+        alice.lineReceived(b"!online")
+        alice.lineReceived(b"!chat bob")
+        alice.login_abandoned()
+        self.assertEqual(screen.take(), ["! never logged in; 2 lines not run"])
+
+
+class HostileChatTests(unittest.TestCase):
+    """
+    Hostile text through a real end-to-end chat.
+    """
+
+    def test_hostileLinesArriveNeutralised(self) -> None:
+        """
+        Every hostile string a peer sends arrives as exactly one line on
+        the receiver's screen, with no control, format or separator
+        character in it.
+        """
+        from securechat.client.display import is_safe, untrusted
+        from tests.test_display import HOSTILE
+
+        h = TerminalHarness()
+        alice, sa = h.terminal("alice")
+        bob, sb = h.terminal("bob")
+        h.type(alice, "!chat bob")
+        h.type(bob, "!accept")
+        sb.take()
+        for label, hostile in HOSTILE:
+            if "\ud800" in hostile:
+                continue  # not UTF-8: it cannot travel in a TEXT
+            alice.client.say("bob", hostile)  # type: ignore[union-attr]
+            h.pump()
+            self.assertEqual(sb.take(), [f"[00:00] alice: {untrusted(hostile)}"], label)
+        self.assertTrue(is_safe(" ".join(sb.lines)))

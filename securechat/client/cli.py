@@ -307,12 +307,22 @@ class RelaySession(ChatClient):
                     reason = FinalError(self.tls_failure)
             reason = explain(reason)
         super().connection_ended(reason)
-        if reason is None or self.terminal.exiting:
+        terminal = self.terminal
+        if terminal.exiting:
             return
-        if is_final(reason):
+        final = reason is not None and is_final(reason)
+        if terminal.input_ended or (final and not terminal.was_logged_in):
+            # Refused, or a script whose input has ended, which cannot
+            # wait for a reconnection: what was not run is said.
+            terminal.login_abandoned()
+            self.finish(1 if reason is not None or not terminal.was_logged_in else 0)
+            return
+        if reason is None:
+            return
+        if final:
             self.finish(1)  # refused, revoked, replaced, or not the right relay
         else:
-            self.terminal.say("* reconnecting...")
+            terminal.say("* reconnecting...")
 
 
 class RelayConnection(SecureChatProtocol):
@@ -419,6 +429,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
 
     def unreachable(failure: Any) -> None:
         terminal.say(f"! cannot reach the relay at {conf['server']}: {failure.getErrorMessage()}")
+        terminal.login_abandoned()
         finish(1)
     first.addErrback(unreachable)
     return done

@@ -25,19 +25,28 @@ End-to-end rules (docs/protocol.rst, section 12):
   - stopping a chat sends an authenticated END carrying how many lines we
     sent, once; nothing more is sent in that chat, and anything the peer
     sends after its own END is C{unexpected-message} (the chat fails);
-  - a chat that ends without the peer's END, or with a count that does not
-    match, is reported as truncated; the side that stopped the chat is told
+  - a chat the peer stops without its END arriving, or with a count that
+    does not match, is reported as truncated; one the relay says the peer
+    left (GONE, REPLACED, REVOKED) without END is reported as that, with the
+    count received and unconfirmed; the side that stopped the chat is told
     it ended it, and whether the peer's END arrived too;
+  - a TEXT longer than MAX_TEXT is an end-to-end error (C{limit-exceeded},
+    checked when parsed), whatever the sender's client allowed;
   - the relay must keep to its own rules: a WELCOME for another user than
     ours is C{bad-value}, a second WELCOME or a RELAYED from a user we have
     no chat with (before CHAT_STARTED or after CHAT_ENDED) is
     C{unexpected-message}, and each ends the relay connection.
+
+Chat requests (section 11.4): the relay answers each at once, and the view
+is told only that answer (REQUEST_PENDING, CHAT_DECLINED or COMMAND_FAILED)
+and then the request's one outcome.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol
+from collections import deque
+from typing import Callable
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -56,7 +65,9 @@ from securechat.crypto.handshake import (
     Role,
 )
 from securechat.client.pins import PinStatus, PinStore
+from securechat.client.reasons import DEPARTURES, reason_of, reason_text
 from securechat.client.rules import out_of_order, stopped_outcome
+from securechat.client.view import ChatView
 from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
 from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Ready, Text
@@ -77,6 +88,7 @@ from securechat.wire.relay import (
     Reason,
     Relay,
     Relayed,
+    RequestPending,
     RequestWithdrawn,
     Welcome,
 )
@@ -92,28 +104,6 @@ DEFAULT_MAX_PAYLOAD = 64 * 1024 - 128
 #: (docs/protocol.rst 12.1): the default pre-handshake maximum of section 3,
 #: fixed here because end-to-end handshake frames never carry a CRL.
 PRE_AUTH_MAX_FRAME = 16 * 1024
-
-
-class ChatView(Protocol):
-    """
-    What the user sees.  Every method is one thing that happened.
-    """
-
-    def logged_in(self, user: str) -> None: ...
-    def online(self, users: tuple[str, ...], total: int) -> None: ...
-    def chat_requested(self, requester: str) -> None: ...
-    def request_sent(self, peer: str) -> None: ...
-    def chat_declined(self, peer: str, reason: Reason) -> None: ...
-    def request_withdrawn(self, requester: str, reason: Reason) -> None: ...
-    def chat_opened(self, peer: str, fingerprint: str, first_use: bool) -> None: ...
-    def chat_secured(self, peer: str) -> None: ...
-    def key_changed(self, peer: str, pinned: str, offered: str) -> None: ...
-    def message(self, peer: str, sent_at: float, text: str) -> None: ...
-    def chat_ended(self, peer: str, outcome: str) -> None: ...
-    def security_error(self, peer: str, detail: str) -> None: ...
-    def command_failed(self, command: str, subject: str, reason: Reason) -> None: ...
-    def notice(self, text: str) -> None: ...
-    def disconnected(self, reason: str | None) -> None: ...
 
 
 class PeerChat:
@@ -169,6 +159,9 @@ class ChatClient:
         self.clock = clock
         self.chats: dict[str, PeerChat] = {}
         self.incoming: set[str] = set()
+        #: Requests sent, not yet answered by the relay.
+        self.asking: set[str] = set()
+        #: Requests the relay passed on (REQUEST_PENDING), not yet ended.
         self.outgoing: set[str] = set()
         #: Peers whose CHAT_STARTED we answered with CHAT_STOP without
         #: opening a chat (changed or unusable key): their RELAYED and
@@ -177,6 +170,9 @@ class ChatClient:
         self.changed_keys: dict[str, keys.PublicKey] = {}
         self.logged_in = False
         self.max_payload = DEFAULT_MAX_PAYLOAD
+        #: One entry per LIST_ONLINE sent, in order: None for the user's,
+        #: a callback for L{when_answered}.
+        self._online_asked: deque[Callable[[], None] | None] = deque()
         self._handlers = {
             Welcome: self._welcome,
             OnlineList: self._online_list,
@@ -184,6 +180,7 @@ class ChatClient:
             ChatStarted: self._chat_started,
             ChatDeclined: self._chat_declined,
             RequestWithdrawn: self._request_withdrawn,
+            RequestPending: self._request_pending,
             ChatEnded: self._chat_ended,
             Relayed: self._relayed,
             CommandFailed: self._command_failed,
@@ -211,32 +208,78 @@ class ChatClient:
             else:
                 self._finish(peer, "disconnected from the relay")
         self.incoming.clear()
+        self.asking.clear()
         self.outgoing.clear()
         self.refused.clear()
+        self._online_asked.clear()
         was_logged_in, self.logged_in = self.logged_in, False
         self.view.disconnected(describe_error(reason, was_logged_in))
 
     # -- what the user can do -------------------------------------------------
 
     def list_online(self) -> None:
-        self._send(ListOnline())
+        if self._send(ListOnline()):
+            self._online_asked.append(None)
+
+    def when_answered(self, callback: Callable[[], None]) -> None:
+        """
+        Call C{callback} once the relay has answered every command sent so
+        far (so that a script's last answers are shown before it exits).
+        The relay answers in order, so the answer to a LIST_ONLINE sent now
+        comes after them; it is not shown.
+        """
+        if self._send(ListOnline(), quiet=True):
+            self._online_asked.append(callback)
+        else:
+            callback()
 
     def request_chat(self, peer: str) -> None:
-        self.outgoing.add(peer)
+        """
+        Ask C{peer} to chat.  Nothing is shown now: the relay answers at
+        once with exactly one of REQUEST_PENDING, CHAT_DECLINED or
+        COMMAND_FAILED (docs/protocol.rst 11.4), and the view shows that.
+        """
+        self.asking.add(peer)
         self._send(ChatRequest(peer))
-        self.view.request_sent(peer)
 
-    def accept(self, requester: str) -> None:
+    def accept(self, requester: str) -> bool:
+        """
+        Accept the pending request from C{requester}; False (and one
+        notice) if there is none.
+        """
+        if requester not in self.incoming:
+            self.view.notice(f"there is no chat request from {requester}")
+            return False
         self.incoming.discard(requester)
         self._send(ChatAccept(requester))
+        return True
 
-    def refuse(self, requester: str) -> None:
+    def refuse(self, requester: str) -> bool:
+        """
+        Refuse the pending request from C{requester}; False (and one notice)
+        if there is none.
+        """
+        if requester not in self.incoming:
+            self.view.notice(f"there is no chat request from {requester}")
+            return False
         self.incoming.discard(requester)
         self._send(ChatRefuse(requester))
+        return True
 
     def cancel(self, peer: str) -> None:
-        self.outgoing.discard(peer)
-        self._send(ChatCancel(peer))
+        """
+        Withdraw our request to C{peer}.  The relay's CHAT_DECLINED with
+        CANCELLED (or the request's other outcome, if it came first) is the
+        one line the user sees; without a request, one notice and nothing
+        sent.
+        """
+        if peer in self.chats:
+            self.view.notice(f"you are chatting with {peer}, there is no request to withdraw "
+                             f"(!stop {peer} ends the chat)")
+        elif peer not in self.outgoing and peer not in self.asking:
+            self.view.notice(f"you have no chat request to {peer}")
+        else:
+            self._send(ChatCancel(peer))
 
     def say(self, peer: str, text: str) -> None:
         """
@@ -316,28 +359,47 @@ class ChatClient:
         self.view.logged_in(message.user)
 
     def _online_list(self, message: OnlineList) -> None:
-        self.view.online(message.users, message.total)
+        waiter = self._online_asked.popleft() if self._online_asked else None
+        if waiter is not None:
+            waiter()
+        else:
+            self.view.online(message.users, message.total)
 
     def _chat_requested(self, message: ChatRequested) -> None:
         self.incoming.add(message.requester)
         self.view.chat_requested(message.requester)
 
+    def _request_pending(self, message: RequestPending) -> None:
+        self.asking.discard(message.peer)
+        self.outgoing.add(message.peer)
+        self.view.request_pending(message.peer)
+
     def _chat_declined(self, message: ChatDeclined) -> None:
+        self.asking.discard(message.peer)
         self.outgoing.discard(message.peer)
-        self.view.chat_declined(message.peer, Reason(message.reason))
+        self.view.chat_declined(message.peer, reason_of(message.reason))
 
     def _request_withdrawn(self, message: RequestWithdrawn) -> None:
         self.incoming.discard(message.requester)
-        self.view.request_withdrawn(message.requester, Reason(message.reason))
+        self.view.request_withdrawn(message.requester, reason_of(message.reason))
 
     def _command_failed(self, message: CommandFailed) -> None:
-        if message.command == ChatStop.TYPE and message.subject not in self.chats:
+        command, subject, reason = message.command, message.subject, reason_of(message.reason)
+        if command == ChatStop.TYPE and subject not in self.chats:
             return  # the chat is already over, which is what stop wanted
-        name = _COMMAND_NAMES.get(message.command, f"0x{message.command:02x}")
-        self.view.command_failed(name, message.subject, Reason(message.reason))
+        if reason is Reason.NO_REQUEST and command in _ENDED_REQUEST_COMMANDS:
+            # Checked before sending: the request ended on its way, and its
+            # end (CHAT_DECLINED, CHAT_STARTED or REQUEST_WITHDRAWN, which
+            # the relay sent first) is what the user has seen.
+            return
+        if command == ChatRequest.TYPE:
+            self.asking.discard(subject)
+        name = _COMMAND_NAMES.get(command, f"0x{command:02x}")
+        self.view.command_failed(name, subject, reason)
 
     def _chat_started(self, message: ChatStarted) -> None:
         peer = message.peer
+        self.asking.discard(peer)
         self.outgoing.discard(peer)
         self.incoming.discard(peer)
         try:
@@ -383,20 +445,27 @@ class ChatClient:
     def _chat_ended(self, message: ChatEnded) -> None:
         peer = message.peer
         chat = self.chats.get(peer)
+        reason = reason_of(message.reason)
         if chat is None:
             if peer in self.refused:
                 self.refused.discard(peer)
                 return
-            if Reason(message.reason) is not Reason.STOPPED:
-                self.view.chat_ended(peer, _reason_text(Reason(message.reason)))
+            if reason is not Reason.STOPPED:
+                self.view.chat_ended(peer, reason_text(reason))
             return
-        reason = Reason(message.reason)
         if chat.failed:
             outcome = "ended after a security error"
         elif chat.stopping and (chat.peer_end is None or chat.peer_end == chat.received):
             outcome = stopped_outcome(chat)
+        elif chat.peer_end is None and reason in DEPARTURES:
+            # The relay says the peer left (not that it stopped the chat):
+            # an ordinary end, though without the peer's authenticated count
+            # nobody can confirm that nothing was lost on the way.
+            outcome = (f"ended: {DEPARTURES[reason].format(peer=peer)} ({chat.received} "
+                       f"messages received; {peer}'s client sent no authenticated end, "
+                       "so any later messages are unconfirmed)")
         elif chat.peer_end is None:
-            outcome = (f"TRUNCATED: {_reason_text(reason)}, without {peer}'s authenticated "
+            outcome = (f"TRUNCATED: {reason_text(reason)}, without {peer}'s authenticated "
                        "end; messages may be missing")
         elif chat.peer_end != chat.received:
             outcome = f"TRUNCATED: {peer} sent {chat.peer_end} messages, {chat.received} arrived"
@@ -471,19 +540,16 @@ class ChatClient:
         self.chats.pop(peer, None)
         self.view.chat_ended(peer, outcome)
 
-    def _send(self, message: Message) -> None:
+    def _send(self, message: Message, quiet: bool = False) -> bool:
         if self.protocol.established:
             self.protocol.post(message)
-        else:
+            return True
+        if not quiet:
             self.view.notice("not connected to the relay")
+        return False
 
 
-def _reason_text(reason: Reason) -> str:
-    return {
-        Reason.GONE: "the other side disconnected",
-        Reason.STOPPED: "stopped",
-        Reason.REVOKED: "the other side's access was revoked",
-    }.get(reason, reason.name.lower().replace("_", " "))
+_ENDED_REQUEST_COMMANDS = frozenset({ChatAccept.TYPE, ChatRefuse.TYPE, ChatCancel.TYPE})
 
 
 def describe_error(error: ProtocolError | None, was_logged_in: bool) -> str | None:

@@ -28,31 +28,44 @@ from typing import Callable
 from twisted.protocols.basic import LineReceiver
 
 from securechat.client.core import ChatClient
+from securechat.client.display import untrusted
+from securechat.client.reasons import reason_name
 from securechat.wire.names import BadUserName, check_user_name
 from securechat.wire.relay import Reason
 
 HELP = (__doc__ or "").split("Commands::", 1)[1].strip("\n")
 
-_DECLINED = {
+_DECLINED: dict[int, str] = {
     Reason.REFUSED: "{peer} refused your chat request",
     Reason.OFFLINE: "{peer} is not online",
     Reason.UNKNOWN_USER: "there is no user {peer}",
     Reason.BUSY: "{peer} is busy in other chats",
     Reason.TIMEOUT: "{peer} did not answer your chat request",
-    Reason.TOO_MANY_PENDING: "too many open chat requests; try {peer} again later",
+    Reason.TOO_MANY_PENDING: "{peer} has too many chat requests waiting; try again later",
     Reason.GONE: "{peer} went offline before answering",
+    Reason.REPLACED: "{peer} logged in elsewhere before answering; ask again",
+    Reason.REVOKED: "{peer}'s access was revoked",
+    Reason.CANCELLED: "you withdrew your chat request to {peer}",
 }
-_WITHDRAWN = {
+_WITHDRAWN: dict[int, str] = {
     Reason.CANCELLED: "{peer} withdrew the chat request",
     Reason.TIMEOUT: "the chat request from {peer} expired",
     Reason.GONE: "{peer} went offline; the chat request is gone",
+    Reason.REPLACED: "{peer} logged in elsewhere; the chat request is gone",
+    Reason.REVOKED: "{peer}'s access was revoked; the chat request is gone",
 }
-_FAILED = {
-    Reason.SELF: "you cannot chat with yourself",
+#: COMMAND_FAILED by (command, reason), then by reason alone.
+_FAILED: dict[tuple[str, Reason | int] | Reason | int, str] = {
+    ("chat", Reason.SELF): "you cannot chat with yourself",
+    ("chat", Reason.TOO_MANY_PENDING): "you have too many chat requests waiting for an answer; "
+                                       "!cancel one, or wait",
+    ("chat", Reason.BUSY): "you have as many chats as allowed; !stop one first",
+    ("accept", Reason.BUSY): "cannot accept {peer}: you or {peer} already have as many chats "
+                             "as allowed",
+    ("cancel", Reason.NO_REQUEST): "you have no chat request to {peer}",
     Reason.ALREADY: "you already have a chat or request with {peer}",
     Reason.NO_REQUEST: "there is no chat request from {peer}",
     Reason.NO_CHAT: "there is no chat with {peer}",
-    Reason.BUSY: "you have as many chats as allowed",
 }
 
 
@@ -78,11 +91,24 @@ class ChatTerminal(LineReceiver):
         self.current: str | None = None
         self._pending: list[str] = []
         self.exiting = False
+        #: Logged in at least once: lines typed while disconnected after
+        #: that are refused at once, not kept for later.
+        self.was_logged_in = False
+        #: Standard input ended (a script): the client leaves once the relay
+        #: has answered what was read, after the first login if that has
+        #: not happened yet.
+        self.input_ended = False
 
     # -- output -------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        line = text.replace("\r", "").replace("\n", " ") + "\n"
+        """
+        Show C{text} as one line.  This is the terminal's only way to the
+        screen, and it passes the whole line through L{untrusted}: names,
+        chat lines, reasons and notices that a peer or the relay chose
+        cannot bypass it, whichever view method built the line.
+        """
+        line = untrusted(text) + "\n"
         if self._write is not None:
             self._write(line)
         elif self.transport is not None:
@@ -98,19 +124,48 @@ class ChatTerminal(LineReceiver):
         if not line.strip():
             return
         if self.client is None or not self.client.logged_in:
-            if line.strip() == "!exit":
+            word = line.strip().lower()
+            if word == "!exit":
                 self.exit()
+            elif word == "!help":
+                self.cmd_help()
+            elif self.was_logged_in:
+                self._refuse_offline(line)
             else:
                 self._pending.append(line)
             return
         self.handle(line)
 
+    def _refuse_offline(self, line: str) -> None:
+        # One line per line typed, quoting it, now: nothing is replayed
+        # later into chats that have ended since.
+        if line.startswith("!"):
+            self.say(f"! not connected to the relay; {line.split()[0]} not run")
+        else:
+            self.say(f"! not connected to the relay; not sent: {line}")
+
     def lineLengthExceeded(self, line: bytes) -> None:
         self.say("! line too long, ignored")
 
     def connectionLost(self, reason: object = None) -> None:
-        # Standard input closed (end of a script, or ^D): leave cleanly.
-        self.exit()
+        # Standard input closed (end of a script, or ^D): leave cleanly once
+        # the relay has answered what was typed; a script piped in before
+        # the login first runs after it.
+        self.input_ended = True
+        if self.client is not None and self.client.logged_in:
+            self.client.when_answered(self.exit)
+        elif self.was_logged_in:
+            self.exit()  # disconnected: nothing is waiting for an answer
+
+    def login_abandoned(self) -> None:
+        """
+        The client gives up before its first login (the relay is
+        unreachable or refused us, or the connection ended after standard
+        input did): say how many lines read were not run.
+        """
+        if self._pending:
+            self.say(f"! never logged in; {len(self._pending)} lines not run")
+            self._pending = []
 
     def handle(self, line: str) -> None:
         client = self.client
@@ -171,15 +226,13 @@ class ChatTerminal(LineReceiver):
     def cmd_refuse(self, user: str | None = None) -> None:
         assert self.client is not None
         peer = self._need(user, "refuse") if user else self._only(self.client.incoming, "refuse")
-        if peer is not None:
-            self.client.refuse(peer)
+        if peer is not None and self.client.refuse(peer):
             self.say(f"* you refused {peer}'s chat request")
 
     def cmd_cancel(self, user: str | None = None) -> None:
         assert self.client is not None
         if (peer := self._need(user, "cancel")) is not None:
-            self.client.cancel(peer)
-            self.say(f"* you withdrew your chat request to {peer}")
+            self.client.cancel(peer)  # the relay's answer is the one line shown
 
     def cmd_stop(self, user: str | None = None) -> None:
         assert self.client is not None
@@ -220,9 +273,14 @@ class ChatTerminal(LineReceiver):
 
     def logged_in(self, user: str) -> None:
         self.say(f"* logged in as {user}; !help lists the commands")
+        self.was_logged_in = True
         pending, self._pending = self._pending, []
         for line in pending:
+            if self.exiting:
+                return
             self.handle(line)
+        if self.input_ended and self.client is not None:
+            self.client.when_answered(self.exit)
 
     def online(self, users: tuple[str, ...], total: int) -> None:
         more = f" (and {total - len(users)} more)" if total > len(users) else ""
@@ -231,14 +289,18 @@ class ChatTerminal(LineReceiver):
     def chat_requested(self, requester: str) -> None:
         self.say(f"* {requester} wants to chat: !accept {requester} or !refuse {requester}")
 
-    def request_sent(self, peer: str) -> None:
-        self.say(f"* chat request sent to {peer}")
+    def request_pending(self, peer: str) -> None:
+        self.say(f"* {peer} has been asked to chat; waiting for an answer (!cancel {peer} withdraws)")
 
-    def chat_declined(self, peer: str, reason: Reason) -> None:
-        self.say("* " + _DECLINED.get(reason, f"{peer}: {reason.name.lower()}").format(peer=peer))
+    def chat_declined(self, peer: str, reason: Reason | int) -> None:
+        # Templates are ours; names and reasons go in as values, never as
+        # templates (a "{" from the relay is just a character).
+        template = _DECLINED.get(reason, "your chat request to {peer} ended: {why}")
+        self.say("* " + template.format(peer=peer, why=reason_name(reason)))
 
-    def request_withdrawn(self, requester: str, reason: Reason) -> None:
-        self.say("* " + _WITHDRAWN.get(reason, f"{requester}: {reason.name.lower()}").format(peer=requester))
+    def request_withdrawn(self, requester: str, reason: Reason | int) -> None:
+        template = _WITHDRAWN.get(reason, "the chat request from {peer} is gone: {why}")
+        self.say("* " + template.format(peer=requester, why=reason_name(reason)))
 
     def chat_opened(self, peer: str, fingerprint: str, first_use: bool) -> None:
         note = " (first chat: key pinned; compare it with them)" if first_use else ""
@@ -265,8 +327,19 @@ class ChatTerminal(LineReceiver):
     def security_error(self, peer: str, detail: str) -> None:
         self.say(f"!!! chat with {peer}: {detail}")
 
-    def command_failed(self, command: str, subject: str, reason: Reason) -> None:
-        self.say("! " + _FAILED.get(reason, f"{command} {subject}: {reason.name.lower()}").format(peer=subject))
+    def command_failed(self, command: str, subject: str, reason: Reason | int) -> None:
+        client = self.client
+        if command == "chat" and reason is Reason.ALREADY and client is not None:
+            if subject in client.chats:
+                template = "you are already chatting with {peer}"
+            elif subject in client.incoming:
+                template = "{peer} has already asked you: !accept {peer} or !refuse {peer}"
+            else:
+                template = "you already asked {peer}; waiting for an answer (!cancel {peer} withdraws)"
+        else:
+            template = _FAILED.get((command, reason)) or _FAILED.get(
+                reason, "!{command} {peer} failed: {why}")
+        self.say("! " + template.format(peer=subject, command=command, why=reason_name(reason)))
 
     def notice(self, text: str) -> None:
         self.say(f"! {text}")

@@ -73,6 +73,7 @@ from securechat.wire.relay import (
     Reason,
     Relay as RelayMessage,
     Relayed,
+    RequestPending,
     RequestWithdrawn,
     Welcome,
 )
@@ -434,7 +435,7 @@ class Relay:
         old = self.sessions.get(user)
         if old is not None:
             self.log.info("user {user} logged in again; closing the older session", user=user)
-            self._leave(old, Reason.GONE)
+            self._leave(old, Reason.REPLACED)
             old.protocol.terminate("session-replaced", "you logged in again elsewhere")
         self.sessions[user] = session
         session.active = True
@@ -524,12 +525,24 @@ class Relay:
         session.deliver(OnlineList(tuple(names[:room]), len(names)))
 
     def _chat_request(self, session: UserSession, message: ChatRequest) -> None:
+        """
+        Answer a request at once with exactly one message (docs/protocol.rst
+        11.4): COMMAND_FAILED when the requester cannot make it (oneself, an
+        existing chat or request, its own limits), CHAT_DECLINED when the
+        target cannot take it, else REQUEST_PENDING once the target is asked.
+        """
         user, target = session.user, message.to
         assert user is not None
         if target == user:
             return self._fail(session, message, target, Reason.SELF)
         if target in session.chats or target in session.outgoing or target in session.incoming:
             return self._fail(session, message, target, Reason.ALREADY)
+        if len(session.outgoing) >= self.limits.max_outgoing_requests:
+            self.metrics.chat_requests.labels("too_many_pending").inc()
+            return self._fail(session, message, target, Reason.TOO_MANY_PENDING)
+        if len(session.chats) >= self.limits.max_chats:
+            self.metrics.chat_requests.labels("busy").inc()
+            return self._fail(session, message, target, Reason.BUSY)
         other = self.sessions.get(target)
         if other is None:
             entry = self.directory.lookup(target)
@@ -537,13 +550,11 @@ class Relay:
             self.metrics.chat_requests.labels(reason.name.lower()).inc()
             session.deliver(ChatDeclined(target, reason))
             return
-        if len(session.outgoing) >= self.limits.max_outgoing_requests or (
-            len(other.incoming) >= self.limits.max_incoming_requests
-        ):
+        if len(other.incoming) >= self.limits.max_incoming_requests:
             self.metrics.chat_requests.labels("too_many_pending").inc()
             session.deliver(ChatDeclined(target, Reason.TOO_MANY_PENDING))
             return
-        if len(other.chats) >= self.limits.max_chats or len(session.chats) >= self.limits.max_chats:
+        if len(other.chats) >= self.limits.max_chats:
             self.metrics.chat_requests.labels("busy").inc()
             session.deliver(ChatDeclined(target, Reason.BUSY))
             return
@@ -553,6 +564,7 @@ class Relay:
         other.incoming = _with(other.incoming, user)
         self.log.info("chat request {requester} -> {target}", requester=user, target=target)
         other.deliver(ChatRequested(user))
+        session.deliver(RequestPending(target))
 
     def _request_expired(self, requester: str, target: str) -> None:
         self._requests.pop((requester, target), None)
@@ -597,6 +609,7 @@ class Relay:
         self._drop_request(user, target)
         self.metrics.chat_requests.labels("cancelled").inc()
         self._deliver(target, RequestWithdrawn(user, Reason.CANCELLED))
+        session.deliver(ChatDeclined(target, Reason.CANCELLED))
 
     def _chat_stop(self, session: UserSession, message: ChatStop) -> None:
         user, peer = session.user, message.peer

@@ -90,4 +90,12 @@ class Declared:
 
     @classmethod
     def parse_body(cls, r: Reader) -> Any:
-        return cls(*[parse(r, name) for name, _, parse in cls._get_layout()])
+        message = cls(*[parse(r, name) for name, _, parse in cls._get_layout()])
+        message.check_parsed()
+        return message
+
+    def check_parsed(self) -> None:
+        """
+        Rules a parsed message must meet beyond its field kinds (none by
+        default); raise L{RemoteProtocolError} for one it breaks.
+        """

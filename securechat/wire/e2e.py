@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from securechat.errors import RemoteProtocolError
 from securechat.wire.messages import Registry
 from securechat.wire.declared import Declared
 
@@ -27,6 +28,14 @@ class Text(Declared):
     FIELDS: ClassVar[tuple[str, ...]] = ("u64", "text16")
     sent_at: int
     text: str
+
+    def check_parsed(self) -> None:
+        # The receiver enforces the limit itself: text16 alone allows 65535
+        # bytes, and a peer's client is not trusted to have checked.
+        size = len(self.text.encode("utf-8"))
+        if size > MAX_TEXT:
+            raise RemoteProtocolError(
+                "limit-exceeded", f"TEXT of {size} bytes, the most is {MAX_TEXT}")
 
 
 @dataclass(frozen=True, slots=True)

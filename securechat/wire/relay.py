@@ -35,6 +35,7 @@ class Reason(enum.IntEnum):
     NO_REQUEST = 12      # accept/refuse/cancel of a request that does not exist
     NO_CHAT = 13         # relay/stop for a chat that does not exist
     REVOKED = 14         # the other user was revoked
+    REPLACED = 15        # the other user logged in again elsewhere
 
 
 # -- client to relay --------------------------------------------------------
@@ -211,10 +212,22 @@ class CommandFailed(Declared):
     reason: int
 
 
+@dataclass(frozen=True, slots=True)
+class RequestPending(Declared):
+    """
+    Our request to C{peer} was passed on: C{peer} was asked, and exactly
+    one L{ChatStarted} or L{ChatDeclined} about C{peer} follows.
+    """
+
+    TYPE: ClassVar[int] = 0x49
+    FIELDS: ClassVar[tuple[str, ...]] = ("name",)
+    peer: str
+
+
 CLIENT_MESSAGES = (ListOnline, ChatRequest, ChatAccept, ChatRefuse, ChatCancel, ChatStop, Relay)
 SERVER_MESSAGES = (
     Welcome, OnlineList, ChatRequested, ChatStarted, ChatDeclined, RequestWithdrawn,
-    ChatEnded, Relayed, CommandFailed,
+    ChatEnded, Relayed, CommandFailed, RequestPending,
 )
 
 #: What the relay parses (from clients) and what clients parse (from the relay).

@@ -1,0 +1,52 @@
+# -*- test-case-name: tests.test_client_core -*-
+"""
+The relay's reason codes (docs/protocol.rst 11.3) in a user's words, and
+codes this client does not know, which are shown by number rather than
+treated as errors.
+"""
+
+from __future__ import annotations
+
+from securechat.wire.relay import Reason
+
+#: How a chat ends when the relay reports that the peer left.
+DEPARTURES: dict[int, str] = {
+    Reason.GONE: "{peer} went offline",
+    Reason.REPLACED: "{peer} logged in elsewhere",
+    Reason.REVOKED: "{peer}'s access was revoked",
+}
+
+
+def reason_of(code: int) -> Reason | int:
+    """
+    The L{Reason} for C{code}, or C{code} itself if this client does not
+    know it (a newer relay): shown by number, never an error.
+    """
+    try:
+        return Reason(code)
+    except ValueError:
+        return code
+
+
+def reason_name(reason: Reason | int) -> str:
+    """
+    A reason in words for a user: C{too many pending}, or C{reason 99}.
+    """
+    if isinstance(reason, Reason):
+        return reason.name.lower().replace("_", " ")
+    return f"reason {reason}"
+
+
+def reason_text(reason: Reason | int) -> str:
+    """
+    Why a chat ended, as the relay reported it, in words.
+    """
+    return _ENDED.get(reason, reason_name(reason))
+
+
+_ENDED: dict[int, str] = {
+    Reason.GONE: "the other side disconnected",
+    Reason.STOPPED: "stopped",
+    Reason.REVOKED: "the other side's access was revoked",
+    Reason.REPLACED: "the other side logged in elsewhere",
+}
