@@ -7,6 +7,10 @@ The benchmark: securechat against the cheapest possible Twisted relay
     python benchmarks/run.py --smoke    # tiny counts: checks it still runs
     python benchmarks/run.py --quick --only 1:1 --target securechat  # one case
 
+The login-refusal timing check (unknown vs revoked vs bad signature, issue
+12) is a separate command, benchmarks/login_timing.py: it exits 1 when the
+three medians separate (see its docstring and RESULTS.md).
+
 Each relay runs pinned to CPU 0 and the load generator to CPU 1 (taskset).
 For each case the generator sets up (logins, chats), then the server's CPU
 time (utime + stime from /proc/PID/stat) is read around the measured phase
