@@ -26,7 +26,7 @@ States and what each accepts (the one transition table is L{_ACCEPTS}):
     START        initiator, before initiate()       nothing
     WAIT_HELLO   responder                          HELLO, ALERT
     WAIT_REPLY   initiator                          HELLO_REPLY, ALERT
-    WAIT_AUTH    both                               RECORD(AUTH), ALERT
+    WAIT_AUTH    both                               RECORD(AUTH)
     WAIT_VERIFY  both, peer identity being checked  (input held back)
     ESTABLISHED  both                               RECORD(any registered message)
     CLOSED       peer or we closed cleanly          nothing
