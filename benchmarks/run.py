@@ -7,6 +7,10 @@ The benchmark: securechat against the cheapest possible Twisted relay
     python benchmarks/run.py --smoke    # tiny counts: checks it still runs
     python benchmarks/run.py --quick --only 1:1 --target securechat  # one case
 
+The login-refusal timing check (unknown vs revoked vs bad signature, issue
+12) is a separate command, benchmarks/login_timing.py: it exits 1 when the
+three medians separate (see its docstring and RESULTS.md).
+
 Each relay runs pinned to CPU 0 and the load generator to CPU 1 (taskset).
 For each case the generator sets up (logins, chats), then the server's CPU
 time (utime + stime from /proc/PID/stat) is read around the measured phase
@@ -100,19 +104,35 @@ def make_data_dir(path: str, users: int) -> None:
     data.save_users(directory)
 
 
+def server_argv(target: str, port: int, data_dir: str, log_file: str) -> list[str]:
+    """
+    The command that starts C{target}'s relay on C{port}.  securechat's
+    log goes to C{log_file}, which must be a regular file in the run's
+    temporary directory: twistd rotates its log at 1 MB by renaming the
+    file, so a device such as /dev/null would be renamed (as root, the
+    machine's /dev/null was).
+    """
+    given = os.path.abspath(log_file)
+    if any(path.startswith("/dev/") for path in (given, os.path.realpath(given))):
+        raise ValueError(f"refusing to log to a device ({log_file}): twistd renames its log file")
+    if target == "securechat":
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        return [twistd, "-n", "--pidfile=", f"--logfile={log_file}", "securechat",
+                "--data-dir", data_dir, "--listen", f"tcp:{port}:interface=127.0.0.1",
+                # the benchmark measures relaying, not the abuse limits
+                "--rate", "1000000", "--burst", "1000000", "--max-chats", "1000",
+                "--max-outgoing-requests", "1000", "--max-incoming-requests", "1000",
+                "--max-unauthenticated", "100000", "--max-unauthenticated-per-host", "100000"]
+    return [sys.executable, os.path.join(HERE, "baseline.py"), str(port)]
+
+
 class Server:
-    def __init__(self, target: str, data_dir: str) -> None:
+    def __init__(self, target: str, data_dir: str, work: str) -> None:
         self.port = free_port()
-        if target == "securechat":
-            twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-            argv = [twistd, "-n", "--pidfile=", "--logfile=/dev/null", "securechat",
-                    "--data-dir", data_dir, "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-                    # the benchmark measures relaying, not the abuse limits
-                    "--rate", "1000000", "--burst", "1000000", "--max-chats", "1000",
-                    "--max-outgoing-requests", "1000", "--max-incoming-requests", "1000",
-                    "--max-unauthenticated", "100000", "--max-unauthenticated-per-host", "100000"]
-        else:
-            argv = [sys.executable, os.path.join(HERE, "baseline.py"), str(self.port)]
+        self.log_file = os.path.join(work, f"{target}-{self.port}.log")
+        argv = server_argv(target, self.port, data_dir, self.log_file)
+        # stdout and stderr (not the log) are inherited descriptors on
+        # /dev/null: written to, never renamed.
         self.proc = subprocess.Popen(pinned(0) + argv, env=environment(),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
@@ -122,8 +142,15 @@ class Server:
                 break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"{target} did not start")
+                    raise RuntimeError(f"{target} did not start{self.log_tail()}")
                 time.sleep(0.1)
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log_file, errors="replace") as f:
+                return "; its log ends:\n" + f.read()[-2000:]
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -278,7 +305,7 @@ def main() -> int:
         servers: dict[str, Server] = {}
         try:
             for target in targets:
-                servers[target] = Server(target, data_dir)
+                servers[target] = Server(target, data_dir, work)
             first = dict.fromkeys(targets, 0)  # fresh users for every run
             for case, spec in CASES.items():
                 kind, template, *sizes = spec
@@ -296,7 +323,7 @@ def main() -> int:
                     for attempt in range(repeats_of(kind)):
                         for target in targets:
                             servers[target].stop()
-                            servers[target] = Server(target, data_dir)
+                            servers[target] = Server(target, data_dir, work)
                             runs[target].append(
                                 run_case(servers[target], target, data_dir, kind, options, 0))
                 else:

@@ -79,6 +79,10 @@ ERRORS: dict[str, tuple[Alert, str]] = {
     "record-limit": (Alert.BAD_RECORD, "record counter limit reached"),
     # the session
     "peer-alert": (Alert.CLOSE_NOTIFY, "peer sent an alert"),
+    "unauthenticated-alert": (
+        Alert.UNEXPECTED_MESSAGE,
+        "connection interrupted: an alert arrived without authentication (not believed)",
+    ),
     "connection-closed": (Alert.CLOSE_NOTIFY, "connection closed"),
     "timeout": (Alert.TIMEOUT, "timed out"),
     "limit-exceeded": (Alert.LIMIT_EXCEEDED, "limit exceeded"),
@@ -135,3 +139,25 @@ class PeerAlert(ProtocolError):
         except ValueError:
             name = f"alert {peer_alert}"
         super().__init__("peer-alert", f"peer closed the connection: {name}")
+
+
+class UnauthenticatedAlert(RemoteProtocolError):
+    """
+    A plaintext ALERT frame arrived after keys existed (docs/protocol.rst,
+    8.3): anyone on the path could have written it, so it is not believed.
+    The connection counts as interrupted, not refused, and the alert is
+    not answered.
+
+    @ivar peer_alert: the code it carried, for our own log only.
+    """
+
+    def __init__(self, peer_alert: int) -> None:
+        self.peer_alert = peer_alert
+        try:
+            name = Alert(peer_alert).name
+        except ValueError:
+            name = f"alert {peer_alert}"
+        super().__init__(
+            "unauthenticated-alert",
+            f"connection interrupted: an unauthenticated {name} alert arrived in the clear "
+            "after keys existed (not believed)")

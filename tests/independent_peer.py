@@ -62,6 +62,7 @@ ALERT_FOR = {
     "bad-record-mac": BAD_RECORD,
     "empty-record": BAD_RECORD,
     "record-limit": BAD_RECORD,
+    "unauthenticated-alert": UNEXPECTED_MESSAGE,  # never sent (section 8.3)
 }
 # Everything else of section 8.2 that we can raise is HANDSHAKE_FAILED:
 # suite-not-offered, bad-key-share, reflected-key-share,
@@ -272,7 +273,9 @@ class Peer:
         self.auth_bodies = {}
         self.transcript = b""
         self.handshake_done = False  # our own side has sent its AUTH / verified
-        self.got_app_record = False
+        # responder: the initiator's AUTH body once its Finished checked out
+        # (section 8.3: our failure alert then goes under ap_r)
+        self.opened_peer_auth = None
         self._in, self._out = b"", b""
         self._send = self._recv = None
 
@@ -328,14 +331,22 @@ class Peer:
     # internals
 
     def _fail(self, err, events):
+        self.state, was = "FAILED", self.state
+        events.append(("error", err.error))
+        if err.error == "unauthenticated-alert":
+            return  # section 8.3: an alert is never answered
         reason = b"" if err.alert == HANDSHAKE_FAILED else err.error.encode()
         body = alert_body(err.alert, reason)
         if self.handshake_done and self._send is not None:
             self._out += self._send.seal(inner(ALERT, body))
+        elif (self.role == "responder" and self.opened_peer_auth is not None
+              and was == "WAIT_AUTH"):
+            # Section 8.3: the initiator is established and expects ap_r.
+            th_all = sha256(self.transcript + self.opened_peer_auth)
+            ap_r = expand_label(self.secrets["hs"], b"r ap traffic", th_all, 32)
+            self._out += Direction(self.suite, ap_r).seal(inner(ALERT, body))
         else:
             self._out += frame(ALERT, body)
-        self.state = "FAILED"
-        events.append(("error", err.error))
 
     def _frame(self, whole, events):
         ftype, payload = whole[4], whole[5:]
@@ -343,10 +354,10 @@ class Peer:
             raise ProtocolError("unknown-type")
         st = self.state
         if ftype == ALERT:
-            plaintext_ok = st in ("WAIT_HELLO", "WAIT_REPLY", "WAIT_AUTH") or (
-                st == "ESTABLISHED" and self.role == "initiator"
-                and not self.got_app_record)
-            if not plaintext_ok:
+            # Section 8.3: believed in the clear only before keys exist.
+            if st in ("WAIT_AUTH", "ESTABLISHED"):
+                raise ProtocolError("unauthenticated-alert")
+            if st not in ("WAIT_HELLO", "WAIT_REPLY"):
                 raise ProtocolError("unexpected-message")
             self._alert(payload, events)
         elif ftype == HELLO and st == "WAIT_HELLO":
@@ -493,6 +504,7 @@ class Peer:
         expect = hmac.new(fin_key, sha256(t + identity + sigpart), hashlib.sha256).digest()
         if not hmac.compare_digest(expect, fin):
             raise ProtocolError("bad-finished")
+        self.opened_peer_auth = body
         events.append(("peer", name))
         if name != self.peer_name:
             raise ProtocolError("wrong-peer")  # guessed: spec names no error
@@ -512,7 +524,6 @@ class Peer:
 
     def _on_app_record(self, payload, events):
         plaintext = self._recv.open(payload)
-        self.got_app_record = True
         for itype, body in parse_inner(plaintext):
             if self.state != "ESTABLISHED":
                 break

@@ -239,10 +239,10 @@ class StateMachineAttacks(AttackCase):
         unknown = encode_frame(0x55, b"")
         expected = {
             "wait-auth": {"hello": "unexpected-message", "reply": "unexpected-message",
-                          "alert": "peer-alert", "record": "bad-handshake-record",
+                          "alert": "unauthenticated-alert", "record": "bad-handshake-record",
                           "unknown": "unknown-type"},
             "established": {"hello": "unexpected-message", "reply": "unexpected-message",
-                            "alert": "unexpected-message", "record": "bad-record-mac",
+                            "alert": "unauthenticated-alert", "record": "bad-record-mac",
                             "unknown": "unknown-type"},
         }
         frames = {"hello": hello, "reply": reply, "alert": alert, "record": garbage_record,
@@ -319,14 +319,16 @@ class StateMachineAttacks(AttackCase):
 
     def test_plaintextAfterEncryption(self) -> None:
         """
-        After the handshake, plaintext frames (a HELLO, an alert) are
-        unexpected messages.
+        After the handshake a plaintext HELLO is an unexpected message and
+        a plaintext alert is not believed (C{unauthenticated-alert}).
         """
-        for frame in (encode_frame_message(Hello(1, 1, b"n" * 32, b"\x09" * 32, (1,))),
-                      encode_frame_message(Alert(AlertCode.SHUTTING_DOWN, ""))):
+        for frame, code in (
+                (encode_frame_message(Hello(1, 1, b"n" * 32, b"\x09" * 32, (1,))),
+                 "unexpected-message"),
+                (encode_frame_message(Alert(AlertCode.SHUTTING_DOWN, "")), "unauthenticated-alert")):
             raw, server = self.logged_in()
             self.send(raw, frame)
-            self.closed(server, "unexpected-message")
+            self.closed(server, code)
 
     def test_lastHandshakeMessageAndApplicationFrameTogether(self) -> None:
         """
@@ -544,20 +546,26 @@ class HandshakeLogicAttacks(AttackCase):
 
     def test_uniformFailures(self) -> None:
         """
-        An unknown user, a bad signature, a bad point and a bad Finished
-        MAC end with byte-identical alerts.
+        An unknown user, a revoked user and a bad signature end with the
+        same authenticated HANDSHAKE_FAILED alert without a reason, in a
+        record of the same length; a bad point and a bad Finished MAC (no
+        key the client could open a record with) with byte-identical
+        plaintext alerts.
         """
+        sealed = []
+        self.h.directory.add(UserEntry("rupert", user_key("rupert").public_key(), revoked=True))
+        for name, key in (("mallory", user_key("mallory")), ("rupert", user_key("rupert")),
+                          ("alice", user_key("eve"))):
+            raw, server = self.raw()
+            raw.login(name, key)
+            self.h.pump()
+            [failed] = [e for e in raw.events if hasattr(e, "error")]
+            self.assertEqual(failed.error.code, "peer-alert")
+            self.assertEqual(failed.error.peer_alert, AlertCode.HANDSHAKE_FAILED)
+            self.assertEqual(failed.error.detail, "peer closed the connection: HANDSHAKE_FAILED")
+            sealed.append(raw.frames()[-1])
+        self.assertEqual({(len(f), f[4]) for f in sealed}, {(len(sealed[0]), 0x17)})
         endings = []
-        # unknown user
-        raw, server = self.raw()
-        raw.login("mallory", user_key("mallory"))
-        self.h.pump()
-        endings.append(raw.frames()[-1])
-        # bad signature: alice's name, eve's key
-        raw, server = self.raw()
-        raw.login("alice", user_key("eve"))
-        self.h.pump()
-        endings.append(raw.frames()[-1])
         # bad point
         raw, server = self.raw()
         self.send(raw, encode_frame_message(Hello(1, 1, b"n" * 32, bytes(32), (1,))))
@@ -570,7 +578,7 @@ class HandshakeLogicAttacks(AttackCase):
         scheme, sig = keys.sign(user_key("alice"), content)
         self.send(raw, conn._sealer.seal(encode_inner([Auth(identity, scheme, sig, b"\x01" * 32)])))
         endings.append(raw.frames()[-1])
-        self.assertEqual(endings, [HANDSHAKE_FAILED] * 4)
+        self.assertEqual(endings, [HANDSHAKE_FAILED] * 2)
         self.canary.check(self)
 
 
@@ -595,10 +603,11 @@ class RecordAttacks(AttackCase):
             self.send(raw, bytes(good))
             self.assertIsNotNone(server.error, bit)
             # the type byte 0x17 -> 0x15 reads as a plaintext ALERT after
-            # the handshake: unexpected
+            # the handshake: not believed
             self.assertIn(server.error.code, {"bad-record-mac", "record-gap", "record-replayed",
                                               "frame-too-large", "truncated", "unexpected-message",
-                                              "unknown-type"}, bit)
+                                              "unknown-type", "unauthenticated-alert",
+                                              "trailing-bytes", "bad-value"}, bit)
             self.assertNotIn(OnlineList, [type(e.message) for e in raw.events if hasattr(e, "message")][1:])
             self.canary.check(self)
 

@@ -5,9 +5,11 @@ with tiny counts.  The benchmark itself is not part of the test run.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -34,3 +36,80 @@ class BenchmarkSmokeTests(unittest.TestCase):
                      "idle 1000 users"):
             self.assertIn(case, out)
         self.assertRegex(out, r"handshakes\s+handshakes_per_s\s+\d+\.\d\d\s+\d+\.\d\d")
+
+
+def _load_run() -> Any:
+    """
+    benchmarks/run.py as a module (benchmarks/ is not a package).
+    """
+    spec = importlib.util.spec_from_file_location("securechat_bench_run",
+                                                  os.path.join(ROOT, "benchmarks", "run.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class RelayCommandTests(unittest.TestCase):
+    """
+    The command line the benchmark starts each relay with (issue 12, defect
+    8: twistd rotates its log by renaming the file, and a run as root
+    renamed the machine's /dev/null).
+    """
+
+    def test_logFileInTheRunDirectory(self) -> None:
+        """
+        securechat's twistd logs to the file given, in the run's temporary
+        directory, and no argument of either relay names a device.
+        """
+        run = _load_run()
+        work = self.mktemp()
+        log_file = os.path.join(work, "securechat.log")
+        argv = run.server_argv("securechat", 1234, os.path.join(work, "data"), log_file)
+        self.assertIn(f"--logfile={log_file}", argv)
+        for target in ("securechat", "baseline"):
+            argv = run.server_argv(target, 1234, os.path.join(work, "data"), log_file)
+            self.assertEqual([a for a in argv if "/dev/" in a], [], target)
+
+    def test_deviceLogFileRefused(self) -> None:
+        """
+        Asked to log to a device, the command builder refuses, naming it.
+        """
+        run = _load_run()
+        for device in ("/dev/null", "/dev/stdout"):
+            with self.assertRaises(ValueError) as caught:
+                run.server_argv("securechat", 1234, "data", device)
+            self.assertIn(f"refusing to log to a device ({device})", str(caught.exception))
+
+    def test_noBenchmarkScriptLogsToADevice(self) -> None:
+        """
+        No benchmark script passes a device as twistd's log file.
+        """
+        for name in ("run.py", "loadgen.py", "baseline.py"):
+            with open(os.path.join(ROOT, "benchmarks", name)) as f:
+                self.assertNotRegex(f.read(), r"--logfile[= ]+['\"]?/dev/", name)
+
+
+class LoginTimingSmokeTests(unittest.TestCase):
+    """
+    benchmarks/login_timing.py (issue 12, defect 2) still runs; its verdict
+    is the benchmark's business, not the test suite's (real time is noisy).
+    """
+
+    def test_reportsTheThreeMedians(self) -> None:
+        """
+        With a tiny sample count the script runs the real relay in memory
+        and reports a median for each of the unknown, revoked and
+        bad-signature cases, the separation and a verdict line.
+        """
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "login_timing.py"),
+             "--samples", "3"],
+            capture_output=True, text=True, env=environment(), cwd=ROOT, timeout=120)
+        self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+        out = result.stdout
+        self.assertIn("3 samples per case", out)
+        for case in ("unknown", "revoked", "bad-signature"):
+            self.assertRegex(out, rf"(?m)^{case}\s+\d+\.\d\s+\d+\.\d")
+        self.assertRegex(out, r"separation of the medians: \d+\.\d% \(threshold 10%\)")
+        self.assertRegex(out, r"(?m)^verdict: (ok|FAIL)")

@@ -28,7 +28,7 @@ from securechat.crypto.handshake import (
 )
 from securechat.crypto.suites import AES_256_GCM, CHACHA20_POLY1305
 from securechat.errors import Alert as AlertCode
-from securechat.errors import PeerAlert
+from securechat.errors import PeerAlert, UnauthenticatedAlert
 from securechat.wire.framing import encode_frame
 from securechat.wire.messages import (
     Alert,
@@ -200,13 +200,17 @@ class FailureTests(unittest.TestCase):
     def test_badResponderSignature(self) -> None:
         """
         A responder whose signature does not match the key the initiator
-        expects fails with C{bad-signature}.
+        expects fails with C{bad-signature}.  The initiator's refusal
+        reaches the responder in the clear (it has no key of the initiator
+        yet), so the responder cannot believe it: C{unauthenticated-alert}
+        (docs/protocol.rst, 8.3).
         """
         a, b = alice(), bob(private_key=MALLORY)
         ea, eb = run(a, b, KNOWN, KNOWN)
         self.assertEqual(failure(ea), "bad-signature")
         self.assertIsInstance(eb[-1], ConnectionFailed)
-        self.assertIsInstance(eb[-1].error, PeerAlert)
+        self.assertIsInstance(eb[-1].error, UnauthenticatedAlert)
+        self.assertEqual(eb[-1].error.peer_alert, AlertCode.HANDSHAKE_FAILED)
 
     def test_badInitiatorSignature(self) -> None:
         """
@@ -531,26 +535,34 @@ class UniformAlertTests(unittest.TestCase):
 
     def test_sameAlertBytes(self) -> None:
         """
-        Unknown user, bad signature, bad key share and bad Finished MAC all
-        send exactly the same bytes: a plaintext HANDSHAKE_FAILED alert
-        without a reason.
+        Unknown user, revoked user and bad signature at the responder send
+        exactly the same bytes (same randomness, same initiator): one record
+        under C{ap_r} holding a HANDSHAKE_FAILED alert without a reason,
+        which the initiator opens and believes.  Bad key share and bad
+        Finished MAC, where the peer holds no key to open a record with,
+        send the same plaintext HANDSHAKE_FAILED alert.
         """
         expected = encode_frame_message(Alert(AlertCode.HANDSHAKE_FAILED, ""))
-        # unknown user / bad signature, at the responder
-        for resolver, key in ((directory(bob=BOB), ALICE), (KNOWN, MALLORY)):
-            a, b = alice(private_key=key), bob()
+        sent = []
+        for decide in (lambda b, claim: b.reject_peer("unknown-user", "no such user"),
+                       lambda b, claim: b.reject_peer("revoked-user", "revoked"),
+                       lambda b, claim: b.accept_peer(BOB.public_key())):
+            a = alice(random=DeterministicRandom(b"a"))
+            b = bob(random=DeterministicRandom(b"b"))
             a.initiate()
             b.receive_data(a.data_to_send())
             a.receive_data(b.data_to_send())
             a.accept_peer(BOB.public_key())
             b.data_to_send()
             [claim] = b.receive_data(a.data_to_send())
-            answer = resolver(claim.identity)
-            if isinstance(answer, tuple):
-                b.reject_peer(*answer)
-            else:
-                b.accept_peer(answer)
-            self.assertEqual(b.data_to_send(), expected)
+            decide(b, claim)
+            sent.append(b.data_to_send())
+            [event] = a.receive_data(sent[-1])
+            self.assertIsInstance(event.error, PeerAlert)
+            self.assertEqual(event.error.peer_alert, AlertCode.HANDSHAKE_FAILED)
+            self.assertEqual(event.error.detail, "peer closed the connection: HANDSHAKE_FAILED")
+        self.assertEqual(sent[0][4:13], b"\x17" + bytes(8))  # a record, counter 0
+        self.assertEqual(sent, [sent[0]] * 3)
         # bad key share
         b = bob()
         b.receive_data(encode_frame_message(Hello(1, END_TO_END, b"n" * 32, b"\x00" * 32, (1,))))
@@ -623,10 +635,13 @@ class RecordLayerTests(unittest.TestCase):
                 # the length grew (frame incomplete, or too large) or shrank
                 self.assertIn(failure(events), {None, "frame-too-large", "truncated", "bad-record-mac"})
             else:
+                # (a flipped type byte may make it a plaintext ALERT frame,
+                # not believed once keys exist)
                 self.assertIn(
                     failure(events),
                     {"bad-record-mac", "record-gap", "record-replayed", "unknown-type",
-                     "unexpected-message"},
+                     "unexpected-message", "unauthenticated-alert", "truncated",
+                     "trailing-bytes", "bad-value"},
                 )
 
     def test_plaintextAfterHandshake(self) -> None:
@@ -640,15 +655,22 @@ class RecordLayerTests(unittest.TestCase):
 
     def test_plaintextAlertAfterApplicationRecord(self) -> None:
         """
-        Once the initiator has seen an application record from the
-        responder, a plaintext alert is an unexpected message (an attacker
-        cannot inject one).
+        After the handshake a plaintext alert, on either side, is
+        C{unauthenticated-alert} (an attacker can write one), not a
+        L{PeerAlert}, and it is not answered.
         """
+        alert = encode_frame_message(Alert(AlertCode.SHUTTING_DOWN, ""))
         a, b = established(self)
         b.send(Ping(b"x"))
         a.receive_data(b.data_to_send())
-        alert = encode_frame_message(Alert(AlertCode.SHUTTING_DOWN, ""))
-        self.assertEqual(failure(a.receive_data(alert)), "unexpected-message")
+        a.data_to_send()  # the PONG
+        [event] = a.receive_data(alert)
+        self.assertEqual(event.error.code, "unauthenticated-alert")
+        self.assertNotIsInstance(event.error, PeerAlert)
+        self.assertEqual(a.data_to_send(), b"")
+        a, b = established(self)
+        self.assertEqual(failure(b.receive_data(alert)), "unauthenticated-alert")
+        self.assertEqual(b.data_to_send(), b"")
 
     def test_peerAlert(self) -> None:
         """

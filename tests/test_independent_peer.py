@@ -524,7 +524,8 @@ class TamperTests(unittest.TestCase):
         5.1 step 1: the clean-room responder's AUTH record with one bit
         flipped is C{bad-handshake-record} at securechat's initiator, which
         sends the uniform HANDSHAKE_FAILED alert in the clear; the
-        clean-room responder fails on it.
+        clean-room responder, which holds keys by then, does not believe a
+        plaintext alert: C{unauthenticated-alert} (8.3), unanswered.
         """
         a, b = pair(ours, clean)
         a.initiate()
@@ -534,14 +535,16 @@ class TamperTests(unittest.TestCase):
         self.assertEqual(failed.error.code, "bad-handshake-record")
         self.assertEqual(a.data_to_send(), HANDSHAKE_FAILED_FRAME)
         self.assertEqual(b.receive_data(HANDSHAKE_FAILED_FRAME),
-                         [("alert", ip.HANDSHAKE_FAILED, "")])
+                         [("error", "unauthenticated-alert")])
         self.assertEqual(b.state, "FAILED")
+        self.assertEqual(b.data_to_send(), b"")
 
     def test_tamperedResponderAuthRecordToCleanRoom(self) -> None:
         """
         5.1 step 1: securechat's AUTH record with one bit flipped is
-        C{bad-handshake-record} at the clean-room initiator, whose
-        HANDSHAKE_FAILED alert fails securechat's responder.
+        C{bad-handshake-record} at the clean-room initiator, whose plaintext
+        HANDSHAKE_FAILED alert fails securechat's responder as
+        C{unauthenticated-alert} (8.3).
         """
         a, b = pair(clean, ours)
         a.initiate()
@@ -552,14 +555,15 @@ class TamperTests(unittest.TestCase):
         alert = a.data_to_send()
         self.assertEqual(alert, HANDSHAKE_FAILED_FRAME)
         failed = our_failure(b.receive_data(alert))
-        self.assertEqual(failed.error.peer_alert, AlertCode.HANDSHAKE_FAILED)
+        self.assertEqual(failed.error.code, "unauthenticated-alert")
 
     def test_tamperedInitiatorAuthRecordToUs(self) -> None:
         """
         The clean-room initiator's AUTH record with one bit flipped is
-        C{bad-handshake-record} at securechat's responder.  The initiator
-        already considers itself established (5.1) and, having had no
-        application record yet, accepts the plaintext alert (8.3).
+        C{bad-handshake-record} at securechat's responder, which could not
+        open it and so answers in the clear.  The initiator already
+        considers itself established (5.1) and does not believe a plaintext
+        alert: C{unauthenticated-alert} (8.3).
         """
         a, b = pair(clean, ours)
         a.initiate()
@@ -570,15 +574,15 @@ class TamperTests(unittest.TestCase):
         self.assertEqual(failed.error.code, "bad-handshake-record")
         alert = b.data_to_send()
         self.assertEqual(alert, HANDSHAKE_FAILED_FRAME)
-        self.assertEqual(a.receive_data(alert), [("alert", ip.HANDSHAKE_FAILED, "")])
+        self.assertEqual(a.receive_data(alert), [("error", "unauthenticated-alert")])
         self.assertEqual(a.state, "FAILED")
 
     def test_tamperedInitiatorAuthRecordToCleanRoom(self) -> None:
         """
         securechat's initiator AUTH record with one bit flipped is
         C{bad-handshake-record} at the clean-room responder; securechat,
-        established but without an application record yet, fails on the
-        plaintext HANDSHAKE_FAILED alert (8.3).
+        established, does not believe its plaintext HANDSHAKE_FAILED alert
+        (8.3: C{unauthenticated-alert}).
         """
         a, b = pair(ours, clean)
         a.initiate()
@@ -590,7 +594,7 @@ class TamperTests(unittest.TestCase):
         alert = b.data_to_send()
         self.assertEqual(alert, HANDSHAKE_FAILED_FRAME)
         failed = our_failure(a.receive_data(alert))
-        self.assertEqual(failed.error.peer_alert, AlertCode.HANDSHAKE_FAILED)
+        self.assertEqual(failed.error.code, "unauthenticated-alert")
 
     def test_tamperedHelloDetectedByInitiator(self) -> None:
         """
@@ -620,7 +624,10 @@ class WrongKeyTests(unittest.TestCase):
     A peer that signs with a key other than the one its partner was given
     (a substituted key, 5.1 step 5) fails the handshake on both sides, and
     the only thing on the wire is the uniform HANDSHAKE_FAILED alert with an
-    empty reason (8.2), byte for byte the same from either implementation.
+    empty reason (8.2): from an initiator in the clear, byte for byte the
+    same from either implementation, which the responder cannot believe
+    (C{unauthenticated-alert}); from a responder sealed under C{ap_r}
+    (8.3), which the initiator opens and believes.
     """
 
     def assertNeverEstablished(self, events) -> None:  # type: ignore[no-untyped-def]
@@ -631,7 +638,7 @@ class WrongKeyTests(unittest.TestCase):
         """
         The clean-room initiator was told Bob's key is Mallory's: Bob's
         signature is C{bad-signature}, and securechat's responder fails on
-        the HANDSHAKE_FAILED alert.
+        the plaintext HANDSHAKE_FAILED alert as C{unauthenticated-alert}.
         """
         a, b = pair(clean, ours, alice_expects=MALLORY)
         a.initiate()
@@ -641,7 +648,7 @@ class WrongKeyTests(unittest.TestCase):
         alert = a.data_to_send()
         self.assertEqual(alert, HANDSHAKE_FAILED_FRAME)
         eb = b.receive_data(alert)
-        self.assertEqual(our_failure(eb).error.peer_alert, AlertCode.HANDSHAKE_FAILED)
+        self.assertEqual(our_failure(eb).error.code, "unauthenticated-alert")
         self.assertNeverEstablished(eb)
         self.assertEqual(b.connection.state, State.FAILED)
 
@@ -649,22 +656,24 @@ class WrongKeyTests(unittest.TestCase):
         """
         securechat's initiator was told Bob's key is Mallory's: the
         clean-room responder's signature is C{bad-signature}, and the
-        clean-room responder fails on the HANDSHAKE_FAILED alert.
+        clean-room responder fails on the plaintext HANDSHAKE_FAILED alert
+        as C{unauthenticated-alert}.
         """
         a, b = pair(ours, clean, bob_expects=ALICE, alice_expects=MALLORY)
         ea, eb = pump(a, b)
         self.assertEqual(our_failure(ea).error.code, "bad-signature")
         self.assertEqual(our_failure(ea).error.alert, AlertCode.HANDSHAKE_FAILED)
         self.assertNeverEstablished(ea)
-        self.assertEqual(eb, [("alert", ip.HANDSHAKE_FAILED, "")])
+        self.assertEqual(eb, [("error", "unauthenticated-alert")])
         self.assertEqual(b.state, "FAILED")
 
     def test_cleanRoomResponderExpectsOtherInitiatorKey(self) -> None:
         """
         The clean-room responder was told Alice's key is Mallory's.
         securechat's initiator completes its half (5.1) and may send at
-        once; the responder finds C{bad-signature} and its plaintext
-        HANDSHAKE_FAILED alert fails the initiator (8.3).
+        once; the responder finds C{bad-signature} and its HANDSHAKE_FAILED
+        alert, sealed under C{ap_r} (8.3), fails the initiator as a
+        L{PeerAlert}.
         """
         a, b = pair(ours, clean, bob_expects=MALLORY)
         a.initiate()
@@ -675,17 +684,18 @@ class WrongKeyTests(unittest.TestCase):
         eb = b.receive_data(a.data_to_send())
         self.assertEqual(eb, [("peer", "alice"), ("error", "bad-signature")])
         alert = b.data_to_send()
-        self.assertEqual(alert, HANDSHAKE_FAILED_FRAME)
-        self.assertEqual(our_failure(a.receive_data(alert)).error.peer_alert,
-                         AlertCode.HANDSHAKE_FAILED)
+        self.assertEqual(alert[4:13], bytes([ip.RECORD]) + bytes(8))  # record, counter 0
+        failed = our_failure(a.receive_data(alert))
+        self.assertIsInstance(failed.error, PeerAlert)
+        self.assertEqual(failed.error.peer_alert, AlertCode.HANDSHAKE_FAILED)
         self.assertEqual(a.connection.state, State.FAILED)
 
     def test_ourResponderExpectsOtherInitiatorKey(self) -> None:
         """
         securechat's responder was told Alice's key is Mallory's: the
         clean-room initiator's signature is C{bad-signature}, and the
-        clean-room initiator, established but without an application record
-        yet, fails on the plaintext HANDSHAKE_FAILED alert (8.3).
+        clean-room initiator, established, opens the HANDSHAKE_FAILED alert
+        securechat sealed under C{ap_r} (8.3) and fails on it.
         """
         a, b = pair(clean, ours, bob_expects=MALLORY)
         a.initiate()
@@ -698,7 +708,7 @@ class WrongKeyTests(unittest.TestCase):
         self.assertNeverEstablished(eb)
         self.assertFalse(any(isinstance(e, MessageReceived) for e in eb))
         alert = b.data_to_send()
-        self.assertEqual(alert, HANDSHAKE_FAILED_FRAME)
+        self.assertEqual(alert[4:13], bytes([ip.RECORD]) + bytes(8))  # record, counter 0
         self.assertEqual(a.receive_data(alert), [("alert", ip.HANDSHAKE_FAILED, "")])
         self.assertEqual(a.state, "FAILED")
 

@@ -68,7 +68,7 @@ from securechat.client.pins import PinStatus, PinStore
 from securechat.client.reasons import DEPARTURES, reason_of, reason_text
 from securechat.client.rules import out_of_order, stopped_outcome
 from securechat.client.view import ChatView
-from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError
+from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError, UnauthenticatedAlert
 from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
 from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Ready, Text
 from securechat.wire.messages import CertificateIdentity, Identity, Message, UserIdentity
@@ -518,7 +518,13 @@ class ChatClient:
 
     def _e2e_failed(self, chat: PeerChat, error: ProtocolError) -> None:
         chat.failed = True
-        if isinstance(error, PeerAlert):
+        if isinstance(error, UnauthenticatedAlert):
+            # Anyone on the path (the relay included) could have written it:
+            # never reported as the peer rejecting anything (protocol 8.3).
+            detail = (f"the end-to-end session with {chat.peer} was interrupted: an "
+                      "unauthenticated alert arrived (not believed; the relay or the "
+                      "network may have sent it)")
+        elif isinstance(error, PeerAlert):
             detail = f"{chat.peer}'s client rejected the end-to-end session ({error.detail})"
         else:
             detail = f"end-to-end check failed: {error.detail} [{error.code}]"
@@ -558,6 +564,10 @@ def describe_error(error: ProtocolError | None, was_logged_in: bool) -> str | No
     """
     if error is None:
         return None
+    if isinstance(error, UnauthenticatedAlert):
+        # Not believed (protocol 8.3): never reported as a refused login.
+        return ("the connection to the relay was interrupted (an unauthenticated alert "
+                "arrived, which is not believed)")
     if isinstance(error, PeerAlert):
         from securechat.errors import Alert
         if error.peer_alert == Alert.HANDSHAKE_FAILED and not was_logged_in:

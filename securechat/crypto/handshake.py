@@ -26,16 +26,18 @@ States and what each accepts (the one transition table is L{_ACCEPTS}):
     START        initiator, before initiate()       nothing
     WAIT_HELLO   responder                          HELLO, ALERT
     WAIT_REPLY   initiator                          HELLO_REPLY, ALERT
-    WAIT_AUTH    both                               RECORD(AUTH), ALERT
+    WAIT_AUTH    both                               RECORD(AUTH)
     WAIT_VERIFY  both, peer identity being checked  (input held back)
-    ESTABLISHED  both                               RECORD(any registered message);
-                                                    ALERT in the clear only for the initiator,
-                                                    before the first application record
+    ESTABLISHED  both                               RECORD(any registered message)
     CLOSED       peer or we closed cleanly          nothing
     FAILED       terminal error                     nothing
 
-Anything else in a state is C{unexpected-message}.  Once FAILED, the
-connection stays failed.
+Anything else in a state is C{unexpected-message}, except that a plaintext
+ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, ESTABLISHED) is
+C{unauthenticated-alert}: anyone on the path could have written it, so it
+is reported as the connection being interrupted, never believed.  Our own
+alerts go sealed whenever the peer can open them (L{Connection._alert_sealer}).
+Once FAILED, the connection stays failed.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from securechat.errors import (
     PeerAlert,
     ProtocolError,
     RemoteProtocolError,
+    UnauthenticatedAlert,
 )
 from securechat.wire.framing import FrameDecoder
 from securechat.wire.messages import (
@@ -132,14 +135,17 @@ _ACCEPTS: dict[State, frozenset[int]] = {
     State.START: frozenset(),
     State.WAIT_HELLO: frozenset({HELLO, ALERT}),
     State.WAIT_REPLY: frozenset({HELLO_REPLY, ALERT}),
-    State.WAIT_AUTH: frozenset({RECORD, ALERT}),
+    State.WAIT_AUTH: frozenset({RECORD}),
     State.WAIT_VERIFY: frozenset(),
-    State.ESTABLISHED: frozenset({RECORD, ALERT}),
+    State.ESTABLISHED: frozenset({RECORD}),
     State.CLOSED: frozenset(),
     State.FAILED: frozenset(),
 }
 
 _FRAME_TYPES = frozenset({HELLO, HELLO_REPLY, ALERT, RECORD})
+#: States in which we hold keys for the peer's records: a plaintext ALERT
+#: frame there is C{unauthenticated-alert}, never believed.
+_KEYED = frozenset({State.WAIT_AUTH, State.WAIT_VERIFY, State.ESTABLISHED})
 _KEEPALIVE = frozenset({PING, PONG})
 
 
@@ -168,6 +174,9 @@ class Config:
     max_frame: int = DEFAULT_MAX_FRAME
     max_held: int = DEFAULT_MAX_FRAME * 2
     random: Callable[[int], bytes] = field(default=os.urandom, repr=False)
+    #: Checks the peer's handshake signature (L{keys.verify}; tests inject
+    #: one that counts its calls).
+    verifier: keys.Verifier = field(default=keys.verify, repr=False)
     rekey_interval: int | None = None
     #: Keepalive-only records tolerated in a row (None: no limit).  The relay
     #: sets L{MAX_KEEPALIVE_RUN}; clients do not limit the relay's PINGs.
@@ -282,7 +291,7 @@ class Connection:
     __slots__ = ("config", "state", "suite", "peer_identity", "peer_key", "error", "_decoder",
                  "_registry", "_interval", "_out", "_transcript", "_ephemeral", "_key_share",
                  "_hs_secret", "_hs_send", "_hs_recv", "_pending_auth", "_sealer", "_opener",
-                 "_peer_app_seen", "_keepalive_run", "_raw_types")
+                 "_keepalive_run", "_raw_types")
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -306,7 +315,6 @@ class Connection:
         self._pending_auth: Auth | None = None
         self._sealer: RecordSealer | None = None
         self._opener: RecordOpener | None = None
-        self._peer_app_seen = False
         self._keepalive_run = 0
         self._raw_types = config.raw_types
 
@@ -358,10 +366,10 @@ class Connection:
         if self.state is not State.WAIT_VERIFY or self._pending_auth is None:
             raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
         auth = self._pending_auth
-        self._pending_auth = None
         events: list[Event] = []
         try:
-            self._verify_signature(auth, public_key)
+            self._check_signature(auth, public_key)
+            self._pending_auth = None
             self._absorb(auth.encode_body())
             if self.is_initiator:
                 self._send_auth()
@@ -378,9 +386,13 @@ class Connection:
         C{code} (for example C{unknown-user}, C{revoked-user},
         C{bad-certificate}).
         """
-        if self.state is not State.WAIT_VERIFY:
+        if self.state is not State.WAIT_VERIFY or self._pending_auth is None:
             raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
-        self._pending_auth = None
+        # The refusal does the work a failed signature check does: the
+        # signature is verified, against a stand-in key of its own shape, so
+        # an unknown or revoked name is not refused any sooner than a
+        # registered one with a bad signature (docs/protocol.rst, 5.1).
+        self._check_signature(self._pending_auth, None)
         return [self._fail(RemoteProtocolError(code, detail))]
 
     def send(self, *messages: Message) -> None:
@@ -433,7 +445,7 @@ class Connection:
         """
         if self.state in (State.FAILED, State.CLOSED):
             return
-        self._queue_alert(code, reason)
+        self._queue_alert(code, reason, self._alert_sealer())
         self.state = State.CLOSED if code == AlertCode.CLOSE_NOTIFY else State.FAILED
 
     def data_to_send(self) -> bytes:
@@ -467,12 +479,11 @@ class Connection:
             return
         if ftype not in _FRAME_TYPES:
             raise RemoteProtocolError("unknown-type", f"unknown frame type 0x{ftype:02x}")
-        allowed = ftype in _ACCEPTS[self.state]
-        if ftype == ALERT and self.state is State.ESTABLISHED:
-            # The responder's handshake ends after ours: until its first
-            # application record arrives, its failure alert is in the clear.
-            allowed = self.is_initiator and not self._peer_app_seen
-        if not allowed:
+        if ftype == ALERT and self.state in _KEYED:
+            # Anyone on the path can write a plaintext alert: once we have
+            # keys, one is not believed (docs/protocol.rst, 8.3).
+            raise UnauthenticatedAlert(parse_frame(frame, Alert).code)
+        if ftype not in _ACCEPTS[self.state]:
             raise RemoteProtocolError(
                 "unexpected-message", f"frame type 0x{ftype:02x} in state {self.state.value}"
             )
@@ -505,7 +516,6 @@ class Connection:
     def _handle_application_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
         plaintext = self._opener.open(frame)
-        self._peer_app_seen = True
         items = split_inner(memoryview(plaintext))
         limit = self.config.max_keepalive_run
         if limit is not None and items[0][0] in _KEEPALIVE and all(
@@ -606,14 +616,35 @@ class Connection:
                 "wrong-identity-kind", f"expected {wanted.__name__}, got {type(identity).__name__}"
             )
 
-    def _verify_signature(self, auth: Auth, public_key: keys.PublicKey) -> None:
+    def _check_signature(self, auth: Auth, public_key: keys.PublicKey | None) -> None:
+        """
+        Verify the peer's signature exactly once: with C{public_key} if the
+        signature fits it (L{keys.signature_fits}), else (no key: the
+        identity is refused; or a signature of another shape) with
+        L{keys.stand_in_key}, whose outcome is ignored.  So the time spent
+        depends on the signature received, not on the key the name has or
+        whether it has one.
+
+        @raise RemoteProtocolError: C{bad-signature}, when C{public_key} is
+            given and did not verify it.
+        """
         peer_role = b"responder" if self.is_initiator else b"initiator"
         content = signature_content(
             self.config.context, peer_role, self._transcript_hash(auth.identity_bytes()))
+        fits = public_key is not None and keys.signature_fits(public_key, auth.scheme, auth.signature)
+        key = public_key if fits else keys.stand_in_key(auth.scheme, auth.signature)
+        assert key is not None
         try:
-            keys.verify(public_key, auth.scheme, auth.signature, content)
+            self.config.verifier(key, auth.scheme, auth.signature, content)
         except keys.SignatureError as e:
-            raise RemoteProtocolError("bad-signature", f"peer signature: {e}") from None
+            problem = str(e)
+        else:
+            problem = "" if fits else "signature does not fit the key"
+        if problem and public_key is not None:
+            if not fits:
+                problem = (f"signature scheme 0x{auth.scheme:04x} of {len(auth.signature)} bytes "
+                           f"does not fit the {keys.describe(public_key)} key")
+            raise RemoteProtocolError("bad-signature", f"peer signature: {problem}")
 
     # -- transcript ---------------------------------------------------------
 
@@ -708,11 +739,31 @@ class Connection:
 
     # -- failure ------------------------------------------------------------
 
-    def _queue_alert(self, code: int, reason: str) -> None:
+    def _alert_sealer(self) -> RecordSealer | None:
+        """
+        The sealer our alert goes under, or None to send it in the clear
+        (docs/protocol.rst, 8.3): once established, the current one; a
+        responder that opened the initiator's AUTH (WAIT_VERIFY) derives
+        C{ap_r} over the whole transcript and sends under it, as the record
+        the initiator, already established, expects first; otherwise the
+        peer holds no key of ours it could open the alert with.
+        """
+        if self.state is State.ESTABLISHED:
+            return self._sealer
+        auth = self._pending_auth
+        if (self.state is State.WAIT_VERIFY and not self.is_initiator and auth is not None
+                and self._hs_secret is not None and self.suite is not None):
+            self._absorb(auth.encode_body())
+            ap_r = expand_label(self._hs_secret, b"r ap traffic", self._transcript_hash(),
+                                HASH_LENGTH)
+            return RecordSealer(self.suite, ap_r, self._interval)
+        return None
+
+    def _queue_alert(self, code: int, reason: str, sealer: RecordSealer | None) -> None:
         alert = Alert(code, reason)
-        if self.state is State.ESTABLISHED and self._sealer is not None:
+        if sealer is not None:
             try:
-                self._sealer.seal_into(encode_inner([alert]), self._out)
+                sealer.seal_into(encode_inner([alert]), self._out)
             except LocalProtocolError:
                 pass  # counter exhausted: nothing more can be sealed
         else:
@@ -720,8 +771,9 @@ class Connection:
 
     def _fail(self, error: ProtocolError) -> ConnectionFailed:
         self.error = error
-        reason = "" if error.alert == AlertCode.HANDSHAKE_FAILED else error.detail
-        self._queue_alert(error.alert, reason)
+        if not isinstance(error, UnauthenticatedAlert):  # an alert is never answered
+            reason = "" if error.alert == AlertCode.HANDSHAKE_FAILED else error.detail
+            self._queue_alert(error.alert, reason, self._alert_sealer())
         self.state = State.FAILED
         self._pending_auth = None
         self._hs_secret = self._hs_send = self._hs_recv = None

@@ -17,8 +17,10 @@ that implementers recognise them (see docs/protocol.rst, "Signatures").
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-from typing import Union
+import os
+from typing import Callable, Union
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -50,6 +52,9 @@ RSA_EXPONENT = 65537
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+#: Checks a signature: L{verify}, or a stand-in a test injects.
+Verifier = Callable[["PublicKey", int, bytes, bytes], None]
 
 
 class KeyFormatError(ValueError):
@@ -287,3 +292,65 @@ def _check_canonical_ecdsa(signature: bytes) -> None:
         )
     if encode_dss_signature(r, s) != signature:
         raise SignatureError("non-canonical", "ECDSA signature is not strict DER")
+
+
+def signature_fits(key: PublicKey, scheme: int, signature: bytes) -> bool:
+    """
+    Whether C{signature} has the shape C{key} implies: its scheme and, for
+    RSA, a length equal to the modulus length.  A signature that does not
+    fit is checked against L{stand_in_key} instead (see there).
+    """
+    if scheme != scheme_for(key):
+        return False
+    if isinstance(key, rsa.RSAPublicKey):
+        # A signature at least the modulus fails at once in OpenSSL, before
+        # any arithmetic: it goes to the stand-in, whose modulus is larger.
+        return (len(signature) == (key.key_size + 7) // 8
+                and int.from_bytes(signature, "big") < key.public_numbers().n)
+    return True
+
+
+def stand_in_key(scheme: int, signature: bytes) -> PublicKey:
+    """
+    A public key of the shape C{scheme} and C{signature} imply, that
+    nobody holds the private key of: an Ed25519 or P-256 key made at
+    random in this process, or an RSA modulus of the signature's length
+    (clamped to 2048 to 4096 bits), partly random, with exponent 65537.
+
+    A side that refuses a claimed identity (an unknown or revoked user), or
+    whose peer's signature does not fit the real key, still verifies the
+    signature once, against this key, so that the refusal costs what a
+    failed verification costs: how long the answer takes then depends only
+    on the signature the peer sent, never on whether the name is registered
+    or which key it has (docs/protocol.rst, 5.1).  An unknown scheme gets
+    the Ed25519 key, which L{verify} refuses at once for any other scheme,
+    as it would a registered key.
+    """
+    if scheme == ECDSA_P256_SHA256:
+        return _stand_in_ecdsa()
+    if scheme == RSA_PSS_SHA256:
+        length = min(max(len(signature), RSA_MIN_BITS // 8), RSA_MAX_BITS // 8)
+        return _stand_in_rsa(length)
+    return _stand_in_ed25519()
+
+
+@functools.lru_cache(maxsize=1)
+def _stand_in_ed25519() -> PublicKey:
+    return ed25519.Ed25519PrivateKey.generate().public_key()
+
+
+@functools.lru_cache(maxsize=1)
+def _stand_in_ecdsa() -> PublicKey:
+    return ec.generate_private_key(ec.SECP256R1()).public_key()
+
+
+@functools.lru_cache(maxsize=RSA_MAX_BITS // 8 - RSA_MIN_BITS // 8 + 1)
+def _stand_in_rsa(length: int) -> PublicKey:
+    # An odd modulus of exactly C{length} bytes whose top 64 bits are all
+    # ones, the rest random: verification costs what it costs with a real
+    # key of that size, and only a signature with 64 leading one bits is
+    # too large for it (one too large for a registered key is sent here).
+    # Whatever it verifies is ignored: the caller fails anyway.
+    bits = 8 * length
+    n = ((1 << bits) - (1 << (bits - 64))) | int.from_bytes(os.urandom(length - 8), "big") | 1
+    return rsa.RSAPublicNumbers(RSA_EXPONENT, n).public_key()

@@ -520,9 +520,17 @@ class Relay:
         session.deliver(CommandFailed(message.TYPE, subject, reason))
 
     def _list_online(self, session: UserSession, message: ListOnline) -> None:
+        # docs/protocol.rst 11.2: ascending byte order, as many as fit a
+        # body of max_payload bytes (u16 count, a text8 each, u64 total).
         names = sorted(self.sessions)
-        room = (self.limits.max_frame - 256) // 34
-        session.deliver(OnlineList(tuple(names[:room]), len(names)))
+        room = self._max_payload - 2 - 8
+        shown = 0
+        for name in names:
+            room -= 1 + len(name)
+            if room < 0:
+                break
+            shown += 1
+        session.deliver(OnlineList(tuple(names[:shown]), len(names)))
 
     def _chat_request(self, session: UserSession, message: ChatRequest) -> None:
         """
