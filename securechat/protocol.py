@@ -26,9 +26,8 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import (
-    Config,
-    Connection,
+from securechat.crypto.config import Config
+from securechat.crypto.events import (
     ConnectionClosed,
     ConnectionFailed,
     Event,
@@ -36,8 +35,8 @@ from securechat.crypto.handshake import (
     MessageReceived,
     PeerIdentityReceived,
     RawMessages,
-    State,
 )
+from securechat.crypto.handshake import Connection, State
 from securechat.errors import Alert, LocalProtocolError, ProtocolError, RemoteProtocolError
 from securechat.wire.messages import INNER_HEADER, Identity, Message, Ping, Pong
 

@@ -16,7 +16,8 @@ from securechat.client.core import PRE_AUTH_MAX_FRAME, ChatClient
 from securechat.errors import RemoteProtocolError
 from securechat.client.pins import CorruptPinFile, PinStatus, PinStore
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, MessageReceived, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
+from securechat.crypto.events import MessageReceived
 from securechat.protocol import PeerRejected, SecureChatProtocol
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay as RelayCore, UserSession

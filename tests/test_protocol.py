@@ -15,7 +15,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from securechat.crypto.handshake import END_TO_END, Config, Role, State
+from securechat.crypto.config import END_TO_END, Config, Role
+from securechat.crypto.handshake import State
 from securechat.errors import Alert
 from securechat.protocol import ISessionDelegate, KeepaliveSweep, PeerRejected, SecureChatProtocol
 from securechat.wire.messages import Identity, Message, Ping, UserIdentity

@@ -140,7 +140,7 @@ class ReloadTests(unittest.TestCase):
         at the next reload, with ACCESS_REVOKED, and refuses its next login.
         """
         from tests.relay_harness import RecordingClient
-        from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+        from securechat.crypto.config import CLIENT_SERVER, Config, Role
         from securechat.protocol import SecureChatProtocol
         from securechat.wire.messages import UserIdentity
         from securechat.wire.relay import FROM_SERVER
@@ -377,7 +377,7 @@ class ImmediateUserChangesTests(unittest.TestCase):
 
     def connect(self, key: ed25519.Ed25519PrivateKey) -> object:
         from tests.relay_harness import RecordingClient
-        from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+        from securechat.crypto.config import CLIENT_SERVER, Config, Role
         from securechat.protocol import SecureChatProtocol
         from securechat.wire.messages import UserIdentity
         from securechat.wire.relay import FROM_SERVER

@@ -24,7 +24,7 @@ from securechat.client.core import ChatClient, describe_error
 from securechat.client.crlstate import CrlStore
 from securechat.client.pins import PinStore
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.crypto.x509 import MAX_IDENTITY_BYTES
 from securechat.datadir import DataDir, atomic_write, utc_text
 from securechat.errors import Alert, PeerAlert

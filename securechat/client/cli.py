@@ -35,7 +35,7 @@ from securechat.client.endpoint import describe_tls_failure
 from securechat.client.pins import PinStore
 from securechat.client.terminal import ChatTerminal
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.crypto.suites import DEFAULT_OFFER, SUITES
 from securechat.errors import Alert, PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import SecureChatProtocol

@@ -52,18 +52,16 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import (
-    END_TO_END,
-    Config,
-    Connection,
+from securechat.crypto.config import END_TO_END, Config, Role
+from securechat.crypto.events import (
     ConnectionClosed,
     ConnectionFailed,
     Event,
     HandshakeComplete,
     MessageReceived,
     PeerIdentityReceived,
-    Role,
 )
+from securechat.crypto.handshake import Connection
 from securechat.client.pins import PinStatus, PinStore
 from securechat.client.reasons import DEPARTURES, reason_of, reason_text
 from securechat.client.rules import out_of_order, stopped_outcome

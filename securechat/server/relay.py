@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, MAX_KEEPALIVE_RUN, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, MAX_KEEPALIVE_RUN, Config, Role
 from securechat.errors import ProtocolError
 from securechat.errors import Alert as AlertCode
 from securechat.errors import RemoteProtocolError
