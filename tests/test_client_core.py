@@ -20,7 +20,8 @@ from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.crypto.events import MessageReceived
 from securechat.protocol import PeerRejected, SecureChatProtocol
 from securechat.server.limits import Limits
-from securechat.server.relay import Relay as RelayCore, UserSession
+from securechat.server.relay import Relay as RelayCore
+from securechat.server.session import UserSession
 from securechat.wire.messages import CertificateIdentity, UserIdentity
 from securechat.wire.e2e import MAX_TEXT, End, Ready, Text
 from securechat.wire.relay import (
