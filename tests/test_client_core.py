@@ -18,7 +18,8 @@ from securechat.client.pins import CorruptPinFile, PinStatus, PinStore
 from securechat.crypto import keys
 from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.crypto.events import MessageReceived
-from securechat.protocol import PeerRejected, SecureChatProtocol
+from securechat.delegate import PeerRejected
+from securechat.protocol import SecureChatProtocol
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay as RelayCore
 from securechat.server.session import UserSession

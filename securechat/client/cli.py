@@ -210,7 +210,7 @@ def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = Non
     and remembering every newer one (docs/protocol.rst, section 9).
     """
     from securechat.crypto.x509 import CertificateError, SeenCrl, ca_fingerprint, check_server_identity
-    from securechat.protocol import PeerRejected
+    from securechat.delegate import PeerRejected
 
     fingerprint = ca_fingerprint(ca)
 

@@ -67,7 +67,8 @@ from securechat.client.reasons import DEPARTURES, reason_of, reason_text
 from securechat.client.rules import out_of_order, stopped_outcome
 from securechat.client.view import ChatView
 from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError, UnauthenticatedAlert
-from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
+from securechat.delegate import ISessionDelegate, PeerRejected
+from securechat.protocol import SecureChatProtocol
 from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Ready, Text
 from securechat.wire.messages import CertificateIdentity, Identity, Message, UserIdentity
 from securechat.wire.relay import (

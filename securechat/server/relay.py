@@ -43,7 +43,9 @@ from securechat.crypto.config import CLIENT_SERVER, MAX_KEEPALIVE_RUN, Config, R
 from securechat.errors import ProtocolError
 from securechat.errors import Alert as AlertCode
 from securechat.errors import RemoteProtocolError
-from securechat.protocol import EndOfTurn, KEEPALIVE_CHECKS, KeepaliveSweep, SecureChatProtocol
+from securechat.keepalive import KEEPALIVE_CHECKS, KeepaliveSweep
+from securechat.outbound import EndOfTurn
+from securechat.protocol import SecureChatProtocol
 from securechat.server.chats import Chats
 from securechat.server.directory import IUserDirectory
 from securechat.server.limits import ConnectionGate, Limits

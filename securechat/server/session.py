@@ -21,7 +21,9 @@ from zope.interface import implementer
 
 from securechat.crypto import keys
 from securechat.errors import ProtocolError
-from securechat.protocol import IRawMessageDelegate, OutboundQueue, PeerRejected, SecureChatProtocol
+from securechat.delegate import IRawMessageDelegate, PeerRejected
+from securechat.outbound import OutboundQueue
+from securechat.protocol import SecureChatProtocol
 from securechat.server.directory import UserEntry
 from securechat.server.limits import TokenBucket
 from securechat.wire.messages import Identity, Message
