@@ -13,7 +13,8 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 from twisted.web.test.requesthelper import DummyRequest
 
-from securechat.datadir import CorruptDataDir, DataDir, atomic_write
+from securechat.datadir import DataDir
+from securechat.datafiles import CorruptDataDir, atomic_write
 from securechat.errors import Alert, PeerAlert
 from securechat.server.limits import Limits
 from securechat.server.metrics import metrics_root
