@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from twisted.trial import unittest
 
-from securechat.client.core import PRE_AUTH_MAX_FRAME, ChatClient
+from securechat.client.core import ChatClient
+from securechat.client.endtoend import PRE_AUTH_MAX_FRAME
 from securechat.errors import RemoteProtocolError
 from securechat.client.pins import CorruptPinFile, PinStatus, PinStore
 from securechat.crypto import keys

@@ -22,7 +22,7 @@ import struct
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.trial import unittest
 
-from securechat.client.core import PRE_AUTH_MAX_FRAME
+from securechat.client.endtoend import PRE_AUTH_MAX_FRAME
 from securechat.crypto.config import END_TO_END, Config, Role
 from securechat.crypto.events import (
     ConnectionClosed,
