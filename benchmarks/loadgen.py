@@ -78,7 +78,7 @@ def securechat_user(port: int, name: str, server_key: Any, stats: Stats,
                     hooks: dict[str, Callable[..., None]]) -> defer.Deferred[Any]:
     from securechat.client.core import ChatClient
     from securechat.client.pins import PinStore
-    from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+    from securechat.crypto.config import CLIENT_SERVER, Config, Role
     from securechat.protocol import SecureChatProtocol
     from securechat.wire.messages import UserIdentity
     from securechat.wire.relay import FROM_SERVER, Relayed

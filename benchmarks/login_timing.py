@@ -66,7 +66,8 @@ from twisted.internet.task import Clock  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
 
 from securechat.crypto import keys  # noqa: E402
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Connection, Role  # noqa: E402
+from securechat.crypto.config import CLIENT_SERVER, Config, Role  # noqa: E402
+from securechat.crypto.handshake import Connection  # noqa: E402
 from securechat.protocol import SecureChatProtocol  # noqa: E402
 from securechat.server.directory import MemoryDirectory, UserEntry  # noqa: E402
 from securechat.server.limits import Limits  # noqa: E402

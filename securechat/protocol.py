@@ -12,6 +12,10 @@ be asynchronous (return a L{Deferred}).
 
 On any protocol error the alert is written and the connection closed; if the
 peer does not let it close within C{abort_after} seconds it is aborted.
+
+Beside it: L{securechat.delegate} (the delegate interfaces and
+L{PeerRejected}), L{securechat.outbound} (the outbound queue and the
+end-of-turn drain) and L{securechat.keepalive} (the shared keepalive timer).
 """
 
 from __future__ import annotations
@@ -23,12 +27,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import (
-    Config,
-    Connection,
+from securechat.crypto.config import Config
+from securechat.crypto.events import (
     ConnectionClosed,
     ConnectionFailed,
     Event,
@@ -36,291 +38,17 @@ from securechat.crypto.handshake import (
     MessageReceived,
     PeerIdentityReceived,
     RawMessages,
-    State,
 )
+from securechat.crypto.handshake import Connection, State
+from securechat.delegate import IRawMessageDelegate, ISessionDelegate, PeerRejected
 from securechat.errors import Alert, LocalProtocolError, ProtocolError, RemoteProtocolError
-from securechat.wire.messages import INNER_HEADER, Identity, Message, Ping, Pong
+from securechat.keepalive import KEEPALIVE_CHECKS, KeepaliveSweep
+from securechat.outbound import EndOfTurn, OutboundQueue
+from securechat.wire.messages import Identity, Message, Ping, Pong
 
 #: Room kept in a record for its header and tag (and some slack), when
 #: batching queued messages up to the frame maximum.
 RECORD_ROOM = 64
-
-#: How often per idle timeout the keepalive checks a connection: a quiet
-#: one is PINGed, or given up on, at most a tenth of the timeout late.
-KEEPALIVE_CHECKS = 10
-
-
-class PeerRejected(Exception):
-    """
-    Raised (or failed with) by L{ISessionDelegate.verify_peer} to refuse an
-    identity; C{code} is one of the handshake error codes (C{unknown-user},
-    C{revoked-user}, C{bad-certificate}, C{peer-rejected}).
-    """
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-
-
-class ISessionDelegate(Interface):
-    """
-    What a L{SecureChatProtocol} tells the application, and asks it.
-    """
-
-    protocol = Attribute("The L{SecureChatProtocol}, set before any call.")
-
-    def verify_peer(identity: Identity) -> Any:
-        """
-        Return the public key C{identity} must prove, or a L{Deferred}
-        firing with it; raise or fail with L{PeerRejected} to refuse.
-        """
-
-    def established(peer: Identity) -> None:
-        """
-        The handshake completed; C{peer} is authenticated.
-        """
-
-    def message_received(message: Message) -> None:
-        """
-        An authenticated application message arrived.  Raise
-        L{ProtocolError} if it breaks the protocol: the connection fails
-        with it.
-        """
-
-
-
-class IRawMessageDelegate(ISessionDelegate):
-    """
-    A delegate whose connection hands some message types over undecoded
-    (L{Config.raw_types}).
-    """
-
-    def raw_messages_received(items: list[tuple[int, memoryview]]) -> None:
-        """
-        Authenticated application messages of the raw types, in order, as
-        C{(type, body)} pairs.  Raise L{ProtocolError} for a malformed one:
-        the connection fails with it.
-        """
-
-    def connection_ended(reason: ProtocolError | None) -> None:
-        """
-        The session is over: C{None} after a clean close by either side,
-        else the error (ours or the peer's alert).  Called exactly once, as
-        soon as the session ends (the transport may take a little longer to
-        close).
-        """
-
-
-class EndOfTurn:
-    """
-    Runs the drains of outbound queues once their messages are all in:
-    at the end of the read that queued them (most messages are answers to
-    a read), or else at the end of the reactor turn, with one delayed call
-    per turn for all queues, not one per queue.  The relay shares one among
-    all its connections.  Whichever way, the transport still writes once
-    per turn.
-    """
-
-    __slots__ = ("_clock", "_pending", "_call", "reading")
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
-        self._pending: list[OutboundQueue] = []
-        self._call: IDelayedCall | None = None
-        #: Reads being handled: queues are drained when they end.
-        self.reading = 0
-
-    def schedule(self, queue: OutboundQueue) -> None:
-        self._pending.append(queue)
-        if self._call is None and not self.reading:
-            self._call = self._clock.callLater(0, self._turn_ended)
-
-    def read_ended(self) -> None:
-        """
-        A read was handled: drain what it queued (unless it was nested in
-        another read, which drains when it ends).
-        """
-        self.reading -= 1
-        if not self.reading and self._pending:
-            self.run()
-
-    def _turn_ended(self) -> None:
-        self._call = None
-        self.run()
-
-    def run(self) -> None:
-        """
-        Drain every queue scheduled so far.
-        """
-        while self._pending:
-            pending, self._pending = self._pending, []
-            for queue in pending:
-                queue.scheduled = False
-                queue.drain()
-
-
-class KeepaliveSweep:
-    """
-    The keepalive of many connections on one timer: every C{period} seconds
-    it checks each member, instead of a delayed call per connection (about
-    400 bytes each in Twisted, for every idle user).  A quiet connection is
-    therefore PINGed, and given up on, up to one period later than its
-    idle timeout says.  The relay shares one among all its connections.
-    """
-
-    __slots__ = ("_clock", "period", "_members", "_call")
-
-    def __init__(self, clock: IReactorTime, period: float) -> None:
-        if period <= 0:
-            raise ValueError("the keepalive period must be positive")
-        self._clock = clock
-        self.period = period
-        self._members: dict[SecureChatProtocol, None] = {}
-        self._call: IDelayedCall | None = None
-
-    def __len__(self) -> int:
-        return len(self._members)
-
-    def add(self, protocol: SecureChatProtocol) -> None:
-        self._members[protocol] = None
-        if self._call is None:
-            self._call = self._clock.callLater(self.period, self._sweep)
-
-    def discard(self, protocol: SecureChatProtocol) -> None:
-        self._members.pop(protocol, None)
-        if not self._members and self._call is not None:
-            if self._call.active():
-                self._call.cancel()
-            self._call = None
-
-    def _sweep(self) -> None:
-        self._call = None
-        now = self._clock.seconds()
-        for protocol in list(self._members):
-            protocol._idle_check(now)
-        if self._members and self._call is None:
-            self._call = self._clock.callLater(self.period, self._sweep)
-
-
-class OutboundQueue:
-    """
-    Inner messages waiting to be sealed for one connection, kept encoded.
-
-    Whatever is queued during one reactor turn is sealed at the end of it,
-    into as few records as the frame maximum allows (C{batch_bytes} of
-    plaintext each), so the AEAD, framing and write cost is paid per flush,
-    not per message.  A queue is an C{IPushProducer}: registered with the
-    transport, it holds messages while the transport's buffer is full.
-
-    Each message is two chunks, its inner header and its body, so a body
-    (a relayed payload, say) is copied once, into the record's plaintext.
-
-    @ivar bytes: the size of what is queued.
-    @ivar on_drained: called after each drain.
-    """
-
-    __slots__ = ("_turn", "_seal", "batch_bytes", "on_drained", "_chunks",
-                 "_sizes", "scheduled", "bytes", "paused", "stopped")
-
-    def __init__(self, turn: EndOfTurn, seal: Callable[[bytes], None], batch_bytes: int) -> None:
-        self._turn = turn
-        self._seal = seal
-        self.batch_bytes = batch_bytes
-        self.on_drained: Callable[[], None] | None = None
-        self._chunks: list[bytes | memoryview] = []
-        self._sizes: list[int] = []
-        #: A drain is due at the end of this turn.
-        self.scheduled = False
-        self.bytes = 0
-        self.paused = False
-        self.stopped = False
-
-    def __len__(self) -> int:
-        return len(self._sizes)
-
-    def push(self, message: Message) -> None:
-        """
-        Queue C{message}.
-        """
-        body = message.encode_body()
-        self.push_encoded(INNER_HEADER.pack(message.TYPE, len(body)), body)
-
-    def push_encoded(self, header: bytes, body: bytes | memoryview) -> None:
-        """
-        Queue one message already encoded: its 5-byte inner header (type,
-        body length) and its body.
-        """
-        if self.stopped:
-            return
-        size = len(header) + len(body)
-        chunks = self._chunks
-        chunks.append(header)
-        chunks.append(body)
-        self._sizes.append(size)
-        self.bytes += size
-        if not self.scheduled and not self.paused:
-            self.scheduled = True
-            self._turn.schedule(self)
-
-    def drain(self) -> None:
-        """
-        Seal what is queued, unless the transport paused us.
-        """
-        sizes, chunks = self._sizes, self._chunks
-        while sizes and not self.paused and not self.stopped:
-            if self.bytes <= self.batch_bytes:
-                total = self.bytes
-                data = b"".join(chunks)
-                chunks.clear()
-                sizes.clear()
-            else:
-                total = count = 0
-                for size in sizes:
-                    if count and total + size > self.batch_bytes:
-                        break
-                    total += size
-                    count += 1
-                data = b"".join(chunks[:2 * count])
-                del chunks[:2 * count]
-                del sizes[:count]
-            self.bytes -= total
-            self._seal(data)
-        if self.on_drained is not None:
-            self.on_drained()
-
-    def flush(self) -> None:
-        """
-        Seal everything queued now, paused or not (a message sent directly
-        must not overtake what was queued before it).
-        """
-        paused, self.paused = self.paused, False
-        try:
-            self.drain()
-        finally:
-            self.paused = paused
-
-    def clear(self) -> None:
-        """
-        Drop everything and accept nothing more (the connection is over).
-        """
-        self.stopped = True
-        self._chunks.clear()
-        self._sizes.clear()
-        self.bytes = 0
-
-    # IPushProducer, for the transport
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        if not self.scheduled and self._sizes and not self.stopped:
-            self.scheduled = True
-            self._turn.schedule(self)
-
-    def stopProducing(self) -> None:
-        self.clear()
 
 
 class SecureChatProtocol(Protocol):
@@ -626,3 +354,11 @@ class SecureChatProtocol(Protocol):
 
 
 ProtocolFactory = Callable[[], SecureChatProtocol]
+
+
+#: The delegate interfaces, the queue and the keepalive timer, which lived
+#: here before, stay importable from here.
+__all__ = [
+    "EndOfTurn", "IRawMessageDelegate", "ISessionDelegate", "KEEPALIVE_CHECKS", "KeepaliveSweep",
+    "OutboundQueue", "PeerRejected", "ProtocolFactory", "RECORD_ROOM", "SecureChatProtocol",
+]

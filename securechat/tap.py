@@ -201,7 +201,7 @@ def makeService(options: Options) -> IService:
     """
     The relay's service tree (see L{securechat.server.service.relay_service}).
     """
-    from securechat.datadir import CorruptDataDir, DataDirError
+    from securechat.datafiles import CorruptDataDir, DataDirError
     from securechat.server.service import StartupError, relay_service
 
     try:

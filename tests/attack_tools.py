@@ -18,14 +18,9 @@ from typing import Any, Callable
 from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
-from securechat.crypto.handshake import (
-    CLIENT_SERVER,
-    Config,
-    Connection,
-    HandshakeComplete,
-    PeerIdentityReceived,
-    Role,
-)
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
+from securechat.crypto.events import HandshakeComplete, PeerIdentityReceived
+from securechat.crypto.handshake import Connection
 from securechat.wire.framing import FrameDecoder
 from securechat.wire.messages import UserIdentity
 from securechat.wire.relay import FROM_SERVER, ChatAccept, ChatRequest, Relay, Relayed

@@ -12,9 +12,10 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.errors import ProtocolError
-from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
+from securechat.delegate import ISessionDelegate, PeerRejected
+from securechat.protocol import SecureChatProtocol
 from securechat.server.directory import MemoryDirectory, UserEntry
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials

@@ -9,12 +9,8 @@ import hashlib
 from typing import Callable, Sequence
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import (
-    Connection,
-    ConnectionFailed,
-    Event,
-    PeerIdentityReceived,
-)
+from securechat.crypto.events import ConnectionFailed, Event, PeerIdentityReceived
+from securechat.crypto.handshake import Connection
 from securechat.wire.messages import Identity
 
 #: Decides what to do with a claimed identity: return the public key to

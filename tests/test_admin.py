@@ -21,7 +21,8 @@ from securechat.admin import cli as cli_module
 from securechat.admin.cli import main
 from securechat.crypto import keys
 from securechat.crypto.x509 import verify_server_identity
-from securechat.datadir import CorruptDataDir, DataDir, atomic_write
+from securechat.datadir import DataDir
+from securechat.datafiles import CorruptDataDir, atomic_write
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
 

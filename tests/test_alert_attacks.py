@@ -18,7 +18,7 @@ from twisted.trial import unittest
 from securechat.client.cli import is_final
 from securechat.client.core import ChatClient, describe_error
 from securechat.client.pins import PinStore
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.errors import Alert as AlertCode
 from securechat.errors import PeerAlert, UnauthenticatedAlert
 from securechat.protocol import SecureChatProtocol

@@ -21,7 +21,7 @@ from securechat.client.core import ChatClient
 from securechat.client.crlstate import CrlStore
 from securechat.client.pins import PinStore
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.crypto.x509 import ca_fingerprint
 from securechat.protocol import SecureChatProtocol
 from securechat.server.relay import ServerCredentials

@@ -32,8 +32,9 @@ from securechat.client.cli import (
 from securechat.client.endpoint import relay_endpoint, split_description
 from securechat.client.pins import PinStore
 from securechat.client.terminal import ChatTerminal
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
-from securechat.protocol import PeerRejected, SecureChatProtocol
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
+from securechat.delegate import PeerRejected
+from securechat.protocol import SecureChatProtocol
 from securechat.wire.messages import CertificateIdentity
 from tests.relay_harness import SERVER_IDENTITY, SERVER_KEY, Harness, RecordingClient, user_key
 from securechat.crypto import keys

@@ -12,14 +12,18 @@ from typing import Any, Callable
 
 from twisted.trial import unittest
 
-from securechat.client.core import PRE_AUTH_MAX_FRAME, ChatClient
+from securechat.client.core import ChatClient
+from securechat.client.endtoend import PRE_AUTH_MAX_FRAME
 from securechat.errors import RemoteProtocolError
 from securechat.client.pins import CorruptPinFile, PinStatus, PinStore
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, MessageReceived, Role
-from securechat.protocol import PeerRejected, SecureChatProtocol
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
+from securechat.crypto.events import MessageReceived
+from securechat.delegate import PeerRejected
+from securechat.protocol import SecureChatProtocol
 from securechat.server.limits import Limits
-from securechat.server.relay import Relay as RelayCore, UserSession
+from securechat.server.relay import Relay as RelayCore
+from securechat.server.session import UserSession
 from securechat.wire.messages import CertificateIdentity, UserIdentity
 from securechat.wire.e2e import MAX_TEXT, End, Ready, Text
 from securechat.wire.relay import (

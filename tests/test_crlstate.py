@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from securechat.client.cli import crl_state_path, make_server_verifier
 from securechat.client.crlstate import CorruptCrlState, CrlStore
 from securechat.crypto.x509 import SeenCrl, ca_fingerprint
-from securechat.protocol import PeerRejected
+from securechat.delegate import PeerRejected
 from securechat.wire.messages import CertificateIdentity
 from tests.test_attacks_pki import DER, NOW, RelayPKI
 

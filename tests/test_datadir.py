@@ -16,16 +16,13 @@ from twisted.trial import unittest
 
 from securechat.crypto import keys
 from securechat.pki import certificate_names
-from securechat.datadir import (
+from securechat.datadir import DataDir, UserDirectory, parse_utc, utc_text
+from securechat.datafiles import (
     CorruptDataDir,
-    DataDir,
     DataDirError,
     RelayCredentials,
     UnsafeDataDir,
-    UserDirectory,
     atomic_write,
-    parse_utc,
-    utc_text,
 )
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)

@@ -13,19 +13,15 @@ from twisted.python.monkey import MonkeyPatcher
 from twisted.trial import unittest
 
 from securechat.crypto import handshake
-from securechat.crypto.handshake import (
-    CLIENT_SERVER,
-    END_TO_END,
-    Config,
-    Connection,
+from securechat.crypto.config import CLIENT_SERVER, END_TO_END, Config, Role
+from securechat.crypto.events import (
     ConnectionClosed,
     ConnectionFailed,
     HandshakeComplete,
     MessageReceived,
     PeerIdentityReceived,
-    Role,
-    State,
 )
+from securechat.crypto.handshake import Connection, State
 from securechat.crypto.suites import AES_256_GCM, CHACHA20_POLY1305
 from securechat.errors import Alert as AlertCode
 from securechat.errors import PeerAlert, UnauthenticatedAlert
@@ -837,7 +833,7 @@ class RawMessageTests(unittest.TestCase):
         their exact bodies; a decoded message between them splits the run,
         and the events follow the record's order.
         """
-        from securechat.crypto.handshake import RawMessages
+        from securechat.crypto.events import RawMessages
         from securechat.wire.e2e import End, Text
         a, b = self.raw_pair()
         a.send(Text(0, "one"), Text(0, "two"), End(2), Text(0, "three"))

@@ -22,19 +22,16 @@ import struct
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.trial import unittest
 
-from securechat.client.core import PRE_AUTH_MAX_FRAME
-from securechat.crypto.handshake import (
-    END_TO_END,
-    Config,
-    Connection,
+from securechat.client.endtoend import PRE_AUTH_MAX_FRAME
+from securechat.crypto.config import END_TO_END, Config, Role
+from securechat.crypto.events import (
     ConnectionClosed,
     ConnectionFailed,
     HandshakeComplete,
     MessageReceived,
     PeerIdentityReceived,
-    Role,
-    State,
 )
+from securechat.crypto.handshake import Connection, State
 from securechat.errors import Alert as AlertCode
 from securechat.errors import PeerAlert
 from securechat.wire.e2e import E2E_MESSAGES, End, Ready, Text

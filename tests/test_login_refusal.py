@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.trial import unittest
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import Config
+from securechat.crypto.config import Config
 from securechat.server.directory import MemoryDirectory, UserEntry
 from securechat.server.relay import Relay
 from securechat.wire.framing import FrameDecoder
@@ -155,7 +155,8 @@ class _RawLogin:
 
     def __init__(self, h: Harness, key: Any) -> None:
         from tests.attack_tools import connect_raw
-        from securechat.crypto.handshake import CLIENT_SERVER, Connection, Role
+        from securechat.crypto.config import CLIENT_SERVER, Role
+        from securechat.crypto.handshake import Connection
         from securechat.wire.messages import UserIdentity
         from securechat.wire.relay import FROM_SERVER
 

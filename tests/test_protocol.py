@@ -15,9 +15,12 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from securechat.crypto.handshake import END_TO_END, Config, Role, State
+from securechat.crypto.config import END_TO_END, Config, Role
+from securechat.crypto.handshake import State
 from securechat.errors import Alert
-from securechat.protocol import ISessionDelegate, KeepaliveSweep, PeerRejected, SecureChatProtocol
+from securechat.delegate import ISessionDelegate, PeerRejected
+from securechat.keepalive import KeepaliveSweep
+from securechat.protocol import SecureChatProtocol
 from securechat.wire.messages import Identity, Message, Ping, UserIdentity
 
 A = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x0a" * 32)
@@ -499,7 +502,7 @@ class EndOfTurnTests(unittest.TestCase):
         One L{EndOfTurn} serves several queues with a single delayed call
         per turn.
         """
-        from securechat.protocol import EndOfTurn, OutboundQueue
+        from securechat.outbound import EndOfTurn, OutboundQueue
         clock = Clock()
         turn = EndOfTurn(clock)
         sealed: list[tuple[str, bytes]] = []
@@ -526,7 +529,7 @@ class DelegateErrorTests(unittest.TestCase):
         the read is not handed over.
         """
         from securechat.errors import RemoteProtocolError
-        from securechat.protocol import IRawMessageDelegate
+        from securechat.delegate import IRawMessageDelegate
         from securechat.wire.e2e import Text
 
         @implementer(IRawMessageDelegate)

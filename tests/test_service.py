@@ -13,7 +13,8 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 from twisted.web.test.requesthelper import DummyRequest
 
-from securechat.datadir import CorruptDataDir, DataDir, atomic_write
+from securechat.datadir import DataDir
+from securechat.datafiles import CorruptDataDir, atomic_write
 from securechat.errors import Alert, PeerAlert
 from securechat.server.limits import Limits
 from securechat.server.metrics import metrics_root
@@ -140,7 +141,7 @@ class ReloadTests(unittest.TestCase):
         at the next reload, with ACCESS_REVOKED, and refuses its next login.
         """
         from tests.relay_harness import RecordingClient
-        from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+        from securechat.crypto.config import CLIENT_SERVER, Config, Role
         from securechat.protocol import SecureChatProtocol
         from securechat.wire.messages import UserIdentity
         from securechat.wire.relay import FROM_SERVER
@@ -377,7 +378,7 @@ class ImmediateUserChangesTests(unittest.TestCase):
 
     def connect(self, key: ed25519.Ed25519PrivateKey) -> object:
         from tests.relay_harness import RecordingClient
-        from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+        from securechat.crypto.config import CLIENT_SERVER, Config, Role
         from securechat.protocol import SecureChatProtocol
         from securechat.wire.messages import UserIdentity
         from securechat.wire.relay import FROM_SERVER

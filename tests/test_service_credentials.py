@@ -24,9 +24,10 @@ from securechat.client.core import ChatClient, describe_error
 from securechat.client.crlstate import CrlStore
 from securechat.client.pins import PinStore
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.crypto.x509 import MAX_IDENTITY_BYTES
-from securechat.datadir import DataDir, atomic_write, utc_text
+from securechat.datadir import DataDir, utc_text
+from securechat.datafiles import atomic_write
 from securechat.errors import Alert, PeerAlert
 from securechat.protocol import SecureChatProtocol
 from securechat.server.limits import Limits

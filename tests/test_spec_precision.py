@@ -23,15 +23,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from twisted.trial import unittest
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import (
-    CLIENT_SERVER,
-    END_TO_END,
-    Config,
-    Connection,
-    HandshakeComplete,
-    MessageReceived,
-    Role,
-)
+from securechat.crypto.config import CLIENT_SERVER, END_TO_END, Config, Role
+from securechat.crypto.events import HandshakeComplete, MessageReceived
+from securechat.crypto.handshake import Connection
 from securechat.protocol import SecureChatProtocol
 from securechat.server.directory import UserEntry
 from securechat.server.limits import Limits

@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from securechat.client.core import ChatClient
 from securechat.client.pins import PinStore
 from securechat.client.terminal import ChatTerminal
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.protocol import SecureChatProtocol
 from securechat.wire.messages import UserIdentity
 from securechat.wire.relay import FROM_SERVER

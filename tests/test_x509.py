@@ -15,7 +15,9 @@ from twisted.trial import unittest
 
 from securechat import pki
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Connection, HandshakeComplete, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
+from securechat.crypto.events import HandshakeComplete
+from securechat.crypto.handshake import Connection
 from securechat.crypto.x509 import CertificateError, verify_server_identity
 from securechat.wire.messages import CertificateIdentity, UserIdentity
 from tests.support import failure, run

@@ -14,15 +14,9 @@ import re
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from securechat.crypto.handshake import (
-    CLIENT_SERVER,
-    END_TO_END,
-    Config,
-    Connection,
-    HandshakeComplete,
-    PeerIdentityReceived,
-    Role,
-)
+from securechat.crypto.config import CLIENT_SERVER, END_TO_END, Config, Role
+from securechat.crypto.events import HandshakeComplete, PeerIdentityReceived
+from securechat.crypto.handshake import Connection
 from securechat.crypto.schedule import (
     expand_label,
     handshake_secret,
@@ -221,7 +215,7 @@ def make_client_server_inputs() -> Vector:
     from cryptography.hazmat.primitives import serialization
 
     from securechat import pki
-    from securechat.crypto.handshake import CLIENT_SERVER
+    from securechat.crypto.config import CLIENT_SERVER
 
     seed = bytes(range(0xC0, 0xE0))
     server_key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)

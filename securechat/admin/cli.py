@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from securechat import __version__, pki
 from securechat.crypto import keys
 from securechat.crypto.keys import KeyFormatError
-from securechat.datadir import CorruptDataDir, DataDir, DataDirError, atomic_write
+from securechat.datadir import DataDir
+from securechat.datafiles import CorruptDataDir, DataDirError, atomic_write
 
 #: How soon a running relay acts on a change (its reload interval, seconds).
 RELAY_RELOAD_SECONDS = 2

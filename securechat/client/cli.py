@@ -35,7 +35,7 @@ from securechat.client.endpoint import describe_tls_failure
 from securechat.client.pins import PinStore
 from securechat.client.terminal import ChatTerminal
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.crypto.suites import DEFAULT_OFFER, SUITES
 from securechat.errors import Alert, PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import SecureChatProtocol
@@ -210,7 +210,7 @@ def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = Non
     and remembering every newer one (docs/protocol.rst, section 9).
     """
     from securechat.crypto.x509 import CertificateError, SeenCrl, ca_fingerprint, check_server_identity
-    from securechat.protocol import PeerRejected
+    from securechat.delegate import PeerRejected
 
     fingerprint = ca_fingerprint(ca)
 

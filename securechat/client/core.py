@@ -52,25 +52,17 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import (
-    END_TO_END,
-    Config,
-    Connection,
-    ConnectionClosed,
-    ConnectionFailed,
-    Event,
-    HandshakeComplete,
-    MessageReceived,
-    PeerIdentityReceived,
-    Role,
-)
+from securechat.crypto.config import END_TO_END, Config, Role
+from securechat.crypto.handshake import Connection
+from securechat.client.endtoend import PRE_AUTH_MAX_FRAME, EndToEndChats, PeerChat
 from securechat.client.pins import PinStatus, PinStore
 from securechat.client.reasons import DEPARTURES, reason_of, reason_text
-from securechat.client.rules import out_of_order, stopped_outcome
+from securechat.client.rules import stopped_outcome
 from securechat.client.view import ChatView
 from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError, UnauthenticatedAlert
-from securechat.protocol import ISessionDelegate, PeerRejected, SecureChatProtocol
-from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Ready, Text
+from securechat.delegate import ISessionDelegate, PeerRejected
+from securechat.protocol import SecureChatProtocol
+from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Text
 from securechat.wire.messages import CertificateIdentity, Identity, Message, UserIdentity
 from securechat.wire.relay import (
     ChatAccept,
@@ -100,32 +92,6 @@ ServerVerifier = Callable[[CertificateIdentity], keys.PublicKey]
 #: How many end-to-end bytes one RELAY may carry (updated from WELCOME).
 DEFAULT_MAX_PAYLOAD = 64 * 1024 - 128
 
-#: The largest end-to-end frame accepted before the peer is authenticated
-#: (docs/protocol.rst 12.1): the default pre-handshake maximum of section 3,
-#: fixed here because end-to-end handshake frames never carry a CRL.
-PRE_AUTH_MAX_FRAME = 16 * 1024
-
-
-class PeerChat:
-    """
-    One end-to-end chat with one peer.
-    """
-
-    def __init__(self, peer: str, peer_key: keys.PublicKey, connection: Connection) -> None:
-        self.peer = peer
-        self.peer_key = peer_key
-        self.connection = connection
-        self.sent = 0
-        self.received = 0
-        self.peer_end: int | None = None
-        self.waiting: list[Text] = []
-        self.failed = False
-        self.stopping = False
-        #: Both sides verified each other: for the responder, its handshake
-        #: completed; for the initiator, the responder's READY arrived.
-        self.secured = False
-
-
 _COMMAND_NAMES = {
     ChatRequest.TYPE: "chat", ChatAccept.TYPE: "accept", ChatRefuse.TYPE: "refuse",
     ChatCancel.TYPE: "cancel", ChatStop.TYPE: "stop", Relay.TYPE: "message",
@@ -134,9 +100,10 @@ _COMMAND_NAMES = {
 
 
 @implementer(ISessionDelegate)
-class ChatClient:
+class ChatClient(EndToEndChats):
     """
-    One user's client: the delegate of its connection to the relay.
+    One user's client: the delegate of its connection to the relay (the
+    end-to-end layer of its chats is L{EndToEndChats}').
     """
 
     protocol: SecureChatProtocol
@@ -472,75 +439,6 @@ class ChatClient:
         else:
             outcome = f"ended by {peer} ({chat.received} messages received)"
         self._finish(peer, outcome)
-
-    # -- the end-to-end layer -----------------------------------------------------
-
-    def _handle_e2e(self, chat: PeerChat, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, PeerIdentityReceived):
-                identity = event.identity
-                if not isinstance(identity, UserIdentity) or identity.name != chat.peer:
-                    self._handle_e2e(chat, chat.connection.reject_peer(
-                        "peer-rejected", f"end-to-end peer claimed to be {identity!r}"))
-                    return
-                self._handle_e2e(chat, chat.connection.accept_peer(chat.peer_key))
-                return
-            if isinstance(event, HandshakeComplete):
-                if not chat.connection.is_initiator:
-                    chat.connection.send(Ready())
-                    self._secured(chat)
-            elif isinstance(event, MessageReceived):
-                message = event.message
-                wrong = out_of_order(chat, message)
-                if wrong is not None:
-                    self._handle_e2e(chat, chat.connection.fail(
-                        RemoteProtocolError("unexpected-message", wrong)))
-                    return
-                if isinstance(message, Ready):
-                    self._secured(chat)
-                elif isinstance(message, Text):
-                    chat.received += 1
-                    self.view.message(chat.peer, message.sent_at / 1000, message.text)
-                elif isinstance(message, End):
-                    chat.peer_end = message.sent
-            elif isinstance(event, ConnectionFailed):
-                self._e2e_failed(chat, event.error)
-            elif isinstance(event, ConnectionClosed):
-                pass
-        self._flush_e2e(chat)
-
-    def _secured(self, chat: PeerChat) -> None:
-        chat.secured = True
-        self.view.chat_secured(chat.peer)
-        waiting, chat.waiting = chat.waiting, []
-        for line in waiting:
-            self._send_e2e(chat, line)
-
-    def _e2e_failed(self, chat: PeerChat, error: ProtocolError) -> None:
-        chat.failed = True
-        if isinstance(error, UnauthenticatedAlert):
-            # Anyone on the path (the relay included) could have written it:
-            # never reported as the peer rejecting anything (protocol 8.3).
-            detail = (f"the end-to-end session with {chat.peer} was interrupted: an "
-                      "unauthenticated alert arrived (not believed; the relay or the "
-                      "network may have sent it)")
-        elif isinstance(error, PeerAlert):
-            detail = f"{chat.peer}'s client rejected the end-to-end session ({error.detail})"
-        else:
-            detail = f"end-to-end check failed: {error.detail} [{error.code}]"
-        self.view.security_error(chat.peer, detail)
-        self._flush_e2e(chat)  # the alert, so the peer knows
-        self._send(ChatStop(chat.peer))
-
-    def _send_e2e(self, chat: PeerChat, line: Text) -> None:
-        chat.connection.send(line)
-        chat.sent += 1
-        self._flush_e2e(chat)
-
-    def _flush_e2e(self, chat: PeerChat) -> None:
-        data = chat.connection.data_to_send()
-        if data:
-            self._send(Relay(chat.peer, data))
 
     def _finish(self, peer: str, outcome: str) -> None:
         self.chats.pop(peer, None)

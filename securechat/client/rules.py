@@ -13,7 +13,7 @@ from securechat.wire.e2e import End, Ready, Text
 from securechat.wire.messages import Message
 
 if TYPE_CHECKING:
-    from securechat.client.core import PeerChat
+    from securechat.client.endtoend import PeerChat
 
 
 def out_of_order(chat: PeerChat, message: Message) -> str | None:

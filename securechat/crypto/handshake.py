@@ -4,6 +4,13 @@ The signed ephemeral Diffie-Hellman handshake and the connection it opens,
 as a sans-IO state machine: bytes in, events out; L{Connection.data_to_send}
 gives the bytes to write.  No sockets, no clocks, no Twisted.
 
+Its parts live beside it: L{securechat.crypto.config} (contexts, roles,
+L{Config}), L{securechat.crypto.events} (what the machine reports),
+L{securechat.crypto.keyshare} (the ephemeral X25519 share),
+L{securechat.crypto.peerproof} (checking the peer's AUTH) and
+L{securechat.crypto.schedule} (the key schedule).  The names of the
+handshake's public API stay importable from here.
+
 The same machine serves both contexts of docs/protocol.rst:
 
   - C{CLIENT_SERVER}: a client (initiator) and the relay (responder); the
@@ -46,14 +53,22 @@ import enum
 import functools
 import hashlib
 import hmac
-import os
-from dataclasses import dataclass, field
-from typing import Callable, Union
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securechat.crypto import keys
+from securechat.crypto.config import CLIENT_SERVER, END_TO_END, REKEY_INTERVAL, Config, Role
+from securechat.crypto.events import (
+    ConnectionClosed,
+    ConnectionFailed,
+    Event,
+    HandshakeComplete,
+    MessageReceived,
+    PeerIdentityReceived,
+    RawMessages,
+)
+from securechat.crypto.keyshare import exchange, new_key_share
+from securechat.crypto.peerproof import check_identity_kind, check_signature
 from securechat.crypto.records import RecordOpener, RecordSealer
 from securechat.crypto.schedule import (
     HASH_LENGTH,
@@ -62,7 +77,7 @@ from securechat.crypto.schedule import (
     handshake_secret,
     signature_content,
 )
-from securechat.crypto.suites import DEFAULT_OFFER, SUITES, Suite
+from securechat.crypto.suites import SUITES, Suite
 from securechat.errors import (
     Alert as AlertCode,
     LocalProtocolError,
@@ -85,38 +100,17 @@ from securechat.wire.messages import (
     CORE_MESSAGES,
     Alert,
     Auth,
-    CertificateIdentity,
     Hello,
     HelloReply,
     Identity,
     Message,
     Pong,
     Registry,
-    UserIdentity,
     encode_frame_message,
     encode_inner,
     parse_frame,
     split_inner,
 )
-
-CLIENT_SERVER = 1
-END_TO_END = 2
-
-#: Records per traffic secret before both sides ratchet it (docs/protocol.rst,
-#: "Key update").  End-to-end chats ratchet on every record.
-REKEY_INTERVAL = {CLIENT_SERVER: 2**20, END_TO_END: 1}
-
-#: Consecutive keepalive-only records the relay tolerates from a client; one
-#: more is C{limit-exceeded} (docs/protocol.rst, 4.4).
-MAX_KEEPALIVE_RUN = 32
-
-DEFAULT_MAX_HANDSHAKE_FRAME = 16 * 1024
-DEFAULT_MAX_FRAME = 64 * 1024
-
-
-class Role(enum.Enum):
-    INITIATOR = "initiator"
-    RESPONDER = "responder"
 
 
 class State(enum.Enum):
@@ -148,119 +142,6 @@ _FRAME_TYPES = frozenset({HELLO, HELLO_REPLY, ALERT, RECORD})
 _KEYED = frozenset({State.WAIT_AUTH, State.WAIT_VERIFY, State.ESTABLISHED})
 _KEEPALIVE = frozenset({PING, PONG})
 
-
-@dataclass(frozen=True)
-class Config:
-    """
-    Everything one side of a connection needs.
-
-    @ivar identity: what we send to prove who we are; the private key must
-        belong to it (the server certificate's key, or the user's key).
-    @ivar registry: the inner messages the application speaks, on top of
-        L{CORE_MESSAGES}.
-    @ivar random: source of nonces and ephemeral keys; tests inject a fixed
-        one to reproduce the vectors of docs/protocol.rst.
-    @ivar rekey_interval: records per traffic secret; C{None} means the
-        value the specification fixes for the context.  Both sides must agree.
-    """
-
-    context: int
-    role: Role
-    private_key: keys.PrivateKey
-    identity: Identity
-    suites: tuple[int, ...] = DEFAULT_OFFER
-    registry: Registry = CORE_MESSAGES
-    max_handshake_frame: int = DEFAULT_MAX_HANDSHAKE_FRAME
-    max_frame: int = DEFAULT_MAX_FRAME
-    max_held: int = DEFAULT_MAX_FRAME * 2
-    random: Callable[[int], bytes] = field(default=os.urandom, repr=False)
-    #: Checks the peer's handshake signature (L{keys.verify}; tests inject
-    #: one that counts its calls).
-    verifier: keys.Verifier = field(default=keys.verify, repr=False)
-    rekey_interval: int | None = None
-    #: Keepalive-only records tolerated in a row (None: no limit).  The relay
-    #: sets L{MAX_KEEPALIVE_RUN}; clients do not limit the relay's PINGs.
-    max_keepalive_run: int | None = None
-    #: Registered inner message types handed to the application undecoded,
-    #: in L{RawMessages} events: the application parses them itself (the
-    #: relay forwards RELAY bodies without building an object per message)
-    #: and reports a malformed one with L{Connection.fail}.
-    raw_types: frozenset[int] = frozenset()
-
-    def __post_init__(self) -> None:
-        unknown = [t for t in self.raw_types if t not in self.registry]
-        if unknown:
-            raise ValueError("raw_types not in the registry: "
-                             + ", ".join(f"0x{t:02x}" for t in sorted(unknown)))
-
-
-@dataclass(frozen=True)
-class PeerIdentityReceived:
-    """
-    The peer claimed C{identity}, and its Finished MAC is good.  Decide
-    whether to trust it, then call L{Connection.accept_peer} with its public
-    key or L{Connection.reject_peer}.  Input is held back meanwhile.
-    """
-
-    identity: Identity
-
-
-@dataclass(frozen=True)
-class HandshakeComplete:
-    """
-    Both sides are authenticated; application messages may flow.
-    """
-
-    peer: Identity
-    suite: Suite
-
-
-@dataclass(frozen=True)
-class MessageReceived:
-    """
-    An application message arrived, authenticated and in order.
-    """
-
-    message: Message
-
-
-class RawMessages:
-    """
-    Consecutive application messages of the types in L{Config.raw_types},
-    authenticated and in order, undecoded: C{items} holds C{(type, body)}
-    pairs, each body a C{memoryview} into the record's plaintext (no copy).
-    Messages of other types in the same record come before or after as
-    their own events, in record order.
-    """
-
-    __slots__ = ("items",)
-
-    def __init__(self, items: list[tuple[int, memoryview]]) -> None:
-        self.items = items
-
-    def __repr__(self) -> str:
-        return f"RawMessages({[(t, bytes(b)) for t, b in self.items]!r})"
-
-
-@dataclass(frozen=True)
-class ConnectionClosed:
-    """
-    The peer closed the connection cleanly (CLOSE_NOTIFY).
-    """
-
-
-@dataclass(frozen=True)
-class ConnectionFailed:
-    """
-    The connection failed; C{error} says why.  Always the last event; the
-    alert for the peer is already in L{Connection.data_to_send}.
-    """
-
-    error: ProtocolError
-
-
-Event = Union[PeerIdentityReceived, HandshakeComplete, MessageReceived, RawMessages,
-              ConnectionClosed, ConnectionFailed]
 
 _HANDSHAKE_MESSAGES = Registry([Auth])
 
@@ -596,7 +477,7 @@ class Connection:
         self.state = State.WAIT_AUTH
 
     def _handle_auth(self, auth: Auth, events: list[Event]) -> None:
-        self._check_identity_kind(auth.identity)
+        check_identity_kind(self.config.context, self.is_initiator, auth.identity)
         assert self._hs_recv is not None
         expected = finished_mac(
             self._hs_recv, self._transcript_hash(auth.identity_bytes(), auth.signature_bytes()))
@@ -606,45 +487,12 @@ class Connection:
         self.state = State.WAIT_VERIFY
         events.append(PeerIdentityReceived(auth.identity))
 
-    def _check_identity_kind(self, identity: Identity) -> None:
-        if self.config.context == CLIENT_SERVER and self.is_initiator:
-            wanted: type = CertificateIdentity
-        else:
-            wanted = UserIdentity
-        if not isinstance(identity, wanted):
-            raise RemoteProtocolError(
-                "wrong-identity-kind", f"expected {wanted.__name__}, got {type(identity).__name__}"
-            )
-
     def _check_signature(self, auth: Auth, public_key: keys.PublicKey | None) -> None:
         """
-        Verify the peer's signature exactly once: with C{public_key} if the
-        signature fits it (L{keys.signature_fits}), else (no key: the
-        identity is refused; or a signature of another shape) with
-        L{keys.stand_in_key}, whose outcome is ignored.  So the time spent
-        depends on the signature received, not on the key the name has or
-        whether it has one.
-
-        @raise RemoteProtocolError: C{bad-signature}, when C{public_key} is
-            given and did not verify it.
+        L{check_signature} on the peer's AUTH, against the transcript so far.
         """
-        peer_role = b"responder" if self.is_initiator else b"initiator"
-        content = signature_content(
-            self.config.context, peer_role, self._transcript_hash(auth.identity_bytes()))
-        fits = public_key is not None and keys.signature_fits(public_key, auth.scheme, auth.signature)
-        key = public_key if fits else keys.stand_in_key(auth.scheme, auth.signature)
-        assert key is not None
-        try:
-            self.config.verifier(key, auth.scheme, auth.signature, content)
-        except keys.SignatureError as e:
-            problem = str(e)
-        else:
-            problem = "" if fits else "signature does not fit the key"
-        if problem and public_key is not None:
-            if not fits:
-                problem = (f"signature scheme 0x{auth.scheme:04x} of {len(auth.signature)} bytes "
-                           f"does not fit the {keys.describe(public_key)} key")
-            raise RemoteProtocolError("bad-signature", f"peer signature: {problem}")
+        check_signature(self.config.context, self.is_initiator, self.config.verifier, auth,
+                        self._transcript_hash(auth.identity_bytes()), public_key)
 
     # -- transcript ---------------------------------------------------------
 
@@ -666,27 +514,16 @@ class Connection:
     # -- key schedule steps -------------------------------------------------
 
     def _new_key_share(self) -> bytes:
-        if self.config.random is os.urandom:
-            self._ephemeral = X25519PrivateKey.generate()
-        else:  # a fixed source, to reproduce the vectors
-            self._ephemeral = X25519PrivateKey.from_private_bytes(self.config.random(32))
-        self._key_share = self._ephemeral.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        self._ephemeral, self._key_share = new_key_share(self.config.random)
         return self._key_share
 
     def _exchange(self, peer_share: bytes) -> bytes:
         assert self._ephemeral is not None
-        if hmac.compare_digest(peer_share, self._key_share):
-            raise RemoteProtocolError("reflected-key-share")
         try:
-            shared = self._ephemeral.exchange(X25519PublicKey.from_public_bytes(peer_share))
-        except ValueError:
-            raise RemoteProtocolError("bad-key-share") from None
+            return exchange(self._ephemeral, self._key_share, peer_share)
         finally:
             # Forward secrecy: the ephemeral secret is used exactly once.
             self._ephemeral = None
-        return shared
 
     def _start_handshake_keys(self, shared: bytes) -> None:
         assert self.suite is not None

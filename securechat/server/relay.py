@@ -4,7 +4,9 @@ The relay: who is online, chat requests and chats, and routing end-to-end
 bytes between the two users of a chat through each user's bounded queue.
 
 L{RelayFactory} builds one L{SecureChatProtocol} per connection with a
-L{UserSession} as its delegate; L{Relay} holds the shared state.
+L{UserSession} (L{securechat.server.session}) as its delegate; L{Relay}
+holds the shared state, with the chat commands in L{Chats}
+(L{securechat.server.chats}).
 
 Policies (README.rst, "Relay policies"):
 
@@ -28,34 +30,28 @@ Policies (README.rst, "Relay policies"):
 
 from __future__ import annotations
 
-import functools
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from securechat.crypto import keys
-from securechat.crypto.handshake import CLIENT_SERVER, MAX_KEEPALIVE_RUN, Config, Role
+from securechat.crypto.config import CLIENT_SERVER, MAX_KEEPALIVE_RUN, Config, Role
 from securechat.errors import ProtocolError
 from securechat.errors import Alert as AlertCode
 from securechat.errors import RemoteProtocolError
-from securechat.protocol import (
-    EndOfTurn,
-    KEEPALIVE_CHECKS,
-    KeepaliveSweep,
-    IRawMessageDelegate,
-    OutboundQueue,
-    PeerRejected,
-    SecureChatProtocol,
-)
-from securechat.server.directory import IUserDirectory, UserEntry
-from securechat.server.limits import ConnectionGate, Limits, TokenBucket
+from securechat.keepalive import KEEPALIVE_CHECKS, KeepaliveSweep
+from securechat.outbound import EndOfTurn
+from securechat.protocol import SecureChatProtocol
+from securechat.server.chats import Chats
+from securechat.server.directory import IUserDirectory
+from securechat.server.limits import ConnectionGate, Limits
 from securechat.server.metrics import RelayMetrics
-from securechat.wire.messages import Alert, CertificateIdentity, Identity, Message, encode_frame_message
+from securechat.server.session import _EMPTY, _with, UserSession
+from securechat.wire.messages import Alert, CertificateIdentity, Message, encode_frame_message
 from securechat.wire.relay import (
     FROM_CLIENT,
     ChatAccept,
@@ -64,80 +60,17 @@ from securechat.wire.relay import (
     ChatEnded,
     ChatRefuse,
     ChatRequest,
-    ChatRequested,
-    ChatStarted,
     ChatStop,
-    CommandFailed,
     ListOnline,
     OnlineList,
     Reason,
     Relay as RelayMessage,
-    Relayed,
-    RequestPending,
     RequestWithdrawn,
     Welcome,
 )
 
 _U32 = struct.Struct(">I")
 _RELAY = RelayMessage.TYPE
-_RELAYED = Relayed.TYPE
-
-
-@functools.lru_cache(maxsize=None)
-def _relayed_layout(name_length: int) -> struct.Struct:
-    return struct.Struct(f">BIB{name_length}sI")
-
-
-def _relayed_header_packer(sender: str) -> Callable[[int], bytes]:
-    """
-    A function of the payload length giving everything of a RELAYED from
-    C{sender} that comes before its payload: inner header (type, body
-    length), the name (u8 length, bytes) and the payload's u32 length.
-    """
-    name = sender.encode("ascii")
-    pack = _relayed_layout(len(name)).pack
-    fixed = 1 + len(name) + 4
-
-    def head(length: int) -> bytes:
-        return pack(_RELAYED, fixed + length, len(name), name, length)
-    return head
-
-
-class _EmptyKeys(dict):
-    """
-    The one empty key set all sessions share until something goes in (most
-    users are idle, with all of theirs empty): reads like an empty dict,
-    refuses to be written (L{_with} puts a dict of its own in its place).
-    """
-
-    __slots__ = ()
-
-    def __setitem__(self, key: object, value: object) -> None:
-        raise TypeError("the shared empty key set is read-only")
-
-    def setdefault(self, key: object, default: object = None) -> None:
-        raise TypeError("the shared empty key set is read-only")
-
-    def update(self, *args: object, **kw: object) -> None:
-        raise TypeError("the shared empty key set is read-only")
-
-    def __ior__(self, other: object) -> _EmptyKeys:  # type: ignore[misc]
-        raise TypeError("the shared empty key set is read-only")
-
-
-_EMPTY: dict[Any, None] = _EmptyKeys()
-
-K = TypeVar("K")
-
-
-def _with(keys: dict[K, None], key: K) -> dict[K, None]:
-    """
-    C{keys} with C{key} added: a dict of its own in place of L{_EMPTY}.
-    """
-    if keys is _EMPTY:
-        keys = {}
-    keys[key] = None
-    return keys
 
 
 @dataclass(frozen=True)
@@ -151,187 +84,11 @@ class ServerCredentials:
     identity: CertificateIdentity
 
 
-@implementer(IRawMessageDelegate)
-class UserSession:
+class Relay(Chats):
     """
-    One connection's view of the relay: the delegate of its
-    L{SecureChatProtocol}.  Before the handshake completes it only answers
-    L{verify_peer}; after, it is the user's presence, chats and queue.
-    """
-
-    __slots__ = ("relay", "host", "user", "entry", "queue", "_relayed_head", "bucket", "chats",
-                 "outgoing", "incoming", "blocked_senders", "active", "_authenticating",
-                 "_pause_reasons", "_rate_resume", "_stall", "protocol")
-
-    protocol: SecureChatProtocol
-
-    def __init__(self, relay: Relay, host: str) -> None:
-        self.relay = relay
-        self.host = host
-        self.user: str | None = None
-        self.entry: UserEntry | None = None
-        self.queue: OutboundQueue | None = None
-        #: Packs the start of a RELAYED from this user (inner header, name,
-        #: payload length) around a payload; made when the user first relays.
-        self._relayed_head: Callable[[int], bytes] | None = None
-        self.bucket = TokenBucket(relay.clock, relay.limits.rate, relay.limits.burst)
-        # Sets kept as dicts (keys only), all the shared _EMPTY until
-        # something goes in (added to with _with): most users are idle, and
-        # an empty dict would still cost 64 bytes each (an empty set 216).
-        self.chats: dict[str, None] = _EMPTY
-        self.outgoing: dict[str, None] = _EMPTY
-        self.incoming: dict[str, None] = _EMPTY
-        self.blocked_senders: dict[UserSession, None] = _EMPTY
-        self.active = False
-        self._authenticating = True
-        self._pause_reasons: dict[str, None] = _EMPTY
-        self._rate_resume: IDelayedCall | None = None
-        self._stall: IDelayedCall | None = None
-
-    # -- ISessionDelegate ---------------------------------------------------
-
-    def verify_peer(self, identity: Identity) -> keys.PublicKey:
-        name = getattr(identity, "name", None)
-        entry = self.relay.directory.lookup(name) if name else None
-        if entry is None:
-            raise PeerRejected("unknown-user", f"no registered user {name!r}")
-        if entry.revoked:
-            raise PeerRejected("revoked-user", f"user {name!r} is revoked")
-        self.entry = entry
-        return entry.public_key
-
-    def established(self, peer: Identity) -> None:
-        self._leave_gate()
-        assert self.entry is not None
-        self.user = self.entry.name
-        self.queue = self.protocol.outbound
-        self.queue.on_drained = self._queue_drained
-        self.protocol.register_producer(self.queue)
-        self.relay.login(self)
-
-    def message_received(self, message: Message) -> None:
-        if self.active and self._charge():
-            self.relay.handle(self, message)
-
-    def raw_messages_received(self, items: list[tuple[int, memoryview]]) -> None:
-        # Only RELAY is handed over undecoded (Relay.config): the hot path.
-        if not self.active:
-            return
-        if self.bucket.refill() >= len(items):
-            self.bucket.tokens -= len(items)  # the whole run is within the rate
-            self.relay.relay_all(self, items)
-            return
-        for item in items:  # near the limit: message by message
-            if not (self.active and self._charge()):
-                return
-            self.relay.relay_all(self, [item])
-
-    def connection_ended(self, error: ProtocolError | None) -> None:
-        self._leave_gate()
-        if self._rate_resume is not None and self._rate_resume.active():
-            self._rate_resume.cancel()
-        self._cancel_stall()
-        if self.queue is not None:
-            self.queue.clear()
-        self.relay.connection_ended(self, error)
-
-    # -- for the relay ------------------------------------------------------
-
-    def deliver(self, message: Message) -> None:
-        """
-        Queue C{message} for this user.
-        """
-        if self.queue is not None and self.active:
-            self.queue.push(message)
-
-    def deliver_relayed(self, sender: UserSession, payload: memoryview) -> None:
-        """
-        Queue a RELAYED of C{payload} from C{sender}, encoded directly
-        (no message object), the payload uncopied until its record is sealed.
-        """
-        assert self.queue is not None
-        self.queue.push_encoded(sender.relayed_head()(len(payload)), payload)
-
-    def relayed_head(self) -> Callable[[int], bytes]:
-        """
-        The packer of this user's RELAYED headers (see
-        L{_relayed_header_packer}), made the first time it is needed.
-        """
-        head = self._relayed_head
-        if head is None:
-            assert self.user is not None
-            head = self._relayed_head = _relayed_header_packer(self.user)
-        return head
-
-    def pause_reading(self, reason: str) -> None:
-        if not self._pause_reasons and self.protocol.transport is not None:
-            self.protocol.tcp.pauseProducing()
-        self._pause_reasons = _with(self._pause_reasons, reason)
-
-    def resume_reading(self, reason: str) -> None:
-        self._pause_reasons.pop(reason, None)
-        if not self._pause_reasons and self.protocol.transport is not None and self.active:
-            self.protocol.tcp.resumeProducing()
-
-    @property
-    def reading_paused(self) -> bool:
-        return bool(self._pause_reasons)
-
-    def start_stall_timer(self) -> None:
-        if self._stall is None:
-            self._stall = self.relay.clock.callLater(
-                self.relay.limits.stall_timeout, self.relay.drop_slow_reader, self,
-                "outbound queue stalled")
-
-    def _cancel_stall(self) -> None:
-        if self._stall is not None and self._stall.active():
-            self._stall.cancel()
-        self._stall = None
-
-    # -- internals ----------------------------------------------------------
-
-    def _charge(self) -> bool:
-        """
-        Take one message from the rate bucket: throttle in debt, disconnect
-        (and return False) far in debt.
-        """
-        balance = self.bucket.take()
-        if balance < 0:
-            if balance < -self.relay.limits.burst:
-                self.relay.log.warn("user {user} disconnected: message rate", user=self.user)
-                self.relay.metrics.refusals.labels("rate").inc()
-                self.protocol.terminate("limit-exceeded", "message rate limit")
-                return False
-            self._throttle()
-        return True
-
-    def _leave_gate(self) -> None:
-        if self._authenticating:
-            self._authenticating = False
-            self.relay.gate.release(self.host)
-            self.relay.metrics.unauthenticated -= 1
-
-    def _throttle(self) -> None:
-        self.relay.metrics.rate_limited.inc()
-        self.pause_reading("rate")
-        if self._rate_resume is None or not self._rate_resume.active():
-            self._rate_resume = self.relay.clock.callLater(
-                self.bucket.seconds_until_positive(), self.resume_reading, "rate")
-
-    def _queue_drained(self) -> None:
-        assert self.queue is not None
-        if not self.blocked_senders and self._stall is None:
-            return
-        if self.queue.bytes <= self.relay.limits.queue_soft_limit // 2:
-            self._cancel_stall()
-            senders, self.blocked_senders = self.blocked_senders, _EMPTY
-            for sender in senders:
-                sender.resume_reading(f"peer:{self.user}")
-
-
-class Relay:
-    """
-    The relay's shared state: online users, chat requests and chats.
+    The relay's shared state: online users, chat requests and chats (the
+    commands for those are L{Chats}'), and the hot path that forwards RELAY
+    bodies into the peers' queues.
     """
 
     log = Logger()
@@ -516,9 +273,6 @@ class Relay:
             return
         handler(session, message)
 
-    def _fail(self, session: UserSession, message: Message, subject: str, reason: Reason) -> None:
-        session.deliver(CommandFailed(message.TYPE, subject, reason))
-
     def _list_online(self, session: UserSession, message: ListOnline) -> None:
         # docs/protocol.rst 11.2: ascending byte order, as many as fit a
         # body of max_payload bytes (u16 count, a text8 each, u64 total).
@@ -531,103 +285,6 @@ class Relay:
                 break
             shown += 1
         session.deliver(OnlineList(tuple(names[:shown]), len(names)))
-
-    def _chat_request(self, session: UserSession, message: ChatRequest) -> None:
-        """
-        Answer a request at once with exactly one message (docs/protocol.rst
-        11.4): COMMAND_FAILED when the requester cannot make it (oneself, an
-        existing chat or request, its own limits), CHAT_DECLINED when the
-        target cannot take it, else REQUEST_PENDING once the target is asked.
-        """
-        user, target = session.user, message.to
-        assert user is not None
-        if target == user:
-            return self._fail(session, message, target, Reason.SELF)
-        if target in session.chats or target in session.outgoing or target in session.incoming:
-            return self._fail(session, message, target, Reason.ALREADY)
-        if len(session.outgoing) >= self.limits.max_outgoing_requests:
-            self.metrics.chat_requests.labels("too_many_pending").inc()
-            return self._fail(session, message, target, Reason.TOO_MANY_PENDING)
-        if len(session.chats) >= self.limits.max_chats:
-            self.metrics.chat_requests.labels("busy").inc()
-            return self._fail(session, message, target, Reason.BUSY)
-        other = self.sessions.get(target)
-        if other is None:
-            entry = self.directory.lookup(target)
-            reason = Reason.OFFLINE if entry is not None and not entry.revoked else Reason.UNKNOWN_USER
-            self.metrics.chat_requests.labels(reason.name.lower()).inc()
-            session.deliver(ChatDeclined(target, reason))
-            return
-        if len(other.incoming) >= self.limits.max_incoming_requests:
-            self.metrics.chat_requests.labels("too_many_pending").inc()
-            session.deliver(ChatDeclined(target, Reason.TOO_MANY_PENDING))
-            return
-        if len(other.chats) >= self.limits.max_chats:
-            self.metrics.chat_requests.labels("busy").inc()
-            session.deliver(ChatDeclined(target, Reason.BUSY))
-            return
-        self._requests[(user, target)] = self.clock.callLater(
-            self.limits.request_timeout, self._request_expired, user, target)
-        session.outgoing = _with(session.outgoing, target)
-        other.incoming = _with(other.incoming, user)
-        self.log.info("chat request {requester} -> {target}", requester=user, target=target)
-        other.deliver(ChatRequested(user))
-        session.deliver(RequestPending(target))
-
-    def _request_expired(self, requester: str, target: str) -> None:
-        self._requests.pop((requester, target), None)
-        self._forget_request(requester, target)
-        self.metrics.chat_requests.labels("timeout").inc()
-        self._deliver(requester, ChatDeclined(target, Reason.TIMEOUT))
-        self._deliver(target, RequestWithdrawn(requester, Reason.TIMEOUT))
-
-    def _chat_accept(self, session: UserSession, message: ChatAccept) -> None:
-        user, requester = session.user, message.requester
-        assert user is not None
-        if (requester, user) not in self._requests:
-            return self._fail(session, message, requester, Reason.NO_REQUEST)
-        self._drop_request(requester, user)
-        other = self.sessions[requester]
-        if len(other.chats) >= self.limits.max_chats or len(session.chats) >= self.limits.max_chats:
-            other.deliver(ChatDeclined(user, Reason.BUSY))
-            return self._fail(session, message, requester, Reason.BUSY)
-        assert other.entry is not None and session.entry is not None
-        session.chats = _with(session.chats, requester)
-        other.chats = _with(other.chats, user)
-        self.metrics.chat_requests.labels("accepted").inc()
-        self.metrics.chats.inc()
-        self.log.info("chat started: {a} and {b}", a=requester, b=user)
-        other.deliver(ChatStarted(user, keys.public_key_der(session.entry.public_key), 1))
-        session.deliver(ChatStarted(requester, keys.public_key_der(other.entry.public_key), 0))
-
-    def _chat_refuse(self, session: UserSession, message: ChatRefuse) -> None:
-        user, requester = session.user, message.requester
-        assert user is not None
-        if (requester, user) not in self._requests:
-            return self._fail(session, message, requester, Reason.NO_REQUEST)
-        self._drop_request(requester, user)
-        self.metrics.chat_requests.labels("refused").inc()
-        self._deliver(requester, ChatDeclined(user, Reason.REFUSED))
-
-    def _chat_cancel(self, session: UserSession, message: ChatCancel) -> None:
-        user, target = session.user, message.to
-        assert user is not None
-        if (user, target) not in self._requests:
-            return self._fail(session, message, target, Reason.NO_REQUEST)
-        self._drop_request(user, target)
-        self.metrics.chat_requests.labels("cancelled").inc()
-        self._deliver(target, RequestWithdrawn(user, Reason.CANCELLED))
-        session.deliver(ChatDeclined(target, Reason.CANCELLED))
-
-    def _chat_stop(self, session: UserSession, message: ChatStop) -> None:
-        user, peer = session.user, message.peer
-        assert user is not None
-        if peer not in session.chats:
-            return self._fail(session, message, peer, Reason.NO_CHAT)
-        self._end_chat(user, peer)
-        self.log.info("chat ended: {a} stopped the chat with {b}", a=user, b=peer)
-        self._deliver(peer, ChatEnded(user, Reason.STOPPED))
-        session.deliver(ChatEnded(peer, Reason.STOPPED))
 
     def relay_all(self, session: UserSession, items: list[tuple[int, memoryview]]) -> None:
         """
@@ -706,30 +363,6 @@ class Relay:
     def _queued_bytes(self) -> int:
         return sum(s.queue.bytes for s in self.sessions.values() if s.queue is not None)
 
-    def _deliver(self, user: str, message: Message) -> None:
-        session = self.sessions.get(user)
-        if session is not None:
-            session.deliver(message)
-
-    def _drop_request(self, requester: str, target: str) -> None:
-        call = self._requests.pop((requester, target), None)
-        if call is not None and call.active():
-            call.cancel()
-        self._forget_request(requester, target)
-
-    def _forget_request(self, requester: str, target: str) -> None:
-        a, b = self.sessions.get(requester), self.sessions.get(target)
-        if a is not None:
-            a.outgoing.pop(target, None)
-        if b is not None:
-            b.incoming.pop(requester, None)
-
-    def _end_chat(self, a: str, b: str) -> None:
-        for x, y in ((a, b), (b, a)):
-            session = self.sessions.get(x)
-            if session is not None:
-                session.chats.pop(y, None)
-        self.metrics.chats.dec()
 
 
 class _Refusal(Protocol):

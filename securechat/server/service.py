@@ -45,7 +45,8 @@ from zope.interface import implementer
 
 from securechat import pki
 from securechat.crypto.x509 import CertificateError, check_relay_credentials
-from securechat.datadir import CorruptDataDir, DataDir, UserDirectory
+from securechat.datadir import DataDir, UserDirectory
+from securechat.datafiles import CorruptDataDir
 from securechat.server.directory import IUserDirectory, UserEntry
 from securechat.server.limits import Limits
 from securechat.server.metrics import metrics_root

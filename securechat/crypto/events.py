@@ -1,0 +1,89 @@
+# -*- test-case-name: tests.test_handshake -*-
+"""
+The events a L{securechat.crypto.handshake.Connection} reports: bytes go
+in, these come out.  Plain values; no IO, no Twisted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from securechat.crypto.suites import Suite
+from securechat.errors import ProtocolError
+from securechat.wire.messages import Identity, Message
+
+
+@dataclass(frozen=True)
+class PeerIdentityReceived:
+    """
+    The peer claimed C{identity}, and its Finished MAC is good.  Decide
+    whether to trust it, then call L{Connection.accept_peer} with its public
+    key or L{Connection.reject_peer}.  Input is held back meanwhile.
+    """
+
+    identity: Identity
+
+
+@dataclass(frozen=True)
+class HandshakeComplete:
+    """
+    Both sides are authenticated; application messages may flow.
+    """
+
+    peer: Identity
+    suite: Suite
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """
+    An application message arrived, authenticated and in order.
+    """
+
+    message: Message
+
+
+class RawMessages:
+    """
+    Consecutive application messages of the types in L{Config.raw_types},
+    authenticated and in order, undecoded: C{items} holds C{(type, body)}
+    pairs, each body a C{memoryview} into the record's plaintext (no copy).
+    Messages of other types in the same record come before or after as
+    their own events, in record order.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[int, memoryview]]) -> None:
+        self.items = items
+
+    def __repr__(self) -> str:
+        return f"RawMessages({[(t, bytes(b)) for t, b in self.items]!r})"
+
+
+@dataclass(frozen=True)
+class ConnectionClosed:
+    """
+    The peer closed the connection cleanly (CLOSE_NOTIFY).
+    """
+
+
+@dataclass(frozen=True)
+class ConnectionFailed:
+    """
+    The connection failed; C{error} says why.  Always the last event; the
+    alert for the peer is already in L{Connection.data_to_send}.
+    """
+
+    error: ProtocolError
+
+
+Event = Union[PeerIdentityReceived, HandshakeComplete, MessageReceived, RawMessages,
+              ConnectionClosed, ConnectionFailed]
+
+
+__all__ = [
+    "ConnectionClosed", "ConnectionFailed", "Event", "HandshakeComplete", "MessageReceived",
+    "PeerIdentityReceived", "RawMessages",
+]
