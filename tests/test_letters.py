@@ -300,6 +300,22 @@ class RefusalTests(unittest.TestCase):
         self.assertRefused("malformed", h + bytes32(b"\x00" * 16) + u16(0x0807) + bytes16(b""))
         self.assertRefused("unknown-suite", raw[:1] + b"\x00\x09" + raw[3:])
 
+    def test_wrongEnvelope(self) -> None:
+        """
+        A letter the relay delivers under another sender or id than its
+        signed header's (carol re-posting alice's letter, or a relay
+        mixing letters up) is C{wrong-envelope}.
+        """
+        for envelope in (("carol", self.letter.header.letter_id), ("alice", b"z" * 16)):
+            e = self.assertRaises(
+                LetterError, open_letter, self.letter.raw, recipient="bob", recipient_key=BOB.public_key(),
+                sender_key=ALICE.public_key(), prekeys=self.bob.ring, envelope=envelope)
+            self.assertEqual(e.code, "wrong-envelope")
+        opened = open_letter(self.letter.raw, recipient="bob", recipient_key=BOB.public_key(),
+                             sender_key=ALICE.public_key(), prekeys=self.bob.ring,
+                             envelope=("alice", self.letter.header.letter_id))
+        self.assertEqual(opened.text, "hello bob")
+
     def test_bundleForSomeoneElse(self) -> None:
         """
         Sealing a letter to bob with carol's bundle is C{wrong-recipient}.

@@ -324,21 +324,27 @@ def open_letter(
     recipient_key: keys.PublicKey,
     sender_key: keys.PublicKey,
     prekeys: PrekeySecrets,
+    envelope: tuple[str, bytes] | None = None,
 ) -> OpenedLetter:
     """
     Open a letter addressed to C{recipient} (us; C{recipient_key} is our own
     registered public key), from the sender its header names, whose
-    registered (and pinned) key is C{sender_key}.  Checks, in order:
-    parsing (L{parse_letter}), the recipient, the signature, the prekeys,
-    the key shares, decryption, the content.
+    registered (and pinned) key is C{sender_key}.  C{envelope} is the
+    C{(sender, letter_id)} the relay delivered it under (the LETTER
+    message), when it came from the relay.  Checks, in order: parsing
+    (L{parse_letter}), the envelope, the recipient, the signature, the
+    prekeys, the key shares, decryption, the content.
 
-    @raise LetterError: see L{parse_letter}; then C{wrong-recipient},
+    @raise LetterError: see L{parse_letter}; then C{wrong-envelope},
+        C{wrong-recipient},
         C{bad-signature}, C{unknown-prekey}, C{bad-key-share},
         C{decrypt-failed}, C{bad-content}.
     """
     if isinstance(letter, (bytes, bytearray)):
         letter = parse_letter(bytes(letter))
     header = letter.header
+    if envelope is not None and envelope != letter.replay_key:
+        raise LetterError("wrong-envelope", "the relay delivered the letter under another sender or id")
     if header.recipient != recipient:
         raise LetterError("wrong-recipient", f"the letter is addressed to {header.recipient}, not {recipient}")
     verify_letter(letter, sender_key)
