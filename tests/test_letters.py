@@ -256,13 +256,17 @@ class RefusalTests(unittest.TestCase):
 
     def test_replayDetectableById(self) -> None:
         """
-        A replayed letter carries the same C{(sender, id)} for the client to
-        refuse, and once its one-time prekey is used up it no longer opens
-        (C{unknown-prekey}).
+        A replayed letter carries the same C{(sender, id)}; given the ids
+        already opened it is C{replayed}, and once its one-time prekey is
+        used up it no longer opens anyway (C{unknown-prekey}).
         """
         self.bob.open(self.letter.raw)
         replay = parse_letter(self.letter.raw)
         self.assertEqual(replay.replay_key, ("alice", self.letter.header.letter_id))
+        e = self.assertRaises(
+            LetterError, open_letter, replay, recipient="bob", recipient_key=BOB.public_key(),
+            sender_key=ALICE.public_key(), prekeys=self.bob.ring, opened={replay.replay_key})
+        self.assertEqual(e.code, "replayed")
         self.bob.ring.forget_one_time(self.letter.header.one_time_prekey_id)  # type: ignore[arg-type]
         self.assertRefused("unknown-prekey", replay)
 

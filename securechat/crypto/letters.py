@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Container, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -325,18 +325,21 @@ def open_letter(
     sender_key: keys.PublicKey,
     prekeys: PrekeySecrets,
     envelope: tuple[str, bytes] | None = None,
+    opened: Container[tuple[str, bytes]] = (),
 ) -> OpenedLetter:
     """
     Open a letter addressed to C{recipient} (us; C{recipient_key} is our own
     registered public key), from the sender its header names, whose
     registered (and pinned) key is C{sender_key}.  C{envelope} is the
     C{(sender, letter_id)} the relay delivered it under (the LETTER
-    message), when it came from the relay.  Checks, in order: parsing
-    (L{parse_letter}), the envelope, the recipient, the signature, the
-    prekeys, the key shares, decryption, the content.
+    message), when it came from the relay.  C{opened} holds the
+    C{(sender, letter_id)} of the letters this client has opened before.
+    Checks, in order (docs/protocol.rst, 14.4): parsing (L{parse_letter}),
+    the envelope, the recipient, replay, the signature, the prekeys, the
+    key shares, decryption, the content.
 
     @raise LetterError: see L{parse_letter}; then C{wrong-envelope},
-        C{wrong-recipient},
+        C{wrong-recipient}, C{replayed},
         C{bad-signature}, C{unknown-prekey}, C{bad-key-share},
         C{decrypt-failed}, C{bad-content}.
     """
@@ -347,6 +350,8 @@ def open_letter(
         raise LetterError("wrong-envelope", "the relay delivered the letter under another sender or id")
     if header.recipient != recipient:
         raise LetterError("wrong-recipient", f"the letter is addressed to {header.recipient}, not {recipient}")
+    if letter.replay_key in opened:
+        raise LetterError("replayed", f"a letter from {header.sender} with an id already opened")
     verify_letter(letter, sender_key)
     signed_private = prekeys.signed_prekey(header.signed_prekey_id)
     if signed_private is None:
