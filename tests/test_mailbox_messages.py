@@ -35,7 +35,7 @@ from securechat.wire.mailbox import (
 from securechat.wire.relay import CLIENT_MESSAGES, FROM_CLIENT, SERVER_MESSAGES, Reason
 
 _name = st.from_regex(r"[a-z][a-z0-9._-]{0,31}", fullmatch=True)
-_signed = st.builds(SignedPrekey, st.integers(0, 2**32 - 1), st.binary(min_size=32, max_size=32),
+_signed = st.builds(SignedPrekey, st.integers(1, 2**32 - 1), st.binary(min_size=32, max_size=32),
                     st.integers(0, 2**64 - 1), st.integers(0, 0xFFFF),
                     st.binary(max_size=100)).map(lambda p: p.encode())
 _one_time = st.builds(OneTimePrekey, st.integers(0, 2**32 - 1),

@@ -16,6 +16,7 @@ from securechat.crypto.prekeys import (
     SIGNED_PREKEY_LABEL,
     LetterError,
     OneTimePrekey,
+    PrekeyBundle,
     SignedPrekey,
     encode_one_time_prekeys,
     generate_one_time_prekeys,
@@ -100,6 +101,29 @@ class SignedPrekeyTests(unittest.TestCase):
             e = self.assertRaises(LetterError, SignedPrekey.parse, bad)
             self.assertEqual(e.code, "malformed")
 
+    def test_idZeroMeansNone(self) -> None:
+        """
+        A signed prekey's id is never 0 (PREKEYS_STORED uses 0 for none):
+        parsing one is C{malformed}, and none is made.
+        """
+        prekey, _ = generate_signed_prekey("bob", _ED, 1, 5)
+        e = self.assertRaises(LetterError, SignedPrekey.parse, bytes(4) + prekey.encode()[4:])
+        self.assertEqual(e.code, "malformed")
+        self.assertRaises(ValueError, generate_signed_prekey, "bob", _ED, 0, 5)
+
+    def test_bundleFromMessageFields(self) -> None:
+        """
+        A bundle parses from BUNDLE's fields, with or without a one-time
+        prekey; a one-time prekey of the wrong length is C{malformed}.
+        """
+        prekey, _ = generate_signed_prekey("bob", _ED, 1, 5)
+        one = OneTimePrekey(4, b"\x02" * 32)
+        self.assertEqual(PrekeyBundle.parse("bob", prekey.encode(), one.encode()),
+                         PrekeyBundle("bob", prekey, one))
+        self.assertEqual(PrekeyBundle.parse("bob", prekey.encode(), b""), PrekeyBundle("bob", prekey, None))
+        e = self.assertRaises(LetterError, PrekeyBundle.parse, "bob", prekey.encode(), one.encode()[:-1])
+        self.assertEqual(e.code, "malformed")
+
     def test_deterministicLayout(self) -> None:
         """
         The encoding is u32 id, 32-byte key, u64 created_at, u16 scheme,
@@ -149,7 +173,7 @@ class OneTimePrekeyTests(unittest.TestCase):
         self.assertEqual(OneTimePrekey.parse(prekey.encode()), prekey)
 
     @settings(max_examples=100, deadline=None, derandomize=True)
-    @given(st.integers(0, 0xFFFFFFFF), st.binary(min_size=32, max_size=32),
+    @given(st.integers(1, 0xFFFFFFFF), st.binary(min_size=32, max_size=32),
            st.integers(0, 2**64 - 1), st.integers(0, 0xFFFF), st.binary(max_size=512))
     def test_signedRoundTrip(self, prekey_id: int, public: bytes, created: int, scheme: int,
                              signature: bytes) -> None:

@@ -104,6 +104,8 @@ class SignedPrekey:
         """Parse exactly one encoded signed prekey (C{malformed} otherwise)."""
         def parse(r: Reader) -> SignedPrekey:
             prekey_id = r.u32("prekey_id")
+            if prekey_id == 0:
+                raise RemoteProtocolError("bad-value", "signed prekey id 0 (it means none)")
             public = r.fixed(X25519_LENGTH, "public")
             created_at = r.u64("created_at")
             scheme = r.u16("scheme")
@@ -176,6 +178,8 @@ def generate_signed_prekey(
     its private half (which the owner keeps and never sends).
     """
     _check_id(prekey_id)
+    if prekey_id == 0:
+        raise ValueError("a signed prekey's id is 1 or more (0 means none)")
     private = X25519PrivateKey.from_private_bytes(random(X25519_LENGTH))
     public = x25519_public_bytes(private)
     scheme, signature = keys.sign(identity_key, signed_prekey_message(user, prekey_id, public, created_at))
@@ -224,6 +228,16 @@ class PrekeyBundle:
     user: str
     signed_prekey: SignedPrekey
     one_time_prekey: OneTimePrekey | None
+
+    @classmethod
+    def parse(cls, user: str, signed_prekey: bytes, one_time_prekey: bytes) -> PrekeyBundle:
+        """
+        A bundle from the fields of a BUNDLE message (C{one_time_prekey}
+        empty when the relay had none left); C{malformed} otherwise.
+        Parsing checks no signature: L{seal_letter} does.
+        """
+        return cls(user, SignedPrekey.parse(signed_prekey),
+                   OneTimePrekey.parse(one_time_prekey) if one_time_prekey else None)
 
 
 class PrekeyRing:
