@@ -35,6 +35,7 @@ from securechat.crypto.prekeys import (
 from securechat.crypto.receipts import (
     Receipt,
     ReceiptKind,
+    check_posted_receipt,
     make_receipt,
     parse_receipt,
     verify_receipt,
@@ -406,6 +407,23 @@ class ReceiptTests(unittest.TestCase):
         for changed in (dataclasses.replace(receipt, kind=2), dataclasses.replace(receipt, signed_at=2)):
             e = self.assertRaises(LetterError, verify_receipt, changed.encode(), self.letter, BOB.public_key())
             self.assertEqual(e.code, "bad-signature")
+
+    def test_relayCheckOfPostedReceipt(self) -> None:
+        """
+        The relay's check (14.7): a receipt posted by bob for alice's letter
+        passes; one naming another id, another sender, or posted by someone
+        other than its signer is refused with the specific code
+        (BAD_RECEIPT on the wire).
+        """
+        raw = make_receipt(self.letter, ReceiptKind.DELIVERY, BOB, 1).encode()
+        letter_id = self.letter.header.letter_id
+        self.assertEqual(check_posted_receipt(raw, "alice", letter_id, "bob").kind, ReceiptKind.DELIVERY)
+        for args, code in (((raw, "alice", b"q" * 16, "bob"), "wrong-letter"),
+                           ((raw, "carol", letter_id, "bob"), "wrong-sender"),
+                           ((raw, "alice", letter_id, "carol"), "wrong-signer"),
+                           ((raw[:-1], "alice", letter_id, "bob"), "malformed")):
+            e = self.assertRaises(LetterError, check_posted_receipt, *args)
+            self.assertEqual(e.code, code)
 
     def test_malformed(self) -> None:
         """

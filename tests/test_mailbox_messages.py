@@ -31,6 +31,7 @@ from securechat.wire.mailbox import (
     UserEntry,
     UserKey,
     UserList,
+    fit_list,
 )
 from securechat.wire.relay import CLIENT_MESSAGES, FROM_CLIENT, SERVER_MESSAGES, Reason
 
@@ -163,6 +164,19 @@ class MailboxMessageTests(unittest.TestCase):
                 self.assertEqual(e.code, "truncated", cls.__name__)
                 e = self.assertRaises(RemoteProtocolError, registry.parse, cls.TYPE, body + b"\x00")
                 self.assertEqual(e.code, "trailing-bytes", cls.__name__)
+
+    def test_fitList(self) -> None:
+        """
+        A list is cut to the longest prefix whose body fits max_payload:
+        exactly at the limit it stays, one byte less drops the last entry.
+        """
+        entries = [UserEntry(name, 1) for name in ("ann", "bob", "cy")]
+        body = UserList(tuple(entries), 3).encode_body()
+        self.assertEqual(fit_list(entries, 3, len(body)), tuple(entries))
+        self.assertEqual(fit_list(entries, 3, len(body) - 1), tuple(entries[:2]))
+        self.assertEqual(fit_list(entries, 3, 10), ())
+        cut = UserList(fit_list(entries, 3, len(body) - 1), 3)
+        self.assertLessEqual(len(cut.encode_body()), len(body) - 1)
 
     @settings(max_examples=300, deadline=None, derandomize=True)
     @given(st.one_of([_message(c) for c in MAILBOX_CLIENT_MESSAGES + MAILBOX_SERVER_MESSAGES]))

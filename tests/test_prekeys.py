@@ -18,6 +18,7 @@ from securechat.crypto.prekeys import (
     OneTimePrekey,
     PrekeyBundle,
     SignedPrekey,
+    check_upload,
     encode_one_time_prekeys,
     generate_one_time_prekeys,
     generate_signed_prekey,
@@ -182,3 +183,32 @@ class OneTimePrekeyTests(unittest.TestCase):
         """
         prekey = SignedPrekey(prekey_id, public, created, scheme, signature)
         self.assertEqual(SignedPrekey.parse(prekey.encode()), prekey)
+
+
+class UploadCheckTests(unittest.TestCase):
+    """
+    The relay's check of an upload (14.7).
+    """
+
+    def test_goodUpload(self) -> None:
+        """
+        An upload with a signed prekey by the uploader and one-time prekeys
+        yields them; one with only one-time prekeys yields no signed one.
+        """
+        prekey, _ = generate_signed_prekey("bob", _P256, 2, 5)
+        batch = [p for p, _ in generate_one_time_prekeys(1, 3)]
+        self.assertEqual(check_upload("bob", _P256.public_key(), prekey.encode(), encode_one_time_prekeys(batch)),
+                         (prekey, tuple(batch)))
+        self.assertEqual(check_upload("bob", _P256.public_key(), b"", b""), (None, ()))
+
+    def test_signedByAnotherRefused(self) -> None:
+        """
+        A signed prekey not signed by the uploader's key, or signed for
+        another user name, is C{bad-prekey-signature} (BAD_PREKEY).
+        """
+        mallory, _ = generate_signed_prekey("bob", _ED, 2, 5)
+        e = self.assertRaises(LetterError, check_upload, "bob", _P256.public_key(), mallory.encode(), b"")
+        self.assertEqual(e.code, "bad-prekey-signature")
+        carol, _ = generate_signed_prekey("carol", _P256, 2, 5)
+        e = self.assertRaises(LetterError, check_upload, "bob", _P256.public_key(), carol.encode(), b"")
+        self.assertEqual(e.code, "bad-prekey-signature")

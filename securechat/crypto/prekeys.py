@@ -261,3 +261,21 @@ class PrekeyRing:
 
     def forget_one_time(self, prekey_id: int) -> None:
         self.one_time.pop(prekey_id, None)
+
+
+def check_upload(
+    user: str, user_key: keys.PublicKey, signed_prekey: bytes, one_time_prekeys: bytes,
+) -> tuple[SignedPrekey | None, tuple[OneTimePrekey, ...]]:
+    """
+    The relay's check of an UPLOAD_PREKEYS from C{user}, whose registered
+    key is C{user_key} (docs/protocol.rst, 14.7): the prekeys it carries,
+    the signed one (if any) verified for C{user}.
+
+    @raise LetterError: C{malformed}, C{bad-prekey-signature} (answered
+        with BAD_PREKEY).
+    """
+    signed = SignedPrekey.parse(signed_prekey) if signed_prekey else None
+    one_time = parse_one_time_prekeys(one_time_prekeys)
+    if signed is not None:
+        verify_signed_prekey(user, signed, user_key)
+    return signed, one_time

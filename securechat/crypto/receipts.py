@@ -144,3 +144,23 @@ def verify_receipt(
     except keys.SignatureError as e:
         raise LetterError("bad-signature", f"the receipt is not signed by {receipt.signer}'s key ({e.reason})") from None
     return receipt
+
+
+def check_posted_receipt(data: bytes, sender: str, letter_id: bytes, poster: str) -> Receipt:
+    """
+    The relay's check of a POST_RECEIPT from C{poster} about the letter
+    C{(sender, letter_id)} (docs/protocol.rst, 14.7): the receipt parses,
+    names that letter and sender, and is signed (it says) by C{poster}.
+    The relay need not verify the signature; the letter's sender does.
+
+    @raise LetterError: see L{parse_receipt}; C{wrong-letter},
+        C{wrong-sender}, C{wrong-signer} (all answered with BAD_RECEIPT).
+    """
+    receipt = parse_receipt(data)
+    if receipt.letter_id != letter_id:
+        raise LetterError("wrong-letter", "the receipt names another letter id")
+    if receipt.letter_sender != sender:
+        raise LetterError("wrong-sender", f"the receipt names {receipt.letter_sender} as the sender")
+    if receipt.signer != poster:
+        raise LetterError("wrong-signer", f"a receipt by {receipt.signer} posted by {poster}")
+    return receipt

@@ -28,8 +28,9 @@ from securechat.crypto.prekeys import (
     parse_one_time_prekeys,
 )
 from securechat.errors import RemoteProtocolError
-from securechat.wire.declared import Declared, ListOf
+from securechat.wire.declared import MAX_LIST, Declared, ListOf
 from securechat.wire.relay import FROM_CLIENT, FROM_SERVER
+from securechat.wire.codec import u16, u64
 
 
 class Which(enum.IntEnum):
@@ -445,3 +446,20 @@ MAILBOX_SERVER_MESSAGES = (
 #: The chat registries with the mailbox added.
 MAILBOX_FROM_CLIENT = FROM_CLIENT.extend(MAILBOX_CLIENT_MESSAGES)
 MAILBOX_FROM_SERVER = FROM_SERVER.extend(MAILBOX_SERVER_MESSAGES)
+
+
+def fit_list(entries: list[Declared] | tuple[Declared, ...], total: int, max_payload: int) -> tuple[Declared, ...]:
+    """
+    The longest prefix of C{entries} whose list message (C{u16} count, the
+    entries, C{u64} total) is at most C{max_payload} bytes
+    (docs/protocol.rst, 14.7).  C{entries} are already in the list's order
+    and past its offset.
+    """
+    size = len(u16(0)) + len(u64(total))
+    out: list[Declared] = []
+    for entry in entries:
+        size += len(entry.encode_body())
+        if size > max_payload or len(out) == MAX_LIST:
+            break
+        out.append(entry)
+    return tuple(out)
