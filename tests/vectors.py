@@ -247,6 +247,12 @@ if __name__ == "__main__":
         print(render("client-server", fresh, compute(fresh)))
     else:
         # Re-render every vector's outputs from the document's own inputs.
+        from tests import letter_vectors
         for name, vector in parse(doc).items():
+            if name in letter_vectors.COMPUTE:
+                fields, _, compute_one = letter_vectors.COMPUTE[name]
+                mailbox_inputs = {k: v for k, v in vector.items() if k in fields}
+                print(letter_vectors.render(name, mailbox_inputs, compute_one(mailbox_inputs)))
+                continue
             inputs = inputs_of(vector)
             print(render(name, inputs, compute(inputs)))

@@ -9,9 +9,12 @@ Field kinds:
   - C{name}: C{text8}, a user name (docs/protocol.rst, section 2), checked
     when parsed;
   - C{names}: C{u16} count, then that many C{name};
-  - C{u8}, C{u64}: integers;
+  - C{u8}, C{u32}, C{u64}: integers;
+  - C{id}: 16 bytes, fixed (a letter id);
   - C{bytes16}, C{bytes32}: length-prefixed bytes;
-  - C{text16}: C{u16}-length UTF-8.
+  - C{text16}: C{u16}-length UTF-8;
+  - a L{ListOf} an entry class (itself L{Declared}, without a C{TYPE}):
+    C{u16} count, then that many entries, each its fields in order.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from dataclasses import fields
 from typing import Any, Callable, ClassVar
 
 from securechat.errors import RemoteProtocolError
-from securechat.wire.codec import Reader, bytes16, bytes32, text8, text16, u8, u16, u64
+from securechat.wire.codec import Reader, bytes16, bytes32, text8, text16, u8, u16, u32, u64
 from securechat.wire.names import BadUserName, check_user_name
 
 MAX_ONLINE_LIST = 10_000
+#: The most entries a L{ListOf} field may announce.
+MAX_LIST = 10_000
+ID_LENGTH = 16
 
 
 def _parse_name(r: Reader, what: str) -> str:
@@ -41,8 +47,16 @@ def _parse_names(r: Reader, what: str) -> tuple[str, ...]:
     return tuple(_parse_name(r, what) for _ in range(count))
 
 
+def _encode_id(value: bytes) -> bytes:
+    if len(value) != ID_LENGTH:
+        raise ValueError(f"an id is {ID_LENGTH} bytes, not {len(value)}")
+    return value
+
+
 _ENCODE: dict[str, Callable[[Any], bytes]] = {
     "name": text8,
+    "u32": u32,
+    "id": _encode_id,
     "names": lambda names: u16(len(names)) + b"".join(text8(n) for n in names),
     "u8": u8,
     "u64": u64,
@@ -54,11 +68,34 @@ _PARSE: dict[str, Callable[[Reader, str], Any]] = {
     "name": _parse_name,
     "names": _parse_names,
     "u8": Reader.u8,
+    "u32": Reader.u32,
     "u64": Reader.u64,
+    "id": lambda r, what: r.fixed(ID_LENGTH, what),
     "bytes16": Reader.bytes16,
     "bytes32": Reader.bytes32,
     "text16": Reader.text16,
 }
+
+
+class ListOf:
+    """
+    A field kind: C{u16} count, then that many C{entry} values, each
+    encoded as its own fields (at most L{MAX_LIST}, else C{bad-value}).
+    """
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: type[Declared]) -> None:
+        self.entry = entry
+
+    def encode(self, items: tuple[Declared, ...]) -> bytes:
+        return u16(len(items)) + b"".join(item.encode_body() for item in items)
+
+    def parse(self, r: Reader, what: str) -> tuple[Any, ...]:
+        count = r.u16(what + " count")
+        if count > MAX_LIST:
+            raise RemoteProtocolError("bad-value", f"{what}: {count} entries")
+        return tuple(self.entry.parse_body(r) for _ in range(count))
 
 
 class Declared:
@@ -71,7 +108,7 @@ class Declared:
     __slots__ = ()
 
     TYPE: ClassVar[int]
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str | ListOf, ...]] = ()
     _layout: ClassVar[tuple[tuple[str, Callable[[Any], bytes], Callable[[Reader, str], Any]], ...]]
 
     @classmethod
@@ -81,7 +118,9 @@ class Declared:
             names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
             if len(names) != len(cls.FIELDS):
                 raise TypeError(f"{cls.__name__}: FIELDS does not match its fields")
-            layout = tuple((n, _ENCODE[k], _PARSE[k]) for n, k in zip(names, cls.FIELDS))
+            layout = tuple(
+                (n, k.encode, k.parse) if isinstance(k, ListOf) else (n, _ENCODE[k], _PARSE[k])
+                for n, k in zip(names, cls.FIELDS))
             cls._layout = layout
         return layout
 

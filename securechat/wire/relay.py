@@ -36,6 +36,15 @@ class Reason(enum.IntEnum):
     NO_CHAT = 13         # relay/stop for a chat that does not exist
     REVOKED = 14         # the other user was revoked
     REPLACED = 15        # the other user logged in again elsewhere
+    # the mailbox (docs/protocol.rst, 14.6); a letter to an unknown user is
+    # UNKNOWN_USER, to a revoked one REVOKED
+    MAILBOX_FULL = 16    # the recipient's mailbox is at its quota (letters or bytes)
+    TOO_LARGE = 17       # the letter is larger than the relay accepts
+    RATE_LIMITED = 18    # the sender posted too many letters too fast
+    NO_PREKEYS = 19      # the user has no signed prekey on the relay
+    NO_LETTER = 20       # no such letter (never stored, deleted, or expired)
+    BAD_PREKEY = 21      # an uploaded signed prekey is not signed by the uploader's key
+    BAD_RECEIPT = 22     # a receipt that does not name the letter or its signer
 
 
 # -- client to relay --------------------------------------------------------
