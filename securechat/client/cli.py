@@ -9,6 +9,11 @@ C{key}, C{passphrase-file}, C{known-peers}), so daily use is
 C{securechat-client} alone.  A leading C{~} in a path is the user's home;
 an unknown key or section is refused, naming the closest valid key.
 
+On a terminal (standard input and output both one) the client runs the
+full-screen interface (L{securechat.client.tui}); with piped input or
+output, or C{--line}, the line mode (L{securechat.client.terminal}): one
+line in, one line out, for scripts.
+
 The relay connection is retried after it drops, except when retrying cannot
 help (L{is_final}): then the client exits with status 1 after one line
 saying why.
@@ -23,7 +28,7 @@ import difflib
 import getpass
 import os
 import sys
-from typing import Any, Sequence, TextIO
+from typing import Any, Protocol, Sequence, TextIO
 
 from cryptography import x509 as cx509
 from twisted.internet.protocol import Factory
@@ -34,6 +39,7 @@ from securechat.client.core import ChatClient, ServerVerifier
 from securechat.client.endpoint import describe_tls_failure
 from securechat.client.pins import PinStore
 from securechat.client.terminal import ChatTerminal
+from securechat.client.view import ChatView
 from securechat.crypto import keys
 from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
 from securechat.crypto.suites import DEFAULT_OFFER, SUITES
@@ -64,7 +70,10 @@ def config_dir() -> str:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Chat end to end through a securechat relay.  Type !help once connected.",
+        description="Chat end to end through a securechat relay.  On a terminal it runs "
+                    "full screen (a window per chat, a status bar; /help once connected); "
+                    "with piped input or output, or --line, one line in, one line out "
+                    "(!help once connected).",
         epilog=f"Defaults for every option may be put in {os.path.join(config_dir(), 'client.ini')}, "
                "section [securechat], keys named like the options without '--', e.g. "
                "'server = tcp:chat.example.org:7070'; an unknown key is refused.  A leading ~ in "
@@ -85,6 +94,9 @@ def parser() -> argparse.ArgumentParser:
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys; seen_crls.json, the newest CRL seen from the "
                    "CA, is kept beside it [default: known_peers beside the config file]")
+    p.add_argument("--line", "--plain", action="store_true",
+                   help="line mode even on a terminal: one line in, one line out, as with piped "
+                   "input (the full-screen interface is the default on a terminal)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
@@ -102,6 +114,7 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
         value = getattr(args, name.replace("-", "_"))
         if value is not None:
             merged[name] = value
+    merged["line"] = bool(args.line)
     merged.setdefault("server", "tcp:127.0.0.1:7070")
     merged.setdefault("known-peers", os.path.join(os.path.dirname(args.config), "known_peers"))
     for required in ("ca", "user", "key"):
@@ -282,6 +295,22 @@ def explain(error: ProtocolError) -> ProtocolError:
     return error
 
 
+class FrontEnd(ChatView, Protocol):
+    """
+    What L{RelaySession} needs of the interface beyond L{ChatView}: the
+    line terminal (L{ChatTerminal}) and the full-screen view
+    (L{securechat.client.tui.view.FullScreen}) both offer it.
+    """
+
+    client: ChatClient | None
+    exiting: bool
+    was_logged_in: bool
+    input_ended: bool
+
+    def say(self, text: str) -> None: ...
+    def login_abandoned(self) -> None: ...
+
+
 class RelaySession(ChatClient):
     """
     The client of one relay connection: at its end, exit (C{finish(1)})
@@ -291,7 +320,7 @@ class RelaySession(ChatClient):
         connection: the line that says why.
     """
 
-    def __init__(self, user: str, private_key: keys.PrivateKey, terminal: ChatTerminal,
+    def __init__(self, user: str, private_key: keys.PrivateKey, terminal: FrontEnd,
                  verify: ServerVerifier, pins: PinStore, finish: Any) -> None:
         super().__init__(user, private_key, terminal, verify, pins)
         self.terminal = terminal
@@ -346,7 +375,7 @@ class SessionFactory(Factory):
     """
 
     def __init__(self, reactor: Any, user: str, private_key: keys.PrivateKey,
-                 terminal: ChatTerminal, verify: ServerVerifier, pins: PinStore,
+                 terminal: FrontEnd, verify: ServerVerifier, pins: PinStore,
                  finish: Any) -> None:
         self.reactor = reactor
         self.user = user
@@ -404,7 +433,19 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    terminal = ChatTerminal(write=write, on_exit=lambda: finish(0))
+    full_screen = not conf["line"] and sys.stdin.isatty() and sys.stdout.isatty()
+    terminal: FrontEnd
+    screen: Any = None
+    if full_screen:
+        from securechat.client.tui.app import ScreenLoop
+        from securechat.client.tui.view import FullScreen
+
+        view = FullScreen(conf["user"], conf["server"], on_exit=lambda: finish(0),
+                          on_abort=lambda: abort())
+        screen = ScreenLoop(view, reactor)
+        terminal = view
+    else:
+        terminal = ChatTerminal(write=write, on_exit=lambda: finish(0))
     service: ClientService
 
     def finish(status: int) -> None:
@@ -419,11 +460,30 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         d = service.stopService()
         d.addBoth(lambda _: None if done.called else done.callback(status))
 
+    def abort() -> None:
+        # A second Ctrl-C: leave now, without waiting for the relay.
+        if not done.called:
+            done.callback(130)
+
+    def restore_terminal(status: int) -> int:
+        # Leave the full screen first; then repeat the last status lines
+        # (why the client gave up) where the shell shows them.
+        if screen is not None:
+            screen.stop()
+            if status:
+                for line in screen.view.windows.status.lines[-3:]:
+                    write(line.prefix + line.body + "\n")
+        return status
+    done.addCallback(restore_terminal)
+
     factory = SessionFactory(reactor, conf["user"], private_key, terminal, verify, pins,
                              finish)
     service = ClientService(endpoint, factory, retryPolicy=backoffPolicy(1.0, 30.0))
+    if screen is not None:
+        screen.start()
     service.startService()
-    stdio.StandardIO(terminal, reactor=reactor)
+    if screen is None:
+        stdio.StandardIO(terminal, reactor=reactor)
 
     first = service.whenConnected(failAfterFailures=1)
 
