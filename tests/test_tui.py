@@ -7,8 +7,11 @@ over real chat clients and a real relay on the in-memory network.
 
 from __future__ import annotations
 
+import os
+
 from twisted.trial import unittest
 
+from securechat.client.cli import settings, wants_full_screen
 from securechat.client.core import ChatClient
 from securechat.client.pins import PinStore
 from securechat.client.tui.view import FullScreen
@@ -167,7 +170,7 @@ class InputTests(TuiTestCase):
         self.alice.type("x" * 150, enter=False)
         rows = self.alice.rows((60, 12))
         self.assertEqual(rows[-3].rstrip(), "[status] " + "x" * 51)
-        self.assertIn("alice@tcp:relay.test:7070", rows[-4])
+        self.assertIn("alice@relay.test:7070", rows[-4])
 
     def test_pasteSendsInOrder(self) -> None:
         """
@@ -254,7 +257,7 @@ class StatusBarTests(TuiTestCase):
         encrypted with the short fingerprint; ended; reconnecting.
         """
         bar = self.alice.bar()
-        self.assertIn("alice@tcp:relay.test:7070 connected | [1:status]", bar)
+        self.assertIn("alice@relay.test:7070 connected | [1:status]", bar)
         self.alice.type("/chat bob")
         self.assertIn("[2:bob] requested", self.alice.bar())
         self.bob.press("meta 2")
@@ -268,7 +271,7 @@ class StatusBarTests(TuiTestCase):
         self.bob.type("/stop")
         self.assertIn("[2:bob] ended", self.alice.bar())
         self.h.links["alice"].close(ConnectionError())
-        self.assertIn("alice@tcp:relay.test:7070 reconnecting |", self.alice.bar())
+        self.assertIn("alice@relay.test:7070 reconnecting |", self.alice.bar())
 
     def test_securing(self) -> None:
         """
@@ -437,3 +440,36 @@ class LookTests(unittest.TestCase):
         self.assertEqual(len(body), 2)
         self.assertRegex(body[0], r"^\d\d:\d\d <bob> x{20}")
         self.assertTrue(body[1].startswith(" " * len("00:00 <bob> ")), body)
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+class ModeTests(unittest.TestCase):
+    """
+    Which interface the client runs.
+    """
+
+    def conf(self, *argv: str) -> dict[str, object]:
+        config = os.path.join(self.mktemp(), "none.ini")
+        return settings(["--config", config, "--ca", "ca.pem", "--user", "alice",
+                         "--key", "k.pem", *argv])
+
+    def test_fullScreenOnlyOnATerminal(self) -> None:
+        """
+        The full screen runs when standard input and output are both a
+        terminal; piped input or output keeps the line mode (scripts and
+        the end-to-end tests rely on it), and so does --line (or --plain).
+        """
+        tty, pipe = _Stream(True), _Stream(False)
+        conf = self.conf()
+        self.assertTrue(wants_full_screen(conf, tty, tty))  # type: ignore[arg-type]
+        self.assertFalse(wants_full_screen(conf, pipe, tty))  # type: ignore[arg-type]
+        self.assertFalse(wants_full_screen(conf, tty, pipe))  # type: ignore[arg-type]
+        for flag in ("--line", "--plain"):
+            self.assertFalse(wants_full_screen(self.conf(flag), tty, tty))  # type: ignore[arg-type]

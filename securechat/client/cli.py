@@ -396,6 +396,15 @@ class SessionFactory(Factory):
         return protocol
 
 
+def wants_full_screen(conf: dict[str, Any], stdin: TextIO, stdout: TextIO) -> bool:
+    """
+    Whether to run the full-screen interface: standard input and output
+    are both a terminal, and C{--line} was not given.  Piped input or
+    output keeps the line mode, which scripts and tests use.
+    """
+    return not conf.get("line") and stdin.isatty() and stdout.isatty()
+
+
 def run(reactor: Any, argv: Sequence[str]) -> Any:
     """
     Connect and chat until !exit or end of input; the Deferred's result is
@@ -433,7 +442,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    full_screen = not conf["line"] and sys.stdin.isatty() and sys.stdout.isatty()
+    full_screen = wants_full_screen(conf, sys.stdin, sys.stdout)
     terminal: FrontEnd
     screen: Any = None
     if full_screen:

@@ -56,6 +56,8 @@ class FullScreen:
                  on_abort: Callable[[], None] | None = None) -> None:
         self.user = user
         self.relay = relay
+        #: The relay as the bar shows it (C{tcp:} is the default, left out).
+        self.relay_name = relay[4:] if relay.startswith("tcp:") else relay
         self.clock = clock
         self.on_exit = on_exit
         self.on_abort = on_abort
@@ -136,7 +138,8 @@ class FullScreen:
         current = self.windows.current
         number = self.windows.number(current)
         parts: list[tuple[str, str]] = [
-            ("bar", f" {self.user}@{self.relay} {self.connection} | [{number}:{current.title}]")]
+            ("bar", f" {self.user}@{self.relay_name} {self.connection} | "
+                    f"[{number}:{current.title}]")]
         state = current.status()
         if state:
             alert = current.state in (PeerState.KEY_CHANGED, PeerState.ASKED)
