@@ -473,3 +473,32 @@ class ModeTests(unittest.TestCase):
         self.assertFalse(wants_full_screen(conf, tty, pipe))  # type: ignore[arg-type]
         for flag in ("--line", "--plain"):
             self.assertFalse(wants_full_screen(self.conf(flag), tty, tty))  # type: ignore[arg-type]
+
+
+class LineModeSlashTests(unittest.TestCase):
+    """
+    The line mode takes /commands too, so none is sent to a peer as text
+    (issue 13: /help and /quit were sent as messages).
+    """
+
+    def test_slashCommandsInLineMode(self) -> None:
+        """
+        /help lists the commands, //text sends /text, and /quit exits:
+        the peer receives only "/text".
+        """
+        from tests.test_terminal import TerminalHarness
+        h = TerminalHarness()
+        alice, sa = h.terminal("alice")
+        bob, sb = h.terminal("bob")
+        h.type(alice, "/chat bob")
+        h.type(bob, "/accept")
+        sa.take()
+        sb.take()
+        h.type(alice, "/help")
+        self.assertIn("    !online               who is online", sa.take())
+        h.type(alice, "//shrug")
+        h.type(alice, "/quit")
+        self.assertEqual(alice.exits, [True])  # type: ignore[attr-defined]
+        said = [line for line in sb.take() if "alice:" in line]
+        self.assertEqual(len(said), 1)
+        self.assertTrue(said[0].endswith("] alice: /shrug"), said)

@@ -139,7 +139,7 @@ class FullScreenTerminalTests(unittest.TestCase):
         tmux.expect("bob", r"<alice> half-typed line ends here")
 
         tmux.type("carol", "/chat alice")
-        tmux.expect("alice", r"act: 1:status\(1\) 3:carol\(1\)", -2)
+        tmux.expect("alice", r"act: 1,3:carol\(1\)", -2)
         tmux.keys("alice", "M-3")
         tmux.expect("alice", r"\[3:carol\] asks to chat", -2)
         tmux.type("alice", "/accept")

@@ -146,10 +146,11 @@ class FullScreen:
             parts.append(("bar-alert" if alert else "bar", f" {state}"))
         hot = self.windows.hotlist()
         if hot:
-            parts.append(("bar", " | act:"))
-            for n, window in hot:
+            parts.append(("bar", " | act: "))
+            for i, (n, window) in enumerate(hot):
+                label = str(n) if window.peer is None else f"{n}:{window.title}({window.unread})"
                 parts.append(("bar-alert" if window.activity >= Activity.ALERT else "bar",
-                              f" {n}:{window.title}({window.unread})"))
+                              ("," if i else "") + label))
         self.screen.set_bar(parts)
         self.screen.set_caption(f"[{current.title}] ")
         if self.on_change is not None:
