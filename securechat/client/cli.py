@@ -6,8 +6,10 @@ Settings come from the command line, else from the config file
 (C{$XDG_CONFIG_HOME/securechat/client.ini}, section C{[securechat]}, keys
 named like the long options: C{server}, C{ca}, C{server-name}, C{user},
 C{key}, C{passphrase-file}, C{known-peers}), so daily use is
-C{securechat-client} alone.  A leading C{~} in a path is the user's home;
-an unknown key or section is refused, naming the closest valid key.
+C{securechat-client} alone.  In a path, a leading C{~} is the user's home
+and C{$VAR} or C{${VAR}} an environment variable (an unset one is refused,
+named); an unknown key or section is refused, naming the closest valid key.
+C{securechat-client --init-config} writes a commented example file.
 
 On a terminal (standard input and output both one) the client runs the
 full-screen interface (L{securechat.client.tui}); with piped input or
@@ -27,6 +29,7 @@ import datetime
 import difflib
 import getpass
 import os
+import re
 import sys
 from typing import Any, Protocol, Sequence, TextIO
 
@@ -77,7 +80,8 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"Defaults for every option may be put in {os.path.join(config_dir(), 'client.ini')}, "
                "section [securechat], keys named like the options without '--', e.g. "
                "'server = tcp:chat.example.org:7070'; an unknown key is refused.  A leading ~ in "
-               "a path (there or on the command line) is your home directory.",
+               "a path (there or on the command line) is your home directory, and $VAR an "
+               "environment variable.  --init-config writes a commented example.",
     )
     p.add_argument("--config", help="config file [default: %(default)s]",
                    default=os.path.join(config_dir(), "client.ini"))
@@ -94,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys; seen_crls.json, the newest CRL seen from the "
                    "CA, is kept beside it [default: known_peers beside the config file]")
+    p.add_argument("--init-config", action="store_true",
+                   help="write a commented example config file at --config (not over an "
+                   "existing one) and exit")
     p.add_argument("--line", "--plain", action="store_true",
                    help="line mode even on a terminal: one line in, one line out, as with piped "
                    "input (the full-screen interface is the default on a terminal)")
@@ -106,7 +113,7 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
     The merged settings: command line over config file over defaults.
     """
     args = parser().parse_args(argv)
-    args.config = os.path.expanduser(args.config)
+    args.config = expand_path(args.config, "config")
     merged: dict[str, Any] = {}
     if os.path.exists(args.config):
         merged.update(read_config(args.config))
@@ -124,8 +131,65 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
         merged["server-name"] = server_host(merged["server"])
     for name in PATH_KEYS:
         if merged.get(name):
-            merged[name] = os.path.expanduser(merged[name])
+            merged[name] = expand_path(merged[name], name)
     return merged
+
+
+def expand_path(value: str, key: str) -> str:
+    """
+    C{value} with a leading C{~} and environment variables (C{$VAR},
+    C{${VAR}}) expanded; an unset variable is refused, naming it and the
+    setting C{key}.
+    """
+    expanded = os.path.expandvars(value)
+    unset = re.search(r"\$(\w+|\{[^}]*\})", expanded)
+    if unset:
+        raise ClientError(f"{key} = {value}: the environment variable "
+                          f"{unset.group(1).strip('{}')} is not set")
+    return os.path.expanduser(expanded)
+
+
+EXAMPLE_CONFIG = """\
+# securechat-client settings (securechat-client --help explains each).
+# Options on the command line win over these.  In paths, a leading ~ is
+# your home directory and $VAR an environment variable.  An unknown key is
+# refused, so a misspelling is noticed.
+
+[securechat]
+# The relay: tcp:HOST:PORT, tls:HOST:PORT (TLS around the protocol, for a
+# relay's ssl: listener) or unix:PATH.
+#server = tcp:chat.example.org:7070
+
+# The operator's CA certificate (ca/ca.pem in the relay's data directory).
+#ca = ~/.config/securechat/ca.pem
+
+# The name the relay's certificate must carry (default: the host above).
+#server-name = chat.example.org
+
+# Your user name and your private key (PEM).
+#user = alice
+#key = ~/.config/securechat/me.key
+
+# A file holding the key's passphrase (default: asked on the terminal).
+#passphrase-file = $XDG_RUNTIME_DIR/securechat.pass
+
+# Pinned peer keys (default: known_peers beside this file).
+#known-peers = ~/.config/securechat/known_peers
+"""
+
+
+def write_example_config(path: str) -> None:
+    """
+    Write L{EXAMPLE_CONFIG} at C{path}, never over an existing file.
+    """
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "x", encoding="utf-8") as f:
+            f.write(EXAMPLE_CONFIG)
+    except FileExistsError:
+        raise ClientError(f"{path} already exists; not overwritten") from None
+    except OSError as e:
+        raise ClientError(f"cannot write {path}: {e.strerror}") from None
 
 
 def read_config(path: str) -> dict[str, str]:
@@ -413,13 +477,22 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     from cryptography.hazmat.primitives.serialization import Encoding
     from twisted.application.internet import ClientService, backoffPolicy
     from twisted.internet import stdio
-    from twisted.internet.defer import Deferred
+    from twisted.internet.defer import Deferred, succeed
 
     from securechat.client.crlstate import CorruptCrlState, CrlStore
     from securechat.client.endpoint import relay_endpoint
     from securechat.client.pins import CorruptPinFile
     from securechat.wire.names import BadUserName, check_user_name
 
+    args = parser().parse_args(argv)
+    if args.init_config:
+        try:
+            path = expand_path(args.config, "config")
+            write_example_config(path)
+        except ClientError as e:
+            raise SystemExit(f"{PROG}: error: {e}") from None
+        sys.stdout.write(f"wrote an example config file to {path}; edit it, then run {PROG}\n")
+        return succeed(0)
     try:
         conf = settings(argv)
         check_user_name(conf["user"])
