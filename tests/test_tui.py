@@ -77,6 +77,15 @@ class Screen:
 class TuiHarness(Harness):
     def screen(self, name: str) -> Screen:
         screen = Screen(self, name)
+        self.connect_screen(screen)
+        return screen
+
+    def connect_screen(self, screen: Screen) -> None:
+        """
+        Give C{screen} a new client and connect it (as the program does on
+        every connection).
+        """
+        name = screen.name
         client = ChatClient(name, user_key(name), screen.view, verify_test_server,
                             PinStore(None), clock=lambda: 0.0)
         screen.view.client = client
@@ -84,7 +93,6 @@ class TuiHarness(Harness):
                         registry=FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         self.links[name] = self.network.connect(proto, self.factory.buildProtocol(None))
-        return screen
 
 
 def open_chat(a: Screen, b: Screen) -> None:
@@ -254,7 +262,8 @@ class StatusBarTests(TuiTestCase):
     def test_statesInTurn(self) -> None:
         """
         Logged in and connected; requested; asks to chat; end-to-end
-        encrypted with the short fingerprint; ended; reconnecting.
+        encrypted with the short fingerprint; ended; reconnecting (in N s
+        once the retry is scheduled); connected again.
         """
         bar = self.alice.bar()
         self.assertIn("alice@relay.test:7070 connected | [1:status]", bar)
@@ -272,6 +281,10 @@ class StatusBarTests(TuiTestCase):
         self.assertIn("[2:bob] ended", self.alice.bar())
         self.h.links["alice"].close(ConnectionError())
         self.assertIn("alice@relay.test:7070 reconnecting |", self.alice.bar())
+        self.alice.view.retrying_in(2.6)
+        self.assertIn("alice@relay.test:7070 reconnecting in 3 s |", self.alice.bar())
+        self.h.connect_screen(self.alice)
+        self.assertIn("alice@relay.test:7070 connected | [2:bob] ended", self.alice.bar())
 
     def test_securing(self) -> None:
         """

@@ -49,7 +49,9 @@ class Tmux:
         command = " ".join(shlex.quote(a) for a in [
             "env", f"PYTHONPATH={env['PYTHONPATH']}", "TERM=screen", *argv])
         # The pane outlives the client long enough to show its exit status.
-        shell = f"cd {shlex.quote(ROOT)} && {command}; echo \"exited $?\"; sleep 60"
+        # "stty -a" then shows whether the terminal's settings were restored.
+        shell = (f"cd {shlex.quote(ROOT)} && {command}; echo \"exited $?\"; "
+                 "stty -a | tr ' ' '\\n' | grep -x -- '-\\?isig'; sleep 60")
         self.run("new-session", "-d", "-s", name, "-x", "120", "-y", "30", shell)
 
     def keys(self, name: str, *keys: str) -> None:
@@ -101,8 +103,9 @@ class FullScreenTerminalTests(unittest.TestCase):
         """
         alice and bob chat in windows; an incoming line does not disturb
         alice's half-typed line; carol's request opens its own window,
-        which alice switches to with Alt-3 and accepts; Ctrl-C ends both
-        chats with authenticated ends and the client exits with 0.
+        which alice switches to with Alt-3 and accepts; a resized terminal
+        is redrawn; Ctrl-C ends both chats with authenticated ends, the
+        client exits with 0 and the terminal's settings are restored.
         """
         d = Deployment(self)
         admin(d.data, "new-user", "carol", "--out", os.path.join(d.dir, "keys"),
@@ -150,9 +153,14 @@ class FullScreenTerminalTests(unittest.TestCase):
         rows = tmux.expect("alice", r"\[2:bob\] e2e encrypted", -2)
         self.assertNotIn("hi alice", "\n".join(rows))
 
+        tmux.run("resize-window", "-t", "alice", "-x", "70", "-y", "12")
+        rows = tmux.expect("alice", r"^ alice@.* connected \| \[2:bob\]", -2)
+        self.assertEqual(len(rows), 12, rows)
+        self.assertTrue(rows[-1].startswith("[bob]"), rows)
+
         tmux.keys("alice", "C-c")
         tmux.expect("bob", r"chat with alice ended by alice \(2 messages received\)")
         tmux.expect("carol", r"chat with alice ended by alice \(0 messages received\)")
-        tmux.expect("alice", r"^exited 0$")
+        tmux.expect("alice", r"^exited 0\nisig$")  # and Ctrl-C is a signal again
         relay.stop()
         self.assertNotIn("Traceback", relay.output())

@@ -520,7 +520,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     screen: Any = None
     if full_screen:
         from securechat.client.tui.app import ScreenLoop
-        from securechat.client.tui.view import FullScreen
+        from securechat.client.tui.view import FullScreen as FullScreen
 
         view = FullScreen(conf["user"], conf["server"], on_exit=lambda: finish(0),
                           on_abort=lambda: abort())
@@ -560,7 +560,15 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
 
     factory = SessionFactory(reactor, conf["user"], private_key, terminal, verify, pins,
                              finish)
-    service = ClientService(endpoint, factory, retryPolicy=backoffPolicy(1.0, 30.0))
+    backoff = backoffPolicy(1.0, 30.0)
+
+    def retry_policy(attempt: int) -> float:
+        # The full screen's bar says when the next attempt comes.
+        delay = backoff(attempt)
+        if screen is not None:
+            screen.view.retrying_in(delay)
+        return delay
+    service = ClientService(endpoint, factory, retryPolicy=retry_policy)
     if screen is not None:
         screen.start()
     service.startService()

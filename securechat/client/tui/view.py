@@ -194,6 +194,14 @@ class FullScreen:
         elif self.on_abort is not None:
             self.on_abort()
 
+    def retrying_in(self, delay: float) -> None:
+        """
+        The next attempt to reach the relay is C{delay} seconds away.
+        """
+        if not self.exiting:
+            self.connection = f"reconnecting in {max(1, round(delay))} s"
+            self.refresh()
+
     # -- ChatView -------------------------------------------------------------
 
     def logged_in(self, user: str) -> None:
