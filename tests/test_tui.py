@@ -238,6 +238,21 @@ class WindowTests(TuiTestCase):
         self.assertIn("! there is no window 7", self.alice.text())
         self.assertEqual(windows.current.peer, "bob")
 
+    def test_closeOnlyEndedWindows(self) -> None:
+        """
+        /close refuses the status window and a window whose chat is open,
+        and closes one whose chat has ended, moving to the window before.
+        """
+        open_chat(self.alice, self.bob)
+        self.alice.type("/close")
+        self.assertIn("! the chat or request with bob is still open", self.alice.text())
+        self.alice.type("/stop")
+        self.alice.type("/close")
+        self.assertEqual(len(self.alice.view.windows.windows), 1)
+        self.assertIn("[1:status]", self.alice.bar())
+        self.alice.type("/close")
+        self.assertIn("! the status window stays open", self.alice.text())
+
     def test_unreadCounts(self) -> None:
         """
         Lines in a window not looked at count as unread in the bar's

@@ -9,7 +9,8 @@ C{key}, C{passphrase-file}, C{known-peers}), so daily use is
 C{securechat-client} alone.  In a path, a leading C{~} is the user's home
 and C{$VAR} or C{${VAR}} an environment variable (an unset one is refused,
 named); an unknown key or section is refused, naming the closest valid key.
-C{securechat-client --init-config} writes a commented example file.
+C{securechat-client --init-config} writes a commented example file
+(L{securechat.client.config}).
 
 On a terminal (standard input and output both one) the client runs the
 full-screen interface (L{securechat.client.tui}); with piped input or
@@ -24,12 +25,9 @@ saying why.
 from __future__ import annotations
 
 import argparse
-import configparser
 import datetime
-import difflib
 import getpass
 import os
-import re
 import sys
 from typing import Any, Protocol, Sequence, TextIO
 
@@ -38,6 +36,16 @@ from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from securechat import __version__
+from securechat.client.config import (  # noqa: F401 -- re-exported for callers
+    EXAMPLE_CONFIG,
+    KEYS,
+    PATH_KEYS,
+    ClientError,
+    config_dir,
+    expand_path,
+    read_config,
+    write_example_config,
+)
 from securechat.client.core import ChatClient, ServerVerifier
 from securechat.client.endpoint import describe_tls_failure
 from securechat.client.pins import PinStore
@@ -52,23 +60,6 @@ from securechat.wire.messages import CertificateIdentity, UserIdentity
 from securechat.wire.relay import FROM_SERVER
 
 PROG = "securechat-client"
-
-#: The settings, by long option name; the config file takes the same keys.
-KEYS = ("server", "ca", "server-name", "user", "key", "passphrase-file", "known-peers")
-#: The settings that are paths (a leading C{~} is expanded).
-PATH_KEYS = ("ca", "key", "passphrase-file", "known-peers")
-
-
-class ClientError(Exception):
-    """
-    A problem the user can fix; shown as one line.
-    """
-
-
-def config_dir() -> str:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "securechat")
-
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -133,89 +124,6 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
         if merged.get(name):
             merged[name] = expand_path(merged[name], name)
     return merged
-
-
-def expand_path(value: str, key: str) -> str:
-    """
-    C{value} with a leading C{~} and environment variables (C{$VAR},
-    C{${VAR}}) expanded; an unset variable is refused, naming it and the
-    setting C{key}.
-    """
-    expanded = os.path.expandvars(value)
-    unset = re.search(r"\$(\w+|\{[^}]*\})", expanded)
-    if unset:
-        raise ClientError(f"{key} = {value}: the environment variable "
-                          f"{unset.group(1).strip('{}')} is not set")
-    return os.path.expanduser(expanded)
-
-
-EXAMPLE_CONFIG = """\
-# securechat-client settings (securechat-client --help explains each).
-# Options on the command line win over these.  In paths, a leading ~ is
-# your home directory and $VAR an environment variable.  An unknown key is
-# refused, so a misspelling is noticed.
-
-[securechat]
-# The relay: tcp:HOST:PORT, tls:HOST:PORT (TLS around the protocol, for a
-# relay's ssl: listener) or unix:PATH.
-#server = tcp:chat.example.org:7070
-
-# The operator's CA certificate (ca/ca.pem in the relay's data directory).
-#ca = ~/.config/securechat/ca.pem
-
-# The name the relay's certificate must carry (default: the host above).
-#server-name = chat.example.org
-
-# Your user name and your private key (PEM).
-#user = alice
-#key = ~/.config/securechat/me.key
-
-# A file holding the key's passphrase (default: asked on the terminal).
-#passphrase-file = $XDG_RUNTIME_DIR/securechat.pass
-
-# Pinned peer keys (default: known_peers beside this file).
-#known-peers = ~/.config/securechat/known_peers
-"""
-
-
-def write_example_config(path: str) -> None:
-    """
-    Write L{EXAMPLE_CONFIG} at C{path}, never over an existing file.
-    """
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "x", encoding="utf-8") as f:
-            f.write(EXAMPLE_CONFIG)
-    except FileExistsError:
-        raise ClientError(f"{path} already exists; not overwritten") from None
-    except OSError as e:
-        raise ClientError(f"cannot write {path}: {e.strerror}") from None
-
-
-def read_config(path: str) -> dict[str, str]:
-    """
-    The settings in the config file C{path}: section C{[securechat]}, keys
-    from L{KEYS} (C{_} may stand for C{-}).  Anything else is refused in one
-    line naming the file, the key and the closest valid key.
-    """
-    cp = configparser.ConfigParser()
-    try:
-        cp.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError) as e:
-        raise ClientError(f"cannot read {path}: {e}") from None
-    for section in cp.sections():
-        if section != "securechat":
-            raise ClientError(f"{path}: unknown section [{section}]; the settings go in [securechat]")
-    settings: dict[str, str] = {}
-    found = cp.items("securechat") if cp.has_section("securechat") else list(cp.defaults().items())
-    for raw, value in found:
-        key = raw.replace("_", "-")
-        if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"the keys are {', '.join(KEYS)}"
-            raise ClientError(f"{path}: unknown key '{raw}' in [securechat]; {hint}")
-        settings[key] = value
-    return settings
 
 
 def server_host(endpoint: str) -> str:
