@@ -15,7 +15,7 @@ from securechat.client.cli import settings, wants_full_screen
 from securechat.client.core import ChatClient
 from securechat.client.pins import PinStore
 from securechat.client.tui.view import FullScreen
-from securechat.client.tui.widgets import PALETTE
+from securechat.client.tui.widgets import NAME_COLOURS, PALETTE, name_attr
 from securechat.client.tui.windows import PeerState, short_fingerprint
 from securechat.crypto.handshake import CLIENT_SERVER, Config, Role
 from securechat.protocol import SecureChatProtocol
@@ -453,6 +453,29 @@ class LookTests(unittest.TestCase):
             self.assertEqual(len(rows), size[1])
             self.assertTrue(rows[-1].startswith("[bob]"), rows)
             self.assertIn("alice", rows[-2])
+
+    def test_namesInStableColoursOwnLinesBold(self) -> None:
+        """
+        A peer's name takes a colour chosen by a hash of the name that is
+        the same in every process (not Python's salted hash()); our own
+        lines use the "own" style (bold without colours), a peer's text the
+        plain one, and a trust event the "trust" style.
+        """
+        import hashlib
+        expected = f"name{hashlib.sha256(b'bob').digest()[0] % len(NAME_COLOURS)}"
+        self.assertEqual(name_attr("bob"), expected)
+        view = FullScreen("alice", "tcp:relay:7070", clock=lambda: 0.0)
+        view.message("bob", 0.0, "hi")
+        view.echo("bob", "yo")
+        view.security_error("bob", "end-to-end check failed")
+        view.windows.switch_to(2)
+        rows = [[(attr, text.decode()) for attr, _, text in row]
+                for row in view.screen.render((60, 6), focus=True).content()]
+        self.assertIn((expected, "<bob>"), rows[0])
+        self.assertIn(("peer", "hi"), rows[0])
+        self.assertIn(("own", "<alice>"), rows[1])
+        self.assertIn(("own", "yo"), rows[1])
+        self.assertEqual(rows[2][0][0], "trust")
 
     def test_peerTextCannotImitateTrustEvents(self) -> None:
         """

@@ -102,7 +102,7 @@ class FullScreenTerminalTests(unittest.TestCase):
     def test_chatInTmux(self) -> None:
         """
         alice and bob chat in windows; an incoming line does not disturb
-        alice's half-typed line; carol's request opens its own window,
+        alice's half-typed line; pasted lines arrive in order; carol's request opens its own window,
         which alice switches to with Alt-3 and accepts; a resized terminal
         is redrawn; Ctrl-C ends both chats with authenticated ends, the
         client exits with 0 and the terminal's settings are restored.
@@ -141,6 +141,14 @@ class FullScreenTerminalTests(unittest.TestCase):
         tmux.type("alice", " ends here")
         tmux.expect("bob", r"<alice> half-typed line ends here")
 
+        # A paste of several lines (tmux pastes each newline as Enter).
+        tmux.run("set-buffer", "pasted one\npasted two\npasted three\n")
+        tmux.run("paste-buffer", "-t", "alice")
+        rows = tmux.expect("bob", r"<alice> pasted three")
+        pasted = [row for row in rows if "<alice> pasted" in row]
+        self.assertEqual([row.split("<alice> ")[1].rstrip() for row in pasted],
+                         ["pasted one", "pasted two", "pasted three"])
+
         tmux.type("carol", "/chat alice")
         tmux.expect("alice", r"act: 1,3:carol\(1\)", -2)
         tmux.keys("alice", "M-3")
@@ -159,7 +167,7 @@ class FullScreenTerminalTests(unittest.TestCase):
         self.assertTrue(rows[-1].startswith("[bob]"), rows)
 
         tmux.keys("alice", "C-c")
-        tmux.expect("bob", r"chat with alice ended by alice \(2 messages received\)")
+        tmux.expect("bob", r"chat with alice ended by alice \(5 messages received\)")
         tmux.expect("carol", r"chat with alice ended by alice \(0 messages received\)")
         tmux.expect("alice", r"^exited 0\nisig$")  # and Ctrl-C is a signal again
         relay.stop()
