@@ -389,6 +389,24 @@ class SendingTests(TuiTestCase):
         self.alice.type("!!wow")
         self.assertIn("<alice> !wow", self.bob.text())
 
+    def test_notConnectedRefusedAtOnce(self) -> None:
+        """
+        Before the login (or while reconnecting) a command that needs the
+        relay, or a line of text, is refused at once, never kept for
+        later; /help and /window still work.
+        """
+        view = FullScreen("alice", "tcp:relay:7070", clock=lambda: 0.0)
+        for key in "/chat bob":
+            view.screen.keypress(SIZE, key)
+        view.screen.keypress(SIZE, "enter")
+        view.commands.submit("/help")
+        view.commands.submit("/window 1")
+        text = "\n".join(line.body for line in view.windows.status.lines)
+        self.assertIn("not connected to the relay; /chat not run", text)
+        self.assertIn("/chat USER", text)
+        self.assertNotIn("usage: /window", text)
+        self.assertEqual(len(view.windows.windows), 1)
+
     def test_msgCommand(self) -> None:
         """
         /msg USER TEXT goes to an open chat with USER only, refused
