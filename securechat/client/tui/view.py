@@ -22,7 +22,7 @@ from securechat.client.terminal import _DECLINED, _FAILED, _WITHDRAWN
 from securechat.client.tui.commands import Commands
 from securechat.client.tui.keys import Keys
 from securechat.client.tui.widgets import ChatScreen
-from securechat.client.tui.windows import Activity, PeerState, Style, Window, WindowList
+from securechat.client.tui.windows import Activity, Line, PeerState, Style, Window, WindowList
 from securechat.wire.relay import Reason
 
 #: Conversation states that end when the relay connection does (the core
@@ -83,9 +83,9 @@ class FullScreen:
     # -- output -------------------------------------------------------------
 
     def _watch(self, window: Window) -> None:
-        def added(line: object) -> None:
+        def added(line: Line) -> None:
             if window is self.windows.current:
-                self.screen.append(window.lines[-1])
+                self.screen.append(line)
         window.on_line = added
 
     def window_for(self, peer: str) -> Window:
