@@ -6,8 +6,16 @@ Settings come from the command line, else from the config file
 (C{$XDG_CONFIG_HOME/securechat/client.ini}, section C{[securechat]}, keys
 named like the long options: C{server}, C{ca}, C{server-name}, C{user},
 C{key}, C{passphrase-file}, C{known-peers}), so daily use is
-C{securechat-client} alone.  A leading C{~} in a path is the user's home;
-an unknown key or section is refused, naming the closest valid key.
+C{securechat-client} alone.  In a path, a leading C{~} is the user's home
+and C{$VAR} or C{${VAR}} an environment variable (an unset one is refused,
+named); an unknown key or section is refused, naming the closest valid key.
+C{securechat-client --init-config} writes a commented example file
+(L{securechat.client.config}).
+
+On a terminal (standard input and output both one) the client runs the
+full-screen interface (L{securechat.client.tui}); with piped input or
+output, or C{--line}, the line mode (L{securechat.client.terminal}): one
+line in, one line out, for scripts.
 
 The relay connection is retried after it drops, except when retrying cannot
 help (L{is_final}): then the client exits with status 1 after one line
@@ -17,23 +25,32 @@ saying why.
 from __future__ import annotations
 
 import argparse
-import configparser
 import datetime
-import difflib
 import getpass
 import os
 import sys
-from typing import Any, Sequence, TextIO
+from typing import Any, Protocol, Sequence, TextIO
 
 from cryptography import x509 as cx509
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from securechat import __version__
+from securechat.client.config import (  # noqa: F401 -- re-exported for callers
+    EXAMPLE_CONFIG,
+    KEYS,
+    PATH_KEYS,
+    ClientError,
+    config_dir,
+    expand_path,
+    read_config,
+    write_example_config,
+)
 from securechat.client.core import ChatClient, ServerVerifier
 from securechat.client.endpoint import describe_tls_failure
 from securechat.client.pins import PinStore
 from securechat.client.terminal import ChatTerminal
+from securechat.client.view import ChatView
 from securechat.crypto import keys
 from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.crypto.suites import DEFAULT_OFFER, SUITES
@@ -44,31 +61,18 @@ from securechat.wire.relay import FROM_SERVER
 
 PROG = "securechat-client"
 
-#: The settings, by long option name; the config file takes the same keys.
-KEYS = ("server", "ca", "server-name", "user", "key", "passphrase-file", "known-peers")
-#: The settings that are paths (a leading C{~} is expanded).
-PATH_KEYS = ("ca", "key", "passphrase-file", "known-peers")
-
-
-class ClientError(Exception):
-    """
-    A problem the user can fix; shown as one line.
-    """
-
-
-def config_dir() -> str:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "securechat")
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Chat end to end through a securechat relay.  Type !help once connected.",
+        description="Chat end to end through a securechat relay.  On a terminal it runs "
+                    "full screen (a window per chat, a status bar; /help once connected); "
+                    "with piped input or output, or --line, one line in, one line out "
+                    "(!help once connected).",
         epilog=f"Defaults for every option may be put in {os.path.join(config_dir(), 'client.ini')}, "
                "section [securechat], keys named like the options without '--', e.g. "
                "'server = tcp:chat.example.org:7070'; an unknown key is refused.  A leading ~ in "
-               "a path (there or on the command line) is your home directory.",
+               "a path (there or on the command line) is your home directory, and $VAR an "
+               "environment variable.  --init-config writes a commented example.",
     )
     p.add_argument("--config", help="config file [default: %(default)s]",
                    default=os.path.join(config_dir(), "client.ini"))
@@ -85,6 +89,12 @@ def parser() -> argparse.ArgumentParser:
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys; seen_crls.json, the newest CRL seen from the "
                    "CA, is kept beside it [default: known_peers beside the config file]")
+    p.add_argument("--init-config", action="store_true",
+                   help="write a commented example config file at --config (not over an "
+                   "existing one) and exit")
+    p.add_argument("--line", "--plain", action="store_true",
+                   help="line mode even on a terminal: one line in, one line out, as with piped "
+                   "input (the full-screen interface is the default on a terminal)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
@@ -94,7 +104,7 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
     The merged settings: command line over config file over defaults.
     """
     args = parser().parse_args(argv)
-    args.config = os.path.expanduser(args.config)
+    args.config = expand_path(args.config, "config")
     merged: dict[str, Any] = {}
     if os.path.exists(args.config):
         merged.update(read_config(args.config))
@@ -102,6 +112,7 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
         value = getattr(args, name.replace("-", "_"))
         if value is not None:
             merged[name] = value
+    merged["line"] = bool(args.line)
     merged.setdefault("server", "tcp:127.0.0.1:7070")
     merged.setdefault("known-peers", os.path.join(os.path.dirname(args.config), "known_peers"))
     for required in ("ca", "user", "key"):
@@ -111,34 +122,8 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
         merged["server-name"] = server_host(merged["server"])
     for name in PATH_KEYS:
         if merged.get(name):
-            merged[name] = os.path.expanduser(merged[name])
+            merged[name] = expand_path(merged[name], name)
     return merged
-
-
-def read_config(path: str) -> dict[str, str]:
-    """
-    The settings in the config file C{path}: section C{[securechat]}, keys
-    from L{KEYS} (C{_} may stand for C{-}).  Anything else is refused in one
-    line naming the file, the key and the closest valid key.
-    """
-    cp = configparser.ConfigParser()
-    try:
-        cp.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError) as e:
-        raise ClientError(f"cannot read {path}: {e}") from None
-    for section in cp.sections():
-        if section != "securechat":
-            raise ClientError(f"{path}: unknown section [{section}]; the settings go in [securechat]")
-    settings: dict[str, str] = {}
-    found = cp.items("securechat") if cp.has_section("securechat") else list(cp.defaults().items())
-    for raw, value in found:
-        key = raw.replace("_", "-")
-        if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"the keys are {', '.join(KEYS)}"
-            raise ClientError(f"{path}: unknown key '{raw}' in [securechat]; {hint}")
-        settings[key] = value
-    return settings
 
 
 def server_host(endpoint: str) -> str:
@@ -282,6 +267,22 @@ def explain(error: ProtocolError) -> ProtocolError:
     return error
 
 
+class FrontEnd(ChatView, Protocol):
+    """
+    What L{RelaySession} needs of the interface beyond L{ChatView}: the
+    line terminal (L{ChatTerminal}) and the full-screen view
+    (L{securechat.client.tui.view.FullScreen}) both offer it.
+    """
+
+    client: ChatClient | None
+    exiting: bool
+    was_logged_in: bool
+    input_ended: bool
+
+    def say(self, text: str) -> None: ...
+    def login_abandoned(self) -> None: ...
+
+
 class RelaySession(ChatClient):
     """
     The client of one relay connection: at its end, exit (C{finish(1)})
@@ -291,7 +292,7 @@ class RelaySession(ChatClient):
         connection: the line that says why.
     """
 
-    def __init__(self, user: str, private_key: keys.PrivateKey, terminal: ChatTerminal,
+    def __init__(self, user: str, private_key: keys.PrivateKey, terminal: FrontEnd,
                  verify: ServerVerifier, pins: PinStore, finish: Any) -> None:
         super().__init__(user, private_key, terminal, verify, pins)
         self.terminal = terminal
@@ -346,7 +347,7 @@ class SessionFactory(Factory):
     """
 
     def __init__(self, reactor: Any, user: str, private_key: keys.PrivateKey,
-                 terminal: ChatTerminal, verify: ServerVerifier, pins: PinStore,
+                 terminal: FrontEnd, verify: ServerVerifier, pins: PinStore,
                  finish: Any) -> None:
         self.reactor = reactor
         self.user = user
@@ -367,6 +368,15 @@ class SessionFactory(Factory):
         return protocol
 
 
+def wants_full_screen(conf: dict[str, Any], stdin: TextIO, stdout: TextIO) -> bool:
+    """
+    Whether to run the full-screen interface: standard input and output
+    are both a terminal, and C{--line} was not given.  Piped input or
+    output keeps the line mode, which scripts and tests use.
+    """
+    return not conf.get("line") and stdin.isatty() and stdout.isatty()
+
+
 def run(reactor: Any, argv: Sequence[str]) -> Any:
     """
     Connect and chat until !exit or end of input; the Deferred's result is
@@ -375,13 +385,22 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     from cryptography.hazmat.primitives.serialization import Encoding
     from twisted.application.internet import ClientService, backoffPolicy
     from twisted.internet import stdio
-    from twisted.internet.defer import Deferred
+    from twisted.internet.defer import Deferred, succeed
 
     from securechat.client.crlstate import CorruptCrlState, CrlStore
     from securechat.client.endpoint import relay_endpoint
     from securechat.client.pins import CorruptPinFile
     from securechat.wire.names import BadUserName, check_user_name
 
+    args = parser().parse_args(argv)
+    if args.init_config:
+        try:
+            path = expand_path(args.config, "config")
+            write_example_config(path)
+        except ClientError as e:
+            raise SystemExit(f"{PROG}: error: {e}") from None
+        sys.stdout.write(f"wrote an example config file to {path}; edit it, then run {PROG}\n")
+        return succeed(0)
     try:
         conf = settings(argv)
         check_user_name(conf["user"])
@@ -404,7 +423,19 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    terminal = ChatTerminal(write=write, on_exit=lambda: finish(0))
+    full_screen = wants_full_screen(conf, sys.stdin, sys.stdout)
+    terminal: FrontEnd
+    screen: Any = None
+    if full_screen:
+        from securechat.client.tui.app import ScreenLoop
+        from securechat.client.tui.view import FullScreen as FullScreen
+
+        view = FullScreen(conf["user"], conf["server"], on_exit=lambda: finish(0),
+                          on_abort=lambda: abort())
+        screen = ScreenLoop(view, reactor)
+        terminal = view
+    else:
+        terminal = ChatTerminal(write=write, on_exit=lambda: finish(0))
     service: ClientService
 
     def finish(status: int) -> None:
@@ -419,11 +450,38 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         d = service.stopService()
         d.addBoth(lambda _: None if done.called else done.callback(status))
 
+    def abort() -> None:
+        # A second Ctrl-C: leave now, without waiting for the relay.
+        if not done.called:
+            done.callback(130)
+
+    def restore_terminal(status: int) -> int:
+        # Leave the full screen first; then repeat the last status lines
+        # (why the client gave up) where the shell shows them.
+        if screen is not None:
+            screen.stop()
+            if status:
+                for line in screen.view.windows.status.lines[-3:]:
+                    write(line.prefix + line.body + "\n")
+        return status
+    done.addCallback(restore_terminal)
+
     factory = SessionFactory(reactor, conf["user"], private_key, terminal, verify, pins,
                              finish)
-    service = ClientService(endpoint, factory, retryPolicy=backoffPolicy(1.0, 30.0))
+    backoff = backoffPolicy(1.0, 30.0)
+
+    def retry_policy(attempt: int) -> float:
+        # The full screen's bar says when the next attempt comes.
+        delay = backoff(attempt)
+        if screen is not None:
+            screen.view.retrying_in(delay)
+        return delay
+    service = ClientService(endpoint, factory, retryPolicy=retry_policy)
+    if screen is not None:
+        screen.start()
     service.startService()
-    stdio.StandardIO(terminal, reactor=reactor)
+    if screen is None:
+        stdio.StandardIO(terminal, reactor=reactor)
 
     first = service.whenConnected(failAfterFailures=1)
 

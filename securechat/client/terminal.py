@@ -18,6 +18,7 @@ Commands::
     !exit                 end all chats and quit
     TEXT                  send TEXT to the current chat
     USER: TEXT            send TEXT to your chat with USER
+    /COMMAND              the same as !COMMAND (/quit is !exit); //TEXT sends /TEXT
 """
 
 from __future__ import annotations
@@ -120,12 +121,12 @@ class ChatTerminal(LineReceiver):
     # -- input --------------------------------------------------------------
 
     def lineReceived(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
+        line = slash_command(raw.decode("utf-8", "replace").rstrip("\r"))
         if not line.strip():
             return
         if self.client is None or not self.client.logged_in:
             word = line.strip().lower()
-            if word == "!exit":
+            if word in ("!exit", "!quit"):
                 self.exit()
             elif word == "!help":
                 self.cmd_help()
@@ -170,7 +171,9 @@ class ChatTerminal(LineReceiver):
     def handle(self, line: str) -> None:
         client = self.client
         assert client is not None
-        if line.startswith("!"):
+        if line.startswith("//"):
+            line = line[1:]  # text starting with /, sent as it is
+        elif line.startswith("!"):
             word, _, rest = line[1:].partition(" ")
             args = rest.split()
             command = getattr(self, "cmd_" + word.lower(), None)
@@ -259,6 +262,8 @@ class ChatTerminal(LineReceiver):
 
     def cmd_exit(self, *args: str) -> None:
         self.exit()
+
+    cmd_quit = cmd_exit
 
     def exit(self) -> None:
         if self.exiting:
@@ -350,6 +355,17 @@ class ChatTerminal(LineReceiver):
             self.say(f"! disconnected: {reason}")
         elif not self.exiting:
             self.say("! disconnected")
+
+
+def slash_command(line: str) -> str:
+    """
+    C{line} with a C{/command} (as irssi and WeeChat users type it) in the
+    line mode's C{!command} form, so that no command is sent to a peer as
+    text; C{//text} is left for L{ChatTerminal.handle} to send as C{/text}.
+    """
+    if line.startswith("/") and not line.startswith("//"):
+        return "!" + line[1:]
+    return line
 
 
 def _is_name(text: str) -> bool:
