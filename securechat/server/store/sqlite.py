@@ -239,6 +239,7 @@ class SQLiteMailboxStore:
         self._in_flight = False
         self._idle_waiters: list[Deferred[None]] = []
         self._closed = False
+        self._closing: Deferred[None] | None = None
 
     def _now(self) -> int:
         return int(self.clock.seconds())
@@ -351,6 +352,8 @@ class SQLiteMailboxStore:
         Commit what is pending (its callers are answered), then close the
         pool; later calls fail with L{StoreError}.
         """
+        if self._closing is not None:
+            return self._closing
         self._closed = True
         if self._flush_call is not None:
             self._flush_call.cancel()
@@ -363,4 +366,8 @@ class SQLiteMailboxStore:
 
         def close_pool(_: None) -> None:
             self.db.close()
-        return d.addCallback(close_pool)
+        self._closing = d.addCallback(close_pool)
+        # Every caller of close() gets its own Deferred on the same outcome.
+        closed: Deferred[None] = Deferred()
+        self._closing.addBoth(lambda r: (closed.callback(None), r)[1])
+        return closed
