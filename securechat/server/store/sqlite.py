@@ -239,7 +239,8 @@ class SQLiteMailboxStore:
         self._in_flight = False
         self._idle_waiters: list[Deferred[None]] = []
         self._closed = False
-        self._closing: Deferred[None] | None = None
+        self._pool_closed = False
+        self._close_waiters: list[Deferred[None]] = []
 
     def _now(self) -> int:
         return int(self.clock.seconds())
@@ -350,24 +351,30 @@ class SQLiteMailboxStore:
     def close(self) -> Deferred[None]:
         """
         Commit what is pending (its callers are answered), then close the
-        pool; later calls fail with L{StoreError}.
+        pool; later calls fail with L{StoreError}.  Every call's Deferred
+        fires once the pool is closed.
         """
-        if self._closing is not None:
-            return self._closing
-        self._closed = True
-        if self._flush_call is not None:
-            self._flush_call.cancel()
-            self._flush()
         d: Deferred[None] = Deferred()
-        if self._in_flight:
-            self._idle_waiters.append(d)
-        else:
+        if self._pool_closed:
             d.callback(None)
+            return d
+        self._close_waiters.append(d)
+        if not self._closed:
+            self._closed = True
+            if self._flush_call is not None:
+                self._flush_call.cancel()
+                self._flush()
+            idle: Deferred[None] = Deferred()
+            idle.addCallback(self._close_pool)
+            if self._in_flight:
+                self._idle_waiters.append(idle)
+            else:
+                idle.callback(None)
+        return d
 
-        def close_pool(_: None) -> None:
-            self.db.close()
-        self._closing = d.addCallback(close_pool)
-        # Every caller of close() gets its own Deferred on the same outcome.
-        closed: Deferred[None] = Deferred()
-        self._closing.addBoth(lambda r: (closed.callback(None), r)[1])
-        return closed
+    def _close_pool(self, _: None) -> None:
+        self.db.close()
+        self._pool_closed = True
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
