@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallback
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from securechat.server.store import MAILBOX_FILE, SchemaTooNew, mailbox_store
+from securechat.server.store import MAILBOX_FILE, SchemaTooNew, UnusableDatabase, mailbox_store
 from securechat.server.store.engine import SCHEMA_VERSION
 from securechat.server.store.expiry import purge_service
 from securechat.server.store.interface import (
@@ -314,3 +314,22 @@ class PurgeServiceTests(unittest.TestCase):
         self.assertEqual(len(store._letters), 1)
         clock.advance(60)
         self.assertEqual(len(store._letters), 0)
+
+
+class UnusableFileTests(unittest.TestCase):
+    """
+    A mailbox file that is not a database stops start-up with one line.
+    """
+
+    def test_notADatabase(self) -> None:
+        """
+        The relay's factory refuses a file that is not SQLite, naming it.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, MAILBOX_FILE)
+        with open(path, "wb") as f:
+            f.write(b"not a database" * 100)
+        error = self.assertRaises(UnusableDatabase, mailbox_store, directory, Clock(), LIMITS)
+        self.assertEqual(str(error), f"{path} is not a usable mailbox database "
+                         "(file is not a database)")

@@ -20,11 +20,12 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
-from securechat.server.store.engine import MAILBOX_FILE, Database, SchemaTooNew
+from securechat.server.store.engine import MAILBOX_FILE, Database, SchemaTooNew, UnusableDatabase
 from securechat.server.store.interface import IMailboxStore, MailboxLimits
 from securechat.server.store.sqlite import SQLiteMailboxStore
 
-__all__ = ["mailbox_store", "IMailboxStore", "MailboxLimits", "SchemaTooNew", "MAILBOX_FILE"]
+__all__ = ["mailbox_store", "IMailboxStore", "MailboxLimits", "SchemaTooNew", "UnusableDatabase",
+           "MAILBOX_FILE"]
 
 
 def mailbox_store(data_dir: str, clock: IReactorTime,
@@ -37,7 +38,8 @@ def mailbox_store(data_dir: str, clock: IReactorTime,
     reactor; in the relay both are the reactor).
 
     @raise SchemaTooNew: the file was written by a newer securechat.
-    @raise sqlite3.Error: the file cannot be opened as a database.
+    @raise UnusableDatabase: the file cannot be opened as a database (the
+        message names it; L{SchemaTooNew} is one of these).
     """
     return SQLiteMailboxStore(Database(os.path.join(data_dir, MAILBOX_FILE), reactor=reactor),
                               clock, limits)

@@ -94,7 +94,14 @@ SCHEMA: list[str] = [
 SCHEMA_VERSION = len(SCHEMA)
 
 
-class SchemaTooNew(Exception):
+class UnusableDatabase(Exception):
+    """
+    The mailbox file cannot be used (not a database, unreadable, damaged);
+    the message names it, in one line.
+    """
+
+
+class SchemaTooNew(UnusableDatabase):
     """
     The database was written by a newer securechat; the message says what
     to do, in one line.
@@ -193,14 +200,18 @@ def open_prepared(path: str, engine: Sqlite3Engine | None = None) -> sqlite3.Con
     A plain connection to the mailbox at C{path}, its schema current.
 
     @raise SchemaTooNew: see L{prepare_schema}.
+    @raise UnusableDatabase: the file cannot be opened as a database.
     """
     engine = engine or Sqlite3Engine()
-    conn = engine.connect(path)
     try:
-        prepare_schema(conn, path)
-    except BaseException:
-        conn.close()
-        raise
+        conn = engine.connect(path)
+        try:
+            prepare_schema(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+    except (sqlite3.Error, OSError) as e:
+        raise UnusableDatabase(f"{path} is not a usable mailbox database ({e})") from None
     return conn
 
 

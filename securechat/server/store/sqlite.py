@@ -210,12 +210,17 @@ def usage_txn(txn: Any, user: str | None, now: int) -> list[MailboxUsage]:
     return [MailboxUsage(row[0], int(row[1]), int(row[2])) for row in txn.fetchall()]
 
 
-def expire_txn(txn: Any, now: int, grace: int) -> int:
+def expire_txn(txn: Any, now: int, grace: int | None) -> int:
+    """
+    Purge expired letters and, unless C{grace} is C{None}, previous signed
+    prekeys past it; return the number of letters.
+    """
     # Bodies go with their rows (ON DELETE CASCADE).
     txn.execute("DELETE FROM letters WHERE expires_at <= ?", (now,))
     purged = int(txn.rowcount)
-    txn.execute("DELETE FROM signed_prekeys WHERE replaced_at IS NOT NULL"
-                " AND replaced_at + ? <= ?", (grace, now))
+    if grace is not None:
+        txn.execute("DELETE FROM signed_prekeys WHERE replaced_at IS NOT NULL"
+                    " AND replaced_at + ? <= ?", (grace, now))
     return purged
 
 
