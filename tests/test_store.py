@@ -91,6 +91,7 @@ class StoreTestsMixin:
     assertIsNone: Any
     assertTrue: Any
     assertFalse: Any
+    assertRaises: Any
     assertIn: Any
     failureResultOf: Any
     assertFailure: Any
@@ -173,6 +174,13 @@ class StoreTestsMixin:
         outcomes = yield self.post(letter(1))
         self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY)])
         self.assertEqual((yield self.store.list_letters("bob", new_only=False)), [])
+
+    def test_letterIdIsSixteenBytes(self) -> None:
+        """
+        A letter id is 16 bytes: another length cannot even be stored.
+        """
+        error = self.assertRaises(ValueError, NewLetter, "alice", "bob", b"\x01" * 15, b"x")
+        self.assertEqual(str(error), "a letter id is 16 bytes, not 15")
 
     # Quotas
 
@@ -311,6 +319,10 @@ class StoreTestsMixin:
                           (lid(2), None, None, None, None)])
         only = yield self.store.sent_status("alice", [lid(2)])
         self.assertEqual([s.letter_id for s in only], [lid(2)])
+        # Oldest first, whatever the ids; unknown ids are left out.
+        yield self.post(letter(0))
+        chosen = yield self.store.sent_status("alice", [lid(9), lid(0), lid(1), lid(0)])
+        self.assertEqual([s.letter_id for s in chosen], [lid(1), lid(0)])
         self.assertEqual((yield self.store.sent_status("bob", None)), [])
 
     @inlineCallbacks

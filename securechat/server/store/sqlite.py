@@ -186,19 +186,28 @@ def delete_letter_txn(txn: Any, recipient: str, sender: str, letter_id: bytes, n
 
 def sent_status_txn(txn: Any, sender: str, letter_ids: Sequence[bytes] | None,
                     now: int) -> list[SentLetterStatus]:
-    query = ("SELECT recipient, letter_id, stored_at, expires_at, delivered_at, read_at,"
+    query = ("SELECT id, recipient, letter_id, stored_at, expires_at, delivered_at, read_at,"
              " delivery_receipt, read_receipt FROM letters WHERE sender = ? AND expires_at > ?")
     rows = []
     if letter_ids is None:
-        txn.execute(query + " ORDER BY id", (sender, now))
+        txn.execute(query, (sender, now))
         rows = txn.fetchall()
     else:
-        for letter_id in sorted(set(letter_ids)):
-            txn.execute(query + " AND letter_id = ?", (sender, now, letter_id))
+        wanted = sorted(set(letter_ids))
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            txn.execute(query + f" AND letter_id IN ({', '.join('?' * len(chunk))})",
+                        (sender, now, *chunk))
             rows.extend(txn.fetchall())
-    return [SentLetterStatus(row[0], bytes(row[1]), row[2], row[3], row[4], row[5],
-                             None if row[6] is None else bytes(row[6]),
-                             None if row[7] is None else bytes(row[7])) for row in rows]
+    # Oldest first, in the order they were stored.
+    rows.sort(key=lambda row: row[0])
+    return [SentLetterStatus(row[1], bytes(row[2]), row[3], row[4], row[5], row[6],
+                             None if row[7] is None else bytes(row[7]),
+                             None if row[8] is None else bytes(row[8])) for row in rows]
+
+
+#: Ids per query in C{sent_status_txn} (well under SQLite's variable limit).
+_CHUNK = 500
 
 
 def usage_txn(txn: Any, user: str | None, now: int) -> list[MailboxUsage]:
