@@ -21,12 +21,13 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from securechat.server.store import MAILBOX_FILE, SchemaTooNew, UnusableDatabase, mailbox_store
-from securechat.server.store.engine import SCHEMA_VERSION
+from securechat.server.store.engine import (SCHEMA, SCHEMA_VERSION, open_prepared,
+                                            prepare_schema, run_now)
 from securechat.server.store.expiry import purge_service
 from securechat.server.store.interface import (
     DAY, DELIVERY, READ, Duplicate, MailboxUsage, StoreError, Stored)
 from securechat.server.store.memory import MemoryMailboxStore
-from securechat.server.store.sqlite import SQLiteMailboxStore
+from securechat.server.store.sqlite import SQLiteMailboxStore, store_letters_txn
 from tests.test_store import LIMITS, START, SteppedClock, letter, lid, one_time, signed
 
 
@@ -333,3 +334,46 @@ class UnusableFileTests(unittest.TestCase):
         error = self.assertRaises(UnusableDatabase, mailbox_store, directory, Clock(), LIMITS)
         self.assertEqual(str(error), f"{path} is not a usable mailbox database "
                          "(file is not a database)")
+
+
+class MigrationTests(unittest.TestCase):
+    """
+    Schema steps are applied in order at start-up, each database remembering
+    its version (L{securechat.server.store.engine.prepare_schema}).
+    """
+
+    def setUp(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.path = os.path.join(directory, MAILBOX_FILE)
+        self.conn = open_prepared(self.path)
+        self.addCleanup(self.conn.close)
+        run_now(self.conn, store_letters_txn, [letter(1)], START, LIMITS)
+
+    def test_laterStepApplied(self) -> None:
+        """
+        A database at version 1 meeting code with a second step gets it,
+        keeping its letters, and records version 2; preparing again changes
+        nothing.
+        """
+        schema = SCHEMA + ["CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7)"]
+        self.assertEqual(prepare_schema(self.conn, self.path, schema), 1)
+        self.assertEqual(self.conn.execute("SELECT version FROM schema_version").fetchall(), [(2,)])
+        self.assertEqual(self.conn.execute("SELECT x FROM extra").fetchall(), [(7,)])
+        self.assertEqual(self.conn.execute("SELECT COUNT(*) FROM letters").fetchone()[0], 1)
+        self.assertEqual(prepare_schema(self.conn, self.path, schema), 2)
+        self.assertEqual(self.conn.execute("SELECT x FROM extra").fetchall(), [(7,)])
+
+    def test_failingStepLeavesTheDatabaseAsItWas(self) -> None:
+        """
+        A step that fails half-way is rolled back whole: no new table, the
+        version unchanged.
+        """
+        schema = SCHEMA + ["CREATE TABLE extra (x INTEGER); INSERT INTO missing VALUES (1)"]
+        error = self.assertRaises(sqlite3.OperationalError, prepare_schema, self.conn, self.path,
+                                  schema)
+        self.assertEqual(str(error), "no such table: missing")
+        self.assertEqual(self.conn.execute("SELECT version FROM schema_version").fetchall(),
+                         [(SCHEMA_VERSION,)])
+        self.assertEqual(self.conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'extra'").fetchone()[0], 0)

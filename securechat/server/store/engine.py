@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
@@ -167,24 +167,27 @@ def _schema_version(txn: Any) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def prepare_schema(conn: sqlite3.Connection, path: str) -> int:
+def prepare_schema(conn: sqlite3.Connection, path: str, schema: Sequence[str] = SCHEMA) -> int:
     """
-    Bring the database at C{path} to L{SCHEMA_VERSION}, each step and its
-    version number in one transaction; return the version it had.
+    Bring the database at C{path} to the version of C{schema} (the number
+    of its steps), all steps and the version number in one transaction, so
+    that a failing step leaves the database as it was; return the version
+    it had.
 
-    @raise SchemaTooNew: it is newer than this code.
+    @raise SchemaTooNew: it is newer than C{schema}.
     """
+    latest = len(schema)
     conn.execute("BEGIN IMMEDIATE")
     try:
         cur = conn.cursor()
         found = _schema_version(cur)
-        if found > SCHEMA_VERSION:
+        if found > latest:
             raise SchemaTooNew(
                 f"{path} has mailbox schema version {found}, newer than this securechat "
-                f"understands ({SCHEMA_VERSION}): upgrade securechat, or restore a backup made "
+                f"understands ({latest}): upgrade securechat, or restore a backup made "
                 "by this version")
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            for statement in SCHEMA[version - 1].split(";"):
+        for version in range(found + 1, latest + 1):
+            for statement in schema[version - 1].split(";"):
                 if statement.strip():
                     cur.execute(statement)
             cur.execute("UPDATE schema_version SET version = ?", (version,))
@@ -227,8 +230,8 @@ class Database:
         # Prepare the schema synchronously, before anything is served.
         open_prepared(path, self.engine).close()
         self.pool = adbapi.ConnectionPool(
-            self.engine.module.__name__, cp_min=1, cp_max=1, cp_openfun=self.engine.on_new_connection,
-            cp_noisy=False, cp_reactor=reactor, **self.engine.connect_arguments(path))
+            self.engine.module.__name__, cp_min=1, cp_max=1,
+            cp_openfun=self.engine.on_new_connection, cp_noisy=False, cp_reactor=reactor, **self.engine.connect_arguments(path))
 
     def runInteraction(self, description: str, f: Callable[..., T], *args: Any,
                        **kwargs: Any) -> Deferred[T]:

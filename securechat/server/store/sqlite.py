@@ -120,8 +120,8 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
             outcomes.append(refused)
             continue
         expires_at = now + limits.expiry_seconds
-        txn.execute("INSERT INTO letters (sender, letter_id, recipient, size, stored_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+        txn.execute("INSERT INTO letters (sender, letter_id, recipient, size, stored_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (new.sender, new.letter_id, new.recipient, len(new.body), now, expires_at))
         txn.execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
                     (txn.lastrowid, new.body))
