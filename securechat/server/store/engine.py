@@ -231,7 +231,8 @@ class Database:
         open_prepared(path, self.engine).close()
         self.pool = adbapi.ConnectionPool(
             self.engine.module.__name__, cp_min=1, cp_max=1,
-            cp_openfun=self.engine.on_new_connection, cp_noisy=False, cp_reactor=reactor, **self.engine.connect_arguments(path))
+            cp_openfun=self.engine.on_new_connection, cp_noisy=False, cp_reactor=reactor,
+            **self.engine.connect_arguments(path))
 
     def runInteraction(self, description: str, f: Callable[..., T], *args: Any,
                        **kwargs: Any) -> Deferred[T]:
