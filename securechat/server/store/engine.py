@@ -238,8 +238,9 @@ class Database:
                        **kwargs: Any) -> Deferred[T]:
         """
         Run C{f(txn, *args, **kwargs)} in a transaction on the pool's thread;
-        fire with its result once committed.  C{description} names the
-        transaction in logs and tests.
+        fire with its result once committed (with C{f}'s exception, the
+        transaction rolled back, if it raised).  C{description} names the
+        transaction, for tests and metrics.
         """
         def transaction(txn: Any) -> T:
             self.engine.begin(txn)
