@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 from twisted.trial import unittest
+from zope.interface.verify import verifyObject
 
 from securechat.server.store import mailbox_store
 from securechat.server.store.interface import (
@@ -114,6 +115,12 @@ class StoreTestsMixin:
             self.assertIn(text, str(e))
         else:
             raise AssertionError(f"not refused with {error.__name__}")
+
+    def test_providesInterface(self) -> None:
+        """
+        The store provides every method and attribute of L{IMailboxStore}.
+        """
+        self.assertTrue(verifyObject(IMailboxStore, self.store))
 
     # Storing, idempotence
 

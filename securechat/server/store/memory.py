@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from securechat.server.store import rules
 from securechat.server.store.interface import (
-    DELIVERY, READ, RECEIPT_KINDS, Duplicate, IMailboxStore, LetterRecord, LetterSummary,
+    DELIVERY, RECEIPT_KINDS, Duplicate, IMailboxStore, LetterRecord, LetterSummary,
     MailboxLimits, MailboxUsage, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
     SentLetterStatus, SignedPrekeyRecord, StoreError, StoreOutcome, Stored)
 
