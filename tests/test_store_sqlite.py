@@ -222,8 +222,8 @@ class DurabilityTests(SQLiteCase):
 
     def test_fileModeAndPragmas(self) -> Deferred[None]:
         """
-        The file is mode 0600 and the pool's connection runs with WAL,
-        synchronous=FULL and foreign keys on.
+        The file (and its WAL files) is mode 0600 and the pool's connection
+        runs with WAL, synchronous=FULL and foreign keys on.
         """
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
 
@@ -231,7 +231,13 @@ class DurabilityTests(SQLiteCase):
             return tuple(txn.execute(f"PRAGMA {name}").fetchone()[0]
                          for name in ("journal_mode", "synchronous", "foreign_keys"))
         d = self.store.db.runInteraction("pragmas", pragmas)
-        return d.addCallback(self.assertEqual, ("wal", 2, 1))
+        d.addCallback(self.assertEqual, ("wal", 2, 1))
+
+        def companions(_: None) -> None:
+            # The write-ahead log and its index take the database's mode.
+            for suffix in ("-wal", "-shm"):
+                self.assertEqual(stat.S_IMODE(os.stat(self.path + suffix).st_mode), 0o600)
+        return d.addCallback(companions)
 
     def test_schemaVersionRecorded(self) -> None:
         """
