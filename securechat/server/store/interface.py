@@ -71,8 +71,8 @@ class StoreError(Exception):
 class NoSuchLetter(StoreError):
     """
     No letter with that (sender, id) for that recipient: it never existed,
-    expired, was deleted, or is addressed to someone else (all answered the
-    same, so a user cannot probe other mailboxes).
+    expired, is addressed to someone else, or (for fetching) was deleted.
+    All are answered the same, so a user cannot probe other mailboxes.
     """
 
 

@@ -6,7 +6,7 @@ embedded default: C{mailbox.sqlite3} in the data directory.
 Every transaction is a plain function C{f(txn, ...)} at module level (the
 C{_txn} functions below), run by L{Database.runInteraction}; they read no
 clock (the time is an argument) and work on any DB-API cursor, so the
-operator's tool runs the same ones (L{securechat.server.store.admin}).
+operator's tool runs the same ones (L{securechat.server.store.maintenance}).
 
 B{Group commit.}  C{store_letters} does not start a transaction per call:
 calls made in the same reactor turn, and all calls made while a commit is
