@@ -15,6 +15,7 @@ Layout::
       server/server.pem       the relay's certificate (leaf first)
       server/server.key       the relay's private key, PKCS#8 PEM, 0600, unencrypted
       users.json              registered users
+      mailbox.sqlite3         letters, receipts, prekeys (securechat.server.store), 0600
       .lock                   held (flock) by commands that change anything
 
 Every file is written atomically (a temporary file in the same directory,
@@ -167,6 +168,8 @@ class DataFiles:
         self.server_cert_path = os.path.join(self.server_dir, "server.pem")
         self.server_key_path = os.path.join(self.server_dir, "server.key")
         self.users_path = os.path.join(self.path, "users.json")
+        #: The relay's mailbox (L{securechat.server.store}), created by the relay.
+        self.mailbox_path = os.path.join(self.path, "mailbox.sqlite3")
         self.lock_path = os.path.join(self.path, ".lock")
 
     # -- reading ---------------------------------------------------------------
@@ -208,7 +211,7 @@ class DataFiles:
         Every file the directory holds (whether or not it exists yet).
         """
         return [self.ca_cert_path, self.ca_key_path, self.crl_path, self.state_path,
-                self.server_cert_path, self.server_key_path, self.users_path]
+                self.server_cert_path, self.server_key_path, self.users_path, self.mailbox_path]
 
     def verify(self) -> None:
         """

@@ -24,6 +24,9 @@ from securechat.crypto import keys
 from securechat.crypto.keys import KeyFormatError
 from securechat.datadir import DataDir
 from securechat.datafiles import CorruptDataDir, DataDirError, atomic_write
+from securechat.server.store import maintenance
+from securechat.server.store.engine import UnusableDatabase
+from securechat.server.store.maintenance import MaintenanceError
 
 #: How soon a running relay acts on a change (its reload interval, seconds).
 RELAY_RELOAD_SECONDS = 2
@@ -243,6 +246,26 @@ class Admin:
                  f"old one; a running relay on this data directory switches to it by itself within "
                  f"{RELAY_RELOAD_SECONDS} seconds (at once on SIGHUP), no restart needed")
 
+    def backup(self, a: argparse.Namespace) -> None:
+        letters = maintenance.backup(self.data.mailbox_path, a.dest)
+        self.say(f"backed up the mailbox ({letters} letters) to {a.dest} (mode 0600); to restore: "
+                 f"stop the relay, copy it over {self.data.mailbox_path}, start the relay")
+
+    def mailbox_usage(self, a: argparse.Namespace) -> None:
+        rows = [(u.user, str(u.letters), str(u.bytes))
+                for u in maintenance.usage(self.data.mailbox_path, int(self.now().timestamp()))]
+        if not rows:
+            self.say("no letters in any mailbox")
+            return
+        header = ("USER", "LETTERS", "BYTES")
+        widths = [max(len(row[i]) for row in rows + [header]) for i in range(3)]
+        for row in [header] + rows:
+            self.say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+    def purge_expired(self, a: argparse.Namespace) -> None:
+        purged = maintenance.purge_expired(self.data.mailbox_path, int(self.now().timestamp()))
+        self.say(f"purged {purged} expired letters")
+
     def show(self, a: argparse.Namespace) -> None:
         ca = self.data.load_ca_certificate()
         leaf = self.data.load_server_chain()[0]
@@ -274,7 +297,7 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Manage a securechat relay's CA, certificate and users.  Run it as the user "
+        description="Manage a securechat relay's CA, certificate, users and mailbox.  Run it as the user "
         "that owns the data directory (the relay's user), or as root: files root writes keep "
         "the directory's owner.",
         epilog="The data directory defaults to $SECURECHAT_DATA_DIR, else ~/.local/share/securechat.  "
@@ -370,6 +393,18 @@ def parser() -> argparse.ArgumentParser:
     ca_pass(sp)
     sp.set_defaults(run=Admin.rotate_server_cert)
 
+    sp = command("backup", "copy the mailbox (letters, receipts, prekeys) to a new file, "
+                 "consistently, also while the relay runs")
+    sp.add_argument("dest", help="the backup file to create (mode 0600; never overwritten)")
+    sp.set_defaults(run=Admin.backup)
+
+    sp = command("mailbox-usage", "show each user's mailbox: unexpired letters and bytes")
+    sp.set_defaults(run=Admin.mailbox_usage)
+
+    sp = command("purge-expired", "delete expired letters now (the relay also does it "
+                 "on a timer)")
+    sp.set_defaults(run=Admin.purge_expired)
+
     sp = command("show", "show the CA, the relay's certificate, the CRL and counts")
     sp.set_defaults(run=Admin.show)
     return p
@@ -395,7 +430,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         # Nothing in a directory another user could have changed is believed.
         data.verify()
         args.run(admin, args)
-    except (AdminError, DataDirError, CorruptDataDir, KeyFormatError, BadUserName, ValueError) as e:
+    except (AdminError, DataDirError, CorruptDataDir, KeyFormatError, BadUserName, ValueError,
+            MaintenanceError, UnusableDatabase) as e:
         err.write(f"{PROG}: error: {e}\n")
         return 1
     except OSError as e:

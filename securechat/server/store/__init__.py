@@ -1,0 +1,45 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The mailbox's durable store (issue 14): prekeys, letters, their status and
+receipts, quotas and expiry, behind L{IMailboxStore}.
+
+  - L{interface}: the interface, its values and its rules (read it first).
+  - L{memory}: an in-memory implementation for protocol tests.
+  - L{sqlite} on L{engine}: the embedded default, C{mailbox.sqlite3} in the
+    data directory; PostgreSQL can follow behind the same interface.
+  - L{expiry}: the relay's timer that purges expired letters.
+
+The relay makes its store with L{mailbox_store} and its timer with
+L{securechat.server.store.expiry.purge_service}.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+
+from securechat.server.store.engine import MAILBOX_FILE, Database, SchemaTooNew, UnusableDatabase
+from securechat.server.store.interface import IMailboxStore, MailboxLimits
+from securechat.server.store.sqlite import SQLiteMailboxStore
+
+__all__ = ["mailbox_store", "IMailboxStore", "MailboxLimits", "SchemaTooNew", "UnusableDatabase",
+           "MAILBOX_FILE"]
+
+
+def mailbox_store(data_dir: str, clock: IReactorTime,
+                  limits: MailboxLimits = MailboxLimits(), reactor: Any = None) -> IMailboxStore:
+    """
+    The relay's store: C{DATA_DIR/mailbox.sqlite3}, created (mode 0600) or
+    brought to the current schema now, synchronously, before anything is
+    served.  C{clock} gives the time and schedules group commits;
+    C{reactor} runs the connection pool's thread (default: the global
+    reactor; in the relay both are the reactor).
+
+    @raise SchemaTooNew: the file was written by a newer securechat.
+    @raise UnusableDatabase: the file cannot be opened as a database (the
+        message names it; L{SchemaTooNew} is one of these).
+    """
+    return SQLiteMailboxStore(Database(os.path.join(data_dir, MAILBOX_FILE), reactor=reactor),
+                              clock, limits)

@@ -1,0 +1,394 @@
+# -*- test-case-name: tests.test_store.SQLiteStoreTests,tests.test_store_sqlite -*-
+"""
+The mailbox store on SQLite (L{securechat.server.store.engine}), the
+embedded default: C{mailbox.sqlite3} in the data directory.
+
+Every transaction is a plain function C{f(txn, ...)} at module level (the
+C{_txn} functions below), run by L{Database.runInteraction}; they read no
+clock (the time is an argument) and work on any DB-API cursor, so the
+operator's tool runs the same ones (L{securechat.server.store.maintenance}).
+
+B{Group commit.}  C{store_letters} does not start a transaction per call:
+calls made in the same reactor turn, and all calls made while a commit is
+in flight, are stored by ONE C{store-letters} transaction, and each call's
+Deferred fires only after that transaction has committed (with
+C{synchronous=FULL}: is on disk).  If the transaction fails, every call in
+it fails and nothing of it is stored; the clients resend with the same ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from securechat.server.store import rules
+from securechat.server.store.engine import Database
+from securechat.server.store.interface import (
+    DELIVERY, RECEIPT_KINDS, Duplicate, IMailboxStore, LetterRecord, LetterSummary, MailboxLimits,
+    MailboxUsage, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle, SentLetterStatus,
+    SignedPrekeyRecord, StoreError, StoreOutcome, Stored)
+
+_SIGNED = "SELECT user, prekey_id, public, signature, created_at FROM signed_prekeys "
+
+
+def _signed(row: Any) -> SignedPrekeyRecord:
+    return SignedPrekeyRecord(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4])
+
+
+def _current_signed(txn: Any, user: str) -> SignedPrekeyRecord | None:
+    txn.execute(_SIGNED + "WHERE user = ? AND replaced_at IS NULL", (user,))
+    row = txn.fetchone()
+    return None if row is None else _signed(row)
+
+
+def _stock(txn: Any, user: str) -> int:
+    txn.execute("SELECT COUNT(*) FROM one_time_prekeys WHERE user = ?", (user,))
+    return int(txn.fetchone()[0])
+
+
+def upload_prekeys_txn(txn: Any, user: str, signed: SignedPrekeyRecord | None,
+                       one_time: Sequence[OneTimePrekeyRecord], now: int,
+                       limits: MailboxLimits) -> int:
+    if signed is not None and rules.check_signed_replacement(_current_signed(txn, user), signed):
+        # The previous one goes, the current one becomes the previous one.
+        txn.execute("DELETE FROM signed_prekeys WHERE user = ? AND replaced_at IS NOT NULL",
+                    (user,))
+        txn.execute("UPDATE signed_prekeys SET replaced_at = ? WHERE user = ?", (now, user))
+        txn.execute("DELETE FROM signed_prekeys WHERE user = ? AND prekey_id = ?",
+                    (user, signed.prekey_id))
+        txn.execute("INSERT INTO signed_prekeys (user, prekey_id, public, signature, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (user, signed.prekey_id, signed.public, signed.signature, signed.created_at))
+    for record in one_time:
+        txn.execute("INSERT OR IGNORE INTO one_time_prekeys (user, prekey_id, public)"
+                    " VALUES (?, ?, ?)", (user, record.prekey_id, record.public))
+    stock = _stock(txn, user)
+    # Raising rolls the whole upload back.
+    rules.check_stock(stock, limits)
+    return stock
+
+
+def claim_bundle_txn(txn: Any, user: str) -> PrekeyBundle | None:
+    signed = _current_signed(txn, user)
+    if signed is None:
+        return None
+    txn.execute("SELECT prekey_id, public FROM one_time_prekeys WHERE user = ?"
+                " ORDER BY prekey_id LIMIT 1", (user,))
+    row = txn.fetchone()
+    one_time = None
+    if row is not None:
+        one_time = OneTimePrekeyRecord(user, row[0], bytes(row[1]))
+        txn.execute("DELETE FROM one_time_prekeys WHERE user = ? AND prekey_id = ?",
+                    (user, row[0]))
+    return PrekeyBundle(user, signed, one_time, _stock(txn, user))
+
+
+def signed_prekeys_txn(txn: Any, user: str, now: int, grace: int) -> list[SignedPrekeyRecord]:
+    txn.execute(_SIGNED + "WHERE user = ? AND (replaced_at IS NULL OR replaced_at + ? > ?)"
+                " ORDER BY replaced_at IS NOT NULL", (user, grace, now))
+    return [_signed(row) for row in txn.fetchall()]
+
+
+def _usage(txn: Any, recipient: str, now: int) -> tuple[int, int]:
+    txn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM letters"
+                " WHERE recipient = ? AND deleted = 0 AND expires_at > ?", (recipient, now))
+    letters, size = txn.fetchone()
+    return int(letters), int(size)
+
+
+def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
+                      limits: MailboxLimits) -> list[StoreOutcome]:
+    usage: dict[str, tuple[int, int]] = {}
+    outcomes: list[StoreOutcome] = []
+    for new in letters:
+        txn.execute("SELECT stored_at, expires_at FROM letters WHERE sender = ? AND letter_id = ?",
+                    (new.sender, new.letter_id))
+        row = txn.fetchone()
+        if row is not None:
+            outcomes.append(Duplicate(row[0], row[1]))
+            continue
+        if new.recipient not in usage:
+            usage[new.recipient] = _usage(txn, new.recipient, now)
+        count, size = usage[new.recipient]
+        refused = rules.refusal(new, count, size, limits)
+        if refused is not None:
+            outcomes.append(refused)
+            continue
+        expires_at = now + limits.expiry_seconds
+        txn.execute("INSERT INTO letters (sender, letter_id, recipient, size, stored_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (new.sender, new.letter_id, new.recipient, len(new.body), now, expires_at))
+        txn.execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
+                    (txn.lastrowid, new.body))
+        usage[new.recipient] = (count + 1, size + len(new.body))
+        outcomes.append(Stored(now, expires_at))
+    return outcomes
+
+
+def list_letters_txn(txn: Any, recipient: str, new_only: bool, now: int) -> list[LetterSummary]:
+    txn.execute("SELECT sender, letter_id, stored_at, size, delivered_at, read_at FROM letters"
+                " WHERE recipient = ? AND deleted = 0 AND expires_at > ?"
+                + (" AND read_at IS NULL" if new_only else "") + " ORDER BY id", (recipient, now))
+    return [LetterSummary(row[0], bytes(row[1]), row[2], row[3], row[4] is not None,
+                          row[5] is not None) for row in txn.fetchall()]
+
+
+def _find(txn: Any, recipient: str, sender: str, letter_id: bytes, now: int) -> Any:
+    txn.execute("SELECT id, recipient, size, stored_at, expires_at, deleted FROM letters"
+                " WHERE sender = ? AND letter_id = ?", (sender, letter_id))
+    row = txn.fetchone()
+    if row is None or row[1] != recipient or row[4] <= now:
+        raise NoSuchLetter(f"no letter {letter_id.hex()} from {sender}")
+    return row
+
+
+def fetch_letter_txn(txn: Any, recipient: str, sender: str, letter_id: bytes,
+                     now: int) -> LetterRecord:
+    row = _find(txn, recipient, sender, letter_id, now)
+    if row[5]:
+        raise NoSuchLetter(f"no letter {letter_id.hex()} from {sender}")
+    txn.execute("SELECT body FROM letter_bodies WHERE letter = ?", (row[0],))
+    body = bytes(txn.fetchone()[0])
+    return LetterRecord(sender, recipient, letter_id, body, row[2], row[3], row[4])
+
+
+def mark_txn(txn: Any, recipient: str, sender: str, letter_id: bytes, kind: int,
+             receipt: bytes | None, now: int) -> int:
+    row = _find(txn, recipient, sender, letter_id, now)
+    # The first time and the first receipt of each kind stay; reading
+    # implies delivery.
+    if kind == DELIVERY:
+        txn.execute("UPDATE letters SET delivered_at = COALESCE(delivered_at, ?),"
+                    " delivery_receipt = COALESCE(delivery_receipt, ?) WHERE id = ?",
+                    (now, receipt, row[0]))
+        txn.execute("SELECT delivered_at FROM letters WHERE id = ?", (row[0],))
+    else:
+        txn.execute("UPDATE letters SET delivered_at = COALESCE(delivered_at, ?),"
+                    " read_at = COALESCE(read_at, ?), read_receipt = COALESCE(read_receipt, ?)"
+                    " WHERE id = ?", (now, now, receipt, row[0]))
+        txn.execute("SELECT read_at FROM letters WHERE id = ?", (row[0],))
+    return int(txn.fetchone()[0])
+
+
+def delete_letter_txn(txn: Any, recipient: str, sender: str, letter_id: bytes, now: int) -> bool:
+    row = _find(txn, recipient, sender, letter_id, now)
+    if row[5]:
+        return False
+    txn.execute("UPDATE letters SET deleted = 1 WHERE id = ?", (row[0],))
+    txn.execute("DELETE FROM letter_bodies WHERE letter = ?", (row[0],))
+    return True
+
+
+def sent_status_txn(txn: Any, sender: str, letter_ids: Sequence[bytes] | None,
+                    now: int) -> list[SentLetterStatus]:
+    query = ("SELECT id, recipient, letter_id, stored_at, expires_at, delivered_at, read_at,"
+             " delivery_receipt, read_receipt FROM letters WHERE sender = ? AND expires_at > ?")
+    rows = []
+    if letter_ids is None:
+        txn.execute(query, (sender, now))
+        rows = txn.fetchall()
+    else:
+        wanted = sorted(set(letter_ids))
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            txn.execute(query + f" AND letter_id IN ({', '.join('?' * len(chunk))})",
+                        (sender, now, *chunk))
+            rows.extend(txn.fetchall())
+    # Oldest first, in the order they were stored.
+    rows.sort(key=lambda row: row[0])
+    return [SentLetterStatus(row[1], bytes(row[2]), row[3], row[4], row[5], row[6],
+                             None if row[7] is None else bytes(row[7]),
+                             None if row[8] is None else bytes(row[8])) for row in rows]
+
+
+#: Ids per query in C{sent_status_txn} (well under SQLite's variable limit).
+_CHUNK = 500
+
+
+def usage_txn(txn: Any, user: str | None, now: int) -> list[MailboxUsage]:
+    if user is not None:
+        return [MailboxUsage(user, *_usage(txn, user, now))]
+    txn.execute("SELECT recipient, COUNT(*), SUM(size) FROM letters"
+                " WHERE deleted = 0 AND expires_at > ? GROUP BY recipient ORDER BY recipient",
+                (now,))
+    return [MailboxUsage(row[0], int(row[1]), int(row[2])) for row in txn.fetchall()]
+
+
+def expire_txn(txn: Any, now: int, grace: int | None) -> int:
+    """
+    Purge expired letters and, unless C{grace} is C{None}, previous signed
+    prekeys past it; return the number of letters.
+    """
+    # Bodies go with their rows (ON DELETE CASCADE).
+    txn.execute("DELETE FROM letters WHERE expires_at <= ?", (now,))
+    purged = int(txn.rowcount)
+    if grace is not None:
+        txn.execute("DELETE FROM signed_prekeys WHERE replaced_at IS NOT NULL"
+                    " AND replaced_at + ? <= ?", (grace, now))
+    return purged
+
+
+@implementer(IMailboxStore)
+class SQLiteMailboxStore:
+    """
+    L{IMailboxStore} on a L{Database}; C{clock} gives the time and
+    schedules the group commit.
+    """
+
+    log = Logger()
+
+    def __init__(self, db: Database, clock: IReactorTime,
+                 limits: MailboxLimits = MailboxLimits()) -> None:
+        self.db = db
+        self.clock = clock
+        self.limits = limits
+        #: Calls waiting for the next group commit: their letters and Deferreds.
+        self._pending: list[tuple[list[NewLetter], Deferred[list[StoreOutcome]]]] = []
+        self._flush_call: IDelayedCall | None = None
+        self._in_flight = False
+        self._idle_waiters: list[Deferred[None]] = []
+        self._closed = False
+        self._pool_closed = False
+        self._close_waiters: list[Deferred[None]] = []
+
+    def _now(self) -> int:
+        return int(self.clock.seconds())
+
+    def _run(self, description: str, f: Any, *args: Any) -> Deferred[Any]:
+        if self._closed:
+            return fail(StoreError("the mailbox store is closed"))
+        return self.db.runInteraction(description, f, *args)
+
+    # Prekeys
+
+    def upload_prekeys(self, user: str, signed: SignedPrekeyRecord | None,
+                       one_time: Sequence[OneTimePrekeyRecord]) -> Deferred[int]:
+        try:
+            rules.check_prekey_upload(user, signed, one_time)
+        except StoreError as e:
+            return fail(e)
+        return self._run("upload-prekeys", upload_prekeys_txn, user, signed, list(one_time),
+                         self._now(), self.limits)
+
+    def claim_bundle(self, user: str) -> Deferred[PrekeyBundle | None]:
+        return self._run("claim-bundle", claim_bundle_txn, user)
+
+    def signed_prekeys(self, user: str) -> Deferred[list[SignedPrekeyRecord]]:
+        return self._run("signed-prekeys", signed_prekeys_txn, user, self._now(),
+                         self.limits.signed_prekey_grace)
+
+    def prekey_count(self, user: str) -> Deferred[int]:
+        return self._run("prekey-count", _stock, user)
+
+    # Letters: the group commit
+
+    def store_letters(self, letters: Sequence[NewLetter]) -> Deferred[list[StoreOutcome]]:
+        if self._closed:
+            return fail(StoreError("the mailbox store is closed"))
+        d: Deferred[list[StoreOutcome]] = Deferred()
+        self._pending.append((list(letters), d))
+        self._schedule()
+        return d
+
+    def _schedule(self) -> None:
+        if self._pending and self._flush_call is None and not self._in_flight:
+            # At the end of this reactor turn, so the whole turn's letters
+            # share the transaction.
+            self._flush_call = self.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        self._in_flight = True
+        letters = [letter for group, _ in batch for letter in group]
+        d = self.db.runInteraction("store-letters", store_letters_txn, letters, self._now(),
+                                   self.limits)
+        d.addBoth(self._committed, batch)
+
+    def _committed(self, result: list[StoreOutcome] | Failure,
+                   batch: list[tuple[list[NewLetter], Deferred[list[StoreOutcome]]]]) -> None:
+        self._in_flight = False
+        if isinstance(result, Failure):
+            self.log.failure("storing {count} letters failed; none was acknowledged",
+                             result, count=sum(len(group) for group, _ in batch))
+        start = 0
+        for group, d in batch:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result[start:start + len(group)])
+            start += len(group)
+        self._schedule()
+        if not self._in_flight and self._flush_call is None:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    # Letters: the rest
+
+    def list_letters(self, recipient: str, new_only: bool) -> Deferred[list[LetterSummary]]:
+        return self._run("list-letters", list_letters_txn, recipient, new_only, self._now())
+
+    def fetch_letter(self, recipient: str, sender: str, letter_id: bytes) -> Deferred[LetterRecord]:
+        return self._run("fetch-letter", fetch_letter_txn, recipient, sender, letter_id,
+                         self._now())
+
+    def mark(self, recipient: str, sender: str, letter_id: bytes, kind: int,
+             receipt: bytes | None) -> Deferred[int]:
+        if kind not in RECEIPT_KINDS:
+            return fail(StoreError(f"unknown receipt kind {kind}"))
+        return self._run("mark-letter", mark_txn, recipient, sender, letter_id, kind, receipt,
+                         self._now())
+
+    def delete_letter(self, recipient: str, sender: str, letter_id: bytes) -> Deferred[bool]:
+        return self._run("delete-letter", delete_letter_txn, recipient, sender, letter_id,
+                         self._now())
+
+    def sent_status(self, sender: str, letter_ids: Sequence[bytes] | None
+                    ) -> Deferred[list[SentLetterStatus]]:
+        return self._run("sent-status", sent_status_txn, sender,
+                         None if letter_ids is None else list(letter_ids), self._now())
+
+    def usage(self, user: str | None) -> Deferred[list[MailboxUsage]]:
+        return self._run("mailbox-usage", usage_txn, user, self._now())
+
+    def expire(self, now: int) -> Deferred[int]:
+        return self._run("expire-letters", expire_txn, now, self.limits.signed_prekey_grace)
+
+    def close(self) -> Deferred[None]:
+        """
+        Commit what is pending (its callers are answered), then close the
+        pool; later calls fail with L{StoreError}.  Every call's Deferred
+        fires once the pool is closed.
+        """
+        d: Deferred[None] = Deferred()
+        if self._pool_closed:
+            d.callback(None)
+            return d
+        self._close_waiters.append(d)
+        if not self._closed:
+            self._closed = True
+            if self._flush_call is not None:
+                self._flush_call.cancel()
+                self._flush()
+            idle: Deferred[None] = Deferred()
+            idle.addCallback(self._close_pool)
+            if self._in_flight:
+                self._idle_waiters.append(idle)
+            else:
+                idle.callback(None)
+        return d
+
+    def _close_pool(self, _: None) -> None:
+        self.db.close()
+        self._pool_closed = True
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)

@@ -1,0 +1,401 @@
+"""
+What is particular to the SQLite mailbox store
+(L{securechat.server.store.sqlite}, L{securechat.server.store.engine}):
+group commit, acknowledgement only after commit, durability across a
+restart, the file's mode and pragmas, schema versions; and the relay's purge
+timer (L{securechat.server.store.expiry}).
+
+The rules common to every store are in L{tests.test_store}.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from typing import Any, Callable, Generator
+
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from securechat.server.store import MAILBOX_FILE, SchemaTooNew, UnusableDatabase, mailbox_store
+from securechat.server.store.engine import (SCHEMA, SCHEMA_VERSION, open_prepared,
+                                            prepare_schema, run_now)
+from securechat.server.store.expiry import purge_service
+from securechat.server.store.interface import (
+    DAY, DELIVERY, READ, Duplicate, MailboxUsage, StoreError, Stored)
+from securechat.server.store.memory import MemoryMailboxStore
+from securechat.server.store.sqlite import SQLiteMailboxStore, store_letters_txn
+from tests.test_store import LIMITS, START, SteppedClock, letter, lid, one_time, signed
+
+
+class SQLiteCase(unittest.TestCase):
+    """
+    A store on a real file in the test's temporary directory, with
+    L{interactions} counting the transactions it runs.
+    """
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, MAILBOX_FILE)
+        self.clock = SteppedClock(global_reactor)
+        self.store = self.open()
+
+    def open(self) -> SQLiteMailboxStore:
+        store = mailbox_store(self.dir, self.clock, LIMITS)
+        assert isinstance(store, SQLiteMailboxStore)
+        self.addCleanup(lambda: store.close())
+        #: The description of every transaction, in order.
+        self.interactions: list[str] = []
+        self.commits: list[int] = []
+        real = store.db.runInteraction
+
+        def counting(description: str, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+            self.interactions.append(description)
+            d = real(description, self.wrap(f), *args)
+
+            def committed(result: Any) -> Any:
+                self.commits.append(len(self.acknowledged))
+                return result
+            # First in the chain: runs as soon as the commit has returned.
+            return d.addBoth(committed)
+        self.patch(store.db, "runInteraction", counting)
+        self.acknowledged: list[int] = []
+        return store
+
+    def wrap(self, f: Callable[..., Any]) -> Callable[..., Any]:
+        """
+        The transaction function actually run (a test may make it fail).
+        """
+        return f
+
+    def count_on_disk(self) -> int:
+        """
+        Letters a separate connection sees committed in the file.
+        """
+        conn = sqlite3.connect(self.path)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM letters").fetchone()[0])
+        finally:
+            conn.close()
+
+
+class GroupCommitTests(SQLiteCase):
+    """
+    Letters arriving together are committed in one transaction, and each is
+    acknowledged only after it.
+    """
+
+    def post(self, n: int, on_disk: list[int]) -> Deferred[Any]:
+        def acknowledged(outcomes: Any) -> Any:
+            self.acknowledged.append(n)
+            on_disk.append(self.count_on_disk())
+            return outcomes
+        # One recipient each: quotas play no part here.
+        return self.store.store_letters([letter(n, recipient=f"user{n}")]).addCallback(acknowledged)
+
+    @inlineCallbacks
+    def test_oneTransactionPerTurn(self) -> Generator[Any, Any, None]:
+        """
+        Twenty letters posted in one reactor turn make ONE store-letters
+        transaction; none is acknowledged before it has committed, and when
+        the first is acknowledged all twenty are already visible on disk to
+        another connection.
+        """
+        on_disk: list[int] = []
+        results = yield gatherResults([self.post(n, on_disk) for n in range(20)])
+        self.assertEqual(self.interactions, ["store-letters"])
+        self.assertEqual(self.commits, [0])
+        self.assertEqual(sorted(self.acknowledged), list(range(20)))
+        self.assertEqual(on_disk, [20] * 20)
+        self.assertEqual(results, [[Stored(START, START + 10 * DAY)]] * 20)
+
+    @inlineCallbacks
+    def test_arrivalsDuringCommitShareTheNext(self) -> Generator[Any, Any, None]:
+        """
+        Letters posted while a commit is in flight wait for it and then
+        share the next transaction: three turns of posts, two transactions.
+        """
+        on_disk: list[int] = []
+        first = [self.post(n, on_disk) for n in range(5)]
+        # Let the first commit start, then post in two more turns.
+        yield deferLater(0)
+        self.assertEqual(self.interactions, ["store-letters"])
+        second = [self.post(n, on_disk) for n in range(5, 10)]
+        yield deferLater(0)
+        third = [self.post(n, on_disk) for n in range(10, 15)]
+        yield gatherResults(first + second + third)
+        self.assertEqual(self.interactions, ["store-letters", "store-letters"])
+        self.assertEqual(self.commits, [0, 5])
+        self.assertEqual(on_disk, [5] * 5 + [15] * 10)
+
+    @inlineCallbacks
+    def test_failedCommitAcknowledgesNothing(self) -> Generator[Any, Any, None]:
+        """
+        If the transaction fails after its inserts, every letter in it is
+        answered with the failure and none is stored; a resend then stores
+        them (they are not taken for duplicates).
+        """
+        self.fail_next = True
+        results = yield gatherResults(
+            [self.store.store_letters([letter(n)]).addErrback(lambda f: f.value)
+             for n in range(3)])
+        self.assertEqual([str(r) for r in results], ["disk I/O error"] * 3)
+        self.assertEqual(len(self.flushLoggedErrors(sqlite3.OperationalError)), 1)
+        self.assertEqual(self.count_on_disk(), 0)
+        outcomes = yield self.store.store_letters([letter(0), letter(1), letter(2)])
+        self.assertEqual([type(o) for o in outcomes], [Stored] * 3)
+
+    fail_next = False
+
+    def wrap(self, f: Callable[..., Any]) -> Callable[..., Any]:
+        def failing(txn: Any, *args: Any) -> Any:
+            result = f(txn, *args)
+            if self.fail_next:
+                self.fail_next = False
+                raise sqlite3.OperationalError("disk I/O error")
+            return result
+        return failing
+
+
+def deferLater(seconds: float) -> Deferred[None]:
+    """
+    Fire after C{seconds} on the real reactor (0: the next turn).
+    """
+    from twisted.internet.task import deferLater as later
+    return later(global_reactor, seconds, lambda: None)
+
+
+class DurabilityTests(SQLiteCase):
+    """
+    Everything acknowledged survives closing and reopening the file.
+    """
+
+    @inlineCallbacks
+    def test_reopenKeepsEverything(self) -> Generator[Any, Any, None]:
+        """
+        After close and reopen: letters, bodies, status, receipts, deletions
+        and prekeys are all there, and a resend of a letter sent before the
+        restart is a duplicate answered with the original time.
+        """
+        yield self.store.upload_prekeys("bob", signed("bob", 1), one_time("bob", 1, 2))
+        yield self.store.claim_bundle("bob")
+        yield self.store.store_letters([letter(1), letter(2)])
+        yield self.store.mark("bob", "alice", lid(1), DELIVERY, b"d1")
+        yield self.store.mark("bob", "alice", lid(1), READ, b"r1")
+        yield self.store.delete_letter("bob", "alice", lid(1))
+        yield self.store.close()
+
+        self.clock.advance(3600)
+        store = self.open()
+        self.assertEqual((yield store.store_letters([letter(1), letter(2)])),
+                         [Duplicate(START, START + 10 * DAY)] * 2)
+        self.assertEqual([s.letter_id for s in (yield store.list_letters("bob", False))],
+                         [lid(2)])
+        self.assertEqual((yield store.fetch_letter("bob", "alice", lid(2))).body, b"\x02" * 100)
+        status = yield store.sent_status("alice", None)
+        self.assertEqual([(s.letter_id, s.delivery_receipt, s.read_receipt) for s in status],
+                         [(lid(1), b"d1", b"r1"), (lid(2), None, None)])
+        self.assertEqual((yield store.prekey_count("bob")), 1)
+        self.assertEqual((yield store.signed_prekeys("bob")), [signed("bob", 1)])
+        self.assertEqual((yield store.usage(None)), [MailboxUsage("bob", 1, 100)])
+
+    @inlineCallbacks
+    def test_closeCommitsWhatIsPending(self) -> Generator[Any, Any, None]:
+        """
+        Closing right after a post commits and acknowledges it first; the
+        closed store then refuses work with a clear error.
+        """
+        d = self.store.store_letters([letter(1)])
+        yield self.store.close()
+        self.assertEqual((yield d), [Stored(START, START + 10 * DAY)])
+        self.assertEqual(self.count_on_disk(), 1)
+        for call in [self.store.store_letters([letter(2)]), self.store.usage(None)]:
+            [failure] = yield call.addErrback(lambda f: [f])
+            failure.trap(StoreError)
+            self.assertEqual(str(failure.value), "the mailbox store is closed")
+
+    def test_fileModeAndPragmas(self) -> Deferred[None]:
+        """
+        The file (and its WAL files) is mode 0600 and the pool's connection
+        runs with WAL, synchronous=FULL and foreign keys on.
+        """
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+
+        def pragmas(txn: Any) -> tuple[Any, ...]:
+            return tuple(txn.execute(f"PRAGMA {name}").fetchone()[0]
+                         for name in ("journal_mode", "synchronous", "foreign_keys"))
+        d = self.store.db.runInteraction("pragmas", pragmas)
+        d.addCallback(self.assertEqual, ("wal", 2, 1))
+
+        def companions(_: None) -> None:
+            # The write-ahead log and its index take the database's mode.
+            for suffix in ("-wal", "-shm"):
+                self.assertEqual(stat.S_IMODE(os.stat(self.path + suffix).st_mode), 0o600)
+        return d.addCallback(companions)
+
+    def test_schemaVersionRecorded(self) -> None:
+        """
+        A new file gets the current schema version.
+        """
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT version FROM schema_version").fetchall(),
+                         [(SCHEMA_VERSION,)])
+
+    @inlineCallbacks
+    def test_newerSchemaRefused(self) -> Generator[Any, Any, None]:
+        """
+        A database written by a newer securechat is refused at start-up
+        with one line saying what to do, and is left as it was.
+        """
+        yield self.store.close()
+        conn = sqlite3.connect(self.path)
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+        conn.commit()
+        conn.close()
+        error = self.assertRaises(SchemaTooNew, mailbox_store, self.dir, self.clock, LIMITS)
+        self.assertEqual(str(error), f"{self.path} has mailbox schema version {SCHEMA_VERSION + 1}"
+                         f", newer than this securechat understands ({SCHEMA_VERSION}): upgrade "
+                         "securechat, or restore a backup made by this version")
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT version FROM schema_version").fetchone()[0],
+                         SCHEMA_VERSION + 1)
+
+
+class FailingExpiry(MemoryMailboxStore):
+    """
+    A store whose first C{expire} fails.
+    """
+
+    failures = 1
+
+    def expire(self, now: int) -> Deferred[int]:
+        if self.failures:
+            self.failures -= 1
+            return fail(StoreError("the disk went away"))
+        return super().expire(now)
+
+
+class PurgeServiceTests(unittest.TestCase):
+    """
+    The relay's timer that purges expired letters.
+    """
+
+    def letters(self, store: MemoryMailboxStore) -> int:
+        """
+        Letters in the store, expired or not (the sender's view shows every
+        status row; the clock is set back to read it).
+        """
+        clock = store.clock
+        assert isinstance(clock, Clock)
+        now, clock.rightNow = clock.rightNow, 0
+        try:
+            return len(self.successResultOf(store.sent_status("alice", None)))
+        finally:
+            clock.rightNow = now
+
+    def test_purgesOnTimer(self) -> None:
+        """
+        The timer purges at start-up and then every interval, by the clock
+        it was given.
+        """
+        clock = Clock()
+        store = MemoryMailboxStore(clock, LIMITS)
+        store.store_letters([letter(1)])
+        clock.advance(DAY)
+        store.store_letters([letter(2)])
+        service = purge_service(store, clock, interval=DAY)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(self.letters(store), 2)
+        clock.advance(9 * DAY)
+        self.assertEqual(self.letters(store), 1)
+        clock.advance(DAY)
+        self.assertEqual(self.letters(store), 0)
+
+    def test_failureIsLoggedAndTheTimerGoesOn(self) -> None:
+        """
+        A failing purge is logged and does not stop the timer: the next
+        interval purges.
+        """
+        clock = Clock()
+        store = FailingExpiry(clock, LIMITS)
+        store.store_letters([letter(1)])
+        clock.advance(10 * DAY)
+        service = purge_service(store, clock, interval=60)
+        service.startService()
+        self.addCleanup(service.stopService)
+        [logged] = self.flushLoggedErrors(StoreError)
+        self.assertEqual(str(logged.value), "the disk went away")
+        self.assertEqual(self.letters(store), 1)
+        clock.advance(60)
+        self.assertEqual(self.letters(store), 0)
+
+
+class UnusableFileTests(unittest.TestCase):
+    """
+    A mailbox file that is not a database stops start-up with one line.
+    """
+
+    def test_notADatabase(self) -> None:
+        """
+        The relay's factory refuses a file that is not SQLite, naming it.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, MAILBOX_FILE)
+        with open(path, "wb") as f:
+            f.write(b"not a database" * 100)
+        error = self.assertRaises(UnusableDatabase, mailbox_store, directory, Clock(), LIMITS)
+        self.assertEqual(str(error), f"{path} is not a usable mailbox database "
+                         "(file is not a database)")
+
+
+class MigrationTests(unittest.TestCase):
+    """
+    Schema steps are applied in order at start-up, each database remembering
+    its version (L{securechat.server.store.engine.prepare_schema}).
+    """
+
+    def setUp(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.path = os.path.join(directory, MAILBOX_FILE)
+        self.conn = open_prepared(self.path)
+        self.addCleanup(self.conn.close)
+        run_now(self.conn, store_letters_txn, [letter(1)], START, LIMITS)
+
+    def test_laterStepApplied(self) -> None:
+        """
+        A database at version 1 meeting code with a second step gets it,
+        keeping its letters, and records version 2; preparing again changes
+        nothing.
+        """
+        schema = SCHEMA + ["CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7)"]
+        self.assertEqual(prepare_schema(self.conn, self.path, schema), 1)
+        self.assertEqual(self.conn.execute("SELECT version FROM schema_version").fetchall(), [(2,)])
+        self.assertEqual(self.conn.execute("SELECT x FROM extra").fetchall(), [(7,)])
+        self.assertEqual(self.conn.execute("SELECT COUNT(*) FROM letters").fetchone()[0], 1)
+        self.assertEqual(prepare_schema(self.conn, self.path, schema), 2)
+        self.assertEqual(self.conn.execute("SELECT x FROM extra").fetchall(), [(7,)])
+
+    def test_failingStepLeavesTheDatabaseAsItWas(self) -> None:
+        """
+        A step that fails half-way is rolled back whole: no new table, the
+        version unchanged.
+        """
+        schema = SCHEMA + ["CREATE TABLE extra (x INTEGER); INSERT INTO missing VALUES (1)"]
+        error = self.assertRaises(sqlite3.OperationalError, prepare_schema, self.conn, self.path,
+                                  schema)
+        self.assertEqual(str(error), "no such table: missing")
+        self.assertEqual(self.conn.execute("SELECT version FROM schema_version").fetchall(),
+                         [(SCHEMA_VERSION,)])
+        self.assertEqual(self.conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'extra'").fetchone()[0], 0)
