@@ -287,8 +287,6 @@ class TokenKey(ExternalKey):
         self._public = public
         self.scheme = keys.scheme_for(public)
         self._lock = threading.Lock()
-        #: Why this key signs no more, or None.
-        self.broken: str | None = None
 
     def public_key(self) -> keys.PublicKey:
         return self._public

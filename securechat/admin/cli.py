@@ -140,9 +140,26 @@ class Admin:
                  f"in {self.data.path}")
         self.say(f"give users the CA certificate {self.data.ca_cert_path}")
 
+    def new_public_key(self, a: argparse.Namespace) -> keys.PublicKey:
+        """
+        The user's public key: from the PEM file C{pubkey}, or read from
+        the token C{--from-token URI} names (no PIN needed).
+        """
+        if (a.pubkey is None) == (a.from_token is None):
+            raise AdminError("give the public key file or --from-token URI (one of them)")
+        if a.from_token is None:
+            if a.pkcs11_module:
+                raise AdminError("--pkcs11-module goes with --from-token")
+            return keys.load_public_key(_read(a.pubkey, "public key"))
+        from securechat.token import TokenError, read_public_key
+        try:
+            return read_public_key(a.from_token, a.pkcs11_module)
+        except TokenError as e:
+            raise AdminError(str(e)) from None
+
     def add_user(self, a: argparse.Namespace) -> None:
         check_user_name(a.name)
-        key = keys.load_public_key(_read(a.pubkey, "public key"))
+        key = self.new_public_key(a)
         with self.data.locked():
             record = self.data.add_user(a.name, key, self.now())
         self.say(f"added {record.name} ({record.key_type}, {record.fingerprint}); "
@@ -188,7 +205,7 @@ class Admin:
                  f"their logins at once and ends an open session within {RELAY_RELOAD_SECONDS} seconds")
 
     def rekey(self, a: argparse.Namespace) -> None:
-        key = keys.load_public_key(_read(a.pubkey, "public key"))
+        key = self.new_public_key(a)
         with self.data.locked():
             old = self.data.lookup_user(a.name)
             passphrase = self.ca_passphrase(a) if old.certificates and not old.revoked else None
@@ -289,6 +306,15 @@ def parser() -> argparse.ArgumentParser:
         _global_options(sp, suppress=True)
         return sp
 
+    def from_token(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--from-token", metavar="URI",
+                        help="read the public key from a smart card or token instead: a "
+                        "PKCS#11 URI, e.g. 'pkcs11:token=LABEL;object=KEY' (no PIN needed)")
+        sp.add_argument("--pkcs11-module", metavar="PATH",
+                        help="the PKCS#11 module for --from-token, e.g. "
+                        "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so "
+                        "[default: module-path in the URI]")
+
     def ca_pass(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--ca-passphrase-file", metavar="FILE",
                         help="file with the CA key's passphrase, if it has one "
@@ -314,7 +340,9 @@ def parser() -> argparse.ArgumentParser:
     sp = command("add-user", "register a user from a PEM public key "
                  "(Ed25519, ECDSA P-256, RSA 2048-4096); a running relay accepts them at once")
     sp.add_argument("name", help="the user's name")
-    sp.add_argument("pubkey", help="PEM public key file (e.g. from openssl pkey -pubout)")
+    sp.add_argument("pubkey", nargs="?",
+                    help="PEM public key file (e.g. from openssl pkey -pubout)")
+    from_token(sp)
     sp.set_defaults(run=Admin.add_user)
 
     sp = command("new-user", "generate an Ed25519 key pair for a user and register it")
@@ -332,7 +360,8 @@ def parser() -> argparse.ArgumentParser:
     sp = command("rekey", "give a user a new public key (also a revoked user, who becomes "
                  "active again); the old key is refused from then on and kept in the history")
     sp.add_argument("name", help="the user's name")
-    sp.add_argument("pubkey", help="PEM public key file with the new key")
+    sp.add_argument("pubkey", nargs="?", help="PEM public key file with the new key")
+    from_token(sp)
     ca_pass(sp)
     sp.set_defaults(run=Admin.rekey)
 

@@ -84,6 +84,9 @@ class ExternalKey:
 
     is_external = True
     scheme: int
+    #: Why this key signs no more (removed, stopped answering), or None:
+    #: once set, every request fails at once with this line.
+    broken: str | None = None
 
     def public_key(self) -> keys.PublicKey:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,0 +1,68 @@
+# -*- test-case-name: tests.test_signing -*-
+"""
+Signing with a key held elsewhere without blocking the reactor: the
+token's sign call runs in a thread (C{deferToThread}), with a timeout.
+
+A token that does not answer in time, or was removed, signs no more: its
+key is marked broken (L{ExternalKey.broken}) and every later request fails
+at once with the same line, so the client stops signing and says so
+instead of hanging.  For the handshake (L{securechat.protocol}) and for
+anything else that signs with the user's key (the mailbox's letters,
+receipts and prekeys): one call, L{sign_later}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, TimeoutError, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
+
+from securechat.crypto.signer import ExternalKey, ISigner, SigningError
+
+#: Seconds a token may take for one signature before it is given up on.
+DEFAULT_SIGN_TIMEOUT = 20.0
+
+#: Runs a blocking call in a thread and returns a Deferred of its result
+#: (C{deferToThread}; tests inject one that answers when they say).
+ThreadRunner = Callable[..., "Deferred[Any]"]
+
+
+def sign_later(signer: ISigner, message: bytes, clock: IReactorTime,
+               timeout: float = DEFAULT_SIGN_TIMEOUT,
+               run: ThreadRunner = deferToThread) -> Deferred[bytes]:
+    """
+    C{signer}'s signature of C{message}: at once for a key in memory, else
+    from a thread, failing with L{SigningError} (one line) when the key
+    cannot sign or does not answer within C{timeout} seconds.
+    """
+    if not isinstance(signer, ExternalKey):
+        try:
+            return succeed(signer.sign_blocking(message))
+        except SigningError:
+            return fail()
+    if signer.broken is not None:
+        return fail(SigningError(signer.broken))
+    d: Deferred[bytes] = run(signer.sign_blocking, message)
+
+    def failed(failure: Failure) -> Failure:
+        if failure.check(TimeoutError):
+            line = (f"the token did not answer within {timeout:g} seconds: no more signing "
+                    "with it (is it still inserted?); restart the client once it is")
+            if isinstance(signer, ExternalKey):
+                signer.broken = line
+            return Failure(SigningError(line))
+        if failure.check(SigningError):
+            return failure
+        # Anything else from the binding: one line, no traceback for the user.
+        kind = getattr(failure.type, "__name__", "error")
+        return Failure(SigningError(f"the token failed to sign ({kind})"))
+
+    d.addTimeout(timeout, clock)
+    d.addErrback(failed)
+    return d
+
+
+__all__ = ["DEFAULT_SIGN_TIMEOUT", "ThreadRunner", "sign_later"]
