@@ -210,7 +210,7 @@ class ConfigFileTests(unittest.TestCase):
         e = self.assertRaises(ClientError, settings, ["--config", self.config])
         self.assertEqual(str(e), f"{self.config}: unknown key 'colour' in [securechat]; the keys "
                                  "are server, ca, server-name, user, key, passphrase-file, "
-                                 "known-peers")
+                                 "known-peers, pkcs11-module")
 
     def test_unknownSectionRefused(self) -> None:
         """
