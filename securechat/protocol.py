@@ -182,9 +182,6 @@ class SecureChatProtocol(Protocol):
         (L{securechat.signing.sign_later}).  For the delegate, which signs
         end-to-end handshakes (and, later, letters) with the same key.
         """
-        if self.sign_runner is None:
-            return sign_later(as_signer(self.config.private_key), message, self.clock,
-                              self.sign_timeout)
         return sign_later(as_signer(self.config.private_key), message, self.clock,
                           self.sign_timeout, self.sign_runner)
 

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, TimeoutError, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
 from securechat.crypto.signer import ExternalKey, ISigner, SigningError
 
-#: Seconds a token may take for one signature before it is given up on.
-DEFAULT_SIGN_TIMEOUT = 20.0
+#: Seconds a token may take for one signature before it is given up on:
+#: well inside the relay's default handshake timeout (10 seconds), so the
+#: user hears about the token rather than about a timed-out login.  A card
+#: makes an RSA-2048 signature in about a second.
+DEFAULT_SIGN_TIMEOUT = 5.0
 
 #: Runs a blocking call in a thread and returns a Deferred of its result
 #: (C{deferToThread}; tests inject one that answers when they say).
@@ -32,11 +35,12 @@ ThreadRunner = Callable[..., "Deferred[Any]"]
 
 def sign_later(signer: ISigner, message: bytes, clock: IReactorTime,
                timeout: float = DEFAULT_SIGN_TIMEOUT,
-               run: ThreadRunner = deferToThread) -> Deferred[bytes]:
+               run: ThreadRunner | None = None) -> Deferred[bytes]:
     """
     C{signer}'s signature of C{message}: at once for a key in memory, else
     from a thread, failing with L{SigningError} (one line) when the key
-    cannot sign or does not answer within C{timeout} seconds.
+    cannot sign or does not answer within C{timeout} seconds.  C{run}
+    runs the blocking call (default C{deferToThread}).
     """
     if not isinstance(signer, ExternalKey):
         try:
@@ -45,22 +49,34 @@ def sign_later(signer: ISigner, message: bytes, clock: IReactorTime,
             return fail()
     if signer.broken is not None:
         return fail(SigningError(signer.broken))
-    d: Deferred[bytes] = run(signer.sign_blocking, message)
+    d: Deferred[bytes] = (run or deferToThread)(signer.sign_blocking, message)
+
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        d.cancel()  # the thread may go on; its answer is dropped
+    timer = clock.callLater(timeout, expire)
+
+    def stop_timer(result: Any) -> Any:
+        if timer.active():
+            timer.cancel()
+        return result
 
     def failed(failure: Failure) -> Failure:
-        if failure.check(TimeoutError):
+        if expired and failure.check(CancelledError):
             line = (f"the token did not answer within {timeout:g} seconds: no more signing "
                     "with it (is it still inserted?); restart the client once it is")
             if isinstance(signer, ExternalKey):
                 signer.broken = line
             return Failure(SigningError(line))
-        if failure.check(SigningError):
-            return failure
+        if failure.check(SigningError, CancelledError):
+            return failure  # cancelled: the caller went away
         # Anything else from the binding: one line, no traceback for the user.
         kind = getattr(failure.type, "__name__", "error")
         return Failure(SigningError(f"the token failed to sign ({kind})"))
 
-    d.addTimeout(timeout, clock)
+    d.addBoth(stop_timer)
     d.addErrback(failed)
     return d
 
