@@ -136,7 +136,13 @@ def read_config(path: str) -> dict[str, str]:
         if section != "securechat":
             raise ClientError(f"{path}: unknown section [{section}]; the settings go in [securechat]")
     settings: dict[str, str] = {}
-    found = cp.items("securechat") if cp.has_section("securechat") else list(cp.defaults().items())
+    try:
+        found = (cp.items("securechat") if cp.has_section("securechat")
+                 else list(cp.defaults().items()))
+    except configparser.InterpolationError as e:
+        # A PKCS#11 URI's percent escapes, say: ConfigParser reads % itself.
+        raise ClientError(f"{path}: {e.message.splitlines()[0]} (write a % as %% in the "
+                          "config file, e.g. in a PKCS#11 URI)") from None
     for raw, value in found:
         key = raw.replace("_", "-")
         if key not in KEYS:
