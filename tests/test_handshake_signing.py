@@ -227,6 +227,18 @@ class SigningStepTests(unittest.TestCase):
         self.assertFalse([e for e in ea + eb if isinstance(e, SignatureNeeded)])
         self.assertIsInstance(ea[-1], HandshakeComplete)
 
+    def test_keysSignRefusesTokenKey(self) -> None:
+        """
+        keys.sign, the synchronous path, refuses a key held on a token with
+        a clear TypeError instead of calling it on the reactor thread (for
+        code that signs letters, receipts or prekeys with the user's key).
+        """
+        with self.assertRaises(TypeError) as e:
+            keys.sign(FakeToken(ALICE), b"m")  # type: ignore[arg-type]
+        self.assertEqual(str(e.exception), "cannot sign with FakeToken here: a key held on a "
+                                           "token signs off the reactor thread "
+                                           "(securechat.signing.sign_later)")
+
     def test_asSigner(self) -> None:
         """
         as_signer gives the one ISigner interface for a key in memory and for

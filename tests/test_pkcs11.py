@@ -460,6 +460,33 @@ class ClientOptionTests(TokenCase):
                                    f"{USER_TOKEN!r}, fingerprint {keys.fingerprint(k.public_key())} "
                                    "(it must be the key registered for you)")
 
+    def test_refusalNamesTheTokenKey(self) -> None:
+        """
+        When the relay refuses the login of a client whose key is on a
+        token, the line names the token key's fingerprint as the likely
+        cause, and the client exits (status 1) instead of retrying.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from securechat.client.cli import SessionFactory
+        from securechat.client.terminal import ChatTerminal
+        from tests.test_client_cli import _verify_test_server
+        from tests.relay_harness import Harness
+        self.patch(signing, "deferToThread", in_this_thread)
+        k = self.key("ed25519")
+        reactor = MemoryReactorClock()
+        harness = Harness(clock=reactor)  # alice is registered with another key
+        lines: list[str] = []
+        finished: list[int] = []
+        factory = SessionFactory(reactor, "alice", k, ChatTerminal(write=lines.append),
+                                 _verify_test_server, PinStore(None), finished.append)
+        harness.network.connect(factory.buildProtocol(None), harness.factory.buildProtocol(None))
+        self.assertEqual(lines, [
+            "! disconnected: the relay refused the login: the user name is unknown or revoked, "
+            f"or the key on the token (fingerprint {keys.fingerprint(k.public_key())}) is not "
+            "the one registered for alice\n"])
+        self.assertEqual(finished, [1])
+
     def test_tokenProblemIsOneLine(self) -> None:
         """
         A token problem (here a bad URI) is a ClientError of one line.

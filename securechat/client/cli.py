@@ -343,6 +343,14 @@ class RelaySession(ChatClient):
         self.tls_failure: str | None = None
 
     def connection_ended(self, reason: ProtocolError | None) -> None:
+        key = self.private_key
+        if (isinstance(key, ExternalKey) and isinstance(reason, PeerAlert) and not self.logged_in
+                and reason.peer_alert == Alert.HANDSHAKE_FAILED):
+            # With a key on a token, the likely cause is the wrong key on it.
+            reason = FinalError(
+                f"the relay refused the login: the user name is unknown or revoked, or the key "
+                f"on the token (fingerprint {keys.fingerprint(key.public_key())}) is not the "
+                f"one registered for {self.user}")
         if reason is not None:
             if self.tls_failure is not None and reason.code == "connection-closed":
                 if self.logged_in:

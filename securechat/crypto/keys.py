@@ -249,7 +249,10 @@ def sign(key: PrivateKey, message: bytes) -> tuple[int, bytes]:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
         return ECDSA_P256_SHA256, ecdsa_der_low_s(r, s)
-    return RSA_PSS_SHA256, key.sign(message, _PSS, hashes.SHA256())
+    if isinstance(key, rsa.RSAPrivateKey):
+        return RSA_PSS_SHA256, key.sign(message, _PSS, hashes.SHA256())
+    raise TypeError(f"cannot sign with {type(key).__name__} here: a key held on a token "
+                    "signs off the reactor thread (securechat.signing.sign_later)")
 
 
 def ecdsa_der_low_s(r: int, s: int) -> bytes:
