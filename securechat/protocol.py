@@ -87,7 +87,8 @@ class SecureChatProtocol(Protocol):
         self.handshake_timeout = handshake_timeout
         self.abort_after = abort_after
         self.sign_timeout = sign_timeout
-        #: Runs the token's blocking sign call (None: C{deferToThread}).
+        #: Runs the token's blocking sign call (None: a daemon thread,
+        #: L{securechat.signing.in_daemon_thread}).
         self.sign_runner = sign_runner
         self.idle_timeout = idle_timeout
         if idle_timeout and keepalive is None:

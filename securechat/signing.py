@@ -1,7 +1,12 @@
 # -*- test-case-name: tests.test_signing -*-
 """
 Signing with a key held elsewhere without blocking the reactor: the
-token's sign call runs in a thread (C{deferToThread}), with a timeout.
+token's sign call runs in a thread, with a timeout.
+
+The thread is a daemon thread of its own (L{in_daemon_thread}), not one of
+the reactor's pool (C{deferToThread}): a token that hangs for good would
+hold a pool thread that the reactor joins when it stops, and the client
+would hang on exit.  A daemon thread is abandoned at exit instead.
 
 A token that does not answer in time, or was removed, signs no more: its
 key is marked broken (L{ExternalKey.broken}) and every later request fails
@@ -13,11 +18,11 @@ receipts and prekeys): one call, L{sign_later}.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
 from securechat.crypto.signer import ExternalKey, ISigner, SigningError
@@ -29,8 +34,35 @@ from securechat.crypto.signer import ExternalKey, ISigner, SigningError
 DEFAULT_SIGN_TIMEOUT = 5.0
 
 #: Runs a blocking call in a thread and returns a Deferred of its result
-#: (C{deferToThread}; tests inject one that answers when they say).
+#: (L{in_daemon_thread}; tests inject one that answers when they say).
 ThreadRunner = Callable[..., "Deferred[Any]"]
+
+
+def _start_daemon(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="securechat-token", daemon=True).start()
+
+
+def _call_from_thread(f: Callable[..., Any], *args: Any) -> None:
+    from twisted.internet import reactor
+    reactor.callFromThread(f, *args)  # type: ignore[attr-defined]
+
+
+def in_daemon_thread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """
+    Call C{f(*args)} in a new daemon thread; the Deferred fires in the
+    reactor thread with its result.  Cancelling it drops the late result.
+    """
+    d: Deferred[Any] = Deferred()
+
+    def work() -> None:
+        try:
+            result = f(*args)
+        except BaseException:
+            _call_from_thread(d.errback, Failure())
+        else:
+            _call_from_thread(d.callback, result)
+    _start_daemon(work)
+    return d
 
 
 def sign_later(signer: ISigner, message: bytes, clock: IReactorTime,
@@ -40,7 +72,7 @@ def sign_later(signer: ISigner, message: bytes, clock: IReactorTime,
     C{signer}'s signature of C{message}: at once for a key in memory, else
     from a thread, failing with L{SigningError} (one line) when the key
     cannot sign or does not answer within C{timeout} seconds.  C{run}
-    runs the blocking call (default C{deferToThread}).
+    runs the blocking call (default L{in_daemon_thread}).
     """
     if not isinstance(signer, ExternalKey):
         try:
@@ -49,7 +81,7 @@ def sign_later(signer: ISigner, message: bytes, clock: IReactorTime,
             return fail()
     if signer.broken is not None:
         return fail(SigningError(signer.broken))
-    d: Deferred[bytes] = (run or deferToThread)(signer.sign_blocking, message)
+    d: Deferred[bytes] = (run or in_daemon_thread)(signer.sign_blocking, message)
 
     expired: list[bool] = []
 
@@ -81,4 +113,4 @@ def sign_later(signer: ISigner, message: bytes, clock: IReactorTime,
     return d
 
 
-__all__ = ["DEFAULT_SIGN_TIMEOUT", "ThreadRunner", "sign_later"]
+__all__ = ["DEFAULT_SIGN_TIMEOUT", "ThreadRunner", "in_daemon_thread", "sign_later"]

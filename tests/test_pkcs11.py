@@ -9,7 +9,7 @@ registered one.
 The token's blocking sign call runs in the test's thread (a synchronous
 C{sign_runner}) instead of the reactor's thread pool, so that no real
 threads or time are involved; L{SigningOffReactorTests} shows the real
-runner is C{deferToThread}.
+runner is a daemon thread of its own.
 """
 
 from __future__ import annotations
@@ -397,20 +397,59 @@ class SigningOffReactorTests(TokenCase):
     The token's sign call runs off the reactor thread, with a timeout.
     """
 
-    def test_defaultRunnerIsDeferToThread(self) -> None:
+    def test_defaultRunnerIsADaemonThread(self) -> None:
         """
-        With no runner given, the token is called through deferToThread.
+        With no runner given, the token is called in a new daemon thread
+        (never on the reactor thread, and never in the reactor's pool, whose
+        threads the reactor waits for at exit: a hung token would hang the
+        exit), and the signature comes back through callFromThread.
         """
-        calls: list[Any] = []
+        import threading
+        started: list[Any] = []
+        delivered: list[Any] = []
 
-        def fake(f: Any, *args: Any) -> Deferred[bytes]:
-            calls.append((f, args))
-            return Deferred()
-        self.patch(signing, "deferToThread", fake)
+        class FakeThread:
+            def __init__(self, **kw: Any) -> None:
+                started.append(kw)
+
+            def start(self) -> None:
+                started[-1]["target"]()  # the thread's work, here, for the test
+        self.patch(threading, "Thread", FakeThread)
+
+        def from_thread(f: Any, *args: Any) -> None:
+            delivered.append(f)
+            f(*args)
+        self.patch(signing, "_call_from_thread", from_thread)
         from twisted.internet.task import Clock
         k = self.key("ed25519")
-        signing.sign_later(k, b"m", Clock())
-        self.assertEqual(calls, [(k.sign_blocking, (b"m",))])
+        d = signing.sign_later(k, b"m", Clock())
+        keys.verify(k.public_key(), k.scheme, self.successResultOf(d), b"m")
+        self.assertEqual(len(started), 1)
+        self.assertTrue(started[0]["daemon"])
+        self.assertEqual(started[0]["name"], "securechat-token")
+        self.assertEqual(len(delivered), 1)
+
+    def test_daemonThreadCarriesErrors(self) -> None:
+        """
+        An error in the thread (the token's one line) reaches the Deferred
+        as it is.
+        """
+        import threading
+
+        class FakeThread:
+            def __init__(self, **kw: Any) -> None:
+                self.target = kw["target"]
+
+            def start(self) -> None:
+                self.target()
+        self.patch(threading, "Thread", FakeThread)
+        self.patch(signing, "_call_from_thread", lambda f, *args: f(*args))
+
+        def fails() -> bytes:
+            raise token.TokenError("token 'x' was removed")
+        d = signing.in_daemon_thread(fails)
+        self.assertEqual(str(self.failureResultOf(d, token.TokenError).value),
+                         "token 'x' was removed")
 
     def test_tokenNeverAnswers(self) -> None:
         """
@@ -472,7 +511,7 @@ class ClientOptionTests(TokenCase):
         from securechat.client.terminal import ChatTerminal
         from tests.test_client_cli import _verify_test_server
         from tests.relay_harness import Harness
-        self.patch(signing, "deferToThread", in_this_thread)
+        self.patch(signing, "in_daemon_thread", in_this_thread)
         k = self.key("ed25519")
         reactor = MemoryReactorClock()
         harness = Harness(clock=reactor)  # alice is registered with another key
