@@ -154,6 +154,36 @@ class TokenKeyTests(TokenCase):
                                "the URI (standard input is not a terminal)")
 
 
+class PinPadTests(unittest.TestCase):
+    """
+    A token with its own PIN pad (CKF_PROTECTED_AUTHENTICATION_PATH).
+    SoftHSM2 has none, so the token's flags are played by a stand-in.
+    """
+
+    def test_pinPadUsed(self) -> None:
+        """
+        With no PIN in the URI, a token that has a PIN pad is logged in to
+        through it (python-pkcs11's PROTECTED_AUTH), and the user is told to
+        type the PIN there; no prompt on the terminal.
+        """
+        try:
+            import pkcs11
+        except ImportError:
+            raise unittest.SkipTest("SKIPPED LOUDLY: python-pkcs11 is not installed")
+        from securechat.p11uri import parse
+
+        class PadToken:
+            label = "card"
+            flags = pkcs11.TokenFlag.PROTECTED_AUTHENTICATION_PATH
+        said: list[str] = []
+
+        def prompt(text: str) -> str:
+            raise AssertionError("asked on the terminal")
+        pin = token.read_pin(parse("pkcs11:token=card"), PadToken(), prompt, said.append)
+        self.assertIs(pin, pkcs11.PROTECTED_AUTH)
+        self.assertEqual(said, ["enter the PIN for token 'card' on its PIN pad"])
+
+
 class TokenFailureTests(TokenCase):
     """
     Every way a token key fails, each in one line.
