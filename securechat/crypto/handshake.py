@@ -47,7 +47,7 @@ on as if we had signed at once) or L{Connection.signing_failed}.  A key in
 memory signs synchronously and never enters it.
 
 Anything else in a state is C{unexpected-message}, except that a plaintext
-ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, ESTABLISHED) is
+ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, WAIT_SIGN, ESTABLISHED) is
 C{unauthenticated-alert}: anyone on the path could have written it, so it
 is reported as the connection being interrupted, never believed.  Our own
 alerts go sealed whenever the peer can open them (L{Connection._alert_sealer}).
@@ -78,7 +78,6 @@ from securechat.crypto.events import (
 from securechat.crypto.keyshare import exchange, new_key_share
 from securechat.crypto.peerproof import check_identity_kind, check_signature
 from securechat.crypto.records import RecordOpener, RecordSealer
-from securechat.crypto.signer import ExternalKey, SigningError, check_signature as check_own
 from securechat.crypto.schedule import (
     HASH_LENGTH,
     expand_label,
@@ -86,6 +85,7 @@ from securechat.crypto.schedule import (
     handshake_secret,
     signature_content,
 )
+from securechat.crypto.signer import ExternalKey, SigningError, check_signature as check_own
 from securechat.crypto.suites import SUITES, Suite
 from securechat.errors import (
     Alert as AlertCode,
