@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from securechat import pki
 from securechat.crypto import keys
+from securechat.crypto.signer import ExternalKey
+from securechat.extsign import CaKey
 from securechat.datafiles import CAState, CorruptDataDir, DataDirError, DataFiles
 from securechat.users import PreviousKey, UserDirectory, UserRecord, parse_utc, utc_text
 from securechat.wire.names import check_user_name
@@ -30,10 +32,13 @@ class DataDir(DataFiles):
 
     def init(self, server_names: list[str], now: datetime.datetime, ca_name: str | None = None,
              ca_passphrase: bytes | None = None, server_key_type: str = "ed25519",
-             days: int = pki.SERVER_DAYS) -> None:
+             days: int = pki.SERVER_DAYS, ca_token: ExternalKey | None = None,
+             ca_token_uri: str | None = None) -> None:
         """
         Create the CA, the relay's key and certificate, an empty CRL and an
-        empty user list.  Refuses if a CA is already here.
+        empty user list.  Refuses if a CA is already here.  With
+        C{ca_token}, the CA key is that key on a token (C{ca_token_uri}
+        names it, and is kept in C{ca/ca.key} instead of a key).
         """
         if self.initialized():
             raise DataDirError(f"{self.path} already has a CA ({self.ca_cert_path}); not overwriting it")
@@ -59,8 +64,17 @@ class DataDir(DataFiles):
             ca_name = f"securechat CA for {server_names[0]}"
             if len(ca_name) > 64:
                 ca_name = "securechat CA"
-        ca_key, ca_cert = pki.new_ca(ca_name, now)
-        self._write(self.ca_key_path, keys.private_key_pem(ca_key, ca_passphrase), 0o600)
+        if ca_token is not None:
+            assert ca_token_uri is not None
+            try:
+                ca_key, ca_cert = pki.new_ca(ca_name, now, key=ca_token)
+            except ValueError as e:
+                raise DataDirError(str(e)) from None
+            self._write(self.ca_key_path, ca_token_uri.encode("utf-8") + b"\n", 0o600)
+        else:
+            ca_key, ca_cert = pki.new_ca(ca_name, now)
+            assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+            self._write(self.ca_key_path, keys.private_key_pem(ca_key, ca_passphrase), 0o600)
         state = CAState()
         self._write_server(ca_key, ca_cert, server_names, now, server_key_type, days, state)
         self._write_crl(ca_key, ca_cert, state, now)
@@ -68,7 +82,7 @@ class DataDir(DataFiles):
         # The CA certificate last: its presence marks a complete directory.
         self._write(self.ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
-    def _write_server(self, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+    def _write_server(self, ca_key: CaKey, ca_cert: x509.Certificate,
                       names: list[str], now: datetime.datetime, key_type: str, days: int,
                       state: CAState) -> x509.Certificate:
         server_key = pki.new_server_key(key_type)
@@ -81,7 +95,7 @@ class DataDir(DataFiles):
         state.server_serial = serial
         return cert
 
-    def _write_crl(self, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+    def _write_crl(self, ca_key: CaKey, ca_cert: x509.Certificate,
                    state: CAState, now: datetime.datetime, days: int = pki.CRL_DAYS) -> None:
         # A certificate that expired more than a CRL lifetime ago has been
         # listed on CRLs issued after its expiry (RFC 5280, 3.3) and is

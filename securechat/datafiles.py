@@ -41,13 +41,15 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from securechat.crypto import keys
+from securechat.crypto.signer import ExternalKey
+from securechat.extsign import CaKey
 from securechat.users import UserDirectory, user_from_json
 from securechat.filetrust import (UnsafeFile, check_file, check_link, new_file_owner,
                                   permission_denied, verify_tree)
@@ -171,6 +173,10 @@ class DataFiles:
         #: The relay's mailbox (L{securechat.server.store}), created by the relay.
         self.mailbox_path = os.path.join(self.path, "mailbox.sqlite3")
         self.lock_path = os.path.join(self.path, ".lock")
+        #: Opens the CA key when it is on a token (C{ca/ca.key} holds its
+        #: PKCS#11 URI): set by the admin tool, which knows the module and
+        #: can ask for the PIN.
+        self.ca_token_opener: Callable[[str], ExternalKey] | None = None
 
     # -- reading ---------------------------------------------------------------
 
@@ -302,7 +308,20 @@ class DataFiles:
         """
         return b"ENCRYPTED" in self._read(self.ca_key_path).split(b"\n", 1)[0]
 
-    def load_ca_key(self, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
+    def ca_key_on_token(self) -> str | None:
+        """
+        The PKCS#11 URI of the CA key if it is on a token (C{ca/ca.key}
+        then holds the URI, not a key), else None.
+        """
+        first = self._read(self.ca_key_path).split(b"\n", 1)[0].strip()
+        if first[:7].lower() != b"pkcs11:":
+            return None
+        return first.decode("utf-8", "replace")
+
+    def load_ca_key(self, passphrase: bytes | None) -> CaKey:
+        uri = self.ca_key_on_token()
+        if uri is not None:
+            return self._open_ca_token(uri)
         try:
             key = keys.load_private_key(self._read(self.ca_key_path), passphrase)
         except keys.WrongPassphrase as e:
@@ -312,6 +331,17 @@ class DataFiles:
             raise CorruptDataDir(f"{self.ca_key_path}: {e}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise CorruptDataDir(f"{self.ca_key_path} is not the CA's ECDSA key")
+        return key
+
+    def _open_ca_token(self, uri: str) -> CaKey:
+        if self.ca_token_opener is None:
+            raise DataDirError(f"the CA key is on a token ({uri}): this command cannot use it")
+        key = self.ca_token_opener(uri)
+        ca = self.load_ca_certificate().public_key()
+        if keys.public_key_der(key.public_key()) != keys.public_key_der(ca):  # type: ignore[arg-type]
+            raise DataDirError(f"the key on the token ({uri}) is not the CA's key: its "
+                               f"fingerprint is {keys.fingerprint(key.public_key())}, the CA "
+                               f"certificate's {keys.fingerprint(ca)}")  # type: ignore[arg-type]
         return key
 
     def load_crl(self) -> x509.CertificateRevocationList:

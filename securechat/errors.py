@@ -71,6 +71,7 @@ ERRORS: dict[str, tuple[Alert, str]] = {
     "unknown-user": (Alert.HANDSHAKE_FAILED, "unknown user"),
     "revoked-user": (Alert.HANDSHAKE_FAILED, "user is revoked"),
     "peer-rejected": (Alert.HANDSHAKE_FAILED, "peer identity rejected"),
+    "signing-failed": (Alert.HANDSHAKE_FAILED, "our key held elsewhere could not sign"),
     # records
     "record-replayed": (Alert.BAD_RECORD, "record counter already used (replay)"),
     "record-gap": (Alert.BAD_RECORD, "record counter skips ahead (reordered or dropped record)"),

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from securechat.crypto import keys
 from securechat.crypto.x509 import is_host_name
+from securechat.extsign import CaKey, ca_public_key, sign_certificate, sign_crl
 
 CA_DAYS = 3650
 SERVER_DAYS = 365
@@ -106,30 +107,32 @@ def new_server_key(kind: str = "ed25519") -> keys.PrivateKey:
     raise ValueError(f"unknown server key type {kind!r}: use one of {', '.join(SERVER_KEY_TYPES)}")
 
 
-def new_ca(common_name: str, now: datetime.datetime, days: int = CA_DAYS
-           ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def new_ca(common_name: str, now: datetime.datetime, days: int = CA_DAYS,
+           key: CaKey | None = None) -> tuple[CaKey, x509.Certificate]:
     """
-    A new CA: its ECDSA P-256 key and self-signed certificate.
+    A new CA: its ECDSA P-256 key (made here, or C{key}, one on a token)
+    and self-signed certificate.
     """
     check_days(days, "CA certificate")
-    key = ec.generate_private_key(ec.SECP256R1())
+    if key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
+    public = ca_public_key(key)
     name = _name(common_name)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+    ski = x509.SubjectKeyIdentifier.from_public_key(public)
+    cert = sign_certificate(
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(name).issuer_name(name).public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE).not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(ca=True), critical=True)
         .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False),
+        key)
     return key, cert
 
 
-def _leaf(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, subject: str,
+def _leaf(ca_key: CaKey, ca_cert: x509.Certificate, subject: str,
           public_key: keys.PublicKey, now: datetime.datetime, days: int) -> x509.CertificateBuilder:
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return (
@@ -159,7 +162,7 @@ def subject_alt_names(names: Iterable[str]) -> list[x509.GeneralName]:
 
 
 def issue_server_certificate(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, public_key: keys.PublicKey,
+    ca_key: CaKey, ca_cert: x509.Certificate, public_key: keys.PublicKey,
     names: Sequence[str], now: datetime.datetime, days: int = SERVER_DAYS,
 ) -> x509.Certificate:
     """
@@ -173,31 +176,29 @@ def issue_server_certificate(
         raise ValueError(f"the first server name becomes the certificate's common name, so it must be "
                          f"at most 64 characters: {names[0]!r}")
     check_days(days, "server certificate")
-    return (
+    return sign_certificate(
         _leaf(ca_key, ca_cert, names[0], public_key, now, days)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(subject_alt_names(names)), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+        .add_extension(x509.SubjectAlternativeName(subject_alt_names(names)), critical=False),
+        ca_key)
 
 
 def issue_user_certificate(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, user: str,
+    ca_key: CaKey, ca_cert: x509.Certificate, user: str,
     public_key: keys.PublicKey, now: datetime.datetime, days: int = USER_DAYS,
 ) -> x509.Certificate:
     """
     A client certificate (CN = user name, extendedKeyUsage clientAuth).
     """
     check_days(days, "user certificate")
-    return (
+    return sign_certificate(
         _leaf(ca_key, ca_cert, user, public_key, now, days)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False),
+        ca_key)
 
 
 def issue_crl(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+    ca_key: CaKey, ca_cert: x509.Certificate,
     revoked: Iterable[tuple[int, datetime.datetime]], number: int, now: datetime.datetime,
     days: int = CRL_DAYS,
 ) -> x509.CertificateRevocationList:
@@ -218,7 +219,7 @@ def issue_crl(
     for serial, when in revoked:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
-    return builder.sign(ca_key, hashes.SHA256())
+    return sign_crl(builder, ca_key)
 
 
 def check_csr(csr: x509.CertificateSigningRequest, registered: keys.PublicKey) -> None:

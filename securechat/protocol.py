@@ -8,7 +8,10 @@ L{securechat.crypto.handshake.Connection}, writes what it produces, enforces
 the handshake deadline, and hands the interesting events to a I{delegate}
 (an L{ISessionDelegate}): the relay's per-user session, or the client's.
 Deciding whether to trust the peer's identity is the delegate's job and may
-be asynchronous (return a L{Deferred}).
+be asynchronous (return a L{Deferred}).  A key held on a token signs off the
+reactor thread (L{securechat.signing.sign_later}, with C{sign_timeout}): the
+handshake waits in WAIT_SIGN meanwhile, and fails with C{signing-failed}
+when the token cannot sign or does not answer.
 
 On any protocol error the alert is written and the connection closed; if the
 peer does not let it close within C{abort_after} seconds it is aborted.
@@ -38,12 +41,15 @@ from securechat.crypto.events import (
     MessageReceived,
     PeerIdentityReceived,
     RawMessages,
+    SignatureNeeded,
 )
 from securechat.crypto.handshake import Connection, State
 from securechat.delegate import IRawMessageDelegate, ISessionDelegate, PeerRejected
 from securechat.errors import Alert, LocalProtocolError, ProtocolError, RemoteProtocolError
 from securechat.keepalive import KEEPALIVE_CHECKS, KeepaliveSweep
+from securechat.crypto.signer import SigningError, as_signer
 from securechat.outbound import EndOfTurn, OutboundQueue
+from securechat.signing import DEFAULT_SIGN_TIMEOUT, ThreadRunner, sign_later
 from securechat.wire.messages import Identity, Message, Ping, Pong
 
 #: Room kept in a record for its header and tag (and some slack), when
@@ -72,12 +78,18 @@ class SecureChatProtocol(Protocol):
         idle_timeout: float | None = None,
         end_of_turn: EndOfTurn | None = None,
         keepalive: KeepaliveSweep | None = None,
+        sign_timeout: float = DEFAULT_SIGN_TIMEOUT,
+        sign_runner: ThreadRunner | None = None,
     ) -> None:
         self.config = config
         self.delegate = delegate
         self.clock = clock
         self.handshake_timeout = handshake_timeout
         self.abort_after = abort_after
+        self.sign_timeout = sign_timeout
+        #: Runs the token's blocking sign call (None: a daemon thread,
+        #: L{securechat.signing.in_daemon_thread}).
+        self.sign_runner = sign_runner
         self.idle_timeout = idle_timeout
         if idle_timeout and keepalive is None:
             keepalive = KeepaliveSweep(clock, idle_timeout / KEEPALIVE_CHECKS)
@@ -90,6 +102,7 @@ class SecureChatProtocol(Protocol):
         self._abort: IDelayedCall | None = None
         self._ended = False
         self._pending_verification: Deferred[Any] | None = None
+        self._pending_signature: Deferred[bytes] | None = None
         self._producer: Any = None
         self.error: ProtocolError | None = None
         self._turn = end_of_turn or EndOfTurn(clock)
@@ -124,6 +137,8 @@ class SecureChatProtocol(Protocol):
         self.outbound.clear()
         if self._pending_verification is not None:
             self._pending_verification.cancel()
+        if self._pending_signature is not None:
+            self._pending_signature.cancel()
         if self.connection.state not in (State.CLOSED, State.FAILED):
             self._end(RemoteProtocolError("connection-closed", "connection lost"))
         else:
@@ -160,6 +175,16 @@ class SecureChatProtocol(Protocol):
         flush, not per message).
         """
         self.outbound.push(message)
+
+    def sign_later(self, message: bytes) -> Deferred[bytes]:
+        """
+        Our key's signature of C{message}, at once for a key in memory,
+        else from the token in a thread, with C{sign_timeout}
+        (L{securechat.signing.sign_later}).  For the delegate, which signs
+        end-to-end handshakes (and, later, letters) with the same key.
+        """
+        return sign_later(as_signer(self.config.private_key), message, self.clock,
+                          self.sign_timeout, self.sign_runner)
 
     def register_producer(self, producer: Any) -> None:
         """
@@ -224,6 +249,8 @@ class SecureChatProtocol(Protocol):
                         self._handle(self.connection.fail(e))
             elif isinstance(event, PeerIdentityReceived):
                 self._verify(event.identity)
+            elif isinstance(event, SignatureNeeded):
+                self._sign(event.content)
             elif isinstance(event, HandshakeComplete):
                 if fails:
                     continue
@@ -285,6 +312,26 @@ class SecureChatProtocol(Protocol):
 
         d.addCallbacks(accepted, rejected)
         d.addErrback(lambda f: self._log.failure("handling a verified peer failed", f))
+
+    def _sign(self, content: bytes) -> None:
+        # The token signs in a thread; the handshake waits in WAIT_SIGN.
+        d = self._pending_signature = self.sign_later(content)
+
+        def signed(signature: bytes) -> None:
+            self._pending_signature = None
+            if self.connection.state is State.WAIT_SIGN:
+                self._handle(self.connection.signature_ready(signature))
+
+        def failed(failure: Failure) -> None:
+            self._pending_signature = None
+            if self.connection.state is not State.WAIT_SIGN or failure.check(CancelledError):
+                return  # the connection went away meanwhile
+            detail = (str(failure.value) if failure.check(SigningError)
+                      else "the token failed to sign")
+            self._handle(self.connection.signing_failed(detail))
+
+        d.addCallbacks(signed, failed)
+        d.addErrback(lambda f: self._log.failure("handling a token signature failed", f))
 
     def _seal_posted(self, plaintext: bytes) -> None:
         if self.connection.state is State.ESTABLISHED:

@@ -210,7 +210,20 @@ class ConfigFileTests(unittest.TestCase):
         e = self.assertRaises(ClientError, settings, ["--config", self.config])
         self.assertEqual(str(e), f"{self.config}: unknown key 'colour' in [securechat]; the keys "
                                  "are server, ca, server-name, user, key, passphrase-file, "
-                                 "known-peers")
+                                 "known-peers, pkcs11-module")
+
+    def test_percentInConfigFile(self) -> None:
+        """
+        A lone % in the config file (a PKCS#11 URI's escapes) is one line
+        saying to write %%, not a traceback; %% reads as %.
+        """
+        self.write("[securechat]\nkey = pkcs11:token=My%20Card\n")
+        e = self.assertRaises(ClientError, settings, ["--config", self.config])
+        self.assertEqual(str(e), f"{self.config}: '%' must be followed by '%' or '(', found: "
+                                 "'%20Card' (write a % as %% in the config file, e.g. in a "
+                                 "PKCS#11 URI)")
+        self.write("[securechat]\nkey = pkcs11:token=My%%20Card\nuser = a\nca = c\n")
+        self.assertEqual(settings(["--config", self.config])["key"], "pkcs11:token=My%20Card")
 
     def test_unknownSectionRefused(self) -> None:
         """

@@ -13,7 +13,7 @@ import datetime
 import getpass
 import os
 import sys
-from typing import Callable, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from securechat import __version__, pki
 from securechat.crypto import keys
 from securechat.crypto.keys import KeyFormatError
+from securechat.crypto.signer import SigningError
 from securechat.datadir import DataDir
 from securechat.datafiles import CorruptDataDir, DataDirError, atomic_write
 from securechat.server.store import maintenance
@@ -94,6 +95,9 @@ class Admin:
         self.out = out
         self.now = now
         self.stdin = stdin
+        #: Token keys opened by this command, closed when it ends (which
+        #: logs out of the token).
+        self.opened: list[Any] = []
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -134,18 +138,64 @@ class Admin:
         if self.data.initialized():  # before asking for a passphrase it would not use
             raise AdminError(f"{self.data.path} already has a CA ({self.data.ca_cert_path}); "
                              "not overwriting it")
-        passphrase = self.new_ca_passphrase(a)
+        token = None
+        if a.ca_key is not None:
+            if a.ca_passphrase_file is not None:
+                raise AdminError("--ca-key (a key on a token) has no passphrase: drop "
+                                 "--ca-passphrase-file")
+            if "pin-value=" in a.ca_key:
+                raise AdminError("the --ca-key URI is kept in ca/ca.key: give the PIN with "
+                                 "pin-source=file:PATH or on the terminal, not pin-value")
+            token = self.open_token(a, a.ca_key)
+            passphrase = None
+        else:
+            passphrase = self.new_ca_passphrase(a)
         with self.data.locked():
             self.data.init(a.server_name, self.now(), ca_name=a.ca_name,
                            ca_passphrase=passphrase,
-                           server_key_type=a.server_key_type, days=a.days)
+                           server_key_type=a.server_key_type, days=a.days,
+                           ca_token=token, ca_token_uri=a.ca_key)
         self.say(f"created the CA and the relay's certificate for {', '.join(a.server_name)} "
                  f"in {self.data.path}")
+        if token is not None:
+            self.say(f"the CA key is {token.describe()} ({a.ca_key}); the operations that "
+                     "sign (revoke, refresh-crl, rotate-server-cert, issue-cert) ask the token")
         self.say(f"give users the CA certificate {self.data.ca_cert_path}")
+
+    def open_token(self, a: argparse.Namespace, uri: str) -> Any:
+        """
+        Log in to the token key C{uri} names (the PIN from the URI's
+        pin-source, the PIN pad, or asked on the terminal).
+        """
+        from securechat.token import TokenError, open_key
+        prompt = getpass.getpass if self.stdin.isatty() else None
+        try:
+            key = open_key(uri, getattr(a, "pkcs11_module", None), prompt, self.say)
+        except TokenError as e:
+            raise AdminError(str(e)) from None
+        self.opened.append(key)
+        return key
+
+    def new_public_key(self, a: argparse.Namespace) -> keys.PublicKey:
+        """
+        The user's public key: from the PEM file C{pubkey}, or read from
+        the token C{--from-token URI} names (no PIN needed).
+        """
+        if (a.pubkey is None) == (a.from_token is None):
+            raise AdminError("give the public key file or --from-token URI (one of them)")
+        if a.from_token is None:
+            if a.pkcs11_module:
+                raise AdminError("--pkcs11-module goes with --from-token")
+            return keys.load_public_key(_read(a.pubkey, "public key"))
+        from securechat.token import TokenError, read_public_key
+        try:
+            return read_public_key(a.from_token, a.pkcs11_module)
+        except TokenError as e:
+            raise AdminError(str(e)) from None
 
     def add_user(self, a: argparse.Namespace) -> None:
         check_user_name(a.name)
-        key = keys.load_public_key(_read(a.pubkey, "public key"))
+        key = self.new_public_key(a)
         with self.data.locked():
             record = self.data.add_user(a.name, key, self.now())
         self.say(f"added {record.name} ({record.key_type}, {record.fingerprint}); "
@@ -191,7 +241,7 @@ class Admin:
                  f"their logins at once and ends an open session within {RELAY_RELOAD_SECONDS} seconds")
 
     def rekey(self, a: argparse.Namespace) -> None:
-        key = keys.load_public_key(_read(a.pubkey, "public key"))
+        key = self.new_public_key(a)
         with self.data.locked():
             old = self.data.lookup_user(a.name)
             passphrase = self.ca_passphrase(a) if old.certificates and not old.revoked else None
@@ -312,10 +362,24 @@ def parser() -> argparse.ArgumentParser:
         _global_options(sp, suppress=True)
         return sp
 
-    def ca_pass(sp: argparse.ArgumentParser) -> None:
+    def from_token(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--from-token", metavar="URI",
+                        help="read the public key from a smart card or token instead: a "
+                        "PKCS#11 URI, e.g. 'pkcs11:token=LABEL;object=KEY' (no PIN needed)")
+        sp.add_argument("--pkcs11-module", metavar="PATH",
+                        help="the PKCS#11 module for --from-token (and for the CA key, if "
+                        "it is on a token), e.g. "
+                        "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so "
+                        "[default: module-path in the URI]")
+
+    def ca_pass(sp: argparse.ArgumentParser, module: bool = True) -> None:
         sp.add_argument("--ca-passphrase-file", metavar="FILE",
                         help="file with the CA key's passphrase, if it has one "
                         "[default: ask on the terminal]")
+        if module:
+            sp.add_argument("--pkcs11-module", metavar="PATH",
+                            help="the PKCS#11 module, if the CA key is on a token (init "
+                            "--ca-key) [default: module-path in its URI]")
 
     sp = command("init", "create the CA, the relay's certificate and an empty user list")
     sp.add_argument("--server-name", action="append", required=True, metavar="NAME",
@@ -328,6 +392,12 @@ def parser() -> argparse.ArgumentParser:
                         "[default: ask on a terminal (empty: unencrypted), else unencrypted]")
     secret.add_argument("--no-ca-passphrase", action="store_true",
                         help="store the CA key unencrypted without asking")
+    sp.add_argument("--ca-key", metavar="URI",
+                    help="keep the CA key on a smart card or token instead: the PKCS#11 URI "
+                    "of an ECDSA P-256 key on it, e.g. 'pkcs11:token=CA;object=ca' (kept in "
+                    "ca/ca.key; later commands that sign ask the token)")
+    sp.add_argument("--pkcs11-module", metavar="PATH",
+                    help="the PKCS#11 module for --ca-key [default: module-path in the URI]")
     sp.add_argument("--server-key-type", choices=pki.SERVER_KEY_TYPES, default="ed25519",
                     help="the relay's key type [default: %(default)s]")
     sp.add_argument("--days", type=_days, default=pki.SERVER_DAYS,
@@ -337,7 +407,9 @@ def parser() -> argparse.ArgumentParser:
     sp = command("add-user", "register a user from a PEM public key "
                  "(Ed25519, ECDSA P-256, RSA 2048-4096); a running relay accepts them at once")
     sp.add_argument("name", help="the user's name")
-    sp.add_argument("pubkey", help="PEM public key file (e.g. from openssl pkey -pubout)")
+    sp.add_argument("pubkey", nargs="?",
+                    help="PEM public key file (e.g. from openssl pkey -pubout)")
+    from_token(sp)
     sp.set_defaults(run=Admin.add_user)
 
     sp = command("new-user", "generate an Ed25519 key pair for a user and register it")
@@ -355,8 +427,9 @@ def parser() -> argparse.ArgumentParser:
     sp = command("rekey", "give a user a new public key (also a revoked user, who becomes "
                  "active again); the old key is refused from then on and kept in the history")
     sp.add_argument("name", help="the user's name")
-    sp.add_argument("pubkey", help="PEM public key file with the new key")
-    ca_pass(sp)
+    sp.add_argument("pubkey", nargs="?", help="PEM public key file with the new key")
+    from_token(sp)
+    ca_pass(sp, module=False)  # from_token's --pkcs11-module serves both
     sp.set_defaults(run=Admin.rekey)
 
     sp = command("revoke", "revoke a user (and their certificates) and reissue the CRL")
@@ -426,18 +499,22 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     data = DataDir(args.data_dir or default_data_dir(), allow_readable_keys=args.allow_readable_keys)
     admin = Admin(data, out, now or (lambda: datetime.datetime.now(datetime.timezone.utc)),
                   stdin or sys.stdin)
+    data.ca_token_opener = lambda uri: admin.open_token(args, uri)
     try:
         # Nothing in a directory another user could have changed is believed.
         data.verify()
         args.run(admin, args)
     except (AdminError, DataDirError, CorruptDataDir, KeyFormatError, BadUserName, ValueError,
-            MaintenanceError, UnusableDatabase) as e:
+            MaintenanceError, UnusableDatabase, SigningError) as e:
         err.write(f"{PROG}: error: {e}\n")
         return 1
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         err.write(f"{PROG}: error: {where}{e.strerror or e}\n")
         return 1
+    finally:
+        for key in admin.opened:
+            key.close()
     return 0
 
 

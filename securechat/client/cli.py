@@ -5,7 +5,7 @@ C{securechat-client}: connect to a relay and chat from the terminal.
 Settings come from the command line, else from the config file
 (C{$XDG_CONFIG_HOME/securechat/client.ini}, section C{[securechat]}, keys
 named like the long options: C{server}, C{ca}, C{server-name}, C{user},
-C{key}, C{passphrase-file}, C{known-peers}), so daily use is
+C{key}, C{passphrase-file}, C{known-peers}, C{pkcs11-module}), so daily use is
 C{securechat-client} alone.  In a path, a leading C{~} is the user's home
 and C{$VAR} or C{${VAR}} an environment variable (an unset one is refused,
 named); an unknown key or section is refused, naming the closest valid key.
@@ -53,6 +53,7 @@ from securechat.client.terminal import ChatTerminal
 from securechat.client.view import ChatView
 from securechat.crypto import keys
 from securechat.crypto.config import CLIENT_SERVER, Config, Role
+from securechat.crypto.signer import ExternalKey
 from securechat.crypto.suites import DEFAULT_OFFER, SUITES
 from securechat.errors import Alert, PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import SecureChatProtocol
@@ -84,7 +85,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server-name", help="name the relay's certificate must carry "
                    "[default: the host in --server, or localhost for unix:]")
     p.add_argument("--user", help="your user name")
-    p.add_argument("--key", help="your private key (PEM)")
+    p.add_argument("--key", help="your private key: a PEM file, or a key on a smart card or "
+                   "token as a PKCS#11 URI, 'pkcs11:token=LABEL;object=KEY' (the PIN is asked "
+                   "for, or read from ?pin-source=file:PATH, or typed on the token's PIN pad)")
+    p.add_argument("--pkcs11-module", help="the PKCS#11 module for a pkcs11: --key, e.g. "
+                   "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so [default: module-path in the URI]")
     p.add_argument("--passphrase-file", help="file holding the key's passphrase "
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys; seen_crls.json, the newest CRL seen from the "
@@ -168,6 +173,38 @@ def read_private_key(path: str, passphrase_file: str | None, stdin: TextIO) -> k
         raise ClientError(f"{path}: {e}") from None
 
 
+def read_key(conf: dict[str, Any], stdin: TextIO,
+             say: Any = None) -> keys.PrivateKey | ExternalKey:
+    """
+    The user's key: a PEM file (L{read_private_key}), or a key on a token
+    when C{--key} is a PKCS#11 URI (logged in now, its public key read and
+    its mechanism checked, so that any problem is told before connecting).
+    """
+    from securechat.p11uri import is_pkcs11_uri
+
+    where = conf["key"]
+    if not is_pkcs11_uri(where):
+        if conf.get("pkcs11-module"):
+            raise ClientError("--pkcs11-module is only for a key on a token (--key pkcs11:...)")
+        return read_private_key(where, conf.get("passphrase-file"), stdin)
+    from securechat.token import TokenError, open_key
+
+    def warn(line: str) -> None:
+        (say or (lambda text: sys.stderr.write(text + "\n")))(f"{PROG}: {line}")
+
+    prompt = None
+    if stdin.isatty():
+        def prompt(text: str) -> str:
+            return getpass.getpass(text)
+    try:
+        key = open_key(where, conf.get("pkcs11-module"), prompt, warn)
+    except TokenError as e:
+        raise ClientError(str(e)) from None
+    warn(f"signing with {key.describe()}, fingerprint {keys.fingerprint(key.public_key())} "
+         "(it must be the key registered for you)")
+    return key
+
+
 def read_ca(path: str) -> cx509.Certificate:
     try:
         with open(path, "rb") as f:
@@ -248,7 +285,7 @@ def is_final(error: Any) -> bool:
         return error.peer_alert in (Alert.HANDSHAKE_FAILED, Alert.ACCESS_REVOKED,
                                     Alert.SESSION_REPLACED, Alert.UNSUPPORTED_VERSION,
                                     Alert.NO_COMMON_SUITE)
-    return error.code in ("bad-certificate", "wrong-identity-kind", "bad-signature",
+    return error.code in ("bad-certificate", "wrong-identity-kind", "bad-signature", "signing-failed",
                           "bad-handshake-record", "suite-not-offered", "unsupported-version")
 
 
@@ -292,7 +329,7 @@ class RelaySession(ChatClient):
         connection: the line that says why.
     """
 
-    def __init__(self, user: str, private_key: keys.PrivateKey, terminal: FrontEnd,
+    def __init__(self, user: str, private_key: keys.PrivateKey | ExternalKey, terminal: FrontEnd,
                  verify: ServerVerifier, pins: PinStore, finish: Any) -> None:
         super().__init__(user, private_key, terminal, verify, pins)
         self.terminal = terminal
@@ -300,6 +337,14 @@ class RelaySession(ChatClient):
         self.tls_failure: str | None = None
 
     def connection_ended(self, reason: ProtocolError | None) -> None:
+        key = self.private_key
+        if (isinstance(key, ExternalKey) and isinstance(reason, PeerAlert) and not self.logged_in
+                and reason.peer_alert == Alert.HANDSHAKE_FAILED):
+            # With a key on a token, the likely cause is the wrong key on it.
+            reason = FinalError(
+                f"the relay refused the login: the user name is unknown or revoked, or the key "
+                f"on the token (fingerprint {keys.fingerprint(key.public_key())}) is not the "
+                f"one registered for {self.user}")
         if reason is not None:
             if self.tls_failure is not None and reason.code == "connection-closed":
                 if self.logged_in:
@@ -346,7 +391,7 @@ class SessionFactory(Factory):
     connection attempt, and points the terminal at it.
     """
 
-    def __init__(self, reactor: Any, user: str, private_key: keys.PrivateKey,
+    def __init__(self, reactor: Any, user: str, private_key: keys.PrivateKey | ExternalKey,
                  terminal: FrontEnd, verify: ServerVerifier, pins: PinStore,
                  finish: Any) -> None:
         self.reactor = reactor
@@ -405,7 +450,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         conf = settings(argv)
         check_user_name(conf["user"])
         ca = read_ca(conf["ca"])
-        private_key = read_private_key(conf["key"], conf.get("passphrase-file"), sys.stdin)
+        private_key = read_key(conf, sys.stdin)
         pins = PinStore(conf["known-peers"])
         crls = CrlStore(crl_state_path(conf["known-peers"]))
         endpoint = relay_endpoint(reactor, conf["server"], ca.public_bytes(Encoding.PEM),

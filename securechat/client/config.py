@@ -14,9 +14,10 @@ import re
 
 
 #: The settings, by long option name; the config file takes the same keys.
-KEYS = ("server", "ca", "server-name", "user", "key", "passphrase-file", "known-peers")
+KEYS = ("server", "ca", "server-name", "user", "key", "passphrase-file", "known-peers",
+        "pkcs11-module")
 #: The settings that are paths (a leading C{~} is expanded).
-PATH_KEYS = ("ca", "key", "passphrase-file", "known-peers")
+PATH_KEYS = ("ca", "key", "passphrase-file", "known-peers", "pkcs11-module")
 
 
 class ClientError(Exception):
@@ -61,7 +62,8 @@ EXAMPLE_CONFIG = """\
 # The name the relay's certificate must carry (default: the host above).
 #server-name = chat.example.org
 
-# Your user name and your private key (PEM).
+# Your user name and your private key (PEM), or a key on a smart card or
+# token as a PKCS#11 URI (write each % in it as %%).
 #user = alice
 #key = ~/.config/securechat/me.key
 
@@ -70,6 +72,9 @@ EXAMPLE_CONFIG = """\
 
 # Pinned peer keys (default: known_peers beside this file).
 #known-peers = ~/.config/securechat/known_peers
+
+# The PKCS#11 module for a key on a token (OpenSC's for most smart cards).
+#pkcs11-module = /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
 """
 
 
@@ -102,7 +107,13 @@ def read_config(path: str) -> dict[str, str]:
         if section != "securechat":
             raise ClientError(f"{path}: unknown section [{section}]; the settings go in [securechat]")
     settings: dict[str, str] = {}
-    found = cp.items("securechat") if cp.has_section("securechat") else list(cp.defaults().items())
+    try:
+        found = (cp.items("securechat") if cp.has_section("securechat")
+                 else list(cp.defaults().items()))
+    except configparser.InterpolationError as e:
+        # A PKCS#11 URI's percent escapes, say: ConfigParser reads % itself.
+        raise ClientError(f"{path}: {e.message.splitlines()[0]} (write a % as %% in the "
+                          "config file, e.g. in a PKCS#11 URI)") from None
     for raw, value in found:
         key = raw.replace("_", "-")
         if key not in KEYS:

@@ -48,10 +48,12 @@ import time
 from collections import deque
 from typing import Callable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from securechat.crypto import keys
+from securechat.crypto.signer import ExternalKey
 from securechat.crypto.config import END_TO_END, Config, Role
 from securechat.crypto.handshake import Connection
 from securechat.client.endtoend import PRE_AUTH_MAX_FRAME, EndToEndChats, PeerChat
@@ -112,7 +114,7 @@ class ChatClient(EndToEndChats):
     def __init__(
         self,
         user: str,
-        private_key: keys.PrivateKey,
+        private_key: keys.PrivateKey | ExternalKey,
         view: ChatView,
         verify_server: ServerVerifier,
         pins: PinStore,
@@ -181,6 +183,9 @@ class ChatClient(EndToEndChats):
         self._online_asked.clear()
         was_logged_in, self.logged_in = self.logged_in, False
         self.view.disconnected(describe_error(reason, was_logged_in))
+
+    def _sign_later(self, content: bytes) -> Deferred[bytes]:
+        return self.protocol.sign_later(content)
 
     # -- what the user can do -------------------------------------------------
 

@@ -10,7 +10,7 @@ L{securechat.client.core} (docs/protocol.rst, section 12).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from securechat.client.rules import out_of_order
 from securechat.client.view import ChatView
@@ -22,12 +22,17 @@ from securechat.crypto.events import (
     HandshakeComplete,
     MessageReceived,
     PeerIdentityReceived,
+    SignatureNeeded,
 )
-from securechat.crypto.handshake import Connection
+from securechat.crypto.handshake import Connection, State
 from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError, UnauthenticatedAlert
 from securechat.wire.e2e import End, Ready, Text
 from securechat.wire.messages import Message, UserIdentity
 from securechat.wire.relay import ChatStop, Relay
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
 
 #: The largest end-to-end frame accepted before the peer is authenticated
 #: (docs/protocol.rst 12.1): the default pre-handshake maximum of section 3,
@@ -64,6 +69,9 @@ class EndToEndChats:
 
     view: ChatView
     _send: Callable[[Message], bool]
+    #: Our key's signature of some bytes, later (a key on a token signs in
+    #: a thread: L{securechat.protocol.SecureChatProtocol.sign_later}).
+    _sign_later: Callable[[bytes], "Deferred[bytes]"]
 
     def _handle_e2e(self, chat: PeerChat, events: list[Event]) -> None:
         for event in events:
@@ -75,6 +83,9 @@ class EndToEndChats:
                     return
                 self._handle_e2e(chat, chat.connection.accept_peer(chat.peer_key))
                 return
+            if isinstance(event, SignatureNeeded):
+                self._sign_e2e(chat, event.content)
+                continue
             if isinstance(event, HandshakeComplete):
                 if not chat.connection.is_initiator:
                     chat.connection.send(Ready())
@@ -98,6 +109,20 @@ class EndToEndChats:
             elif isinstance(event, ConnectionClosed):
                 pass
         self._flush_e2e(chat)
+
+    def _sign_e2e(self, chat: PeerChat, content: bytes) -> None:
+        # Our key is on a token: the end-to-end handshake waits (WAIT_SIGN)
+        # for its signature, made off the reactor thread.
+        def signed(signature: bytes) -> None:
+            if chat.connection.state is State.WAIT_SIGN:
+                self._handle_e2e(chat, chat.connection.signature_ready(signature))
+
+        def failed(failure: Failure) -> None:
+            if chat.connection.state is State.WAIT_SIGN:
+                detail = str(failure.value) or "the token failed to sign"
+                self._handle_e2e(chat, chat.connection.signing_failed(detail))
+
+        self._sign_later(content).addCallbacks(signed, failed)
 
     def _secured(self, chat: PeerChat) -> None:
         chat.secured = True

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from securechat.crypto import keys
+from securechat.crypto.signer import ExternalKey
 from securechat.crypto.suites import DEFAULT_OFFER
 from securechat.wire.messages import CORE_MESSAGES, Identity, Registry
 
@@ -42,6 +43,9 @@ class Config:
     """
     Everything one side of a connection needs.
 
+    @ivar private_key: our long-term key: in memory (signed with at once),
+        or an L{ExternalKey} (a token: the handshake asks for the signature
+        with a L{SignatureNeeded} event).
     @ivar identity: what we send to prove who we are; the private key must
         belong to it (the server certificate's key, or the user's key).
     @ivar registry: the inner messages the application speaks, on top of
@@ -54,7 +58,7 @@ class Config:
 
     context: int
     role: Role
-    private_key: keys.PrivateKey
+    private_key: keys.PrivateKey | ExternalKey
     identity: Identity
     suites: tuple[int, ...] = DEFAULT_OFFER
     registry: Registry = CORE_MESSAGES

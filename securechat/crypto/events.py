@@ -26,6 +26,19 @@ class PeerIdentityReceived:
 
 
 @dataclass(frozen=True)
+class SignatureNeeded:
+    """
+    Our key is held elsewhere (L{securechat.crypto.signer.ExternalKey}):
+    sign C{content} with it, exactly these bytes, under C{scheme}, then call
+    L{Connection.signature_ready} with the signature, or
+    L{Connection.signing_failed}.  Input is held back meanwhile.
+    """
+
+    scheme: int
+    content: bytes
+
+
+@dataclass(frozen=True)
 class HandshakeComplete:
     """
     Both sides are authenticated; application messages may flow.
@@ -79,11 +92,11 @@ class ConnectionFailed:
     error: ProtocolError
 
 
-Event = Union[PeerIdentityReceived, HandshakeComplete, MessageReceived, RawMessages,
-              ConnectionClosed, ConnectionFailed]
+Event = Union[PeerIdentityReceived, SignatureNeeded, HandshakeComplete, MessageReceived,
+              RawMessages, ConnectionClosed, ConnectionFailed]
 
 
 __all__ = [
     "ConnectionClosed", "ConnectionFailed", "Event", "HandshakeComplete", "MessageReceived",
-    "PeerIdentityReceived", "RawMessages",
+    "PeerIdentityReceived", "RawMessages", "SignatureNeeded",
 ]

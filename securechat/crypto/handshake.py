@@ -35,12 +35,19 @@ States and what each accepts (the one transition table is L{_ACCEPTS}):
     WAIT_REPLY   initiator                          HELLO_REPLY, ALERT
     WAIT_AUTH    both                               RECORD(AUTH)
     WAIT_VERIFY  both, peer identity being checked  (input held back)
+    WAIT_SIGN    both, our key on a token signing   (input held back)
     ESTABLISHED  both                               RECORD(any registered message)
     CLOSED       peer or we closed cleanly          nothing
     FAILED       terminal error                     nothing
 
+WAIT_SIGN is entered only when our key is held elsewhere
+(L{securechat.crypto.signer.ExternalKey}): where we would sign our AUTH, we
+emit L{SignatureNeeded} and wait for L{Connection.signature_ready} (then go
+on as if we had signed at once) or L{Connection.signing_failed}.  A key in
+memory signs synchronously and never enters it.
+
 Anything else in a state is C{unexpected-message}, except that a plaintext
-ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, ESTABLISHED) is
+ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, WAIT_SIGN, ESTABLISHED) is
 C{unauthenticated-alert}: anyone on the path could have written it, so it
 is reported as the connection being interrupted, never believed.  Our own
 alerts go sealed whenever the peer can open them (L{Connection._alert_sealer}).
@@ -66,6 +73,7 @@ from securechat.crypto.events import (
     MessageReceived,
     PeerIdentityReceived,
     RawMessages,
+    SignatureNeeded,
 )
 from securechat.crypto.keyshare import exchange, new_key_share
 from securechat.crypto.peerproof import check_identity_kind, check_signature
@@ -77,6 +85,7 @@ from securechat.crypto.schedule import (
     handshake_secret,
     signature_content,
 )
+from securechat.crypto.signer import ExternalKey, SigningError, check_signature as check_own
 from securechat.crypto.suites import SUITES, Suite
 from securechat.errors import (
     Alert as AlertCode,
@@ -119,6 +128,7 @@ class State(enum.Enum):
     WAIT_REPLY = "WAIT_REPLY"
     WAIT_AUTH = "WAIT_AUTH"
     WAIT_VERIFY = "WAIT_VERIFY"
+    WAIT_SIGN = "WAIT_SIGN"
     ESTABLISHED = "ESTABLISHED"
     CLOSED = "CLOSED"
     FAILED = "FAILED"
@@ -131,6 +141,7 @@ _ACCEPTS: dict[State, frozenset[int]] = {
     State.WAIT_REPLY: frozenset({HELLO_REPLY, ALERT}),
     State.WAIT_AUTH: frozenset({RECORD}),
     State.WAIT_VERIFY: frozenset(),
+    State.WAIT_SIGN: frozenset(),
     State.ESTABLISHED: frozenset({RECORD}),
     State.CLOSED: frozenset(),
     State.FAILED: frozenset(),
@@ -139,7 +150,10 @@ _ACCEPTS: dict[State, frozenset[int]] = {
 _FRAME_TYPES = frozenset({HELLO, HELLO_REPLY, ALERT, RECORD})
 #: States in which we hold keys for the peer's records: a plaintext ALERT
 #: frame there is C{unauthenticated-alert}, never believed.
-_KEYED = frozenset({State.WAIT_AUTH, State.WAIT_VERIFY, State.ESTABLISHED})
+_KEYED = frozenset({State.WAIT_AUTH, State.WAIT_VERIFY, State.WAIT_SIGN, State.ESTABLISHED})
+#: States in which input is held back until the application answers.
+_HOLDING = frozenset({State.WAIT_VERIFY, State.WAIT_SIGN})
+_STOPPED = _HOLDING | {State.CLOSED, State.FAILED}
 _KEEPALIVE = frozenset({PING, PONG})
 
 
@@ -172,7 +186,7 @@ class Connection:
     __slots__ = ("config", "state", "suite", "peer_identity", "peer_key", "error", "_decoder",
                  "_registry", "_interval", "_out", "_transcript", "_ephemeral", "_key_share",
                  "_hs_secret", "_hs_send", "_hs_recv", "_pending_auth", "_sealer", "_opener",
-                 "_keepalive_run", "_raw_types")
+                 "_keepalive_run", "_raw_types", "_pending_sign", "_pending_peer")
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -198,6 +212,10 @@ class Connection:
         self._opener: RecordOpener | None = None
         self._keepalive_run = 0
         self._raw_types = config.raw_types
+        #: In WAIT_SIGN: the scheme and the bytes the external key signs.
+        self._pending_sign: tuple[int, bytes] | None = None
+        #: In WAIT_SIGN, initiator: the verified peer's key and identity.
+        self._pending_peer: tuple[keys.PublicKey, Identity] | None = None
 
     # -- public API ---------------------------------------------------------
 
@@ -231,10 +249,12 @@ class Connection:
         if self.state in (State.FAILED, State.CLOSED):
             return []
         self._decoder.feed(data)
-        if self.state is State.WAIT_VERIFY:
+        if self.state in _HOLDING:
             if self._decoder.buffered > self.config.max_held:
+                doing = ("our signature is made" if self.state is State.WAIT_SIGN
+                         else "the peer identity is checked")
                 return [self._fail(RemoteProtocolError(
-                    "limit-exceeded", "too much data while the peer identity is checked"))]
+                    "limit-exceeded", f"too much data while {doing}"))]
             return []
         return self._process()
 
@@ -252,8 +272,9 @@ class Connection:
             self._check_signature(auth, public_key)
             self._pending_auth = None
             self._absorb(auth.encode_body())
-            if self.is_initiator:
-                self._send_auth()
+            if self.is_initiator and not self._send_auth(events):
+                self._pending_peer = (public_key, auth.identity)
+                return events  # WAIT_SIGN: signature_ready() goes on
             self._enter_established(public_key, auth.identity, events)
         except ProtocolError as e:
             events.append(self._fail(e))
@@ -275,6 +296,50 @@ class Connection:
         # registered one with a bad signature (docs/protocol.rst, 5.1).
         self._check_signature(self._pending_auth, None)
         return [self._fail(RemoteProtocolError(code, detail))]
+
+    def signature_ready(self, signature: bytes) -> list[Event]:
+        """
+        The external key signed what L{SignatureNeeded} asked for: check the
+        signature against the key's public half, send our AUTH, and go on
+        where the handshake stopped (the initiator is then established; the
+        responder waits for the initiator's AUTH), processing input held
+        back meanwhile.  A signature that does not verify is
+        C{signing-failed}.
+        """
+        if self.state is not State.WAIT_SIGN or self._pending_sign is None:
+            raise LocalProtocolError("unexpected-message", "no signature is awaited")
+        scheme, content = self._pending_sign
+        self._pending_sign = None
+        events: list[Event] = []
+        try:
+            key = self.config.private_key
+            assert isinstance(key, ExternalKey)
+            try:
+                check_own(key, content, signature)
+            except SigningError as e:
+                raise LocalProtocolError("signing-failed", str(e)) from None
+            self._finish_auth(scheme, signature)
+            if self.is_initiator:
+                assert self._pending_peer is not None
+                public_key, identity = self._pending_peer
+                self._pending_peer = None
+                self._enter_established(public_key, identity, events)
+            else:
+                self.state = State.WAIT_AUTH
+        except ProtocolError as e:
+            events.append(self._fail(e))
+            return events
+        events.extend(self._process())
+        return events
+
+    def signing_failed(self, detail: str) -> list[Event]:
+        """
+        The external key could not sign (C{detail} says why, in one line):
+        fail with C{signing-failed}.
+        """
+        if self.state is not State.WAIT_SIGN:
+            raise LocalProtocolError("unexpected-message", "no signature is awaited")
+        return [self._fail(LocalProtocolError("signing-failed", detail))]
 
     def send(self, *messages: Message) -> None:
         """
@@ -344,7 +409,7 @@ class Connection:
     def _process(self) -> list[Event]:
         events: list[Event] = []
         try:
-            while self.state not in (State.WAIT_VERIFY, State.CLOSED, State.FAILED):
+            while self.state not in _STOPPED:
                 frame = self._decoder.next_frame()
                 if frame is None:
                     break
@@ -373,7 +438,7 @@ class Connection:
         elif ftype == ALERT:
             self._handle_alert(parse_frame(frame, Alert), events)
         elif ftype == HELLO:
-            self._handle_hello(frame)
+            self._handle_hello(frame, events)
         else:
             self._handle_reply(frame)
 
@@ -441,7 +506,7 @@ class Connection:
         self.state = State.FAILED
         events.append(ConnectionFailed(error))
 
-    def _handle_hello(self, frame: bytes) -> None:
+    def _handle_hello(self, frame: bytes, events: list[Event]) -> None:
         hello = parse_frame(frame, Hello)
         if hello.version != PROTOCOL_VERSION:
             raise RemoteProtocolError("unsupported-version", f"version {hello.version}")
@@ -461,8 +526,8 @@ class Connection:
         self._absorb(reply_frame)
         self._start_handshake_keys(shared)
         self._out.append(reply_frame)
-        self._send_auth()
-        self.state = State.WAIT_AUTH
+        if self._send_auth(events):
+            self.state = State.WAIT_AUTH
 
     def _handle_reply(self, frame: bytes) -> None:
         reply = parse_frame(frame, HelloReply)
@@ -540,13 +605,28 @@ class Connection:
         self._sealer = RecordSealer(self.suite, self._hs_send, self._interval)
         self._opener = RecordOpener(self.suite, self._hs_recv, self._interval)
 
-    def _send_auth(self) -> None:
-        assert self._sealer is not None and self._hs_send is not None
+    def _send_auth(self, events: list[Event]) -> bool:
+        """
+        Sign and send our AUTH, and return True; or, our key being held
+        elsewhere, ask for the signature (L{SignatureNeeded}), enter
+        WAIT_SIGN and return False.
+        """
         role = b"initiator" if self.is_initiator else b"responder"
         identity_bytes = _encoded_identity(self.config.identity)
         content = signature_content(
             self.config.context, role, self._transcript_hash(identity_bytes))
-        scheme, signature = keys.sign(self.config.private_key, content)
+        key = self.config.private_key
+        if isinstance(key, ExternalKey):
+            self._pending_sign = (key.scheme, content)
+            self.state = State.WAIT_SIGN
+            events.append(SignatureNeeded(key.scheme, content))
+            return False
+        self._finish_auth(*keys.sign(key, content))
+        return True
+
+    def _finish_auth(self, scheme: int, signature: bytes) -> None:
+        assert self._sealer is not None and self._hs_send is not None
+        identity_bytes = _encoded_identity(self.config.identity)
         signature_bytes = Auth(self.config.identity, scheme, signature, b"").signature_bytes()
         finished = finished_mac(self._hs_send, self._transcript_hash(identity_bytes, signature_bytes))
         # The AUTH body (Auth.encode_body) put together from the parts
@@ -613,6 +693,7 @@ class Connection:
             self._queue_alert(error.alert, reason, self._alert_sealer())
         self.state = State.FAILED
         self._pending_auth = None
+        self._pending_sign = self._pending_peer = None
         self._hs_secret = self._hs_send = self._hs_recv = None
         self._ephemeral = None
         return ConnectionFailed(error)
@@ -621,5 +702,5 @@ class Connection:
 __all__ = [
     "CLIENT_SERVER", "END_TO_END", "Config", "Connection", "ConnectionClosed",
     "ConnectionFailed", "Event", "HandshakeComplete", "MessageReceived",
-    "PeerIdentityReceived", "RawMessages", "Role", "State",
+    "PeerIdentityReceived", "RawMessages", "Role", "SignatureNeeded", "State",
 ]

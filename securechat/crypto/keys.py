@@ -248,10 +248,23 @@ def sign(key: PrivateKey, message: bytes) -> tuple[int, bytes]:
         return ED25519, key.sign(message)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
-        if s > _P256_ORDER // 2:
-            s = _P256_ORDER - s
-        return ECDSA_P256_SHA256, encode_dss_signature(r, s)
-    return RSA_PSS_SHA256, key.sign(message, _PSS, hashes.SHA256())
+        return ECDSA_P256_SHA256, ecdsa_der_low_s(r, s)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return RSA_PSS_SHA256, key.sign(message, _PSS, hashes.SHA256())
+    raise TypeError(f"cannot sign with {type(key).__name__} here: a key held on a token "
+                    "signs off the reactor thread (securechat.signing.sign_later)")
+
+
+def ecdsa_der_low_s(r: int, s: int) -> bytes:
+    """
+    The strict DER encoding of the P-256 signature C{(r, s)} in its low-S
+    form (s replaced by n - s when above n/2), as L{verify} demands.  For
+    signatures made elsewhere too: a token's raw C{r || s}
+    (L{securechat.token}).
+    """
+    if s > _P256_ORDER // 2:
+        s = _P256_ORDER - s
+    return encode_dss_signature(r, s)
 
 
 def verify(key: PublicKey, scheme: int, signature: bytes, message: bytes) -> None:
