@@ -28,6 +28,7 @@ import argparse
 import datetime
 import getpass
 import os
+import sqlite3
 import sys
 from typing import Any, Protocol, Sequence, TextIO
 
@@ -48,6 +49,7 @@ from securechat.client.config import (  # noqa: F401 -- re-exported for callers
 )
 from securechat.client.core import ChatClient, ServerVerifier
 from securechat.client.endpoint import describe_tls_failure
+from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStore
 from securechat.client.terminal import ChatTerminal
 from securechat.client.view import ChatView
@@ -57,7 +59,7 @@ from securechat.crypto.suites import DEFAULT_OFFER, SUITES
 from securechat.errors import Alert, PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import SecureChatProtocol
 from securechat.wire.messages import CertificateIdentity, UserIdentity
-from securechat.wire.relay import FROM_SERVER
+from securechat.wire.mailbox import MAILBOX_FROM_SERVER
 
 PROG = "securechat-client"
 
@@ -293,8 +295,9 @@ class RelaySession(ChatClient):
     """
 
     def __init__(self, user: str, private_key: keys.PrivateKey, terminal: FrontEnd,
-                 verify: ServerVerifier, pins: PinStore, finish: Any) -> None:
-        super().__init__(user, private_key, terminal, verify, pins)
+                 verify: ServerVerifier, pins: PinStore, finish: Any,
+                 letters: LetterStore | None = None) -> None:
+        super().__init__(user, private_key, terminal, verify, pins, letters=letters)
         self.terminal = terminal
         self.finish = finish
         self.tls_failure: str | None = None
@@ -348,7 +351,7 @@ class SessionFactory(Factory):
 
     def __init__(self, reactor: Any, user: str, private_key: keys.PrivateKey,
                  terminal: FrontEnd, verify: ServerVerifier, pins: PinStore,
-                 finish: Any) -> None:
+                 finish: Any, letters: LetterStore | None = None) -> None:
         self.reactor = reactor
         self.user = user
         self.private_key = private_key
@@ -356,13 +359,14 @@ class SessionFactory(Factory):
         self.verify = verify
         self.pins = pins
         self.finish = finish
+        self.letters = letters
 
     def buildProtocol(self, addr: Any) -> RelayConnection:
         client = RelaySession(self.user, self.private_key, self.terminal, self.verify, self.pins,
-                              self.finish)
+                              self.finish, self.letters)
         self.terminal.client = client
         config = Config(CLIENT_SERVER, Role.INITIATOR, self.private_key, UserIdentity(self.user),
-                        registry=FROM_SERVER)
+                        registry=MAILBOX_FROM_SERVER)
         protocol = RelayConnection(config, client, self.reactor, handshake_timeout=30,
                                    idle_timeout=None)
         return protocol
@@ -408,10 +412,14 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         private_key = read_private_key(conf["key"], conf.get("passphrase-file"), sys.stdin)
         pins = PinStore(conf["known-peers"])
         crls = CrlStore(crl_state_path(conf["known-peers"]))
+        letters = LetterStore(os.path.join(os.path.dirname(os.path.abspath(conf["known-peers"])),
+                                           "letters.sqlite3"))
         endpoint = relay_endpoint(reactor, conf["server"], ca.public_bytes(Encoding.PEM),
                                   conf["server-name"])
     except (ClientError, BadUserName, CorruptPinFile, CorruptCrlState) as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
+    except sqlite3.Error as e:
+        raise SystemExit(f"{PROG}: error: the letters file beside the known-peers file: {e}") from None
     except ValueError as e:
         raise SystemExit(f"{PROG}: error: bad --server {conf['server']!r}: {e}") from None
 
@@ -467,7 +475,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     done.addCallback(restore_terminal)
 
     factory = SessionFactory(reactor, conf["user"], private_key, terminal, verify, pins,
-                             finish)
+                             finish, letters)
     backoff = backoffPolicy(1.0, 30.0)
 
     def retry_policy(attempt: int) -> float:

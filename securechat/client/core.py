@@ -55,6 +55,8 @@ from securechat.crypto import keys
 from securechat.crypto.config import END_TO_END, Config, Role
 from securechat.crypto.handshake import Connection
 from securechat.client.endtoend import PRE_AUTH_MAX_FRAME, EndToEndChats, PeerChat
+from securechat.client.letters import Mailbox
+from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStatus, PinStore
 from securechat.client.reasons import DEPARTURES, reason_of, reason_text
 from securechat.client.rules import stopped_outcome
@@ -117,6 +119,7 @@ class ChatClient(EndToEndChats):
         verify_server: ServerVerifier,
         pins: PinStore,
         clock: Callable[[], float] = time.time,
+        letters: LetterStore | None = None,
     ) -> None:
         self.user = user
         self.private_key = private_key
@@ -140,6 +143,8 @@ class ChatClient(EndToEndChats):
         #: One entry per LIST_ONLINE sent, in order: None for the user's,
         #: a callback for L{when_answered}.
         self._online_asked: deque[Callable[[], None] | None] = deque()
+        #: Letters (securechat.client.letters), when the client has a store.
+        self.mailbox = Mailbox(self, letters) if letters is not None else None
         self._handlers = {
             Welcome: self._welcome,
             OnlineList: self._online_list,
@@ -167,6 +172,8 @@ class ChatClient(EndToEndChats):
         handler = self._handlers.get(type(message))
         if handler is not None:
             handler(message)  # type: ignore[operator]
+        elif self.mailbox is not None:
+            self.mailbox.handle(message)
 
     def connection_ended(self, reason: ProtocolError | None) -> None:
         for peer, chat in list(self.chats.items()):
@@ -294,7 +301,8 @@ class ChatClient(EndToEndChats):
             self.view.notice(f"no changed key to trust for {peer}")
             return
         self.pins.pin(peer, key)
-        self.view.notice(f"{peer} is now pinned to {keys.fingerprint(key)}; ask for a chat again")
+        self.view.notice(f"{peer} is now pinned to {keys.fingerprint(key)}; ask for a chat (or "
+                         "send the letter) again")
 
     def fingerprint(self, peer: str | None) -> str | None:
         """
@@ -324,6 +332,8 @@ class ChatClient(EndToEndChats):
         outbound = self.protocol.outbound
         outbound.batch_bytes = min(outbound.batch_bytes, message.max_payload)
         self.view.logged_in(message.user)
+        if self.mailbox is not None:
+            self.mailbox.logged_in()
 
     def _online_list(self, message: OnlineList) -> None:
         waiter = self._online_asked.popleft() if self._online_asked else None
@@ -351,6 +361,8 @@ class ChatClient(EndToEndChats):
         self.view.request_withdrawn(message.requester, reason_of(message.reason))
 
     def _command_failed(self, message: CommandFailed) -> None:
+        if self.mailbox is not None and self.mailbox.command_failed(message):
+            return
         command, subject, reason = message.command, message.subject, reason_of(message.reason)
         if command == ChatStop.TYPE and subject not in self.chats:
             return  # the chat is already over, which is what stop wanted
