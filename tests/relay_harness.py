@@ -20,7 +20,8 @@ from securechat.server.directory import MemoryDirectory, UserEntry
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
 from securechat.wire.messages import CertificateIdentity, Identity, Message
-from securechat.wire.relay import FROM_SERVER, Welcome
+from securechat.wire.mailbox import MAILBOX_FROM_SERVER
+from securechat.wire.relay import Welcome
 from tests.memnet import Link, Network
 
 SERVER_KEY = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x53" * 32)
@@ -110,7 +111,7 @@ class Harness:
         """
         client = RecordingClient(name)
         config = Config(CLIENT_SERVER, Role.INITIATOR, key or user_key(name),
-                        _user_identity(name), registry=FROM_SERVER)
+                        _user_identity(name), registry=MAILBOX_FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         server = self.factory.buildProtocol(None if host is None else _Addr(host))
         link = self.network.connect(proto, server, client_host=host, **kw)
