@@ -93,13 +93,14 @@ class Harness:
     """
 
     def __init__(self, limits: Limits = Limits(), clock: Clock | None = None,
-                 relay_class: type[Relay] = Relay) -> None:
+                 relay_class: type[Relay] = Relay, store: Any = None) -> None:
         self.network = Network(clock)
         self.clock = self.network.clock
         self.directory = MemoryDirectory(
             UserEntry(name, user_key(name).public_key()) for name in USERS)
         self.relay = relay_class(
-            self.directory, ServerCredentials(SERVER_KEY, SERVER_IDENTITY), self.clock, limits)
+            self.directory, ServerCredentials(SERVER_KEY, SERVER_IDENTITY), self.clock, limits,
+            store=store)
         self.factory = RelayFactory(self.relay)
         self.links: dict[str, Link] = {}
 
