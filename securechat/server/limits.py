@@ -58,6 +58,24 @@ class Limits:
     request_timeout: float = 60.0
     #: Chats one user may have open at once.
     max_chats: int = 8
+    # The mailbox (docs/protocol.rst 14.7; securechat.server.mailbox).
+    #: The largest sealed letter in bytes (at most 49152, and at most
+    #: C{max_payload - 69} so that its LETTER fits one record).
+    max_letter: int = 49152
+    #: Letters one recipient's mailbox may hold ...
+    mailbox_letters: int = 1000
+    #: ... and their total size in bytes.
+    mailbox_bytes: int = 32 * 1024 * 1024
+    #: Days from storing a letter to its expiry.
+    expiry_days: float = 30.0
+    #: One-time prekeys the relay holds for one user at most.
+    max_one_time_prekeys: int = 500
+    #: Fewer one-time prekeys than this left: the owner is told (PREKEYS_LOW).
+    prekey_low_mark: int = 10
+    #: Letters per second one user may post, sustained ...
+    letter_rate: float = 1.0
+    #: ... and the burst allowed above it.
+    letter_burst: int = 60
 
     @property
     def max_payload(self) -> int:
@@ -67,6 +85,14 @@ class Limits:
         user name).
         """
         return self.max_frame - 128
+
+    @property
+    def letter_limit(self) -> int:
+        """
+        The largest letter the relay stores: C{max_letter}, but never more
+        than a LETTER of it can carry in one record (docs/protocol.rst 14.7).
+        """
+        return min(self.max_letter, 49152, self.max_payload - 69)
 
 
 class TokenBucket:

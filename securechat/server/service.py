@@ -124,6 +124,11 @@ class FileUserDirectory:
             return None
         return UserEntry(record.name, record.public_key, record.revoked is not None)
 
+    def entries(self) -> list[UserEntry]:
+        self._fresh()
+        return [UserEntry(r.name, r.public_key, r.revoked is not None)
+                for r in self._users.users.values()]
+
     def __len__(self) -> int:
         return len(self._users.users)
 
