@@ -438,3 +438,158 @@ class StoreTests(unittest.TestCase):
         self.assertIsNotNone(again.signed_prekey(prekey_id))
         self.assertEqual([s.letter_id for s in again.sent_letters(PENDING)], [b"\x02" * 16])
         again.close()
+
+
+def _letter_events(hostile: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every letter event of the ChatView, with C{hostile} in each text field."""
+    from securechat.client.letterview import LetterSummary, StatusRow
+    lid = b"\x07" * 16
+    return [
+        ("letter_sent", (hostile, lid, NOW, NOW)),
+        ("letter_refused", (hostile, lid, Reason.MAILBOX_FULL)),
+        ("letter_refused", (hostile, None, 99)),
+        ("letter_not_sent", (hostile, hostile, hostile)),
+        ("new_letters", (3,)),
+        ("letter_arrived", (hostile, NOW, 10)),
+        ("letter_list", ((LetterSummary(1, hostile, lid, NOW, 10, 0),), 2)),
+        ("letter_opened", (hostile, lid, NOW, NOW, hostile, False)),
+        ("letter_failed", (hostile, lid, NOW, hostile, hostile)),
+        ("letter_deleted", (hostile, lid)),
+        ("receipt", (hostile, lid, 1, "ok")),
+        ("receipt", (hostile, lid, 2, hostile)),
+        ("sent_status", ((StatusRow(hostile, lid, STORED, NOW, NOW, NOW, NOW, "ok", hostile),
+                          StatusRow(hostile, lid, "refused", 0, 0, 0, 0, "", "", hostile)), 3)),
+        ("users", (((hostile, True), (hostile, False)), 2)),
+    ]
+
+
+class DisplayTests(unittest.TestCase):
+    """Hostile strings through every letter path of both views."""
+
+    def test_lineModeNeutralisesEveryLetterEvent(self) -> None:
+        """
+        DESIGN.md 9: every field of a letter event a peer or the relay chose
+        (names, letter text, codes) reaches the line terminal only through
+        untrusted(): every line written holds no control, format or
+        separator character, and starts with the terminal's own marker.
+        """
+        from twisted.internet.testing import StringTransport
+
+        from securechat.client.display import is_safe
+        from securechat.client.terminal import ChatTerminal
+        from tests.test_display import HOSTILE
+        for label, hostile in HOSTILE:
+            for event, args in _letter_events(hostile):
+                terminal = ChatTerminal(clock=lambda: 0.0)
+                transport = StringTransport()
+                terminal.makeConnection(transport)
+                getattr(terminal, event)(*args)
+                written = transport.value().decode("utf-8")
+                where = f"{event} / {label}: {written!r}"
+                lines = written.split("\n")
+                self.assertEqual(lines[-1], "", where)
+                for line in lines[:-1]:
+                    self.assertTrue(is_safe(line), where)
+                    self.assertTrue(line.startswith(("* ", "! ")), where)
+
+    def test_fullScreenNeutralisesEveryLetterEvent(self) -> None:
+        """
+        The same for the full screen: every letter event is a line in the
+        mailbox window whose prefix and body hold nothing unsafe.
+        """
+        from securechat.client.display import is_safe
+        from securechat.client.tui.view import FullScreen
+        from tests.test_display import HOSTILE
+        for label, hostile in HOSTILE:
+            for event, args in _letter_events(hostile):
+                view = FullScreen("alice", "tcp:relay:7070", clock=lambda: 0.0)
+                getattr(view, event)(*args)
+                window = view.windows.find_mailbox()
+                assert window is not None
+                self.assertEqual(window.title, "mailbox")
+                for line in window.lines:
+                    where = f"{event} / {label}: {line!r}"
+                    self.assertTrue(is_safe(line.prefix) and is_safe(line.body), where)
+
+    def test_letterTextLinesMarked(self) -> None:
+        """
+        A letter's text that holds a newline and a forged status line is
+        shown on lines marked as the letter's ("  | "), never as a line of
+        the client's own.
+        """
+        from twisted.internet.testing import StringTransport
+
+        from securechat.client.terminal import ChatTerminal
+        terminal = ChatTerminal(clock=lambda: 0.0)
+        transport = StringTransport()
+        terminal.makeConnection(transport)
+        terminal.letter_opened("alice", b"\x01" * 16, NOW, NOW, "hi\n* letter from carol: ok", False)
+        lines = transport.value().decode("utf-8").splitlines()
+        self.assertEqual(lines[1:], ["*   | hi", "*   | * letter from carol: ok"])
+
+
+class CommandTests(unittest.TestCase):
+    """The letter commands of the line terminal."""
+
+    def setUp(self) -> None:
+        from securechat.client.terminal import ChatTerminal
+        self.out: list[str] = []
+        self.terminal = ChatTerminal(write=self.out.append, clock=lambda: 0.0)
+        self.alice = User("alice")
+        self.terminal.client = self.alice.client
+
+    def test_letterTakesTheWholeText(self) -> None:
+        """/letter USER TEXT sends every word of TEXT (not only the first)."""
+        self.terminal.lineReceived(b"/letter bob see you at eight")
+        self.assertEqual(self.alice.relay.take(FetchBundle), [FetchBundle("bob")])
+        self.assertEqual(list(self.alice.box._bundles), [("bob", "see you at eight")])
+
+    def test_plainMessageToNoChatOffersALetter(self) -> None:
+        """
+        "bob: TEXT" with no chat with bob is not sent; the terminal offers
+        to send it as a letter, and "!letter bob" then sends that text.
+        """
+        self.terminal.lineReceived(b"bob: are you there?")
+        self.assertIn("!letter bob sends it as a letter", self.out[-1])
+        self.assertEqual(self.alice.relay.take(FetchBundle), [])
+        self.terminal.lineReceived(b"!letter bob")
+        self.assertEqual(list(self.alice.box._bundles), [("bob", "are you there?")])
+
+    def test_readUnknownNumber(self) -> None:
+        """/read of a number not in the last list says so, sends nothing."""
+        self.terminal.lineReceived(b"/read 3")
+        [(notice,)] = self.alice.view.of("notice")
+        self.assertIn("no letter 3 in the last list", notice)
+        self.assertEqual(self.alice.relay.take(FetchLetter), [])
+
+    def test_receiptsUsage(self) -> None:
+        """/receipts takes on or off."""
+        self.terminal.lineReceived(b"/receipts maybe")
+        self.assertEqual(self.out[-1], "! usage: !receipts on|off\n")
+
+
+class FirstUploadTests(unittest.TestCase):
+    """Prekeys for a client the relay has none of."""
+
+    def test_firstLoginUploadsOneTimeStock(self) -> None:
+        """
+        The relay tells no PREKEYS_LOW to a user with no prekeys (14.7): the
+        client's first upload carries ONE_TIME_STOCK one-time prekeys with
+        its signed prekey.
+        """
+        bob = User("bob")
+        [upload] = bob.upload
+        self.assertEqual(len(parse_one_time_prekeys(upload.one_time_prekeys)), ONE_TIME_STOCK)
+
+    def test_emptyStockAfterSignedOnlyUpload(self) -> None:
+        """
+        A PREKEYS_STORED that answers a signed-prekey-only upload with no
+        one-time prekeys on the relay makes the client upload a stock.
+        """
+        store = LetterStore(None)
+        bob = User("bob", store)
+        bob.feed(PrekeysStored(SignedPrekey.parse(bob.upload[0].signed_prekey).prekey_id, 100))
+        bob = User("bob", store, now=NOW + ROTATE_AFTER)
+        bob.feed(PrekeysStored(SignedPrekey.parse(bob.upload[0].signed_prekey).prekey_id, 0))
+        [refill] = bob.relay.take(UploadPrekeys)
+        self.assertEqual(len(parse_one_time_prekeys(refill.one_time_prekeys)), ONE_TIME_STOCK)

@@ -134,6 +134,8 @@ class Mailbox:
         #: Letters the user asked to read (a read receipt goes for those).
         self._reading: set[tuple[str, bytes]] = set()
         self._refilling = False
+        #: For each upload not yet answered: whether it carried one-time prekeys.
+        self._uploads: deque[bool] = deque()
         self._handlers: dict[type, Callable[..., None]] = {
             PrekeysStored: self._prekeys_stored, PrekeysLow: self._prekeys_low,
             Bundle: self._bundle, UserKey: self._user_key, LetterStored: self._letter_stored,
@@ -166,7 +168,10 @@ class Mailbox:
         again every letter that has no answer yet (same id, same bytes).
         """
         self.store.drop_replaced(self._now() - GRACE)
-        self._upload(self._signed_to_upload(), refill=0)
+        first = self.store.current_signed() is None
+        # A client with no prekeys on the relay is not told (14.7): the
+        # first upload carries a stock of one-time prekeys too.
+        self._upload(self._signed_to_upload(), refill=ONE_TIME_STOCK if first else 0)
         for letter in self.store.sent_letters(PENDING):
             self.client._send(PostLetter(letter.recipient, letter.letter_id, letter.sealed), quiet=True)
 
@@ -196,14 +201,19 @@ class Mailbox:
             fresh = generate_one_time_prekeys(self.store.next_prekey_ids(count), count)
             self.store.add_one_time([(p.prekey_id, k) for p, k in fresh])
             one_time = encode_one_time_prekeys([p for p, _ in fresh])
-        if signed or one_time:
+        if (signed or one_time) and self.client._send(UploadPrekeys(signed, one_time), quiet=True):
+            self._uploads.append(bool(one_time))
             self._refilling = self._refilling or bool(one_time)
-            self.client._send(UploadPrekeys(signed, one_time), quiet=True)
 
     def _prekeys_stored(self, message: PrekeysStored) -> None:
-        self._refilling = False
+        refill = self._uploads.popleft() if self._uploads else False
+        self._refilling = any(self._uploads)
         if message.signed_prekey_id:
             self.store.mark_signed_uploaded(message.signed_prekey_id)
+        if not refill and message.one_time_count == 0 and not self._refilling:
+            # The relay holds none (a new relay, or its copy was lost): the
+            # answer to a signed-prekey-only upload says so.
+            self._upload(b"", ONE_TIME_STOCK)
 
     def _prekeys_low(self, message: PrekeysLow) -> None:
         if self._refilling:
@@ -492,7 +502,9 @@ class Mailbox:
         if not UploadPrekeys.TYPE <= command <= ListUsers.TYPE:
             return False
         if command == UploadPrekeys.TYPE:
-            self._refilling = False
+            if self._uploads:
+                self._uploads.popleft()
+            self._refilling = any(self._uploads)
             self.view.notice(f"the relay refused our prekeys: {reason_name(reason)}")
         elif command == FetchBundle.TYPE:
             if self._take(self._bundles, subject) is not None:
