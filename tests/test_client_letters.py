@@ -593,3 +593,70 @@ class FirstUploadTests(unittest.TestCase):
         bob.feed(PrekeysStored(SignedPrekey.parse(bob.upload[0].signed_prekey).prekey_id, 0))
         [refill] = bob.relay.take(UploadPrekeys)
         self.assertEqual(len(parse_one_time_prekeys(refill.one_time_prekeys)), ONE_TIME_STOCK)
+
+
+class FullScreenCommandTests(unittest.TestCase):
+    """The letter commands of the full screen."""
+
+    def setUp(self) -> None:
+        from securechat.client.tui.view import FullScreen
+        self.view = FullScreen("alice", "tcp:relay:7070", clock=lambda: 0.0)
+        self.alice = User("alice")
+        self.view.client = self.alice.client
+
+    def test_letterOpensTheMailboxWindow(self) -> None:
+        """
+        /letter USER TEXT sends every word of TEXT and switches to the
+        mailbox window, where typed text is refused (it is no chat).
+        """
+        self.view.commands.submit("/letter bob see you at eight")
+        self.assertEqual(self.alice.relay.take(FetchBundle), [FetchBundle("bob")])
+        self.assertEqual(list(self.alice.box._bundles), [("bob", "see you at eight")])
+        self.assertTrue(self.view.windows.current.mailbox)
+        self.view.commands.submit("hello?")
+        self.assertIn("this is the mailbox window", self.view.windows.current.lines[-1].body)
+
+    def test_endedChatOffersALetter(self) -> None:
+        """
+        A line typed in bob's window with no chat is not sent; the reply
+        offers /letter bob, which then sends that line as a letter.
+        """
+        self.view.windows.switch(self.view.window_for("bob"))
+        self.view.commands.submit("are you there?")
+        self.assertIn("/letter bob sends it as a letter", self.view.windows.current.lines[-1].body)
+        self.view.commands.submit("/letter bob")
+        self.assertEqual(list(self.alice.box._bundles), [("bob", "are you there?")])
+
+
+class SenderKeyTests(unittest.TestCase):
+    """The sender's key when a letter is read."""
+
+    def test_changedSenderKeyNotShown(self) -> None:
+        """
+        A letter whose sender's key (USER_KEY) differs from the pinned one
+        is refused as key-changed: no text, no receipt, the change shown.
+        """
+        pins = PinStore(None)
+        pins.pin("alice", user_key("old-alice").public_key())
+        alice, bob = User("alice"), User("bob", pins=pins)
+        deliver(bob, post(alice, bob, "trust me"))
+        [failed] = bob.view.of("letter_failed")
+        self.assertEqual(failed[3], "key-changed")
+        self.assertEqual(len(bob.view.of("key_changed")), 1)
+        self.assertEqual(bob.view.of("letter_opened"), [])
+        self.assertEqual(bob.relay.take(PostReceipt), [])
+
+    def test_decryptFailedDeliveryReceiptOnly(self) -> None:
+        """
+        A letter that is signed by its sender but does not open with our
+        prekeys (a one-time prekey we no longer hold) is shown as
+        unknown-prekey, never as text; its signature verified, so a
+        delivery receipt goes, and no read receipt.
+        """
+        alice, bob = User("alice"), User("bob")
+        posted = post(alice, bob, "lost key")
+        bob.store.forget_one_time(parse_letter(posted.letter).header.one_time_prekey_id)  # type: ignore[arg-type]
+        deliver(bob, posted)
+        self.assertEqual(bob.view.of("letter_failed")[0][3], "unknown-prekey")
+        self.assertEqual([parse_receipt(r.receipt).kind for r in bob.relay.take(PostReceipt)],
+                         [ReceiptKind.DELIVERY])

@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Callable
 from twisted.logger import Logger
 
 from securechat.client.letterstore import PENDING, REFUSED, STORED, LetterStore
-from securechat.client.letterview import LetterSummary, StatusRow
+from securechat.client.letterview import LetterSummary
 from securechat.client.pins import PinStatus
+from securechat.client.sentletters import KeyWaiter, SentLetters
 from securechat.client.view import ChatView
 from securechat.client.reasons import reason_name, reason_of
 from securechat.crypto import keys
@@ -61,7 +62,7 @@ from securechat.crypto.prekeys import (
     generate_one_time_prekeys,
     generate_signed_prekey,
 )
-from securechat.crypto.receipts import ReceiptKind, make_receipt, parse_receipt, verify_receipt
+from securechat.crypto.receipts import ReceiptKind, make_receipt
 from securechat.wire.mailbox import (
     Bundle,
     DeleteLetter,
@@ -112,10 +113,8 @@ _BEFORE_SIGNATURE = frozenset({"letter-too-large", "malformed", "unsupported-ver
 #: What a LETTER_LIST / STATUS_LIST entry costs besides the payload.
 _LETTER_OVERHEAD = 69
 
-KeyWaiter = Callable[[keys.PublicKey | None, str, str], None]
 
-
-class Mailbox:
+class Mailbox(SentLetters):
     """
     One client's letters (see the module docstring).
     """
@@ -144,10 +143,6 @@ class Mailbox:
             LetterDeleted: self._letter_deleted, ReceiptStored: self._receipt_stored,
             ReceiptMessage: self._receipt, StatusList: self._status_list, UserList: self._user_list,
         }
-
-    @property
-    def view(self) -> ChatView:
-        return self.client.view
 
     def _now(self) -> int:
         return int(self.client.clock())
@@ -424,66 +419,6 @@ class Mailbox:
     def set_read_receipts(self, on: bool) -> None:
         self.store.set_setting("read_receipts", "on" if on else "off")
         self.view.notice("read receipts are " + ("on" if on else "off (delivery receipts are still sent)"))
-
-    # -- receipts and status -----------------------------------------------------------
-
-    def _check_receipt(self, blob: bytes, letter_id: bytes, key: keys.PublicKey | None, code: str) -> str:
-        """C{"ok"} if C{blob} is a receipt for our letter that verifies, else a code."""
-        if key is None:
-            return code or "no-key"
-        sent = self.store.sent(letter_id)
-        if sent is None:
-            return "no-local-copy"
-        try:
-            verify_receipt(blob, parse_letter(sent.sealed), key)
-        except LetterError as e:
-            return e.code
-        return "ok"
-
-    def _receipt(self, message: ReceiptMessage) -> None:
-        try:
-            kind = parse_receipt(message.receipt).kind
-        except LetterError:
-            kind = 0
-
-        def verify(key: keys.PublicKey | None, code: str, detail: str) -> None:
-            verification = self._check_receipt(message.receipt, message.letter_id, key, code)
-            if verification == "ok":
-                self.store.add_receipt(message.letter_id, kind, message.receipt)
-            self.view.receipt(message.recipient, message.letter_id, kind, verification)
-        self._with_key(message.recipient, verify)
-
-    def sent_status(self) -> None:
-        self.client._send(SentStatus(0))
-
-    def _status_list(self, message: StatusList) -> None:
-        recipients = {e.recipient for e in message.letters}
-        found: dict[str, tuple[keys.PublicKey | None, str]] = {}
-        on_relay = {e.letter_id for e in message.letters}
-
-        def show() -> None:
-            rows = []
-            for e in message.letters:
-                key, code = found[e.recipient]
-                rows.append(StatusRow(
-                    e.recipient, e.letter_id, STORED, e.stored_at, e.expires_at, e.delivered_at, e.read_at,
-                    self._check_receipt(e.delivery_receipt, e.letter_id, key, code) if e.delivery_receipt else "",
-                    self._check_receipt(e.read_receipt, e.letter_id, key, code) if e.read_receipt else ""))
-            for sent in self.store.sent_letters():
-                if sent.state != STORED and sent.letter_id not in on_relay:
-                    rows.append(StatusRow(sent.recipient, sent.letter_id, sent.state, 0, 0, 0, 0, "", "",
-                                          sent.reason or ""))
-            self.view.sent_status(tuple(rows), message.total + len(rows) - len(message.letters))
-
-        if not recipients:
-            show()
-            return
-        for recipient in sorted(recipients):
-            def got(key: keys.PublicKey | None, code: str, detail: str, recipient: str = recipient) -> None:
-                found[recipient] = (key, code)
-                if len(found) == len(recipients):
-                    show()
-            self._with_key(recipient, got)
 
     def list_users(self) -> None:
         self.client._send(ListUsers(0))
