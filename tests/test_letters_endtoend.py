@@ -102,3 +102,60 @@ class EndToEndTests(unittest.TestCase):
         [(users, total)] = va.of("users")
         self.assertIn(("alice", True), users)
         self.assertIn(("bob", False), users)
+
+
+class ProcessTests(unittest.TestCase):
+    """Letters with real processes: C{twistd securechat} and two clients."""
+
+    def test_offlineLetterRealProcesses(self) -> None:
+        """
+        bob (RSA key from openssl) logs in once and leaves; alice sends him
+        a letter while he is offline (stored by the relay); bob logs in, is
+        told, reads it (Verification: ok); alice's /sent shows it delivered
+        and read, both receipts verified.  Each client's letters file is
+        its own, mode 0600.
+        """
+        import os
+        import stat
+
+        from tests.test_endtoend import Deployment, listening_port
+        d = Deployment(self)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        server = f"tcp:127.0.0.1:{listening_port(relay)}"
+
+        bob = d.client("bob", server)
+        bob.expect(r"\* logged in as bob")
+        bob.send("!users")  # answered after the prekey upload: bob's prekeys are on the relay
+        bob.expect(r"\* users: alice, bob \(online\)")
+        bob.send("!exit")
+        self.assertEqual(bob.wait(), 0, bob.output())
+
+        alice = d.client("alice", server)
+        alice.expect(r"\* logged in as alice")
+        alice.send("!letter bob dinner at eight?")
+        letter = alice.expect(r"\* letter ([0-9a-f]{8}) to bob stored by the relay").group(1)
+        alice.send("!exit")
+        self.assertEqual(alice.wait(), 0, alice.output())
+
+        bob = d.client("bob", server)
+        bob.expect(r"\* you have 1 new letter: /letters new")
+        bob.send("!letters new")
+        bob.expect(rf"\* 1\. \[{letter}\] from alice, .*, new")
+        bob.send("!read 1")
+        bob.expect(rf"\* letter \[{letter}\] from alice, written .*; Verification: ok")
+        bob.expect(r"\*   \| dinner at eight\?")
+        bob.send("!exit")
+        self.assertEqual(bob.wait(), 0, bob.output())
+
+        alice = d.client("alice", server)
+        alice.expect(r"\* logged in as alice")
+        alice.send("!sent")
+        alice.expect(rf"\* \[{letter}\] to bob: stored")
+        alice.expect(r"\*     delivered: Time received .*; Verification: ok")
+        alice.expect(r"\*     read: Time received .*; Verification: ok")
+        alice.send("!exit")
+        self.assertEqual(alice.wait(), 0, alice.output())
+        for name in ("alice", "bob"):
+            path = os.path.join(d.dir, f"letters-{name}.sqlite3")
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertNotIn("dinner", relay.output())

@@ -90,7 +90,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--passphrase-file", help="file holding the key's passphrase "
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys; seen_crls.json, the newest CRL seen from the "
-                   "CA, is kept beside it [default: known_peers beside the config file]")
+                   "CA, and letters-USER.sqlite3, your letters and prekeys (mode 0600), are kept "
+                   "beside it [default: known_peers beside the config file]")
     p.add_argument("--init-config", action="store_true",
                    help="write a commented example config file at --config (not over an "
                    "existing one) and exit")
@@ -186,6 +187,14 @@ def crl_state_path(known_peers: str) -> str:
     known-peers file.
     """
     return os.path.join(os.path.dirname(os.path.abspath(known_peers)), "seen_crls.json")
+
+
+def letters_path(known_peers: str, user: str) -> str:
+    """
+    The user's letters file (prekeys' private halves, letters): beside the
+    known-peers file, named for the user, so two users never share one.
+    """
+    return os.path.join(os.path.dirname(os.path.abspath(known_peers)), f"letters-{user}.sqlite3")
 
 
 def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = None,
@@ -412,8 +421,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         private_key = read_private_key(conf["key"], conf.get("passphrase-file"), sys.stdin)
         pins = PinStore(conf["known-peers"])
         crls = CrlStore(crl_state_path(conf["known-peers"]))
-        letters = LetterStore(os.path.join(os.path.dirname(os.path.abspath(conf["known-peers"])),
-                                           "letters.sqlite3"))
+        letters = LetterStore(letters_path(conf["known-peers"], conf["user"]))
         endpoint = relay_endpoint(reactor, conf["server"], ca.public_bytes(Encoding.PEM),
                                   conf["server-name"])
     except (ClientError, BadUserName, CorruptPinFile, CorruptCrlState) as e:
