@@ -660,3 +660,33 @@ class SenderKeyTests(unittest.TestCase):
         self.assertEqual(bob.view.of("letter_failed")[0][3], "unknown-prekey")
         self.assertEqual([parse_receipt(r.receipt).kind for r in bob.relay.take(PostReceipt)],
                          [ReceiptKind.DELIVERY])
+
+
+class SessionTests(unittest.TestCase):
+    """Letters across a long session and a lost connection."""
+
+    def test_rotationInALongSession(self) -> None:
+        """
+        A client online past ROTATE_AFTER replaces its signed prekey at the
+        next mailbox message from the relay, keeping the old one.
+        """
+        bob = User("bob")
+        old = SignedPrekey.parse(bob.upload[0].signed_prekey).prekey_id
+        bob.feed(PrekeysStored(old, 100))
+        bob.now = NOW + ROTATE_AFTER
+        bob.feed(NewLetters(1))
+        [upload] = bob.relay.take(UploadPrekeys)
+        new = SignedPrekey.parse(upload.signed_prekey).prekey_id
+        self.assertNotEqual(new, old)
+        self.assertEqual(bob.store.signed_ids(), [old, new])
+
+    def test_unsealedLetterReportedOnDisconnect(self) -> None:
+        """
+        A letter still waiting for its bundle when the connection ends is
+        reported not sent (disconnected), not silently dropped.
+        """
+        alice = User("alice")
+        alice.box.send_letter("bob", "hello")
+        alice.client.connection_ended(None)
+        [(recipient, code, detail)] = alice.view.of("letter_not_sent")
+        self.assertEqual((recipient, code), ("bob", "disconnected"))

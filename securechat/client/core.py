@@ -186,6 +186,8 @@ class ChatClient(EndToEndChats):
         self.outgoing.clear()
         self.refused.clear()
         self._online_asked.clear()
+        if self.mailbox is not None:
+            self.mailbox.connection_ended()
         was_logged_in, self.logged_in = self.logged_in, False
         self.view.disconnected(describe_error(reason, was_logged_in))
 

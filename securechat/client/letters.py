@@ -153,7 +153,22 @@ class Mailbox(SentLetters):
         if handler is None:
             return False
         handler(message)
+        if self.client.logged_in and not self._uploads:
+            self._rotate_if_due()
         return True
+
+    def connection_ended(self) -> None:
+        """
+        The relay connection ended: a letter still waiting for its bundle
+        was never sealed, and the user is told (a sealed one is in the
+        store and goes again after the next login).
+        """
+        while self._bundles:
+            recipient, _ = self._bundles.popleft()
+            self.view.letter_not_sent(recipient, "disconnected", "the connection to the relay ended "
+                                      "before the letter was sealed; send it again")
+        self._key_waiters.clear()
+        self._uploads.clear()
 
     # -- login and prekeys -------------------------------------------------------
 
@@ -169,6 +184,15 @@ class Mailbox(SentLetters):
         self._upload(self._signed_to_upload(), refill=ONE_TIME_STOCK if first else 0)
         for letter in self.store.sent_letters(PENDING):
             self.client._send(PostLetter(letter.recipient, letter.letter_id, letter.sealed), quiet=True)
+
+    def _rotate_if_due(self) -> None:
+        """
+        In a long session: replace the signed prekey once it is due (each
+        mailbox message from the relay is a moment to check).
+        """
+        current = self.store.current_signed()
+        if current is not None and self._now() - current[1] >= ROTATE_AFTER:
+            self._upload(self._signed_to_upload(), refill=0)
 
     def _signed_to_upload(self, force: bool = False) -> bytes:
         """

@@ -227,6 +227,3 @@ class LetterStore:
         if not isinstance(key, tuple) or len(key) != 2:
             return False
         return self.received(key[0], key[1]) is not None
-
-    def drop_expired_received(self, now: int) -> None:
-        self.db.execute("DELETE FROM received WHERE expires_at < ?", (now,))
