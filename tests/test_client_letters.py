@@ -690,3 +690,18 @@ class SessionTests(unittest.TestCase):
         alice.client.connection_ended(None)
         [(recipient, code, detail)] = alice.view.of("letter_not_sent")
         self.assertEqual((recipient, code), ("bob", "disconnected"))
+
+    def test_unaskedLetterAndKeyDropped(self) -> None:
+        """
+        A LETTER nobody asked for (a relay replaying one, or pushing one) is
+        neither opened nor answered with a receipt, and a USER_KEY nobody
+        asked for pins nothing.
+        """
+        pins = PinStore(None)
+        alice, bob = User("alice"), User("bob", pins=pins)
+        posted = post(alice, bob, "pushed")
+        bob.feed(Letter("alice", posted.letter_id, NOW, NOW + 100, posted.letter))
+        bob.feed(UserKey("alice", der("alice"), 0))
+        self.assertEqual(bob.relay.take(), [])
+        self.assertEqual(bob.view.of("letter_opened") + bob.view.of("letter_failed"), [])
+        self.assertIsNone(pins.fingerprint("alice"))

@@ -29,6 +29,8 @@ Rules it keeps:
     when it serves different ones;
   - a delivery receipt is signed once the letter's signature verified, a
     read receipt once it is shown, unless read receipts are off;
+  - a LETTER or USER_KEY the client did not ask for is dropped (nothing
+    is opened, answered or pinned on the relay's word alone);
   - receipts for our letters are verified against the recipient's pinned
     key, and shown as verified or with their failure code.
 """
@@ -130,8 +132,9 @@ class Mailbox(SentLetters):
         self._key_waiters: dict[str, list[KeyWaiter]] = {}
         #: The last list shown, for /read N.
         self.listed: list[LetterSummary] = []
-        #: Letters the user asked to read (a read receipt goes for those).
-        self._reading: set[tuple[str, bytes]] = set()
+        #: Letters the user asked to read, one entry per FETCH_LETTER sent: a
+        #: LETTER nobody asked for is dropped, never opened or answered.
+        self._reading: list[tuple[str, bytes]] = []
         self._refilling = False
         #: For each upload not yet answered: whether it carried one-time prekeys.
         self._uploads: deque[bool] = deque()
@@ -268,8 +271,11 @@ class Mailbox(SentLetters):
             self.client._send(GetUserKey(user), quiet=True)
 
     def _user_key(self, message: UserKey) -> None:
+        waiters = self._key_waiters.pop(message.user, [])
+        if not waiters:
+            return  # not asked for: nothing is pinned on the relay's word alone
         key, code, detail = self._pinned(message.user, message.user_key)
-        for waiter in self._key_waiters.pop(message.user, []):
+        for waiter in waiters:
             waiter(key, code, detail)
 
     # -- sending ---------------------------------------------------------------------
@@ -364,7 +370,7 @@ class Mailbox(SentLetters):
     def read(self, ref: str) -> None:
         entry = self.find(ref)
         if entry is not None and self.client._send(FetchLetter(entry.sender, entry.letter_id)):
-            self._reading.add((entry.sender, entry.letter_id))
+            self._reading.append((entry.sender, entry.letter_id))
 
     def delete(self, ref: str) -> None:
         entry = self.find(ref)
@@ -378,8 +384,10 @@ class Mailbox(SentLetters):
 
     def _letter(self, message: Letter) -> None:
         pair = (message.sender, message.letter_id)
-        asked = pair in self._reading
-        self._reading.discard(pair)
+        if pair not in self._reading:
+            self.log.info("a letter nobody asked for was dropped")
+            return
+        self._reading.remove(pair)
         before = self.store.received(*pair)
         if before is not None:
             sealed, text, sent_at = before
@@ -392,11 +400,10 @@ class Mailbox(SentLetters):
             return
 
         def opened(key: keys.PublicKey | None, code: str, detail: str) -> None:
-            self._open(message, key, code, detail, asked)
+            self._open(message, key, code, detail)
         self._with_key(message.sender, opened)
 
-    def _open(self, message: Letter, sender_key: keys.PublicKey | None, code: str, detail: str,
-              asked: bool) -> None:
+    def _open(self, message: Letter, sender_key: keys.PublicKey | None, code: str, detail: str) -> None:
         client = self.client
         try:
             if sender_key is None:
@@ -425,7 +432,7 @@ class Mailbox(SentLetters):
         self.view.letter_opened(message.sender, message.letter_id, header.sent_at, message.stored_at,
                                 text, False)
         self._post_receipt(letter, ReceiptKind.DELIVERY)
-        if asked and self.read_receipts:
+        if self.read_receipts:
             self._post_receipt(letter, ReceiptKind.READ)
 
     def _post_receipt(self, letter: SealedLetter, kind: ReceiptKind) -> None:
