@@ -705,3 +705,15 @@ class SessionTests(unittest.TestCase):
         self.assertEqual(bob.relay.take(), [])
         self.assertEqual(bob.view.of("letter_opened") + bob.view.of("letter_failed"), [])
         self.assertIsNone(pins.fingerprint("alice"))
+
+    def test_graceFollowsALongerRelayExpiry(self) -> None:
+        """
+        A relay that keeps letters longer than 30 days (seen in
+        LETTER_STORED) makes the client keep a replaced signed prekey for
+        that expiry and a day, not only GRACE.
+        """
+        alice, bob = User("alice"), User("bob")
+        posted = post(alice, bob, "long-lived")
+        alice.feed(LetterStored("bob", posted.letter_id, NOW, NOW + 90 * 86400))
+        self.assertEqual(alice.box.grace, 91 * 86400)
+        self.assertEqual(bob.box.grace, GRACE)

@@ -10,8 +10,9 @@ Rules it keeps:
 
   - prekeys: a signed prekey is made (and kept on disk) before its public
     half is uploaded; it is replaced every L{ROTATE_AFTER} seconds, and a
-    replaced one is kept for L{GRACE} more (letters sealed to it may still
-    arrive); one-time prekeys are refilled to L{ONE_TIME_STOCK} when the
+    replaced one is kept for L{GRACE} more (or the relay's letter expiry
+    and a day, if this client has seen a longer one), as letters sealed to
+    it may still arrive; one-time prekeys are refilled to L{ONE_TIME_STOCK} when the
     relay says the stock is low (PREKEYS_LOW);
   - a recipient's key (from BUNDLE) and a sender's key (from USER_KEY) are
     checked against the pin store exactly as for chats: a new one is
@@ -180,7 +181,7 @@ class Mailbox(SentLetters):
         After WELCOME: keep our signed prekey current on the relay, and post
         again every letter that has no answer yet (same id, same bytes).
         """
-        self.store.drop_replaced(self._now() - GRACE)
+        self.store.drop_replaced(self._now() - self.grace)
         first = self.store.current_signed() is None
         # A client with no prekeys on the relay is not told (14.7): the
         # first upload carries a stock of one-time prekeys too.
@@ -321,9 +322,20 @@ class Mailbox(SentLetters):
         self.store.add_sent(letter_id, recipient, letter.raw, self._now())  # kept before it is posted
         self.client._send(PostLetter(recipient, letter_id, letter.raw), quiet=True)
 
+    @property
+    def grace(self) -> int:
+        """How long a replaced signed prekey is kept (see the module docstring)."""
+        return max(GRACE, int(self.store.setting("relay_expiry", "0")) + DAY)
+
+    def _note_expiry(self, stored_at: int, expires_at: int) -> None:
+        seen = expires_at - stored_at
+        if seen > int(self.store.setting("relay_expiry", "0")):
+            self.store.set_setting("relay_expiry", str(seen))
+
     def _letter_stored(self, message: LetterStored) -> None:
         if self.store.sent(message.letter_id) is None:
             return
+        self._note_expiry(message.stored_at, message.expires_at)
         self.store.set_sent_state(message.letter_id, STORED, message.stored_at, message.expires_at)
         self.view.letter_sent(message.recipient, message.letter_id, message.stored_at, message.expires_at)
 
@@ -388,6 +400,7 @@ class Mailbox(SentLetters):
             self.log.info("a letter nobody asked for was dropped")
             return
         self._reading.remove(pair)
+        self._note_expiry(message.stored_at, message.expires_at)
         before = self.store.received(*pair)
         if before is not None:
             sealed, text, sent_at = before
