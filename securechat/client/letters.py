@@ -12,8 +12,8 @@ Rules it keeps:
     half is uploaded; it is replaced every L{ROTATE_AFTER} seconds, and a
     replaced one is kept for L{GRACE} more (or the relay's letter expiry
     and a day, if this client has seen a longer one), as letters sealed to
-    it may still arrive; one-time prekeys are refilled to L{ONE_TIME_STOCK} when the
-    relay says the stock is low (PREKEYS_LOW);
+    it may still arrive; one-time prekeys are refilled to
+    L{ONE_TIME_STOCK} when the relay says the stock is low (PREKEYS_LOW);
   - a recipient's key (from BUNDLE) and a sender's key (from USER_KEY) are
     checked against the pin store exactly as for chats: a new one is
     pinned, a changed one refuses the letter (nothing is sealed, nothing is
