@@ -628,6 +628,17 @@ class FullScreenCommandTests(unittest.TestCase):
         self.assertEqual(list(self.alice.box._bundles), [("bob", "are you there?")])
 
 
+    def test_msgWithoutChatOffersALetter(self) -> None:
+        """
+        /msg USER TEXT with no chat with USER offers /letter USER, which
+        then sends TEXT as a letter.
+        """
+        self.view.commands.submit("/msg bob lunch?")
+        self.assertIn("/letter bob sends it as a letter", self.view.windows.current.lines[-1].body)
+        self.view.commands.submit("/letter bob")
+        self.assertEqual(list(self.alice.box._bundles), [("bob", "lunch?")])
+
+
 class SenderKeyTests(unittest.TestCase):
     """The sender's key when a letter is read."""
 

@@ -253,7 +253,11 @@ class Commands:
         if not user or not text:
             self.view.reply("usage: /msg USER TEXT", error=True)
         elif user not in client.chats:
-            self.view.reply(f"no open chat with {user}; not sent (/chat {user} first)", error=True)
+            offer = ""
+            if client.mailbox is not None and is_name(user):
+                self.offer[user] = text
+                offer = f", or /letter {user} sends it as a letter"
+            self.view.reply(f"no open chat with {user}; not sent (/chat {user} first{offer})", error=True)
         else:
             self._say(user, text)
 
