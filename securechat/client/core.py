@@ -37,6 +37,10 @@ End-to-end rules (docs/protocol.rst, section 12):
     no chat with (before CHAT_STARTED or after CHAT_ENDED) is
     C{unexpected-message}, and each ends the relay connection.
 
+Letters (section 14) are L{securechat.client.letters.Mailbox}'s, when the
+client has a letters file: the relay's mailbox messages and the
+COMMAND_FAILED for mailbox commands go to it.
+
 Chat requests (section 11.4): the relay answers each at once, and the view
 is told only that answer (REQUEST_PENDING, CHAT_DECLINED or COMMAND_FAILED)
 and then the request's one outcome.
@@ -333,9 +337,11 @@ class ChatClient(EndToEndChats):
         # Records we batch must fit the relay's frame maximum, whatever ours.
         outbound = self.protocol.outbound
         outbound.batch_bytes = min(outbound.batch_bytes, message.max_payload)
-        self.view.logged_in(message.user)
         if self.mailbox is not None:
+            # Prekeys and unanswered letters go first, before any line a
+            # script queued for the login.
             self.mailbox.logged_in()
+        self.view.logged_in(message.user)
 
     def _online_list(self, message: OnlineList) -> None:
         waiter = self._online_asked.popleft() if self._online_asked else None
