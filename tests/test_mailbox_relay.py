@@ -683,3 +683,49 @@ class SQLiteRelayTests(unittest.TestCase):
         self.assertEqual([m.letter for m in bob.of_type(Letter)], [b"sealed"])
 
 
+
+
+class ServiceWiringTests(unittest.TestCase):
+    """The service tree opens, purges and closes the mailbox store."""
+
+    timeout = 20
+
+    @inlineCallbacks
+    def test_purgeTimerAndCloseOnStop(self) -> Generator[Any, Any, None]:
+        """
+        The tree holds the purge timer; stopping the service closes the
+        store (a closed store refuses further work).
+        """
+        from twisted.internet.task import Clock
+
+        from securechat.server.service import relay_service
+        from securechat.server.store.interface import StoreError
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock())
+        self.assertEqual(service.getServiceNamed("mailbox-purge").step, 15 * 60)
+        self.assertIs(service.relay.mailbox.store, service.store)
+        service.startService()
+        yield service.stopService()
+        failure = self.failureResultOf(service.store.prekey_count("alice"), StoreError)
+        self.assertIn("closed", failure.getErrorMessage())
+
+    @inlineCallbacks
+    def test_unusableMailboxFile(self) -> Generator[Any, Any, None]:
+        """
+        A mailbox file that is not a database stops start-up with one line
+        naming it.
+        """
+        from twisted.internet.task import Clock
+
+        from securechat.server.service import StartupError, relay_service
+        from securechat.server.store import MAILBOX_FILE
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock())
+        yield service.store.close()
+        mailbox = os.path.join(path, MAILBOX_FILE)
+        with open(mailbox, "wb") as f:
+            f.write(b"this is not a database" * 100)
+        e = self.assertRaises(StartupError, relay_service, path, [], None, Limits(), clock=Clock())
+        self.assertIn("cannot use the mailbox", str(e))
+        self.assertIn(MAILBOX_FILE, str(e))
+        self.assertNotIn("\n", str(e))

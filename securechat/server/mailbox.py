@@ -197,6 +197,12 @@ class Mailbox:
         d.addErrback(self._store_failed, session, type(message).__name__)
 
     def _store_failed(self, failure: Failure, session: UserSession, what: str) -> None:
+        if not session.active:
+            # The session ended first (the relay is stopping, say): nobody
+            # is owed an answer, and a letter not acknowledged is resent.
+            self.log.info("mailbox: {what} for {user} ended with the session: {why}",
+                          what=what, user=session.user, why=failure.getErrorMessage())
+            return
         self.log.failure("mailbox: {what} for {user} failed; closing the connection",
                          failure, what=what, user=session.user)
         self.session_ended(session)
