@@ -556,6 +556,22 @@ class CommitTests(MailboxCase):
         self.h.pump()
         self.assertEqual([type(m) for m in alice.take()], [LetterStored, UserList])
 
+    def test_laterCommandSeesEarlierEffects(self) -> None:
+        """
+        A FETCH_LETTER sent after a POST_LETTER (to oneself) whose commit is
+        held starts only once that commit fired, so it finds the letter;
+        letters posted together are in the store at once (one group commit).
+        """
+        alice = self.h.login("alice")
+        self.assertEqual(self.ask(alice, PostLetter("alice", lid(1), b"x"),
+                                  PostLetter("alice", lid(2), b"y"),
+                                  FetchLetter("alice", lid(1))), [])
+        self.assertEqual(len(self.store.held), 2)
+        self.store.commit()
+        self.h.pump()
+        self.assertEqual([type(m) for m in alice.take() if not isinstance(m, LetterArrived)],
+                         [LetterStored, LetterStored, Letter])
+
     def test_storeFailureClosesOneConnection(self) -> None:
         """
         A commit that fails closes that connection with INTERNAL_ERROR (the
