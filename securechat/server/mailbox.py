@@ -8,10 +8,10 @@ Rules it keeps:
 
   - B{Off the hot path.}  Mailbox messages arrive decoded, through
     L{securechat.server.relay.Relay.handle}; RELAY bodies never come here.
-  - B{One answer per message, in order.}  Store calls run at once (so
-    letters posted together share a group commit), but each session's
-    answers are queued in the order the messages came and sent as the head
-    of that queue completes.  Notices (PREKEYS_LOW, NEW_LETTERS,
+  - B{One answer per message, in order.}  Each session's answers go out
+    in the order its messages came (L{_Order}); a command starts once those
+    before it finished, except that POST_LETTERs run together (so letters
+    posted together share a group commit).  Notices (PREKEYS_LOW, NEW_LETTERS,
     LETTER_ARRIVED, RECEIPT) go out when they happen.
   - B{Acknowledged after commit.}  LETTER_STORED is sent only when the
     store's Deferred fires, which it does after the transaction holding the
