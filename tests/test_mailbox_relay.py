@@ -543,7 +543,10 @@ class CommitTests(MailboxCase):
         [stored] = alice.take()
         self.assertIsInstance(stored, LetterStored)
         self.assertEqual(bob.take(), [LetterArrived("alice", lid(1), 0, 1)])
-        self.assertEqual(len(self.h.relay.metrics.letter_ack_latency.collect()[0].samples) > 0, True)
+        samples = {x.name: x.value for x in
+                   self.h.relay.metrics.letter_ack_latency.collect()[0].samples}
+        self.assertEqual(samples["securechat_letter_ack_seconds_count"], 1)
+        self.assertEqual(self.h.relay.metrics.letters_stored._value.get(), 1)
 
     def test_answersInOrder(self) -> None:
         """
@@ -555,6 +558,22 @@ class CommitTests(MailboxCase):
         self.store.commit()
         self.h.pump()
         self.assertEqual([type(m) for m in alice.take()], [LetterStored, UserList])
+
+    def test_laterCommandSeesEarlierEffects(self) -> None:
+        """
+        A FETCH_LETTER sent after a POST_LETTER (to oneself) whose commit is
+        held starts only once that commit fired, so it finds the letter;
+        letters posted together are in the store at once (one group commit).
+        """
+        alice = self.h.login("alice")
+        self.assertEqual(self.ask(alice, PostLetter("alice", lid(1), b"x"),
+                                  PostLetter("alice", lid(2), b"y"),
+                                  FetchLetter("alice", lid(1))), [])
+        self.assertEqual(len(self.store.held), 2)
+        self.store.commit()
+        self.h.pump()
+        self.assertEqual([type(m) for m in alice.take() if not isinstance(m, LetterArrived)],
+                         [LetterStored, LetterStored, Letter])
 
     def test_storeFailureClosesOneConnection(self) -> None:
         """
@@ -683,3 +702,49 @@ class SQLiteRelayTests(unittest.TestCase):
         self.assertEqual([m.letter for m in bob.of_type(Letter)], [b"sealed"])
 
 
+
+
+class ServiceWiringTests(unittest.TestCase):
+    """The service tree opens, purges and closes the mailbox store."""
+
+    timeout = 20
+
+    @inlineCallbacks
+    def test_purgeTimerAndCloseOnStop(self) -> Generator[Any, Any, None]:
+        """
+        The tree holds the purge timer; stopping the service closes the
+        store (a closed store refuses further work).
+        """
+        from twisted.internet.task import Clock
+
+        from securechat.server.service import relay_service
+        from securechat.server.store.interface import StoreError
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock())
+        self.assertEqual(service.getServiceNamed("mailbox-purge").step, 15 * 60)
+        self.assertIs(service.relay.mailbox.store, service.store)
+        service.startService()
+        yield service.stopService()
+        failure = self.failureResultOf(service.store.prekey_count("alice"), StoreError)
+        self.assertIn("closed", failure.getErrorMessage())
+
+    @inlineCallbacks
+    def test_unusableMailboxFile(self) -> Generator[Any, Any, None]:
+        """
+        A mailbox file that is not a database stops start-up with one line
+        naming it.
+        """
+        from twisted.internet.task import Clock
+
+        from securechat.server.service import StartupError, relay_service
+        from securechat.server.store import MAILBOX_FILE
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock())
+        yield service.store.close()
+        mailbox = os.path.join(path, MAILBOX_FILE)
+        with open(mailbox, "wb") as f:
+            f.write(b"this is not a database" * 100)
+        e = self.assertRaises(StartupError, relay_service, path, [], None, Limits(), clock=Clock())
+        self.assertIn("cannot use the mailbox", str(e))
+        self.assertIn(MAILBOX_FILE, str(e))
+        self.assertNotIn("\n", str(e))

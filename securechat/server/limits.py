@@ -18,6 +18,10 @@ from twisted.internet.interfaces import IReactorTime
 #: (docs/protocol.rst, section 3): C{max_frame} may not exceed it.
 MAX_CLIENT_FRAME = 64 * 1024
 
+#: The largest sealed letter clients accept (docs/protocol.rst 14.8,
+#: C{letter-too-large}): C{max_letter} may not exceed it.
+MAX_LETTER = 49152
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -61,7 +65,7 @@ class Limits:
     # The mailbox (docs/protocol.rst 14.7; securechat.server.mailbox).
     #: The largest sealed letter in bytes (at most 49152, and at most
     #: C{max_payload - 69} so that its LETTER fits one record).
-    max_letter: int = 49152
+    max_letter: int = MAX_LETTER
     #: Letters one recipient's mailbox may hold ...
     mailbox_letters: int = 1000
     #: ... and their total size in bytes.
@@ -92,7 +96,7 @@ class Limits:
         The largest letter the relay stores: C{max_letter}, but never more
         than a LETTER of it can carry in one record (docs/protocol.rst 14.7).
         """
-        return min(self.max_letter, 49152, self.max_payload - 69)
+        return min(self.max_letter, MAX_LETTER, self.max_payload - 69)
 
 
 class TokenBucket:

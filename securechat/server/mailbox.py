@@ -8,10 +8,10 @@ Rules it keeps:
 
   - B{Off the hot path.}  Mailbox messages arrive decoded, through
     L{securechat.server.relay.Relay.handle}; RELAY bodies never come here.
-  - B{One answer per message, in order.}  Store calls run at once (so
-    letters posted together share a group commit), but each session's
-    answers are queued in the order the messages came and sent as the head
-    of that queue completes.  Notices (PREKEYS_LOW, NEW_LETTERS,
+  - B{One answer per message, in order.}  Each session's answers go out
+    in the order its messages came (L{_Order}); a command starts once those
+    before it finished, except that POST_LETTERs run together (so letters
+    posted together share a group commit).  Notices (PREKEYS_LOW, NEW_LETTERS,
     LETTER_ARRIVED, RECEIPT) go out when they happen.
   - B{Acknowledged after commit.}  LETTER_STORED is sent only when the
     store's Deferred fires, which it does after the transaction holding the
@@ -80,13 +80,60 @@ class _Refusal(Exception):
 
 
 class _Slot:
-    """One answer a session is owed, in the order its messages came."""
+    """One command of a session: when it may start, and its answer."""
 
-    __slots__ = ("answer", "done")
+    __slots__ = ("post", "start", "started", "answer", "done")
 
-    def __init__(self) -> None:
+    def __init__(self, post: bool, start: Callable[[], None]) -> None:
+        self.post = post
+        self.start = start
+        self.started = False
         self.answer: Message | None = None
         self.done = False
+
+
+class _Order:
+    """
+    A session's commands in the order they came: each answer goes out once
+    all before it have gone.  POST_LETTERs may run together (so they share
+    a group commit); any other command starts once every command before it
+    has finished, and commands after it wait for it, so a command sees the
+    effects of those sent before it.
+    """
+
+    __slots__ = ("owed", "pumping", "again")
+
+    def __init__(self) -> None:
+        self.owed: deque[_Slot] = deque()
+        self.pumping = False
+        self.again = False
+
+    def pump(self, deliver: Callable[[Message], None]) -> None:
+        if self.pumping:
+            self.again = True
+            return
+        self.pumping = True
+        try:
+            self.again = True
+            while self.again:
+                self.again = False
+                owed = self.owed
+                while owed and owed[0].done:
+                    answer = owed.popleft().answer
+                    assert answer is not None
+                    deliver(answer)
+                waiting_all = waiting_post = False
+                for slot in list(owed):
+                    if not slot.started and not (waiting_post if slot.post else waiting_all):
+                        slot.started = True
+                        slot.start()
+                    if not slot.done:
+                        waiting_all = True
+                        waiting_post = waiting_post or not slot.post
+                    if waiting_post:
+                        break
+        finally:
+            self.pumping = False
 
 
 class Mailbox:
@@ -101,8 +148,8 @@ class Mailbox:
         self.store = store
         self.limits = relay.limits
         self.metrics = relay.metrics
-        #: Each session's answers still owed, oldest first.
-        self._owed: dict[UserSession, deque[_Slot]] = {}
+        #: Each session's commands not yet answered, in order.
+        self._owed: dict[UserSession, _Order] = {}
         #: Each user's letter rate (kept across its connections).
         self._rates: dict[str, TokenBucket] = {}
 
@@ -174,29 +221,37 @@ class Mailbox:
 
     def _answer(self, session: UserSession, message: Message,
                 command: Callable[[UserSession, Any], Deferred[Message] | Message]) -> None:
-        slot = _Slot()
-        owed = self._owed.setdefault(session, deque())
-        owed.append(slot)
-
-        def answered(answer: Message) -> None:
-            slot.answer, slot.done = answer, True
-            while owed and owed[0].done:
-                done = owed.popleft()
-                assert done.answer is not None
-                session.deliver(done.answer)
-            if not owed and self._owed.get(session) is owed:
-                del self._owed[session]
+        order = self._owed.get(session)
+        if order is None:
+            order = self._owed[session] = _Order()
 
         def refused(failure: Failure) -> Any:
             if failure.check(_Refusal):
                 return CommandFailed(message.TYPE, _subject(session, message), failure.value.reason)
             return failure
 
-        d: Deferred[Any] = maybeDeferred(command, session, message)
-        d.addErrback(refused).addCallback(answered)
-        d.addErrback(self._store_failed, session, type(message).__name__)
+        def answered(answer: Message) -> None:
+            slot.answer, slot.done = answer, True
+            assert order is not None
+            order.pump(session.deliver)
+
+        def start() -> None:
+            d: Deferred[Any] = maybeDeferred(command, session, message)
+            d.addErrback(refused).addCallback(answered)
+            d.addErrback(self._store_failed, session, type(message).__name__)
+        slot = _Slot(isinstance(message, PostLetter), start)
+        order.owed.append(slot)
+        order.pump(session.deliver)
+        if not order.owed and self._owed.get(session) is order:
+            del self._owed[session]
 
     def _store_failed(self, failure: Failure, session: UserSession, what: str) -> None:
+        if not session.active:
+            # The session ended first (the relay is stopping, say): nobody
+            # is owed an answer, and a letter not acknowledged is resent.
+            self.log.info("mailbox: {what} for {user} ended with the session: {why}",
+                          what=what, user=session.user, why=failure.getErrorMessage())
+            return
         self.log.failure("mailbox: {what} for {user} failed; closing the connection",
                          failure, what=what, user=session.user)
         self.session_ended(session)
