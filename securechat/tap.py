@@ -16,7 +16,7 @@ from OpenSSL.SSL import Error as SSLError
 from twisted.python import usage
 
 from securechat import __version__
-from securechat.server.limits import MAX_CLIENT_FRAME, Limits
+from securechat.server.limits import MAX_CLIENT_FRAME, MAX_LETTER, Limits
 
 DEFAULT_LISTEN = "tcp:7070:interface=127.0.0.1"
 
@@ -75,6 +75,22 @@ LIMIT_OPTIONS = [
     ("request-timeout", "request_timeout", float,
      "Seconds a chat request waits for an answer."),
     ("max-chats", "max_chats", int, "Chats one user may have open at once."),
+    ("max-letter", "max_letter", int,
+     "Largest letter in bytes the mailbox stores, at most 49152 (and at most "
+     "--max-frame minus 197, so a letter fits one record)."),
+    ("mailbox-letters", "mailbox_letters", int,
+     "Letters one user's mailbox may hold; more are refused as MAILBOX_FULL."),
+    ("mailbox-bytes", "mailbox_bytes", int,
+     "Bytes of letters one user's mailbox may hold; more are refused as MAILBOX_FULL."),
+    ("expiry-days", "expiry_days", float,
+     "Days a letter is kept before it expires (deleted with its status and receipts)."),
+    ("max-one-time-prekeys", "max_one_time_prekeys", int,
+     "One-time prekeys the relay keeps for one user; an upload past it is refused."),
+    ("prekey-low-mark", "prekey_low_mark", int,
+     "Fewer one-time prekeys than this left: the user is told to upload more."),
+    ("letter-rate", "letter_rate", float, "Letters per second one user may post, sustained."),
+    ("letter-burst", "letter_burst", int,
+     "Letters one user may post above --letter-rate in a burst; more are refused as RATE_LIMITED."),
 ]
 
 
@@ -175,6 +191,11 @@ class Options(usage.Options):
             raise usage.UsageError("--queue-hard-limit must be above --queue-soft-limit")
         if limits.max_handshake_frame < 4096:
             raise usage.UsageError("--max-handshake-frame must be at least 4096 (certificates)")
+        if limits.max_letter > MAX_LETTER:
+            raise usage.UsageError(f"--max-letter must be at most {MAX_LETTER} (clients refuse "
+                                   "larger letters)")
+        if limits.prekey_low_mark > limits.max_one_time_prekeys:
+            raise usage.UsageError("--prekey-low-mark must be at most --max-one-time-prekeys")
         if not 1024 <= limits.max_frame <= MAX_CLIENT_FRAME:
             raise usage.UsageError(f"--max-frame must be from 1024 to {MAX_CLIENT_FRAME} (the largest "
                                    "frame clients accept from the relay)")

@@ -20,7 +20,8 @@ from securechat.server.directory import MemoryDirectory, UserEntry
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
 from securechat.wire.messages import CertificateIdentity, Identity, Message
-from securechat.wire.relay import FROM_SERVER, Welcome
+from securechat.wire.mailbox import MAILBOX_FROM_SERVER
+from securechat.wire.relay import Welcome
 from tests.memnet import Link, Network
 
 SERVER_KEY = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x53" * 32)
@@ -92,13 +93,14 @@ class Harness:
     """
 
     def __init__(self, limits: Limits = Limits(), clock: Clock | None = None,
-                 relay_class: type[Relay] = Relay) -> None:
+                 relay_class: type[Relay] = Relay, store: Any = None) -> None:
         self.network = Network(clock)
         self.clock = self.network.clock
         self.directory = MemoryDirectory(
             UserEntry(name, user_key(name).public_key()) for name in USERS)
         self.relay = relay_class(
-            self.directory, ServerCredentials(SERVER_KEY, SERVER_IDENTITY), self.clock, limits)
+            self.directory, ServerCredentials(SERVER_KEY, SERVER_IDENTITY), self.clock, limits,
+            store=store)
         self.factory = RelayFactory(self.relay)
         self.links: dict[str, Link] = {}
 
@@ -110,7 +112,7 @@ class Harness:
         """
         client = RecordingClient(name)
         config = Config(CLIENT_SERVER, Role.INITIATOR, key or user_key(name),
-                        _user_identity(name), registry=FROM_SERVER)
+                        _user_identity(name), registry=MAILBOX_FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         server = self.factory.buildProtocol(None if host is None else _Addr(host))
         link = self.network.connect(proto, server, client_host=host, **kw)

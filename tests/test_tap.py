@@ -75,9 +75,10 @@ class OptionsTests(unittest.TestCase):
         """
         Every limit option sets its field of L{Limits}.
         """
-        def changed(field: str) -> float:  # --max-frame is at its maximum already
+        def changed(field: str) -> float:
             default = getattr(Limits(), field)
-            return default // 2 if field == "max_frame" else default * 2
+            # --max-frame and --max-letter are at their maxima already
+            return default // 2 if field in ("max_frame", "max_letter") else default * 2
         argv = []
         for name, field, kind, _ in LIMIT_OPTIONS:
             argv += [f"--{name}", str(kind(changed(field)))]
@@ -104,6 +105,24 @@ class OptionsTests(unittest.TestCase):
             e = self.assertRaises(usage.UsageError, self.parse, "--max-frame", value)
             self.assertIn("--max-frame must be from 1024 to 65536", str(e))
         self.assertEqual(self.parse("--max-frame", "65536")["limits"].max_frame, 65536)
+
+    def test_mailboxLimits(self) -> None:
+        """
+        C{--max-letter} above 49152 (what clients accept) is refused, and so
+        is a C{--prekey-low-mark} above C{--max-one-time-prekeys}; the
+        mailbox options reach the store's limits.
+        """
+        from securechat.server.mailbox import mailbox_limits
+        e = self.assertRaises(usage.UsageError, self.parse, "--max-letter", "49153")
+        self.assertIn("--max-letter must be at most 49152", str(e))
+        e = self.assertRaises(usage.UsageError, self.parse, "--max-one-time-prekeys", "5",
+                              "--prekey-low-mark", "6")
+        self.assertIn("--prekey-low-mark must be at most --max-one-time-prekeys", str(e))
+        limits = self.parse("--mailbox-letters", "7", "--mailbox-bytes", "9000",
+                            "--expiry-days", "2", "--max-letter", "4000")["limits"]
+        store = mailbox_limits(limits)
+        self.assertEqual((store.max_letters, store.max_bytes, store.expiry_seconds,
+                          store.max_letter_size), (7, 9000, 2 * 86400, 4000))
 
     def test_hardBelowSoft(self) -> None:
         """

@@ -137,7 +137,7 @@ class TerminalTests(unittest.TestCase):
             ("!chat Not-A-Name", "! 'Not-A-Name' is not a user name"),
             ("!chat alice", "! you cannot chat with yourself"),
             ("!chat nobody", "* there is no user nobody"),
-            ("!chat carol", "* carol is not online"),
+            ("!chat carol", "* carol is not online; !letter carol TEXT sends them a letter to read later"),
             ("!accept", "! nothing to accept"),
             ("!stop", "! no current chat"),
             ("!trust bob", "! no changed key to trust for bob"),
@@ -222,7 +222,7 @@ class ChatRequestDisplayTests(unittest.TestCase):
         for line, expected in [
             ("!chat alice", "! you cannot chat with yourself"),
             ("!chat nobody", "* there is no user nobody"),
-            ("!chat carol", "* carol is not online"),
+            ("!chat carol", "* carol is not online; !letter carol TEXT sends them a letter to read later"),
             ("!chat bob", "! bob has already asked you: !accept bob or !refuse bob"),
         ]:
             self.h.type(self.alice, line)

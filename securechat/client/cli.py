@@ -28,6 +28,7 @@ import argparse
 import datetime
 import getpass
 import os
+import sqlite3
 import sys
 from typing import Any, Protocol, Sequence, TextIO
 
@@ -48,6 +49,7 @@ from securechat.client.config import (  # noqa: F401 -- re-exported for callers
 )
 from securechat.client.core import ChatClient, ServerVerifier
 from securechat.client.endpoint import describe_tls_failure
+from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStore
 from securechat.client.terminal import ChatTerminal
 from securechat.client.view import ChatView
@@ -58,7 +60,7 @@ from securechat.crypto.suites import DEFAULT_OFFER, SUITES
 from securechat.errors import Alert, PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import SecureChatProtocol
 from securechat.wire.messages import CertificateIdentity, UserIdentity
-from securechat.wire.relay import FROM_SERVER
+from securechat.wire.mailbox import MAILBOX_FROM_SERVER
 
 PROG = "securechat-client"
 
@@ -93,7 +95,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--passphrase-file", help="file holding the key's passphrase "
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys; seen_crls.json, the newest CRL seen from the "
-                   "CA, is kept beside it [default: known_peers beside the config file]")
+                   "CA, and letters-USER.sqlite3, your letters and prekeys (mode 0600), are kept "
+                   "beside it [default: known_peers beside the config file]")
     p.add_argument("--init-config", action="store_true",
                    help="write a commented example config file at --config (not over an "
                    "existing one) and exit")
@@ -223,6 +226,14 @@ def crl_state_path(known_peers: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(known_peers)), "seen_crls.json")
 
 
+def letters_path(known_peers: str, user: str) -> str:
+    """
+    The user's letters file (prekeys' private halves, letters): beside the
+    known-peers file, named for the user, so two users never share one.
+    """
+    return os.path.join(os.path.dirname(os.path.abspath(known_peers)), f"letters-{user}.sqlite3")
+
+
 def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = None,
                          crls: Any = None) -> Any:
     """
@@ -330,8 +341,9 @@ class RelaySession(ChatClient):
     """
 
     def __init__(self, user: str, private_key: keys.PrivateKey | ExternalKey, terminal: FrontEnd,
-                 verify: ServerVerifier, pins: PinStore, finish: Any) -> None:
-        super().__init__(user, private_key, terminal, verify, pins)
+                 verify: ServerVerifier, pins: PinStore, finish: Any,
+                 letters: LetterStore | None = None) -> None:
+        super().__init__(user, private_key, terminal, verify, pins, letters=letters)
         self.terminal = terminal
         self.finish = finish
         self.tls_failure: str | None = None
@@ -393,7 +405,7 @@ class SessionFactory(Factory):
 
     def __init__(self, reactor: Any, user: str, private_key: keys.PrivateKey | ExternalKey,
                  terminal: FrontEnd, verify: ServerVerifier, pins: PinStore,
-                 finish: Any) -> None:
+                 finish: Any, letters: LetterStore | None = None) -> None:
         self.reactor = reactor
         self.user = user
         self.private_key = private_key
@@ -401,13 +413,14 @@ class SessionFactory(Factory):
         self.verify = verify
         self.pins = pins
         self.finish = finish
+        self.letters = letters
 
     def buildProtocol(self, addr: Any) -> RelayConnection:
         client = RelaySession(self.user, self.private_key, self.terminal, self.verify, self.pins,
-                              self.finish)
+                              self.finish, self.letters)
         self.terminal.client = client
         config = Config(CLIENT_SERVER, Role.INITIATOR, self.private_key, UserIdentity(self.user),
-                        registry=FROM_SERVER)
+                        registry=MAILBOX_FROM_SERVER)
         protocol = RelayConnection(config, client, self.reactor, handshake_timeout=30,
                                    idle_timeout=None)
         return protocol
@@ -453,10 +466,13 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         private_key = read_key(conf, sys.stdin)
         pins = PinStore(conf["known-peers"])
         crls = CrlStore(crl_state_path(conf["known-peers"]))
+        letters = LetterStore(letters_path(conf["known-peers"], conf["user"]))
         endpoint = relay_endpoint(reactor, conf["server"], ca.public_bytes(Encoding.PEM),
                                   conf["server-name"])
     except (ClientError, BadUserName, CorruptPinFile, CorruptCrlState) as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
+    except sqlite3.Error as e:
+        raise SystemExit(f"{PROG}: error: the letters file beside the known-peers file: {e}") from None
     except ValueError as e:
         raise SystemExit(f"{PROG}: error: bad --server {conf['server']!r}: {e}") from None
 
@@ -512,7 +528,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     done.addCallback(restore_terminal)
 
     factory = SessionFactory(reactor, conf["user"], private_key, terminal, verify, pins,
-                             finish)
+                             finish, letters)
     backoff = backoffPolicy(1.0, 30.0)
 
     def retry_policy(attempt: int) -> float:

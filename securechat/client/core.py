@@ -37,6 +37,10 @@ End-to-end rules (docs/protocol.rst, section 12):
     no chat with (before CHAT_STARTED or after CHAT_ENDED) is
     C{unexpected-message}, and each ends the relay connection.
 
+Letters (section 14) are L{securechat.client.letters.Mailbox}'s, when the
+client has a letters file: the relay's mailbox messages and the
+COMMAND_FAILED for mailbox commands go to it.
+
 Chat requests (section 11.4): the relay answers each at once, and the view
 is told only that answer (REQUEST_PENDING, CHAT_DECLINED or COMMAND_FAILED)
 and then the request's one outcome.
@@ -57,6 +61,8 @@ from securechat.crypto.signer import ExternalKey
 from securechat.crypto.config import END_TO_END, Config, Role
 from securechat.crypto.handshake import Connection
 from securechat.client.endtoend import PRE_AUTH_MAX_FRAME, EndToEndChats, PeerChat
+from securechat.client.letters import Mailbox
+from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStatus, PinStore
 from securechat.client.reasons import DEPARTURES, reason_of, reason_text
 from securechat.client.rules import stopped_outcome
@@ -119,6 +125,7 @@ class ChatClient(EndToEndChats):
         verify_server: ServerVerifier,
         pins: PinStore,
         clock: Callable[[], float] = time.time,
+        letters: LetterStore | None = None,
     ) -> None:
         self.user = user
         self.private_key = private_key
@@ -142,6 +149,10 @@ class ChatClient(EndToEndChats):
         #: One entry per LIST_ONLINE sent, in order: None for the user's,
         #: a callback for L{when_answered}.
         self._online_asked: deque[Callable[[], None] | None] = deque()
+        #: Letters (securechat.client.letters), when the client has a store
+        #: and its key is in memory (a key on a token signs letters not yet).
+        self.mailbox = (Mailbox(self, letters) if letters is not None
+                        and not isinstance(private_key, ExternalKey) else None)
         self._handlers = {
             Welcome: self._welcome,
             OnlineList: self._online_list,
@@ -169,6 +180,8 @@ class ChatClient(EndToEndChats):
         handler = self._handlers.get(type(message))
         if handler is not None:
             handler(message)  # type: ignore[operator]
+        elif self.mailbox is not None:
+            self.mailbox.handle(message)
 
     def connection_ended(self, reason: ProtocolError | None) -> None:
         for peer, chat in list(self.chats.items()):
@@ -181,6 +194,8 @@ class ChatClient(EndToEndChats):
         self.outgoing.clear()
         self.refused.clear()
         self._online_asked.clear()
+        if self.mailbox is not None:
+            self.mailbox.connection_ended()
         was_logged_in, self.logged_in = self.logged_in, False
         self.view.disconnected(describe_error(reason, was_logged_in))
 
@@ -299,7 +314,8 @@ class ChatClient(EndToEndChats):
             self.view.notice(f"no changed key to trust for {peer}")
             return
         self.pins.pin(peer, key)
-        self.view.notice(f"{peer} is now pinned to {keys.fingerprint(key)}; ask for a chat again")
+        self.view.notice(f"{peer} is now pinned to {keys.fingerprint(key)}; ask for a chat (or "
+                         "send the letter) again")
 
     def fingerprint(self, peer: str | None) -> str | None:
         """
@@ -328,6 +344,10 @@ class ChatClient(EndToEndChats):
         # Records we batch must fit the relay's frame maximum, whatever ours.
         outbound = self.protocol.outbound
         outbound.batch_bytes = min(outbound.batch_bytes, message.max_payload)
+        if self.mailbox is not None:
+            # Prekeys and unanswered letters go first, before any line a
+            # script queued for the login.
+            self.mailbox.logged_in()
         self.view.logged_in(message.user)
 
     def _online_list(self, message: OnlineList) -> None:
@@ -356,6 +376,8 @@ class ChatClient(EndToEndChats):
         self.view.request_withdrawn(message.requester, reason_of(message.reason))
 
     def _command_failed(self, message: CommandFailed) -> None:
+        if self.mailbox is not None and self.mailbox.command_failed(message):
+            return
         command, subject, reason = message.command, message.subject, reason_of(message.reason)
         if command == ChatStop.TYPE and subject not in self.chats:
             return  # the chat is already over, which is what stop wanted

@@ -15,6 +15,13 @@ Commands::
     !stop [USER]          end the chat (the current one if no USER)
     !fingerprint [USER]   your key's fingerprint, or the one pinned for USER
     !trust USER           accept USER's changed key (after comparing fingerprints)
+    !letter USER TEXT     send USER a letter (end-to-end encrypted and signed; USER may be offline)
+    !letters [new|all]    list your letters (new: never fetched)
+    !read N|ID            read letter N of the last list (or by the start of its id)
+    !delete N|ID          delete a letter from your mailbox
+    !sent                 the letters you sent: stored, delivered, read, receipts verified
+    !users                all registered users, online or not
+    !receipts on|off      send read receipts or not (delivery receipts are always sent)
     !exit                 end all chats and quit
     TEXT                  send TEXT to the current chat
     USER: TEXT            send TEXT to your chat with USER
@@ -29,7 +36,9 @@ from typing import Callable
 from twisted.protocols.basic import LineReceiver
 
 from securechat.client.core import ChatClient
+from securechat.client.letters import Mailbox
 from securechat.client.display import untrusted
+from securechat.client.letterview import LetterLines
 from securechat.client.reasons import reason_name
 from securechat.wire.names import BadUserName, check_user_name
 from securechat.wire.relay import Reason
@@ -38,7 +47,7 @@ HELP = (__doc__ or "").split("Commands::", 1)[1].strip("\n")
 
 _DECLINED: dict[int, str] = {
     Reason.REFUSED: "{peer} refused your chat request",
-    Reason.OFFLINE: "{peer} is not online",
+    Reason.OFFLINE: "{peer} is not online; !letter {peer} TEXT sends them a letter to read later",
     Reason.UNKNOWN_USER: "there is no user {peer}",
     Reason.BUSY: "{peer} is busy in other chats",
     Reason.TIMEOUT: "{peer} did not answer your chat request",
@@ -70,7 +79,7 @@ _FAILED: dict[tuple[str, Reason | int] | Reason | int, str] = {
 }
 
 
-class ChatTerminal(LineReceiver):
+class ChatTerminal(LetterLines, LineReceiver):
     """
     The terminal: a L{ChatView} for the core, and a line protocol for
     standard input.
@@ -90,6 +99,9 @@ class ChatTerminal(LineReceiver):
         self.on_exit = on_exit
         self.client: ChatClient | None = None
         self.current: str | None = None
+        #: The last line refused for want of a chat, by user: !letter USER
+        #: without text sends it as a letter.
+        self.offer: dict[str, str] = {}
         self._pending: list[str] = []
         self.exiting = False
         #: Logged in at least once: lines typed while disconnected after
@@ -180,12 +192,20 @@ class ChatTerminal(LineReceiver):
             if command is None:
                 self.say(f"! unknown command !{word}; !help lists the commands")
                 return
+            if word.lower() == "letter":
+                self.cmd_letter(*rest.lstrip().partition(" ")[::2])
+                return
             command(*args[:1]) if args else command()
             return
         peer, sep, text = line.partition(": ")
         if sep and _is_name(peer) and peer in client.chats:
             client.say(peer, text)
             self.current = peer
+            return
+        if sep and _is_name(peer) and client.mailbox is not None:
+            self.offer[peer] = text
+            self.say(f"! no chat with {peer}; not sent. !letter {peer} sends it as a letter "
+                     f"(they may be offline), !chat {peer} asks to chat")
             return
         if self.current is None or self.current not in client.chats:
             self.say("! no current chat: use !chat USER, or USER: TEXT")
@@ -259,6 +279,53 @@ class ChatTerminal(LineReceiver):
         assert self.client is not None
         if (peer := self._need(user, "trust")) is not None:
             self.client.trust(peer)
+
+    def _mailbox(self) -> Mailbox | None:
+        assert self.client is not None
+        if self.client.mailbox is None:
+            self.say("! letters are not available in this client")
+        return self.client.mailbox
+
+    def cmd_letter(self, user: str | None = None, text: str = "") -> None:
+        if (peer := self._need(user or None, "letter")) is not None and (box := self._mailbox()):
+            text = text.strip() or self.offer.get(peer, "")
+            if not text:
+                self.say("! usage: !letter USER TEXT")
+                return
+            self.offer.pop(peer, None)
+            box.send_letter(peer, text)
+
+    def cmd_letters(self, which: str = "new") -> None:
+        if which not in ("new", "all"):
+            self.say("! usage: !letters [new|all]")
+        elif box := self._mailbox():
+            box.list_letters(which == "new")
+
+    def cmd_read(self, ref: str | None = None) -> None:
+        if ref is None:
+            self.say("! usage: !read N|ID (a number or id from !letters)")
+        elif box := self._mailbox():
+            box.read(ref)
+
+    def cmd_delete(self, ref: str | None = None) -> None:
+        if ref is None:
+            self.say("! usage: !delete N|ID (a number or id from !letters)")
+        elif box := self._mailbox():
+            box.delete(ref)
+
+    def cmd_sent(self, *args: str) -> None:
+        if box := self._mailbox():
+            box.sent_status()
+
+    def cmd_users(self, *args: str) -> None:
+        if box := self._mailbox():
+            box.list_users()
+
+    def cmd_receipts(self, setting: str | None = None) -> None:
+        if setting not in ("on", "off"):
+            self.say("! usage: !receipts on|off")
+        elif box := self._mailbox():
+            box.set_read_receipts(setting == "on")
 
     def cmd_exit(self, *args: str) -> None:
         self.exit()
@@ -348,6 +415,9 @@ class ChatTerminal(LineReceiver):
 
     def notice(self, text: str) -> None:
         self.say(f"! {text}")
+
+    def letter_line(self, text: str, alert: bool = False) -> None:
+        self.say(("! " if alert else "* ") + text)
 
     def disconnected(self, reason: str | None) -> None:
         self.current = None

@@ -38,6 +38,12 @@ class IUserDirectory(Interface):
         The entry for C{name}, or C{None} if no such user is registered.
         """
 
+    def entries() -> list[UserEntry]:
+        """
+        Every registered user, revoked ones included (the mailbox's
+        LIST_USERS leaves those out).
+        """
+
 
 @implementer(IUserDirectory)
 class MemoryDirectory:
@@ -50,6 +56,9 @@ class MemoryDirectory:
 
     def lookup(self, name: str) -> UserEntry | None:
         return self._entries.get(name)
+
+    def entries(self) -> list[UserEntry]:
+        return list(self._entries.values())
 
     def add(self, entry: UserEntry) -> None:
         self._entries[entry.name] = entry

@@ -18,6 +18,10 @@ from twisted.internet.interfaces import IReactorTime
 #: (docs/protocol.rst, section 3): C{max_frame} may not exceed it.
 MAX_CLIENT_FRAME = 64 * 1024
 
+#: The largest sealed letter clients accept (docs/protocol.rst 14.8,
+#: C{letter-too-large}): C{max_letter} may not exceed it.
+MAX_LETTER = 49152
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -58,6 +62,24 @@ class Limits:
     request_timeout: float = 60.0
     #: Chats one user may have open at once.
     max_chats: int = 8
+    # The mailbox (docs/protocol.rst 14.7; securechat.server.mailbox).
+    #: The largest sealed letter in bytes (at most 49152, and at most
+    #: C{max_payload - 69} so that its LETTER fits one record).
+    max_letter: int = MAX_LETTER
+    #: Letters one recipient's mailbox may hold ...
+    mailbox_letters: int = 1000
+    #: ... and their total size in bytes.
+    mailbox_bytes: int = 32 * 1024 * 1024
+    #: Days from storing a letter to its expiry.
+    expiry_days: float = 30.0
+    #: One-time prekeys the relay holds for one user at most.
+    max_one_time_prekeys: int = 500
+    #: Fewer one-time prekeys than this left: the owner is told (PREKEYS_LOW).
+    prekey_low_mark: int = 10
+    #: Letters per second one user may post, sustained ...
+    letter_rate: float = 1.0
+    #: ... and the burst allowed above it.
+    letter_burst: int = 60
 
     @property
     def max_payload(self) -> int:
@@ -67,6 +89,14 @@ class Limits:
         user name).
         """
         return self.max_frame - 128
+
+    @property
+    def letter_limit(self) -> int:
+        """
+        The largest letter the relay stores: C{max_letter}, but never more
+        than a LETTER of it can carry in one record (docs/protocol.rst 14.7).
+        """
+        return min(self.max_letter, MAX_LETTER, self.max_payload - 69)
 
 
 class TokenBucket:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
@@ -51,6 +51,15 @@ class RelayMetrics:
             "securechat_senders_paused", "Times a sender was paused for a slow recipient", registry=r)
         self.rate_limited = Counter(
             "securechat_rate_limited", "Times a user was throttled for its message rate", registry=r)
+        self.letters_stored = Counter(
+            "securechat_letters_stored", "Letters committed to the mailbox store", registry=r)
+        self.letters_refused = Counter(
+            "securechat_letters_refused", "Letters refused, by reason", ["reason"], registry=r)
+        self.letter_ack_latency = Histogram(
+            "securechat_letter_ack_seconds",
+            "Seconds from a letter's arrival to its LETTER_STORED (after the commit)",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            registry=r)
 
     @property
     def queued_bytes(self) -> int:

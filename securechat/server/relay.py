@@ -49,8 +49,12 @@ from securechat.protocol import SecureChatProtocol
 from securechat.server.chats import Chats
 from securechat.server.directory import IUserDirectory
 from securechat.server.limits import ConnectionGate, Limits
+from securechat.server.mailbox import Mailbox, mailbox_limits
 from securechat.server.metrics import RelayMetrics
 from securechat.server.session import _EMPTY, _with, UserSession
+from securechat.server.store.interface import IMailboxStore
+from securechat.server.store.memory import MemoryMailboxStore
+from securechat.wire.mailbox import MAILBOX_FROM_CLIENT
 from securechat.wire.messages import Alert, CertificateIdentity, Message, encode_frame_message
 from securechat.wire.relay import (
     FROM_CLIENT,
@@ -100,6 +104,7 @@ class Relay(Chats):
         clock: IReactorTime,
         limits: Limits = Limits(),
         metrics: RelayMetrics | None = None,
+        store: IMailboxStore | None = None,
     ) -> None:
         self.directory = directory
         self.credentials = credentials
@@ -131,6 +136,11 @@ class Relay(Chats):
             ChatStop: self._chat_stop,
             RelayMessage: self._relay,
         }
+        #: The mailbox's commands (off the hot path), on C{store}; without
+        #: one, letters are kept in memory only.
+        self.mailbox = Mailbox(self, store if store is not None else
+                               MemoryMailboxStore(clock, mailbox_limits(limits)))
+        self._handlers.update(self.mailbox.handlers())
 
     def config(self) -> Config:
         """
@@ -143,7 +153,7 @@ class Relay(Chats):
         if cached is None or cached[0] is not credentials:
             cached = self._config = (credentials, Config(
                 CLIENT_SERVER, Role.RESPONDER, credentials.private_key, credentials.identity,
-                registry=FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
+                registry=MAILBOX_FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
                 max_frame=self.limits.max_frame, max_keepalive_run=MAX_KEEPALIVE_RUN,
                 raw_types=frozenset({_RELAY}),
             ))
@@ -199,6 +209,7 @@ class Relay(Chats):
         self.metrics.handshakes += 1
         self.log.info("user {user} logged in from {host}", user=user, host=session.host)
         session.deliver(Welcome(user, self.limits.max_payload))
+        self.mailbox.logged_in(session)
 
     def connection_ended(self, session: UserSession, error: ProtocolError | None) -> None:
         self.metrics.connections_open -= 1
@@ -221,6 +232,7 @@ class Relay(Chats):
         user = session.user
         assert user is not None
         session.active = False
+        self.mailbox.session_ended(session)
         if self.sessions.get(user) is session:
             del self.sessions[user]
         for target in list(session.outgoing):

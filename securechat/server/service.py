@@ -6,6 +6,11 @@ The relay's service tree, as C{twistd securechat} runs it::
       listener per --listen endpoint   (strports: a failed listen stops start-up)
       metrics site, if --metrics       (/metrics, /health)
       TimerService                     (re-read users.json and the CRL when they change)
+      mailbox-purge TimerService       (delete expired letters, every 15 minutes)
+
+The mailbox store (C{mailbox.sqlite3} in the data directory) is opened
+before anything is served (a file that cannot be used stops start-up with
+one line) and closed when the service stops, after the sessions end.
 
 The user directory is checked for changes at every lookup (one C{stat}), so
 a user C{securechat-admin} registered, re-keyed or revoked is accepted or
@@ -49,8 +54,11 @@ from securechat.datadir import DataDir, UserDirectory
 from securechat.datafiles import CorruptDataDir
 from securechat.server.directory import IUserDirectory, UserEntry
 from securechat.server.limits import Limits
+from securechat.server.mailbox import mailbox_limits
 from securechat.server.metrics import metrics_root
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
+from securechat.server.store import IMailboxStore, UnusableDatabase, mailbox_store
+from securechat.server.store.expiry import purge_service
 from securechat.server.startup import (client_server_option, inherited_sockets, systemd_problem,
                                        tool_command)
 from securechat.wire.messages import CertificateIdentity
@@ -123,6 +131,11 @@ class FileUserDirectory:
         if record is None:
             return None
         return UserEntry(record.name, record.public_key, record.revoked is not None)
+
+    def entries(self) -> list[UserEntry]:
+        self._fresh()
+        return [UserEntry(r.name, r.public_key, r.revoked is not None)
+                for r in self._users.users.values()]
 
     def __len__(self) -> int:
         return len(self._users.users)
@@ -219,8 +232,11 @@ class RelayService(MultiService):
 
     def __init__(self, data: DataDir, relay: Relay, directory: FileUserDirectory,
                  reload_interval: float = 2.0,
-                 now: Callable[[], datetime.datetime] = _wall_clock) -> None:
+                 now: Callable[[], datetime.datetime] = _wall_clock,
+                 store: IMailboxStore | None = None) -> None:
         super().__init__()
+        #: The mailbox store, closed when the service stops.
+        self.store = store
         self.data = data
         self.relay = relay
         self.directory = directory
@@ -361,7 +377,16 @@ class RelayService(MultiService):
             signal.signal(signal.SIGHUP, self._previous_hup)
         for session in list(self.relay.sessions.values()):
             session.protocol.terminate("shutting-down", "the relay is stopping")
-        return super().stopService()
+        stopped = super().stopService()
+        if self.store is None:
+            return stopped
+        store = self.store
+
+        def close(_: Any) -> Any:
+            return store.close()
+        if stopped is None:
+            return store.close()
+        return stopped.addCallback(close)
 
 
 @contextlib.contextmanager
@@ -436,8 +461,14 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         now = _wall_clock
     data, created = prepare_data_dir(data_dir, create, now(), allow_readable_keys)
     directory = FileUserDirectory(data)
-    relay = Relay(directory, load_credentials(data, now()), clock, limits)
-    service = RelayService(data, relay, directory, now=now)
+    credentials = load_credentials(data, now())
+    try:
+        store = mailbox_store(data.path, clock, mailbox_limits(limits))
+    except UnusableDatabase as e:
+        raise StartupError(f"cannot use the mailbox: {e}") from None
+    relay = Relay(directory, credentials, clock, limits, store=store)
+    service = RelayService(data, relay, directory, now=now, store=store)
+    purge_service(store, clock).setServiceParent(service)
     service.created = created
     factory = RelayFactory(relay)
     factory.noisy = False

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from securechat.crypto.prekeys import (
     ONE_TIME_PREKEY_LENGTH,
@@ -448,7 +448,7 @@ MAILBOX_FROM_CLIENT = FROM_CLIENT.extend(MAILBOX_CLIENT_MESSAGES)
 MAILBOX_FROM_SERVER = FROM_SERVER.extend(MAILBOX_SERVER_MESSAGES)
 
 
-def fit_list(entries: list[Declared] | tuple[Declared, ...], total: int, max_payload: int) -> tuple[Declared, ...]:
+def fit_list(entries: Sequence[Declared], total: int, max_payload: int) -> tuple[Declared, ...]:
     """
     The longest prefix of C{entries} whose list message (C{u16} count, the
     entries, C{u64} total) is at most C{max_payload} bytes

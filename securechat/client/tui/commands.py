@@ -20,6 +20,7 @@ from securechat.client.tui.windows import PeerState
 from securechat.wire.names import BadUserName, check_user_name
 
 if TYPE_CHECKING:
+    from securechat.client.letters import Mailbox
     from securechat.client.tui.view import FullScreen
 
 #: (name, arguments, what it does), in the order /help lists them.
@@ -31,6 +32,13 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("cancel", "[USER]", "withdraw your chat request (this window's by default)"),
     ("stop", "[USER]", "end the chat (this window's by default)"),
     ("msg", "USER TEXT", "send TEXT to your open chat with USER"),
+    ("letter", "USER [TEXT]", "send USER a letter, to read when they like (they may be offline)"),
+    ("letters", "[new|all]", "list your letters in the mailbox window"),
+    ("read", "N|ID", "read letter N of the last list (or by the start of its id)"),
+    ("delete", "N|ID", "delete a letter from your mailbox"),
+    ("sent", "", "your letters: stored, delivered, read, receipts verified"),
+    ("users", "", "all registered users, online or not"),
+    ("receipts", "on|off", "send read receipts or not (delivery receipts always go)"),
     ("window", "N", "go to window N (also Alt-N, Ctrl-N / Ctrl-P)"),
     ("close", "", "close this window (once its chat has ended)"),
     ("online", "", "who is online"),
@@ -68,6 +76,9 @@ class Commands:
 
     def __init__(self, view: FullScreen) -> None:
         self.view = view
+        #: The last line refused in a peer's window (no chat): /letter USER
+        #: without text sends it as a letter.
+        self.offer: dict[str, str] = {}
 
     def submit(self, line: str) -> None:
         """
@@ -104,7 +115,10 @@ class Commands:
         window = self.view.windows.current
         peer = window.peer
         client = self.view.client
-        if peer is None:
+        if peer is None and window.mailbox:
+            self.view.reply("this is the mailbox window: nothing typed here is sent. /letter USER "
+                            "TEXT sends a letter", error=True)
+        elif peer is None:
             self.view.reply("this is the status window: nothing typed here is sent. Go to a chat's "
                        "window (Alt-2, Ctrl-N) or /chat USER", error=True)
         elif client is None or not client.logged_in:
@@ -116,6 +130,9 @@ class Commands:
                 why = f"{peer} has not accepted yet"
             else:
                 why = f"the chat with {peer} has ended (/chat {peer} asks again)"
+                self.offer[peer] = text
+                if client.mailbox is not None:
+                    why += f", or /letter {peer} sends it as a letter"
             self.view.reply(f"{why}; not sent", error=True)
         else:
             self._say(peer, text)
@@ -174,7 +191,7 @@ class Commands:
         window = self.view.windows.current
         client = self.view.client
         if window.peer is None:
-            self.view.reply("the status window stays open", error=True)
+            self.view.reply(f"the {window.title} window stays open", error=True)
         elif client is not None and (window.peer in client.chats or window.peer in client.incoming
                                      or window.peer in client.outgoing):
             self.view.reply(f"the chat or request with {window.peer} is still open: /stop, "
@@ -236,7 +253,11 @@ class Commands:
         if not user or not text:
             self.view.reply("usage: /msg USER TEXT", error=True)
         elif user not in client.chats:
-            self.view.reply(f"no open chat with {user}; not sent (/chat {user} first)", error=True)
+            offer = ""
+            if client.mailbox is not None and is_name(user):
+                self.offer[user] = text
+                offer = f", or /letter {user} sends it as a letter"
+            self.view.reply(f"no open chat with {user}; not sent (/chat {user} first{offer})", error=True)
         else:
             self._say(user, text)
 
@@ -251,6 +272,56 @@ class Commands:
             self.view.reply(f"no key pinned for {user} yet (chat with them first)")
         else:
             self.view.reply(f"{user}: {fp}")
+
+    def _mailbox(self) -> Mailbox | None:
+        client = self.view.client
+        assert client is not None
+        if client.mailbox is None:
+            self.view.reply("letters are not available in this client", error=True)
+        else:
+            self.view.windows.switch(self.view.mailbox_window())
+        return client.mailbox
+
+    def cmd_letter(self, arg: str) -> None:
+        user, _, text = arg.partition(" ")
+        text = text.strip() or self.offer.get(user, "")
+        if not user or not text:
+            self.view.reply("usage: /letter USER TEXT", error=True)
+        elif (peer := self._need(user, "letter")) is not None and (box := self._mailbox()):
+            self.offer.pop(peer, None)
+            box.send_letter(peer, text)
+
+    def cmd_letters(self, arg: str) -> None:
+        if arg not in ("", "new", "all"):
+            self.view.reply("usage: /letters [new|all]", error=True)
+        elif box := self._mailbox():
+            box.list_letters(arg != "all")
+
+    def cmd_read(self, arg: str) -> None:
+        if not arg:
+            self.view.reply("usage: /read N|ID (a number or id from /letters)", error=True)
+        elif box := self._mailbox():
+            box.read(arg)
+
+    def cmd_delete(self, arg: str) -> None:
+        if not arg:
+            self.view.reply("usage: /delete N|ID (a number or id from /letters)", error=True)
+        elif box := self._mailbox():
+            box.delete(arg)
+
+    def cmd_sent(self, arg: str) -> None:
+        if box := self._mailbox():
+            box.sent_status()
+
+    def cmd_users(self, arg: str) -> None:
+        if box := self._mailbox():
+            box.list_users()
+
+    def cmd_receipts(self, arg: str) -> None:
+        if arg not in ("on", "off"):
+            self.view.reply("usage: /receipts on|off", error=True)
+        elif box := self._mailbox():
+            box.set_read_receipts(arg == "on")
 
     def cmd_trust(self, arg: str) -> None:
         assert self.view.client is not None

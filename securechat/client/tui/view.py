@@ -17,6 +17,7 @@ import time
 from typing import Callable
 
 from securechat.client.core import ChatClient
+from securechat.client.letterview import LetterLines
 from securechat.client.reasons import reason_name
 from securechat.client.terminal import _DECLINED, _FAILED, _WITHDRAWN
 from securechat.client.tui.commands import Commands
@@ -37,7 +38,7 @@ def slash(template: str) -> str:
     return template.replace("!", "/")
 
 
-class FullScreen:
+class FullScreen(LetterLines):
     """
     The full-screen view: windows, status bar, input line.
 
@@ -106,6 +107,27 @@ class FullScreen:
         window.add(f"{self._stamp()} {marker} ", text, style)
         self.windows.mark(window, activity)
         self.refresh()
+
+    def mailbox_window(self) -> Window:
+        """
+        The mailbox window (letters, receipts, the user list), opened if
+        there is none.
+        """
+        window = self.windows.find_mailbox()
+        if window is None:
+            window = Window(None, mailbox=True)
+            self.windows.windows.append(window)
+            self._watch(window)
+        return window
+
+    def letter_line(self, text: str, alert: bool = False) -> None:
+        """
+        A letter event: a line in the mailbox window (through L{put}, whose
+        L{Window.add} neutralises it).
+        """
+        self.put(self.mailbox_window(), "!" if alert else "*", text,
+                 Style.ERROR if alert else Style.EVENT,
+                 Activity.MESSAGE if alert else Activity.EVENT)
 
     def _stamp(self, at: float | None = None) -> str:
         return time.strftime("%H:%M", time.localtime(self.clock() if at is None else at))

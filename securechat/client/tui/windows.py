@@ -90,9 +90,13 @@ class Window:
     fingerprint: str | None = None
     #: Called with each line added (the widget that shows this window).
     on_line: Callable[[Line], None] | None = None
+    #: The mailbox window (letters, receipts, users): no peer, no chat.
+    mailbox: bool = False
 
     @property
     def title(self) -> str:
+        if self.mailbox:
+            return "mailbox"
         return "status" if self.peer is None else untrusted(self.peer)
 
     def add(self, prefix: str, body: str, style: Style, name: str = "") -> Line:
@@ -151,6 +155,12 @@ class WindowList:
     @property
     def status(self) -> Window:
         return self.windows[0]
+
+    def find_mailbox(self) -> Window | None:
+        for window in self.windows[1:]:
+            if window.mailbox:
+                return window
+        return None
 
     def find(self, peer: str) -> Window | None:
         for window in self.windows[1:]:

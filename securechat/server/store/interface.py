@@ -84,6 +84,13 @@ class PrekeyRefused(StoreError):
     """
 
 
+class StockFull(PrekeyRefused):
+    """
+    A prekey upload that would leave more one-time prekeys in stock than
+    L{MailboxLimits.max_one_time_prekeys} (the relay answers TOO_LARGE).
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class MailboxLimits:
     """

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from securechat.server.store.interface import (
     MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, PREKEY_SIZE, TOO_LARGE, MailboxLimits, NewLetter,
-    OneTimePrekeyRecord, PrekeyRefused, Refused, SignedPrekeyRecord)
+    OneTimePrekeyRecord, PrekeyRefused, Refused, SignedPrekeyRecord, StockFull)
 
 MAX_PREKEY_ID = 2 ** 32 - 1
 MAX_SIGNATURE_SIZE = 1024
@@ -58,10 +58,10 @@ def check_signed_replacement(current: SignedPrekeyRecord | None, new: SignedPrek
 
 def check_stock(in_stock: int, limits: MailboxLimits) -> None:
     """
-    @raise PrekeyRefused: the stock would exceed its limit.
+    @raise StockFull: the stock would exceed its limit.
     """
     if in_stock > limits.max_one_time_prekeys:
-        raise PrekeyRefused(f"more than {limits.max_one_time_prekeys} one-time prekeys in stock")
+        raise StockFull(f"more than {limits.max_one_time_prekeys} one-time prekeys in stock")
 
 
 def refusal(letter: NewLetter, letters: int, size: int, limits: MailboxLimits) -> Refused | None:

@@ -1,0 +1,512 @@
+# -*- test-case-name: tests.test_client_letters -*-
+"""
+The client's side of the mailbox (docs/protocol.rst, section 14): the part
+of L{securechat.client.core.ChatClient} that keeps our prekeys on the
+relay, seals, posts and resends letters, opens the letters that came for
+us, and sends and checks receipts.  What the user should see goes to the
+client's L{ChatView}; the durable part is the L{LetterStore}.
+
+Rules it keeps:
+
+  - prekeys: a signed prekey is made (and kept on disk) before its public
+    half is uploaded; it is replaced every L{ROTATE_AFTER} seconds, and a
+    replaced one is kept for L{GRACE} more (or the relay's letter expiry
+    and a day, if this client has seen a longer one), as letters sealed to
+    it may still arrive; one-time prekeys are refilled to
+    L{ONE_TIME_STOCK} when the relay says the stock is low (PREKEYS_LOW);
+  - a recipient's key (from BUNDLE) and a sender's key (from USER_KEY) are
+    checked against the pin store exactly as for chats: a new one is
+    pinned, a changed one refuses the letter (nothing is sealed, nothing is
+    shown) until the user runs C{trust};
+  - a bundle whose signed prekey does not verify for the recipient (a relay
+    substituted it) refuses the letter: nothing is sent;
+  - a sealed letter is kept, with its id, before it is posted; one without
+    an answer is posted again, the same bytes under the same id, after
+    each login, until the relay answers;
+  - a letter is shown as text only when its signature verified and it
+    decrypted; otherwise its failure is shown (14.4 codes), never text.  A
+    letter whose C{(sender, id)} we opened before is shown again from our
+    copy when the relay serves the same bytes, and refused as C{replayed}
+    when it serves different ones;
+  - a delivery receipt is signed once the letter's signature verified, a
+    read receipt once it is shown, unless read receipts are off;
+  - a LETTER or USER_KEY the client did not ask for is dropped (nothing
+    is opened, answered or pinned on the relay's word alone);
+  - receipts for our letters are verified against the recipient's pinned
+    key, and shown as verified or with their failure code.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Callable
+
+from twisted.logger import Logger
+
+from securechat.client.letterstore import PENDING, REFUSED, STORED, LetterStore
+from securechat.client.letterview import LetterSummary
+from securechat.client.pins import PinStatus
+from securechat.client.sentletters import KeyWaiter, SentLetters
+from securechat.client.view import ChatView
+from securechat.client.reasons import reason_name, reason_of
+from securechat.crypto import keys
+from securechat.crypto.letters import (
+    MAX_LETTER,
+    LetterError,
+    SealedLetter,
+    open_letter,
+    parse_letter,
+    seal_letter,
+)
+from securechat.crypto.prekeys import (
+    MAX_ONE_TIME_UPLOAD,
+    PrekeyBundle,
+    encode_one_time_prekeys,
+    generate_one_time_prekeys,
+    generate_signed_prekey,
+)
+from securechat.crypto.receipts import ReceiptKind, make_receipt
+from securechat.crypto.signer import ExternalKey
+from securechat.wire.mailbox import (
+    Bundle,
+    DeleteLetter,
+    FetchBundle,
+    FetchLetter,
+    GetUserKey,
+    Letter,
+    LetterArrived,
+    LetterDeleted,
+    LetterList,
+    LetterRefused,
+    LetterStored,
+    ListLetters,
+    ListUsers,
+    NewLetters,
+    PostLetter,
+    PostReceipt,
+    PrekeysLow,
+    PrekeysStored,
+    ReceiptMessage,
+    ReceiptStored,
+    SentStatus,
+    StatusList,
+    UploadPrekeys,
+    UserKey,
+    UserList,
+    Which,
+)
+from securechat.wire.messages import Message
+from securechat.wire.relay import CommandFailed, Reason
+
+if TYPE_CHECKING:
+    from securechat.client.core import ChatClient
+
+DAY = 24 * 3600
+#: A signed prekey is replaced after this long (the reference client's 7 days).
+ROTATE_AFTER = 7 * DAY
+#: A replaced signed prekey's private half is kept this long: the relay's
+#: longest expiry (30 days by default) and a day's margin.
+GRACE = 31 * DAY
+#: How many one-time prekeys the client keeps on the relay.
+ONE_TIME_STOCK = 100
+#: The codes of 14.4 found before the signature is checked: no delivery
+#: receipt for those (the letter may not be the sender's).
+_BEFORE_SIGNATURE = frozenset({"letter-too-large", "malformed", "unsupported-version", "unknown-suite",
+                               "wrong-envelope", "wrong-recipient", "replayed", "bad-signature",
+                               "key-changed", "no-sender-key"})
+#: What a LETTER_LIST / STATUS_LIST entry costs besides the payload.
+_LETTER_OVERHEAD = 69
+
+
+class Mailbox(SentLetters):
+    """
+    One client's letters (see the module docstring).
+    """
+
+    log = Logger()
+
+    def __init__(self, client: ChatClient, store: LetterStore) -> None:
+        key = client.private_key
+        if isinstance(key, ExternalKey):
+            # A key on a token signs asynchronously; letters, receipts and
+            # prekeys sign synchronously for now (ChatClient gives such a
+            # client no mailbox).
+            raise TypeError("letters need a private key in memory")
+        self.client = client
+        self.store = store
+        #: The user's key: prekeys, letters and receipts are signed with it.
+        self.key: keys.PrivateKey = key
+        #: Letters waiting for their bundle: (recipient, text), in order.
+        self._bundles: deque[tuple[str, str]] = deque()
+        #: Callbacks waiting for a user's registered key (GET_USER_KEY).
+        self._key_waiters: dict[str, list[KeyWaiter]] = {}
+        #: The last list shown, for /read N.
+        self.listed: list[LetterSummary] = []
+        #: Letters the user asked to read, one entry per FETCH_LETTER sent: a
+        #: LETTER nobody asked for is dropped, never opened or answered.
+        self._reading: list[tuple[str, bytes]] = []
+        self._refilling = False
+        #: For each upload not yet answered: whether it carried one-time prekeys.
+        self._uploads: deque[bool] = deque()
+        self._handlers: dict[type, Callable[..., None]] = {
+            PrekeysStored: self._prekeys_stored, PrekeysLow: self._prekeys_low,
+            Bundle: self._bundle, UserKey: self._user_key, LetterStored: self._letter_stored,
+            LetterRefused: self._letter_refused, NewLetters: self._new_letters,
+            LetterArrived: self._letter_arrived, LetterList: self._letter_list, Letter: self._letter,
+            LetterDeleted: self._letter_deleted, ReceiptStored: self._receipt_stored,
+            ReceiptMessage: self._receipt, StatusList: self._status_list, UserList: self._user_list,
+        }
+
+    def _now(self) -> int:
+        return int(self.client.clock())
+
+    def handle(self, message: Message) -> bool:
+        """Handle a mailbox message from the relay; False if it is not one."""
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            return False
+        handler(message)
+        if self.client.logged_in and not self._uploads:
+            self._rotate_if_due()
+        return True
+
+    def connection_ended(self) -> None:
+        """
+        The relay connection ended: a letter still waiting for its bundle
+        was never sealed, and the user is told (a sealed one is in the
+        store and goes again after the next login).
+        """
+        while self._bundles:
+            recipient, _ = self._bundles.popleft()
+            self.view.letter_not_sent(recipient, "disconnected", "the connection to the relay ended "
+                                      "before the letter was sealed; send it again")
+        self._key_waiters.clear()
+        self._uploads.clear()
+
+    # -- login and prekeys -------------------------------------------------------
+
+    def logged_in(self) -> None:
+        """
+        After WELCOME: keep our signed prekey current on the relay, and post
+        again every letter that has no answer yet (same id, same bytes).
+        """
+        self.store.drop_replaced(self._now() - self.grace)
+        first = self.store.current_signed() is None
+        # A client with no prekeys on the relay is not told (14.7): the
+        # first upload carries a stock of one-time prekeys too.
+        self._upload(self._signed_to_upload(), refill=ONE_TIME_STOCK if first else 0)
+        for letter in self.store.sent_letters(PENDING):
+            self.client._send(PostLetter(letter.recipient, letter.letter_id, letter.sealed), quiet=True)
+
+    def _rotate_if_due(self) -> None:
+        """
+        In a long session: replace the signed prekey once it is due (each
+        mailbox message from the relay is a moment to check).
+        """
+        current = self.store.current_signed()
+        if current is not None and self._now() - current[1] >= ROTATE_AFTER:
+            self._upload(self._signed_to_upload(), refill=0)
+
+    def _signed_to_upload(self, force: bool = False) -> bytes:
+        """
+        The encoded signed prekey to upload: a new one when there is none
+        or the current one is due for rotation, the current one if the
+        relay has not confirmed it (or C{force}), else nothing.
+        """
+        now = self._now()
+        current = self.store.current_signed()
+        if current is None or now - current[1] >= ROTATE_AFTER:
+            prekey_id = self.store.next_prekey_ids(1)
+            prekey, private = generate_signed_prekey(self.client.user, self.key,
+                                                     prekey_id, now)
+            encoded = prekey.encode()
+            self.store.add_signed(prekey_id, private, encoded, now)  # on disk before it is sent
+            return encoded
+        if force or not current[2]:
+            return current[3]
+        return b""
+
+    def _upload(self, signed: bytes, refill: int) -> None:
+        one_time = b""
+        if refill > 0:
+            count = min(refill, MAX_ONE_TIME_UPLOAD)
+            fresh = generate_one_time_prekeys(self.store.next_prekey_ids(count), count)
+            self.store.add_one_time([(p.prekey_id, k) for p, k in fresh])
+            one_time = encode_one_time_prekeys([p for p, _ in fresh])
+        if (signed or one_time) and self.client._send(UploadPrekeys(signed, one_time), quiet=True):
+            self._uploads.append(bool(one_time))
+            self._refilling = self._refilling or bool(one_time)
+
+    def _prekeys_stored(self, message: PrekeysStored) -> None:
+        refill = self._uploads.popleft() if self._uploads else False
+        self._refilling = any(self._uploads)
+        if message.signed_prekey_id:
+            self.store.mark_signed_uploaded(message.signed_prekey_id)
+        if not refill and message.one_time_count == 0 and not self._refilling:
+            # The relay holds none (a new relay, or its copy was lost): the
+            # answer to a signed-prekey-only upload says so.
+            self._upload(b"", ONE_TIME_STOCK)
+
+    def _prekeys_low(self, message: PrekeysLow) -> None:
+        if self._refilling:
+            return  # an upload is on its way; the relay's count did not see it yet
+        signed = self._signed_to_upload(force=not message.has_signed_prekey)
+        self._upload(signed, ONE_TIME_STOCK - message.one_time_count)
+
+    # -- keys ----------------------------------------------------------------------
+
+    def _pinned(self, user: str, der: bytes) -> tuple[keys.PublicKey | None, str, str]:
+        """
+        C{user}'s key from the relay, checked against the pin store as for
+        chats: C{(key, "", "")}, or C{(None, code, detail)}.
+        """
+        try:
+            key = keys.load_public_key_der(der)
+        except keys.KeyFormatError as e:
+            return None, "bad-key", f"the relay sent an unusable key for {user}: {e}"
+        status = self.client.pins.check(user, key)
+        if status is PinStatus.CHANGED:
+            self.client.changed_keys[user] = key
+            self.view.key_changed(user, self.client.pins.fingerprint(user) or "", keys.fingerprint(key))
+            return None, "key-changed", (f"{user}'s key differs from the pinned one; compare "
+                                         f"fingerprints, then /trust {user}")
+        if status is PinStatus.NEW:
+            self.client.pins.pin(user, key)
+        return key, "", ""
+
+    def _with_key(self, user: str, waiter: KeyWaiter) -> None:
+        waiters = self._key_waiters.setdefault(user, [])
+        waiters.append(waiter)
+        if len(waiters) == 1:
+            self.client._send(GetUserKey(user), quiet=True)
+
+    def _user_key(self, message: UserKey) -> None:
+        waiters = self._key_waiters.pop(message.user, [])
+        if not waiters:
+            return  # not asked for: nothing is pinned on the relay's word alone
+        key, code, detail = self._pinned(message.user, message.user_key)
+        for waiter in waiters:
+            waiter(key, code, detail)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send_letter(self, recipient: str, text: str) -> None:
+        """Seal C{text} to C{recipient} once its bundle comes, and post it."""
+        if not text:
+            self.view.notice("a letter needs some text")
+            return
+        if self.client._send(FetchBundle(recipient)):
+            self._bundles.append((recipient, text))
+
+    def _take(self, queue: deque[tuple[str, str]], user: str) -> str | None:
+        for item in queue:
+            if item[0] == user:
+                queue.remove(item)
+                return item[1]
+        return None
+
+    def _bundle(self, message: Bundle) -> None:
+        recipient = message.user
+        text = self._take(self._bundles, recipient)
+        if text is None:
+            return  # not asked for (or the letter was dropped): nothing to seal
+        key, code, detail = self._pinned(recipient, message.user_key)
+        if key is None:
+            self.view.letter_not_sent(recipient, code, detail)
+            return
+        try:
+            bundle = PrekeyBundle.parse(recipient, message.signed_prekey, message.one_time_prekey)
+            letter = seal_letter(sender=self.client.user, sender_private=self.key,
+                                 recipient=recipient, recipient_key=key, bundle=bundle,
+                                 content=text.encode("utf-8"), sent_at=self._now())
+        except LetterError as e:
+            self.view.letter_not_sent(recipient, e.code, str(e))
+            return
+        limit = min(MAX_LETTER, self.client.max_payload - _LETTER_OVERHEAD)
+        if len(letter.raw) > limit:
+            self.view.letter_not_sent(recipient, "letter-too-large",
+                                      f"the sealed letter is {len(letter.raw)} bytes, the most is {limit}")
+            return
+        letter_id = letter.header.letter_id
+        self.store.add_sent(letter_id, recipient, letter.raw, self._now())  # kept before it is posted
+        self.client._send(PostLetter(recipient, letter_id, letter.raw), quiet=True)
+
+    @property
+    def grace(self) -> int:
+        """How long a replaced signed prekey is kept (see the module docstring)."""
+        return max(GRACE, int(self.store.setting("relay_expiry", "0")) + DAY)
+
+    def _note_expiry(self, stored_at: int, expires_at: int) -> None:
+        seen = expires_at - stored_at
+        if seen > int(self.store.setting("relay_expiry", "0")):
+            self.store.set_setting("relay_expiry", str(seen))
+
+    def _letter_stored(self, message: LetterStored) -> None:
+        if self.store.sent(message.letter_id) is None:
+            return
+        self._note_expiry(message.stored_at, message.expires_at)
+        self.store.set_sent_state(message.letter_id, STORED, message.stored_at, message.expires_at)
+        self.view.letter_sent(message.recipient, message.letter_id, message.stored_at, message.expires_at)
+
+    def _letter_refused(self, message: LetterRefused) -> None:
+        reason = reason_of(message.reason)
+        if self.store.sent(message.letter_id) is not None:
+            self.store.set_sent_state(message.letter_id, REFUSED, reason=reason_name(reason))
+        self.view.letter_refused(message.recipient, message.letter_id, reason)
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _new_letters(self, message: NewLetters) -> None:
+        self.view.new_letters(message.count)
+
+    def _letter_arrived(self, message: LetterArrived) -> None:
+        self.view.letter_arrived(message.sender, message.stored_at, message.size)
+
+    def list_letters(self, new_only: bool) -> None:
+        self.client._send(ListLetters(Which.NEW if new_only else Which.ALL, 0))
+
+    def _letter_list(self, message: LetterList) -> None:
+        self.listed = [LetterSummary(n, e.sender, e.letter_id, e.stored_at, e.size, e.state)
+                       for n, e in enumerate(message.letters, 1)]
+        self.view.letter_list(tuple(self.listed), message.total)
+
+    def find(self, ref: str) -> LetterSummary | None:
+        """
+        The letter C{ref} names in the last list: its number, or the start
+        of its id in hex (at least 4 digits); None (and a notice) if none.
+        """
+        ref = ref.strip().lower()
+        if ref.isdigit():
+            found = [e for e in self.listed if e.number == int(ref)]
+        elif len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref):
+            found = [e for e in self.listed if e.letter_id.hex().startswith(ref)]
+        else:
+            found = []
+        if len(found) != 1:
+            self.view.notice(f"no letter {ref} in the last list (/letters all lists them)"
+                             if not found else f"{ref} names several letters; give more of its id")
+            return None
+        return found[0]
+
+    def read(self, ref: str) -> None:
+        entry = self.find(ref)
+        if entry is not None and self.client._send(FetchLetter(entry.sender, entry.letter_id)):
+            self._reading.append((entry.sender, entry.letter_id))
+
+    def delete(self, ref: str) -> None:
+        entry = self.find(ref)
+        if entry is not None:
+            self.client._send(DeleteLetter(entry.sender, entry.letter_id))
+
+    def _letter_deleted(self, message: LetterDeleted) -> None:
+        self.listed = [e for e in self.listed
+                       if (e.sender, e.letter_id) != (message.sender, message.letter_id)]
+        self.view.letter_deleted(message.sender, message.letter_id)
+
+    def _letter(self, message: Letter) -> None:
+        pair = (message.sender, message.letter_id)
+        if pair not in self._reading:
+            self.log.info("a letter nobody asked for was dropped")
+            return
+        self._reading.remove(pair)
+        self._note_expiry(message.stored_at, message.expires_at)
+        before = self.store.received(*pair)
+        if before is not None:
+            sealed, text, sent_at = before
+            if sealed == message.letter:
+                self.view.letter_opened(message.sender, message.letter_id, sent_at, message.stored_at,
+                                        text, True)
+            else:
+                self.view.letter_failed(message.sender, message.letter_id, message.stored_at, "replayed",
+                                        "a different letter under the id of one already opened")
+            return
+
+        def opened(key: keys.PublicKey | None, code: str, detail: str) -> None:
+            self._open(message, key, code, detail)
+        self._with_key(message.sender, opened)
+
+    def _open(self, message: Letter, sender_key: keys.PublicKey | None, code: str, detail: str) -> None:
+        client = self.client
+        try:
+            if sender_key is None:
+                raise LetterError(code or "no-sender-key", detail)
+            letter = parse_letter(message.letter)
+            opened = open_letter(letter, recipient=client.user,
+                                 recipient_key=client.private_key.public_key(), sender_key=sender_key,
+                                 prekeys=self.store, envelope=(message.sender, message.letter_id),
+                                 opened=self.store)
+        except LetterError as e:
+            self.view.letter_failed(message.sender, message.letter_id, message.stored_at, e.code, str(e))
+            if e.code not in _BEFORE_SIGNATURE:
+                self._post_receipt(parse_letter(message.letter), ReceiptKind.DELIVERY)
+            return
+        header = opened.header
+        if opened.content_type != 1:
+            self.view.letter_failed(message.sender, message.letter_id, message.stored_at, "unknown-content",
+                                    f"content type {opened.content_type}, which this client cannot show")
+            self._post_receipt(letter, ReceiptKind.DELIVERY)
+            return
+        text = opened.text
+        self.store.add_received(message.sender, message.letter_id, message.letter, text, header.sent_at,
+                                message.stored_at, message.expires_at)
+        if header.one_time_prekey_id is not None:
+            self.store.forget_one_time(header.one_time_prekey_id)
+        self.view.letter_opened(message.sender, message.letter_id, header.sent_at, message.stored_at,
+                                text, False)
+        self._post_receipt(letter, ReceiptKind.DELIVERY)
+        if self.read_receipts:
+            self._post_receipt(letter, ReceiptKind.READ)
+
+    def _post_receipt(self, letter: SealedLetter, kind: ReceiptKind) -> None:
+        receipt = make_receipt(letter, kind, self.key, self._now())
+        header = letter.header
+        self.client._send(PostReceipt(header.sender, header.letter_id, receipt.encode()), quiet=True)
+
+    def _receipt_stored(self, message: ReceiptStored) -> None:
+        pass  # the receipt is with the relay; nothing for the user to see
+
+    @property
+    def read_receipts(self) -> bool:
+        return self.store.setting("read_receipts", "on") == "on"
+
+    def set_read_receipts(self, on: bool) -> None:
+        self.store.set_setting("read_receipts", "on" if on else "off")
+        self.view.notice("read receipts are " + ("on" if on else "off (delivery receipts are still sent)"))
+
+    def list_users(self) -> None:
+        self.client._send(ListUsers(0))
+
+    def _user_list(self, message: UserList) -> None:
+        self.view.users(tuple((u.user, bool(u.online)) for u in message.users), message.total)
+
+    # -- failures ----------------------------------------------------------------------
+
+    def command_failed(self, message: CommandFailed) -> bool:
+        """
+        A COMMAND_FAILED for one of our mailbox messages; False if it is
+        not one (the chat side handles it).
+        """
+        command, subject, reason = message.command, message.subject, reason_of(message.reason)
+        if not UploadPrekeys.TYPE <= command <= ListUsers.TYPE:
+            return False
+        if command == UploadPrekeys.TYPE:
+            if self._uploads:
+                self._uploads.popleft()
+            self._refilling = any(self._uploads)
+            self.view.notice(f"the relay refused our prekeys: {reason_name(reason)}")
+        elif command == FetchBundle.TYPE:
+            if self._take(self._bundles, subject) is not None:
+                self.view.letter_refused(subject, None, reason)
+        elif command == GetUserKey.TYPE:
+            for waiter in self._key_waiters.pop(subject, []):
+                waiter(None, "no-sender-key", f"the relay has no key for {subject}: {reason_name(reason)}")
+        elif command == PostReceipt.TYPE:
+            self.log.info("a receipt was refused: {reason}", reason=reason_name(reason))
+        else:
+            names = {FetchLetter.TYPE: "read", DeleteLetter.TYPE: "delete", ListLetters.TYPE: "letters",
+                     SentStatus.TYPE: "sent", ListUsers.TYPE: "users", PostLetter.TYPE: "letter"}
+            if reason is Reason.NO_LETTER:
+                self.view.notice(f"no such letter from {subject} (deleted, expired, or never stored)")
+            else:
+                self.view.command_failed(names.get(command, f"0x{command:02x}"), subject, reason)
+        return True

@@ -1,0 +1,464 @@
+# -*- test-case-name: tests.test_mailbox_relay -*-
+"""
+The relay's side of the mailbox (docs/protocol.rst 14.6, 14.7): L{Mailbox}
+answers the mailbox messages of a logged-in user on the store
+(L{securechat.server.store.IMailboxStore}).
+
+Rules it keeps:
+
+  - B{Off the hot path.}  Mailbox messages arrive decoded, through
+    L{securechat.server.relay.Relay.handle}; RELAY bodies never come here.
+  - B{One answer per message, in order.}  Each session's answers go out
+    in the order its messages came (L{_Order}); a command starts once those
+    before it finished, except that POST_LETTERs run together (so letters
+    posted together share a group commit).  Notices (PREKEYS_LOW, NEW_LETTERS,
+    LETTER_ARRIVED, RECEIPT) go out when they happen.
+  - B{Acknowledged after commit.}  LETTER_STORED is sent only when the
+    store's Deferred fires, which it does after the transaction holding the
+    letter committed.
+  - B{POST_LETTER in the order of 14.7}: too large; a resend of a stored
+    (sender, letter_id) answered as the first time (never refused by the
+    later checks); unknown or revoked recipient; the sender's letter rate;
+    the recipient's quota.
+  - B{Every refusal specific} (11.3); a store that fails closes that one
+    connection with INTERNAL_ERROR (the client resends what was not
+    acknowledged).  Logs say who, to whom, how big and what happened, never
+    contents.
+
+A signed prekey goes to the store as a L{SignedPrekeyRecord} whose
+C{signature} is the scheme (C{u16}) followed by the signature bytes, so the
+relay can hand out the exact encoding it was given.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from securechat.crypto import keys
+from securechat.crypto.prekeys import LetterError, SignedPrekey, check_upload
+from securechat.crypto.receipts import check_posted_receipt
+from securechat.server.directory import UserEntry as DirectoryEntry
+from securechat.server.limits import Limits, TokenBucket
+from securechat.server.store.interface import (
+    DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
+    LetterRecord, MailboxLimits, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
+    PrekeyRefused, SignedPrekeyRecord, StockFull, Stored, StoreOutcome)
+from securechat.wire.codec import u16
+from securechat.wire.mailbox import (
+    Bundle, DeleteLetter, FetchBundle, FetchLetter, GetUserKey, Letter, LetterArrived,
+    LetterDeleted, LetterEntry, LetterList, LetterRefused, LetterState, LetterStored,
+    ListLetters, ListUsers, NewLetters, PostLetter, PostReceipt, PrekeysLow, PrekeysStored,
+    ReceiptMessage, ReceiptStored, SentStatus, StatusEntry, StatusList, UploadPrekeys,
+    UserEntry, UserKey, UserList, Which, fit_list)
+from securechat.wire.messages import Message
+from securechat.wire.relay import CommandFailed, Reason
+
+if TYPE_CHECKING:
+    from securechat.server.relay import Relay
+    from securechat.server.session import UserSession
+
+
+def mailbox_limits(limits: Limits) -> MailboxLimits:
+    """The store's limits, from the relay's (one place for the defaults)."""
+    return MailboxLimits(
+        max_letters=limits.mailbox_letters, max_bytes=limits.mailbox_bytes,
+        max_letter_size=limits.letter_limit, expiry_seconds=int(limits.expiry_days * DAY),
+        max_one_time_prekeys=limits.max_one_time_prekeys)
+
+
+class _Refusal(Exception):
+    """A command refused with COMMAND_FAILED(reason)."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.name)
+        self.reason = reason
+
+
+class _Slot:
+    """One command of a session: when it may start, and its answer."""
+
+    __slots__ = ("post", "start", "started", "answer", "done")
+
+    def __init__(self, post: bool, start: Callable[[], None]) -> None:
+        self.post = post
+        self.start = start
+        self.started = False
+        self.answer: Message | None = None
+        self.done = False
+
+
+class _Order:
+    """
+    A session's commands in the order they came: each answer goes out once
+    all before it have gone.  POST_LETTERs may run together (so they share
+    a group commit); any other command starts once every command before it
+    has finished, and commands after it wait for it, so a command sees the
+    effects of those sent before it.
+    """
+
+    __slots__ = ("owed", "pumping", "again")
+
+    def __init__(self) -> None:
+        self.owed: deque[_Slot] = deque()
+        self.pumping = False
+        self.again = False
+
+    def pump(self, deliver: Callable[[Message], None]) -> None:
+        if self.pumping:
+            self.again = True
+            return
+        self.pumping = True
+        try:
+            self.again = True
+            while self.again:
+                self.again = False
+                owed = self.owed
+                while owed and owed[0].done:
+                    answer = owed.popleft().answer
+                    assert answer is not None
+                    deliver(answer)
+                waiting_all = waiting_post = False
+                for slot in list(owed):
+                    if not slot.started and not (waiting_post if slot.post else waiting_all):
+                        slot.started = True
+                        slot.start()
+                    if not slot.done:
+                        waiting_all = True
+                        waiting_post = waiting_post or not slot.post
+                    if waiting_post:
+                        break
+        finally:
+            self.pumping = False
+
+
+class Mailbox:
+    """
+    The mailbox commands of the relay's logged-in users, on C{store}.
+    """
+
+    log = Logger()
+
+    def __init__(self, relay: Relay, store: IMailboxStore) -> None:
+        self.relay = relay
+        self.store = store
+        self.limits = relay.limits
+        self.metrics = relay.metrics
+        #: Each session's commands not yet answered, in order.
+        self._owed: dict[UserSession, _Order] = {}
+        #: Each user's letter rate (kept across its connections).
+        self._rates: dict[str, TokenBucket] = {}
+
+    def handlers(self) -> dict[type, Callable[[UserSession, Any], None]]:
+        """The relay's handler for each mailbox message type."""
+        commands: dict[type, Callable[[UserSession, Any], Deferred[Message] | Message]] = {
+            UploadPrekeys: self._upload_prekeys,
+            FetchBundle: self._fetch_bundle,
+            GetUserKey: self._get_user_key,
+            PostLetter: self._post_letter,
+            ListLetters: self._list_letters,
+            FetchLetter: self._fetch_letter,
+            DeleteLetter: self._delete_letter,
+            PostReceipt: self._post_receipt,
+            SentStatus: self._sent_status,
+            ListUsers: self._list_users,
+        }
+
+        def handler(command: Callable[[UserSession, Any], Deferred[Message] | Message]
+                    ) -> Callable[[UserSession, Any], None]:
+            return lambda session, message: self._answer(session, message, command)
+        return {cls: handler(command) for cls, command in commands.items()}
+
+    # -- sessions -----------------------------------------------------------
+
+    def logged_in(self, session: UserSession) -> None:
+        """
+        After WELCOME: NEW_LETTERS if letters were never fetched, then
+        PREKEYS_LOW if the user's stock is low (14.7).
+        """
+        user = session.user
+        assert user is not None
+
+        def letters(found: list[Any]) -> Deferred[Any]:
+            new = sum(1 for s in found if not s.delivered)
+            if new:
+                session.deliver(NewLetters(new))
+            return self._prekeys_low(user, at_login=True)
+        d = self.store.list_letters(user, False).addCallback(letters)
+        d.addErrback(self._store_failed, session, "counting new letters")
+
+    def session_ended(self, session: UserSession) -> None:
+        """Forget the answers owed to a session that is gone."""
+        self._owed.pop(session, None)
+
+    def _prekeys_low(self, user: str, at_login: bool) -> Deferred[None]:
+        """
+        Tell C{user}, if online, that its prekey stock is low; at login,
+        only a user that has uploaded prekeys before (a client without the
+        mailbox is never sent a message it does not know, 14.7).
+        """
+        def check(counts: list[Any]) -> None:
+            (_, signed), (_, count) = counts
+            if at_login and not signed and not count:
+                return
+            if not signed or count < self.limits.prekey_low_mark:
+                self._notify(user, PrekeysLow(count, 1 if signed else 0))
+        d: Deferred[Any] = DeferredList(
+            [self.store.signed_prekeys(user), self.store.prekey_count(user)],
+            fireOnOneErrback=True, consumeErrors=True)
+        return d.addCallback(check)
+
+    def _notify(self, user: str, message: Message) -> None:
+        target = self.relay.sessions.get(user)
+        if target is not None:
+            target.deliver(message)
+
+    # -- answers in order ---------------------------------------------------
+
+    def _answer(self, session: UserSession, message: Message,
+                command: Callable[[UserSession, Any], Deferred[Message] | Message]) -> None:
+        order = self._owed.get(session)
+        if order is None:
+            order = self._owed[session] = _Order()
+
+        def refused(failure: Failure) -> Any:
+            if failure.check(_Refusal):
+                return CommandFailed(message.TYPE, _subject(session, message), failure.value.reason)
+            return failure
+
+        def answered(answer: Message) -> None:
+            slot.answer, slot.done = answer, True
+            assert order is not None
+            order.pump(session.deliver)
+
+        def start() -> None:
+            d: Deferred[Any] = maybeDeferred(command, session, message)
+            d.addErrback(refused).addCallback(answered)
+            d.addErrback(self._store_failed, session, type(message).__name__)
+        slot = _Slot(isinstance(message, PostLetter), start)
+        order.owed.append(slot)
+        order.pump(session.deliver)
+        if not order.owed and self._owed.get(session) is order:
+            del self._owed[session]
+
+    def _store_failed(self, failure: Failure, session: UserSession, what: str) -> None:
+        if not session.active:
+            # The session ended first (the relay is stopping, say): nobody
+            # is owed an answer, and a letter not acknowledged is resent.
+            self.log.info("mailbox: {what} for {user} ended with the session: {why}",
+                          what=what, user=session.user, why=failure.getErrorMessage())
+            return
+        self.log.failure("mailbox: {what} for {user} failed; closing the connection",
+                         failure, what=what, user=session.user)
+        self.session_ended(session)
+        session.protocol.terminate("internal-error", "the mailbox failed; try again")
+
+    # -- prekeys ------------------------------------------------------------
+
+    def _upload_prekeys(self, session: UserSession, message: UploadPrekeys) -> Deferred[Message]:
+        user, entry = session.user, session.entry
+        assert user is not None and entry is not None
+        try:
+            signed, one_time = check_upload(user, entry.public_key, message.signed_prekey,
+                                            message.one_time_prekeys)
+        except LetterError as e:
+            self.log.info("mailbox: prekeys from {user} refused: {code}", user=user, code=e.code)
+            raise _Refusal(Reason.BAD_PREKEY) from None
+        record = None if signed is None else SignedPrekeyRecord(
+            user, signed.prekey_id, signed.public, u16(signed.scheme) + signed.signature,
+            signed.created_at)
+
+        def stored(count: int) -> Deferred[Message]:
+            self.log.info("mailbox: {user} uploaded prekeys ({count} one-time in stock)",
+                          user=user, count=count)
+            return self.store.signed_prekeys(user).addCallback(
+                lambda current: PrekeysStored(current[0].prekey_id if current else 0, count))
+
+        def failed(failure: Failure) -> Failure:
+            failure.trap(PrekeyRefused)
+            self.log.info("mailbox: prekeys from {user} refused: {why}", user=user,
+                          why=str(failure.value))
+            raise _Refusal(Reason.TOO_LARGE if failure.check(StockFull) else Reason.BAD_PREKEY)
+        records = [OneTimePrekeyRecord(user, p.prekey_id, p.public) for p in one_time]
+        return self.store.upload_prekeys(user, record, records).addCallbacks(stored, failed)
+
+    def _registered(self, name: str) -> DirectoryEntry:
+        entry = self.relay.directory.lookup(name)
+        if entry is None:
+            raise _Refusal(Reason.UNKNOWN_USER)
+        return entry
+
+    def _fetch_bundle(self, session: UserSession, message: FetchBundle) -> Deferred[Message]:
+        entry = self._registered(message.user)
+        if entry.revoked:
+            raise _Refusal(Reason.REVOKED)
+
+        def claimed(bundle: PrekeyBundle | None) -> Message:
+            if bundle is None:
+                raise _Refusal(Reason.NO_PREKEYS)
+            if bundle.remaining < self.limits.prekey_low_mark:
+                self._notify(bundle.user, PrekeysLow(bundle.remaining, 1))
+            one_time = (b"" if bundle.one_time is None
+                        else bundle.one_time.prekey_id.to_bytes(4, "big") + bundle.one_time.public)
+            return Bundle(entry.name, keys.public_key_der(entry.public_key),
+                          _signed_encoding(bundle.signed), one_time)
+        return self.store.claim_bundle(entry.name).addCallback(claimed)
+
+    def _get_user_key(self, session: UserSession, message: GetUserKey) -> Message:
+        entry = self._registered(message.user)
+        return UserKey(entry.name, keys.public_key_der(entry.public_key), 1 if entry.revoked else 0)
+
+    # -- letters ------------------------------------------------------------
+
+    def _post_letter(self, session: UserSession, message: PostLetter) -> Deferred[Message] | Message:
+        sender, recipient, letter_id = session.user, message.recipient, message.letter_id
+        assert sender is not None
+        size = len(message.letter)
+        started = self.relay.clock.seconds()
+        if size > self.limits.letter_limit:
+            return self._refuse_letter(sender, message, Reason.TOO_LARGE)
+        entry = self.relay.directory.lookup(recipient)
+        problem = (Reason.UNKNOWN_USER if entry is None else Reason.REVOKED if entry.revoked
+                   else None)
+        if problem is None:
+            bucket = self._rates.get(sender)
+            if bucket is None:
+                bucket = self._rates[sender] = TokenBucket(
+                    self.relay.clock, self.limits.letter_rate, self.limits.letter_burst)
+            if bucket.refill() < 1:
+                problem = Reason.RATE_LIMITED
+            else:
+                bucket.tokens -= 1
+        if problem is not None:
+            # A resend of a letter already stored is answered as the first
+            # time, whatever the later checks would say (14.7, step 2).
+            def earlier(found: list[Any]) -> Message:
+                if found:
+                    return LetterStored(found[0].recipient, letter_id, found[0].stored_at,
+                                        found[0].expires_at)
+                return self._refuse_letter(sender, message, problem)
+            return self.store.sent_status(sender, [letter_id]).addCallback(earlier)
+
+        def outcome(outcomes: list[StoreOutcome]) -> Message:
+            result = outcomes[0]
+            if isinstance(result, Stored):
+                self.metrics.letters_stored.inc()
+                self.metrics.letter_ack_latency.observe(self.relay.clock.seconds() - started)
+                self.log.info("mailbox: letter from {sender} to {recipient} stored ({size} bytes)",
+                              sender=sender, recipient=recipient, size=size)
+                self._notify(recipient, LetterArrived(sender, letter_id, result.stored_at, size))
+                return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
+            if isinstance(result, Duplicate):
+                return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
+            full = result.reason in (MAILBOX_FULL_LETTERS, MAILBOX_FULL_BYTES)
+            return self._refuse_letter(sender, message,
+                                       Reason.MAILBOX_FULL if full else Reason.TOO_LARGE)
+        return self.store.store_letters(
+            [NewLetter(sender, recipient, letter_id, message.letter)]).addCallback(outcome)
+
+    def _refuse_letter(self, sender: str, message: PostLetter, reason: Reason) -> Message:
+        self.metrics.letters_refused.labels(reason.name.lower()).inc()
+        self.log.info("mailbox: letter from {sender} to {recipient} refused: {reason}",
+                      sender=sender, recipient=message.recipient, reason=reason.name)
+        return LetterRefused(message.recipient, message.letter_id, reason)
+
+    def _list_letters(self, session: UserSession, message: ListLetters) -> Deferred[Message]:
+        user = session.user
+        assert user is not None
+
+        def listed(found: list[Any]) -> Message:
+            if message.which == Which.NEW:
+                found = [s for s in found if not s.delivered]
+            found.sort(key=lambda s: (-s.stored_at, s.sender.encode(), s.letter_id))
+            entries = [LetterEntry(s.sender, s.letter_id, s.stored_at, s.size,
+                                   LetterState.READ if s.read else LetterState.FETCHED
+                                   if s.delivered else LetterState.NEW)
+                       for s in found[message.offset:]]
+            fitted = fit_list(entries, len(found), self.relay.limits.max_payload)
+            return LetterList(fitted, len(found))  # type: ignore[arg-type]
+        return self.store.list_letters(user, False).addCallback(listed)
+
+    def _fetch_letter(self, session: UserSession, message: FetchLetter) -> Deferred[Message]:
+        user = session.user
+        assert user is not None
+
+        def fetched(record: LetterRecord) -> Deferred[Message]:
+            return self.store.mark(user, record.sender, record.letter_id, DELIVERY, None).addCallback(
+                lambda _: Letter(record.sender, record.letter_id, record.stored_at,
+                                 record.expires_at, record.body))
+        return self.store.fetch_letter(user, message.sender, message.letter_id).addCallbacks(
+            fetched, _no_letter)
+
+    def _delete_letter(self, session: UserSession, message: DeleteLetter) -> Deferred[Message]:
+        user = session.user
+        assert user is not None
+
+        def deleted(was_there: bool) -> Message:
+            if not was_there:
+                raise _Refusal(Reason.NO_LETTER)
+            return LetterDeleted(message.sender, message.letter_id)
+        return self.store.delete_letter(user, message.sender, message.letter_id).addCallbacks(
+            deleted, _no_letter)
+
+    def _post_receipt(self, session: UserSession, message: PostReceipt) -> Deferred[Message]:
+        user = session.user
+        assert user is not None
+        try:
+            receipt = check_posted_receipt(message.receipt, message.sender, message.letter_id, user)
+        except LetterError as e:
+            self.log.info("mailbox: receipt from {user} refused: {code}", user=user, code=e.code)
+            raise _Refusal(Reason.BAD_RECEIPT) from None
+
+        def stored(_: int) -> Message:
+            self._notify(message.sender, ReceiptMessage(user, message.letter_id, message.receipt))
+            return ReceiptStored(message.sender, message.letter_id, receipt.kind)
+        return self.store.mark(user, message.sender, message.letter_id, receipt.kind,
+                               message.receipt).addCallbacks(stored, _no_letter)
+
+    def _sent_status(self, session: UserSession, message: SentStatus) -> Deferred[Message]:
+        user = session.user
+        assert user is not None
+
+        def listed(found: list[Any]) -> Message:
+            found.sort(key=lambda s: (-s.stored_at, s.recipient.encode(), s.letter_id))
+            entries = [StatusEntry(
+                s.recipient, s.letter_id, s.stored_at, s.expires_at,
+                (s.delivered_at or 0) if s.delivery_receipt else 0,
+                (s.read_at or 0) if s.read_receipt else 0,
+                s.delivery_receipt or b"", s.read_receipt or b"") for s in found[message.offset:]]
+            fitted = fit_list(entries, len(found), self.relay.limits.max_payload)
+            return StatusList(fitted, len(found))  # type: ignore[arg-type]
+        return self.store.sent_status(user, None).addCallback(listed)
+
+    def _list_users(self, session: UserSession, message: ListUsers) -> Message:
+        online = self.relay.sessions
+        names = sorted((e.name for e in self.relay.directory.entries() if not e.revoked),
+                       key=lambda name: name.encode())
+        entries = [UserEntry(name, 1 if name in online else 0) for name in names[message.offset:]]
+        fitted = fit_list(entries, len(names), self.relay.limits.max_payload)
+        return UserList(fitted, len(names))  # type: ignore[arg-type]
+
+
+def _no_letter(failure: Failure) -> Failure:
+    failure.trap(NoSuchLetter)
+    raise _Refusal(Reason.NO_LETTER)
+
+
+def _signed_encoding(record: SignedPrekeyRecord) -> bytes:
+    """The signed prekey's encoding (14.1), as it was uploaded."""
+    scheme = int.from_bytes(record.signature[:2], "big")
+    return SignedPrekey(record.prekey_id, record.public, record.created_at, scheme,
+                        record.signature[2:]).encode()
+
+
+def _subject(session: UserSession, message: Message) -> str:
+    """COMMAND_FAILED's subject: the name the message carried (14.6)."""
+    for field in ("user", "sender", "recipient"):
+        value = getattr(message, field, None)
+        if isinstance(value, str):
+            return value
+    return session.user or ""
