@@ -117,6 +117,24 @@ class TerminalTests(unittest.TestCase):
         self.assertEqual(self.sa.take(),
                          ["* chat with bob ended by you (1 sent, 1 received; no end from bob)"])
 
+    def test_addressedLineNeverGoesToTheCurrentChat(self) -> None:
+        """
+        A line addressed to someone we have no chat with ("carol: ...")
+        while chatting with bob is refused with one line and never reaches
+        bob (issue 13: "alice: meant for alice" used to go to bob); a line
+        addressed to bob may itself start with "word: ".
+        """
+        self.h.type(self.alice, "!chat bob")
+        self.h.type(self.bob, "!accept")
+        self.sa.take()
+        self.sb.take()
+        self.h.type(self.alice, "carol: meant for carol")
+        self.assertEqual(self.sb.take(), [])
+        [line] = self.sa.take()
+        self.assertTrue(line.startswith("! no chat with carol; not sent."), line)
+        self.h.type(self.alice, "bob: note: meant for bob")
+        self.assertIn("alice: note: meant for bob", self.sb.take()[-1])
+
     def test_refuse(self) -> None:
         """
         !refuse tells the requester, in one line.

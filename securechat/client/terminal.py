@@ -202,10 +202,16 @@ class ChatTerminal(LetterLines, LineReceiver):
             client.say(peer, text)
             self.current = peer
             return
-        if sep and _is_name(peer) and client.mailbox is not None:
-            self.offer[peer] = text
-            self.say(f"! no chat with {peer}; not sent. !letter {peer} sends it as a letter "
-                     f"(they may be offline), !chat {peer} asks to chat")
+        if sep and _is_name(peer):
+            # Addressed to someone we have no chat with: never sent to the
+            # current chat instead (to write "word: ..." to the current
+            # chat, address it: "bob: word: ...").
+            if client.mailbox is not None:
+                self.offer[peer] = text
+                self.say(f"! no chat with {peer}; not sent. !letter {peer} sends it as a letter "
+                         f"(they may be offline), !chat {peer} asks to chat")
+            else:
+                self.say(f"! no chat with {peer}; not sent. !chat {peer} asks to chat")
             return
         if self.current is None or self.current not in client.chats:
             self.say("! no current chat: use !chat USER, or USER: TEXT")
