@@ -41,11 +41,6 @@ class SigningQueue:
         self._jobs: deque[tuple[bytes, Callable[[bytes], None], Callable[[str], None]]] = deque()
         self._busy = False
 
-    @property
-    def pending(self) -> int:
-        """How many jobs are queued or being signed."""
-        return len(self._jobs) + self._busy
-
     def submit(self, message: bytes, signed: Callable[[bytes], None], failed: Callable[[str], None]) -> None:
         """
         Sign C{message} after every job submitted before, then call
