@@ -181,7 +181,7 @@ class SecureChatProtocol(Protocol):
         Our key's signature of C{message}, at once for a key in memory,
         else from the token in a thread, with C{sign_timeout}
         (L{securechat.signing.sign_later}).  For the delegate, which signs
-        end-to-end handshakes (and, later, letters) with the same key.
+        end-to-end handshakes, letters, receipts and prekeys with the same key.
         """
         return sign_later(as_signer(self.config.private_key), message, self.clock,
                           self.sign_timeout, self.sign_runner)

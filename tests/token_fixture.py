@@ -32,7 +32,7 @@ USER_TOKEN = "securechat-user"
 #: A token for wrong-PIN tests (the failed logins mark it).
 PIN_TOKEN = "securechat-pin"
 #: Tokens a test may delete (removed mid-session).
-REMOVABLE = ("securechat-removable-1", "securechat-removable-2")
+REMOVABLE = ("securechat-removable-1", "securechat-removable-2", "securechat-removable-3")
 KEY_TYPES = ("ed25519", "p256", "rsa")
 
 

@@ -150,9 +150,8 @@ class ChatClient(EndToEndChats):
         #: a callback for L{when_answered}.
         self._online_asked: deque[Callable[[], None] | None] = deque()
         #: Letters (securechat.client.letters), when the client has a store
-        #: and its key is in memory (a key on a token signs letters not yet).
-        self.mailbox = (Mailbox(self, letters) if letters is not None
-                        and not isinstance(private_key, ExternalKey) else None)
+        #: (a key on a token signs letters, receipts and prekeys too).
+        self.mailbox = Mailbox(self, letters) if letters is not None else None
         self._handlers = {
             Welcome: self._welcome,
             OnlineList: self._online_list,

@@ -20,6 +20,11 @@ Rules it keeps:
     shown) until the user runs C{trust};
   - a bundle whose signed prekey does not verify for the recipient (a relay
     substituted it) refuses the letter: nothing is sent;
+  - prekeys, letters and receipts are signed with the user's key through
+    one L{SigningQueue}, in order (a key on a token signs in a thread);
+    nothing is sent before it is signed, and a signature that fails fails
+    that prekey, letter or receipt in one line (the letter is not sent,
+    and the user is told so);
   - a sealed letter is kept, with its id, before it is posted; one without
     an answer is posted again, the same bytes under the same id, after
     each login, until the relay answers;
@@ -41,12 +46,15 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Callable
 
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
 from securechat.client.letterstore import PENDING, REFUSED, STORED, LetterStore
 from securechat.client.letterview import LetterSummary
 from securechat.client.pins import PinStatus
+from securechat.client.prekeyupload import DAY, ONE_TIME_STOCK, ROTATE_AFTER, PrekeyUploads
 from securechat.client.sentletters import KeyWaiter, SentLetters
+from securechat.client.signqueue import SigningQueue
 from securechat.client.view import ChatView
 from securechat.client.reasons import reason_name, reason_of
 from securechat.crypto import keys
@@ -56,17 +64,11 @@ from securechat.crypto.letters import (
     SealedLetter,
     open_letter,
     parse_letter,
-    seal_letter,
+    prepare_letter,
 )
-from securechat.crypto.prekeys import (
-    MAX_ONE_TIME_UPLOAD,
-    PrekeyBundle,
-    encode_one_time_prekeys,
-    generate_one_time_prekeys,
-    generate_signed_prekey,
-)
-from securechat.crypto.receipts import ReceiptKind, make_receipt
-from securechat.crypto.signer import ExternalKey
+from securechat.crypto.prekeys import PrekeyBundle
+from securechat.crypto.receipts import ReceiptKind, prepare_receipt
+from securechat.crypto.signer import ExternalKey, SigningError, as_signer, check_signature
 from securechat.wire.mailbox import (
     Bundle,
     DeleteLetter,
@@ -101,14 +103,11 @@ from securechat.wire.relay import CommandFailed, Reason
 if TYPE_CHECKING:
     from securechat.client.core import ChatClient
 
-DAY = 24 * 3600
-#: A signed prekey is replaced after this long (the reference client's 7 days).
-ROTATE_AFTER = 7 * DAY
+__all__ = ["DAY", "GRACE", "ONE_TIME_STOCK", "ROTATE_AFTER", "Mailbox"]
+
 #: A replaced signed prekey's private half is kept this long: the relay's
 #: longest expiry (30 days by default) and a day's margin.
 GRACE = 31 * DAY
-#: How many one-time prekeys the client keeps on the relay.
-ONE_TIME_STOCK = 100
 #: The codes of 14.4 found before the signature is checked: no delivery
 #: receipt for those (the letter may not be the sender's).
 _BEFORE_SIGNATURE = frozenset({"letter-too-large", "malformed", "unsupported-version", "unknown-suite",
@@ -118,7 +117,7 @@ _BEFORE_SIGNATURE = frozenset({"letter-too-large", "malformed", "unsupported-ver
 _LETTER_OVERHEAD = 69
 
 
-class Mailbox(SentLetters):
+class Mailbox(PrekeyUploads, SentLetters):
     """
     One client's letters (see the module docstring).
     """
@@ -126,16 +125,12 @@ class Mailbox(SentLetters):
     log = Logger()
 
     def __init__(self, client: ChatClient, store: LetterStore) -> None:
-        key = client.private_key
-        if isinstance(key, ExternalKey):
-            # A key on a token signs asynchronously; letters, receipts and
-            # prekeys sign synchronously for now (ChatClient gives such a
-            # client no mailbox).
-            raise TypeError("letters need a private key in memory")
         self.client = client
         self.store = store
-        #: The user's key: prekeys, letters and receipts are signed with it.
-        self.key: keys.PrivateKey = key
+        #: The user's key (in memory or on a token): prekeys, letters and
+        #: receipts are signed with it, one at a time, in order.
+        self.signer = as_signer(client.private_key)
+        self.signing = SigningQueue(self._sign_later)
         #: Letters waiting for their bundle: (recipient, text), in order.
         self._bundles: deque[tuple[str, str]] = deque()
         #: Callbacks waiting for a user's registered key (GET_USER_KEY).
@@ -145,9 +140,8 @@ class Mailbox(SentLetters):
         #: Letters the user asked to read, one entry per FETCH_LETTER sent: a
         #: LETTER nobody asked for is dropped, never opened or answered.
         self._reading: list[tuple[str, bytes]] = []
-        self._refilling = False
         #: For each upload not yet answered: whether it carried one-time prekeys.
-        self._uploads: deque[bool] = deque()
+        self._uploads = deque()
         self._handlers: dict[type, Callable[..., None]] = {
             PrekeysStored: self._prekeys_stored, PrekeysLow: self._prekeys_low,
             Bundle: self._bundle, UserKey: self._user_key, LetterStored: self._letter_stored,
@@ -157,8 +151,24 @@ class Mailbox(SentLetters):
             ReceiptMessage: self._receipt, StatusList: self._status_list, UserList: self._user_list,
         }
 
-    def _now(self) -> int:
-        return int(self.client.clock())
+    def _sign_later(self, message: bytes) -> Deferred[bytes]:
+        """
+        Our key's signature of C{message}: at once for a key in memory (as
+        before: no thread, no delay), from the token in a thread with a
+        timeout otherwise (and checked against its public key before it
+        is used).
+        """
+        key = self.client.private_key
+        if not isinstance(key, ExternalKey):
+            try:
+                return succeed(self.signer.sign_blocking(message))
+            except SigningError:
+                return fail()
+
+        def checked(signature: bytes) -> bytes:
+            check_signature(key, message, signature)
+            return signature
+        return self.client._sign_later(message).addCallback(checked)
 
     def handle(self, message: Message) -> bool:
         """Handle a mailbox message from the relay; False if it is not one."""
@@ -166,7 +176,7 @@ class Mailbox(SentLetters):
         if handler is None:
             return False
         handler(message)
-        if self.client.logged_in and not self._uploads:
+        if self.client.logged_in:
             self._rotate_if_due()
         return True
 
@@ -194,64 +204,9 @@ class Mailbox(SentLetters):
         first = self.store.current_signed() is None
         # A client with no prekeys on the relay is not told (14.7): the
         # first upload carries a stock of one-time prekeys too.
-        self._upload(self._signed_to_upload(), refill=ONE_TIME_STOCK if first else 0)
+        self._send_prekeys(ONE_TIME_STOCK if first else 0)
         for letter in self.store.sent_letters(PENDING):
             self.client._send(PostLetter(letter.recipient, letter.letter_id, letter.sealed), quiet=True)
-
-    def _rotate_if_due(self) -> None:
-        """
-        In a long session: replace the signed prekey once it is due (each
-        mailbox message from the relay is a moment to check).
-        """
-        current = self.store.current_signed()
-        if current is not None and self._now() - current[1] >= ROTATE_AFTER:
-            self._upload(self._signed_to_upload(), refill=0)
-
-    def _signed_to_upload(self, force: bool = False) -> bytes:
-        """
-        The encoded signed prekey to upload: a new one when there is none
-        or the current one is due for rotation, the current one if the
-        relay has not confirmed it (or C{force}), else nothing.
-        """
-        now = self._now()
-        current = self.store.current_signed()
-        if current is None or now - current[1] >= ROTATE_AFTER:
-            prekey_id = self.store.next_prekey_ids(1)
-            prekey, private = generate_signed_prekey(self.client.user, self.key,
-                                                     prekey_id, now)
-            encoded = prekey.encode()
-            self.store.add_signed(prekey_id, private, encoded, now)  # on disk before it is sent
-            return encoded
-        if force or not current[2]:
-            return current[3]
-        return b""
-
-    def _upload(self, signed: bytes, refill: int) -> None:
-        one_time = b""
-        if refill > 0:
-            count = min(refill, MAX_ONE_TIME_UPLOAD)
-            fresh = generate_one_time_prekeys(self.store.next_prekey_ids(count), count)
-            self.store.add_one_time([(p.prekey_id, k) for p, k in fresh])
-            one_time = encode_one_time_prekeys([p for p, _ in fresh])
-        if (signed or one_time) and self.client._send(UploadPrekeys(signed, one_time), quiet=True):
-            self._uploads.append(bool(one_time))
-            self._refilling = self._refilling or bool(one_time)
-
-    def _prekeys_stored(self, message: PrekeysStored) -> None:
-        refill = self._uploads.popleft() if self._uploads else False
-        self._refilling = any(self._uploads)
-        if message.signed_prekey_id:
-            self.store.mark_signed_uploaded(message.signed_prekey_id)
-        if not refill and message.one_time_count == 0 and not self._refilling:
-            # The relay holds none (a new relay, or its copy was lost): the
-            # answer to a signed-prekey-only upload says so.
-            self._upload(b"", ONE_TIME_STOCK)
-
-    def _prekeys_low(self, message: PrekeysLow) -> None:
-        if self._refilling:
-            return  # an upload is on its way; the relay's count did not see it yet
-        signed = self._signed_to_upload(force=not message.has_signed_prekey)
-        self._upload(signed, ONE_TIME_STOCK - message.one_time_count)
 
     # -- keys ----------------------------------------------------------------------
 
@@ -316,20 +271,32 @@ class Mailbox(SentLetters):
             return
         try:
             bundle = PrekeyBundle.parse(recipient, message.signed_prekey, message.one_time_prekey)
-            letter = seal_letter(sender=self.client.user, sender_private=self.key,
-                                 recipient=recipient, recipient_key=key, bundle=bundle,
-                                 content=text.encode("utf-8"), sent_at=self._now())
+            to_sign = prepare_letter(sender=self.client.user, sender_key=self.signer.public_key(),
+                                     recipient=recipient, recipient_key=key, bundle=bundle,
+                                     content=text.encode("utf-8"), sent_at=self._now())
         except LetterError as e:
             self.view.letter_not_sent(recipient, e.code, str(e))
             return
-        limit = min(MAX_LETTER, self.client.max_payload - _LETTER_OVERHEAD)
-        if len(letter.raw) > limit:
-            self.view.letter_not_sent(recipient, "letter-too-large",
-                                      f"the sealed letter is {len(letter.raw)} bytes, the most is {limit}")
-            return
-        letter_id = letter.header.letter_id
-        self.store.add_sent(letter_id, recipient, letter.raw, self._now())  # kept before it is posted
-        self.client._send(PostLetter(recipient, letter_id, letter.raw), quiet=True)
+
+        def signed(signature: bytes) -> None:
+            try:
+                letter = to_sign.signed(self.signer.scheme, signature)
+            except LetterError as e:
+                self.view.letter_not_sent(recipient, e.code, str(e))
+                return
+            limit = min(MAX_LETTER, self.client.max_payload - _LETTER_OVERHEAD)
+            if len(letter.raw) > limit:
+                self.view.letter_not_sent(recipient, "letter-too-large",
+                                          f"the sealed letter is {len(letter.raw)} bytes, the most is {limit}")
+                return
+            letter_id = letter.header.letter_id
+            self.store.add_sent(letter_id, recipient, letter.raw, self._now())  # kept before it is posted
+            self.client._send(PostLetter(recipient, letter_id, letter.raw), quiet=True)
+
+        def failed(line: str) -> None:
+            self.view.letter_not_sent(recipient, "signing-failed",
+                                      f"the letter could not be signed and was not sent: {line}")
+        self.signing.submit(to_sign.message, signed, failed)
 
     @property
     def grace(self) -> int:
@@ -458,9 +425,17 @@ class Mailbox(SentLetters):
             self._post_receipt(letter, ReceiptKind.READ)
 
     def _post_receipt(self, letter: SealedLetter, kind: ReceiptKind) -> None:
-        receipt = make_receipt(letter, kind, self.key, self._now())
+        to_sign = prepare_receipt(letter, kind, self._now())
         header = letter.header
-        self.client._send(PostReceipt(header.sender, header.letter_id, receipt.encode()), quiet=True)
+
+        def signed(signature: bytes) -> None:
+            receipt = to_sign.signed(self.signer.scheme, signature)
+            self.client._send(PostReceipt(header.sender, header.letter_id, receipt.encode()), quiet=True)
+
+        def failed(line: str) -> None:
+            self.view.notice(f"the {kind.name.lower()} receipt for {header.sender}'s letter "
+                             f"[{header.letter_id[:4].hex()}] could not be signed and was not sent: {line}")
+        self.signing.submit(to_sign.message, signed, failed)
 
     def _receipt_stored(self, message: ReceiptStored) -> None:
         pass  # the receipt is with the relay; nothing for the user to see
@@ -492,7 +467,6 @@ class Mailbox(SentLetters):
         if command == UploadPrekeys.TYPE:
             if self._uploads:
                 self._uploads.popleft()
-            self._refilling = any(self._uploads)
             self.view.notice(f"the relay refused our prekeys: {reason_name(reason)}")
         elif command == FetchBundle.TYPE:
             if self._take(self._bundles, subject) is not None:

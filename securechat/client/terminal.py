@@ -289,7 +289,7 @@ class ChatTerminal(LetterLines, LineReceiver):
     def _mailbox(self) -> Mailbox | None:
         assert self.client is not None
         if self.client.mailbox is None:
-            self.say("! letters are not available in this client")
+            self.say("! letters are not available in this client: it has no letters file")
         return self.client.mailbox
 
     def cmd_letter(self, user: str | None = None, text: str = "") -> None:

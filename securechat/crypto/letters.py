@@ -214,10 +214,45 @@ def _exchange(private: X25519PrivateKey, public: bytes, what: str) -> bytes:
     return shared
 
 
-def seal_letter(
+@dataclass(frozen=True, slots=True)
+class LetterToSign:
+    """
+    A sealed letter before its signature (header and ciphertext; no
+    secret left in it): L{message} is the exact bytes the sender's key
+    signs (in memory or on a token), L{signed} assembles the letter once
+    the signature is there.
+    """
+
+    header: LetterHeader
+    ciphertext: bytes
+
+    @property
+    def signed_part(self) -> bytes:
+        """Header and C{bytes32} ciphertext."""
+        return self.header.encode() + bytes32(self.ciphertext)
+
+    @property
+    def message(self) -> bytes:
+        """What the signature covers (L{letter_signature_message})."""
+        return letter_signature_message(self.signed_part)
+
+    def signed(self, scheme: int, signature: bytes) -> SealedLetter:
+        """
+        The sealed letter, with C{signature} (under C{scheme}) over
+        L{message}.
+
+        @raise LetterError: C{letter-too-large}.
+        """
+        raw = self.signed_part + u16(scheme) + bytes16(signature)
+        if len(raw) > MAX_LETTER:
+            raise LetterError("letter-too-large", f"the letter is {len(raw)} bytes, the most is {MAX_LETTER}")
+        return SealedLetter(self.header, self.ciphertext, scheme, signature, raw)
+
+
+def prepare_letter(
     *,
     sender: str,
-    sender_private: keys.PrivateKey,
+    sender_key: keys.PublicKey,
     recipient: str,
     recipient_key: keys.PublicKey,
     bundle: PrekeyBundle,
@@ -227,16 +262,17 @@ def seal_letter(
     reply_to: bytes | None = None,
     suite: int = AES_256_GCM.code,
     random: Random = os.urandom,
-) -> SealedLetter:
+) -> LetterToSign:
     """
-    Seal C{content} to C{recipient}, whose registered (and pinned) key is
-    C{recipient_key}, with the prekeys of C{bundle}.  Draws the letter id
-    (16 bytes) first, then the ephemeral private key (32 bytes).
+    Encrypt C{content} to C{recipient}, whose registered (and pinned) key
+    is C{recipient_key}, with the prekeys of C{bundle}, from C{sender},
+    whose registered key is C{sender_key}: everything of sealing but the
+    signature.  Draws the letter id (16 bytes) first, then the ephemeral
+    private key (32 bytes).
 
     @raise LetterError: C{wrong-recipient} (a bundle for someone else),
         C{bad-prekey-signature} (the signed prekey is not the recipient's:
-        a relay substituted it), C{bad-key-share}, C{unknown-suite},
-        C{letter-too-large}.
+        a relay substituted it), C{bad-key-share}, C{unknown-suite}.
     """
     if bundle.user != recipient:
         raise LetterError("wrong-recipient", f"a prekey bundle of {bundle.user} for a letter to {recipient}")
@@ -257,15 +293,36 @@ def seal_letter(
         shared += _exchange(ephemeral, one_time.public, "one-time prekey")
     del ephemeral
     header_bytes = header.encode()
-    key, nonce = letter_keys(suite, shared, header_bytes, sender,
-                             sender_private.public_key(), recipient, recipient_key)
+    key, nonce = letter_keys(suite, shared, header_bytes, sender, sender_key, recipient, recipient_key)
     ciphertext = SUITES[suite].factory(key).encrypt(nonce, u8(content_type) + content, header_bytes)
-    signed_part = header_bytes + bytes32(ciphertext)
-    scheme, signature = keys.sign(sender_private, letter_signature_message(signed_part))
-    raw = signed_part + u16(scheme) + bytes16(signature)
-    if len(raw) > MAX_LETTER:
-        raise LetterError("letter-too-large", f"the letter is {len(raw)} bytes, the most is {MAX_LETTER}")
-    return SealedLetter(header, ciphertext, scheme, signature, raw)
+    return LetterToSign(header, ciphertext)
+
+
+def seal_letter(
+    *,
+    sender: str,
+    sender_private: keys.PrivateKey,
+    recipient: str,
+    recipient_key: keys.PublicKey,
+    bundle: PrekeyBundle,
+    content: bytes,
+    sent_at: int,
+    content_type: int = CONTENT_TEXT,
+    reply_to: bytes | None = None,
+    suite: int = AES_256_GCM.code,
+    random: Random = os.urandom,
+) -> SealedLetter:
+    """
+    Seal and sign a letter with a sender's key in memory:
+    L{prepare_letter}, then L{LetterToSign.signed}.
+
+    @raise LetterError: see L{prepare_letter}; C{letter-too-large}.
+    """
+    to_sign = prepare_letter(sender=sender, sender_key=sender_private.public_key(), recipient=recipient,
+                             recipient_key=recipient_key, bundle=bundle, content=content, sent_at=sent_at,
+                             content_type=content_type, reply_to=reply_to, suite=suite, random=random)
+    scheme, signature = keys.sign(sender_private, to_sign.message)
+    return to_sign.signed(scheme, signature)
 
 
 def parse_letter(data: bytes) -> SealedLetter:

@@ -169,21 +169,55 @@ def signed_prekey_message(user: str, prekey_id: int, public: bytes, created_at: 
     return SIGNED_PREKEY_LABEL + text8(user) + u32(prekey_id) + public + u64(created_at)
 
 
-def generate_signed_prekey(
-    user: str, identity_key: keys.PrivateKey, prekey_id: int, created_at: int,
-    random: Random = os.urandom,
-) -> tuple[SignedPrekey, X25519PrivateKey]:
+@dataclass(frozen=True, slots=True)
+class PrekeyToSign:
     """
-    A new signed prekey for C{user}, signed with its registered key, and
-    its private half (which the owner keeps and never sends).
+    A signed prekey before its signature: L{message} is the exact bytes
+    the owner's key signs (in memory or on a token), L{signed} assembles
+    the prekey once the signature is there.
+    """
+
+    user: str
+    prekey_id: int
+    public: bytes
+    created_at: int
+
+    @property
+    def message(self) -> bytes:
+        """What the signature covers (L{signed_prekey_message})."""
+        return signed_prekey_message(self.user, self.prekey_id, self.public, self.created_at)
+
+    def signed(self, scheme: int, signature: bytes) -> SignedPrekey:
+        """The signed prekey, with C{signature} (under C{scheme}) over L{message}."""
+        return SignedPrekey(self.prekey_id, self.public, self.created_at, scheme, signature)
+
+
+def prepare_signed_prekey(
+    user: str, prekey_id: int, created_at: int, random: Random = os.urandom,
+) -> tuple[PrekeyToSign, X25519PrivateKey]:
+    """
+    A new signed prekey for C{user}, not yet signed, and its private half
+    (which the owner keeps and never sends).  Draws 32 random bytes.
     """
     _check_id(prekey_id)
     if prekey_id == 0:
         raise ValueError("a signed prekey's id is 1 or more (0 means none)")
     private = X25519PrivateKey.from_private_bytes(random(X25519_LENGTH))
-    public = x25519_public_bytes(private)
-    scheme, signature = keys.sign(identity_key, signed_prekey_message(user, prekey_id, public, created_at))
-    return SignedPrekey(prekey_id, public, created_at, scheme, signature), private
+    return PrekeyToSign(user, prekey_id, x25519_public_bytes(private), created_at), private
+
+
+def generate_signed_prekey(
+    user: str, identity_key: keys.PrivateKey, prekey_id: int, created_at: int,
+    random: Random = os.urandom,
+) -> tuple[SignedPrekey, X25519PrivateKey]:
+    """
+    A new signed prekey for C{user}, signed with its registered key (in
+    memory), and its private half: L{prepare_signed_prekey}, then
+    L{PrekeyToSign.signed}.
+    """
+    to_sign, private = prepare_signed_prekey(user, prekey_id, created_at, random)
+    scheme, signature = keys.sign(identity_key, to_sign.message)
+    return to_sign.signed(scheme, signature), private
 
 
 def generate_one_time_prekeys(

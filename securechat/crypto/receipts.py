@@ -67,18 +67,49 @@ def receipt_signature_message(signed_part: bytes) -> bytes:
     return RECEIPT_SIGNATURE_LABEL + hashlib.sha256(signed_part).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptToSign:
+    """
+    A receipt before its signature: L{message} is the exact bytes the
+    signer's key signs (in memory or on a token), L{signed} assembles the
+    receipt once the signature is there.
+    """
+
+    kind: int
+    letter_digest: bytes
+    letter_id: bytes
+    letter_sender: str
+    signer: str
+    signed_at: int
+
+    @property
+    def message(self) -> bytes:
+        """What the signature covers (L{receipt_signature_message})."""
+        return receipt_signature_message(self.signed(0, b"").signed_part)
+
+    def signed(self, scheme: int, signature: bytes) -> Receipt:
+        """The receipt, with C{signature} (under C{scheme}) over L{message}."""
+        return Receipt(self.kind, self.letter_digest, self.letter_id, self.letter_sender, self.signer,
+                       self.signed_at, scheme, signature)
+
+
+def prepare_receipt(letter: SealedLetter, kind: ReceiptKind, signed_at: int) -> ReceiptToSign:
+    """A receipt of C{kind} for C{letter}, as its recipient, not yet signed."""
+    header = letter.header
+    return ReceiptToSign(int(kind), letter.digest, header.letter_id, header.sender, header.recipient,
+                         signed_at)
+
+
 def make_receipt(
     letter: SealedLetter, kind: ReceiptKind, signer_private: keys.PrivateKey, signed_at: int,
 ) -> Receipt:
     """
-    Sign a receipt of C{kind} for C{letter}, as its recipient.
+    Sign a receipt of C{kind} for C{letter}, as its recipient, with a key
+    in memory: L{prepare_receipt}, then L{ReceiptToSign.signed}.
     """
-    header = letter.header
-    unsigned = Receipt(int(kind), letter.digest, header.letter_id, header.sender, header.recipient,
-                       signed_at, 0, b"")
-    scheme, signature = keys.sign(signer_private, receipt_signature_message(unsigned.signed_part))
-    return Receipt(unsigned.kind, unsigned.letter_digest, unsigned.letter_id, unsigned.letter_sender,
-                   unsigned.signer, signed_at, scheme, signature)
+    to_sign = prepare_receipt(letter, kind, signed_at)
+    scheme, signature = keys.sign(signer_private, to_sign.message)
+    return to_sign.signed(scheme, signature)
 
 
 def _name(r: Reader, what: str) -> str:

@@ -277,7 +277,7 @@ class Commands:
         client = self.view.client
         assert client is not None
         if client.mailbox is None:
-            self.view.reply("letters are not available in this client", error=True)
+            self.view.reply("letters are not available in this client: it has no letters file", error=True)
         else:
             self.view.windows.switch(self.view.mailbox_window())
         return client.mailbox
