@@ -333,31 +333,42 @@ class StoreTestsMixin:
         self.assertEqual((yield self.store.sent_status("bob", None)), [])
 
     @inlineCallbacks
-    def test_readImpliesDelivered(self) -> Generator[Any, Any, None]:
+    def test_deliveredAtIsTheReceiptsTime(self) -> Generator[Any, Any, None]:
         """
-        Reading marks a letter delivered too; read receipts may be off (no
-        receipt) and a later delivery receipt is still kept.
+        14.6: the sender's C{delivered_at} and C{read_at} are the times the
+        receipts were stored, not the fetch: a fetch (a mark without a
+        receipt) makes the letter fetched and records no time; a read
+        receipt does not make a delivery time up, and a later delivery
+        receipt is still kept with its own time.
         """
         yield self.post(letter(1))
-        yield self.store.mark("bob", "alice", lid(1), READ, None)
+        yield self.store.mark("bob", "alice", lid(1), DELIVERY, None)
+        [status] = yield self.store.sent_status("alice", None)
+        self.assertEqual((status.delivered_at, status.read_at, status.delivery_receipt),
+                         (None, None, None))
+        [summary] = yield self.store.list_letters("bob", new_only=False)
+        self.assertEqual((summary.delivered, summary.read), (True, False))
+        self.clock.advance(7)
+        yield self.store.mark("bob", "alice", lid(1), READ, b"r1")
+        self.clock.advance(3)
         yield self.store.mark("bob", "alice", lid(1), DELIVERY, b"d1")
         [status] = yield self.store.sent_status("alice", None)
         self.assertEqual((status.delivered_at, status.read_at, status.delivery_receipt,
-                          status.read_receipt), (START, START, b"d1", None))
+                          status.read_receipt), (START + 10, START + 7, b"d1", b"r1"))
         [summary] = yield self.store.list_letters("bob", new_only=False)
         self.assertEqual((summary.delivered, summary.read), (True, True))
 
     @inlineCallbacks
     def test_listNewOnly(self) -> Generator[Any, Any, None]:
         """
-        "New" letters are those not yet read (fetched but unread ones are
-        still new).
+        14.7: "new" letters are those never fetched (state 0); a letter
+        fetched but not read is no longer new.
         """
         yield self.post(letter(1), letter(2), letter(3))
-        yield self.store.mark("bob", "alice", lid(1), READ, None)
+        yield self.store.mark("bob", "alice", lid(1), READ, b"r1")
         yield self.store.mark("bob", "alice", lid(2), DELIVERY, None)
         new = yield self.store.list_letters("bob", new_only=True)
-        self.assertEqual([s.letter_id for s in new], [lid(2), lid(3)])
+        self.assertEqual([s.letter_id for s in new], [lid(3)])
 
     @inlineCallbacks
     def test_unknownReceiptKind(self) -> Generator[Any, Any, None]:
@@ -425,7 +436,7 @@ class StoreTestsMixin:
     def test_reuploadIsIdempotent(self) -> Generator[Any, Any, None]:
         """
         Uploading the current signed prekey again changes nothing (the
-        previous one stays), and one-time ids already in stock are ignored.
+        previous one stays), nor does re-uploading a one-time prekey as it is.
         """
         yield self.store.upload_prekeys("bob", signed("bob", 1), [])
         yield self.store.upload_prekeys("bob", signed("bob", 2), one_time("bob", 1, 2))
@@ -433,6 +444,37 @@ class StoreTestsMixin:
         self.assertEqual(stock, 3)
         self.assertEqual((yield self.store.signed_prekeys("bob")),
                          [signed("bob", 2), signed("bob", 1)])
+
+    @inlineCallbacks
+    def test_oneTimeIdReuploadedReplaces(self) -> Generator[Any, Any, None]:
+        """
+        14.7: a one-time prekey uploaded with an id the relay already holds
+        replaces the one held (the owner holds only the latest private
+        half); the stock does not grow.
+        """
+        yield self.store.upload_prekeys("bob", signed("bob", 1), one_time("bob", 4, 5))
+        fresh = OneTimePrekeyRecord("bob", 4, b"\x44" * 32)
+        self.assertEqual((yield self.store.upload_prekeys("bob", None, [fresh])), 2)
+        bundle = yield self.store.claim_bundle("bob")
+        self.assertEqual(bundle.one_time, fresh)
+
+    @inlineCallbacks
+    def test_dropPrekeys(self) -> Generator[Any, Any, None]:
+        """
+        Dropping a user's prekeys (its key changed) forgets the current and
+        previous signed prekeys and the one-time stock, and no one else's.
+        """
+        yield self.store.upload_prekeys("bob", signed("bob", 1), [])
+        yield self.store.upload_prekeys("bob", signed("bob", 2), one_time("bob", 1, 2))
+        yield self.store.upload_prekeys("carol", signed("carol", 1), one_time("carol", 1))
+        yield self.store.drop_prekeys("bob")
+        self.assertEqual((yield self.store.signed_prekeys("bob")), [])
+        self.assertEqual((yield self.store.prekey_count("bob")), 0)
+        self.assertIsNone((yield self.store.claim_bundle("bob")))
+        self.assertEqual((yield self.store.prekey_count("carol")), 1)
+        stock = yield self.store.upload_prekeys("bob", signed("bob", 3), one_time("bob", 1))
+        self.assertEqual(stock, 1)
+        self.assertEqual((yield self.store.signed_prekeys("bob")), [signed("bob", 3)])
 
     @inlineCallbacks
     def test_prekeyRefusals(self) -> Generator[Any, Any, None]:
