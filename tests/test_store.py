@@ -462,12 +462,16 @@ class StoreTestsMixin:
     def test_dropPrekeys(self) -> Generator[Any, Any, None]:
         """
         Dropping a user's prekeys (its key changed) forgets the current and
-        previous signed prekeys and the one-time stock, and no one else's.
+        previous signed prekeys and the one-time stock, and no one else's;
+        given the signed prekey found stale, only while it is current.
         """
         yield self.store.upload_prekeys("bob", signed("bob", 1), [])
         yield self.store.upload_prekeys("bob", signed("bob", 2), one_time("bob", 1, 2))
         yield self.store.upload_prekeys("carol", signed("carol", 1), one_time("carol", 1))
-        yield self.store.drop_prekeys("bob")
+        # Only while the one checked is still current: a newer upload stays.
+        self.assertFalse((yield self.store.drop_prekeys("bob", signed("bob", 1))))
+        self.assertEqual((yield self.store.prekey_count("bob")), 2)
+        self.assertTrue((yield self.store.drop_prekeys("bob", signed("bob", 2))))
         self.assertEqual((yield self.store.signed_prekeys("bob")), [])
         self.assertEqual((yield self.store.prekey_count("bob")), 0)
         self.assertIsNone((yield self.store.claim_bundle("bob")))

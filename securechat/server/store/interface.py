@@ -348,9 +348,12 @@ class IMailboxStore(Interface):
         Mailbox usage of C{user}, or of every user with letters (by name).
         """
 
-    def drop_prekeys(user: str) -> Deferred[None]:
+    def drop_prekeys(user: str, current: SignedPrekeyRecord | None = None) -> Deferred[bool]:
         """
-        Forget every prekey of C{user} (signed, previous and one-time).
+        Forget every prekey of C{user} (signed, previous and one-time); when
+        C{current} is given, only if it is still the current signed prekey
+        (so a check made before a new upload cannot drop that upload).
+        Fires with whether anything was dropped.
         """
 
     def expire(now: int) -> Deferred[int]:

@@ -209,9 +209,13 @@ class MemoryMailboxStore:
                 keys.previous = None
         return succeed(len(gone))
 
-    def drop_prekeys(self, user: str) -> Deferred[None]:
-        self._prekeys.pop(user, None)
-        return succeed(None)
+    def drop_prekeys(self, user: str, current: SignedPrekeyRecord | None = None
+                     ) -> Deferred[bool]:
+        keys = self._prekeys.get(user)
+        if keys is None or (current is not None and keys.current != current):
+            return succeed(False)
+        del self._prekeys[user]
+        return succeed(True)
 
     def close(self) -> Deferred[None]:
         return succeed(None)

@@ -217,9 +217,13 @@ def usage_txn(txn: Any, user: str | None, now: int) -> list[MailboxUsage]:
     return [MailboxUsage(row[0], int(row[1]), int(row[2])) for row in txn.fetchall()]
 
 
-def drop_prekeys_txn(txn: Any, user: str) -> None:
+def drop_prekeys_txn(txn: Any, user: str, current: SignedPrekeyRecord | None) -> bool:
+    if current is not None and _current_signed(txn, user) != current:
+        return False
     txn.execute("DELETE FROM signed_prekeys WHERE user = ?", (user,))
+    dropped = txn.rowcount > 0
     txn.execute("DELETE FROM one_time_prekeys WHERE user = ?", (user,))
+    return dropped or txn.rowcount > 0
 
 
 def expire_txn(txn: Any, now: int, grace: int | None) -> int:
@@ -365,8 +369,9 @@ class SQLiteMailboxStore:
     def expire(self, now: int) -> Deferred[int]:
         return self._run("expire-letters", expire_txn, now, self.limits.signed_prekey_grace)
 
-    def drop_prekeys(self, user: str) -> Deferred[None]:
-        return self._run("drop-prekeys", drop_prekeys_txn, user)
+    def drop_prekeys(self, user: str, current: SignedPrekeyRecord | None = None
+                     ) -> Deferred[bool]:
+        return self._run("drop-prekeys", drop_prekeys_txn, user, current)
 
     def close(self) -> Deferred[None]:
         """
