@@ -61,9 +61,11 @@ from securechat.crypto.letters import (
 from securechat.crypto.prekeys import (
     MAX_ONE_TIME_UPLOAD,
     PrekeyBundle,
+    SignedPrekey,
     encode_one_time_prekeys,
     generate_one_time_prekeys,
     generate_signed_prekey,
+    verify_signed_prekey,
 )
 from securechat.crypto.receipts import ReceiptKind, make_receipt
 from securechat.crypto.signer import ExternalKey
@@ -209,13 +211,14 @@ class Mailbox(SentLetters):
 
     def _signed_to_upload(self, force: bool = False) -> bytes:
         """
-        The encoded signed prekey to upload: a new one when there is none
-        or the current one is due for rotation, the current one if the
-        relay has not confirmed it (or C{force}), else nothing.
+        The encoded signed prekey to upload: a new one when there is none,
+        the current one is due for rotation or is not signed by our key
+        (the operator re-keyed us, 14.1), the current one if the relay has
+        not confirmed it (or C{force}), else nothing.
         """
         now = self._now()
         current = self.store.current_signed()
-        if current is None or now - current[1] >= ROTATE_AFTER:
+        if current is None or now - current[1] >= ROTATE_AFTER or not self._ours(current[3]):
             prekey_id = self.store.next_prekey_ids(1)
             prekey, private = generate_signed_prekey(self.client.user, self.key,
                                                      prekey_id, now)
@@ -225,6 +228,14 @@ class Mailbox(SentLetters):
         if force or not current[2]:
             return current[3]
         return b""
+
+    def _ours(self, encoded: bytes) -> bool:
+        """Whether the signed prekey C{encoded} verifies for us with our key."""
+        try:
+            verify_signed_prekey(self.client.user, SignedPrekey.parse(encoded), self.key.public_key())
+        except LetterError:
+            return False
+        return True
 
     def _upload(self, signed: bytes, refill: int) -> None:
         one_time = b""
@@ -267,7 +278,8 @@ class Mailbox(SentLetters):
         status = self.client.pins.check(user, key)
         if status is PinStatus.CHANGED:
             self.client.changed_keys[user] = key
-            self.view.key_changed(user, self.client.pins.fingerprint(user) or "", keys.fingerprint(key))
+            self.view.key_changed(user, self.client.pins.fingerprint(user) or "", keys.fingerprint(key),
+                                  True)
             return None, "key-changed", (f"{user}'s key differs from the pinned one; compare "
                                          f"fingerprints, then /trust {user}")
         if status is PinStatus.NEW:
@@ -285,6 +297,9 @@ class Mailbox(SentLetters):
         if not waiters:
             return  # not asked for: nothing is pinned on the relay's word alone
         key, code, detail = self._pinned(message.user, message.user_key)
+        if key is not None and message.revoked:
+            self.view.notice(f"{message.user}'s access to the relay was revoked (what it signed "
+                             f"before still verifies with its registered key)")
         for waiter in waiters:
             waiter(key, code, detail)
 
