@@ -352,6 +352,24 @@ class LetterTests(MailboxCase):
         self.h.directory.revoke("bob")
         self.assertEqual(self.post(alice, "bob", 1), first)
 
+    def test_reusedIdToAnotherRecipientAnsweredAsFirst(self) -> None:
+        """
+        14.7 step 2: a POST_LETTER reusing a stored ``(sender, letter_id)``
+        is answered with the first answer, naming the first recipient,
+        whether or not the sender is over its rate; nothing reaches the
+        other recipient (the relay does not claim a letter to it stored).
+        """
+        alice, carol = self.h.login("alice"), self.h.login("carol")
+        first = self.post(alice, "bob", 1)
+        self.assertEqual(self.post(alice, "carol", 1, b"other"), first)
+        for n in range(2, 5):
+            self.post(alice, "dave", n)
+        self.assertEqual(self.post(alice, "eve", 9), LetterRefused("eve", lid(9), Reason.RATE_LIMITED))
+        self.assertEqual(self.post(alice, "carol", 1, b"other"), first)
+        self.assertEqual(carol.take(), [])
+        [listing] = self.ask(carol, ListLetters(1, 0))
+        self.assertEqual(listing.total, 0)
+
     def test_unknownAndRevokedRecipient(self) -> None:
         """UNKNOWN_USER for a name never registered, REVOKED for a revoked one."""
         alice = self.h.login("alice")

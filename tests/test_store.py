@@ -147,7 +147,7 @@ class StoreTestsMixin:
         yield self.post(letter(1))
         self.clock.advance(60)
         outcomes = yield self.post(NewLetter("alice", "bob", lid(1), b"other"))
-        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY)])
+        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY, "bob")])
         self.assertEqual(len((yield self.store.list_letters("bob", new_only=False))), 1)
         self.assertEqual((yield self.store.usage("bob")), [MailboxUsage("bob", 1, 100)])
         self.assertEqual((yield self.store.fetch_letter("bob", "alice", lid(1))).body,
@@ -160,7 +160,7 @@ class StoreTestsMixin:
         """
         outcomes = yield self.post(letter(1), letter(1))
         self.assertEqual(outcomes, [Stored(START, START + 10 * DAY),
-                                    Duplicate(START, START + 10 * DAY)])
+                                    Duplicate(START, START + 10 * DAY, "bob")])
 
     @inlineCallbacks
     def test_idsArePerSender(self) -> Generator[Any, Any, None]:
@@ -179,7 +179,7 @@ class StoreTestsMixin:
         yield self.post(letter(1))
         yield self.store.delete_letter("bob", "alice", lid(1))
         outcomes = yield self.post(letter(1))
-        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY)])
+        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY, "bob")])
         self.assertEqual((yield self.store.list_letters("bob", new_only=False)), [])
 
     def test_letterIdIsSixteenBytes(self) -> None:

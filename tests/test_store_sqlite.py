@@ -194,7 +194,7 @@ class DurabilityTests(SQLiteCase):
         self.clock.advance(3600)
         store = self.open()
         self.assertEqual((yield store.store_letters([letter(1), letter(2)])),
-                         [Duplicate(START, START + 10 * DAY)] * 2)
+                         [Duplicate(START, START + 10 * DAY, "bob")] * 2)
         self.assertEqual([s.letter_id for s in (yield store.list_letters("bob", False))],
                          [lid(2)])
         self.assertEqual((yield store.fetch_letter("bob", "alice", lid(2))).body, b"\x02" * 100)

@@ -382,7 +382,9 @@ class Mailbox:
                 self._notify(recipient, LetterArrived(sender, letter_id, result.stored_at, size))
                 return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
             if isinstance(result, Duplicate):
-                return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
+                # The first answer again, naming the first recipient (14.7).
+                return LetterStored(result.recipient, letter_id, result.stored_at,
+                                    result.expires_at)
             full = result.reason in (MAILBOX_FULL_LETTERS, MAILBOX_FULL_BYTES)
             return self._refuse_letter(sender, message,
                                        Reason.MAILBOX_FULL if full else Reason.TOO_LARGE)

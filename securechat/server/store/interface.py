@@ -235,12 +235,14 @@ class Stored:
 @dataclass(frozen=True, slots=True)
 class Duplicate:
     """
-    A letter with this (sender, id) was stored before, at C{stored_at};
-    nothing new was stored (not an error: the same answer as the first time).
+    A letter with this (sender, id) was stored before, at C{stored_at}, for
+    C{recipient} (whatever the resend names); nothing new was stored (not
+    an error: the same answer as the first time).
     """
 
     stored_at: int
     expires_at: int
+    recipient: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,8 @@ class MemoryMailboxStore:
         for new in letters:
             old = self._letters.get((new.sender, new.letter_id))
             if old is not None:
-                outcomes.append(Duplicate(old.record.stored_at, old.record.expires_at))
+                outcomes.append(Duplicate(old.record.stored_at, old.record.expires_at,
+                                          old.record.recipient))
                 continue
             refused = rules.refusal(new, *self._usage(new.recipient), self.limits)
             if refused is not None:

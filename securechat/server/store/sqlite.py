@@ -107,11 +107,11 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
     usage: dict[str, tuple[int, int]] = {}
     outcomes: list[StoreOutcome] = []
     for new in letters:
-        txn.execute("SELECT stored_at, expires_at FROM letters WHERE sender = ? AND letter_id = ?",
-                    (new.sender, new.letter_id))
+        txn.execute("SELECT stored_at, expires_at, recipient FROM letters"
+                    " WHERE sender = ? AND letter_id = ?", (new.sender, new.letter_id))
         row = txn.fetchone()
         if row is not None:
-            outcomes.append(Duplicate(row[0], row[1]))
+            outcomes.append(Duplicate(row[0], row[1], row[2]))
             continue
         if new.recipient not in usage:
             usage[new.recipient] = _usage(txn, new.recipient, now)
