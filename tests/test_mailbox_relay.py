@@ -211,20 +211,22 @@ class PrekeyTests(MailboxCase):
         self.assertEqual(letter.letter, b"sealed")
 
 
-    def test_reusedSignedPrekeyIdIsBadPrekey(self) -> None:
+    def test_reusedSignedPrekeyIdReplaces(self) -> None:
         """
-        14.7: a signed prekey with the current one's id but another key is
-        refused whole with BAD_PREKEY (11.3); the current one stays, and
-        the same upload again is accepted (it changes nothing).
+        14.7: a signed prekey with the current one's id but another key (a
+        client that lost its data and starts its ids at 1 again) is not
+        refused: it takes the current one's place and bundles carry it, so
+        the client is not locked out; the same upload again changes nothing.
         """
         bob = self.h.login("bob")
         self.upload("bob", bob, count=3, prekey_id=1)
-        first = signed_of(bob, self)
         other = signed("bob", prekey_id=1)
-        self.assertEqual(self.ask(bob, UploadPrekeys(other.encode(), one_time(10, 1))),
-                         [CommandFailed(0x50, "bob", Reason.BAD_PREKEY)])
-        self.assertEqual(signed_of(bob, self), first)
-        self.assertEqual(self.ask(bob, UploadPrekeys(first, b"")), [PrekeysStored(1, 3)])
+        self.assertEqual(self.ask(bob, UploadPrekeys(other.encode(), b"")), [PrekeysStored(1, 3)])
+        self.assertEqual(signed_of(bob, self), other.encode())
+        self.assertEqual(self.ask(bob, UploadPrekeys(other.encode(), b"")), [PrekeysStored(1, 3)])
+        alice = self.h.login("alice")
+        [bundle] = self.ask(alice, FetchBundle("bob"))
+        self.assertEqual(bundle.signed_prekey, other.encode())
 
     def rekey(self, name: str) -> ed25519.Ed25519PrivateKey:
         """What C{securechat-admin rekey} does to the relay's directory."""

@@ -459,6 +459,21 @@ class StoreTestsMixin:
         self.assertEqual(bundle.one_time, fresh)
 
     @inlineCallbacks
+    def test_signedIdReuploadedReplaces(self) -> Generator[Any, Any, None]:
+        """
+        14.7: a signed prekey with the current one's id and another key
+        (a client that lost its data starts its ids again) takes the
+        current one's place: bundles carry it, the replaced one is not
+        kept, the previous one stays.
+        """
+        yield self.store.upload_prekeys("bob", signed("bob", 1), [])
+        yield self.store.upload_prekeys("bob", signed("bob", 2), [])
+        other = SignedPrekeyRecord("bob", 2, b"\x09" * 32, b"sig", START + 5)
+        yield self.store.upload_prekeys("bob", other, [])
+        self.assertEqual((yield self.store.claim_bundle("bob")).signed, other)
+        self.assertEqual((yield self.store.signed_prekeys("bob")), [other, signed("bob", 1)])
+
+    @inlineCallbacks
     def test_dropPrekeys(self) -> Generator[Any, Any, None]:
         """
         Dropping a user's prekeys (its key changed) forgets the current and
@@ -483,14 +498,11 @@ class StoreTestsMixin:
     @inlineCallbacks
     def test_prekeyRefusals(self) -> Generator[Any, Any, None]:
         """
-        Refused uploads store nothing: a reused signed id with another key,
-        a key that is not 32 bytes, another user's key, an id past 32 bits,
+        Refused uploads store nothing: a key that is not 32 bytes, another user's key, an id past 32 bits,
         the same id twice, and a stock past its limit.
         """
         yield self.store.upload_prekeys("bob", signed("bob", 1), one_time("bob", 1))
-        other = SignedPrekeyRecord("bob", 1, b"\x09" * 32, b"sig", START)
         cases = [
-            (other, [], "signed prekey id 1 is already in use"),
             (None, [OneTimePrekeyRecord("bob", 5, b"\x01" * 31)], "31 bytes, not 32"),
             (signed("carol", 2), [], "is for 'carol', not 'bob'"),
             (None, one_time("bob", 2 ** 32), "not a 32-bit unsigned number"),

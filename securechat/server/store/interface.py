@@ -29,9 +29,9 @@ implementation keeps and C{tests.test_store.StoreTestsMixin} checks:
     when the stock is empty (the bundle says so), with how many remain.  The
     previous signed prekey is kept C{signed_prekey_grace} seconds after it
     was replaced.  A one-time prekey uploaded with an id already in stock
-    replaces the one held (the owner's latest upload is the key it holds);
-    a signed prekey reusing the current one's id with other contents is
-    refused.  C{drop_prekeys} forgets all of a user's prekeys (its key
+    replaces the one held (the owner's latest upload is the key it holds),
+    and so does a signed prekey with the current one's id and other
+    contents (it takes the current one's place; the previous one stays).  C{drop_prekeys} forgets all of a user's prekeys (its key
     changed: they were signed, or uploaded, under the old one).
   - B{Fetched is not delivered.}  A letter is I{fetched} once the
     recipient took it (C{mark} without a receipt); C{delivered_at} and
@@ -86,9 +86,8 @@ class NoSuchLetter(StoreError):
 
 class PrekeyRefused(StoreError):
     """
-    A prekey upload was refused (a reused signed prekey id with other
-    contents, a malformed key, or more one-time prekeys than the stock
-    holds); nothing of that upload was stored.
+    A prekey upload was refused (a malformed key, or more one-time prekeys
+    than the stock holds); nothing of that upload was stored.
     """
 
 

@@ -71,9 +71,12 @@ class MemoryMailboxStore:
                 # The owner's latest upload of an id is the key it holds.
                 stock[record.prekey_id] = record
             rules.check_stock(len(stock), self.limits)
-            if signed is not None and rules.check_signed_replacement(keys.current, signed):
+            change = None if signed is None else rules.signed_change(keys.current, signed)
+            if change == rules.ROTATE:
                 if keys.current is not None:
                     keys.previous, keys.replaced_at = keys.current, self._now()
+                keys.current = signed
+            elif change == rules.REPLACE:
                 keys.current = signed
             keys.one_time = stock
         except StoreError as e:

@@ -54,7 +54,13 @@ def _stock(txn: Any, user: str) -> int:
 def upload_prekeys_txn(txn: Any, user: str, signed: SignedPrekeyRecord | None,
                        one_time: Sequence[OneTimePrekeyRecord], now: int,
                        limits: MailboxLimits) -> int:
-    if signed is not None and rules.check_signed_replacement(_current_signed(txn, user), signed):
+    change = None if signed is None else rules.signed_change(_current_signed(txn, user), signed)
+    if signed is not None and change == rules.REPLACE:
+        # The id now names the owner's latest key; the previous one stays.
+        txn.execute("UPDATE signed_prekeys SET public = ?, signature = ?, created_at = ?"
+                    " WHERE user = ? AND replaced_at IS NULL",
+                    (signed.public, signed.signature, signed.created_at, user))
+    elif signed is not None and change == rules.ROTATE:
         # The previous one goes, the current one becomes the previous one.
         txn.execute("DELETE FROM signed_prekeys WHERE user = ? AND replaced_at IS NOT NULL",
                     (user,))
