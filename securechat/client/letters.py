@@ -232,7 +232,8 @@ class Mailbox(SentLetters):
     def _ours(self, encoded: bytes) -> bool:
         """Whether the signed prekey C{encoded} verifies for us with our key."""
         try:
-            verify_signed_prekey(self.client.user, SignedPrekey.parse(encoded), self.key.public_key())
+            verify_signed_prekey(self.client.user, SignedPrekey.parse(encoded),
+                                 self.client.private_key.public_key())
         except LetterError:
             return False
         return True
