@@ -83,12 +83,12 @@ class User:
     """One user's client, its view, its store and its scripted relay."""
 
     def __init__(self, name: str, store: LetterStore | None = None, pins: PinStore | None = None,
-                 now: int = NOW) -> None:
+                 now: int = NOW, key: Any = None) -> None:
         self.name = name
         self.now = now
         self.view = RecordingView()
         self.store = store or LetterStore(None)
-        self.client = ChatClient(name, user_key(name), self.view, lambda i: user_key("x").public_key(),
+        self.client = ChatClient(name, key or user_key(name), self.view, lambda i: user_key("x").public_key(),
                                  pins or PinStore(None), clock=lambda: float(self.now), letters=self.store)
         self.relay = ScriptedProtocol()
         self.client.protocol = self.relay  # type: ignore[assignment]

@@ -18,6 +18,9 @@ from securechat.crypto import keys
 from securechat.crypto.prekeys import (
     OneTimePrekey, SignedPrekey, encode_one_time_prekeys, generate_signed_prekey)
 from securechat.crypto.receipts import Receipt, receipt_signature_message
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from securechat.server.directory import UserEntry as DirectoryEntry
 from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.store import mailbox_store
@@ -208,6 +211,77 @@ class PrekeyTests(MailboxCase):
         self.assertEqual(letter.letter, b"sealed")
 
 
+    def test_reusedSignedPrekeyIdReplaces(self) -> None:
+        """
+        14.7: a signed prekey with the current one's id but another key (a
+        client that lost its data and starts its ids at 1 again) is not
+        refused: it takes the current one's place and bundles carry it, so
+        the client is not locked out; the same upload again changes nothing.
+        """
+        bob = self.h.login("bob")
+        self.upload("bob", bob, count=3, prekey_id=1)
+        other = signed("bob", prekey_id=1)
+        self.assertEqual(self.ask(bob, UploadPrekeys(other.encode(), b"")), [PrekeysStored(1, 3)])
+        self.assertEqual(signed_of(bob, self), other.encode())
+        self.assertEqual(self.ask(bob, UploadPrekeys(other.encode(), b"")), [PrekeysStored(1, 3)])
+        alice = self.h.login("alice")
+        [bundle] = self.ask(alice, FetchBundle("bob"))
+        self.assertEqual(bundle.signed_prekey, other.encode())
+
+    def rekey(self, name: str) -> ed25519.Ed25519PrivateKey:
+        """What C{securechat-admin rekey} does to the relay's directory."""
+        new = ed25519.Ed25519PrivateKey.generate()
+        self.h.directory.add(DirectoryEntry(name, new.public_key()))
+        return new
+
+    def test_rekeyedUserPrekeysNotHandedOut(self) -> None:
+        """
+        14.7, re-keyed users: prekeys signed by a user's old key are never
+        handed out; the first FETCH_BUNDLE after the change drops them all
+        (one-time ones too) and answers NO_PREKEYS.  Prekeys the user then
+        uploads, signed by its new key, are handed out.
+        """
+        bob = self.h.login("bob")
+        self.upload("bob", bob, count=3)
+        bob.protocol.transport.loseConnection()
+        self.h.pump()
+        new = self.rekey("bob")
+        alice = self.h.login("alice")
+        self.assertEqual(self.ask(alice, FetchBundle("bob")),
+                         [CommandFailed(0x51, "bob", Reason.NO_PREKEYS)])
+        store = self.h.relay.mailbox.store
+        self.assertEqual(self.successResultOf(store.prekey_count("bob")), 0)
+        self.assertEqual(self.successResultOf(store.signed_prekeys("bob")), [])
+        again, _ = self.h.connect("bob", key=new)
+        self.h.pump()
+        again.take()
+        fresh = signed("bob", prekey_id=2, key=new)
+        self.assertEqual(self.ask(again, UploadPrekeys(fresh.encode(), one_time(1, 3))),
+                         [PrekeysStored(2, 3)])
+        [bundle] = self.ask(alice, FetchBundle("bob"))
+        self.assertEqual(bundle.signed_prekey, fresh.encode())
+        self.assertEqual(bundle.user_key, keys.public_key_der(new.public_key()))
+
+    def test_rekeyedUserToldAtLogin(self) -> None:
+        """
+        14.7, re-keyed users: a user logging in with its new key while the
+        relay holds prekeys signed by the old one has them dropped and gets
+        PREKEYS_LOW(0, 0) (it had prekeys, so it has a mailbox client).
+        """
+        bob = self.h.login("bob")
+        self.upload("bob", bob, count=20)
+        bob.protocol.transport.loseConnection()
+        self.h.pump()
+        new = self.rekey("bob")
+        again, _ = self.h.connect("bob", key=new)
+        self.h.pump()
+        self.assertTrue(again.logged_in)
+        self.assertEqual(again.messages[1:], [PrekeysLow(0, 0)])
+        store = self.h.relay.mailbox.store
+        self.assertEqual(self.successResultOf(store.prekey_count("bob")), 0)
+        self.assertEqual(self.successResultOf(store.signed_prekeys("bob")), [])
+
+
 def signed_of(client: RecordingClient, test: MailboxCase) -> bytes:
     """The signed prekey the relay holds for C{client}, as encoded."""
     store = test.h.relay.mailbox.store
@@ -280,6 +354,24 @@ class LetterTests(MailboxCase):
         self.h.directory.revoke("bob")
         self.assertEqual(self.post(alice, "bob", 1), first)
 
+    def test_reusedIdToAnotherRecipientAnsweredAsFirst(self) -> None:
+        """
+        14.7 step 2: a POST_LETTER reusing a stored ``(sender, letter_id)``
+        is answered with the first answer, naming the first recipient,
+        whether or not the sender is over its rate; nothing reaches the
+        other recipient (the relay does not claim a letter to it stored).
+        """
+        alice, carol = self.h.login("alice"), self.h.login("carol")
+        first = self.post(alice, "bob", 1)
+        self.assertEqual(self.post(alice, "carol", 1, b"other"), first)
+        for n in range(2, 5):
+            self.post(alice, "dave", n)
+        self.assertEqual(self.post(alice, "eve", 9), LetterRefused("eve", lid(9), Reason.RATE_LIMITED))
+        self.assertEqual(self.post(alice, "carol", 1, b"other"), first)
+        self.assertEqual(carol.take(), [])
+        [listing] = self.ask(carol, ListLetters(1, 0))
+        self.assertEqual(listing.total, 0)
+
     def test_unknownAndRevokedRecipient(self) -> None:
         """UNKNOWN_USER for a name never registered, REVOKED for a revoked one."""
         alice = self.h.login("alice")
@@ -324,6 +416,43 @@ class LetterTests(MailboxCase):
                          LetterRefused("dave", lid(9), Reason.RATE_LIMITED))
         self.h.clock.advance(10)
         self.assertIsInstance(self.post(alice, "dave", 9), LetterStored)
+
+    def test_mailboxFullSpendsRateToken(self) -> None:
+        """
+        14.7 step 4: every letter that reaches the rate check spends a
+        token, whatever follows: letters refused as MAILBOX_FULL count
+        (each cost the relay a transaction); letters refused earlier
+        (TOO_LARGE, UNKNOWN_USER) do not.
+        """
+        alice = self.h.login("alice")
+        for n in range(3):
+            self.assertIsInstance(self.post(alice, "bob", n), LetterStored)
+        self.post(alice, "nobody", 7)
+        self.post(alice, "carol", 8, b"x" * 1001)
+        self.assertEqual(self.post(alice, "bob", 3),
+                         LetterRefused("bob", lid(3), Reason.MAILBOX_FULL))
+        self.assertEqual(self.post(alice, "bob", 4),
+                         LetterRefused("bob", lid(4), Reason.MAILBOX_FULL))
+        self.assertEqual(self.post(alice, "carol", 5),
+                         LetterRefused("carol", lid(5), Reason.RATE_LIMITED))
+
+    def test_deliveredAtIsTheReceiptsTime(self) -> None:
+        """
+        14.6: SENT_STATUS's ``delivered_at`` is the relay's clock when the
+        delivery receipt was stored, not when the letter was fetched; 0
+        after a fetch with no receipt yet.
+        """
+        alice, bob = self.h.login("alice"), self.h.login("bob")
+        self.post(alice, "bob", 1)
+        self.h.clock.advance(10)
+        self.ask(bob, FetchLetter("alice", lid(1)))
+        [status] = self.ask(alice, SentStatus(0))
+        self.assertEqual(status.letters[0].delivered_at, 0)
+        self.h.clock.advance(15)
+        self.ask(bob, PostReceipt("alice", lid(1), receipt(1, "alice", lid(1), "bob")))
+        alice.take()
+        [status] = self.ask(alice, SentStatus(0))
+        self.assertEqual(status.letters[0].delivered_at, 25)
 
     def test_mailboxFullLetters(self) -> None:
         """A recipient at its letter quota: MAILBOX_FULL."""

@@ -147,7 +147,7 @@ class StoreTestsMixin:
         yield self.post(letter(1))
         self.clock.advance(60)
         outcomes = yield self.post(NewLetter("alice", "bob", lid(1), b"other"))
-        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY)])
+        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY, "bob")])
         self.assertEqual(len((yield self.store.list_letters("bob", new_only=False))), 1)
         self.assertEqual((yield self.store.usage("bob")), [MailboxUsage("bob", 1, 100)])
         self.assertEqual((yield self.store.fetch_letter("bob", "alice", lid(1))).body,
@@ -160,7 +160,7 @@ class StoreTestsMixin:
         """
         outcomes = yield self.post(letter(1), letter(1))
         self.assertEqual(outcomes, [Stored(START, START + 10 * DAY),
-                                    Duplicate(START, START + 10 * DAY)])
+                                    Duplicate(START, START + 10 * DAY, "bob")])
 
     @inlineCallbacks
     def test_idsArePerSender(self) -> Generator[Any, Any, None]:
@@ -179,7 +179,7 @@ class StoreTestsMixin:
         yield self.post(letter(1))
         yield self.store.delete_letter("bob", "alice", lid(1))
         outcomes = yield self.post(letter(1))
-        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY)])
+        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY, "bob")])
         self.assertEqual((yield self.store.list_letters("bob", new_only=False)), [])
 
     def test_letterIdIsSixteenBytes(self) -> None:
@@ -333,31 +333,42 @@ class StoreTestsMixin:
         self.assertEqual((yield self.store.sent_status("bob", None)), [])
 
     @inlineCallbacks
-    def test_readImpliesDelivered(self) -> Generator[Any, Any, None]:
+    def test_deliveredAtIsTheReceiptsTime(self) -> Generator[Any, Any, None]:
         """
-        Reading marks a letter delivered too; read receipts may be off (no
-        receipt) and a later delivery receipt is still kept.
+        14.6: the sender's C{delivered_at} and C{read_at} are the times the
+        receipts were stored, not the fetch: a fetch (a mark without a
+        receipt) makes the letter fetched and records no time; a read
+        receipt does not make a delivery time up, and a later delivery
+        receipt is still kept with its own time.
         """
         yield self.post(letter(1))
-        yield self.store.mark("bob", "alice", lid(1), READ, None)
+        yield self.store.mark("bob", "alice", lid(1), DELIVERY, None)
+        [status] = yield self.store.sent_status("alice", None)
+        self.assertEqual((status.delivered_at, status.read_at, status.delivery_receipt),
+                         (None, None, None))
+        [summary] = yield self.store.list_letters("bob", new_only=False)
+        self.assertEqual((summary.delivered, summary.read), (True, False))
+        self.clock.advance(7)
+        yield self.store.mark("bob", "alice", lid(1), READ, b"r1")
+        self.clock.advance(3)
         yield self.store.mark("bob", "alice", lid(1), DELIVERY, b"d1")
         [status] = yield self.store.sent_status("alice", None)
         self.assertEqual((status.delivered_at, status.read_at, status.delivery_receipt,
-                          status.read_receipt), (START, START, b"d1", None))
+                          status.read_receipt), (START + 10, START + 7, b"d1", b"r1"))
         [summary] = yield self.store.list_letters("bob", new_only=False)
         self.assertEqual((summary.delivered, summary.read), (True, True))
 
     @inlineCallbacks
     def test_listNewOnly(self) -> Generator[Any, Any, None]:
         """
-        "New" letters are those not yet read (fetched but unread ones are
-        still new).
+        14.7: "new" letters are those never fetched (state 0); a letter
+        fetched but not read is no longer new.
         """
         yield self.post(letter(1), letter(2), letter(3))
-        yield self.store.mark("bob", "alice", lid(1), READ, None)
+        yield self.store.mark("bob", "alice", lid(1), READ, b"r1")
         yield self.store.mark("bob", "alice", lid(2), DELIVERY, None)
         new = yield self.store.list_letters("bob", new_only=True)
-        self.assertEqual([s.letter_id for s in new], [lid(2), lid(3)])
+        self.assertEqual([s.letter_id for s in new], [lid(3)])
 
     @inlineCallbacks
     def test_unknownReceiptKind(self) -> Generator[Any, Any, None]:
@@ -425,7 +436,7 @@ class StoreTestsMixin:
     def test_reuploadIsIdempotent(self) -> Generator[Any, Any, None]:
         """
         Uploading the current signed prekey again changes nothing (the
-        previous one stays), and one-time ids already in stock are ignored.
+        previous one stays), nor does re-uploading a one-time prekey as it is.
         """
         yield self.store.upload_prekeys("bob", signed("bob", 1), [])
         yield self.store.upload_prekeys("bob", signed("bob", 2), one_time("bob", 1, 2))
@@ -435,16 +446,63 @@ class StoreTestsMixin:
                          [signed("bob", 2), signed("bob", 1)])
 
     @inlineCallbacks
+    def test_oneTimeIdReuploadedReplaces(self) -> Generator[Any, Any, None]:
+        """
+        14.7: a one-time prekey uploaded with an id the relay already holds
+        replaces the one held (the owner holds only the latest private
+        half); the stock does not grow.
+        """
+        yield self.store.upload_prekeys("bob", signed("bob", 1), one_time("bob", 4, 5))
+        fresh = OneTimePrekeyRecord("bob", 4, b"\x44" * 32)
+        self.assertEqual((yield self.store.upload_prekeys("bob", None, [fresh])), 2)
+        bundle = yield self.store.claim_bundle("bob")
+        self.assertEqual(bundle.one_time, fresh)
+
+    @inlineCallbacks
+    def test_signedIdReuploadedReplaces(self) -> Generator[Any, Any, None]:
+        """
+        14.7: a signed prekey with the current one's id and another key
+        (a client that lost its data starts its ids again) takes the
+        current one's place: bundles carry it, the replaced one is not
+        kept, the previous one stays.
+        """
+        yield self.store.upload_prekeys("bob", signed("bob", 1), [])
+        yield self.store.upload_prekeys("bob", signed("bob", 2), [])
+        other = SignedPrekeyRecord("bob", 2, b"\x09" * 32, b"sig", START + 5)
+        yield self.store.upload_prekeys("bob", other, [])
+        self.assertEqual((yield self.store.claim_bundle("bob")).signed, other)
+        self.assertEqual((yield self.store.signed_prekeys("bob")), [other, signed("bob", 1)])
+
+    @inlineCallbacks
+    def test_dropPrekeys(self) -> Generator[Any, Any, None]:
+        """
+        Dropping a user's prekeys (its key changed) forgets the current and
+        previous signed prekeys and the one-time stock, and no one else's;
+        given the signed prekey found stale, only while it is current.
+        """
+        yield self.store.upload_prekeys("bob", signed("bob", 1), [])
+        yield self.store.upload_prekeys("bob", signed("bob", 2), one_time("bob", 1, 2))
+        yield self.store.upload_prekeys("carol", signed("carol", 1), one_time("carol", 1))
+        # Only while the one checked is still current: a newer upload stays.
+        self.assertFalse((yield self.store.drop_prekeys("bob", signed("bob", 1))))
+        self.assertEqual((yield self.store.prekey_count("bob")), 2)
+        self.assertTrue((yield self.store.drop_prekeys("bob", signed("bob", 2))))
+        self.assertEqual((yield self.store.signed_prekeys("bob")), [])
+        self.assertEqual((yield self.store.prekey_count("bob")), 0)
+        self.assertIsNone((yield self.store.claim_bundle("bob")))
+        self.assertEqual((yield self.store.prekey_count("carol")), 1)
+        stock = yield self.store.upload_prekeys("bob", signed("bob", 3), one_time("bob", 1))
+        self.assertEqual(stock, 1)
+        self.assertEqual((yield self.store.signed_prekeys("bob")), [signed("bob", 3)])
+
+    @inlineCallbacks
     def test_prekeyRefusals(self) -> Generator[Any, Any, None]:
         """
-        Refused uploads store nothing: a reused signed id with another key,
-        a key that is not 32 bytes, another user's key, an id past 32 bits,
+        Refused uploads store nothing: a key that is not 32 bytes, another user's key, an id past 32 bits,
         the same id twice, and a stock past its limit.
         """
         yield self.store.upload_prekeys("bob", signed("bob", 1), one_time("bob", 1))
-        other = SignedPrekeyRecord("bob", 1, b"\x09" * 32, b"sig", START)
         cases = [
-            (other, [], "signed prekey id 1 is already in use"),
             (None, [OneTimePrekeyRecord("bob", 5, b"\x01" * 31)], "31 bytes, not 32"),
             (signed("carol", 2), [], "is for 'carol', not 'bob'"),
             (None, one_time("bob", 2 ** 32), "not a 32-bit unsigned number"),

@@ -194,7 +194,7 @@ class DurabilityTests(SQLiteCase):
         self.clock.advance(3600)
         store = self.open()
         self.assertEqual((yield store.store_letters([letter(1), letter(2)])),
-                         [Duplicate(START, START + 10 * DAY)] * 2)
+                         [Duplicate(START, START + 10 * DAY, "bob")] * 2)
         self.assertEqual([s.letter_id for s in (yield store.list_letters("bob", False))],
                          [lid(2)])
         self.assertEqual((yield store.fetch_letter("bob", "alice", lid(2))).body, b"\x02" * 100)
@@ -374,17 +374,37 @@ class MigrationTests(unittest.TestCase):
 
     def test_laterStepApplied(self) -> None:
         """
-        A database at version 1 meeting code with a second step gets it,
-        keeping its letters, and records version 2; preparing again changes
-        nothing.
+        A database at the current version meeting code with one more step
+        gets it, keeping its letters, and records the new version; preparing
+        again changes nothing.
         """
         schema = SCHEMA + ["CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7)"]
-        self.assertEqual(prepare_schema(self.conn, self.path, schema), 1)
-        self.assertEqual(self.conn.execute("SELECT version FROM schema_version").fetchall(), [(2,)])
+        self.assertEqual(prepare_schema(self.conn, self.path, schema), SCHEMA_VERSION)
+        self.assertEqual(self.conn.execute("SELECT version FROM schema_version").fetchall(),
+                         [(SCHEMA_VERSION + 1,)])
         self.assertEqual(self.conn.execute("SELECT x FROM extra").fetchall(), [(7,)])
         self.assertEqual(self.conn.execute("SELECT COUNT(*) FROM letters").fetchone()[0], 1)
-        self.assertEqual(prepare_schema(self.conn, self.path, schema), 2)
+        self.assertEqual(prepare_schema(self.conn, self.path, schema), SCHEMA_VERSION + 1)
         self.assertEqual(self.conn.execute("SELECT x FROM extra").fetchall(), [(7,)])
+
+    def test_step2SeparatesFetchedFromDelivered(self) -> None:
+        """
+        Step 2 (14.6: C{delivered_at} is the delivery receipt's time): in a
+        version 1 file, a letter fetched without a receipt keeps being
+        fetched but loses its made-up delivery time; one with a receipt
+        keeps its time; one never fetched stays new.
+        """
+        path = os.path.join(os.path.dirname(self.path), "v1.sqlite3")
+        conn = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(conn.close)
+        prepare_schema(conn, path, SCHEMA[:1])
+        for n, delivered, receipt in [(1, 5, None), (2, 6, b"d2"), (3, None, None)]:
+            conn.execute("INSERT INTO letters (sender, letter_id, recipient, size, stored_at,"
+                         " expires_at, delivered_at, delivery_receipt) VALUES"
+                         " ('alice', ?, 'bob', 1, 1, 2, ?, ?)", (bytes([n]) * 16, delivered, receipt))
+        self.assertEqual(prepare_schema(conn, path), 1)
+        self.assertEqual(conn.execute("SELECT fetched, delivered_at FROM letters ORDER BY id")
+                         .fetchall(), [(1, None), (1, 6), (0, None)])
 
     def test_failingStepLeavesTheDatabaseAsItWas(self) -> None:
         """

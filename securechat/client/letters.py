@@ -222,7 +222,8 @@ class Mailbox(PrekeyUploads, SentLetters):
         status = self.client.pins.check(user, key)
         if status is PinStatus.CHANGED:
             self.client.changed_keys[user] = key
-            self.view.key_changed(user, self.client.pins.fingerprint(user) or "", keys.fingerprint(key))
+            self.view.key_changed(user, self.client.pins.fingerprint(user) or "", keys.fingerprint(key),
+                                  True)
             return None, "key-changed", (f"{user}'s key differs from the pinned one; compare "
                                          f"fingerprints, then /trust {user}")
         if status is PinStatus.NEW:
@@ -240,6 +241,9 @@ class Mailbox(PrekeyUploads, SentLetters):
         if not waiters:
             return  # not asked for: nothing is pinned on the relay's word alone
         key, code, detail = self._pinned(message.user, message.user_key)
+        if key is not None and message.revoked:
+            self.view.notice(f"{message.user}'s access to the relay was revoked (what it signed "
+                             f"before still verifies with its registered key)")
         for waiter in waiters:
             waiter(key, code, detail)
 

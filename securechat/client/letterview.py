@@ -63,6 +63,18 @@ class LetterSummary:
     state: int
 
 
+def key_changed_words(peer: str, letter: bool) -> tuple[str, str]:
+    """
+    The warning's words that differ between a chat and a letter: what was
+    refused, and what to do after trusting the new key (the views put the
+    rest of the line around them).
+    """
+    if letter:
+        return (f"Letters to and from {peer} are refused until you trust the new key.",
+                ", then send or read the letter again.")
+    return "The chat was refused.", " and chat again."
+
+
 def short_id(letter_id: bytes) -> str:
     """The first 8 hex digits of a letter id (what /read and /delete take)."""
     return letter_id.hex()[:8]

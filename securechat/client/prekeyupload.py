@@ -23,9 +23,12 @@ from securechat.client.letterstore import LetterStore
 from securechat.client.signqueue import SigningQueue
 from securechat.crypto.prekeys import (
     MAX_ONE_TIME_UPLOAD,
+    LetterError,
+    SignedPrekey,
     encode_one_time_prekeys,
     generate_one_time_prekeys,
     prepare_signed_prekey,
+    verify_signed_prekey,
 )
 from securechat.crypto.signer import ISigner
 from securechat.wire.mailbox import PrekeysLow, PrekeysStored, UploadPrekeys
@@ -81,18 +84,28 @@ class PrekeyUploads:
     def _send_prekeys(self, refill: int, force: bool = False) -> None:
         """
         Upload our signed prekey with C{refill} one-time prekeys: a new
-        signed prekey (signed first) when there is none or the current
-        one is due for rotation, the current one if the relay has not
-        confirmed it (or C{force}), else one-time prekeys only.
+        signed prekey (signed first) when there is none, the current one
+        is due for rotation or is not signed by our key (the operator
+        re-keyed us, 14.1), the current one if the relay has not confirmed
+        it (or C{force}), else one-time prekeys only.
         """
         now = self._now()
         current = self.store.current_signed()
         if self._prekey_signing is not None:
             self._upload(b"", refill)  # the new signed prekey goes up once signed
-        elif current is None or now - current[1] >= ROTATE_AFTER:
+        elif current is None or now - current[1] >= ROTATE_AFTER or not self._ours(current[3]):
             self._sign_prekey(now, refill)
         else:
             self._upload(current[3] if force or not current[2] else b"", refill)
+
+    def _ours(self, encoded: bytes) -> bool:
+        """Whether the signed prekey C{encoded} verifies for us with our key."""
+        try:
+            verify_signed_prekey(self.client.user, SignedPrekey.parse(encoded),
+                                 self.client.private_key.public_key())
+        except LetterError:
+            return False
+        return True
 
     def _sign_prekey(self, now: int, refill: int) -> None:
         prekey_id = self.store.next_prekey_ids(1)

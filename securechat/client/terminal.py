@@ -38,7 +38,7 @@ from twisted.protocols.basic import LineReceiver
 from securechat.client.core import ChatClient
 from securechat.client.letters import Mailbox
 from securechat.client.display import untrusted
-from securechat.client.letterview import LetterLines
+from securechat.client.letterview import LetterLines, key_changed_words
 from securechat.client.reasons import reason_name
 from securechat.wire.names import BadUserName, check_user_name
 from securechat.wire.relay import Reason
@@ -388,10 +388,11 @@ class ChatTerminal(LetterLines, LineReceiver):
         self.current = peer
         self.say(f"* chat with {peer} is end-to-end encrypted; type to talk, !stop to end")
 
-    def key_changed(self, peer: str, pinned: str, offered: str) -> None:
+    def key_changed(self, peer: str, pinned: str, offered: str, letter: bool = False) -> None:
+        refused, retry = key_changed_words(peer, letter)
         self.say(f"!!! WARNING: {peer}'s key CHANGED: pinned {pinned}, the relay now offers "
-                 f"{offered}. The chat was refused. If {peer} confirms the new fingerprint "
-                 f"out of band, run !trust {peer} and chat again.")
+                 f"{offered}. {refused} If {peer} confirms the new fingerprint "
+                 f"out of band, run !trust {peer}{retry}")
 
     def message(self, peer: str, sent_at: float, text: str) -> None:
         self.say(f"[{self._stamp(sent_at)}] {peer}: {text}")

@@ -40,7 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from securechat.crypto import keys
-from securechat.crypto.prekeys import LetterError, SignedPrekey, check_upload
+from securechat.crypto.prekeys import LetterError, SignedPrekey, check_upload, verify_signed_prekey
 from securechat.crypto.receipts import check_posted_receipt
 from securechat.server.directory import UserEntry as DirectoryEntry
 from securechat.server.limits import Limits, TokenBucket
@@ -178,15 +178,29 @@ class Mailbox:
     def logged_in(self, session: UserSession) -> None:
         """
         After WELCOME: NEW_LETTERS if letters were never fetched, then
-        PREKEYS_LOW if the user's stock is low (14.7).
+        PREKEYS_LOW if the user's stock is low (14.7).  Prekeys signed by
+        a key the user no longer has (the operator re-keyed it) are dropped
+        first, and the user is told it has none.
         """
-        user = session.user
-        assert user is not None
+        user, entry = session.user, session.entry
+        assert user is not None and entry is not None
 
         def letters(found: list[Any]) -> Deferred[Any]:
             new = sum(1 for s in found if not s.delivered)
             if new:
                 session.deliver(NewLetters(new))
+            return self.store.signed_prekeys(user).addCallback(rekeyed)
+
+        def rekeyed(signed: list[SignedPrekeyRecord]) -> Deferred[Any]:
+            if signed and not _signed_by(signed[0], entry):
+                return self._drop_stale(signed[0]).addCallback(told)
+            return self._prekeys_low(user, at_login=True)
+
+        def told(dropped: bool) -> Deferred[Any] | None:
+            if dropped:
+                # It had prekeys, so it has a mailbox client: it is told.
+                session.deliver(PrekeysLow(0, 0))
+                return None
             return self._prekeys_low(user, at_login=True)
         d = self.store.list_letters(user, False).addCallback(letters)
         d.addErrback(self._store_failed, session, "counting new letters")
@@ -211,6 +225,16 @@ class Mailbox:
             [self.store.signed_prekeys(user), self.store.prekey_count(user)],
             fireOnOneErrback=True, consumeErrors=True)
         return d.addCallback(check)
+
+    def _drop_stale(self, record: SignedPrekeyRecord) -> Deferred[bool]:
+        """
+        Drop every prekey of C{record.user}, whose signed prekey C{record}
+        is not signed by its registered key (the key was changed), unless
+        a new one was uploaded since (14.7, "Re-keyed users").
+        """
+        self.log.info("mailbox: {user}'s prekeys were signed by another key (re-keyed):"
+                      " dropping them", user=record.user)
+        return self.store.drop_prekeys(record.user, record)
 
     def _notify(self, user: str, message: Message) -> None:
         target = self.relay.sessions.get(user)
@@ -297,9 +321,14 @@ class Mailbox:
         if entry.revoked:
             raise _Refusal(Reason.REVOKED)
 
-        def claimed(bundle: PrekeyBundle | None) -> Message:
+        def claimed(bundle: PrekeyBundle | None) -> Message | Deferred[Message]:
             if bundle is None:
                 raise _Refusal(Reason.NO_PREKEYS)
+            if not _signed_by(bundle.signed, entry):
+                # Signed by the user's old key: no sender could use it.
+                def none(_: bool) -> Message:
+                    raise _Refusal(Reason.NO_PREKEYS)
+                return self._drop_stale(bundle.signed).addCallback(none)
             if bundle.remaining < self.limits.prekey_low_mark:
                 self._notify(bundle.user, PrekeysLow(bundle.remaining, 1))
             one_time = (b"" if bundle.one_time is None
@@ -353,7 +382,9 @@ class Mailbox:
                 self._notify(recipient, LetterArrived(sender, letter_id, result.stored_at, size))
                 return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
             if isinstance(result, Duplicate):
-                return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
+                # The first answer again, naming the first recipient (14.7).
+                return LetterStored(result.recipient, letter_id, result.stored_at,
+                                    result.expires_at)
             full = result.reason in (MAILBOX_FULL_LETTERS, MAILBOX_FULL_BYTES)
             return self._refuse_letter(sender, message,
                                        Reason.MAILBOX_FULL if full else Reason.TOO_LARGE)
@@ -425,11 +456,12 @@ class Mailbox:
 
         def listed(found: list[Any]) -> Message:
             found.sort(key=lambda s: (-s.stored_at, s.recipient.encode(), s.letter_id))
+            # delivered_at and read_at are the times the receipts were
+            # stored (the store keeps them so), 0 while there is none.
             entries = [StatusEntry(
-                s.recipient, s.letter_id, s.stored_at, s.expires_at,
-                (s.delivered_at or 0) if s.delivery_receipt else 0,
-                (s.read_at or 0) if s.read_receipt else 0,
-                s.delivery_receipt or b"", s.read_receipt or b"") for s in found[message.offset:]]
+                s.recipient, s.letter_id, s.stored_at, s.expires_at, s.delivered_at or 0,
+                s.read_at or 0, s.delivery_receipt or b"", s.read_receipt or b"")
+                for s in found[message.offset:]]
             fitted = fit_list(entries, len(found), self.relay.limits.max_payload)
             return StatusList(fitted, len(found))  # type: ignore[arg-type]
         return self.store.sent_status(user, None).addCallback(listed)
@@ -448,11 +480,25 @@ def _no_letter(failure: Failure) -> Failure:
     raise _Refusal(Reason.NO_LETTER)
 
 
-def _signed_encoding(record: SignedPrekeyRecord) -> bytes:
-    """The signed prekey's encoding (14.1), as it was uploaded."""
+def _signed_prekey(record: SignedPrekeyRecord) -> SignedPrekey:
+    """The signed prekey as it was uploaded."""
     scheme = int.from_bytes(record.signature[:2], "big")
     return SignedPrekey(record.prekey_id, record.public, record.created_at, scheme,
-                        record.signature[2:]).encode()
+                        record.signature[2:])
+
+
+def _signed_encoding(record: SignedPrekeyRecord) -> bytes:
+    """The signed prekey's encoding (14.1), as it was uploaded."""
+    return _signed_prekey(record).encode()
+
+
+def _signed_by(record: SignedPrekeyRecord, entry: DirectoryEntry) -> bool:
+    """Whether C{record} verifies for C{entry}'s user with its current key."""
+    try:
+        verify_signed_prekey(entry.name, _signed_prekey(record), entry.public_key)
+    except LetterError:
+        return False
+    return True
 
 
 def _subject(session: UserSession, message: Message) -> str:

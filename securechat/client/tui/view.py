@@ -17,7 +17,7 @@ import time
 from typing import Callable
 
 from securechat.client.core import ChatClient
-from securechat.client.letterview import LetterLines
+from securechat.client.letterview import LetterLines, key_changed_words
 from securechat.client.reasons import reason_name
 from securechat.client.terminal import _DECLINED, _FAILED, _WITHDRAWN
 from securechat.client.tui.commands import Commands
@@ -284,12 +284,13 @@ class FullScreen(LetterLines):
         self.put(window, "*", f"chat with {peer} is end-to-end encrypted; type to talk, "
                  "/stop to end")
 
-    def key_changed(self, peer: str, pinned: str, offered: str) -> None:
+    def key_changed(self, peer: str, pinned: str, offered: str, letter: bool = False) -> None:
         window = self.window_for(peer)
         window.state = PeerState.KEY_CHANGED
+        refused, retry = key_changed_words(peer, letter)
         text = (f"WARNING: {peer}'s key CHANGED: pinned {pinned}, the relay now offers "
-                f"{offered}. The chat was refused. If {peer} confirms the new fingerprint "
-                f"out of band, run /trust {peer} and chat again.")
+                f"{offered}. {refused} If {peer} confirms the new fingerprint "
+                f"out of band, run /trust {peer}{retry}")
         self.put(window, "!!!", text, Style.TRUST, Activity.ALERT)
         if window is not self.windows.current:
             self.put(self.windows.status, "!!!", f"{peer}'s key CHANGED (window "

@@ -88,6 +88,14 @@ SCHEMA: list[str] = [
         body BLOB NOT NULL
     );
     """,
+    # 2: "fetched" apart from the delivery receipt; delivered_at and read_at
+    # become the times the receipts were stored (docs/protocol.rst 14.6).
+    """
+    ALTER TABLE letters ADD COLUMN fetched INTEGER NOT NULL DEFAULT 0;
+    UPDATE letters SET fetched = 1 WHERE delivered_at IS NOT NULL OR read_at IS NOT NULL;
+    UPDATE letters SET delivered_at = NULL WHERE delivery_receipt IS NULL;
+    UPDATE letters SET read_at = NULL WHERE read_receipt IS NULL
+    """,
 ]
 
 #: The version this code writes and understands.

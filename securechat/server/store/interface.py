@@ -28,7 +28,15 @@ implementation keeps and C{tests.test_store.StoreTestsMixin} checks:
     atomically removes one one-time prekey (the oldest id first), or none
     when the stock is empty (the bundle says so), with how many remain.  The
     previous signed prekey is kept C{signed_prekey_grace} seconds after it
-    was replaced.
+    was replaced.  A one-time prekey uploaded with an id already in stock
+    replaces the one held (the owner's latest upload is the key it holds),
+    and so does a signed prekey with the current one's id and other
+    contents (it takes the current one's place; the previous one stays).  C{drop_prekeys} forgets all of a user's prekeys (its key
+    changed: they were signed, or uploaded, under the old one).
+  - B{Fetched is not delivered.}  A letter is I{fetched} once the
+    recipient took it (C{mark} without a receipt); C{delivered_at} and
+    C{read_at} are the times the first delivery and read I{receipts} were
+    stored, C{None} while there is none (docs/protocol.rst 14.6).
 
 Times are whole Unix seconds from the store's clock (the relay's).  Names
 are checked by the relay (L{securechat.wire.names}); the store takes them
@@ -78,9 +86,8 @@ class NoSuchLetter(StoreError):
 
 class PrekeyRefused(StoreError):
     """
-    A prekey upload was refused (a reused signed prekey id with other
-    contents, a malformed key, or more one-time prekeys than the stock
-    holds); nothing of that upload was stored.
+    A prekey upload was refused (a malformed key, or more one-time prekeys
+    than the stock holds); nothing of that upload was stored.
     """
 
 
@@ -190,7 +197,9 @@ class LetterSummary:
     letter_id: bytes
     stored_at: int
     size: int
+    #: The recipient fetched it (state 1 of 14.6).
     delivered: bool
+    #: A read receipt came (state 2).
     read: bool
 
 
@@ -225,12 +234,14 @@ class Stored:
 @dataclass(frozen=True, slots=True)
 class Duplicate:
     """
-    A letter with this (sender, id) was stored before, at C{stored_at};
-    nothing new was stored (not an error: the same answer as the first time).
+    A letter with this (sender, id) was stored before, at C{stored_at}, for
+    C{recipient} (whatever the resend names); nothing new was stored (not
+    an error: the same answer as the first time).
     """
 
     stored_at: int
     expires_at: int
+    recipient: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +280,8 @@ class IMailboxStore(Interface):
         """
         Make C{signed} the current signed prekey (the one it replaces becomes
         the previous one, kept for the grace period; re-uploading the
-        current one changes nothing) and add C{one_time} to the stock (ids
-        already in stock are ignored).  Fires with the stock's size, or
+        current one changes nothing) and add C{one_time} to the stock (one
+        with an id already in stock replaces it).  Fires with the stock's size, or
         fails with L{PrekeyRefused} storing nothing.
         """
 
@@ -300,8 +311,8 @@ class IMailboxStore(Interface):
 
     def list_letters(recipient: str, new_only: bool) -> Deferred[list[LetterSummary]]:
         """
-        C{recipient}'s letters, oldest first: all of them, or only those not
-        yet read.
+        C{recipient}'s letters, oldest first: all of them, or only those
+        never fetched.
         """
 
     def fetch_letter(recipient: str, sender: str, letter_id: bytes) -> Deferred[LetterRecord]:
@@ -312,10 +323,12 @@ class IMailboxStore(Interface):
     def mark(recipient: str, sender: str, letter_id: bytes, kind: int,
              receipt: bytes | None) -> Deferred[int]:
         """
-        Record that C{recipient} fetched (L{DELIVERY}) or read (L{READ}) a
-        letter, with the signed receipt if one was sent.  Reading implies
-        delivery.  The first time and receipt of each kind are kept; fires
-        with that time.  L{NoSuchLetter} if the status row is gone.
+        Record that C{recipient} fetched a letter and, when C{receipt} is
+        given, its signed receipt of C{kind} (L{DELIVERY} or L{READ}): the
+        first receipt of each kind is kept with the store's time, which
+        is the sender's C{delivered_at} or C{read_at}.  Fires with that
+        time (the current time for a mark without a receipt).
+        L{NoSuchLetter} if the status row is gone.
         """
 
     def delete_letter(recipient: str, sender: str, letter_id: bytes) -> Deferred[bool]:
@@ -334,6 +347,14 @@ class IMailboxStore(Interface):
     def usage(user: str | None) -> Deferred[list[MailboxUsage]]:
         """
         Mailbox usage of C{user}, or of every user with letters (by name).
+        """
+
+    def drop_prekeys(user: str, current: SignedPrekeyRecord | None = None) -> Deferred[bool]:
+        """
+        Forget every prekey of C{user} (signed, previous and one-time); when
+        C{current} is given, only if it is still the current signed prekey
+        (so a check made before a new upload cannot drop that upload).
+        Fires with whether anything was dropped.
         """
 
     def expire(now: int) -> Deferred[int]:

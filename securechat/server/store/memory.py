@@ -25,6 +25,7 @@ from securechat.server.store.interface import (
 class _Letter:
     record: LetterRecord
     deleted: bool = False
+    fetched: bool = False
     delivered_at: int | None = None
     read_at: int | None = None
     delivery_receipt: bytes | None = None
@@ -67,11 +68,15 @@ class MemoryMailboxStore:
             assert keys.one_time is not None
             stock = dict(keys.one_time)
             for record in one_time:
-                stock.setdefault(record.prekey_id, record)
+                # The owner's latest upload of an id is the key it holds.
+                stock[record.prekey_id] = record
             rules.check_stock(len(stock), self.limits)
-            if signed is not None and rules.check_signed_replacement(keys.current, signed):
+            change = None if signed is None else rules.signed_change(keys.current, signed)
+            if change == rules.ROTATE:
                 if keys.current is not None:
                     keys.previous, keys.replaced_at = keys.current, self._now()
+                keys.current = signed
+            elif change == rules.REPLACE:
                 keys.current = signed
             keys.one_time = stock
         except StoreError as e:
@@ -114,7 +119,8 @@ class MemoryMailboxStore:
         for new in letters:
             old = self._letters.get((new.sender, new.letter_id))
             if old is not None:
-                outcomes.append(Duplicate(old.record.stored_at, old.record.expires_at))
+                outcomes.append(Duplicate(old.record.stored_at, old.record.expires_at,
+                                          old.record.recipient))
                 continue
             refused = rules.refusal(new, *self._usage(new.recipient), self.limits)
             if refused is not None:
@@ -129,12 +135,11 @@ class MemoryMailboxStore:
     def list_letters(self, recipient: str, new_only: bool) -> Deferred[list[LetterSummary]]:
         found = [letter for letter in self._letters.values()
                  if letter.record.recipient == recipient and not letter.deleted
-                 and self._live(letter) and not (new_only and letter.read_at is not None)]
+                 and self._live(letter) and not (new_only and letter.fetched)]
         # Insertion order is storage order, as the SQLite rowid is.
         return succeed([
             LetterSummary(letter.record.sender, letter.record.letter_id, letter.record.stored_at,
-                          letter.record.size, letter.delivered_at is not None,
-                          letter.read_at is not None)
+                          letter.record.size, letter.fetched, letter.read_at is not None)
             for letter in found])
 
     def _find(self, recipient: str, sender: str, letter_id: bytes, body: bool) -> _Letter:
@@ -159,14 +164,16 @@ class MemoryMailboxStore:
         except StoreError as e:
             return fail(e)
         now = self._now()
-        if letter.delivered_at is None:
-            letter.delivered_at = now
+        letter.fetched = True
+        if receipt is None:
+            # A fetch (or a read with read receipts off): no receipt, no time.
+            return succeed(now)
         if kind == DELIVERY:
-            letter.delivery_receipt = letter.delivery_receipt or receipt
+            if letter.delivered_at is None:
+                letter.delivered_at, letter.delivery_receipt = now, receipt
             return succeed(letter.delivered_at)
         if letter.read_at is None:
-            letter.read_at = now
-        letter.read_receipt = letter.read_receipt or receipt
+            letter.read_at, letter.read_receipt = now, receipt
         return succeed(letter.read_at)
 
     def delete_letter(self, recipient: str, sender: str, letter_id: bytes) -> Deferred[bool]:
@@ -205,6 +212,14 @@ class MemoryMailboxStore:
                     and keys.replaced_at + self.limits.signed_prekey_grace <= now):
                 keys.previous = None
         return succeed(len(gone))
+
+    def drop_prekeys(self, user: str, current: SignedPrekeyRecord | None = None
+                     ) -> Deferred[bool]:
+        keys = self._prekeys.get(user)
+        if keys is None or (current is not None and keys.current != current):
+            return succeed(False)
+        del self._prekeys[user]
+        return succeed(True)
 
     def close(self) -> Deferred[None]:
         return succeed(None)

@@ -42,18 +42,25 @@ def check_prekey_upload(user: str, signed: SignedPrekeyRecord | None,
         raise PrekeyRefused("the same one-time prekey id twice in one upload")
 
 
-def check_signed_replacement(current: SignedPrekeyRecord | None, new: SignedPrekeyRecord) -> bool:
-    """
-    Whether C{new} replaces C{current} (C{False}: it is the same upload
-    again, which changes nothing).
+#: What an uploaded signed prekey does to the current one (L{signed_change}).
+SAME, ROTATE, REPLACE = "same", "rotate", "replace"
 
-    @raise PrekeyRefused: C{new} reuses the current id with other contents.
+
+def signed_change(current: SignedPrekeyRecord | None, new: SignedPrekeyRecord) -> str:
+    """
+    What uploading C{new} does (docs/protocol.rst 14.7): L{SAME}, the same
+    upload again, changes nothing; L{ROTATE}, another id, makes C{new}
+    current and C{current} the previous one; L{REPLACE}, the current id
+    with other contents, puts C{new} in C{current}'s place (the id names
+    the owner's latest key; the old one is not kept, the previous one
+    stays).
     """
     if current is None or current.prekey_id != new.prekey_id:
-        return True
-    if (current.public, current.signature) != (new.public, new.signature):
-        raise PrekeyRefused(f"signed prekey id {new.prekey_id} is already in use with another key")
-    return False
+        return ROTATE
+    if (current.public, current.signature, current.created_at) != (
+            new.public, new.signature, new.created_at):
+        return REPLACE
+    return SAME
 
 
 def check_stock(in_stock: int, limits: MailboxLimits) -> None:

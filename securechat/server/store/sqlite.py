@@ -54,7 +54,13 @@ def _stock(txn: Any, user: str) -> int:
 def upload_prekeys_txn(txn: Any, user: str, signed: SignedPrekeyRecord | None,
                        one_time: Sequence[OneTimePrekeyRecord], now: int,
                        limits: MailboxLimits) -> int:
-    if signed is not None and rules.check_signed_replacement(_current_signed(txn, user), signed):
+    change = None if signed is None else rules.signed_change(_current_signed(txn, user), signed)
+    if signed is not None and change == rules.REPLACE:
+        # The id now names the owner's latest key; the previous one stays.
+        txn.execute("UPDATE signed_prekeys SET public = ?, signature = ?, created_at = ?"
+                    " WHERE user = ? AND replaced_at IS NULL",
+                    (signed.public, signed.signature, signed.created_at, user))
+    elif signed is not None and change == rules.ROTATE:
         # The previous one goes, the current one becomes the previous one.
         txn.execute("DELETE FROM signed_prekeys WHERE user = ? AND replaced_at IS NOT NULL",
                     (user,))
@@ -65,7 +71,8 @@ def upload_prekeys_txn(txn: Any, user: str, signed: SignedPrekeyRecord | None,
                     " VALUES (?, ?, ?, ?, ?)",
                     (user, signed.prekey_id, signed.public, signed.signature, signed.created_at))
     for record in one_time:
-        txn.execute("INSERT OR IGNORE INTO one_time_prekeys (user, prekey_id, public)"
+        # The owner's latest upload of an id is the key it holds.
+        txn.execute("INSERT OR REPLACE INTO one_time_prekeys (user, prekey_id, public)"
                     " VALUES (?, ?, ?)", (user, record.prekey_id, record.public))
     stock = _stock(txn, user)
     # Raising rolls the whole upload back.
@@ -106,11 +113,11 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
     usage: dict[str, tuple[int, int]] = {}
     outcomes: list[StoreOutcome] = []
     for new in letters:
-        txn.execute("SELECT stored_at, expires_at FROM letters WHERE sender = ? AND letter_id = ?",
-                    (new.sender, new.letter_id))
+        txn.execute("SELECT stored_at, expires_at, recipient FROM letters"
+                    " WHERE sender = ? AND letter_id = ?", (new.sender, new.letter_id))
         row = txn.fetchone()
         if row is not None:
-            outcomes.append(Duplicate(row[0], row[1]))
+            outcomes.append(Duplicate(row[0], row[1], row[2]))
             continue
         if new.recipient not in usage:
             usage[new.recipient] = _usage(txn, new.recipient, now)
@@ -131,10 +138,10 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
 
 
 def list_letters_txn(txn: Any, recipient: str, new_only: bool, now: int) -> list[LetterSummary]:
-    txn.execute("SELECT sender, letter_id, stored_at, size, delivered_at, read_at FROM letters"
+    txn.execute("SELECT sender, letter_id, stored_at, size, fetched, read_at FROM letters"
                 " WHERE recipient = ? AND deleted = 0 AND expires_at > ?"
-                + (" AND read_at IS NULL" if new_only else "") + " ORDER BY id", (recipient, now))
-    return [LetterSummary(row[0], bytes(row[1]), row[2], row[3], row[4] is not None,
+                + (" AND fetched = 0" if new_only else "") + " ORDER BY id", (recipient, now))
+    return [LetterSummary(row[0], bytes(row[1]), row[2], row[3], bool(row[4]),
                           row[5] is not None) for row in txn.fetchall()]
 
 
@@ -160,18 +167,15 @@ def fetch_letter_txn(txn: Any, recipient: str, sender: str, letter_id: bytes,
 def mark_txn(txn: Any, recipient: str, sender: str, letter_id: bytes, kind: int,
              receipt: bytes | None, now: int) -> int:
     row = _find(txn, recipient, sender, letter_id, now)
-    # The first time and the first receipt of each kind stay; reading
-    # implies delivery.
-    if kind == DELIVERY:
-        txn.execute("UPDATE letters SET delivered_at = COALESCE(delivered_at, ?),"
-                    " delivery_receipt = COALESCE(delivery_receipt, ?) WHERE id = ?",
-                    (now, receipt, row[0]))
-        txn.execute("SELECT delivered_at FROM letters WHERE id = ?", (row[0],))
-    else:
-        txn.execute("UPDATE letters SET delivered_at = COALESCE(delivered_at, ?),"
-                    " read_at = COALESCE(read_at, ?), read_receipt = COALESCE(read_receipt, ?)"
-                    " WHERE id = ?", (now, now, receipt, row[0]))
-        txn.execute("SELECT read_at FROM letters WHERE id = ?", (row[0],))
+    txn.execute("UPDATE letters SET fetched = 1 WHERE id = ?", (row[0],))
+    if receipt is None:
+        # A fetch (or a read with read receipts off): no receipt, no time.
+        return now
+    # The first receipt of each kind stays, with the time it was stored.
+    at, held = ("delivered_at", "delivery_receipt") if kind == DELIVERY else ("read_at", "read_receipt")
+    txn.execute(f"UPDATE letters SET {at} = ?, {held} = ? WHERE id = ? AND {at} IS NULL",
+                (now, receipt, row[0]))
+    txn.execute(f"SELECT {at} FROM letters WHERE id = ?", (row[0],))
     return int(txn.fetchone()[0])
 
 
@@ -217,6 +221,15 @@ def usage_txn(txn: Any, user: str | None, now: int) -> list[MailboxUsage]:
                 " WHERE deleted = 0 AND expires_at > ? GROUP BY recipient ORDER BY recipient",
                 (now,))
     return [MailboxUsage(row[0], int(row[1]), int(row[2])) for row in txn.fetchall()]
+
+
+def drop_prekeys_txn(txn: Any, user: str, current: SignedPrekeyRecord | None) -> bool:
+    if current is not None and _current_signed(txn, user) != current:
+        return False
+    txn.execute("DELETE FROM signed_prekeys WHERE user = ?", (user,))
+    dropped = txn.rowcount > 0
+    txn.execute("DELETE FROM one_time_prekeys WHERE user = ?", (user,))
+    return dropped or txn.rowcount > 0
 
 
 def expire_txn(txn: Any, now: int, grace: int | None) -> int:
@@ -361,6 +374,10 @@ class SQLiteMailboxStore:
 
     def expire(self, now: int) -> Deferred[int]:
         return self._run("expire-letters", expire_txn, now, self.limits.signed_prekey_grace)
+
+    def drop_prekeys(self, user: str, current: SignedPrekeyRecord | None = None
+                     ) -> Deferred[bool]:
+        return self._run("drop-prekeys", drop_prekeys_txn, user, current)
 
     def close(self) -> Deferred[None]:
         """
