@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import sys
 import time
 from collections import deque
@@ -146,6 +147,11 @@ async def command(word: str) -> str:
     if len(line) != 2 or line[0] != word:
         raise SystemExit(f"expected {word} ARG, got {line!r}")
     return line[1]
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def say(line: str) -> None:
@@ -341,6 +347,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     load = Load(args)
     port = args.port
     await load.setup(port)
+    if args.dump:
+        # The same bytes, for the bare-SQLite baseline of mailbox_bench.py.
+        with open(args.dump, "w") as f:
+            for sender, recipient, lid, raw, _ in load.letters:
+                f.write(f"{sender} {recipient} {lid.hex()} {raw.hex()}\n")
     latencies: list[float] = []
 
     def on_ack(i: int) -> None:
@@ -359,12 +370,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         s.done = defer.Deferred()
     say("READY")
     await command("GO")
-    t0 = time.perf_counter()
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
     for s in senders:
         s.fill()
     await defer.gatherResults([s.done for s in senders])
     elapsed = time.perf_counter() - t0
-    result: dict[str, Any] = {"saturation_letters": saturate, "saturation_elapsed": elapsed}
+    result: dict[str, Any] = {"saturation_letters": saturate, "saturation_elapsed": elapsed,
+                              "generator_cpu_share": (cpu_seconds() - cpu0) / elapsed}
     say("PHASE")
     await command("GO")
     latencies.clear()
@@ -421,6 +433,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=14)
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument("--dump", help="bench: write the sealed letters here (one per line, hex)")
     args = p.parse_args()
 
     async def run(_: Any) -> None:
