@@ -319,6 +319,7 @@ async def crash(args: argparse.Namespace) -> dict[str, Any]:
     port = int(await command("VERIFY"))
     totals: dict[str, int] = {}
     opened = 0
+    missing: list[list[Any]] = []
     rng = random.Random(args.seed)
     sample = rng.sample(range(len(load.letters)), min(args.sample, len(load.letters)))
     for r in load.recipients:
@@ -329,7 +330,11 @@ async def crash(args: argparse.Namespace) -> dict[str, Any]:
             frm, to, lid, raw, content = load.letters[i]
             if to != r:
                 continue
-            got = await answer(client, Letter, FetchLetter(frm, lid))
+            try:
+                got = await answer(client, Letter, FetchLetter(frm, lid))
+            except RuntimeError as e:  # not on the relay: reported, the driver checks
+                missing.append([i, str(e)])
+                continue
             if got.letter != raw:
                 raise SystemExit(f"letter {i} came back changed")
             letter = open_letter(got.letter, recipient=r, recipient_key=user_key(r).public_key(),
@@ -340,7 +345,7 @@ async def crash(args: argparse.Namespace) -> dict[str, Any]:
             opened += 1
         client.protocol.close()
     return {"acked": [[s, lid.hex()] for (s, _, lid, _, _), a in zip(load.letters, load.acked) if a],
-            "totals": totals, "opened": opened, "reconnects": lost}
+            "totals": totals, "opened": opened, "missing": missing, "reconnects": lost}
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:

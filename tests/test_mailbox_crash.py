@@ -167,16 +167,18 @@ class CrashSafetyTests(unittest.TestCase):
         self.assertEqual(load.wait(), 0, load.output()[-3000:])
         relay.stop()
 
-        acked = {(s, lid) for s, lid in result["acked"]}
-        self.assertEqual(len(acked), LETTERS)
-        self.assertEqual(result["reconnects"], KILLS)
-        self.assertEqual(sum(result["totals"].values()), LETTERS)
-        self.assertEqual(result["opened"], 100)
-
         db = sqlite3.connect(os.path.join(data_dir, "mailbox.sqlite3"))
         self.addCleanup(db.close)
         rows = db.execute("SELECT sender, lower(hex(letter_id)), COUNT(*) FROM letters"
                           " GROUP BY sender, letter_id").fetchall()
+        acked = {(s, lid) for s, lid in result["acked"]}
+        lost = sorted(acked - {(s, lid) for s, lid, _ in rows})
+        self.assertEqual(lost[:5], [], f"{len(lost)} acknowledged letters lost")
+        self.assertEqual(result["missing"], [], "sampled letters the relay could not fetch")
+        self.assertEqual(len(acked), LETTERS)
+        self.assertEqual(result["reconnects"], KILLS)
+        self.assertEqual(sum(result["totals"].values()), LETTERS)
+        self.assertEqual(result["opened"], 100)
         self.assertEqual([r for r in rows if r[2] != 1], [])
         self.assertEqual({(s, lid) for s, lid, _ in rows}, acked)
         [(bodies,)] = db.execute("SELECT COUNT(*) FROM letter_bodies JOIN letters"
