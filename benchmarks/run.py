@@ -7,6 +7,11 @@ The benchmark: securechat against the cheapest possible Twisted relay
     python benchmarks/run.py --smoke    # tiny counts: checks it still runs
     python benchmarks/run.py --quick --only 1:1 --target securechat  # one case
 
+The mailbox benchmark (acknowledged letters per second with durability,
+ack latency at 1,000 letters/s, against bare SQLite; issue 14) is a
+separate command, benchmarks/mailbox_bench.py (see its docstring and
+RESULTS.md).
+
 The login-refusal timing check (unknown vs revoked vs bad signature, issue
 12) is a separate command, benchmarks/login_timing.py: it exits 1 when the
 three medians separate (see its docstring and RESULTS.md).

@@ -85,7 +85,8 @@ class RelayCommandTests(unittest.TestCase):
         """
         No benchmark script passes a device as twistd's log file.
         """
-        for name in ("run.py", "loadgen.py", "baseline.py"):
+        for name in ("run.py", "loadgen.py", "baseline.py", "mailbox_bench.py",
+                     "letterload.py"):
             with open(os.path.join(ROOT, "benchmarks", name)) as f:
                 self.assertNotRegex(f.read(), r"--logfile[= ]+['\"]?/dev/", name)
 
@@ -113,3 +114,56 @@ class LoginTimingSmokeTests(unittest.TestCase):
             self.assertRegex(out, rf"(?m)^{case}\s+\d+\.\d\s+\d+\.\d")
         self.assertRegex(out, r"separation of the medians: \d+\.\d% \(threshold 10%\)")
         self.assertRegex(out, r"(?m)^verdict: (ok|FAIL)")
+
+
+def _load_mailbox_bench() -> Any:
+    """benchmarks/mailbox_bench.py as a module."""
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "securechat_mailbox_bench", os.path.join(ROOT, "benchmarks", "mailbox_bench.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class MailboxBenchmarkTests(unittest.TestCase):
+    """
+    benchmarks/mailbox_bench.py (issue 14): the mailbox against bare SQLite.
+    """
+
+    def test_smokeReportHasTheFields(self) -> None:
+        """
+        With --smoke the real relay and the baseline both run, and the
+        report has every metric for both (acknowledged letters per second,
+        CPU per letter, paced p50/p99), with ratios and a verdict on each of
+        the issue's two targets.  The numbers are the benchmark's business.
+        """
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "mailbox_bench.py"), "--smoke"],
+            capture_output=True, text=True, env=environment(), cwd=ROOT, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        out = result.stdout
+        self.assertRegex(out, r"metric\s+securechat\s+sqlite\s+ratio")
+        for metric in ("acked_per_s", "cpu_us_per_letter", "paced_acked_per_s",
+                       "paced_cpu_us_per_letter", "p50_ms", "p99_ms"):
+            self.assertRegex(out, rf"(?m)^{metric}\s+\d+\.\d\d\s+\d+\.\d\d\s+(\d+\.\d\d|-)$")
+        self.assertRegex(out, r"target: >= 5000 acknowledged letters/s: (met|NOT met)")
+        self.assertRegex(out, r"target: <= 1\.5x the baseline's CPU per letter: (met|NOT met)")
+
+    def test_relayLogsToAFileInTheRunDirectory(self) -> None:
+        """
+        The relay of the mailbox benchmark logs to the file given (in the
+        run's temporary directory), never to a device: its command line is
+        run.py's, which refuses one.
+        """
+        bench = _load_mailbox_bench()
+        work = self.mktemp()
+        log_file = os.path.join(work, "securechat.log")
+        argv = bench.relay_argv(1234, os.path.join(work, "data"), log_file)
+        self.assertIn(f"--logfile={log_file}", argv)
+        self.assertEqual([a for a in argv if "/dev/" in a], [])
+        with self.assertRaises(ValueError) as caught:
+            bench.relay_argv(1234, "data", "/dev/null")
+        self.assertIn("refusing to log to a device (/dev/null)", str(caught.exception))
