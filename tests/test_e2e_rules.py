@@ -1,0 +1,221 @@
+"""
+The end-to-end rules of L{securechat.client.core} (docs/protocol.rst,
+section 12), each driven through real L{ChatClient}s and a relay in memory,
+never through a wrapper that repeats the rule: if the client stops
+enforcing one, its test fails.
+"""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from securechat.client.pins import PinStore
+from securechat.crypto import keys
+from securechat.crypto.handshake import Config, Connection, Role
+from securechat.wire.messages import UserIdentity
+from securechat.wire.relay import ChatStarted, Relayed
+from tests.relay_harness import user_key
+from tests.test_client_core import ChatHarness, MaliciousHarness
+
+
+class PeerNameTests(unittest.TestCase):
+    """
+    Rule 12.1: the peer must prove exactly the name we chat with.
+    """
+
+    def test_peerProvingAnotherNameRejected(self) -> None:
+        """
+        bob's client proves the name "carol" with bob's own key (the key
+        the relay handed alice for bob, so the signature verifies): alice's
+        client refuses with C{peer-rejected}, the chat is never secured,
+        and nothing alice types is sent.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        bob, vb = h.client("bob")
+        bob.user = "carol"  # what bob's client claims end to end from now on
+        alice.request_chat("bob")
+        h.pump()
+        bob.accept("alice")
+        h.pump()
+        errors = va.of("security_error")
+        self.assertEqual(len(errors), 1, va.seen)
+        peer, detail = errors[0]
+        self.assertEqual(peer, "bob")
+        self.assertIn("[peer-rejected]", detail)
+        self.assertIn("carol", detail)
+        self.assertNotIn(("chat_secured", "bob"), va.seen)
+        self.assertNotIn(("chat_secured", "alice"), vb.seen)
+
+    def test_relayRoutingToAnotherUserRejected(self) -> None:
+        """
+        A relay that answers alice's chat with bob by connecting her to
+        carol (carol's key handed over as bob's, carol's bytes labelled as
+        bob's) is caught by the name check: carol proves "carol", and
+        alice's client refuses with C{peer-rejected}.
+        """
+        h = MaliciousHarness()
+        sessions = h.relay.sessions
+        carol_der = keys.public_key_der(user_key("carol").public_key())
+        alice_der = keys.public_key_der(user_key("alice").public_key())
+        h.relay.fake_keys = {"bob": carol_der}
+
+        def reroute(sender: str, peer: str, payload: bytes) -> list[bytes]:
+            if sender == "alice":
+                sessions["carol"].deliver(Relayed("alice", payload))
+            elif sender == "carol":
+                sessions["alice"].deliver(Relayed("bob", payload))
+            return []
+        alice, va = h.client("alice")
+        carol, vc = h.client("carol")
+        bob, vb = h.client("bob")
+        h.relay.tamper = reroute
+        # carol's client is told it chats with alice (which it does).
+        alice.request_chat("bob")
+        h.pump()
+        sessions["carol"].chats = {"alice": None}
+        sessions["alice"].chats = {"bob": None, "carol": None}
+        sessions["carol"].deliver(ChatStarted("alice", alice_der, False))
+        bob.accept("alice")
+        h.pump()
+        errors = va.of("security_error")
+        self.assertEqual(len(errors), 1)
+        self.assertIn("[peer-rejected]", errors[0][1])
+        self.assertNotIn(("chat_secured", "bob"), va.seen)
+
+
+class KeyCompromiseImpersonationTests(unittest.TestCase):
+    """
+    What the protocol guarantees when alice's long-term key is stolen
+    (docs/security.rst, KCI): the thief can be alice, but cannot make
+    alice's client accept it as bob, nor as the relay.
+    """
+
+    def test_stolenKeyCannotImpersonateBobToAlice(self) -> None:
+        """
+        The thief holds alice's private key and sits where bob's client
+        should be: it completes a full handshake of its own (its own
+        ephemeral key, correct Finished) claiming "bob" and signing with
+        alice's key.  alice's client, checking against bob's key from the
+        relay, refuses with C{bad-signature}, and shows nothing as from bob.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        bob, vb = h.client("bob")
+        bob.private_key = user_key("alice")  # the stolen key, in bob's place
+        alice.request_chat("bob")
+        h.pump()
+        bob.accept("alice")
+        h.pump()
+        errors = va.of("security_error")
+        self.assertEqual(len(errors), 1, va.seen)
+        self.assertIn("[bad-signature]", errors[0][1])
+        self.assertNotIn(("chat_secured", "bob"), va.seen)
+        self.assertEqual(va.of("message"), [])
+
+    def test_stolenKeyCannotImpersonateRelayToAlice(self) -> None:
+        """
+        The thief answers alice's login as the relay, with the relay's
+        (public) certificate identity, its own ephemeral key and alice's
+        key for the signature: alice's client fails the handshake with
+        C{bad-signature} and never logs in.
+        """
+        from securechat.crypto.handshake import CLIENT_SERVER
+        from securechat.wire.relay import FROM_SERVER
+        from tests.relay_harness import SERVER_IDENTITY
+        from tests.support import failure, run
+
+        def relay_key(identity):  # type: ignore[no-untyped-def]
+            from tests.test_client_core import verify_test_server
+            return verify_test_server(identity)
+        client = Connection(Config(CLIENT_SERVER, Role.INITIATOR, user_key("alice"),
+                                   UserIdentity("alice"), registry=FROM_SERVER))
+        thief = Connection(Config(CLIENT_SERVER, Role.RESPONDER, user_key("alice"),
+                                  SERVER_IDENTITY))
+        ec, et = run(client, thief, relay_key, lambda i: user_key("alice").public_key())
+        self.assertEqual(failure(ec), "bad-signature")
+
+
+class EndTests(unittest.TestCase):
+    """
+    Rule 12.3: how a chat ends.
+    """
+
+    def test_wrongEndCountIsTruncated(self) -> None:
+        """
+        An authenticated END whose count differs from the lines that
+        arrived (alice's client claims three, one arrived) is reported as
+        TRUNCATED with both numbers, not as a clean end.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.say("bob", "one")
+        h.pump()
+        alice.chats["bob"].sent = 3  # as if two lines went missing on the way
+        alice.stop("bob")
+        h.pump()
+        self.assertEqual(vb.of("chat_ended"), [("alice", "TRUNCATED: alice sent 3 messages, 1 arrived")])
+
+    def test_rightEndCountIsClean(self) -> None:
+        """
+        The control: an END whose count matches is a clean end.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.say("bob", "one")
+        h.pump()
+        alice.stop("bob")
+        h.pump()
+        self.assertEqual(vb.of("chat_ended"), [("alice", "ended by alice (1 messages received)")])
+
+    def test_chatStopAfterEndToEndError(self) -> None:
+        """
+        Rule 12.3: an end-to-end error ends the chat: the detecting client
+        shows it and sends CHAT_STOP, so the relay ends the chat for both
+        (alice is told it ended, without bob's END: truncated).  The relay
+        here alters alice's records and swallows bob's (his alert too), so
+        bob's CHAT_STOP is the only way the chat can end.
+        """
+        h = MaliciousHarness()
+        alice, va, bob, vb = h.chat()
+
+        def tamper(sender: str, peer: str, payload: bytes) -> list[bytes]:
+            if sender == "alice":
+                return [payload[:-1] + bytes([payload[-1] ^ 1])]
+            return []
+        h.relay.tamper = tamper
+        alice.say("bob", "one")
+        h.pump()
+        self.assertIn("bad-record-mac", vb.of("security_error")[0][1])
+        self.assertNotIn("alice", h.relay.sessions["bob"].chats)
+        self.assertNotIn("bob", h.relay.sessions["alice"].chats)
+        [(peer, outcome)] = va.of("chat_ended")
+        self.assertEqual(peer, "bob")
+        self.assertIn("TRUNCATED", outcome)
+        self.assertEqual(alice.chats, {})
+        self.assertEqual(bob.chats, {})
+        self.assertEqual(vb.of("chat_ended"), [("alice", "ended after a security error")])
+
+
+class PinRuleTests(unittest.TestCase):
+    """
+    Rule 12.1: a changed key is refused before any handshake.
+    """
+
+    def test_changedKeySendsChatStopAndNoHandshake(self) -> None:
+        """
+        A CHAT_STARTED whose key differs from the pinned one: the client
+        sends CHAT_STOP (the relay ends the chat for both) and no
+        end-to-end byte leaves it.
+        """
+        h = MaliciousHarness()
+        pins = PinStore(None)
+        pins.pin("bob", user_key("bob").public_key())
+        h.relay.fake_keys = {"bob": keys.public_key_der(user_key("mallory").public_key())}
+        sent: list[tuple[str, str]] = []
+        h.relay.tamper = lambda s, p, payload: (sent.append((s, p)), [payload])[1]
+        alice, va, bob, vb = h.chat(pins=pins)
+        self.assertEqual(len(va.of("key_changed")), 1)
+        self.assertNotIn(("alice", "bob"), sent)
+        self.assertNotIn("bob", h.relay.sessions["alice"].chats)
+        self.assertEqual(vb.of("chat_ended")[0][0], "alice")
