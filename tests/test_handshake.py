@@ -3,7 +3,10 @@ Tests for L{securechat.crypto.handshake} in the end-to-end context (two users
 with registered keys): the full handshake for every suite and key type, and
 one named test for each way it must fail.
 
-The client-server context, with certificates, is in L{tests.test_client_server}.
+The client-server context is tested in L{tests.test_x509} (with real
+certificate chains and CRLs), L{tests.test_spec_rules} (identity kinds,
+certificate counts, key update), L{tests.test_vectors} and, through the
+relay, L{tests.test_attacks}.
 """
 
 from __future__ import annotations
