@@ -5,7 +5,7 @@ the errors for malformed input.
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
@@ -345,7 +345,6 @@ class PropertyTests(unittest.TestCase):
     Property-based tests of the codecs.
     """
 
-    @settings(max_examples=300, deadline=None)
     @given(_messages)
     def test_roundTrip(self, message: object) -> None:
         """
@@ -357,7 +356,6 @@ class PropertyTests(unittest.TestCase):
         [(code, inner)] = split_inner(encode_inner([message]))  # type: ignore[list-item]
         self.assertEqual(_ALL.parse(code, inner), message)
 
-    @settings(max_examples=500, deadline=None)
     @given(st.integers(0, 255), st.binary(max_size=400))
     def test_randomBodies(self, code: int, body: bytes) -> None:
         """
@@ -369,7 +367,6 @@ class PropertyTests(unittest.TestCase):
         except RemoteProtocolError as e:
             self.assertIn(e.code, {"unknown-type", "truncated", "trailing-bytes", "bad-value"})
 
-    @settings(max_examples=300, deadline=None)
     @given(st.binary(max_size=600), st.integers(1, 64))
     def test_randomStream(self, data: bytes, chunk: int) -> None:
         """
