@@ -5,7 +5,7 @@ Property-based tests (hypothesis) run derandomized by default, with no
 example database, so the normal run is the same every time.  For a long
 randomized run (new examples each time, more of them)::
 
-    SECURECHAT_HYPOTHESIS=random .venv/bin/python -m twisted.trial tests.test_wire tests.test_relay_messages
+    SECURECHAT_HYPOTHESIS=random .venv/bin/python -m twisted.trial --until-failure tests.test_wire tests.test_relay_messages
 
 (and C{python -m tests.test_fuzz --seconds 300} for the relay fuzzer).
 """
