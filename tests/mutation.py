@@ -1,0 +1,248 @@
+"""
+Mutation testing of the security-critical code (a standing check, run by
+hand: it takes from minutes to hours, so it is not part of the test run).
+
+    .venv/bin/pip install -e '.[mutation]'
+    .venv/bin/python -m tests.mutation                 # every target
+    .venv/bin/python -m tests.mutation records framing # some targets
+    .venv/bin/python -m tests.mutation --list          # the targets
+
+For each target module it copies the working tree to a temporary directory
+(the checkout itself is never mutated), lets cosmic-ray make every mutant of
+that module and runs the target's own fast test subset against each one with
+trial.  A mutant the tests notice is I{killed}; one they do not is a
+I{survivor}: either a test is missing or the mutant cannot change behaviour
+(it is equivalent), and tests/MUTATION.rst says which for every survivor.
+
+The report goes to C{build/mutation/}: C{summary.rst} (killed and survived
+per module) and C{<target>.survivors.txt} (each survivor's diff).  Survivors
+listed as equivalent in tests/MUTATION.rst are checked by reading the diffs
+there, not automatically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Target:
+    """
+    One module to mutate and the tests that must notice its mutants.
+    """
+
+    name: str
+    module: str
+    tests: tuple[str, ...]
+    timeout: float = 20.0
+    #: Only these functions (C{"Class.method"} or C{"function"}) are
+    #: mutated; empty: the whole module.
+    functions: tuple[str, ...] = ()
+
+
+#: The security-critical modules, each with the smallest test subset that is
+#: meant to guard it (fast enough for a run on two shared cores).
+TARGETS: tuple[Target, ...] = (
+    Target("records", "securechat/crypto/records.py",
+           ("tests.test_records", "tests.test_forward_secrecy")),
+    Target("schedule", "securechat/crypto/schedule.py",
+           ("tests.test_records", "tests.test_vectors", "tests.test_forward_secrecy")),
+    Target("suites", "securechat/crypto/suites.py",
+           ("tests.test_records", "tests.test_handshake", "tests.test_vectors")),
+    Target("handshake", "securechat/crypto/handshake.py",
+           ("tests.test_handshake", "tests.test_spec_rules", "tests.test_vectors",
+            "tests.test_forward_secrecy")),
+    Target("keys", "securechat/crypto/keys.py",
+           ("tests.test_handshake", "tests.test_x509", "tests.test_vectors")),
+    Target("x509", "securechat/crypto/x509.py", ("tests.test_x509",)),
+    Target("framing", "securechat/wire/framing.py",
+           ("tests.test_wire", "tests.test_spec_rules")),
+    Target("codec", "securechat/wire/codec.py", ("tests.test_wire",)),
+    Target("messages", "securechat/wire/messages.py",
+           ("tests.test_wire", "tests.test_spec_rules", "tests.test_vectors")),
+    Target("e2e", "securechat/wire/e2e.py", ("tests.test_wire", "tests.test_client_core")),
+    # The end-to-end rules of the client (module docstring of client/core.py),
+    # not its view plumbing.
+    Target("client-core", "securechat/client/core.py",
+           ("tests.test_client_core", "tests.test_e2e_rules"),
+           functions=("ChatClient.say", "ChatClient.stop", "ChatClient._chat_started",
+                      "ChatClient._relayed", "ChatClient._chat_ended", "ChatClient._handle_e2e",
+                      "ChatClient._secured", "ChatClient._e2e_failed", "ChatClient._send_e2e",
+                      "ChatClient.verify_peer")),
+    # Authentication and revocation on the relay.
+    Target("relay-auth", "securechat/server/relay.py",
+           ("tests.test_relay", "tests.test_relay_reasons", "tests.test_e2e_rules"),
+           functions=("UserSession.verify_peer", "UserSession.established", "Relay.login",
+                      "Relay.revalidate", "Relay.connection_ended", "Relay._relay")),
+    Target("directory", "securechat/server/directory.py",
+           ("tests.test_relay", "tests.test_relay_reasons")),
+)
+
+
+def _line_ranges(path: Path, functions: tuple[str, ...]) -> list[str]:
+    """
+    The line ranges (C{"first-last"}) of C{functions} in the module at
+    C{path}; an unknown name is an error.
+    """
+    tree = ast.parse(path.read_text())
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = f"{node.lineno}-{node.end_lineno}"
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    found[f"{node.name}.{item.name}"] = f"{item.lineno}-{item.end_lineno}"
+    missing = [name for name in functions if name not in found]
+    if missing:
+        raise SystemExit(f"{path}: no function(s) {', '.join(missing)}")
+    return [found[name] for name in functions]
+
+
+def _copy_tree(destination: Path) -> None:
+    """
+    Copy the checkout's sources and tests (not .git, .venv or build output)
+    to C{destination}.
+    """
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "_trial_temp*", "__pycache__",
+        ".mypy_cache", ".hypothesis", "mutants")
+    shutil.copytree(ROOT, destination, ignore=ignore)
+
+
+def _config(target: Target, tree: Path) -> str:
+    command = " ".join([sys.executable, "-m", "twisted.trial", *target.tests])
+    lines = []
+    if target.functions:
+        ranges = ", ".join(f'"{r}"' for r in _line_ranges(tree / target.module, target.functions))
+        lines = ["[cosmic-ray.filters.line-filter.lines]", f'"{target.module}" = [{ranges}]', ""]
+    return "\n".join([
+        "[cosmic-ray]",
+        f'module-path = "{target.module}"',
+        f"timeout = {target.timeout}",
+        "excluded-modules = []",
+        f'test-command = "{command}"',
+        "",
+        "[cosmic-ray.distributor]",
+        'name = "local"',
+        "",
+        "[cosmic-ray.filters.operators-filter]",
+        # Mutating a docstring or a type annotation string changes nothing.
+        "exclude-operators = []",
+        "",
+        *lines,
+    ])
+
+
+def _run(args: list[str], cwd: Path) -> None:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    subprocess.run(args, cwd=cwd, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def run_target(target: Target, work: Path, report: Path) -> dict[str, object]:
+    """
+    Mutate one target in a fresh copy of the tree; return its counts and
+    write its survivors' diffs to C{report}.
+    """
+    tree = work / target.name
+    _copy_tree(tree)
+    config = tree / "mutation.toml"
+    config.write_text(_config(target, tree))
+    session = tree / "mutation.sqlite"
+    _run([_tool("cosmic-ray"), "init", str(config), str(session)], tree)
+    _run([_tool("cr-filter-pragma"), str(session)], tree)
+    if target.functions:
+        _run([_tool("cr-filter-lines"), "--config", str(config), str(session)], tree)
+    _run([_tool("cosmic-ray"), "baseline", str(config)], tree)
+    _run([_tool("cosmic-ray"), "exec", str(config), str(session)], tree)
+    dump = subprocess.run([_tool("cosmic-ray"), "dump", str(session)], cwd=tree,
+                          check=True, capture_output=True, text=True).stdout
+    killed = survived = incompetent = skipped = 0
+    survivors: list[str] = []
+    for line in dump.splitlines():
+        item, result = json.loads(line)
+        if result is None:
+            continue
+        if result["worker_outcome"] == "skipped":
+            skipped += 1
+        elif result["worker_outcome"] != "normal":
+            incompetent += 1
+        elif result["test_outcome"] == "survived":
+            survived += 1
+            mutation = item["mutations"][0]
+            survivors.append(
+                f"--- {mutation['operator_name']} occurrence {mutation['occurrence']}"
+                f" at line {mutation['start_pos'][0]}\n{result['diff']}\n")
+        else:
+            killed += 1
+    (report / f"{target.name}.survivors.txt").write_text("".join(survivors))
+    return {"target": target.name, "module": target.module, "killed": killed,
+            "survived": survived, "incompetent": incompetent, "skipped": skipped}
+
+
+def _summary(rows: list[dict[str, object]]) -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Mutation run {stamp}", "", "=" * 34 + " ======= ======== ===========",
+             f"{'module':34} killed  survived incompetent",
+             "=" * 34 + " ======= ======== ==========="]
+    for row in rows:
+        lines.append(f"{row['module']!s:34} {row['killed']!s:7} {row['survived']!s:8} "
+                     f"{row['incompetent']!s:11}")
+    lines.append("=" * 34 + " ======= ======== ===========")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help="target names (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--report", default=str(ROOT / "build" / "mutation"),
+                        help="report directory (default: build/mutation)")
+    options = parser.parse_args(argv)
+    by_name = {target.name: target for target in TARGETS}
+    if options.list:
+        for target in TARGETS:
+            print(f"{target.name:12} {target.module}  <- {' '.join(target.tests)}")
+        return 0
+    unknown = [name for name in options.targets if name not in by_name]
+    if unknown:
+        parser.error(f"unknown target(s): {', '.join(unknown)}; see --list")
+    if shutil.which("cosmic-ray", path=str(Path(sys.executable).parent)) is None:
+        parser.error("cosmic-ray is not installed: pip install -e '.[mutation]'")
+    chosen = [by_name[name] for name in options.targets] or list(TARGETS)
+    report = Path(options.report)
+    report.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="securechat-mutation-") as work:
+        for target in chosen:
+            print(f"mutating {target.module} ...", flush=True)
+            row = run_target(target, Path(work), report)
+            print(f"  killed {row['killed']}, survived {row['survived']}, "
+                  f"incompetent {row['incompetent']}", flush=True)
+            rows.append(row)
+    summary = _summary(rows)
+    (report / "summary.rst").write_text(summary)
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
