@@ -12,8 +12,9 @@ from twisted.trial import unittest
 from securechat.client.pins import PinStore
 from securechat.crypto import keys
 from securechat.crypto.handshake import Config, Connection, Role
+from securechat.server.limits import Limits
 from securechat.wire.messages import UserIdentity
-from securechat.wire.relay import ChatStarted, Relayed
+from securechat.wire.relay import ChatEnded, ChatStarted, Reason, Relayed
 from tests.relay_harness import user_key
 from tests.test_client_core import ChatHarness, MaliciousHarness
 
@@ -25,27 +26,28 @@ class PeerNameTests(unittest.TestCase):
 
     def test_peerProvingAnotherNameRejected(self) -> None:
         """
-        bob's client proves the name "carol" with bob's own key (the key
-        the relay handed alice for bob, so the signature verifies): alice's
-        client refuses with C{peer-rejected}, the chat is never secured,
-        and nothing alice types is sent.
+        bob's client proves another name ("carol", or "aaron", which sorts
+        before "bob") with bob's own key (the key the relay handed alice for
+        bob, so the signature verifies): alice's client refuses with
+        C{peer-rejected}, and the chat is never secured.
         """
-        h = ChatHarness()
-        alice, va = h.client("alice")
-        bob, vb = h.client("bob")
-        bob.user = "carol"  # what bob's client claims end to end from now on
-        alice.request_chat("bob")
-        h.pump()
-        bob.accept("alice")
-        h.pump()
-        errors = va.of("security_error")
-        self.assertEqual(len(errors), 1, va.seen)
-        peer, detail = errors[0]
-        self.assertEqual(peer, "bob")
-        self.assertIn("[peer-rejected]", detail)
-        self.assertIn("carol", detail)
-        self.assertNotIn(("chat_secured", "bob"), va.seen)
-        self.assertNotIn(("chat_secured", "alice"), vb.seen)
+        for claimed in ("carol", "aaron"):
+            h = ChatHarness()
+            alice, va = h.client("alice")
+            bob, vb = h.client("bob")
+            bob.user = claimed  # what bob's client claims end to end from now on
+            alice.request_chat("bob")
+            h.pump()
+            bob.accept("alice")
+            h.pump()
+            errors = va.of("security_error")
+            self.assertEqual(len(errors), 1, va.seen)
+            peer, detail = errors[0]
+            self.assertEqual(peer, "bob")
+            self.assertIn("[peer-rejected]", detail)
+            self.assertIn(claimed, detail)
+            self.assertNotIn(("chat_secured", "bob"), va.seen)
+            self.assertNotIn(("chat_secured", "alice"), vb.seen)
 
     def test_relayRoutingToAnotherUserRejected(self) -> None:
         """
@@ -156,6 +158,35 @@ class EndTests(unittest.TestCase):
         h.pump()
         self.assertEqual(vb.of("chat_ended"), [("alice", "TRUNCATED: alice sent 3 messages, 1 arrived")])
 
+    def test_endCountBelowArrivedIsTruncated(self) -> None:
+        """
+        An END counting fewer lines than arrived (0 sent, 1 arrived) is
+        TRUNCATED too: any difference, not only lines missing.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.say("bob", "one")
+        h.pump()
+        alice.chats["bob"].sent = 0
+        alice.stop("bob")
+        h.pump()
+        self.assertEqual(vb.of("chat_ended"), [("alice", "TRUNCATED: alice sent 0 messages, 1 arrived")])
+
+    def test_longChatEndsCleanly(self) -> None:
+        """
+        A chat of 300 lines (counts past the small integers Python shares)
+        ends cleanly when the END's count matches: the counts are compared
+        by value.
+        """
+        h = ChatHarness(Limits(rate=1000, burst=1000))
+        alice, va, bob, vb = h.chat()
+        for i in range(300):
+            alice.say("bob", f"line {i}")
+        h.pump()
+        alice.stop("bob")
+        h.pump()
+        self.assertEqual(vb.of("chat_ended"), [("alice", "ended by alice (300 messages received)")])
+
     def test_rightEndCountIsClean(self) -> None:
         """
         The control: an END whose count matches is a clean end.
@@ -219,3 +250,71 @@ class PinRuleTests(unittest.TestCase):
         self.assertNotIn(("alice", "bob"), sent)
         self.assertNotIn("bob", h.relay.sessions["alice"].chats)
         self.assertEqual(vb.of("chat_ended")[0][0], "alice")
+
+    def test_unusableKeyRefusedBeforeHandshake(self) -> None:
+        """
+        A CHAT_STARTED whose key does not parse is a security error at once
+        (no handshake, no pin) and the client sends CHAT_STOP.
+        """
+        h = MaliciousHarness()
+        pins = PinStore(None)
+        h.relay.fake_keys = {"bob": b"not a key"}
+        alice, va, bob, vb = h.chat(pins=pins)
+        [(peer, detail)] = va.of("security_error")
+        self.assertIn("unusable key for bob", detail)
+        self.assertEqual(alice.chats, {})
+        self.assertIsNone(pins.fingerprint("bob"))
+        self.assertNotIn("bob", h.relay.sessions["alice"].chats)
+
+
+class ChatEndedNoticeTests(unittest.TestCase):
+    """
+    CHAT_ENDED for a chat the client no longer has (it refused a changed
+    key, for example) is shown unless it merely confirms our own stop.
+    """
+
+    def test_endOfUnknownChat(self) -> None:
+        """
+        STOPPED (the answer to our own CHAT_STOP) is not shown; GONE and
+        REVOKED are, with their reason.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        for reason in (Reason.STOPPED, Reason.GONE, Reason.REVOKED):
+            alice.message_received(ChatEnded("zed", reason))
+        self.assertEqual(va.of("chat_ended"), [
+            ("zed", "the other side disconnected"),
+            ("zed", "the other side's access was revoked"),
+        ])
+
+
+class DisplayTests(unittest.TestCase):
+    """
+    What the receiving user is shown of a line.
+    """
+
+    def test_sentAtKeepsMilliseconds(self) -> None:
+        """
+        TEXT's C{sent_at} is milliseconds; the receiver shows the sender's
+        time to the millisecond (seconds as a float), not truncated.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.clock = lambda: 1_700_000_000.25
+        alice.say("bob", "quarter past")
+        h.pump()
+        self.assertEqual(vb.of("message"), [("alice", 1_700_000_000.25, "quarter past")])
+
+    def test_longestLine(self) -> None:
+        """
+        A line of exactly 16384 bytes (TEXT's maximum) is sent and arrives;
+        one byte more is refused locally with a notice and nothing is sent.
+        """
+        h = ChatHarness()
+        alice, va, bob, vb = h.chat()
+        alice.say("bob", "x" * 16384)
+        alice.say("bob", "y" * 16385)
+        h.pump()
+        self.assertEqual([len(m[2]) for m in vb.of("message")], [16384])
+        self.assertEqual(va.of("notice"), [("message too long (at most 16384 bytes)",)])
+        self.assertEqual(alice.chats["bob"].sent, 1)

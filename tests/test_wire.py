@@ -38,12 +38,14 @@ class FrameDecoderTests(unittest.TestCase):
 
     def test_wholeFrame(self) -> None:
         """
-        A complete frame comes back whole, length field included.
+        A complete frame comes back whole, length field included, and at
+        once nothing is buffered (the count the handshake bounds input by).
         """
         d = FrameDecoder(100)
         frame = encode_frame(0x01, b"abc")
         d.feed(frame)
         self.assertEqual(d.next_frame(), frame)
+        self.assertEqual(d.buffered, 0)
         self.assertIsNone(d.next_frame())
         self.assertEqual(d.buffered, 0)
 
