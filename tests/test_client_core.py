@@ -58,10 +58,11 @@ class ChatHarness(Harness):
     The relay harness with real L{ChatClient}s.
     """
 
-    def client(self, name: str, pins: PinStore | None = None) -> tuple[ChatClient, RecordingView]:
+    def client(self, name: str, pins: PinStore | None = None,
+               client_class: type[ChatClient] = ChatClient) -> tuple[ChatClient, RecordingView]:
         view = RecordingView()
-        client = ChatClient(name, user_key(name), view, verify_test_server,
-                            pins or PinStore(None), clock=lambda: 1_700_000_000.0)
+        client = client_class(name, user_key(name), view, verify_test_server,
+                              pins or PinStore(None), clock=lambda: 1_700_000_000.0)
         config = Config(CLIENT_SERVER, Role.INITIATOR, user_key(name), UserIdentity(name),
                         registry=FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
+from securechat.client.core import ChatClient, PeerChat
 from securechat.client.pins import PinStore
 from securechat.crypto import keys
-from securechat.crypto.handshake import Config, Connection, Role
+from securechat.crypto.handshake import Config, Connection, Event, HandshakeComplete, Role
+from securechat.wire.e2e import Text
 from securechat.server.limits import Limits
 from securechat.wire.messages import UserIdentity
 from securechat.wire.relay import ChatEnded, ChatStarted, Reason, Relayed
@@ -84,6 +86,49 @@ class PeerNameTests(unittest.TestCase):
         self.assertEqual(len(errors), 1)
         self.assertIn("[peer-rejected]", errors[0][1])
         self.assertNotIn(("chat_secured", "bob"), va.seen)
+
+
+class NoReadyResponder(ChatClient):
+    """
+    A responder's client that breaks rule 12.3: once its handshake
+    completes it sends a line instead of READY.
+    """
+
+    def _handle_e2e(self, chat: PeerChat, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, HandshakeComplete) and not chat.connection.is_initiator:
+                chat.connection.send(Text(0, "no READY from me"))
+                self._flush_e2e(chat)
+                return
+        super()._handle_e2e(chat, events)
+
+
+class ReadyTests(unittest.TestCase):
+    """
+    Rule 12.3: the initiator considers the chat secured only once READY
+    arrives.
+    """
+
+    def test_onlyReadySecuresTheInitiator(self) -> None:
+        """
+        A responder that sends a line but never READY: alice's client shows
+        the (authenticated) line but does not consider the chat secured,
+        and the line she typed meanwhile keeps waiting.
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        bob, vb = h.client("bob", client_class=NoReadyResponder)
+        alice.request_chat("bob")
+        h.pump()
+        bob.accept("alice")
+        h.pump()
+        alice.say("bob", "waiting for READY")
+        h.pump()
+        self.assertEqual(va.of("message"), [("bob", 0.0, "no READY from me")])
+        self.assertFalse(alice.chats["bob"].secured)
+        self.assertNotIn(("chat_secured", "bob"), va.seen)
+        self.assertEqual(len(alice.chats["bob"].waiting), 1)
+        self.assertEqual(vb.of("message"), [])
 
 
 class KeyCompromiseImpersonationTests(unittest.TestCase):
