@@ -333,6 +333,37 @@ class ChatEndedNoticeTests(unittest.TestCase):
         ])
 
 
+class OwnStopTests(unittest.TestCase):
+    """
+    Rule 12.3 when we stopped: only the relay's STOPPED confirms it.
+    """
+
+    def test_ourStopEndedOtherwiseIsTruncated(self) -> None:
+        """
+        After our own stop, a CHAT_ENDED with GONE or REVOKED (the peer went
+        away before the relay handled our CHAT_STOP) is reported as
+        TRUNCATED, not as ended; STOPPED is "ended".
+        """
+        for reason, expected in ((Reason.GONE, "TRUNCATED"), (Reason.REVOKED, "TRUNCATED"),
+                                 (Reason.STOPPED, "ended")):
+            h = ChatHarness()
+            alice, va, bob, vb = h.chat()
+            alice.stop("bob")
+            alice.message_received(ChatEnded("bob", reason))
+            [(peer, outcome)] = va.of("chat_ended")
+            self.assertTrue(outcome.startswith(expected), (reason, outcome))
+
+    def test_relayedForNoChatIgnored(self) -> None:
+        """
+        RELAYED bytes for a chat the client does not have are dropped
+        quietly (the relay may still carry a few after a stop).
+        """
+        h = ChatHarness()
+        alice, va = h.client("alice")
+        alice.message_received(Relayed("zed", b"\x00\x00\x00\x05\x17junk"))
+        self.assertEqual(va.seen, [])
+
+
 class DisplayTests(unittest.TestCase):
     """
     What the receiving user is shown of a line.
