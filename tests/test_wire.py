@@ -42,8 +42,10 @@ class FrameDecoderTests(unittest.TestCase):
         once nothing is buffered (the count the handshake bounds input by).
         """
         d = FrameDecoder(100)
+        self.assertEqual(d.buffered, 0)
         frame = encode_frame(0x01, b"abc")
         d.feed(frame)
+        self.assertEqual(d.buffered, len(frame))
         self.assertEqual(d.next_frame(), frame)
         self.assertEqual(d.buffered, 0)
         self.assertIsNone(d.next_frame())
@@ -82,6 +84,7 @@ class FrameDecoderTests(unittest.TestCase):
         cut = len(f1) + 3
         d.feed(stream[:cut])
         self.assertEqual(d.next_frame(), f1)
+        self.assertEqual(d.buffered, 3)
         self.assertIsNone(d.next_frame())
         self.assertEqual(d.buffered, 3)
         d.feed(stream[cut:cut + 4])
