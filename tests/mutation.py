@@ -199,13 +199,16 @@ def run_target(target: Target, work: Path, report: Path) -> dict[str, object]:
 
 def _summary(rows: list[dict[str, object]]) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"Mutation run {stamp}", "", "=" * 34 + " ======= ======== ===========",
-             f"{'module':34} killed  survived incompetent",
-             "=" * 34 + " ======= ======== ==========="]
+    rule = "=" * 34 + " " + " ".join("=" * w for w in (7, 8, 7, 11, 7))
+    lines = [f"Mutation run {stamp} (skipped: outside the target's functions)", "", rule,
+             f"{'module':34} {'killed':7} {'survived':8} {'killed%':7} {'incompetent':11} skipped",
+             rule]
     for row in rows:
-        lines.append(f"{row['module']!s:34} {row['killed']!s:7} {row['survived']!s:8} "
-                     f"{row['incompetent']!s:11}")
-    lines.append("=" * 34 + " ======= ======== ===========")
+        tried = int(row["killed"]) + int(row["survived"])  # type: ignore[call-overload]
+        share = f"{100 * int(row['killed']) / tried:.1f}" if tried else "-"  # type: ignore[call-overload]
+        lines.append(f"{row['module']!s:34} {row['killed']!s:7} {row['survived']!s:8} {share:7} "
+                     f"{row['incompetent']!s:11} {row['skipped']!s}")
+    lines.append(rule)
     return "\n".join(lines) + "\n"
 
 
