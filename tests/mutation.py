@@ -60,7 +60,8 @@ TARGETS: tuple[Target, ...] = (
     Target("schedule", "securechat/crypto/schedule.py",
            ("tests.test_records", "tests.test_vectors", "tests.test_forward_secrecy")),
     Target("suites", "securechat/crypto/suites.py",
-           ("tests.test_records", "tests.test_handshake", "tests.test_vectors")),
+           ("tests.test_records", "tests.test_handshake", "tests.test_vectors",
+            "tests.test_spec_rules")),
     Target("handshake", "securechat/crypto/handshake.py",
            ("tests.test_handshake", "tests.test_spec_rules", "tests.test_vectors",
             "tests.test_forward_secrecy")),
@@ -72,7 +73,8 @@ TARGETS: tuple[Target, ...] = (
     Target("codec", "securechat/wire/codec.py", ("tests.test_wire",)),
     Target("messages", "securechat/wire/messages.py",
            ("tests.test_wire", "tests.test_spec_rules", "tests.test_vectors")),
-    Target("e2e", "securechat/wire/e2e.py", ("tests.test_wire", "tests.test_client_core")),
+    Target("e2e", "securechat/wire/e2e.py",
+           ("tests.test_wire", "tests.test_spec_rules", "tests.test_e2e_rules")),
     # The end-to-end rules of the client (module docstring of client/core.py),
     # not its view plumbing.
     Target("client-core", "securechat/client/core.py",
@@ -87,7 +89,7 @@ TARGETS: tuple[Target, ...] = (
            functions=("UserSession.verify_peer", "UserSession.established", "Relay.login",
                       "Relay.revalidate", "Relay.connection_ended", "Relay._relay")),
     Target("directory", "securechat/server/directory.py",
-           ("tests.test_relay", "tests.test_relay_reasons")),
+           ("tests.test_relay", "tests.test_relay_reasons", "tests.test_spec_rules")),
 )
 
 
@@ -109,6 +111,52 @@ def _line_ranges(path: Path, functions: tuple[str, ...]) -> list[str]:
     if missing:
         raise SystemExit(f"{path}: no function(s) {', '.join(missing)}")
     return [found[name] for name in functions]
+
+
+def _annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """
+    Where the type annotations of the module at C{path} are.  With
+    C{from __future__ import annotations} (every securechat module) they are
+    never evaluated, so a mutant inside one is equivalent.
+    """
+    tree = ast.parse(path.read_text())
+    nodes: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if node.returns is not None:
+                nodes.append(node.returns)
+            args = node.args
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs,
+                        *([args.vararg] if args.vararg else []),
+                        *([args.kwarg] if args.kwarg else [])]:
+                if arg.annotation is not None:
+                    nodes.append(arg.annotation)
+        elif isinstance(node, ast.AnnAssign):
+            nodes.append(node.annotation)
+    return [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0))
+            for n in nodes]
+
+
+def _skip_annotations(session: Path, module: Path) -> int:
+    """
+    Mark the mutants inside annotations as skipped; return how many.
+    """
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans = _annotation_spans(module)
+    skipped = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in db.pending_work_items:
+            for mutation in item.mutations:
+                start = tuple(mutation.start_pos)
+                if any(first <= start < last for first, last in spans):
+                    skipped.append(item.job_id)
+        if skipped:
+            db.set_multiple_results(skipped, WorkResult(
+                output="in an annotation (never evaluated): equivalent",
+                worker_outcome=WorkerOutcome.SKIPPED))
+    return len(skipped)
 
 
 def _copy_tree(destination: Path) -> None:
@@ -168,6 +216,7 @@ def run_target(target: Target, work: Path, report: Path) -> dict[str, object]:
     session = tree / "mutation.sqlite"
     _run([_tool("cosmic-ray"), "init", str(config), str(session)], tree)
     _run([_tool("cr-filter-pragma"), str(session)], tree)
+    annotations = _skip_annotations(session, tree / target.module)
     if target.functions:
         _run([_tool("cr-filter-lines"), "--config", str(config), str(session)], tree)
     _run([_tool("cosmic-ray"), "baseline", str(config)], tree)
@@ -175,6 +224,7 @@ def run_target(target: Target, work: Path, report: Path) -> dict[str, object]:
     dump = subprocess.run([_tool("cosmic-ray"), "dump", str(session)], cwd=tree,
                           check=True, capture_output=True, text=True).stdout
     killed = survived = incompetent = skipped = 0
+    skipped -= annotations  # counted on their own
     survivors: list[str] = []
     for line in dump.splitlines():
         item, result = json.loads(line)
@@ -194,20 +244,22 @@ def run_target(target: Target, work: Path, report: Path) -> dict[str, object]:
             killed += 1
     (report / f"{target.name}.survivors.txt").write_text("".join(survivors))
     return {"target": target.name, "module": target.module, "killed": killed,
-            "survived": survived, "incompetent": incompetent, "skipped": skipped}
+            "survived": survived, "incompetent": incompetent, "skipped": skipped,
+            "annotations": annotations}
 
 
 def _summary(rows: list[dict[str, object]]) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rule = "=" * 34 + " " + " ".join("=" * w for w in (7, 8, 7, 11, 7))
-    lines = [f"Mutation run {stamp} (skipped: outside the target's functions)", "", rule,
-             f"{'module':34} {'killed':7} {'survived':8} {'killed%':7} {'incompetent':11} skipped",
-             rule]
+    rule = "=" * 34 + " " + " ".join("=" * w for w in (7, 8, 7, 11, 11, 7))
+    lines = [f"Mutation run {stamp} (annotation: mutants in type annotations, never evaluated; "
+             "skipped: outside the target's functions)", "", rule,
+             f"{'module':34} {'killed':7} {'survived':8} {'killed%':7} {'incompetent':11} "
+             f"{'annotation':11} skipped", rule]
     for row in rows:
         tried = int(row["killed"]) + int(row["survived"])  # type: ignore[call-overload]
         share = f"{100 * int(row['killed']) / tried:.1f}" if tried else "-"  # type: ignore[call-overload]
         lines.append(f"{row['module']!s:34} {row['killed']!s:7} {row['survived']!s:8} {share:7} "
-                     f"{row['incompetent']!s:11} {row['skipped']!s}")
+                     f"{row['incompetent']!s:11} {row.get('annotations', 0)!s:11} {row['skipped']!s}")
     lines.append(rule)
     return "\n".join(lines) + "\n"
 

@@ -252,3 +252,71 @@ class KeyUpdateTests(unittest.TestCase):
                          [True, True, False])
         self.assertEqual([opens(new, start + i, r) for i, r in enumerate(records)],
                          [False, False, True])
+
+
+class TableTests(unittest.TestCase):
+    """
+    The code points and sizes the specification fixes (sections 6 and 12.2):
+    an implementation that agrees only with itself would pass every
+    round-trip test and still not interoperate.
+    """
+
+    def test_suiteTable(self) -> None:
+        """
+        Section 6: suite 0x0001 is AES-256-GCM and 0x0002
+        ChaCha20-Poly1305, each with a 32-byte key, a 12-byte nonce and a
+        16-byte tag, offered in that order by default; each suite's AEAD
+        is the named algorithm (its output equals the library's).
+        """
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+        from securechat.crypto.suites import DEFAULT_OFFER, SUITES
+        self.assertEqual(sorted(SUITES), [0x0001, 0x0002])
+        self.assertEqual(DEFAULT_OFFER, (0x0001, 0x0002))
+        key, nonce = bytes(range(32)), bytes(12)
+        for code, name, algorithm in ((1, "AES-256-GCM", AESGCM),
+                                      (2, "CHACHA20-POLY1305", ChaCha20Poly1305)):
+            suite = SUITES[code]
+            self.assertEqual((suite.code, suite.name, suite.key_length, suite.nonce_length,
+                              suite.tag_length), (code, name, 32, 12, 16))
+            self.assertEqual(suite.factory(key).encrypt(nonce, b"x", b"ad"),
+                             algorithm(key).encrypt(nonce, b"x", b"ad"))
+
+    def test_endToEndMessageLayout(self) -> None:
+        """
+        Section 12.2: TEXT is type 0x50 (u64 sent_at, text16), END 0x51
+        (u64 sent), READY 0x52 (empty), byte for byte; TEXT's limit is
+        16384 bytes.
+        """
+        from securechat.wire.e2e import MAX_TEXT, End, Ready
+        from securechat.wire.messages import encode_inner
+        self.assertEqual(encode_inner([Text(0x0102030405060708, "hi")]),
+                         b"\x50" + (12).to_bytes(4, "big") + bytes(range(1, 9)) + b"\x00\x02hi")
+        self.assertEqual(encode_inner([End(300)]), b"\x51" + (8).to_bytes(4, "big")
+                         + (300).to_bytes(8, "big"))
+        self.assertEqual(encode_inner([Ready()]), b"\x52" + bytes(4))
+        self.assertEqual(MAX_TEXT, 16384)
+
+    def test_valuesAreImmutable(self) -> None:
+        """
+        Messages, suites and directory entries are frozen values: a decoded
+        message or a looked-up user cannot be changed in place afterwards.
+        """
+        import dataclasses
+
+        from securechat.crypto.suites import AES_256_GCM
+        from securechat.server.directory import UserEntry
+        from securechat.wire.e2e import End
+        for value, field in ((Text(1, "a"), "text"), (End(1), "sent"), (AES_256_GCM, "code"),
+                             (UserEntry("alice", ALICE.public_key()), "revoked")):
+            self.assertRaises(dataclasses.FrozenInstanceError, setattr, value, field, 2)
+
+    def test_memoryDirectoryProvidesInterface(self) -> None:
+        """
+        The in-memory user directory declares and implements the interface
+        the relay is written against.
+        """
+        from zope.interface.verify import verifyObject
+
+        from securechat.server.directory import IUserDirectory, MemoryDirectory
+        self.assertTrue(verifyObject(IUserDirectory, MemoryDirectory()))
