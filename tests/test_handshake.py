@@ -31,7 +31,7 @@ from securechat.crypto.handshake import (
 )
 from securechat.crypto.suites import AES_256_GCM, CHACHA20_POLY1305
 from securechat.errors import Alert as AlertCode
-from securechat.errors import PeerAlert
+from securechat.errors import LocalProtocolError, PeerAlert
 from securechat.wire.framing import encode_frame
 from securechat.wire.messages import (
     Alert,
@@ -191,7 +191,8 @@ class FullHandshakeTests(unittest.TestCase):
         """
         a = alice()
         a.initiate()
-        self.assertRaises(Exception, a.send, Ping())
+        e = self.assertRaises(LocalProtocolError, a.send, Ping())
+        self.assertEqual(e.code, "unexpected-message")
 
 
 class FailureTests(unittest.TestCase):
