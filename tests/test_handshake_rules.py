@@ -14,6 +14,7 @@ from twisted.trial import unittest
 
 from securechat.crypto.handshake import (
     END_TO_END,
+    MAX_KEEPALIVE_RUN,
     Config,
     Connection,
     ConnectionFailed,
@@ -275,7 +276,10 @@ class KeepaliveBoundaryTests(unittest.TestCase):
     """
 
     def _limited(self):  # type: ignore[no-untyped-def]
-        a, b = _alice(registry=E2E_MESSAGES), _bob(registry=E2E_MESSAGES, max_keepalive_run=32)
+        # The relay's setting (Relay.config passes MAX_KEEPALIVE_RUN).
+        self.assertEqual(MAX_KEEPALIVE_RUN, 32)
+        a = _alice(registry=E2E_MESSAGES)
+        b = _bob(registry=E2E_MESSAGES, max_keepalive_run=MAX_KEEPALIVE_RUN)
         run(a, b, _known, _known)
         return a, b
 
