@@ -17,6 +17,7 @@ from twisted.logger import Logger, formatEvent
 from twisted.trial import unittest
 
 from securechat.errors import Alert
+from securechat.server.limits import Limits
 from securechat.wire.messages import HelloReply, encode_frame_message, encode_inner
 from securechat.wire.relay import ListOnline
 from tests.attack_tools import RawClient, connect_raw
@@ -140,3 +141,85 @@ class ReasonTests(unittest.TestCase):
             raw.seal(encode_inner([ListOnline()]))
             raw.write(raw.seal(encode_inner([ListOnline()])))
         self.closed_with(drop, "record-gap", "user bob disconnected: record counter 1, expected 0")
+
+
+class RevalidationTests(unittest.TestCase):
+    """
+    README: a user revoked, removed or re-keyed while online is disconnected
+    at the next reload (L{Relay.revalidate}).
+    """
+
+    def test_rekeyedUserDisconnected(self) -> None:
+        """
+        alice re-registered with another key (one whose DER sorts after
+        hers, one before) is disconnected with ACCESS_REVOKED; her
+        unchanged registration keeps her online.
+        """
+        from securechat.crypto import keys
+        from securechat.server.directory import UserEntry
+        old = keys.public_key_der(user_key("alice").public_key())
+        for name in ("k2", "x1"):  # k2's key sorts after alice's, x1's before
+            new = user_key(name).public_key()
+            self.assertEqual(keys.public_key_der(new) > old, name == "k2")
+            h = Harness()
+            alice = h.login("alice")
+            h.relay.revalidate()
+            h.pump()
+            self.assertIn("alice", h.relay.sessions)
+            h.directory.add(UserEntry("alice", new))
+            h.relay.revalidate()
+            h.pump()
+            self.assertNotIn("alice", h.relay.sessions)
+            self.assertEqual(peer_alert(alice), Alert.ACCESS_REVOKED)
+
+
+class RelayPayloadTests(unittest.TestCase):
+    """
+    Section 11.2: a RELAY payload longer than WELCOME's max_payload is
+    C{limit-exceeded}; one of exactly max_payload is a RELAY like any other.
+    """
+
+    def test_payloadLimitOutsideAChat(self) -> None:
+        """
+        To a user alice has no chat with, a payload of exactly max_payload
+        is answered with COMMAND_FAILED(NO_CHAT) and alice stays; one byte
+        more closes her connection with C{limit-exceeded}.
+        """
+        from securechat.wire.relay import CommandFailed, Reason, Relay
+        h = Harness(Limits(max_frame=4096))
+        maximum = h.relay.limits.max_payload
+        alice = h.login("alice")
+        h.login("bob")
+        alice.send(Relay("bob", b"x" * maximum))
+        h.pump()
+        [answer] = alice.take()
+        self.assertIsInstance(answer, CommandFailed)
+        self.assertEqual(answer.reason, Reason.NO_CHAT)
+        self.assertIn("alice", h.relay.sessions)
+        alice.send(Relay("bob", b"x" * (maximum + 1)))
+        h.pump()
+        server = h.links["alice"].server
+        self.assertEqual(server.error.code, "limit-exceeded")
+
+
+class MetricsCountTests(unittest.TestCase):
+    """
+    The handshake and open-connection counts README's /metrics promises.
+    """
+
+    def test_handshakesAndOpenConnections(self) -> None:
+        """
+        Two logins count two handshakes and two open connections; a refused
+        login adds no handshake; every connection that ends is subtracted.
+        """
+        h = Harness()
+        metrics = h.relay.metrics
+        h.login("alice")
+        h.login("bob")
+        self.assertEqual((metrics.handshakes, metrics.connections_open), (2, 2))
+        client, link = h.connect("mallory", key=user_key("mallory"))
+        h.pump()
+        self.assertEqual((metrics.handshakes, metrics.connections_open), (2, 2))
+        h.links["alice"].close(ConnectionError("gone"))
+        h.pump()
+        self.assertEqual((metrics.handshakes, metrics.connections_open), (2, 1))
