@@ -70,7 +70,7 @@ TARGETS: tuple[Target, ...] = (
     Target("x509", "securechat/crypto/x509.py", ("tests.test_x509",)),
     Target("framing", "securechat/wire/framing.py",
            ("tests.test_wire", "tests.test_spec_rules")),
-    Target("codec", "securechat/wire/codec.py", ("tests.test_wire",)),
+    Target("codec", "securechat/wire/codec.py", ("tests.test_wire", "tests.test_relay_messages")),
     Target("messages", "securechat/wire/messages.py",
            ("tests.test_wire", "tests.test_spec_rules", "tests.test_vectors")),
     Target("e2e", "securechat/wire/e2e.py",

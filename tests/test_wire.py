@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from securechat.errors import RemoteProtocolError
-from securechat.wire.codec import Reader, bytes8
+from securechat.wire.codec import Reader, bytes8, bytes16, bytes32
 from securechat.wire.framing import FrameDecoder, encode_frame
 from securechat.wire.messages import (
     CORE_MESSAGES,
@@ -189,6 +189,44 @@ class ReaderTests(unittest.TestCase):
         """
         r = Reader(b"\x02\xff\xfe", "test")
         self.assertEqual(self.assertRaises(RemoteProtocolError, r.text8, "t").code, "bad-value")
+
+    def test_fixedWidthFields(self) -> None:
+        """
+        u32 and u64 are big-endian and take exactly 4 and 8 bytes; bytes32
+        is a u32 length and that many bytes; C{remaining} counts what is
+        left (section 2).
+        """
+        data = (b"\x01\x02\x03\x04" + bytes(range(10, 18)) + bytes32(b"xyz") + b"!")
+        r = Reader(data, "test")
+        self.assertEqual(r.u32("a"), 0x01020304)
+        self.assertEqual(r.remaining(), len(data) - 4)
+        self.assertEqual(r.u64("b"), int.from_bytes(bytes(range(10, 18)), "big"))
+        self.assertEqual(r.bytes32("c"), b"xyz")
+        self.assertEqual(r.remaining(), 1)
+        self.assertEqual(r.u8("d"), ord("!"))
+        r.finish()
+        self.assertEqual(bytes32(b"xyz"), b"\x00\x00\x00\x03xyz")
+
+    def test_errorDetailsCount(self) -> None:
+        """
+        The details say how many bytes were left and how many trail (for the
+        log): 3 bytes read 1, then a 4-byte field needs 4 with 2 left; 2
+        trailing bytes.
+        """
+        r = Reader(b"abc", "test")
+        r.u8("first")
+        e = self.assertRaises(RemoteProtocolError, r.u32, "second")
+        self.assertIn("second needs 4 bytes, 2 left", e.detail)
+        e = self.assertRaises(RemoteProtocolError, r.finish)
+        self.assertIn("2 trailing bytes", e.detail)
+
+    def test_bytes16Limit(self) -> None:
+        """
+        A bytes16 field holds at most 65535 bytes; one more is refused when
+        encoding (our own mistake, not sent).
+        """
+        self.assertEqual(len(bytes16(b"x" * 65535)), 65537)
+        self.assertRaises(ValueError, bytes16, b"x" * 65536)
 
 
 HELLO = Hello(1, 1, b"n" * 32, b"k" * 32, (1, 2))
