@@ -17,6 +17,7 @@ from securechat.crypto.handshake import (
     MAX_KEEPALIVE_RUN,
     Config,
     Connection,
+    ConnectionClosed,
     ConnectionFailed,
     HandshakeComplete,
     MessageReceived,
@@ -101,6 +102,8 @@ class HandshakeRecordTests(unittest.TestCase):
         ping = encode_inner([Ping(b"")])
         for transform, expected in ((lambda auth: ping, "unexpected-message"),
                                     (lambda auth: auth + ping, "unexpected-message"),
+                                    # the real AUTH body under inner type 0x02
+                                    (lambda auth: b"\x02" + auth[1:], "unexpected-message"),
                                     (lambda auth: auth, None)):
             a, data = self._reply_and_record(transform)
             events = a.receive_data(data)
@@ -121,6 +124,58 @@ class HandshakeRecordTests(unittest.TestCase):
         reply_length = _first_frame_length(data)
         short = data[:reply_length] + encode_frame(0x17, bytes(8 + 15))
         self.assertEqual(failure(a.receive_data(short)), "truncated")
+
+
+class HelloCheckTests(unittest.TestCase):
+    """
+    Section 5.1, responder step 1, both ways round.
+    """
+
+    def test_helloVersionZero(self) -> None:
+        """
+        A HELLO of version 0 (below 1) is C{unsupported-version} too.
+        """
+        hello = Hello(0, END_TO_END, b"n" * 32, b"\x09" + bytes(31), (1,))
+        self.assertEqual(failure(_bob().receive_data(encode_frame_message(hello))),
+                         "unsupported-version")
+
+    def test_clientServerHelloToEndToEndResponder(self) -> None:
+        """
+        A client-server HELLO (context 1) sent to an end-to-end responder
+        (context 2) is C{wrong-context}, as is the reverse.
+        """
+        from securechat.crypto.handshake import CLIENT_SERVER
+        for hello_context, responder_context in ((CLIENT_SERVER, END_TO_END),
+                                                 (END_TO_END, CLIENT_SERVER)):
+            hello = Hello(1, hello_context, b"n" * 32, b"\x09" + bytes(31), (1,))
+            b = Connection(Config(responder_context, Role.RESPONDER, BOB, UserIdentity("bob")))
+            self.assertEqual(failure(b.receive_data(encode_frame_message(hello))), "wrong-context")
+
+
+class ReleaseTests(unittest.TestCase):
+    """
+    A quiet connection drops its AEAD contexts (securechat.crypto.records).
+    """
+
+    def test_releaseContexts(self) -> None:
+        """
+        C{release_contexts} makes both warm directions cold, keeps the
+        connection working, and is harmless before the handshake.
+        """
+        _alice().release_contexts()
+        a, b = _established(rekey_interval=2**20)  # no per-record ratchet dropping them
+        for i in range(5):
+            a.send(Ping(b"%d" % i))
+            b.receive_data(a.data_to_send())
+            a.receive_data(b.data_to_send())
+        assert a._sealer is not None and a._opener is not None
+        self.assertEqual((a._sealer.warm, a._opener.warm), (True, True))
+        a.release_contexts()
+        self.assertEqual((a._sealer.warm, a._opener.warm), (False, False))
+        a.send(Ping(b"after"))
+        b.receive_data(a.data_to_send())
+        self.assertEqual(a.receive_data(b.data_to_send()), [])  # the PONG, answered quietly
+        self.assertEqual(a.state, State.ESTABLISHED)
 
 
 class EstablishedFrameTests(unittest.TestCase):
@@ -188,7 +243,8 @@ class HeldInputTests(unittest.TestCase):
         for max_held in (100, None):
             b = self._waiting(**({"max_held": max_held} if max_held else {}))
             limit = max_held or 2 * 65536
-            self.assertEqual(b.receive_data(b"\x00" * limit), [])
+            self.assertEqual(b.receive_data(b"\x00"), [])
+            self.assertEqual(b.receive_data(b"\x00" * (limit - 1)), [])
             self.assertEqual(b.state, State.WAIT_VERIFY)
             self.assertEqual(failure(b.receive_data(b"\x00")), "limit-exceeded")
 
@@ -329,7 +385,10 @@ class EventValueTests(unittest.TestCase):
         from securechat.crypto.suites import AES_256_GCM
         events = [PeerIdentityReceived(UserIdentity("bob")),
                   HandshakeComplete(UserIdentity("bob"), AES_256_GCM),
-                  ConnectionFailed(RemoteProtocolError("bad-signature"))]
+                  MessageReceived(Ping(b"")),
+                  ConnectionFailed(RemoteProtocolError("bad-signature")),
+                  Config(END_TO_END, Role.INITIATOR, ALICE, UserIdentity("alice"))]
         for event in events:
             field = dataclasses.fields(event)[0].name
             self.assertRaises(dataclasses.FrozenInstanceError, setattr, event, field, None)
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, ConnectionClosed(), "x", 1)
