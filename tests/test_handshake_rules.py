@@ -35,6 +35,7 @@ from securechat.wire.messages import (
     Hello,
     HelloReply,
     Ping,
+    Pong,
     UserIdentity,
     encode_frame_message,
     encode_inner,
@@ -174,7 +175,7 @@ class ReleaseTests(unittest.TestCase):
         self.assertEqual((a._sealer.warm, a._opener.warm), (False, False))
         a.send(Ping(b"after"))
         b.receive_data(a.data_to_send())
-        self.assertEqual(a.receive_data(b.data_to_send()), [])  # the PONG, answered quietly
+        self.assertEqual(a.receive_data(b.data_to_send()), [MessageReceived(Pong(b"after"))])
         self.assertEqual(a.state, State.ESTABLISHED)
 
 
