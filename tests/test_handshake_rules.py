@@ -267,6 +267,26 @@ class CloseAndAlertTests(unittest.TestCase):
         a.close(AlertCode.TIMEOUT, "gave up")
         self.assertEqual(a.state, State.FAILED)
 
+    def test_closeAtCounterLimit(self) -> None:
+        """
+        A connection whose send counter is exhausted still closes (and
+        fails) cleanly: the alert that can no longer be sealed is dropped,
+        never sent under a reused nonce, and nothing is raised.
+        """
+        from securechat.crypto.records import COUNTER_LIMIT
+        a, b = _established()
+        assert a._sealer is not None
+        a._sealer.counter = COUNTER_LIMIT
+        a.close()
+        self.assertEqual((a.state, a.data_to_send()), (State.CLOSED, b""))
+        a, b = _established()
+        assert b._sealer is not None
+        b._sealer.counter = COUNTER_LIMIT
+        a.send(Ping(b"x"))
+        # b cannot seal the PONG: it fails with record-limit, sends nothing
+        self.assertEqual(failure(b.receive_data(a.data_to_send())), "record-limit")
+        self.assertEqual((b.state, b.data_to_send()), (State.FAILED, b""))
+
     def test_alertReasons(self) -> None:
         """
         Only HANDSHAKE_FAILED goes with an empty reason (uniform
