@@ -220,6 +220,24 @@ class ReaderTests(unittest.TestCase):
         e = self.assertRaises(RemoteProtocolError, r.finish)
         self.assertIn("2 trailing bytes", e.detail)
 
+    def test_longBodyFinishes(self) -> None:
+        """
+        A body of more than 256 bytes read to its end finishes cleanly
+        (positions are compared by value).
+        """
+        r = Reader(bytes16(b"x" * 300) + bytes8(b"y" * 255), "test")
+        self.assertEqual(r.bytes16("a"), b"x" * 300)
+        self.assertEqual(r.bytes8("b"), b"y" * 255)
+        r.finish()
+
+    def test_bytes8Limit(self) -> None:
+        """
+        A bytes8 field holds at most 255 bytes; one more is refused when
+        encoding.
+        """
+        self.assertEqual(len(bytes8(b"x" * 255)), 256)
+        self.assertRaises(ValueError, bytes8, b"x" * 256)
+
     def test_bytes16Limit(self) -> None:
         """
         A bytes16 field holds at most 65535 bytes; one more is refused when
