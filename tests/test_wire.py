@@ -210,15 +210,16 @@ class ReaderTests(unittest.TestCase):
     def test_errorDetailsCount(self) -> None:
         """
         The details say how many bytes were left and how many trail (for the
-        log): 3 bytes read 1, then a 4-byte field needs 4 with 2 left; 2
-        trailing bytes.
+        log): of 6 bytes, 3 read, then a 4-byte field needs 4 with 3 left;
+        3 trailing bytes.
         """
-        r = Reader(b"abc", "test")
-        r.u8("first")
-        e = self.assertRaises(RemoteProtocolError, r.u32, "second")
-        self.assertIn("second needs 4 bytes, 2 left", e.detail)
+        r = Reader(b"abcdef", "test")
+        r.u16("first")
+        r.u8("second")
+        e = self.assertRaises(RemoteProtocolError, r.u32, "third")
+        self.assertIn("third needs 4 bytes, 3 left", e.detail)
         e = self.assertRaises(RemoteProtocolError, r.finish)
-        self.assertIn("2 trailing bytes", e.detail)
+        self.assertIn("3 trailing bytes", e.detail)
 
     def test_longBodyFinishes(self) -> None:
         """
