@@ -7,6 +7,8 @@ loosened or tightened by one is caught too).
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from twisted.trial import unittest
 
 from securechat.crypto.handshake import (
@@ -39,6 +41,7 @@ from securechat.wire.messages import (
     encode_frame_message,
     parse_frame,
 )
+from tests.attack_tools import connect_raw
 from tests.relay_harness import SERVER_KEY, Harness, user_key
 from tests.support import DeterministicRandom, failure, run
 
@@ -101,8 +104,6 @@ class HandshakeRuleTests(unittest.TestCase):
         """
         random = DeterministicRandom(b"responder")
         b = _bob(random=random)
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
         drawn = DeterministicRandom(b"responder")(64)[32:]  # nonce first, then the key
         share = X25519PrivateKey.from_private_bytes(drawn).public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -161,7 +162,6 @@ class HandshakeRuleTests(unittest.TestCase):
         self.assertEqual(b.state, State.WAIT_HELLO)
         # The relay, with its default limits, the same.
         h = Harness()
-        from tests.attack_tools import connect_raw
         raw, server, _ = connect_raw(h, "10.9.9.9")
         raw.write((16385).to_bytes(4, "big"))
         h.pump()
