@@ -67,7 +67,7 @@ TARGETS: tuple[Target, ...] = (
             "tests.test_vectors", "tests.test_forward_secrecy")),
     Target("keys", "securechat/crypto/keys.py",
            ("tests.test_handshake", "tests.test_x509", "tests.test_vectors")),
-    Target("x509", "securechat/crypto/x509.py", ("tests.test_x509",)),
+    Target("x509", "securechat/crypto/x509.py", ("tests.test_x509", "tests.test_x509_bounds")),
     Target("framing", "securechat/wire/framing.py",
            ("tests.test_wire", "tests.test_spec_rules")),
     Target("codec", "securechat/wire/codec.py", ("tests.test_wire", "tests.test_relay_messages")),
