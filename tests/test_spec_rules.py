@@ -37,8 +37,10 @@ from securechat.wire.messages import (
     CertificateIdentity,
     Hello,
     HelloReply,
+    Ping,
     UserIdentity,
     encode_frame_message,
+    encode_inner,
     parse_frame,
 )
 from tests.attack_tools import connect_raw
@@ -320,3 +322,76 @@ class TableTests(unittest.TestCase):
 
         from securechat.server.directory import IUserDirectory, MemoryDirectory
         self.assertTrue(verifyObject(IUserDirectory, MemoryDirectory()))
+
+
+class FingerprintTests(unittest.TestCase):
+    """
+    Section 12.1: the fingerprint users compare out of band.
+    """
+
+    def test_fingerprintFormat(self) -> None:
+        """
+        A fingerprint is "SHA256:" and the unpadded base64 of the SHA-256 of
+        the key's DER SubjectPublicKeyInfo.
+        """
+        import base64
+        import hashlib
+
+        from securechat.crypto import keys
+        key = ALICE.public_key()
+        digest = hashlib.sha256(keys.public_key_der(key)).digest()
+        self.assertEqual(keys.fingerprint(key),
+                         "SHA256:" + base64.b64encode(digest).decode().rstrip("="))
+        self.assertEqual(len(keys.fingerprint(key)), 7 + 43)
+
+
+class MessageCodecTests(unittest.TestCase):
+    """
+    Sections 4.3, 4.4 and 4.6: details of the core codecs.
+    """
+
+    def test_innerHeaderCutShort(self) -> None:
+        """
+        Three bytes after a whole inner message (less than a 5-byte header)
+        are C{truncated}; a header announcing 5 bytes of which 2 remain is
+        C{truncated} with both numbers.
+        """
+        from securechat.errors import RemoteProtocolError as Remote
+        from securechat.wire.messages import split_inner
+        whole = encode_inner([Ping(b"")])
+        e = self.assertRaises(Remote, split_inner, whole + b"\x20\x00\x00")
+        self.assertEqual((e.code, e.detail), ("truncated", "inner message header cut short"))
+        e = self.assertRaises(Remote, split_inner, b"\x20\x00\x00\x00\x05ab")
+        self.assertEqual(e.code, "truncated")
+        self.assertIn("inner message of 5 bytes, 2 left", e.detail)
+
+    def test_unknownIdentityKinds(self) -> None:
+        """
+        Identity kinds other than 1 and 2 (0 and 3 here) are C{bad-value}.
+        """
+        from securechat.errors import RemoteProtocolError as Remote
+        from securechat.wire.codec import Reader
+        from securechat.wire.messages import parse_identity
+        for kind in (0, 3):
+            data = bytes([kind, 1]) + (1).to_bytes(2, "big") + b"x" + (1).to_bytes(2, "big") + b"y"
+            e = self.assertRaises(Remote, parse_identity, Reader(data, "AUTH"))
+            self.assertEqual(e.code, "bad-value")
+            self.assertIn(f"unknown identity kind {kind}", e.detail)
+
+    def test_alertReasonCutTo255(self) -> None:
+        """
+        An ALERT's reason is a text8: a longer one is cut to 255 bytes.
+        """
+        from securechat.wire.messages import Alert
+        self.assertEqual(len(Alert(1, "x" * 300).encode_body()), 1 + 1 + 255)
+
+    def test_coreMessagesFrozen(self) -> None:
+        """
+        HELLO, HELLO_REPLY, AUTH and PING values cannot be altered in place.
+        """
+        import dataclasses
+        values = [Hello(1, 2, b"n" * 32, b"k" * 32, (1,)), HelloReply(1, b"n" * 32, b"k" * 32, 1),
+                  Auth(UserIdentity("a"), 1, b"s", b"f" * 32), Ping(b"")]
+        for value in values:
+            field = dataclasses.fields(value)[0].name
+            self.assertRaises(dataclasses.FrozenInstanceError, setattr, value, field, None)
