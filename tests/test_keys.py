@@ -131,3 +131,48 @@ class EcdsaTests(unittest.TestCase):
             e = self.assertRaises(keys.SignatureError, keys.verify, key.public_key(),
                                   keys.ECDSA_P256_SHA256, der, b"m")
             self.assertEqual(e.reason, "non-canonical", (r, s))
+
+
+class SchemeTests(unittest.TestCase):
+    """
+    Section 7: one signature scheme per key type, with the TLS 1.3 code
+    points, and RSA-PSS exactly as specified.
+    """
+
+    def test_codePoints(self) -> None:
+        """
+        Ed25519 is 0x0807, ECDSA P-256 0x0403, RSA-PSS 0x0804.
+        """
+        p256 = ec.derive_private_key(12345, ec.SECP256R1()).public_key()
+        self.assertEqual([keys.scheme_for(k) for k in (ED.public_key(), p256, _rsa_public(2048))],
+                         [0x0807, 0x0403, 0x0804])
+
+    def test_otherSchemeRefused(self) -> None:
+        """
+        A good Ed25519 signature announced under a lower or a higher scheme
+        code is C{scheme-mismatch}.
+        """
+        scheme, signature = keys.sign(ED, b"m")
+        for other in (0x0403, 0x0808):
+            e = self.assertRaises(keys.SignatureError, keys.verify, ED.public_key(), other,
+                                  signature, b"m")
+            self.assertEqual(e.reason, "scheme-mismatch")
+
+    def test_rsaPssParameters(self) -> None:
+        """
+        RSA signatures are RSASSA-PSS with SHA-256, MGF1-SHA-256 and a
+        32-byte salt: one made here verifies with exactly those parameters
+        (and not with a 33-byte salt).
+        """
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        key = rsa.generate_private_key(65537, 2048)
+        scheme, signature = keys.sign(key, b"m")
+        self.assertEqual(scheme, 0x0804)
+
+        def pss(salt: int) -> padding.PSS:
+            return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt)
+        key.public_key().verify(signature, b"m", pss(32), hashes.SHA256())
+        self.assertRaises(InvalidSignature, key.public_key().verify, signature, b"m", pss(33),
+                          hashes.SHA256())
