@@ -361,9 +361,12 @@ class MessageCodecTests(unittest.TestCase):
         whole = encode_inner([Ping(b"")])
         e = self.assertRaises(Remote, split_inner, whole + b"\x20\x00\x00")
         self.assertEqual((e.code, e.detail), ("truncated", "inner message header cut short"))
-        e = self.assertRaises(Remote, split_inner, b"\x20\x00\x00\x00\x05ab")
+        e = self.assertRaises(Remote, split_inner, b"\x20\x00\x00\x00\x0a" + b"x" * 7)
         self.assertEqual(e.code, "truncated")
-        self.assertIn("inner message of 5 bytes, 2 left", e.detail)
+        self.assertIn("inner message of 10 bytes, 7 left", e.detail)
+        # A header with an empty body, last in the record, is whole.
+        from securechat.wire.e2e import Ready
+        self.assertEqual(split_inner(encode_inner([Ready()])), [(0x52, b"")])
 
     def test_unknownIdentityKinds(self) -> None:
         """
@@ -387,11 +390,13 @@ class MessageCodecTests(unittest.TestCase):
 
     def test_coreMessagesFrozen(self) -> None:
         """
-        HELLO, HELLO_REPLY, AUTH and PING values cannot be altered in place.
+        HELLO, HELLO_REPLY, AUTH, PING and ALERT values cannot be altered in
+        place.
         """
         import dataclasses
+        from securechat.wire.messages import Alert
         values = [Hello(1, 2, b"n" * 32, b"k" * 32, (1,)), HelloReply(1, b"n" * 32, b"k" * 32, 1),
-                  Auth(UserIdentity("a"), 1, b"s", b"f" * 32), Ping(b"")]
+                  Auth(UserIdentity("a"), 1, b"s", b"f" * 32), Ping(b""), Alert(1, "")]
         for value in values:
             field = dataclasses.fields(value)[0].name
             self.assertRaises(dataclasses.FrozenInstanceError, setattr, value, field, None)
