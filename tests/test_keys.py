@@ -176,3 +176,23 @@ class SchemeTests(unittest.TestCase):
         key.public_key().verify(signature, b"m", pss(32), hashes.SHA256())
         self.assertRaises(InvalidSignature, key.public_key().verify, signature, b"m", pss(33),
                           hashes.SHA256())
+
+    def test_inRangeValuesReachVerification(self) -> None:
+        """
+        The edges of the accepted range (r = 1, s = 1, s = n/2 rounded
+        down) pass the canonical check and fail only as C{invalid}
+        signatures.
+        """
+        key = ec.derive_private_key(12345, ec.SECP256R1())
+        for r, s in ((1, 1), (1, P256_ORDER // 2), (P256_ORDER - 1, 1)):
+            e = self.assertRaises(keys.SignatureError, keys.verify, key.public_key(),
+                                  keys.ECDSA_P256_SHA256, encode_dss_signature(r, s), b"m")
+            self.assertEqual(e.reason, "invalid", (r, s))
+
+    def test_describe(self) -> None:
+        """
+        Key types are named in messages as ed25519, ecdsa-p256 and rsa-BITS.
+        """
+        p256 = ec.derive_private_key(12345, ec.SECP256R1()).public_key()
+        self.assertEqual([keys.describe(k) for k in (ED.public_key(), p256, _rsa_public(3072))],
+                         ["ed25519", "ecdsa-p256", "rsa-3072"])
