@@ -381,6 +381,16 @@ class MessageCodecTests(unittest.TestCase):
             self.assertEqual(e.code, "bad-value")
             self.assertIn(f"unknown identity kind {kind}", e.detail)
 
+    def test_frameLengthField(self) -> None:
+        """
+        Section 3: a frame's length counts the type byte and the payload,
+        for payloads of odd and even length alike.
+        """
+        from securechat.wire.messages import Alert
+        for reason in ("", "x", "xy", "xyz"):
+            frame = encode_frame_message(Alert(1, reason))
+            self.assertEqual(int.from_bytes(frame[:4], "big"), len(frame) - 4)
+
     def test_alertReasonCutTo255(self) -> None:
         """
         An ALERT's reason is a text8: a longer one is cut to 255 bytes.
@@ -390,13 +400,13 @@ class MessageCodecTests(unittest.TestCase):
 
     def test_coreMessagesFrozen(self) -> None:
         """
-        HELLO, HELLO_REPLY, AUTH, PING and ALERT values cannot be altered in
-        place.
+        HELLO, HELLO_REPLY, AUTH, PING, PONG and ALERT values cannot be
+        altered in place.
         """
         import dataclasses
-        from securechat.wire.messages import Alert
+        from securechat.wire.messages import Alert, Pong
         values = [Hello(1, 2, b"n" * 32, b"k" * 32, (1,)), HelloReply(1, b"n" * 32, b"k" * 32, 1),
-                  Auth(UserIdentity("a"), 1, b"s", b"f" * 32), Ping(b""), Alert(1, "")]
+                  Auth(UserIdentity("a"), 1, b"s", b"f" * 32), Ping(b""), Pong(b""), Alert(1, "")]
         for value in values:
             field = dataclasses.fields(value)[0].name
             self.assertRaises(dataclasses.FrozenInstanceError, setattr, value, field, None)
