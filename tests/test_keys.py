@@ -79,6 +79,22 @@ class PrivateKeyLoadingTests(unittest.TestCase):
         keys.load_public_key(keys.public_key_pem(ED.public_key()))
 
 
+class PublicKeyLoadingTests(unittest.TestCase):
+    """
+    Public keys that are not keys at all.
+    """
+
+    def test_garbage(self) -> None:
+        """
+        Bytes that are neither PEM nor DER public keys are a
+        L{keys.KeyFormatError} naming what was expected.
+        """
+        e = self.assertRaises(keys.KeyFormatError, keys.load_public_key, b"-----BEGIN nothing")
+        self.assertIn("not a PEM public key", str(e))
+        e = self.assertRaises(keys.KeyFormatError, keys.load_public_key_der, b"\x30\x03\x02\x01\x01")
+        self.assertIsInstance(e, keys.KeyFormatError)
+
+
 class RsaLimitTests(unittest.TestCase):
     """
     RSA keys of 2048 to 4096 bits with exponent 65537 only.
@@ -96,10 +112,13 @@ class RsaLimitTests(unittest.TestCase):
 
     def test_exponent(self) -> None:
         """
-        An exponent other than 65537 (3) is refused.
+        An exponent other than 65537, below it (3) or above it (65539), is
+        refused.
         """
-        e = self.assertRaises(keys.KeyFormatError, keys.check_public_key, _rsa_public(2048, e=3))
-        self.assertIn("exponent 3", str(e))
+        for exponent in (3, 65539):
+            e = self.assertRaises(keys.KeyFormatError, keys.check_public_key,
+                                  _rsa_public(2048, e=exponent))
+            self.assertIn(f"exponent {exponent}", str(e))
 
 
 class EcdsaTests(unittest.TestCase):
@@ -126,7 +145,7 @@ class EcdsaTests(unittest.TestCase):
         """
         key = ec.derive_private_key(12345, ec.SECP256R1())
         negative_s = bytes.fromhex("30060201010201ff")  # SEQUENCE { INTEGER 1, INTEGER -1 }
-        for r, s in ((P256_ORDER, 1), (0, 1), (1, 0), (1, -1)):
+        for r, s in ((P256_ORDER, 1), (P256_ORDER + 1, 1), (0, 1), (1, 0), (1, -1)):
             der = negative_s if s < 0 else encode_dss_signature(r, s)
             e = self.assertRaises(keys.SignatureError, keys.verify, key.public_key(),
                                   keys.ECDSA_P256_SHA256, der, b"m")
