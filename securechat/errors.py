@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_connection -*-
+# -*- test-case-name: tests.test_attacks,tests.test_relay_reasons -*-
 """
 Every way the protocol can fail, with the alert code the peer is told.
 

@@ -25,11 +25,17 @@ BIN = os.path.dirname(sys.executable)
 TIMEOUT = 30.0
 
 
-def environment() -> dict[str, str]:
+def environment(**overrides: str) -> dict[str, str]:
+    """
+    The environment of a child process: ours, with the working tree on
+    C{PYTHONPATH}, no data directory override, and C{overrides} (for
+    example C{HOME}: the test's own environment is never changed).
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("SECURECHAT_DATA_DIR", None)
+    env.update(overrides)
     return env
 
 
@@ -39,12 +45,13 @@ class Process:
     """
 
     def __init__(self, test: unittest.TestCase, argv: Sequence[str], name: str,
-                 stdin: bool = True) -> None:
+                 stdin: bool = True, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment(), cwd=ROOT)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or environment(),
+            cwd=ROOT)
         self.lines: list[str] = []
         self._buffer = b""
         self._seen = 0

@@ -17,6 +17,7 @@ from twisted.trial import unittest
 from securechat.crypto import handshake, keys, records
 from securechat.crypto.schedule import finished_mac
 from securechat.errors import Alert as AlertCode
+from securechat.errors import LocalProtocolError
 from securechat.server.directory import UserEntry
 from securechat.server.limits import Limits
 from securechat.wire.framing import encode_frame
@@ -637,16 +638,26 @@ class RecordAttacks(AttackCase):
 
     def test_counterAtLimit(self) -> None:
         """
-        A sender at the counter limit refuses to seal; a record claiming the
-        last counter is refused by the relay.
+        Section 6: a counter of 2^64 - 1 is never sent.  A client sealer at
+        that counter refuses with C{record-limit} (a L{LocalProtocolError},
+        no nonce reused); the relay, with its receiving counter brought to
+        2^64 - 2, accepts the record at 2^64 - 2 and refuses one claiming
+        2^64 - 1 with C{record-limit}, before any decryption.
         """
         raw, server = self.logged_in()
         sealer = raw.connection._sealer  # type: ignore[union-attr]
         sealer.counter = records.COUNTER_LIMIT
-        self.assertRaises(Exception, sealer.seal, b"x")
-        sealer.counter = records.COUNTER_LIMIT - 1
+        e = self.assertRaises(LocalProtocolError, sealer.seal, b"x")
+        self.assertEqual(e.code, "record-limit")
+        opener = server.connection._opener
+        sealer.counter = opener.counter = records.COUNTER_LIMIT - 1
         self.send(raw, sealer.seal(encode_inner([ListOnline()])))
-        self.closed(server, "record-gap")
+        self.assertIsNone(server.error)
+        self.assertEqual(opener.counter, records.COUNTER_LIMIT)
+        # What a sender past the limit would send: the right counter, any body.
+        frame = records.HEADER.pack(9 + 16 + 9, records.RECORD, records.COUNTER_LIMIT) + b"\x00" * 25
+        self.send(raw, frame)
+        self.closed(server, "record-limit")
 
     def test_keepaliveFlood(self) -> None:
         """

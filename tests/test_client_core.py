@@ -79,10 +79,11 @@ class ChatHarness(Harness):
     """
 
     def client(self, name: str, pins: PinStore | None = None,
-               expect_login: bool = True) -> tuple[ChatClient, RecordingView]:
+               expect_login: bool = True,
+               client_class: type[ChatClient] = ChatClient) -> tuple[ChatClient, RecordingView]:
         view = RecordingView()
-        client = ChatClient(name, user_key(name), view, verify_test_server,
-                            pins or PinStore(None), clock=lambda: 1_700_000_000.0)
+        client = client_class(name, user_key(name), view, verify_test_server,
+                              pins or PinStore(None), clock=lambda: 1_700_000_000.0)
         config = Config(CLIENT_SERVER, Role.INITIATOR, user_key(name), UserIdentity(name),
                         registry=FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
@@ -101,6 +102,20 @@ class ChatHarness(Harness):
         cb.accept(a)
         self.pump()
         return ca, va, cb, vb
+
+
+def step_until(h: Harness, condition: Callable[[], bool], limit: int = 100) -> None:
+    """
+    Deliver one read per link at a time until C{condition} holds (so a
+    test can act in the middle of an exchange).
+    """
+    for _ in range(limit):
+        if condition():
+            return
+        h.network.clock.advance(0)
+        for link in list(h.network.links):
+            link.pump_once()
+    raise AssertionError("condition never held")
 
 
 class ChatTests(unittest.TestCase):
@@ -151,8 +166,11 @@ class ChatTests(unittest.TestCase):
 
     def test_linesBeforeSecuredWait(self) -> None:
         """
-        A line typed before the end-to-end handshake completes is sent once
-        it does.
+        Rule 12.3: lines typed before the chat is secured wait for it.  The
+        initiator types while its chat exists but bob's READY has not
+        arrived, the responder before alice's AUTH reached it; both lines
+        are sent once secured, in order with the lines typed after, and
+        each arrives exactly once.
         """
         h = ChatHarness()
         alice, va = h.client("alice")
@@ -160,13 +178,20 @@ class ChatTests(unittest.TestCase):
         alice.request_chat("bob")
         h.pump()
         bob.accept("alice")
-        h.network.clock.advance(0)
-        # bob's CHAT_STARTED is queued but the handshake has not run yet
+        step_until(h, lambda: "bob" in alice.chats and "alice" in bob.chats)
+        self.assertFalse(alice.chats["bob"].secured)
+        self.assertFalse(bob.chats["alice"].secured)
+        alice.say("bob", "early from alice")
+        bob.say("alice", "early from bob")
+        self.assertEqual(len(alice.chats["bob"].waiting), 1)
+        self.assertEqual(len(bob.chats["alice"].waiting), 1)
         h.pump()
-        self.assertTrue(bob.chats["alice"].secured)
-        alice.say("bob", "first")
+        self.assertTrue(alice.chats["bob"].secured and bob.chats["alice"].secured)
+        alice.say("bob", "later from alice")
         h.pump()
-        self.assertEqual(vb.of("message"), [("alice", 1_700_000_000.0, "first")])
+        self.assertEqual([m[2] for m in vb.of("message")], ["early from alice", "later from alice"])
+        self.assertEqual([m[2] for m in va.of("message")], ["early from bob"])
+        self.assertEqual(vb.of("security_error") + va.of("security_error"), [])
 
     def test_refusal(self) -> None:
         """
@@ -518,26 +543,34 @@ class MaliciousRelayTests(unittest.TestCase):
 
     def test_relayNeverSeesPlaintext(self) -> None:
         """
-        Every byte the relay receives and sends during a chat, recorded on
-        both links, contains none of the lines typed.
+        End-to-end secrecy against the relay: what the relay itself is
+        handed after the client-server layer decrypted it (every RELAY body
+        and every decoded message, recorded inside the relay) contains none
+        of the lines typed, in either direction, while the lines do arrive.
+        Fails if the end-to-end layer stops encrypting (the text would sit
+        in the RELAY payloads the relay reads).
         """
-        h = ChatHarness()
-        recorded: list[bytes] = []
+        h = ChatHarness(relay_class=RecordingRelay)
         alice, va, bob, vb = h.chat()
-        for link in h.links.values():
-            for t in (link.client_transport, link.server_transport):
-                original = t.write
-                t.write = (lambda orig: lambda data: (recorded.append(data), orig(data)))(original)  # type: ignore[method-assign]
+        relay = h.relay
+        assert isinstance(relay, RecordingRelay)
+        before = len(relay.relay_bodies)
         secrets = ["attack at dawn", "the password is swordfish", "meet at the old mill"]
         for i, line in enumerate(secrets):
             (alice if i % 2 == 0 else bob).say("bob" if i % 2 == 0 else "alice", line)
             h.pump()
-        self.assertEqual(len(vb.of("message")) + len(va.of("message")), 3)
-        wire = b"".join(recorded)
-        self.assertGreater(len(wire), 0)
+        alice.stop("bob")
+        h.pump()
+        bodies = relay.relay_bodies[before:]
+        # One RELAY per line at least: the recording saw the chat's traffic.
+        self.assertGreaterEqual(len(bodies), len(secrets))
+        seen = b"".join(bodies) + repr(relay.messages).encode()
         for line in secrets:
-            self.assertNotIn(line.encode(), wire)
-            self.assertNotIn(line.encode("utf-16-le"), wire)
+            for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+                self.assertNotIn(line.encode(encoding), seen)
+        self.assertEqual([m[2] for m in vb.of("message")], secrets[0::2])
+        self.assertEqual([m[2] for m in va.of("message")], secrets[1::2])
+
 
 
 class EndToEndRuleTests(unittest.TestCase):
@@ -801,3 +834,23 @@ class EndToEndRuleTests(unittest.TestCase):
         alice.say("bob", "still here")
         h.pump()
         self.assertEqual(vb.of("message"), [("alice", 1_700_000_000.0, "still here")])
+
+
+class RecordingRelay(RelayCore):
+    """
+    A relay that records what it is handed once the client-server layer
+    has decrypted it: RELAY bodies (the hot path) and decoded messages.
+    """
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.relay_bodies: list[bytes] = []
+        self.messages: list[Any] = []
+
+    def relay_all(self, session, items):  # type: ignore[no-untyped-def]
+        self.relay_bodies.extend(bytes(body) for _, body in items)
+        return super().relay_all(session, items)
+
+    def handle(self, session, message):  # type: ignore[no-untyped-def]
+        self.messages.append(message)
+        return super().handle(session, message)

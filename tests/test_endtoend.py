@@ -22,10 +22,15 @@ from tests.processes import ROOT, Process, admin, client, twistd
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def refused_port(test: unittest.TestCase) -> int:
+    """
+    A loopback port where nothing listens, held (bound, never listening)
+    until the test ends, so no other process can take it meanwhile.
+    """
+    s = socket.socket()
+    test.addCleanup(s.close)
+    s.bind(("127.0.0.1", 0))
+    return int(s.getsockname()[1])
 
 
 class Deployment:
@@ -183,16 +188,18 @@ class ChatEndToEndTests(unittest.TestCase):
         """
         self.assertIsNotNone(SOCKET_ACTIVATE, "systemd-socket-activate is installed by .ci/run")
         d = Deployment(self)
-        port = free_port()
-        relay = d.relay("--listen", "systemd:domain=INET:index=0",
+        # A unix socket: no port to pick (the relay adopts whatever socket
+        # systemd passes; the socket unit in etc/ uses the same code path).
+        path = os.path.join(d.dir, "activated.sock")
+        relay = d.relay("--listen", "systemd:domain=UNIX:index=0",
                         # it clears the environment: pass on what the child needs
-                        wrapper=(SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}",  # type: ignore[arg-type]
+                        wrapper=(SOCKET_ACTIVATE, "-l", path,  # type: ignore[arg-type]
                                  f"--setenv=PYTHONPATH={ROOT}", "--setenv=PYTHONUNBUFFERED=1",
                                  f"--setenv=HOME={d.dir}",
                                  # systemd always names its sockets (LISTEN_FDNAMES),
                                  # and Twisted relies on it
                                  "--fdname=securechat", "--"))
-        self.chat(d, relay, f"tcp:127.0.0.1:{port}")
+        self.chat(d, relay, f"unix:{path}", "--server-name", "localhost")
 
 
 class OperatorEndToEndTests(unittest.TestCase):
@@ -225,9 +232,8 @@ class OperatorEndToEndTests(unittest.TestCase):
         backoff; when it is back, the client logs in again by itself.
         """
         d = Deployment(self)
-        port = free_port()
-        relay = d.relay("--listen", f"tcp:{port}:interface=127.0.0.1")
-        listening_port(relay)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        port = listening_port(relay)  # the restarted relay listens there again
         alice = d.client("alice", f"tcp:127.0.0.1:{port}")
         alice.expect(r"\* logged in as alice")
         relay.stop()
@@ -282,7 +288,7 @@ class OperatorEndToEndTests(unittest.TestCase):
         were not run, and the client exits 1.
         """
         d = Deployment(self)
-        alice = d.client("alice", f"tcp:127.0.0.1:{free_port()}")
+        alice = d.client("alice", f"tcp:127.0.0.1:{refused_port(self)}")
         alice.send("!online")
         assert alice.proc.stdin is not None
         alice.proc.stdin.close()
@@ -307,26 +313,29 @@ class OperatorEndToEndTests(unittest.TestCase):
         A relay that is not there is one clear line and exit status 1.
         """
         d = Deployment(self)
-        alice = d.client("alice", f"tcp:127.0.0.1:{free_port()}")
+        alice = d.client("alice", f"tcp:127.0.0.1:{refused_port(self)}")
         alice.expect(r"cannot reach the relay")
         self.assertEqual(alice.wait(), 1)
 
     def test_embeddedDefaults(self) -> None:
         """
-        C{twistd -n securechat} with no options creates its data directory
-        under $HOME, listens on 127.0.0.1:7070 and says how to add users.
+        C{twistd -n securechat} with no data directory option creates its
+        data directory under $HOME (a temporary one, in the child's
+        environment only) and says how to add users.  It listens on port 0
+        here (the default, 127.0.0.1:7070, is checked by
+        L{tests.test_tap.OptionsTests.test_defaults}) so the test never
+        needs a fixed port.
         """
+        from tests.processes import BIN, environment
         home = tempfile.mkdtemp(prefix="sc-home-")
         self.addCleanup(shutil.rmtree, home, True)
-        env_home = os.environ.get("HOME")
-        os.environ["HOME"] = home
-        self.addCleanup(lambda: os.environ.__setitem__("HOME", env_home) if env_home else None)
-        from tests.processes import BIN
-        relay = Process(self, [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "securechat"],
-                        "relay", stdin=False)
-        line = relay.expect(r"starting on (\d+)")
-        self.assertEqual(line.group(1), "7070")
-        relay.expect(r"created now.*listening on 127.0.0.1:7070.*Add a user: \S*securechat-admin --data-dir")
+        relay = Process(self, [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "securechat",
+                               "--listen", "tcp:0:interface=127.0.0.1"],
+                        "relay", stdin=False, env=environment(HOME=home))
+        port = listening_port(relay)
+        self.assertGreater(port, 0)
+        relay.expect(r"created now.*listening on 127.0.0.1:%d.*Add a user: \S*securechat-admin --data-dir"
+                     % port)
         self.assertTrue(os.path.exists(os.path.join(home, ".local", "share", "securechat", "ca", "ca.pem")))
 
 
@@ -375,9 +384,8 @@ class CrashSafetyTests(unittest.TestCase):
         from securechat.datadir import DataDir
 
         d = Deployment(self)
-        port = free_port()
-        relay = d.relay("--listen", f"tcp:{port}:interface=127.0.0.1")
-        listening_port(relay)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1")
+        port = listening_port(relay)  # the restarted relay listens there again
         server = f"tcp:127.0.0.1:{port}"
         alice, bob = d.client("alice", server), d.client("bob", server)
         open_chat(alice, bob)

@@ -3,7 +3,10 @@ Tests for L{securechat.crypto.handshake} in the end-to-end context (two users
 with registered keys): the full handshake for every suite and key type, and
 one named test for each way it must fail.
 
-The client-server context, with certificates, is in L{tests.test_client_server}.
+The client-server context is tested in L{tests.test_x509} (with real
+certificate chains and CRLs), L{tests.test_spec_rules} (identity kinds,
+certificate counts, key update), L{tests.test_vectors} and, through the
+relay, L{tests.test_attacks}.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from securechat.crypto.events import (
 from securechat.crypto.handshake import Connection, State
 from securechat.crypto.suites import AES_256_GCM, CHACHA20_POLY1305
 from securechat.errors import Alert as AlertCode
-from securechat.errors import PeerAlert, UnauthenticatedAlert
+from securechat.errors import LocalProtocolError, PeerAlert, UnauthenticatedAlert
 from securechat.wire.framing import encode_frame
 from securechat.wire.messages import (
     Alert,
@@ -184,7 +187,8 @@ class FullHandshakeTests(unittest.TestCase):
         """
         a = alice()
         a.initiate()
-        self.assertRaises(Exception, a.send, Ping())
+        e = self.assertRaises(LocalProtocolError, a.send, Ping())
+        self.assertEqual(e.code, "unexpected-message")
 
 
 class FailureTests(unittest.TestCase):

@@ -165,6 +165,62 @@ class RecordTests(unittest.TestCase):
         self.assertEqual(e.code, "record-limit")
 
 
+class RecordBoundaryTests(unittest.TestCase):
+    """
+    The exact values of section 6 (found missing by mutation testing).
+    """
+
+    def test_headerLengthIsFrameLength(self) -> None:
+        """
+        The header's length field is exactly the frame's length after its
+        four length bytes (1 + 8 + ciphertext and tag), for every small
+        plaintext length, and the type is 0x17.
+        """
+        sealer, opener = pair()
+        for n in range(48):
+            frame = sealer.seal(b"p" * n)
+            length, rtype, counter = records.HEADER.unpack_from(frame)
+            self.assertEqual((length, rtype, counter), (len(frame) - 4, 0x17, n))
+            self.assertEqual(len(frame), 13 + n + 16)
+            self.assertEqual(opener.open(frame), b"p" * n)
+
+    def test_emptyPlaintextRecord(self) -> None:
+        """
+        A record of an empty plaintext (header and tag only, 29 bytes) is
+        not truncated: it opens (emptiness is the inner layer's concern);
+        one byte less is C{truncated}.
+        """
+        sealer, opener = pair()
+        frame = sealer.seal(b"")
+        self.assertEqual(len(frame), 29)
+        self.assertEqual(opener.open(frame), b"")
+        e = self.assertRaises(RemoteProtocolError, opener.open, frame[:28])
+        self.assertEqual(e.code, "truncated")
+
+    def test_counterLimitIsTheSpecValue(self) -> None:
+        """
+        Section 6: the counter limit is 2^64 - 1, reached by counting: the
+        record at 2^64 - 2 is sealed and opened, the next seal (counter
+        now 2^64 - 1, computed, not the module's constant object) refuses
+        with C{record-limit}.
+        """
+        sealer, opener = pair()
+        sealer.counter = opener.counter = 2**64 - 2
+        self.assertEqual(opener.open(sealer.seal(b"last")), b"last")
+        self.assertEqual(sealer.counter, int("18446744073709551615"))
+        e = self.assertRaises(LocalProtocolError, sealer.seal, b"one too many")
+        self.assertEqual(e.code, "record-limit")
+
+    def test_rekeyIntervalAtLeastOne(self) -> None:
+        """
+        A direction refuses a key-update interval below 1 (0 would never
+        advance and divide by zero); 1 is allowed.
+        """
+        self.assertRaises(ValueError, RecordSealer, AES_256_GCM, SECRET, 0)
+        self.assertRaises(ValueError, RecordOpener, AES_256_GCM, SECRET, 0)
+        self.assertEqual(RecordSealer(AES_256_GCM, SECRET, 1).rekey_interval, 1)
+
+
 class ContextTests(unittest.TestCase):
     """
     A direction keeps an AEAD context only while it is busy.
@@ -195,6 +251,8 @@ class ContextTests(unittest.TestCase):
             self.assertEqual((sealer.warm, opener.warm, sealer.counter, opener.counter),
                              (False, False, 5, 5))
             for i in range(records.WARM_AFTER + 4):
+                # cold again for exactly as long as a new direction
+                self.assertEqual((sealer.warm, opener.warm), (i >= records.WARM_AFTER,) * 2, i)
                 self.assertEqual(opener.open(sealer.seal(b"after %d" % i)), b"after %d" % i)
             self.assertEqual((sealer.warm, opener.warm), (True, True))
 
@@ -226,3 +284,16 @@ class ContextTests(unittest.TestCase):
         frame = sealer.seal(b"new key")
         self.assertEqual(self.assertRaises(RemoteProtocolError, stale.open, frame).code, "bad-record-mac")
         self.assertEqual(opener.open(frame), b"new key")
+
+    def test_busyDirectionWarmsAgainAfterRatchet(self) -> None:
+        """
+        A busy direction keeps a context again right after each ratchet:
+        with a ratchet every 2 records, from the L{records.WARM_AFTER}th
+        record on, a context is kept after every record that does not end
+        a key's span.
+        """
+        sealer, opener = pair(interval=2)
+        for i in range(12):
+            opener.open(sealer.seal(b"x"))
+            if i >= records.WARM_AFTER - 1:
+                self.assertEqual(sealer.warm, sealer.counter % 2 == 1, i)

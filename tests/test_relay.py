@@ -11,8 +11,10 @@ from twisted.trial import unittest
 from securechat.crypto import keys
 from securechat.server import relay as relay_module
 from securechat.errors import Alert, PeerAlert
+from securechat.server.directory import UserEntry
 from securechat.server.limits import ConnectionGate, Limits, TokenBucket
 from securechat.wire.framing import encode_frame
+from securechat.wire.messages import encode_inner
 from securechat.wire.relay import (
     ChatAccept,
     ChatCancel,
@@ -147,6 +149,31 @@ class SessionTests(unittest.TestCase):
         [answer] = client.take()
         self.assertEqual(answer.total, 9)
         self.assertEqual(answer.users, ("alice", "bob", "carol", "dave", "eve", "frank", "grace"))
+
+    def test_onlineListCutToFitManyNames(self) -> None:
+        """
+        Section 11.2: ONLINE_LIST holds the online users, sorted, cut to fit
+        one record, and C{total} counts all.  With 20 users of 32-character
+        names online and records of at most 512 bytes (not all 20 names
+        fit), the answer is a sorted prefix of the online users, shorter
+        than 20 but not empty, its record within 512 bytes, and total 20.
+        """
+        h = Harness(Limits(max_frame=512))
+        names = [f"user{i:02d}" + "x" * 26 for i in range(20)]
+        for name in names:
+            h.directory.add(UserEntry(name, user_key(name).public_key()))
+        clients = {name: h.login(name) for name in reversed(names)}
+        client = clients[names[0]]
+        client.take()
+        client.send(ListOnline())
+        h.pump()
+        [answer] = client.take()
+        self.assertEqual(answer.total, 20)
+        self.assertLess(len(answer.users), 20)
+        self.assertGreater(len(answer.users), 0)
+        self.assertEqual(list(answer.users), sorted(names)[:len(answer.users)])
+        # The record it travelled in: header, type, counter, plaintext, tag.
+        self.assertLessEqual(1 + 8 + len(encode_inner([answer])) + 16, 512)
 
     def test_logoutIsClean(self) -> None:
         """

@@ -4,7 +4,7 @@ Tests for L{securechat.wire.relay}: the relay's message codecs.
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
@@ -107,7 +107,6 @@ class RelayMessageTests(unittest.TestCase):
                 e = self.assertRaises(RemoteProtocolError, registry.parse, cls.TYPE, body + b"\x00")
                 self.assertEqual(e.code, "trailing-bytes", cls.__name__)
 
-    @settings(max_examples=200, deadline=None)
     @given(st.one_of([_message(c) for c in CLIENT_MESSAGES + SERVER_MESSAGES]))
     def test_roundTrip(self, message: object) -> None:
         """
@@ -117,7 +116,6 @@ class RelayMessageTests(unittest.TestCase):
         parsed = registry.parse(message.TYPE, message.encode_body())  # type: ignore[attr-defined]
         self.assertEqual(parsed, message)
 
-    @settings(max_examples=300, deadline=None)
     @given(st.integers(0x30, 0x4F), st.binary(max_size=200))
     def test_randomBodies(self, code: int, body: bytes) -> None:
         """

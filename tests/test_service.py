@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.internet.task import Clock
@@ -117,6 +119,14 @@ class ReloadTests(unittest.TestCase):
         self.data = DataDir(self.path)
         self.data.init(["localhost"], NOW)
         self.clock = Clock()
+        # The service installs a SIGHUP handler when it starts: record it
+        # instead, so no process-wide handler is installed by a test.
+        self.handlers: dict[int, Any] = {signal.SIGHUP: signal.SIG_DFL}
+
+        def fake_signal(signum: int, handler: Any) -> Any:
+            previous, self.handlers[signum] = self.handlers.get(signum), handler
+            return previous
+        self.patch(signal, "signal", fake_signal)
         # The relay's wall clock, a minute on: what the tests write "now" is
         # valid for it.
         self.service = relay_service(self.path, [], None, Limits(), clock=self.clock,
@@ -198,6 +208,41 @@ class ReloadTests(unittest.TestCase):
         self.data.add_user("alice", self.alice.public_key(), NOW)
         self.service.refresh(force=True)
         self.assertIsNotNone(self.service.relay.directory.lookup("alice"))
+
+
+    def test_sighupReloadsAtOnce(self) -> None:
+        """
+        README: SIGHUP re-reads the user directory and the CRL at once (no
+        clock advance): the service registers a SIGHUP handler when it
+        starts, the handler hands a forced refresh to the reactor
+        (C{callFromThread}, as a signal handler must), and stopping the
+        service puts the previous handler back.
+        """
+        from twisted.internet import reactor
+        handler = self.handlers[signal.SIGHUP]
+        self.assertNotEqual(handler, signal.SIG_DFL)
+        calls: list[Any] = []
+        self.patch(reactor, "callFromThread", lambda f, *a: calls.append((f, a)))
+        self.data.add_user("alice", self.alice.public_key(), NOW)
+        crl = self.service.relay.credentials.identity.crl
+        self.data.refresh_crl(NOW + datetime.timedelta(seconds=5))
+        handler(signal.SIGHUP, None)
+        # Not from the handler itself (the user directory is re-read at every
+        # lookup anyway, so the CRL shows it).
+        self.assertEqual(self.service.relay.credentials.identity.crl, crl)
+        [(f, args)] = calls
+        f(*args)
+        self.assertIsNotNone(self.service.relay.directory.lookup("alice"))
+        self.assertNotEqual(self.service.relay.credentials.identity.crl, crl)
+        # Forced: read again even when the files' stamps did not change
+        # (an edit that kept inode, size and mtime).
+        credentials = self.service.relay.credentials
+        handler(signal.SIGHUP, None)
+        f, args = calls[-1]
+        f(*args)
+        self.assertIsNot(self.service.relay.credentials, credentials)
+        self.service.stopService()
+        self.assertEqual(self.handlers[signal.SIGHUP], signal.SIG_DFL)
 
 
 class MetricsTests(unittest.TestCase):

@@ -30,6 +30,7 @@ class OptionsTests(unittest.TestCase):
         """
         self.patch(__import__("os").environ, "get", lambda k, d=None: "/srv/sc" if k == "SECURECHAT_DATA_DIR" else d)
         options = self.parse()
+        self.assertEqual(DEFAULT_LISTEN, "tcp:7070:interface=127.0.0.1")
         self.assertEqual(options["listen"], [DEFAULT_LISTEN])
         self.assertIsNone(options["metrics"])
         self.assertEqual(options["data-dir"], "/srv/sc")

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_keys -*-
+# -*- test-case-name: tests.test_keys,tests.test_handshake,tests.test_pki -*-
 """
 Long-term keys: loading, saving, fingerprints, and the signature schemes.
 
