@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from twisted.trial import unittest
 
-from securechat.admin import cli as cli_module
+from securechat.admin import commands as commands_module
 from securechat.admin.cli import main
 from securechat.crypto import keys
 from securechat.crypto.x509 import verify_server_identity
@@ -452,7 +452,7 @@ class MoreUserTests(AdminCase):
         def getpass(prompt: str = "") -> str:
             prompts.append(prompt)
             return replies.pop(0)
-        self.patch(cli_module.getpass, "getpass", getpass)
+        self.patch(commands_module.getpass, "getpass", getpass)
         out, err = io.StringIO(), io.StringIO()
         code = main(["--data-dir", self.data, "new-user", "bob", "--out", self.dir],
                     out=out, err=err, now=lambda: NOW, stdin=TerminalStdin())
@@ -752,7 +752,7 @@ class CommandLineTests(AdminCase):
         def getpass(prompt: str = "") -> str:
             prompts.append(prompt)
             return answers.pop(0)
-        self.patch(cli_module.getpass, "getpass", getpass)
+        self.patch(commands_module.getpass, "getpass", getpass)
         out, err = io.StringIO(), io.StringIO()
         code = main(["--data-dir", self.data, *argv], out=out, err=err, now=lambda: NOW,
                     stdin=TerminalStdin())
