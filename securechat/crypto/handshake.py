@@ -7,9 +7,11 @@ gives the bytes to write.  No sockets, no clocks, no Twisted.
 Its parts live beside it: L{securechat.crypto.config} (contexts, roles,
 L{Config}), L{securechat.crypto.events} (what the machine reports),
 L{securechat.crypto.keyshare} (the ephemeral X25519 share),
-L{securechat.crypto.peerproof} (checking the peer's AUTH) and
-L{securechat.crypto.schedule} (the key schedule).  The names of the
-handshake's public API stay importable from here.
+L{securechat.crypto.authstep} (the AUTH step and the key-schedule steps
+around it), L{securechat.crypto.peerproof} (checking the peer's AUTH) and
+L{securechat.crypto.schedule} (the key schedule).  Every state transition
+is made here.  The names of the handshake's public API stay importable from
+here.
 
 The same machine serves both contexts of docs/protocol.rst:
 
@@ -59,11 +61,18 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
-import hmac
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securechat.crypto import keys
+from securechat.crypto.authstep import (
+    application_secret,
+    auth_body,
+    auth_content,
+    check_finished,
+    handshake_keys,
+    open_auth,
+)
 from securechat.crypto.config import CLIENT_SERVER, END_TO_END, REKEY_INTERVAL, Config, Role
 from securechat.crypto.events import (
     ConnectionClosed,
@@ -78,13 +87,6 @@ from securechat.crypto.events import (
 from securechat.crypto.keyshare import exchange, new_key_share
 from securechat.crypto.peerproof import check_identity_kind, check_signature
 from securechat.crypto.records import RecordOpener, RecordSealer
-from securechat.crypto.schedule import (
-    HASH_LENGTH,
-    expand_label,
-    finished_mac,
-    handshake_secret,
-    signature_content,
-)
 from securechat.crypto.signer import ExternalKey, SigningError, check_signature as check_own
 from securechat.crypto.suites import SUITES, Suite
 from securechat.errors import (
@@ -157,9 +159,6 @@ _STOPPED = _HOLDING | {State.CLOSED, State.FAILED}
 _KEEPALIVE = frozenset({PING, PONG})
 
 
-_HANDSHAKE_MESSAGES = Registry([Auth])
-
-
 @functools.lru_cache(maxsize=64)
 def _with_core(registry: Registry) -> Registry:
     """
@@ -167,15 +166,6 @@ def _with_core(registry: Registry) -> Registry:
     connection).
     """
     return CORE_MESSAGES.extend(registry.classes())
-
-
-@functools.lru_cache(maxsize=16)
-def _encoded_identity(identity: Identity) -> bytes:
-    """
-    Our own identity's encoding (a certificate chain and CRL for the relay),
-    once per identity, not per handshake.
-    """
-    return identity.encode()
 
 
 class Connection:
@@ -444,20 +434,7 @@ class Connection:
 
     def _handle_handshake_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
-        try:
-            plaintext = self._opener.open(frame)
-        except RemoteProtocolError as e:
-            if e.code == "bad-record-mac":
-                raise RemoteProtocolError("bad-handshake-record") from None
-            raise
-        items = split_inner(plaintext)
-        if len(items) != 1 or items[0][0] != AUTH:
-            raise RemoteProtocolError(
-                "unexpected-message", "handshake record must hold exactly one AUTH"
-            )
-        auth = _HANDSHAKE_MESSAGES.parse(AUTH, items[0][1])
-        assert isinstance(auth, Auth)
-        self._handle_auth(auth, events)
+        self._handle_auth(open_auth(self._opener, frame), events)
 
     def _handle_application_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
@@ -544,10 +521,7 @@ class Connection:
     def _handle_auth(self, auth: Auth, events: list[Event]) -> None:
         check_identity_kind(self.config.context, self.is_initiator, auth.identity)
         assert self._hs_recv is not None
-        expected = finished_mac(
-            self._hs_recv, self._transcript_hash(auth.identity_bytes(), auth.signature_bytes()))
-        if not hmac.compare_digest(expected, auth.finished):
-            raise RemoteProtocolError("bad-finished")
+        check_finished(self._hs_recv, auth, self._transcript_hash)
         self._pending_auth = auth
         self.state = State.WAIT_VERIFY
         events.append(PeerIdentityReceived(auth.identity))
@@ -592,15 +566,8 @@ class Connection:
 
     def _start_handshake_keys(self, shared: bytes) -> None:
         assert self.suite is not None
-        hs = handshake_secret(self.config.context, shared)
-        th = self._transcript_hash()
-        hs_i = expand_label(hs, b"i hs traffic", th, HASH_LENGTH)
-        hs_r = expand_label(hs, b"r hs traffic", th, HASH_LENGTH)
-        self._hs_secret = hs
-        if self.is_initiator:
-            self._hs_send, self._hs_recv = hs_i, hs_r
-        else:
-            self._hs_send, self._hs_recv = hs_r, hs_i
+        self._hs_secret, self._hs_send, self._hs_recv = handshake_keys(
+            self.config.context, shared, self._transcript_hash(), self.is_initiator)
         # Handshake records never reach a key update: one record each way.
         self._sealer = RecordSealer(self.suite, self._hs_send, self._interval)
         self._opener = RecordOpener(self.suite, self._hs_recv, self._interval)
@@ -611,10 +578,8 @@ class Connection:
         elsewhere, ask for the signature (L{SignatureNeeded}), enter
         WAIT_SIGN and return False.
         """
-        role = b"initiator" if self.is_initiator else b"responder"
-        identity_bytes = _encoded_identity(self.config.identity)
-        content = signature_content(
-            self.config.context, role, self._transcript_hash(identity_bytes))
+        content = auth_content(self.config.context, self.is_initiator, self.config.identity,
+                               self._transcript_hash)
         key = self.config.private_key
         if isinstance(key, ExternalKey):
             self._pending_sign = (key.scheme, content)
@@ -626,12 +591,8 @@ class Connection:
 
     def _finish_auth(self, scheme: int, signature: bytes) -> None:
         assert self._sealer is not None and self._hs_send is not None
-        identity_bytes = _encoded_identity(self.config.identity)
-        signature_bytes = Auth(self.config.identity, scheme, signature, b"").signature_bytes()
-        finished = finished_mac(self._hs_send, self._transcript_hash(identity_bytes, signature_bytes))
-        # The AUTH body (Auth.encode_body) put together from the parts
-        # already encoded for the signature and the Finished MAC.
-        body = identity_bytes + signature_bytes + finished
+        body = auth_body(self.config.identity, scheme, signature, self._hs_send,
+                         self._transcript_hash)
         self._absorb(body)
         self._sealer.seal_into(INNER_HEADER.pack(AUTH, len(body)) + body, self._out)
 
@@ -640,8 +601,8 @@ class Connection:
     ) -> None:
         assert self.suite is not None and self._hs_secret is not None
         th = self._transcript_hash()
-        ap_i = expand_label(self._hs_secret, b"i ap traffic", th, HASH_LENGTH)
-        ap_r = expand_label(self._hs_secret, b"r ap traffic", th, HASH_LENGTH)
+        ap_i = application_secret(self._hs_secret, th, initiator=True)
+        ap_r = application_secret(self._hs_secret, th, initiator=False)
         send, recv = (ap_i, ap_r) if self.is_initiator else (ap_r, ap_i)
         self._sealer = RecordSealer(self.suite, send, self._interval)
         self._opener = RecordOpener(self.suite, recv, self._interval)
@@ -671,8 +632,7 @@ class Connection:
         if (self.state is State.WAIT_VERIFY and not self.is_initiator and auth is not None
                 and self._hs_secret is not None and self.suite is not None):
             self._absorb(auth.encode_body())
-            ap_r = expand_label(self._hs_secret, b"r ap traffic", self._transcript_hash(),
-                                HASH_LENGTH)
+            ap_r = application_secret(self._hs_secret, self._transcript_hash(), initiator=False)
             return RecordSealer(self.suite, ap_r, self._interval)
         return None
 
