@@ -8,10 +8,10 @@ Its parts live beside it: L{securechat.crypto.config} (contexts, roles,
 L{Config}), L{securechat.crypto.events} (what the machine reports),
 L{securechat.crypto.keyshare} (the ephemeral X25519 share),
 L{securechat.crypto.authstep} (the AUTH step and the key-schedule steps
-around it), L{securechat.crypto.peerproof} (checking the peer's AUTH) and
-L{securechat.crypto.schedule} (the key schedule).  Every state transition
-is made here.  The names of the handshake's public API stay importable from
-here.
+around it), L{securechat.crypto.signstep} (the signing step, WAIT_SIGN),
+L{securechat.crypto.peerproof} (checking the peer's AUTH) and
+L{securechat.crypto.schedule} (the key schedule).  The names of the
+handshake's public API stay importable from here.
 
 The same machine serves both contexts of docs/protocol.rst:
 
@@ -58,17 +58,14 @@ Once FAILED, the connection stays failed.
 
 from __future__ import annotations
 
-import enum
 import functools
 import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from securechat.crypto import keys
+from securechat.crypto import keys, signstep
 from securechat.crypto.authstep import (
     application_secret,
-    auth_body,
-    auth_content,
     check_finished,
     handshake_keys,
     open_auth,
@@ -83,11 +80,11 @@ from securechat.crypto.events import (
     PeerIdentityReceived,
     RawMessages,
     SignatureNeeded,
+    State,
 )
 from securechat.crypto.keyshare import exchange, new_key_share
 from securechat.crypto.peerproof import check_identity_kind, check_signature
 from securechat.crypto.records import RecordOpener, RecordSealer
-from securechat.crypto.signer import ExternalKey, SigningError, check_signature as check_own
 from securechat.crypto.suites import SUITES, Suite
 from securechat.errors import (
     Alert as AlertCode,
@@ -105,7 +102,6 @@ from securechat.wire.messages import (
     HELLO_REPLY,
     PING,
     PONG,
-    INNER_HEADER,
     PROTOCOL_VERSION,
     RECORD,
     CORE_MESSAGES,
@@ -122,18 +118,6 @@ from securechat.wire.messages import (
     parse_frame,
     split_inner,
 )
-
-
-class State(enum.Enum):
-    START = "START"
-    WAIT_HELLO = "WAIT_HELLO"
-    WAIT_REPLY = "WAIT_REPLY"
-    WAIT_AUTH = "WAIT_AUTH"
-    WAIT_VERIFY = "WAIT_VERIFY"
-    WAIT_SIGN = "WAIT_SIGN"
-    ESTABLISHED = "ESTABLISHED"
-    CLOSED = "CLOSED"
-    FAILED = "FAILED"
 
 
 #: The transition table: which frame types each state accepts.
@@ -262,7 +246,7 @@ class Connection:
             self._check_signature(auth, public_key)
             self._pending_auth = None
             self._absorb(auth.encode_body())
-            if self.is_initiator and not self._send_auth(events):
+            if self.is_initiator and not signstep.send_auth(self, events):
                 self._pending_peer = (public_key, auth.identity)
                 return events  # WAIT_SIGN: signature_ready() goes on
             self._enter_established(public_key, auth.identity, events)
@@ -296,40 +280,14 @@ class Connection:
         back meanwhile.  A signature that does not verify is
         C{signing-failed}.
         """
-        if self.state is not State.WAIT_SIGN or self._pending_sign is None:
-            raise LocalProtocolError("unexpected-message", "no signature is awaited")
-        scheme, content = self._pending_sign
-        self._pending_sign = None
-        events: list[Event] = []
-        try:
-            key = self.config.private_key
-            assert isinstance(key, ExternalKey)
-            try:
-                check_own(key, content, signature)
-            except SigningError as e:
-                raise LocalProtocolError("signing-failed", str(e)) from None
-            self._finish_auth(scheme, signature)
-            if self.is_initiator:
-                assert self._pending_peer is not None
-                public_key, identity = self._pending_peer
-                self._pending_peer = None
-                self._enter_established(public_key, identity, events)
-            else:
-                self.state = State.WAIT_AUTH
-        except ProtocolError as e:
-            events.append(self._fail(e))
-            return events
-        events.extend(self._process())
-        return events
+        return signstep.signature_ready(self, signature)
 
     def signing_failed(self, detail: str) -> list[Event]:
         """
         The external key could not sign (C{detail} says why, in one line):
         fail with C{signing-failed}.
         """
-        if self.state is not State.WAIT_SIGN:
-            raise LocalProtocolError("unexpected-message", "no signature is awaited")
-        return [self._fail(LocalProtocolError("signing-failed", detail))]
+        return signstep.signing_failed(self, detail)
 
     def send(self, *messages: Message) -> None:
         """
@@ -503,7 +461,7 @@ class Connection:
         self._absorb(reply_frame)
         self._start_handshake_keys(shared)
         self._out.append(reply_frame)
-        if self._send_auth(events):
+        if signstep.send_auth(self, events):
             self.state = State.WAIT_AUTH
 
     def _handle_reply(self, frame: bytes) -> None:
@@ -571,30 +529,6 @@ class Connection:
         # Handshake records never reach a key update: one record each way.
         self._sealer = RecordSealer(self.suite, self._hs_send, self._interval)
         self._opener = RecordOpener(self.suite, self._hs_recv, self._interval)
-
-    def _send_auth(self, events: list[Event]) -> bool:
-        """
-        Sign and send our AUTH, and return True; or, our key being held
-        elsewhere, ask for the signature (L{SignatureNeeded}), enter
-        WAIT_SIGN and return False.
-        """
-        content = auth_content(self.config.context, self.is_initiator, self.config.identity,
-                               self._transcript_hash)
-        key = self.config.private_key
-        if isinstance(key, ExternalKey):
-            self._pending_sign = (key.scheme, content)
-            self.state = State.WAIT_SIGN
-            events.append(SignatureNeeded(key.scheme, content))
-            return False
-        self._finish_auth(*keys.sign(key, content))
-        return True
-
-    def _finish_auth(self, scheme: int, signature: bytes) -> None:
-        assert self._sealer is not None and self._hs_send is not None
-        body = auth_body(self.config.identity, scheme, signature, self._hs_send,
-                         self._transcript_hash)
-        self._absorb(body)
-        self._sealer.seal_into(INNER_HEADER.pack(AUTH, len(body)) + body, self._out)
 
     def _enter_established(
         self, public_key: keys.PublicKey, identity: Identity, events: list[Event]
