@@ -9,6 +9,7 @@ L{Config}), L{securechat.crypto.events} (what the machine reports),
 L{securechat.crypto.keyshare} (the ephemeral X25519 share),
 L{securechat.crypto.authstep} (the AUTH step and the key-schedule steps
 around it), L{securechat.crypto.signstep} (the signing step, WAIT_SIGN),
+L{securechat.crypto.alerts} (alerts received and sent),
 L{securechat.crypto.peerproof} (checking the peer's AUTH) and
 L{securechat.crypto.schedule} (the key schedule).  The names of the
 handshake's public API stay importable from here.
@@ -52,7 +53,8 @@ Anything else in a state is C{unexpected-message}, except that a plaintext
 ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, WAIT_SIGN, ESTABLISHED) is
 C{unauthenticated-alert}: anyone on the path could have written it, so it
 is reported as the connection being interrupted, never believed.  Our own
-alerts go sealed whenever the peer can open them (L{Connection._alert_sealer}).
+alerts go sealed whenever the peer can open them
+(L{securechat.crypto.alerts.alert_sealer}).
 Once FAILED, the connection stays failed.
 """
 
@@ -63,7 +65,7 @@ import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from securechat.crypto import keys, signstep
+from securechat.crypto import alerts, keys, signstep
 from securechat.crypto.authstep import (
     application_secret,
     check_finished,
@@ -89,7 +91,6 @@ from securechat.crypto.suites import SUITES, Suite
 from securechat.errors import (
     Alert as AlertCode,
     LocalProtocolError,
-    PeerAlert,
     ProtocolError,
     RemoteProtocolError,
     UnauthenticatedAlert,
@@ -339,7 +340,7 @@ class Connection:
         """
         if self.state in (State.FAILED, State.CLOSED):
             return
-        self._queue_alert(code, reason, self._alert_sealer())
+        alerts.queue_alert(self, code, reason)
         self.state = State.CLOSED if code == AlertCode.CLOSE_NOTIFY else State.FAILED
 
     def data_to_send(self) -> bytes:
@@ -384,7 +385,7 @@ class Connection:
         if ftype == RECORD:  # in WAIT_AUTH: application records took the fast path above
             self._handle_handshake_record(frame, events)
         elif ftype == ALERT:
-            self._handle_alert(parse_frame(frame, Alert), events)
+            alerts.handle_alert(self, parse_frame(frame, Alert), events)
         elif ftype == HELLO:
             self._handle_hello(frame, events)
         else:
@@ -422,24 +423,12 @@ class Connection:
                 raise RemoteProtocolError("unexpected-message", "AUTH after the handshake")
             message = self._registry.parse(code, bytes(item[1]))
             if isinstance(message, Alert):
-                self._handle_alert(message, events)
+                alerts.handle_alert(self, message, events)
                 return
             if message.TYPE == PING:
                 self.send(Pong(message.data))  # type: ignore[attr-defined]
                 continue
             events.append(MessageReceived(message))
-
-    def _handle_alert(self, alert: Alert, events: list[Event]) -> None:
-        if alert.code == AlertCode.CLOSE_NOTIFY:
-            self.state = State.CLOSED
-            events.append(ConnectionClosed())
-            return
-        error = PeerAlert(alert.code)
-        if alert.reason:
-            error.detail += f" ({alert.reason!r})"
-        self.error = error
-        self.state = State.FAILED
-        events.append(ConnectionFailed(error))
 
     def _handle_hello(self, frame: bytes, events: list[Event]) -> None:
         hello = parse_frame(frame, Hello)
@@ -551,40 +540,9 @@ class Connection:
 
     # -- failure ------------------------------------------------------------
 
-    def _alert_sealer(self) -> RecordSealer | None:
-        """
-        The sealer our alert goes under, or None to send it in the clear
-        (docs/protocol.rst, 8.3): once established, the current one; a
-        responder that opened the initiator's AUTH (WAIT_VERIFY) derives
-        C{ap_r} over the whole transcript and sends under it, as the record
-        the initiator, already established, expects first; otherwise the
-        peer holds no key of ours it could open the alert with.
-        """
-        if self.state is State.ESTABLISHED:
-            return self._sealer
-        auth = self._pending_auth
-        if (self.state is State.WAIT_VERIFY and not self.is_initiator and auth is not None
-                and self._hs_secret is not None and self.suite is not None):
-            self._absorb(auth.encode_body())
-            ap_r = application_secret(self._hs_secret, self._transcript_hash(), initiator=False)
-            return RecordSealer(self.suite, ap_r, self._interval)
-        return None
-
-    def _queue_alert(self, code: int, reason: str, sealer: RecordSealer | None) -> None:
-        alert = Alert(code, reason)
-        if sealer is not None:
-            try:
-                sealer.seal_into(encode_inner([alert]), self._out)
-            except LocalProtocolError:
-                pass  # counter exhausted: nothing more can be sealed
-        else:
-            self._out.append(encode_frame_message(alert))
-
     def _fail(self, error: ProtocolError) -> ConnectionFailed:
         self.error = error
-        if not isinstance(error, UnauthenticatedAlert):  # an alert is never answered
-            reason = "" if error.alert == AlertCode.HANDSHAKE_FAILED else error.detail
-            self._queue_alert(error.alert, reason, self._alert_sealer())
+        alerts.answer_failure(self, error)
         self.state = State.FAILED
         self._pending_auth = None
         self._pending_sign = self._pending_peer = None
