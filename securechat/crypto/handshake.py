@@ -5,8 +5,9 @@ as a sans-IO state machine: bytes in, events out; L{Connection.data_to_send}
 gives the bytes to write.  No sockets, no clocks, no Twisted.
 
 Its parts live beside it: L{securechat.crypto.config} (contexts, roles,
-L{Config}), L{securechat.crypto.events} (what the machine reports),
+L{Config}), L{securechat.crypto.events} (what it reports, its states),
 L{securechat.crypto.keyshare} (the ephemeral X25519 share),
+L{securechat.crypto.hellostep} (the HELLO step and the handshake keys),
 L{securechat.crypto.authstep} (the AUTH step and the key-schedule steps
 around it), L{securechat.crypto.signstep} (the signing step, WAIT_SIGN),
 L{securechat.crypto.alerts} (alerts received and sent),
@@ -65,13 +66,8 @@ import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from securechat.crypto import alerts, keys, signstep
-from securechat.crypto.authstep import (
-    application_secret,
-    check_finished,
-    handshake_keys,
-    open_auth,
-)
+from securechat.crypto import alerts, hellostep, keys, signstep
+from securechat.crypto.authstep import application_secret, check_finished, open_auth
 from securechat.crypto.config import CLIENT_SERVER, END_TO_END, REKEY_INTERVAL, Config, Role
 from securechat.crypto.events import (
     ConnectionClosed,
@@ -84,10 +80,9 @@ from securechat.crypto.events import (
     SignatureNeeded,
     State,
 )
-from securechat.crypto.keyshare import exchange, new_key_share
 from securechat.crypto.peerproof import check_identity_kind, check_signature
 from securechat.crypto.records import RecordOpener, RecordSealer
-from securechat.crypto.suites import SUITES, Suite
+from securechat.crypto.suites import Suite
 from securechat.errors import (
     Alert as AlertCode,
     LocalProtocolError,
@@ -103,18 +98,14 @@ from securechat.wire.messages import (
     HELLO_REPLY,
     PING,
     PONG,
-    PROTOCOL_VERSION,
     RECORD,
     CORE_MESSAGES,
     Alert,
     Auth,
-    Hello,
-    HelloReply,
     Identity,
     Message,
     Pong,
     Registry,
-    encode_frame_message,
     encode_inner,
     parse_frame,
     split_inner,
@@ -204,17 +195,7 @@ class Connection:
         """
         if self.state is not State.START:
             raise LocalProtocolError("unexpected-message", "initiate() called twice or by a responder")
-        hello = Hello(
-            PROTOCOL_VERSION,
-            self.config.context,
-            self.config.random(32),
-            self._new_key_share(),
-            tuple(self.config.suites),
-        )
-        frame = encode_frame_message(hello)
-        self._absorb(frame)
-        self._out.append(frame)
-        self.state = State.WAIT_REPLY
+        hellostep.send_hello(self)
 
     def receive_data(self, data: bytes) -> list[Event]:
         """
@@ -387,9 +368,9 @@ class Connection:
         elif ftype == ALERT:
             alerts.handle_alert(self, parse_frame(frame, Alert), events)
         elif ftype == HELLO:
-            self._handle_hello(frame, events)
+            hellostep.handle_hello(self, frame, events)
         else:
-            self._handle_reply(frame)
+            hellostep.handle_reply(self, frame)
 
     def _handle_handshake_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
@@ -430,41 +411,6 @@ class Connection:
                 continue
             events.append(MessageReceived(message))
 
-    def _handle_hello(self, frame: bytes, events: list[Event]) -> None:
-        hello = parse_frame(frame, Hello)
-        if hello.version != PROTOCOL_VERSION:
-            raise RemoteProtocolError("unsupported-version", f"version {hello.version}")
-        if hello.context != self.config.context:
-            raise RemoteProtocolError(
-                "wrong-context", f"HELLO for context {hello.context}, this is {self.config.context}"
-            )
-        ours = set(self.config.suites)
-        chosen = next((s for s in hello.suites if s in ours and s in SUITES), None)
-        if chosen is None:
-            raise RemoteProtocolError("no-common-suite")
-        self.suite = SUITES[chosen]
-        reply = HelloReply(PROTOCOL_VERSION, self.config.random(32), self._new_key_share(), chosen)
-        shared = self._exchange(hello.key_share)
-        reply_frame = encode_frame_message(reply)
-        self._absorb(frame)
-        self._absorb(reply_frame)
-        self._start_handshake_keys(shared)
-        self._out.append(reply_frame)
-        if signstep.send_auth(self, events):
-            self.state = State.WAIT_AUTH
-
-    def _handle_reply(self, frame: bytes) -> None:
-        reply = parse_frame(frame, HelloReply)
-        if reply.version != PROTOCOL_VERSION:
-            raise RemoteProtocolError("unsupported-version", f"version {reply.version}")
-        if reply.suite not in self.config.suites or reply.suite not in SUITES:
-            raise RemoteProtocolError("suite-not-offered", f"suite 0x{reply.suite:04x}")
-        self.suite = SUITES[reply.suite]
-        shared = self._exchange(reply.key_share)
-        self._absorb(frame)
-        self._start_handshake_keys(shared)
-        self.state = State.WAIT_AUTH
-
     def _handle_auth(self, auth: Auth, events: list[Event]) -> None:
         check_identity_kind(self.config.context, self.is_initiator, auth.identity)
         assert self._hs_recv is not None
@@ -497,27 +443,7 @@ class Connection:
             h.update(part)
         return h.digest()
 
-    # -- key schedule steps -------------------------------------------------
-
-    def _new_key_share(self) -> bytes:
-        self._ephemeral, self._key_share = new_key_share(self.config.random)
-        return self._key_share
-
-    def _exchange(self, peer_share: bytes) -> bytes:
-        assert self._ephemeral is not None
-        try:
-            return exchange(self._ephemeral, self._key_share, peer_share)
-        finally:
-            # Forward secrecy: the ephemeral secret is used exactly once.
-            self._ephemeral = None
-
-    def _start_handshake_keys(self, shared: bytes) -> None:
-        assert self.suite is not None
-        self._hs_secret, self._hs_send, self._hs_recv = handshake_keys(
-            self.config.context, shared, self._transcript_hash(), self.is_initiator)
-        # Handshake records never reach a key update: one record each way.
-        self._sealer = RecordSealer(self.suite, self._hs_send, self._interval)
-        self._opener = RecordOpener(self.suite, self._hs_recv, self._interval)
+    # -- establishing -------------------------------------------------------
 
     def _enter_established(
         self, public_key: keys.PublicKey, identity: Identity, events: list[Event]
