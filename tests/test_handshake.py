@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.python.monkey import MonkeyPatcher
 from twisted.trial import unittest
 
-from securechat.crypto import handshake
+from securechat.crypto import authstep
 from securechat.crypto.config import CLIENT_SERVER, END_TO_END, Config, Role
 from securechat.crypto.events import (
     ConnectionClosed,
@@ -244,7 +244,7 @@ class FailureTests(unittest.TestCase):
         """
         a, b = alice(), bob()
         a.initiate()
-        patcher = MonkeyPatcher((handshake, "finished_mac", lambda secret, th: b"\x00" * 32))
+        patcher = MonkeyPatcher((authstep, "finished_mac", lambda secret, th: b"\x00" * 32))
         patcher.runWithPatches(b.receive_data, a.data_to_send())
         events = a.receive_data(b.data_to_send())
         self.assertEqual(failure(events), "bad-finished")
@@ -254,9 +254,9 @@ class FailureTests(unittest.TestCase):
         A signature made with the initiator's label is refused where the
         responder's is expected (domain separation of roles).
         """
-        original = handshake.signature_content
+        original = authstep.signature_content
         patcher = MonkeyPatcher((
-            handshake, "signature_content",
+            authstep, "signature_content",
             lambda ctx, role, th: original(ctx, b"initiator", th)))
         a, b = alice(), bob()
         a.initiate()
@@ -269,9 +269,9 @@ class FailureTests(unittest.TestCase):
         A signature made for the client-server context is refused in the
         end-to-end context (domain separation of contexts).
         """
-        original = handshake.signature_content
+        original = authstep.signature_content
         patcher = MonkeyPatcher((
-            handshake, "signature_content",
+            authstep, "signature_content",
             lambda ctx, role, th: original(CLIENT_SERVER, role, th)))
         a, b = alice(), bob()
         a.initiate()
@@ -289,9 +289,9 @@ class FailureTests(unittest.TestCase):
         from securechat.crypto.schedule import handshake_secret
         shared = b"\x42" * 32
         self.assertNotEqual(handshake_secret(CLIENT_SERVER, shared), handshake_secret(END_TO_END, shared))
-        original = handshake.handshake_secret
+        original = authstep.handshake_secret
         patcher = MonkeyPatcher((
-            handshake, "handshake_secret", lambda ctx, shared: original(CLIENT_SERVER, shared)))
+            authstep, "handshake_secret", lambda ctx, shared: original(CLIENT_SERVER, shared)))
         a, b = alice(), bob()
         a.initiate()
         patcher.runWithPatches(b.receive_data, a.data_to_send())
@@ -570,7 +570,7 @@ class UniformAlertTests(unittest.TestCase):
         # bad Finished, at the initiator
         a, b = alice(), bob()
         a.initiate()
-        MonkeyPatcher((handshake, "finished_mac", lambda s, t: b"\x00" * 32)).runWithPatches(
+        MonkeyPatcher((authstep, "finished_mac", lambda s, t: b"\x00" * 32)).runWithPatches(
             b.receive_data, a.data_to_send())
         a.receive_data(b.data_to_send())
         self.assertEqual(a.data_to_send(), expected)

@@ -1,17 +1,37 @@
 # -*- test-case-name: tests.test_handshake -*-
 """
-The events a L{securechat.crypto.handshake.Connection} reports: bytes go
-in, these come out.  Plain values; no IO, no Twisted.
+The events a L{securechat.crypto.handshake.Connection} reports (bytes go
+in, these come out) and the states it is in (L{State}; which frames each
+accepts is the one transition table, in L{securechat.crypto.handshake}).
+Plain values; no IO, no Twisted.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Union
 
 from securechat.crypto.suites import Suite
 from securechat.errors import ProtocolError
 from securechat.wire.messages import Identity, Message
+
+
+class State(enum.Enum):
+    """
+    Where a connection is (the table in the docstring of
+    L{securechat.crypto.handshake}).
+    """
+
+    START = "START"
+    WAIT_HELLO = "WAIT_HELLO"
+    WAIT_REPLY = "WAIT_REPLY"
+    WAIT_AUTH = "WAIT_AUTH"
+    WAIT_VERIFY = "WAIT_VERIFY"
+    WAIT_SIGN = "WAIT_SIGN"
+    ESTABLISHED = "ESTABLISHED"
+    CLOSED = "CLOSED"
+    FAILED = "FAILED"
 
 
 @dataclass(frozen=True)
@@ -98,5 +118,5 @@ Event = Union[PeerIdentityReceived, SignatureNeeded, HandshakeComplete, MessageR
 
 __all__ = [
     "ConnectionClosed", "ConnectionFailed", "Event", "HandshakeComplete", "MessageReceived",
-    "PeerIdentityReceived", "RawMessages", "SignatureNeeded",
+    "PeerIdentityReceived", "RawMessages", "SignatureNeeded", "State",
 ]

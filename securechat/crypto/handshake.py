@@ -5,8 +5,12 @@ as a sans-IO state machine: bytes in, events out; L{Connection.data_to_send}
 gives the bytes to write.  No sockets, no clocks, no Twisted.
 
 Its parts live beside it: L{securechat.crypto.config} (contexts, roles,
-L{Config}), L{securechat.crypto.events} (what the machine reports),
+L{Config}), L{securechat.crypto.events} (what it reports, its states),
 L{securechat.crypto.keyshare} (the ephemeral X25519 share),
+L{securechat.crypto.hellostep} (the HELLO step and the handshake keys),
+L{securechat.crypto.authstep} (the AUTH step and the key-schedule steps
+around it), L{securechat.crypto.signstep} (the signing step, WAIT_SIGN),
+L{securechat.crypto.alerts} (alerts received and sent),
 L{securechat.crypto.peerproof} (checking the peer's AUTH) and
 L{securechat.crypto.schedule} (the key schedule).  The names of the
 handshake's public API stay importable from here.
@@ -50,20 +54,20 @@ Anything else in a state is C{unexpected-message}, except that a plaintext
 ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, WAIT_SIGN, ESTABLISHED) is
 C{unauthenticated-alert}: anyone on the path could have written it, so it
 is reported as the connection being interrupted, never believed.  Our own
-alerts go sealed whenever the peer can open them (L{Connection._alert_sealer}).
+alerts go sealed whenever the peer can open them
+(L{securechat.crypto.alerts.alert_sealer}).
 Once FAILED, the connection stays failed.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 import hashlib
-import hmac
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from securechat.crypto import keys
+from securechat.crypto import alerts, hellostep, keys, signstep
+from securechat.crypto.authstep import application_secret, check_finished, open_auth
 from securechat.crypto.config import CLIENT_SERVER, END_TO_END, REKEY_INTERVAL, Config, Role
 from securechat.crypto.events import (
     ConnectionClosed,
@@ -74,23 +78,14 @@ from securechat.crypto.events import (
     PeerIdentityReceived,
     RawMessages,
     SignatureNeeded,
+    State,
 )
-from securechat.crypto.keyshare import exchange, new_key_share
 from securechat.crypto.peerproof import check_identity_kind, check_signature
 from securechat.crypto.records import RecordOpener, RecordSealer
-from securechat.crypto.schedule import (
-    HASH_LENGTH,
-    expand_label,
-    finished_mac,
-    handshake_secret,
-    signature_content,
-)
-from securechat.crypto.signer import ExternalKey, SigningError, check_signature as check_own
-from securechat.crypto.suites import SUITES, Suite
+from securechat.crypto.suites import Suite
 from securechat.errors import (
     Alert as AlertCode,
     LocalProtocolError,
-    PeerAlert,
     ProtocolError,
     RemoteProtocolError,
     UnauthenticatedAlert,
@@ -103,35 +98,18 @@ from securechat.wire.messages import (
     HELLO_REPLY,
     PING,
     PONG,
-    INNER_HEADER,
-    PROTOCOL_VERSION,
     RECORD,
     CORE_MESSAGES,
     Alert,
     Auth,
-    Hello,
-    HelloReply,
     Identity,
     Message,
     Pong,
     Registry,
-    encode_frame_message,
     encode_inner,
     parse_frame,
     split_inner,
 )
-
-
-class State(enum.Enum):
-    START = "START"
-    WAIT_HELLO = "WAIT_HELLO"
-    WAIT_REPLY = "WAIT_REPLY"
-    WAIT_AUTH = "WAIT_AUTH"
-    WAIT_VERIFY = "WAIT_VERIFY"
-    WAIT_SIGN = "WAIT_SIGN"
-    ESTABLISHED = "ESTABLISHED"
-    CLOSED = "CLOSED"
-    FAILED = "FAILED"
 
 
 #: The transition table: which frame types each state accepts.
@@ -157,9 +135,6 @@ _STOPPED = _HOLDING | {State.CLOSED, State.FAILED}
 _KEEPALIVE = frozenset({PING, PONG})
 
 
-_HANDSHAKE_MESSAGES = Registry([Auth])
-
-
 @functools.lru_cache(maxsize=64)
 def _with_core(registry: Registry) -> Registry:
     """
@@ -167,15 +142,6 @@ def _with_core(registry: Registry) -> Registry:
     connection).
     """
     return CORE_MESSAGES.extend(registry.classes())
-
-
-@functools.lru_cache(maxsize=16)
-def _encoded_identity(identity: Identity) -> bytes:
-    """
-    Our own identity's encoding (a certificate chain and CRL for the relay),
-    once per identity, not per handshake.
-    """
-    return identity.encode()
 
 
 class Connection:
@@ -229,17 +195,7 @@ class Connection:
         """
         if self.state is not State.START:
             raise LocalProtocolError("unexpected-message", "initiate() called twice or by a responder")
-        hello = Hello(
-            PROTOCOL_VERSION,
-            self.config.context,
-            self.config.random(32),
-            self._new_key_share(),
-            tuple(self.config.suites),
-        )
-        frame = encode_frame_message(hello)
-        self._absorb(frame)
-        self._out.append(frame)
-        self.state = State.WAIT_REPLY
+        hellostep.send_hello(self)
 
     def receive_data(self, data: bytes) -> list[Event]:
         """
@@ -272,7 +228,7 @@ class Connection:
             self._check_signature(auth, public_key)
             self._pending_auth = None
             self._absorb(auth.encode_body())
-            if self.is_initiator and not self._send_auth(events):
+            if self.is_initiator and not signstep.send_auth(self, events):
                 self._pending_peer = (public_key, auth.identity)
                 return events  # WAIT_SIGN: signature_ready() goes on
             self._enter_established(public_key, auth.identity, events)
@@ -306,40 +262,14 @@ class Connection:
         back meanwhile.  A signature that does not verify is
         C{signing-failed}.
         """
-        if self.state is not State.WAIT_SIGN or self._pending_sign is None:
-            raise LocalProtocolError("unexpected-message", "no signature is awaited")
-        scheme, content = self._pending_sign
-        self._pending_sign = None
-        events: list[Event] = []
-        try:
-            key = self.config.private_key
-            assert isinstance(key, ExternalKey)
-            try:
-                check_own(key, content, signature)
-            except SigningError as e:
-                raise LocalProtocolError("signing-failed", str(e)) from None
-            self._finish_auth(scheme, signature)
-            if self.is_initiator:
-                assert self._pending_peer is not None
-                public_key, identity = self._pending_peer
-                self._pending_peer = None
-                self._enter_established(public_key, identity, events)
-            else:
-                self.state = State.WAIT_AUTH
-        except ProtocolError as e:
-            events.append(self._fail(e))
-            return events
-        events.extend(self._process())
-        return events
+        return signstep.signature_ready(self, signature)
 
     def signing_failed(self, detail: str) -> list[Event]:
         """
         The external key could not sign (C{detail} says why, in one line):
         fail with C{signing-failed}.
         """
-        if self.state is not State.WAIT_SIGN:
-            raise LocalProtocolError("unexpected-message", "no signature is awaited")
-        return [self._fail(LocalProtocolError("signing-failed", detail))]
+        return signstep.signing_failed(self, detail)
 
     def send(self, *messages: Message) -> None:
         """
@@ -391,7 +321,7 @@ class Connection:
         """
         if self.state in (State.FAILED, State.CLOSED):
             return
-        self._queue_alert(code, reason, self._alert_sealer())
+        alerts.queue_alert(self, code, reason)
         self.state = State.CLOSED if code == AlertCode.CLOSE_NOTIFY else State.FAILED
 
     def data_to_send(self) -> bytes:
@@ -436,28 +366,15 @@ class Connection:
         if ftype == RECORD:  # in WAIT_AUTH: application records took the fast path above
             self._handle_handshake_record(frame, events)
         elif ftype == ALERT:
-            self._handle_alert(parse_frame(frame, Alert), events)
+            alerts.handle_alert(self, parse_frame(frame, Alert), events)
         elif ftype == HELLO:
-            self._handle_hello(frame, events)
+            hellostep.handle_hello(self, frame, events)
         else:
-            self._handle_reply(frame)
+            hellostep.handle_reply(self, frame)
 
     def _handle_handshake_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
-        try:
-            plaintext = self._opener.open(frame)
-        except RemoteProtocolError as e:
-            if e.code == "bad-record-mac":
-                raise RemoteProtocolError("bad-handshake-record") from None
-            raise
-        items = split_inner(plaintext)
-        if len(items) != 1 or items[0][0] != AUTH:
-            raise RemoteProtocolError(
-                "unexpected-message", "handshake record must hold exactly one AUTH"
-            )
-        auth = _HANDSHAKE_MESSAGES.parse(AUTH, items[0][1])
-        assert isinstance(auth, Auth)
-        self._handle_auth(auth, events)
+        self._handle_auth(open_auth(self._opener, frame), events)
 
     def _handle_application_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
@@ -487,67 +404,17 @@ class Connection:
                 raise RemoteProtocolError("unexpected-message", "AUTH after the handshake")
             message = self._registry.parse(code, bytes(item[1]))
             if isinstance(message, Alert):
-                self._handle_alert(message, events)
+                alerts.handle_alert(self, message, events)
                 return
             if message.TYPE == PING:
                 self.send(Pong(message.data))  # type: ignore[attr-defined]
                 continue
             events.append(MessageReceived(message))
 
-    def _handle_alert(self, alert: Alert, events: list[Event]) -> None:
-        if alert.code == AlertCode.CLOSE_NOTIFY:
-            self.state = State.CLOSED
-            events.append(ConnectionClosed())
-            return
-        error = PeerAlert(alert.code)
-        if alert.reason:
-            error.detail += f" ({alert.reason!r})"
-        self.error = error
-        self.state = State.FAILED
-        events.append(ConnectionFailed(error))
-
-    def _handle_hello(self, frame: bytes, events: list[Event]) -> None:
-        hello = parse_frame(frame, Hello)
-        if hello.version != PROTOCOL_VERSION:
-            raise RemoteProtocolError("unsupported-version", f"version {hello.version}")
-        if hello.context != self.config.context:
-            raise RemoteProtocolError(
-                "wrong-context", f"HELLO for context {hello.context}, this is {self.config.context}"
-            )
-        ours = set(self.config.suites)
-        chosen = next((s for s in hello.suites if s in ours and s in SUITES), None)
-        if chosen is None:
-            raise RemoteProtocolError("no-common-suite")
-        self.suite = SUITES[chosen]
-        reply = HelloReply(PROTOCOL_VERSION, self.config.random(32), self._new_key_share(), chosen)
-        shared = self._exchange(hello.key_share)
-        reply_frame = encode_frame_message(reply)
-        self._absorb(frame)
-        self._absorb(reply_frame)
-        self._start_handshake_keys(shared)
-        self._out.append(reply_frame)
-        if self._send_auth(events):
-            self.state = State.WAIT_AUTH
-
-    def _handle_reply(self, frame: bytes) -> None:
-        reply = parse_frame(frame, HelloReply)
-        if reply.version != PROTOCOL_VERSION:
-            raise RemoteProtocolError("unsupported-version", f"version {reply.version}")
-        if reply.suite not in self.config.suites or reply.suite not in SUITES:
-            raise RemoteProtocolError("suite-not-offered", f"suite 0x{reply.suite:04x}")
-        self.suite = SUITES[reply.suite]
-        shared = self._exchange(reply.key_share)
-        self._absorb(frame)
-        self._start_handshake_keys(shared)
-        self.state = State.WAIT_AUTH
-
     def _handle_auth(self, auth: Auth, events: list[Event]) -> None:
         check_identity_kind(self.config.context, self.is_initiator, auth.identity)
         assert self._hs_recv is not None
-        expected = finished_mac(
-            self._hs_recv, self._transcript_hash(auth.identity_bytes(), auth.signature_bytes()))
-        if not hmac.compare_digest(expected, auth.finished):
-            raise RemoteProtocolError("bad-finished")
+        check_finished(self._hs_recv, auth, self._transcript_hash)
         self._pending_auth = auth
         self.state = State.WAIT_VERIFY
         events.append(PeerIdentityReceived(auth.identity))
@@ -576,72 +443,15 @@ class Connection:
             h.update(part)
         return h.digest()
 
-    # -- key schedule steps -------------------------------------------------
-
-    def _new_key_share(self) -> bytes:
-        self._ephemeral, self._key_share = new_key_share(self.config.random)
-        return self._key_share
-
-    def _exchange(self, peer_share: bytes) -> bytes:
-        assert self._ephemeral is not None
-        try:
-            return exchange(self._ephemeral, self._key_share, peer_share)
-        finally:
-            # Forward secrecy: the ephemeral secret is used exactly once.
-            self._ephemeral = None
-
-    def _start_handshake_keys(self, shared: bytes) -> None:
-        assert self.suite is not None
-        hs = handshake_secret(self.config.context, shared)
-        th = self._transcript_hash()
-        hs_i = expand_label(hs, b"i hs traffic", th, HASH_LENGTH)
-        hs_r = expand_label(hs, b"r hs traffic", th, HASH_LENGTH)
-        self._hs_secret = hs
-        if self.is_initiator:
-            self._hs_send, self._hs_recv = hs_i, hs_r
-        else:
-            self._hs_send, self._hs_recv = hs_r, hs_i
-        # Handshake records never reach a key update: one record each way.
-        self._sealer = RecordSealer(self.suite, self._hs_send, self._interval)
-        self._opener = RecordOpener(self.suite, self._hs_recv, self._interval)
-
-    def _send_auth(self, events: list[Event]) -> bool:
-        """
-        Sign and send our AUTH, and return True; or, our key being held
-        elsewhere, ask for the signature (L{SignatureNeeded}), enter
-        WAIT_SIGN and return False.
-        """
-        role = b"initiator" if self.is_initiator else b"responder"
-        identity_bytes = _encoded_identity(self.config.identity)
-        content = signature_content(
-            self.config.context, role, self._transcript_hash(identity_bytes))
-        key = self.config.private_key
-        if isinstance(key, ExternalKey):
-            self._pending_sign = (key.scheme, content)
-            self.state = State.WAIT_SIGN
-            events.append(SignatureNeeded(key.scheme, content))
-            return False
-        self._finish_auth(*keys.sign(key, content))
-        return True
-
-    def _finish_auth(self, scheme: int, signature: bytes) -> None:
-        assert self._sealer is not None and self._hs_send is not None
-        identity_bytes = _encoded_identity(self.config.identity)
-        signature_bytes = Auth(self.config.identity, scheme, signature, b"").signature_bytes()
-        finished = finished_mac(self._hs_send, self._transcript_hash(identity_bytes, signature_bytes))
-        # The AUTH body (Auth.encode_body) put together from the parts
-        # already encoded for the signature and the Finished MAC.
-        body = identity_bytes + signature_bytes + finished
-        self._absorb(body)
-        self._sealer.seal_into(INNER_HEADER.pack(AUTH, len(body)) + body, self._out)
+    # -- establishing -------------------------------------------------------
 
     def _enter_established(
         self, public_key: keys.PublicKey, identity: Identity, events: list[Event]
     ) -> None:
         assert self.suite is not None and self._hs_secret is not None
         th = self._transcript_hash()
-        ap_i = expand_label(self._hs_secret, b"i ap traffic", th, HASH_LENGTH)
-        ap_r = expand_label(self._hs_secret, b"r ap traffic", th, HASH_LENGTH)
+        ap_i = application_secret(self._hs_secret, th, initiator=True)
+        ap_r = application_secret(self._hs_secret, th, initiator=False)
         send, recv = (ap_i, ap_r) if self.is_initiator else (ap_r, ap_i)
         self._sealer = RecordSealer(self.suite, send, self._interval)
         self._opener = RecordOpener(self.suite, recv, self._interval)
@@ -656,41 +466,9 @@ class Connection:
 
     # -- failure ------------------------------------------------------------
 
-    def _alert_sealer(self) -> RecordSealer | None:
-        """
-        The sealer our alert goes under, or None to send it in the clear
-        (docs/protocol.rst, 8.3): once established, the current one; a
-        responder that opened the initiator's AUTH (WAIT_VERIFY) derives
-        C{ap_r} over the whole transcript and sends under it, as the record
-        the initiator, already established, expects first; otherwise the
-        peer holds no key of ours it could open the alert with.
-        """
-        if self.state is State.ESTABLISHED:
-            return self._sealer
-        auth = self._pending_auth
-        if (self.state is State.WAIT_VERIFY and not self.is_initiator and auth is not None
-                and self._hs_secret is not None and self.suite is not None):
-            self._absorb(auth.encode_body())
-            ap_r = expand_label(self._hs_secret, b"r ap traffic", self._transcript_hash(),
-                                HASH_LENGTH)
-            return RecordSealer(self.suite, ap_r, self._interval)
-        return None
-
-    def _queue_alert(self, code: int, reason: str, sealer: RecordSealer | None) -> None:
-        alert = Alert(code, reason)
-        if sealer is not None:
-            try:
-                sealer.seal_into(encode_inner([alert]), self._out)
-            except LocalProtocolError:
-                pass  # counter exhausted: nothing more can be sealed
-        else:
-            self._out.append(encode_frame_message(alert))
-
     def _fail(self, error: ProtocolError) -> ConnectionFailed:
         self.error = error
-        if not isinstance(error, UnauthenticatedAlert):  # an alert is never answered
-            reason = "" if error.alert == AlertCode.HANDSHAKE_FAILED else error.detail
-            self._queue_alert(error.alert, reason, self._alert_sealer())
+        alerts.answer_failure(self, error)
         self.state = State.FAILED
         self._pending_auth = None
         self._pending_sign = self._pending_peer = None
