@@ -101,12 +101,33 @@ class _Order:
     effects of those sent before it.
     """
 
-    __slots__ = ("owed", "pumping", "again")
+    __slots__ = ("owed", "pending", "busy", "busy_other", "pumping", "again")
 
     def __init__(self) -> None:
+        #: Every command not yet answered, in order.
         self.owed: deque[_Slot] = deque()
+        #: The commands not yet started (always the tail of C{owed}).
+        self.pending: deque[_Slot] = deque()
+        #: How many started commands are not done, and how many of those
+        #: are not POST_LETTERs: each answer costs O(1), not a walk.
+        self.busy = 0
+        self.busy_other = 0
         self.pumping = False
         self.again = False
+
+    def add(self, slot: _Slot, deliver: Callable[[Message], None]) -> None:
+        """Queue C{slot}, last, and start it if it may start now."""
+        self.owed.append(slot)
+        self.pending.append(slot)
+        self.pump(deliver)
+
+    def finish(self, slot: _Slot, answer: Message, deliver: Callable[[Message], None]) -> None:
+        """C{slot}'s command finished with C{answer}."""
+        slot.answer, slot.done = answer, True
+        self.busy -= 1
+        if not slot.post:
+            self.busy_other -= 1
+        self.pump(deliver)
 
     def pump(self, deliver: Callable[[Message], None]) -> None:
         if self.pumping:
@@ -115,23 +136,25 @@ class _Order:
         self.pumping = True
         try:
             self.again = True
+            owed, pending = self.owed, self.pending
             while self.again:
                 self.again = False
-                owed = self.owed
                 while owed and owed[0].done:
                     answer = owed.popleft().answer
                     assert answer is not None
                     deliver(answer)
-                waiting_all = waiting_post = False
-                for slot in list(owed):
-                    if not slot.started and not (waiting_post if slot.post else waiting_all):
-                        slot.started = True
-                        slot.start()
-                    if not slot.done:
-                        waiting_all = True
-                        waiting_post = waiting_post or not slot.post
-                    if waiting_post:
+                while pending:
+                    slot = pending[0]
+                    # A POST_LETTER waits for any other command before it;
+                    # any other command waits for every command before it.
+                    if self.busy_other if slot.post else self.busy:
                         break
+                    pending.popleft()
+                    slot.started = True
+                    self.busy += 1
+                    if not slot.post:
+                        self.busy_other += 1
+                    slot.start()
         finally:
             self.pumping = False
 
@@ -255,17 +278,15 @@ class Mailbox:
             return failure
 
         def answered(answer: Message) -> None:
-            slot.answer, slot.done = answer, True
             assert order is not None
-            order.pump(session.deliver)
+            order.finish(slot, answer, session.deliver)
 
         def start() -> None:
             d: Deferred[Any] = maybeDeferred(command, session, message)
             d.addErrback(refused).addCallback(answered)
             d.addErrback(self._store_failed, session, type(message).__name__)
         slot = _Slot(isinstance(message, PostLetter), start)
-        order.owed.append(slot)
-        order.pump(session.deliver)
+        order.add(slot, session.deliver)
         if not order.owed and self._owed.get(session) is order:
             del self._owed[session]
 
