@@ -328,6 +328,11 @@ class SQLiteMailboxStore:
     def _committed(self, result: list[StoreOutcome] | Failure,
                    batch: list[tuple[list[NewLetter], Deferred[list[StoreOutcome]]]]) -> None:
         self._in_flight = False
+        # The letters that arrived meanwhile go to the pool thread now, in
+        # this callback, not a reactor turn later: their commit runs while
+        # this batch is answered (each answer still only after its commit).
+        if self._pending and self._flush_call is None:
+            self._flush()
         if isinstance(result, Failure):
             self.log.failure("storing {count} letters failed; none was acknowledged",
                              result, count=sum(len(group) for group, _ in batch))
