@@ -371,7 +371,7 @@ class Mailbox:
         started = self.relay.clock.seconds()
         if size > self.limits.letter_limit:
             return self._refuse_letter(sender, message, Reason.TOO_LARGE)
-        entry = self.relay.directory.lookup(recipient)
+        entry = self.relay.directory.lookup_recent(recipient)
         problem = (Reason.UNKNOWN_USER if entry is None else Reason.REVOKED if entry.revoked
                    else None)
         if problem is None:
