@@ -18,6 +18,7 @@ from typing import Any, Callable, Generator
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks
 from twisted.internet.task import Clock
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial import unittest
 
 from securechat.server.store import MAILBOX_FILE, SchemaTooNew, UnusableDatabase, mailbox_store
@@ -137,6 +138,20 @@ class GroupCommitTests(SQLiteCase):
         self.assertEqual(len(on_disk), 15)
         self.assertTrue(all(n >= 5 for n in on_disk[:5]), on_disk)
         self.assertEqual(on_disk[5:], [15] * 10)
+
+    @inlineCallbacks
+    def test_oneLogLinePerCommit(self) -> Generator[Any, Any, None]:
+        """
+        A commit of twenty letters logs one info line saying how many were
+        stored, not one per letter (README, "What the relay does on its
+        own").
+        """
+        events: list[dict[str, Any]] = []
+        self.store.log = Logger(observer=events.append)
+        yield gatherResults([self.post(n, []) for n in range(20)])
+        self.assertEqual([formatEvent(e) for e in events],
+                         ["mailbox: 20 letters stored in one commit"])
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.info])
 
     @inlineCallbacks
     def test_failedCommitAcknowledgesNothing(self) -> Generator[Any, Any, None]:

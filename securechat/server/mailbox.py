@@ -398,8 +398,6 @@ class Mailbox:
             if isinstance(result, Stored):
                 self.metrics.letters_stored.inc()
                 self.metrics.letter_ack_latency.observe(self.relay.clock.seconds() - started)
-                self.log.info("mailbox: letter from {sender} to {recipient} stored ({size} bytes)",
-                              sender=sender, recipient=recipient, size=size)
                 self._notify(recipient, LetterArrived(sender, letter_id, result.stored_at, size))
                 return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
             if isinstance(result, Duplicate):

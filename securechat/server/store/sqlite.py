@@ -336,6 +336,12 @@ class SQLiteMailboxStore:
         if isinstance(result, Failure):
             self.log.failure("storing {count} letters failed; none was acknowledged",
                              result, count=sum(len(group) for group, _ in batch))
+        else:
+            stored = [o for o in result if isinstance(o, Stored)]
+            if stored:
+                # One line per commit, not per letter (refusals are logged
+                # one by one by the mailbox).
+                self.log.info("mailbox: {count} letters stored in one commit", count=len(stored))
         start = 0
         for group, d in batch:
             if isinstance(result, Failure):
