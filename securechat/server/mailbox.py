@@ -9,7 +9,8 @@ Rules it keeps:
   - B{Off the hot path.}  Mailbox messages arrive decoded, through
     L{securechat.server.relay.Relay.handle}; RELAY bodies never come here.
   - B{One answer per message, in order.}  Each session's answers go out
-    in the order its messages came (L{_Order}); a command starts once those
+    in the order its messages came
+    (L{securechat.server.ordering.AnswerOrder}); a command starts once those
     before it finished, except that POST_LETTERs run together (so letters
     posted together share a group commit).  Notices (PREKEYS_LOW, NEW_LETTERS,
     LETTER_ARRIVED, RECEIPT) go out when they happen.
@@ -22,8 +23,9 @@ Rules it keeps:
     the recipient's quota.
   - B{Every refusal specific} (11.3); a store that fails closes that one
     connection with INTERNAL_ERROR (the client resends what was not
-    acknowledged).  Logs say who, to whom, how big and what happened, never
-    contents.
+    acknowledged).  Logs say who, to whom and what was refused, never
+    contents; letters stored are counted in one line per group commit (by
+    the store).
 
 A signed prekey goes to the store as a L{SignedPrekeyRecord} whose
 C{signature} is the scheme (C{u16}) followed by the signature bytes, so the
@@ -32,7 +34,6 @@ relay can hand out the exact encoding it was given.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -44,6 +45,7 @@ from securechat.crypto.prekeys import LetterError, SignedPrekey, check_upload, v
 from securechat.crypto.receipts import check_posted_receipt
 from securechat.server.directory import UserEntry as DirectoryEntry
 from securechat.server.limits import Limits, TokenBucket
+from securechat.server.ordering import AnswerOrder, Slot
 from securechat.server.store.interface import (
     DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
     LetterRecord, MailboxLimits, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
@@ -79,86 +81,6 @@ class _Refusal(Exception):
         self.reason = reason
 
 
-class _Slot:
-    """One command of a session: when it may start, and its answer."""
-
-    __slots__ = ("post", "start", "started", "answer", "done")
-
-    def __init__(self, post: bool, start: Callable[[], None]) -> None:
-        self.post = post
-        self.start = start
-        self.started = False
-        self.answer: Message | None = None
-        self.done = False
-
-
-class _Order:
-    """
-    A session's commands in the order they came: each answer goes out once
-    all before it have gone.  POST_LETTERs may run together (so they share
-    a group commit); any other command starts once every command before it
-    has finished, and commands after it wait for it, so a command sees the
-    effects of those sent before it.
-    """
-
-    __slots__ = ("owed", "pending", "busy", "busy_other", "pumping", "again")
-
-    def __init__(self) -> None:
-        #: Every command not yet answered, in order.
-        self.owed: deque[_Slot] = deque()
-        #: The commands not yet started (always the tail of C{owed}).
-        self.pending: deque[_Slot] = deque()
-        #: How many started commands are not done, and how many of those
-        #: are not POST_LETTERs: each answer costs O(1), not a walk.
-        self.busy = 0
-        self.busy_other = 0
-        self.pumping = False
-        self.again = False
-
-    def add(self, slot: _Slot, deliver: Callable[[Message], None]) -> None:
-        """Queue C{slot}, last, and start it if it may start now."""
-        self.owed.append(slot)
-        self.pending.append(slot)
-        self.pump(deliver)
-
-    def finish(self, slot: _Slot, answer: Message, deliver: Callable[[Message], None]) -> None:
-        """C{slot}'s command finished with C{answer}."""
-        slot.answer, slot.done = answer, True
-        self.busy -= 1
-        if not slot.post:
-            self.busy_other -= 1
-        self.pump(deliver)
-
-    def pump(self, deliver: Callable[[Message], None]) -> None:
-        if self.pumping:
-            self.again = True
-            return
-        self.pumping = True
-        try:
-            self.again = True
-            owed, pending = self.owed, self.pending
-            while self.again:
-                self.again = False
-                while owed and owed[0].done:
-                    answer = owed.popleft().answer
-                    assert answer is not None
-                    deliver(answer)
-                while pending:
-                    slot = pending[0]
-                    # A POST_LETTER waits for any other command before it;
-                    # any other command waits for every command before it.
-                    if self.busy_other if slot.post else self.busy:
-                        break
-                    pending.popleft()
-                    slot.started = True
-                    self.busy += 1
-                    if not slot.post:
-                        self.busy_other += 1
-                    slot.start()
-        finally:
-            self.pumping = False
-
-
 class Mailbox:
     """
     The mailbox commands of the relay's logged-in users, on C{store}.
@@ -172,7 +94,7 @@ class Mailbox:
         self.limits = relay.limits
         self.metrics = relay.metrics
         #: Each session's commands not yet answered, in order.
-        self._owed: dict[UserSession, _Order] = {}
+        self._owed: dict[UserSession, AnswerOrder] = {}
         #: Each user's letter rate (kept across its connections).
         self._rates: dict[str, TokenBucket] = {}
 
@@ -270,7 +192,7 @@ class Mailbox:
                 command: Callable[[UserSession, Any], Deferred[Message] | Message]) -> None:
         order = self._owed.get(session)
         if order is None:
-            order = self._owed[session] = _Order()
+            order = self._owed[session] = AnswerOrder()
 
         def refused(failure: Failure) -> Any:
             if failure.check(_Refusal):
@@ -285,7 +207,7 @@ class Mailbox:
             d: Deferred[Any] = maybeDeferred(command, session, message)
             d.addErrback(refused).addCallback(answered)
             d.addErrback(self._store_failed, session, type(message).__name__)
-        slot = _Slot(isinstance(message, PostLetter), start)
+        slot = Slot(isinstance(message, PostLetter), start)
         order.add(slot, session.deliver)
         if not order.owed and self._owed.get(session) is order:
             del self._owed[session]
