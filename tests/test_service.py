@@ -454,6 +454,28 @@ class ImmediateUserChangesTests(unittest.TestCase):
         self.data.revoke_user("alice", NOW)
         self.assertFalse(self.connect(self.alice).logged_in)  # type: ignore[attr-defined]
 
+    def test_letterLookupChecksOncePerTurn(self) -> None:
+        """
+        The per-letter lookup (C{lookup_recent}) checks users.json at most
+        once per reactor turn: a change later in the same turn is seen by
+        it from the next turn on, and by a login's lookup at once.
+        """
+        directory = self.service.relay.directory
+        self.assertIsNone(directory.lookup_recent("alice"))
+        self.data.add_user("alice", self.alice.public_key(), NOW)
+        self.assertIsNone(directory.lookup_recent("alice"))
+        self.clock.advance(0)
+        entry = directory.lookup_recent("alice")
+        assert entry is not None
+        self.assertFalse(entry.revoked)
+        self.data.revoke_user("alice", NOW)
+        entry = directory.lookup_recent("alice")
+        assert entry is not None
+        self.assertFalse(entry.revoked)
+        entry = directory.lookup("alice")
+        assert entry is not None
+        self.assertTrue(entry.revoked)
+
     def test_rekeyEndsOldKeySession(self) -> None:
         """
         After rekey the old key is refused at once, the new one accepted,

@@ -38,6 +38,13 @@ class IUserDirectory(Interface):
         The entry for C{name}, or C{None} if no such user is registered.
         """
 
+    def lookup_recent(name: str) -> UserEntry | None:
+        """
+        Like L{lookup}, but the directory may be as it was earlier in this
+        reactor turn (never older than the reload interval): for checks
+        made per letter.  Logins use L{lookup}.
+        """
+
     def entries() -> list[UserEntry]:
         """
         Every registered user, revoked ones included (the mailbox's
@@ -55,6 +62,9 @@ class MemoryDirectory:
         self._entries = {e.name: e for e in entries}
 
     def lookup(self, name: str) -> UserEntry | None:
+        return self._entries.get(name)
+
+    def lookup_recent(self, name: str) -> UserEntry | None:
         return self._entries.get(name)
 
     def entries(self) -> list[UserEntry]:

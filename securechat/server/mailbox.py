@@ -9,7 +9,8 @@ Rules it keeps:
   - B{Off the hot path.}  Mailbox messages arrive decoded, through
     L{securechat.server.relay.Relay.handle}; RELAY bodies never come here.
   - B{One answer per message, in order.}  Each session's answers go out
-    in the order its messages came (L{_Order}); a command starts once those
+    in the order its messages came
+    (L{securechat.server.ordering.AnswerOrder}); a command starts once those
     before it finished, except that POST_LETTERs run together (so letters
     posted together share a group commit).  Notices (PREKEYS_LOW, NEW_LETTERS,
     LETTER_ARRIVED, RECEIPT) go out when they happen.
@@ -22,8 +23,9 @@ Rules it keeps:
     the recipient's quota.
   - B{Every refusal specific} (11.3); a store that fails closes that one
     connection with INTERNAL_ERROR (the client resends what was not
-    acknowledged).  Logs say who, to whom, how big and what happened, never
-    contents.
+    acknowledged).  Logs say who, to whom and what was refused, never
+    contents; letters stored are counted in one line per group commit (by
+    the store).
 
 A signed prekey goes to the store as a L{SignedPrekeyRecord} whose
 C{signature} is the scheme (C{u16}) followed by the signature bytes, so the
@@ -32,7 +34,6 @@ relay can hand out the exact encoding it was given.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -44,6 +45,7 @@ from securechat.crypto.prekeys import LetterError, SignedPrekey, check_upload, v
 from securechat.crypto.receipts import check_posted_receipt
 from securechat.server.directory import UserEntry as DirectoryEntry
 from securechat.server.limits import Limits, TokenBucket
+from securechat.server.ordering import AnswerOrder, Slot
 from securechat.server.store.interface import (
     DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
     LetterRecord, MailboxLimits, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
@@ -79,63 +81,6 @@ class _Refusal(Exception):
         self.reason = reason
 
 
-class _Slot:
-    """One command of a session: when it may start, and its answer."""
-
-    __slots__ = ("post", "start", "started", "answer", "done")
-
-    def __init__(self, post: bool, start: Callable[[], None]) -> None:
-        self.post = post
-        self.start = start
-        self.started = False
-        self.answer: Message | None = None
-        self.done = False
-
-
-class _Order:
-    """
-    A session's commands in the order they came: each answer goes out once
-    all before it have gone.  POST_LETTERs may run together (so they share
-    a group commit); any other command starts once every command before it
-    has finished, and commands after it wait for it, so a command sees the
-    effects of those sent before it.
-    """
-
-    __slots__ = ("owed", "pumping", "again")
-
-    def __init__(self) -> None:
-        self.owed: deque[_Slot] = deque()
-        self.pumping = False
-        self.again = False
-
-    def pump(self, deliver: Callable[[Message], None]) -> None:
-        if self.pumping:
-            self.again = True
-            return
-        self.pumping = True
-        try:
-            self.again = True
-            while self.again:
-                self.again = False
-                owed = self.owed
-                while owed and owed[0].done:
-                    answer = owed.popleft().answer
-                    assert answer is not None
-                    deliver(answer)
-                waiting_all = waiting_post = False
-                for slot in list(owed):
-                    if not slot.started and not (waiting_post if slot.post else waiting_all):
-                        slot.started = True
-                        slot.start()
-                    if not slot.done:
-                        waiting_all = True
-                        waiting_post = waiting_post or not slot.post
-                    if waiting_post:
-                        break
-        finally:
-            self.pumping = False
-
-
 class Mailbox:
     """
     The mailbox commands of the relay's logged-in users, on C{store}.
@@ -149,7 +94,7 @@ class Mailbox:
         self.limits = relay.limits
         self.metrics = relay.metrics
         #: Each session's commands not yet answered, in order.
-        self._owed: dict[UserSession, _Order] = {}
+        self._owed: dict[UserSession, AnswerOrder] = {}
         #: Each user's letter rate (kept across its connections).
         self._rates: dict[str, TokenBucket] = {}
 
@@ -247,7 +192,7 @@ class Mailbox:
                 command: Callable[[UserSession, Any], Deferred[Message] | Message]) -> None:
         order = self._owed.get(session)
         if order is None:
-            order = self._owed[session] = _Order()
+            order = self._owed[session] = AnswerOrder()
 
         def refused(failure: Failure) -> Any:
             if failure.check(_Refusal):
@@ -255,17 +200,15 @@ class Mailbox:
             return failure
 
         def answered(answer: Message) -> None:
-            slot.answer, slot.done = answer, True
             assert order is not None
-            order.pump(session.deliver)
+            order.finish(slot, answer, session.deliver)
 
         def start() -> None:
             d: Deferred[Any] = maybeDeferred(command, session, message)
             d.addErrback(refused).addCallback(answered)
             d.addErrback(self._store_failed, session, type(message).__name__)
-        slot = _Slot(isinstance(message, PostLetter), start)
-        order.owed.append(slot)
-        order.pump(session.deliver)
+        slot = Slot(isinstance(message, PostLetter), start)
+        order.add(slot, session.deliver)
         if not order.owed and self._owed.get(session) is order:
             del self._owed[session]
 
@@ -350,7 +293,7 @@ class Mailbox:
         started = self.relay.clock.seconds()
         if size > self.limits.letter_limit:
             return self._refuse_letter(sender, message, Reason.TOO_LARGE)
-        entry = self.relay.directory.lookup(recipient)
+        entry = self.relay.directory.lookup_recent(recipient)
         problem = (Reason.UNKNOWN_USER if entry is None else Reason.REVOKED if entry.revoked
                    else None)
         if problem is None:
@@ -377,8 +320,6 @@ class Mailbox:
             if isinstance(result, Stored):
                 self.metrics.letters_stored.inc()
                 self.metrics.letter_ack_latency.observe(self.relay.clock.seconds() - started)
-                self.log.info("mailbox: letter from {sender} to {recipient} stored ({size} bytes)",
-                              sender=sender, recipient=recipient, size=size)
                 self._notify(recipient, LetterArrived(sender, letter_id, result.stored_at, size))
                 return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
             if isinstance(result, Duplicate):

@@ -77,13 +77,16 @@ class FileUserDirectory:
     """
     The data directory's C{users.json}, re-read when it changes: every
     lookup first checks the file's stamp (one C{stat}), so a change made a
-    moment ago is seen by the next login.
+    moment ago is seen by the next login.  L{lookup_recent} (per letter)
+    checks it at most once per reactor turn of C{clock}.
     """
 
     log = Logger()
 
-    def __init__(self, data: DataDir) -> None:
+    def __init__(self, data: DataDir, clock: IReactorTime | None = None) -> None:
         self._data = data
+        self._clock = clock
+        self._checked_this_turn = False
         self._stamp: Any = None
         self._bad_stamp: Any = None
         self._unrevalidated = False
@@ -131,6 +134,21 @@ class FileUserDirectory:
         if record is None:
             return None
         return UserEntry(record.name, record.public_key, record.revoked is not None)
+
+    def lookup_recent(self, name: str) -> UserEntry | None:
+        if self._clock is None:
+            return self.lookup(name)
+        if not self._checked_this_turn:
+            self._fresh()
+            self._checked_this_turn = True
+            self._clock.callLater(0, self._turn_over)
+        record = self._users.lookup(name)
+        if record is None:
+            return None
+        return UserEntry(record.name, record.public_key, record.revoked is not None)
+
+    def _turn_over(self) -> None:
+        self._checked_this_turn = False
 
     def entries(self) -> list[UserEntry]:
         self._fresh()
@@ -460,7 +478,7 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     if now is None:
         now = _wall_clock
     data, created = prepare_data_dir(data_dir, create, now(), allow_readable_keys)
-    directory = FileUserDirectory(data)
+    directory = FileUserDirectory(data, clock)
     credentials = load_credentials(data, now())
     try:
         store = mailbox_store(data.path, clock, mailbox_limits(limits))

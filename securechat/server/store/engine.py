@@ -96,6 +96,18 @@ SCHEMA: list[str] = [
     UPDATE letters SET delivered_at = NULL WHERE delivery_receipt IS NULL;
     UPDATE letters SET read_at = NULL WHERE read_receipt IS NULL
     """,
+    # 3: each recipient's letters not deleted (expired ones until purged)
+    # and their bytes, kept in the transactions that change them, so a
+    # quota check reads one row instead of scanning the mailbox.
+    """
+    CREATE TABLE mailbox_usage (
+        recipient TEXT PRIMARY KEY,
+        letters INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    );
+    INSERT INTO mailbox_usage (recipient, letters, bytes)
+        SELECT recipient, COUNT(*), SUM(size) FROM letters WHERE deleted = 0 GROUP BY recipient
+    """,
 ]
 
 #: The version this code writes and understands.

@@ -108,9 +108,33 @@ def _usage(txn: Any, recipient: str, now: int) -> tuple[int, int]:
     return int(letters), int(size)
 
 
+def _counted(txn: Any, recipient: str) -> tuple[int, int]:
+    """
+    The recipient's letters not deleted and their bytes, from its
+    C{mailbox_usage} row: expired letters not yet purged included, so
+    never less than L{_usage}.
+    """
+    txn.execute("SELECT letters, bytes FROM mailbox_usage WHERE recipient = ?", (recipient,))
+    row = txn.fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def _count(txn: Any, recipient: str, letters: int, size: int) -> None:
+    """Add C{letters} letters of C{size} bytes (negative: remove) to the count."""
+    txn.execute("INSERT INTO mailbox_usage (recipient, letters, bytes) VALUES (?, ?, ?)"
+                " ON CONFLICT (recipient) DO UPDATE SET letters = letters + excluded.letters,"
+                " bytes = bytes + excluded.bytes", (recipient, letters, size))
+
+
 def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
                       limits: MailboxLimits) -> list[StoreOutcome]:
+    # The quota is checked against the counted usage, which is never less
+    # than the exact one; only when that refuses is the mailbox scanned
+    # (expired letters not yet purged do not count), so the answer is the
+    # exact one's.
     usage: dict[str, tuple[int, int]] = {}
+    exact: set[str] = set()
+    added: dict[str, tuple[int, int]] = {}
     outcomes: list[StoreOutcome] = []
     for new in letters:
         txn.execute("SELECT stored_at, expires_at, recipient FROM letters"
@@ -120,9 +144,14 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
             outcomes.append(Duplicate(row[0], row[1], row[2]))
             continue
         if new.recipient not in usage:
-            usage[new.recipient] = _usage(txn, new.recipient, now)
+            usage[new.recipient] = _counted(txn, new.recipient)
         count, size = usage[new.recipient]
         refused = rules.refusal(new, count, size, limits)
+        if refused is not None and new.recipient not in exact:
+            exact.add(new.recipient)
+            # (This transaction's own inserts are seen by the scan.)
+            usage[new.recipient] = count, size = _usage(txn, new.recipient, now)
+            refused = rules.refusal(new, count, size, limits)
         if refused is not None:
             outcomes.append(refused)
             continue
@@ -133,7 +162,11 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
         txn.execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
                     (txn.lastrowid, new.body))
         usage[new.recipient] = (count + 1, size + len(new.body))
+        done = added.get(new.recipient, (0, 0))
+        added[new.recipient] = (done[0] + 1, done[1] + len(new.body))
         outcomes.append(Stored(now, expires_at))
+    for recipient, (count, size) in added.items():
+        _count(txn, recipient, count, size)
     return outcomes
 
 
@@ -185,6 +218,7 @@ def delete_letter_txn(txn: Any, recipient: str, sender: str, letter_id: bytes, n
         return False
     txn.execute("UPDATE letters SET deleted = 1 WHERE id = ?", (row[0],))
     txn.execute("DELETE FROM letter_bodies WHERE letter = ?", (row[0],))
+    _count(txn, recipient, -1, -row[2])
     return True
 
 
@@ -237,6 +271,11 @@ def expire_txn(txn: Any, now: int, grace: int | None) -> int:
     Purge expired letters and, unless C{grace} is C{None}, previous signed
     prekeys past it; return the number of letters.
     """
+    txn.execute("SELECT recipient, COUNT(*), SUM(size) FROM letters"
+                " WHERE expires_at <= ? AND deleted = 0 GROUP BY recipient", (now,))
+    for recipient, count, size in txn.fetchall():
+        _count(txn, recipient, -count, -size)
+    txn.execute("DELETE FROM mailbox_usage WHERE letters = 0")
     # Bodies go with their rows (ON DELETE CASCADE).
     txn.execute("DELETE FROM letters WHERE expires_at <= ?", (now,))
     purged = int(txn.rowcount)
@@ -328,9 +367,20 @@ class SQLiteMailboxStore:
     def _committed(self, result: list[StoreOutcome] | Failure,
                    batch: list[tuple[list[NewLetter], Deferred[list[StoreOutcome]]]]) -> None:
         self._in_flight = False
+        # The letters that arrived meanwhile go to the pool thread now, in
+        # this callback, not a reactor turn later: their commit runs while
+        # this batch is answered (each answer still only after its commit).
+        if self._pending and self._flush_call is None:
+            self._flush()
         if isinstance(result, Failure):
             self.log.failure("storing {count} letters failed; none was acknowledged",
                              result, count=sum(len(group) for group, _ in batch))
+        else:
+            stored = [o for o in result if isinstance(o, Stored)]
+            if stored:
+                # One line per commit, not per letter (refusals are logged
+                # one by one by the mailbox).
+                self.log.info("mailbox: {count} letters stored in one commit", count=len(stored))
         start = 0
         for group, d in batch:
             if isinstance(result, Failure):
