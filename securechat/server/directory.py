@@ -4,7 +4,7 @@ The relay's view of registered users: who exists, with which key, and who
 is revoked.
 
 L{IUserDirectory} is the seam; L{MemoryDirectory} serves tests, and
-L{securechat.server.service} adapts the data directory's C{users.json}.
+L{securechat.server.userfile} adapts the data directory's C{users.json}.
 """
 
 from __future__ import annotations

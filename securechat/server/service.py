@@ -46,13 +46,12 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Site
-from zope.interface import implementer
 
 from securechat import pki
 from securechat.crypto.x509 import CertificateError, check_relay_credentials
-from securechat.datadir import DataDir, UserDirectory
+from securechat.datadir import DataDir
 from securechat.datafiles import CorruptDataDir
-from securechat.server.directory import IUserDirectory, UserEntry
+from securechat.server.userfile import FileUserDirectory  # noqa: F401 -- re-exported
 from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.metrics import metrics_root
@@ -70,93 +69,6 @@ class StartupError(Exception):
     """
     The relay cannot start; the message says why in one sentence.
     """
-
-
-@implementer(IUserDirectory)
-class FileUserDirectory:
-    """
-    The data directory's C{users.json}, re-read when it changes: every
-    lookup first checks the file's stamp (one C{stat}), so a change made a
-    moment ago is seen by the next login.  L{lookup_recent} (per letter)
-    checks it at most once per reactor turn of C{clock}.
-    """
-
-    log = Logger()
-
-    def __init__(self, data: DataDir, clock: IReactorTime | None = None) -> None:
-        self._data = data
-        self._clock = clock
-        self._checked_this_turn = False
-        self._stamp: Any = None
-        self._bad_stamp: Any = None
-        self._unrevalidated = False
-        self._users = UserDirectory()
-        self._read(self._data.stamp(self._data.users_path))
-        self._unrevalidated = False
-
-    def _read(self, stamp: Any) -> None:
-        self._users = self._data.load_users()
-        self._stamp = stamp
-        self._unrevalidated = True
-
-    def reload(self) -> bool:
-        """
-        Re-read the file if it changed; return whether it changed since the
-        last call (also if a lookup re-read it meanwhile), so the caller
-        re-checks online users once per change.
-
-        @raise CorruptDataDir: if the changed file cannot be used (the
-            previous directory is kept).
-        """
-        stamp = self._data.stamp(self._data.users_path)
-        if stamp != self._stamp:
-            self._read(stamp)
-        changed, self._unrevalidated = self._unrevalidated, False
-        return changed
-
-    def _fresh(self) -> None:
-        """
-        Re-read the file if it changed since it was last read; a broken
-        version is logged once and the previous directory kept.
-        """
-        stamp = self._data.stamp(self._data.users_path)
-        if stamp == self._stamp or stamp == self._bad_stamp:
-            return
-        try:
-            self._read(stamp)
-        except CorruptDataDir as e:
-            self._bad_stamp = stamp
-            self.log.error("keeping the previous user directory: {error}", error=str(e))
-
-    def lookup(self, name: str) -> UserEntry | None:
-        self._fresh()
-        record = self._users.lookup(name)
-        if record is None:
-            return None
-        return UserEntry(record.name, record.public_key, record.revoked is not None)
-
-    def lookup_recent(self, name: str) -> UserEntry | None:
-        if self._clock is None:
-            return self.lookup(name)
-        if not self._checked_this_turn:
-            self._fresh()
-            self._checked_this_turn = True
-            self._clock.callLater(0, self._turn_over)
-        record = self._users.lookup(name)
-        if record is None:
-            return None
-        return UserEntry(record.name, record.public_key, record.revoked is not None)
-
-    def _turn_over(self) -> None:
-        self._checked_this_turn = False
-
-    def entries(self) -> list[UserEntry]:
-        self._fresh()
-        return [UserEntry(r.name, r.public_key, r.revoked is not None)
-                for r in self._users.users.values()]
-
-    def __len__(self) -> int:
-        return len(self._users.users)
 
 
 #: What the operator does about each way the relay's own credentials fail.
