@@ -64,10 +64,10 @@ from securechat.client.endtoend import PRE_AUTH_MAX_FRAME, EndToEndChats, PeerCh
 from securechat.client.letters import Mailbox
 from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStatus, PinStore
-from securechat.client.reasons import DEPARTURES, reason_of, reason_text
+from securechat.client.reasons import DEPARTURES, describe_error, reason_of, reason_text
 from securechat.client.rules import stopped_outcome
 from securechat.client.view import ChatView
-from securechat.errors import PeerAlert, ProtocolError, RemoteProtocolError, UnauthenticatedAlert
+from securechat.errors import ProtocolError, RemoteProtocolError
 from securechat.delegate import ISessionDelegate, PeerRejected
 from securechat.protocol import SecureChatProtocol
 from securechat.wire.e2e import E2E_MESSAGES, MAX_TEXT, End, Text
@@ -480,26 +480,3 @@ class ChatClient(EndToEndChats):
 
 
 _ENDED_REQUEST_COMMANDS = frozenset({ChatAccept.TYPE, ChatRefuse.TYPE, ChatCancel.TYPE})
-
-
-def describe_error(error: ProtocolError | None, was_logged_in: bool) -> str | None:
-    """
-    One line for the user about why the relay connection ended.
-    """
-    if error is None:
-        return None
-    if isinstance(error, UnauthenticatedAlert):
-        # Not believed (protocol 8.3): never reported as a refused login.
-        return ("the connection to the relay was interrupted (an unauthenticated alert "
-                "arrived, which is not believed)")
-    if isinstance(error, PeerAlert):
-        from securechat.errors import Alert
-        if error.peer_alert == Alert.HANDSHAKE_FAILED and not was_logged_in:
-            return ("the relay refused the login: the user name is unknown or revoked, "
-                    "or the key does not match the registered one")
-        if error.peer_alert == Alert.SERVER_REKEYED:
-            return "the relay changed its certificate; reconnecting to check the new one"
-        return error.detail.replace("peer closed the connection", "the relay closed the connection")
-    if error.code == "bad-certificate":
-        return f"the relay's certificate was rejected: {error.detail}"
-    return error.detail
