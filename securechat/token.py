@@ -353,6 +353,21 @@ def check_mechanism(token: Any, scheme: int, public: keys.PublicKey) -> None:
                          f"{keys.describe(public)} key)")
 
 
+def _locate(uri_text: str, module: str | None) -> tuple[TokenUri, Any]:
+    """
+    The parsed URI and the token it names (through the module it or
+    C{module} gives).
+
+    @raise TokenError: in one line (a bad URI too).
+    """
+    try:
+        uri = parse(uri_text)
+    except UriError as e:
+        raise TokenError(str(e)) from None
+    path = module_for(uri, module)
+    return uri, find_token(load_module(path), uri, path)
+
+
 def open_key(uri_text: str, module: str | None = None,
              prompt: Callable[[str], str] | None = None,
              warn: Callable[[str], None] = lambda line: None) -> TokenKey:
@@ -363,12 +378,7 @@ def open_key(uri_text: str, module: str | None = None,
     @raise TokenError: anything wrong, in one line (L{UriError} too).
     """
     pkcs11 = _pkcs11()
-    try:
-        uri = parse(uri_text)
-    except UriError as e:
-        raise TokenError(str(e)) from None
-    path = module_for(uri, module)
-    token = find_token(load_module(path), uri, path)
+    uri, token = _locate(uri_text, module)
     session = login(token, read_pin(uri, token, prompt, warn))
     try:
         privates = _one(session, {**_selector(uri),
@@ -398,12 +408,7 @@ def read_public_key(uri_text: str, module: str | None = None) -> keys.PublicKey:
     --from-token}.
     """
     pkcs11 = _pkcs11()
-    try:
-        uri = parse(uri_text)
-    except UriError as e:
-        raise TokenError(str(e)) from None
-    path = module_for(uri, module)
-    token = find_token(load_module(path), uri, path)
+    uri, token = _locate(uri_text, module)
     try:
         with token.open() as session:
             return find_public_key(session, uri)

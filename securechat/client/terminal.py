@@ -400,24 +400,13 @@ class ChatTerminal(LetterLines, LineReceiver):
     def chat_ended(self, peer: str, outcome: str) -> None:
         if self.current == peer:
             self.current = None
-        self.say(f"* chat with {peer} {outcome}" if outcome.startswith(("ended", "TRUNC"))
-                 else f"* chat with {peer} ended: {outcome}")
+        self.say("* " + ended_text(peer, outcome))
 
     def security_error(self, peer: str, detail: str) -> None:
         self.say(f"!!! chat with {peer}: {detail}")
 
     def command_failed(self, command: str, subject: str, reason: Reason | int) -> None:
-        client = self.client
-        if command == "chat" and reason is Reason.ALREADY and client is not None:
-            if subject in client.chats:
-                template = "you are already chatting with {peer}"
-            elif subject in client.incoming:
-                template = "{peer} has already asked you: !accept {peer} or !refuse {peer}"
-            else:
-                template = "you already asked {peer}; waiting for an answer (!cancel {peer} withdraws)"
-        else:
-            template = _FAILED.get((command, reason)) or _FAILED.get(
-                reason, "!{command} {peer} failed: {why}")
+        template = failure_template(self.client, command, subject, reason)
         self.say("! " + template.format(peer=subject, command=command, why=reason_name(reason)))
 
     def notice(self, text: str) -> None:
@@ -432,6 +421,30 @@ class ChatTerminal(LetterLines, LineReceiver):
             self.say(f"! disconnected: {reason}")
         elif not self.exiting:
             self.say("! disconnected")
+
+
+def ended_text(peer: str, outcome: str) -> str:
+    """
+    The line saying how the chat with C{peer} ended (every view's wording).
+    """
+    return (f"chat with {peer} {outcome}" if outcome.startswith(("ended", "TRUNC"))
+            else f"chat with {peer} ended: {outcome}")
+
+
+def failure_template(client: ChatClient | None, command: str, subject: str,
+                     reason: Reason | int) -> str:
+    """
+    The line-mode template (C{!command} hints; fields C{peer}, C{command},
+    C{why}) for a failed command; a chat request that already exists is
+    told apart by what the client knows of C{subject}.
+    """
+    if command == "chat" and reason is Reason.ALREADY and client is not None:
+        if subject in client.chats:
+            return "you are already chatting with {peer}"
+        if subject in client.incoming:
+            return "{peer} has already asked you: !accept {peer} or !refuse {peer}"
+        return "you already asked {peer}; waiting for an answer (!cancel {peer} withdraws)"
+    return _FAILED.get((command, reason)) or _FAILED.get(reason, "!{command} {peer} failed: {why}")
 
 
 def slash_command(line: str) -> str:

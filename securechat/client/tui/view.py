@@ -19,7 +19,7 @@ from typing import Callable
 from securechat.client.core import ChatClient
 from securechat.client.letterview import LetterLines, key_changed_words
 from securechat.client.reasons import reason_name
-from securechat.client.terminal import _DECLINED, _FAILED, _WITHDRAWN
+from securechat.client.terminal import _DECLINED, _WITHDRAWN, ended_text, failure_template
 from securechat.client.tui.commands import Commands
 from securechat.client.tui.keys import Keys
 from securechat.client.tui.widgets import ChatScreen
@@ -312,8 +312,7 @@ class FullScreen(LetterLines):
 
     def chat_ended(self, peer: str, outcome: str) -> None:
         truncated = outcome.startswith("TRUNC")
-        text = (f"chat with {peer} {outcome}" if outcome.startswith(("ended", "TRUNC"))
-                else f"chat with {peer} ended: {outcome}")
+        text = ended_text(peer, outcome)
         self.mark_ended(peer, text, Style.TRUST if truncated else Style.EVENT)
 
     def security_error(self, peer: str, detail: str) -> None:
@@ -321,17 +320,7 @@ class FullScreen(LetterLines):
         self.put(window, "!!!", f"chat with {peer}: {detail}", Style.TRUST, Activity.ALERT)
 
     def command_failed(self, command: str, subject: str, reason: Reason | int) -> None:
-        client = self.client
-        if command == "chat" and reason is Reason.ALREADY and client is not None:
-            if subject in client.chats:
-                template = "you are already chatting with {peer}"
-            elif subject in client.incoming:
-                template = "{peer} has already asked you: /accept {peer} or /refuse {peer}"
-            else:
-                template = "you already asked {peer}; waiting for an answer (/cancel {peer} withdraws)"
-        else:
-            template = slash(_FAILED.get((command, reason)) or _FAILED.get(
-                reason, "/{command} {peer} failed: {why}"))
+        template = slash(failure_template(self.client, command, subject, reason))
         window = self.windows.find(subject) or self.windows.current
         if command == "chat" and reason is not Reason.ALREADY and window.peer == subject:
             window.state = PeerState.ENDED
