@@ -46,7 +46,7 @@ from securechat.crypto.schedule import expand_label, hkdf_extract
 from securechat.crypto.suites import AES_256_GCM, SUITES
 from securechat.errors import RemoteProtocolError
 from securechat.wire.codec import Reader, bytes16, bytes32, text8, u8, u16, u32, u64
-from securechat.wire.names import BadUserName, check_user_name
+from securechat.wire.names import read_user_name
 
 LETTER_VERSION = 1
 LETTER_ID_LENGTH = 16
@@ -99,8 +99,8 @@ class LetterHeader:
             raise LetterError("unsupported-version", f"letter version {version}, only 1 is known")
         suite = r.u16("suite")
         letter_id = r.fixed(LETTER_ID_LENGTH, "letter_id")
-        sender = _name(r, "sender")
-        recipient = _name(r, "recipient")
+        sender = read_user_name(r, "sender")
+        recipient = read_user_name(r, "recipient")
         sent_at = r.u64("sent_at")
         reply_to = r.fixed(LETTER_ID_LENGTH, "reply_to") if _flag(r, "reply_to flag") else None
         signed_prekey_id = r.u32("signed_prekey_id")
@@ -108,14 +108,6 @@ class LetterHeader:
         ephemeral = r.fixed(X25519_LENGTH, "ephemeral")
         return cls(suite, letter_id, sender, recipient, sent_at, reply_to, signed_prekey_id,
                    one_time, ephemeral, version)
-
-
-def _name(r: Reader, what: str) -> str:
-    name = r.text8(what)
-    try:
-        return check_user_name(name)
-    except BadUserName as e:
-        raise RemoteProtocolError("bad-value", f"{what}: {e}") from None
 
 
 def _flag(r: Reader, what: str) -> bool:

@@ -21,7 +21,7 @@ from securechat.crypto.letters import LETTER_ID_LENGTH, SealedLetter
 from securechat.crypto.prekeys import MAX_SIGNATURE, LetterError, reader_errors
 from securechat.errors import RemoteProtocolError
 from securechat.wire.codec import Reader, bytes16, text8, u8, u16, u64
-from securechat.wire.names import BadUserName, check_user_name
+from securechat.wire.names import read_user_name
 
 RECEIPT_VERSION = 1
 RECEIPT_SIGNATURE_LABEL = b"securechat/1 receipt signature\x00"
@@ -112,14 +112,6 @@ def make_receipt(
     return to_sign.signed(scheme, signature)
 
 
-def _name(r: Reader, what: str) -> str:
-    name = r.text8(what)
-    try:
-        return check_user_name(name)
-    except BadUserName as e:
-        raise RemoteProtocolError("bad-value", f"{what}: {e}") from None
-
-
 def parse_receipt(data: bytes) -> Receipt:
     """
     Parse a receipt exactly.
@@ -136,8 +128,8 @@ def parse_receipt(data: bytes) -> Receipt:
             raise RemoteProtocolError("bad-value", f"receipt kind {kind}")
         digest = r.fixed(32, "letter_digest")
         letter_id = r.fixed(LETTER_ID_LENGTH, "letter_id")
-        letter_sender = _name(r, "letter_sender")
-        signer = _name(r, "signer")
+        letter_sender = read_user_name(r, "letter_sender")
+        signer = read_user_name(r, "signer")
         signed_at = r.u64("signed_at")
         scheme = r.u16("scheme")
         signature = r.bytes16("signature")

@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar
 
 from securechat.errors import RemoteProtocolError
 from securechat.wire.codec import Reader, bytes16, bytes32, text8, text16, u8, u16, u32, u64
-from securechat.wire.names import BadUserName, check_user_name
+from securechat.wire.names import read_user_name
 
 MAX_ONLINE_LIST = 10_000
 #: The most entries a L{ListOf} field may announce.
@@ -32,19 +32,11 @@ MAX_LIST = 10_000
 ID_LENGTH = 16
 
 
-def _parse_name(r: Reader, what: str) -> str:
-    name = r.text8(what)
-    try:
-        return check_user_name(name)
-    except BadUserName as e:
-        raise RemoteProtocolError("bad-value", f"{what}: {e}") from None
-
-
 def _parse_names(r: Reader, what: str) -> tuple[str, ...]:
     count = r.u16(what + " count")
     if count > MAX_ONLINE_LIST:
         raise RemoteProtocolError("bad-value", f"{what}: {count} names")
-    return tuple(_parse_name(r, what) for _ in range(count))
+    return tuple(read_user_name(r, what) for _ in range(count))
 
 
 def _encode_id(value: bytes) -> bytes:
@@ -65,7 +57,7 @@ _ENCODE: dict[str, Callable[[Any], bytes]] = {
     "text16": text16,
 }
 _PARSE: dict[str, Callable[[Reader, str], Any]] = {
-    "name": _parse_name,
+    "name": read_user_name,
     "names": _parse_names,
     "u8": Reader.u8,
     "u32": Reader.u32,

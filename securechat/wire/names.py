@@ -10,6 +10,10 @@ unambiguous on screen, safe as file names, and never need normalising.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from securechat.wire.codec import Reader
 
 MAX_NAME_LENGTH = 32
 
@@ -36,3 +40,17 @@ def check_user_name(name: str) -> str:
             "lowercase letters, digits, '.', '_' or '-'"
         )
     return name
+
+
+def read_user_name(r: Reader, what: str) -> str:
+    """
+    Read a C{text8} user name from C{r}; one that breaks the rule is the
+    remote error C{bad-value} naming the field.
+    """
+    from securechat.errors import RemoteProtocolError
+
+    name = r.text8(what)
+    try:
+        return check_user_name(name)
+    except BadUserName as e:
+        raise RemoteProtocolError("bad-value", f"{what}: {e}") from None
