@@ -33,10 +33,11 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -343,6 +344,26 @@ class SenderChain:
     @property
     def signing_public(self) -> bytes:
         return signing_public_bytes(self._signing_key)
+
+    def to_record(self) -> dict[str, Any]:
+        """
+        The chain as JSON-able values (bytes in hex) for the client's
+        store: the current chain key only (the used ones are gone).
+        """
+        seed = self._signing_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return {"group_id": self.group_id.hex(), "sender": self.sender, "epoch": self.epoch,
+                "chain_id": self.chain_id, "counter": self.counter, "chain_key": self._chain_key.hex(),
+                "signing_seed": seed.hex()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SenderChain:
+        """The chain L{to_record} describes."""
+        chain = cls(bytes.fromhex(record["group_id"]), record["sender"], int(record["epoch"]),
+                    int(record["chain_id"]), min(int(record["counter"]), MAX_COUNTER),
+                    bytes.fromhex(record["chain_key"]),
+                    Ed25519PrivateKey.from_private_bytes(bytes.fromhex(record["signing_seed"])))
+        chain.counter = int(record["counter"])
+        return chain
 
     @property
     def exhausted(self) -> bool:

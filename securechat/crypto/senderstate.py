@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from securechat.crypto.senderkeys import (
     GroupKeyError,
@@ -42,6 +43,8 @@ from securechat.crypto.senderkeys import (
     decrypt_group_message,
     message_key,
     next_chain_key,
+    parse_distribution,
+    parse_group_message,
     verify_group_signature,
 )
 
@@ -54,6 +57,10 @@ MAX_HELD = 200
 #: The most chains kept per sender.
 MAX_CHAINS = 4
 _MAX_RETIRED = 64
+
+#: What the caller keeps with a held message (the relay's seq and
+#: stored_at, for the client), returned when it is released.
+Tag = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +87,19 @@ class Held:
 
     message: GroupMessage
     given_up: GroupMessage | None = None
+    given_up_tag: Tag = (0, 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Released:
-    """A held message, opened or refused now that its chain came."""
+    """
+    A held message, opened or refused now that its chain came, with the
+    C{tag} it was held with.
+    """
 
     message: GroupMessage
     result: Opened | GroupKeyError
+    tag: Tag = (0, 0)
 
 
 @dataclass(slots=True)
@@ -143,7 +155,7 @@ class SenderKeyState:
         self.max_chains = max_chains
         self.chains: OrderedDict[int, ReceiverChain] = OrderedDict()
         self.retired: deque[int] = deque(maxlen=_MAX_RETIRED)
-        self.held: list[tuple[GroupMessage, int]] = []
+        self.held: list[tuple[GroupMessage, int, Tag]] = []
 
     # -- distributions --------------------------------------------------------
 
@@ -172,26 +184,27 @@ class SenderKeyState:
         while len(self.chains) > self.max_chains:
             old_id, _ = self.chains.popitem(last=False)
             self.retired.append(old_id)
-        waiting = [(m, r) for m, r in self.held if m.header.chain_id == dist.chain_id]
-        self.held = [(m, r) for m, r in self.held if m.header.chain_id != dist.chain_id]
+        waiting = [h for h in self.held if h[0].header.chain_id == dist.chain_id]
+        self.held = [h for h in self.held if h[0].header.chain_id != dist.chain_id]
         released = []
-        for message, rekey_epoch in waiting:
+        for message, rekey_epoch, tag in waiting:
             result: Opened | GroupKeyError
             try:
                 result = self._open(self.chains[dist.chain_id], message, rekey_epoch)
             except GroupKeyError as e:
                 result = e
-            released.append(Released(message, result))
+            released.append(Released(message, result, tag))
         return released
 
     # -- messages -------------------------------------------------------------
 
-    def receive(self, message: GroupMessage, *, rekey_epoch: int = 0) -> Opened | Held:
+    def receive(self, message: GroupMessage, *, rekey_epoch: int = 0, tag: Tag = (0, 0)) -> Opened | Held:
         """
         Open a message the relay delivered from this sender in this group,
         or hold it until its chain comes.  C{rekey_epoch} is the latest
         epoch, at or before the message's, in which a member was removed or
         left (0 if none): a chain made before it must not be used any more.
+        C{tag} is kept with a held message and given back on release.
 
         Checks, in order (16.4): the envelope, the chain (held if unknown),
         the epochs, the signature, the counter, decryption, the content.
@@ -207,12 +220,45 @@ class SenderKeyState:
             raise GroupKeyError("retired-chain", f"{self.sender}'s chain {chain_id} was replaced")
         chain = self.chains.get(chain_id)
         if chain is None:
-            given_up = None
+            given_up: tuple[GroupMessage | None, int, Tag] = (None, 0, (0, 0))
             if len(self.held) >= self.max_held:
-                given_up = self.held.pop(0)[0]
-            self.held.append((message, rekey_epoch))
-            return Held(message, given_up)
+                given_up = self.held.pop(0)
+            self.held.append((message, rekey_epoch, tag))
+            return Held(message, given_up[0], given_up[2])
         return self._open(chain, message, rekey_epoch)
+
+    # -- keeping it --------------------------------------------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        """
+        Everything this state holds, as JSON-able values (bytes in hex),
+        for the client's store; L{from_record} is the inverse.
+        """
+        return {
+            "group_id": self.group_id.hex(),
+            "sender": self.sender,
+            "chains": [{"distribution": c.distribution.encode().hex(), "next": c.next,
+                        "chain_key": c.chain_key.hex(), "floor": c.floor,
+                        "skipped": [[n, k.key.hex(), k.nonce.hex()] for n, k in c.skipped.items()]}
+                       for c in self.chains.values()],
+            "retired": list(self.retired),
+            "held": [[m.encode().hex(), r, list(t)] for m, r, t in self.held],
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], **limits: int) -> SenderKeyState:
+        """A state from L{to_record}'s output (with C{limits} as in the constructor)."""
+        state = cls(bytes.fromhex(record["group_id"]), record["sender"], **limits)
+        for c in record["chains"]:
+            dist = parse_distribution(bytes.fromhex(c["distribution"]))
+            skipped = OrderedDict((int(n), MessageKey(bytes.fromhex(k), bytes.fromhex(v)))
+                                  for n, k, v in c["skipped"])
+            state.chains[dist.chain_id] = ReceiverChain(dist, int(c["next"]), bytes.fromhex(c["chain_key"]),
+                                                        skipped, int(c["floor"]))
+        state.retired.extend(int(i) for i in record["retired"])
+        state.held = [(parse_group_message(bytes.fromhex(m)), int(r), (int(t[0]), int(t[1])))
+                      for m, r, t in record["held"]]
+        return state
 
     @property
     def waiting(self) -> int:
