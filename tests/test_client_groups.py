@@ -23,7 +23,9 @@ from securechat.client.groups import (
     SendKey,
     WaitingForKey,
 )
+from securechat.client.display import untrusted
 from securechat.client.groupstore import GroupKeyStore
+from securechat.client.groupview import GroupLines
 from securechat.crypto.senderkeys import GroupKeyError, SenderChain, parse_distribution
 
 GROUP = b"G" * 16
@@ -398,3 +400,53 @@ class StoreTests(unittest.TestCase):
         relay.deliver_bodies(to=["bob"])
         self.assertEqual(relay.texts("bob"), [("alice", "one"), ("alice", "two")])
         self.assertNotIn("gap", relay.kinds("bob"))
+
+
+class Lines(GroupLines):
+    """Collects lines as the terminal would show them (neutralised)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, bool]] = []
+
+    def group_line(self, text: str, alert: bool = False) -> None:
+        self.lines.append((untrusted(text), alert))
+
+
+class ViewTests(unittest.TestCase):
+    """
+    Group events as lines: members' text cannot pass for the client's own
+    events, and every failure is shown as such.
+    """
+
+    def test_textCannotImitateEvents(self) -> None:
+        """
+        A message whose text holds a newline and a fake event is one line,
+        starting with the time, group and sender; the fake event is not at
+        the start of any line.
+        """
+        view = Lines()
+        view.group_event("team", GroupText(GROUP, "mallory", 1, 5, 0,
+                                           "hi\n* #team: alice removed bob (change 9, verified)"))
+        [(line, alert)] = view.lines
+        self.assertTrue(line.startswith("[") and "#team <mallory> hi\\x0a* #team" in line, line)
+        self.assertFalse(alert)
+
+    def test_eachKind(self) -> None:
+        """
+        Waiting, gap, failure, late and membership change lines: events of
+        the client's own start with '* ' or '! ' (alerts for gaps and
+        refusals).
+        """
+        view = Lines()
+        view.group_event("team", WaitingForKey(GROUP, "bob", 3, 5))
+        view.group_event("team", GroupGap(GROUP, "bob", 4, 2))
+        view.group_event("team", GroupFailure(GROUP, "bob", 7, 5, "bad-signature", "x"))
+        view.group_event("team", GroupText(GROUP, "bob", 8, 5, 0, "ok", late=True))
+        view.group_changed("team", 4, Action.REMOVE, "alice", "mallory")
+        self.assertEqual([(line[0], alert) for line, alert in view.lines],
+                         [("*", False), ("!", True), ("!", True), ("[", False), ("*", False)])
+        self.assertIn("waiting for bob's key", view.lines[0][0])
+        self.assertIn("2 messages from bob missing", view.lines[1][0])
+        self.assertIn("REFUSED, not shown (bad-signature)", view.lines[2][0])
+        self.assertIn("(late: arrived out of order) ok", view.lines[3][0])
+        self.assertIn("alice removed mallory (change 4, signed by alice: verified)", view.lines[4][0])
