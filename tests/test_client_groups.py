@@ -26,7 +26,7 @@ from securechat.client.groups import (
 from securechat.client.display import untrusted
 from securechat.client.groupstore import GroupKeyStore
 from securechat.client.groupview import GroupLines
-from securechat.crypto.senderkeys import GroupKeyError, SenderChain, parse_distribution
+from securechat.crypto.senderkeys import MAX_COUNTER, GroupKeyError, SenderChain, parse_distribution
 
 GROUP = b"G" * 16
 
@@ -161,6 +161,48 @@ class SendingTests(unittest.TestCase):
         own = relay.clients["alice"].store.own_chain(GROUP)
         assert own is not None
         self.assertEqual(own["counter"], 1)
+
+    def test_exhaustedChainReplaced(self) -> None:
+        """
+        A chain with no counter left is replaced before the next message,
+        and the new one is handed to every other member.
+        """
+        relay = three()
+        relay.send("alice", "one")
+        store = relay.clients["alice"].store
+        record = store.own_chain(GROUP)
+        assert record is not None
+        store.save_own_chain(GROUP, dict(record, counter=MAX_COUNTER + 1))
+        out = relay.send("alice", "two")
+        self.assertEqual([getattr(e, "recipient", "") for e in out.effects], ["bob", "carol", ""])
+        self.assertNotEqual(parse_distribution(out.effects[0].content).chain_id, record["chain_id"])
+
+    def test_keyInRealLetter(self) -> None:
+        """
+        The key effect sealed in a real letter of content type 2 and
+        opened by the recipient (14.3, 14.4) gives the group layer what it
+        needs: bob opens alice's message.
+        """
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from securechat.crypto.letters import CONTENT_GROUP_KEY, open_letter, seal_letter
+        from securechat.crypto.prekeys import PrekeyBundle, PrekeyRing, generate_signed_prekey
+
+        alice_key, bob_key = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+        spk, spk_private = generate_signed_prekey("bob", bob_key, 1, 1000)
+        ring = PrekeyRing()
+        ring.signed[1] = spk_private
+        relay = three()
+        relay.send("alice", "sealed for real")
+        key = next(e for e in relay.letters if e.recipient == "bob")
+        letter = seal_letter(sender="alice", sender_private=alice_key, recipient="bob",
+                             recipient_key=bob_key.public_key(), bundle=PrekeyBundle("bob", spk, None),
+                             content=key.content, content_type=CONTENT_GROUP_KEY, sent_at=1)
+        opened = open_letter(letter.raw, recipient="bob", recipient_key=bob_key.public_key(),
+                             sender_key=alice_key.public_key(), prekeys=ring)
+        relay.run("bob", relay.clients["bob"].key_arrived(opened.header.sender, opened.content))
+        relay.deliver_bodies(to=["bob"])
+        self.assertEqual(relay.texts("bob"), [("alice", "sealed for real")])
 
     def test_notMember(self) -> None:
         """
