@@ -52,6 +52,21 @@ class GroupVectorTests(unittest.TestCase):
         self.assertEqual((header.sender, header.epoch, header.counter), ("alice", 4, 5))
         self.assertEqual(CONTENT_GROUP_KEY, 2)
 
+    def test_statedLengths(self) -> None:
+        """
+        The lengths section 16 states (the distribution's, the signature's
+        69-byte M) are those of the vector.
+        """
+        import re
+
+        text = DOC.read_text()
+        stated = re.search(r"\*distribution\*, (\d+) bytes::", text)
+        assert stated is not None
+        self.assertEqual(int(stated.group(1)), len(self.vector["distribution"]))
+        from securechat.crypto.senderkeys import group_signature_message
+        self.assertIn("the 32-byte hash: 69 bytes", text)
+        self.assertEqual(len(group_signature_message(b"")), 69)
+
     def test_tampering(self) -> None:
         """
         The check is real: the vector with one ciphertext byte changed
