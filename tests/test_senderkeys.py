@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from securechat.crypto.senderkeys import (
@@ -653,3 +655,50 @@ class RecordTests(unittest.TestCase):
         restored = SenderChain.from_record(a.to_record())
         b.seal(b"x", epoch=1, sent_at=0)
         self.assertEqual(restored.seal(b"y", epoch=1, sent_at=0), b.seal(b"y", epoch=1, sent_at=0))
+
+
+class PropertyTests(unittest.TestCase):
+    """
+    Properties over arbitrary input (hypothesis): parsing refuses with a
+    code and nothing else, and no change to a body opens.
+    """
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=300))
+    def test_parseArbitraryBytes(self, data: bytes) -> None:
+        """
+        Any bytes either parse or are refused with a GroupKeyError whose
+        code is one of 16.6 (no other exception escapes).
+        """
+        for parse in (parse_group_message, parse_distribution):
+            try:
+                parse(data)
+            except GroupKeyError as e:
+                self.assertIn(e.code, ("malformed", "unsupported-version", "message-too-large"))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.data())
+    def test_noChangedBodyOpens(self, data: st.DataObject) -> None:
+        """
+        A body with any one bit flipped, or cut at any point, never opens:
+        it is refused with a code, and the state does not move (the
+        original still opens, without a gap).
+        """
+        alice = chain()
+        view = state_for(alice)
+        raw = alice.seal(b"the original", epoch=1, sent_at=3).encode()
+        if data.draw(st.booleans()):
+            bit = data.draw(st.integers(0, len(raw) * 8 - 1))
+            changed = bytearray(raw)
+            changed[bit // 8] ^= 1 << (bit % 8)
+            bad = bytes(changed)
+        else:
+            bad = raw[:data.draw(st.integers(0, len(raw) - 1))]
+        try:
+            result = view.receive(parse_group_message(bad))
+        except GroupKeyError:
+            pass
+        else:
+            self.assertIsInstance(result, Held)  # a flipped chain id: waits for a chain that never comes
+        again = opened(view.receive(parse_group_message(raw)))
+        self.assertEqual((again.message.content, again.gap), (b"the original", None))
