@@ -124,7 +124,8 @@ class Receiver:
             raise Refused("wrong-group")
         known = self.chains.get((sender, dist["chain_id"]))
         if known is not None:
-            if known["dist"] != dist:
+            first = known["dist"]
+            if (first["signing_public"], first["epoch"]) != (dist["signing_public"], dist["epoch"]):
                 raise Refused("chain-conflict")
             return []
         self.chains[(sender, dist["chain_id"])] = {

@@ -45,6 +45,8 @@ class FakeRelay:
         self.letters: list[SendKey] = []
         self.bodies: list[tuple[int, str, bytes]] = []
         self.events: dict[str, list[Event]] = {u: [] for u in users}
+        #: Whether key letters are kept by the mailbox as soon as they are asked for.
+        self.hand_over = True
         out = self.clients[users[0]].created(GROUP, MembershipChange(1, Action.CREATE, users[0]))
         self.events[users[0]].extend(out.events)
         self.epoch = 1
@@ -67,6 +69,8 @@ class FakeRelay:
         for effect in out.effects:
             if isinstance(effect, SendKey):
                 self.letters.append(effect)
+                if self.hand_over:
+                    self.clients[user].key_handed_over(effect.owed_id)
             else:
                 assert isinstance(effect, PostBody)
                 self.seq += 1
@@ -203,6 +207,28 @@ class SendingTests(unittest.TestCase):
         relay.run("bob", relay.clients["bob"].key_arrived(opened.header.sender, opened.content))
         relay.deliver_bodies(to=["bob"])
         self.assertEqual(relay.texts("bob"), [("alice", "sealed for real")])
+
+    def test_owedUntilHandedOver(self) -> None:
+        """
+        A key letter not yet kept by the mailbox is owed: after a restart
+        the layer hands it out again (the same bytes), until it is handed
+        over; bob, given it twice, opens alice's message once, with no
+        refusal.
+        """
+        relay = three()
+        relay.hand_over = False
+        out = relay.send("alice", "one")
+        again = copy_of(relay.clients["alice"]).owed_keys().effects  # a restart
+        self.assertEqual(again, [e for e in out.effects if isinstance(e, SendKey)])
+        first = again[0]
+        assert isinstance(first, SendKey)
+        relay.clients["alice"].key_handed_over(first.owed_id)
+        self.assertEqual([e.recipient for e in relay.clients["alice"].owed_keys().effects
+                          if isinstance(e, SendKey)], ["carol"])
+        relay.letters += [e for e in again if isinstance(e, SendKey)]
+        relay.deliver_keys()
+        relay.deliver_bodies()
+        self.assertEqual((relay.texts("bob"), relay.failures("bob")), ([("alice", "one")], []))
 
     def test_notMember(self) -> None:
         """

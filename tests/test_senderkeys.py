@@ -578,6 +578,28 @@ class ChainSetTests(unittest.TestCase):
         self.assertEqual(view.add_chain(chain().distribution()), [])
         self.assertEqual(view.chains[7].next, 1)
 
+    def test_sameChainLaterCounter(self) -> None:
+        """
+        The same chain sent again at a later counter (same id, signing key
+        and epoch) changes nothing: what was held stays, and messages from
+        before that counter still open.
+        """
+        alice = chain()
+        view = state_for(alice)
+        first = alice.seal(b"0", epoch=1, sent_at=0)
+        self.assertEqual(view.add_chain(alice.distribution()), [])
+        self.assertEqual(view.chains[7].start, 0)
+        self.assertEqual(opened(view.receive(first)).message.text, "0")
+
+    def test_conflictOtherEpoch(self) -> None:
+        """
+        The same chain id and signing key under another epoch is
+        C{chain-conflict}.
+        """
+        view = state_for(chain(epoch=1))
+        e = self.assertRaises(GroupKeyError, view.add_chain, chain(epoch=2).distribution())
+        self.assertEqual(e.code, "chain-conflict")
+
     def test_conflict(self) -> None:
         """
         Another key under a chain id we hold is C{chain-conflict}; the

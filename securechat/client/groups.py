@@ -7,7 +7,11 @@ events.  It sends nothing itself: each call returns a L{GroupOutput} whose
 C{effects} the caller carries out, in order, and whose C{events} it shows:
 
   - L{SendKey}: seal C{content} in a letter of content type 2 to
-    C{recipient} and post it (the mailbox, section 14);
+    C{recipient} and post it (the mailbox, section 14), then call
+    L{GroupKeys.key_handed_over} with its C{owed_id} once the sealed letter
+    is kept in the letters file (the mailbox posts it again from there);
+    until then the distribution is kept as owed, and L{GroupKeys.owed_keys}
+    (called after each login) hands it out again;
   - L{PostBody}: send GROUP_POST(group_id, body) (section 15).
 
 Inputs, all from the caller:
@@ -67,11 +71,15 @@ MAX_PENDING = 1000
 
 @dataclass(frozen=True, slots=True)
 class SendKey:
-    """Seal C{content} in a letter of content type 2 to C{recipient}, and post it."""
+    """
+    Seal C{content} in a letter of content type 2 to C{recipient}, and post
+    it; then L{GroupKeys.key_handed_over}(C{owed_id}).
+    """
 
     group_id: bytes
     recipient: str
     content: bytes
+    owed_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +223,9 @@ class GroupKeys:
         if change.action == Action.ADD and change.target != self.user:
             chain = self._own_chain(group_id, membership)
             if chain is not None:
-                out.effects.append(SendKey(group_id, change.target, chain.distribution().encode()))
+                content = chain.distribution().encode()
+                owed_id = self.store.add_owed(group_id, change.target, content)
+                out.effects.append(SendKey(group_id, change.target, content, owed_id))
         out.extend(self._release_pending(group_id))
         return out
 
@@ -236,19 +246,34 @@ class GroupKeys:
             raise GroupKeyError("not-member", "we are not a member of that group")
         out = GroupOutput()
         chain = self._own_chain(group_id, membership)
+        owed: list[tuple[str, bytes]] = []
         if chain is None:
             record = self.store.own_chain(group_id)
             chain = SenderChain.create(group_id, self.user, membership.head,
                                        avoid=0 if record is None else int(record["chain_id"]),
                                        random=self.random)
             dist = chain.distribution().encode()
-            for member in membership.members():
-                if member != self.user:
-                    out.effects.append(SendKey(group_id, member, dist))
+            owed = [(member, dist) for member in membership.members() if member != self.user]
         sealed = chain.seal(content, epoch=membership.head, sent_at=sent_at)
-        self.store.save_own_chain(group_id, chain.to_record())
+        ids = self.store.save_own_chain(group_id, chain.to_record(), owed)
+        out.effects.extend(SendKey(group_id, r, c, i) for (r, c), i in zip(owed, ids))
         out.effects.append(PostBody(group_id, sealed.encode()))
         return out
+
+    def key_handed_over(self, owed_id: int) -> None:
+        """
+        The letter carrying the L{SendKey} C{owed_id} is sealed and kept
+        in the letters file: the distribution is no longer ours to keep.
+        """
+        self.store.drop_owed(owed_id)
+
+    def owed_keys(self) -> GroupOutput:
+        """
+        Every distribution not yet handed over (a crash or a lost
+        connection came between L{send} and the letter): the caller posts
+        them again, after each login.
+        """
+        return GroupOutput([SendKey(g, r, c, i) for i, g, r, c in self.store.owed()])
 
     def _own_chain(self, group_id: bytes, membership: Membership) -> SenderChain | None:
         """

@@ -6,7 +6,10 @@ per group,
 
   - the membership history the group layer checks messages against
     (L{securechat.client.groupmembers.Membership});
-  - our own sending chain (its current chain key and signing key only);
+  - our own sending chain (its current chain key and signing key only),
+    and the distributions we owe other members until the letter carrying
+    each is in the letters file (the mailbox posts it from there, also
+    after a restart);
   - each other member's chains as we know them, with skipped keys and held
     messages (L{securechat.crypto.senderstate.SenderKeyState});
   - distributions and messages waiting for the group's log to reach their
@@ -25,13 +28,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from typing import Any
+from typing import Any, Sequence
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (group_id BLOB PRIMARY KEY, membership TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS own_chains (group_id BLOB PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sender_states (
     group_id BLOB NOT NULL, sender TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (group_id, sender));
+CREATE TABLE IF NOT EXISTS owed_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, group_id BLOB NOT NULL, recipient TEXT NOT NULL,
+    content BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
     id INTEGER PRIMARY KEY AUTOINCREMENT, group_id BLOB NOT NULL, sender TEXT NOT NULL,
     kind TEXT NOT NULL, seq INTEGER NOT NULL, stored_at INTEGER NOT NULL, data BLOB NOT NULL);
@@ -75,7 +81,7 @@ class GroupKeyStore:
         """Everything of a group: membership, chains, states, pending."""
         with self.db:
             self.db.execute("BEGIN")
-            for table in ("groups", "own_chains", "sender_states", "pending"):
+            for table in ("groups", "own_chains", "sender_states", "pending", "owed_keys"):
                 self.db.execute(f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
 
     # -- our chain ------------------------------------------------------------
@@ -85,9 +91,32 @@ class GroupKeyStore:
         row = self.db.execute("SELECT record FROM own_chains WHERE group_id = ?", (group_id,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def save_own_chain(self, group_id: bytes, record: dict[str, Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO own_chains (group_id, record) VALUES (?, ?)",
-                        (group_id, json.dumps(record)))
+    def save_own_chain(self, group_id: bytes, record: dict[str, Any],
+                       owed: Sequence[tuple[str, bytes]] = ()) -> list[int]:
+        """
+        Keep our chain and, in the same transaction, the distributions
+        C{owed} (recipient, content); their ids, in order.
+        """
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR REPLACE INTO own_chains (group_id, record) VALUES (?, ?)",
+                            (group_id, json.dumps(record)))
+            return [int(self.db.execute("INSERT INTO owed_keys (group_id, recipient, content) VALUES (?, ?, ?)",
+                                        (group_id, recipient, content)).lastrowid or 0)
+                    for recipient, content in owed]
+
+    def add_owed(self, group_id: bytes, recipient: str, content: bytes) -> int:
+        cursor = self.db.execute("INSERT INTO owed_keys (group_id, recipient, content) VALUES (?, ?, ?)",
+                                 (group_id, recipient, content))
+        return int(cursor.lastrowid or 0)
+
+    def owed(self) -> list[tuple[int, bytes, str, bytes]]:
+        """The distributions still owed: C{(id, group_id, recipient, content)}, oldest first."""
+        return [(int(r[0]), bytes(r[1]), str(r[2]), bytes(r[3])) for r in self.db.execute(
+            "SELECT id, group_id, recipient, content FROM owed_keys ORDER BY id")]
+
+    def drop_owed(self, owed_id: int) -> None:
+        self.db.execute("DELETE FROM owed_keys WHERE id = ?", (owed_id,))
 
     # -- the others' chains -----------------------------------------------------
 

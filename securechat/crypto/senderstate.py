@@ -166,9 +166,10 @@ class SenderKeyState:
         messages held for it, in the order they came.
 
         @raise GroupKeyError: C{wrong-group}, C{retired-chain} (a chain
-            this state gave up), C{chain-conflict} (another chain under an
-            id we hold; the first stands).  An identical distribution again
-            changes nothing.
+            this state gave up), C{chain-conflict} (another signing key or
+            epoch under a chain id we hold; the first stands).  The same
+            chain again, at any counter, changes nothing (its owner may send
+            it again, e.g. after a restart).
         """
         if dist.group_id != self.group_id:
             raise GroupKeyError("wrong-group", "a sender key for another group")
@@ -176,7 +177,8 @@ class SenderKeyState:
             raise GroupKeyError("retired-chain", f"{self.sender}'s chain {dist.chain_id} was replaced")
         known = self.chains.get(dist.chain_id)
         if known is not None:
-            if known.distribution != dist:
+            first = known.distribution
+            if (first.signing_public, first.epoch) != (dist.signing_public, dist.epoch):
                 raise GroupKeyError("chain-conflict",
                                     f"{self.sender} sent another key for chain {dist.chain_id}")
             return []
