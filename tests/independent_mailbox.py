@@ -167,8 +167,12 @@ def _keys(shared, header, sender, sender_public, recipient, recipient_public):
 
 
 def seal(sender, sender_key, recipient, recipient_public, bundle_signed, bundle_one_time,
-         text, sent_at, letter_id, ephemeral_bytes, reply_to=None, suite=0x0001):
-    """A sealed text letter, following 14.3 step by step."""
+         text, sent_at, letter_id, ephemeral_bytes, reply_to=None, suite=0x0001, content_type=1):
+    """
+    A sealed letter, following 14.3 step by step: a text letter, or with
+    content_type 2 a group sender key (text is then the distribution's
+    bytes, 16.2).
+    """
     spk_id, spk_public = read_signed_prekey(bundle_signed, recipient, recipient_public)
     e = X25519PrivateKey.from_private_bytes(ephemeral_bytes)
     header = bytes([1]) + struct.pack(">H", suite) + letter_id + text8(sender) + text8(recipient)
@@ -184,7 +188,8 @@ def seal(sender, sender_key, recipient, recipient_public, bundle_signed, bundle_
         header += b"\x00"
     header += raw_x25519(e)
     key, nonce = _keys(shared, header, sender, sender_key.public_key(), recipient, recipient_public)
-    ciphertext = AEADS[suite](key).encrypt(nonce, b"\x01" + text.encode("utf-8"), header)
+    content = text.encode("utf-8") if content_type == 1 else text
+    ciphertext = AEADS[suite](key).encrypt(nonce, bytes([content_type]) + content, header)
     m = b"securechat/1 letter signature" + b"\x00" + sha256(header + bytes32(ciphertext))
     letter = header + bytes32(ciphertext) + struct.pack(">H", ED25519) + bytes16(sender_key.sign(m))
     if len(letter) > MAX_LETTER:
@@ -254,6 +259,12 @@ def open_letter(letter, envelope, me, my_public, sender_public, signed_prekeys, 
         try:
             plaintext[1:].decode("utf-8")
         except UnicodeDecodeError:
+            raise Refused("bad-content")
+    if plaintext[0] == 2:
+        from tests.independent_groups import parse_distribution
+        try:
+            parse_distribution(plaintext[1:])
+        except Refused:
             raise Refused("bad-content")
     return plaintext[0], plaintext[1:]
 

@@ -14,9 +14,11 @@ from twisted.trial import unittest
 
 from securechat.crypto import keys
 from securechat.crypto.letters import (
+    CONTENT_GROUP_KEY,
     CONTENT_TEXT,
     MAX_LETTER,
     LetterHeader,
+    OpenedLetter,
     SealedLetter,
     letter_signature_message,
     open_letter,
@@ -40,6 +42,7 @@ from securechat.crypto.receipts import (
     parse_receipt,
     verify_receipt,
 )
+from securechat.crypto.senderkeys import SenderKeyDistribution, parse_distribution
 from securechat.crypto.suites import CHACHA20_POLY1305
 from securechat.wire.codec import bytes16, bytes32, u16
 from tests.test_prekeys import USER_KEYS
@@ -340,6 +343,29 @@ class RefusalTests(unittest.TestCase):
                              recipient_key=BOB.public_key(), bundle=self.bob.bundle(),
                              content=b"\xff\xfe", sent_at=1)
         self.assertRefused("bad-content", letter.raw)
+
+    def group_key_letter(self, content: bytes) -> SealedLetter:
+        return seal_letter(sender="alice", sender_private=ALICE, recipient="bob",
+                           recipient_key=BOB.public_key(), bundle=self.bob.bundle(),
+                           content=content, content_type=CONTENT_GROUP_KEY, sent_at=1)
+
+    def test_groupKeyContent(self) -> None:
+        """
+        Content type 2 is a group sender key (16.2): a letter carrying one
+        that parses opens, with its content as sent.
+        """
+        dist = SenderKeyDistribution(bytes(16), 1, 9, 0, bytes(32), bytes(32))
+        opened = self.bob.open(self.group_key_letter(dist.encode()).raw)
+        assert isinstance(opened, OpenedLetter)
+        self.assertEqual((opened.content_type, parse_distribution(opened.content)), (CONTENT_GROUP_KEY, dist))
+
+    def test_badGroupKeyContent(self) -> None:
+        """
+        A letter of content type 2 whose content is not a distribution
+        (here one byte short) is C{bad-content}.
+        """
+        dist = SenderKeyDistribution(bytes(16), 1, 9, 0, bytes(32), bytes(32))
+        self.assertRefused("bad-content", self.group_key_letter(dist.encode()[:-1]).raw)
 
 
 class ReceiptTests(unittest.TestCase):

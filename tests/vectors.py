@@ -247,8 +247,12 @@ if __name__ == "__main__":
         print(render("client-server", fresh, compute(fresh)))
     else:
         # Re-render every vector's outputs from the document's own inputs.
-        from tests import letter_vectors
+        from tests import group_vectors, letter_vectors
         for name, vector in parse(doc).items():
+            if name == "group-message":
+                group_inputs = {k: v for k, v in vector.items() if k in group_vectors.GROUP_INPUT_FIELDS}
+                print(group_vectors.render(group_inputs, group_vectors.compute_group_message(group_inputs)))
+                continue
             if name in letter_vectors.COMPUTE:
                 fields, _, compute_one = letter_vectors.COMPUTE[name]
                 mailbox_inputs = {k: v for k, v in vector.items() if k in fields}

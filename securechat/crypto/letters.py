@@ -43,6 +43,7 @@ from securechat.crypto.prekeys import (
     x25519_public_bytes,
 )
 from securechat.crypto.schedule import expand_label, hkdf_extract
+from securechat.crypto.senderkeys import GroupKeyError, parse_distribution
 from securechat.crypto.suites import AES_256_GCM, SUITES
 from securechat.errors import RemoteProtocolError
 from securechat.wire.codec import Reader, bytes16, bytes32, text8, u8, u16, u32, u64
@@ -54,6 +55,8 @@ LETTER_ID_LENGTH = 16
 MAX_LETTER = 49152
 #: Content types of a letter's plaintext.
 CONTENT_TEXT = 1
+#: A group sender key (docs/protocol.rst, 16.2).
+CONTENT_GROUP_KEY = 2
 
 LETTER_SIGNATURE_LABEL = b"securechat/1 letter signature\x00"
 LETTER_KDF_SALT = hashlib.sha256(b"securechat/1 letter").digest()
@@ -390,7 +393,8 @@ def open_letter(
     @raise LetterError: see L{parse_letter}; then C{wrong-envelope},
         C{wrong-recipient}, C{replayed},
         C{bad-signature}, C{unknown-prekey}, C{bad-key-share},
-        C{decrypt-failed}, C{bad-content}.
+        C{decrypt-failed}, C{bad-content} (a text letter that is not
+        UTF-8, a group sender key that does not parse).
     """
     if isinstance(letter, (bytes, bytearray)):
         letter = parse_letter(bytes(letter))
@@ -426,4 +430,9 @@ def open_letter(
             content.decode("utf-8")
         except UnicodeDecodeError:
             raise LetterError("bad-content", "a text letter that is not UTF-8") from None
+    elif content_type == CONTENT_GROUP_KEY:
+        try:
+            parse_distribution(content)
+        except GroupKeyError as e:
+            raise LetterError("bad-content", f"a group sender key that does not parse ({e.code})") from None
     return OpenedLetter(header, content_type, content)
