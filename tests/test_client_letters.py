@@ -128,6 +128,8 @@ def deliver(recipient: User, posted: PostLetter, sender: str = "alice", stored_a
             letter: bytes | None = None, letter_id: bytes | None = None) -> None:
     """The relay lists the letter for C{recipient}, who reads it."""
     letter_id = letter_id or posted.letter_id
+    recipient.box.list_letters(False)
+    recipient.relay.take(ListLetters)
     recipient.feed(LetterList((LetterEntry(sender, letter_id, stored_at, len(posted.letter), 0),), 1))
     recipient.box.read("1")
     [fetch] = recipient.relay.take(FetchLetter)
@@ -406,7 +408,7 @@ class StatusTests(unittest.TestCase):
                                            good, bad),), 1))
         [get] = alice.relay.take(GetUserKey)
         alice.feed(UserKey("bob", der("bob"), 0))
-        [(rows, total)] = alice.view.of("sent_status")
+        [(rows, total, more)] = alice.view.of("sent_status")
         self.assertEqual((rows[0].delivery, rows[0].read, total), ("ok", "bad-signature", 1))
 
     def test_pushedReceiptVerified(self) -> None:
@@ -451,14 +453,14 @@ def _letter_events(hostile: str) -> list[tuple[str, tuple[Any, ...]]]:
         ("letter_not_sent", (hostile, hostile, hostile)),
         ("new_letters", (3,)),
         ("letter_arrived", (hostile, NOW, 10)),
-        ("letter_list", ((LetterSummary(1, hostile, lid, NOW, 10, 0),), 2)),
+        ("letter_list", ((LetterSummary(1, hostile, lid, NOW, 10, 0),), 2, "/letters all 2")),
         ("letter_opened", (hostile, lid, NOW, NOW, hostile, False)),
         ("letter_failed", (hostile, lid, NOW, hostile, hostile)),
         ("letter_deleted", (hostile, lid)),
         ("receipt", (hostile, lid, 1, "ok")),
         ("receipt", (hostile, lid, 2, hostile)),
         ("sent_status", ((StatusRow(hostile, lid, STORED, NOW, NOW, NOW, NOW, "ok", hostile),
-                          StatusRow(hostile, lid, "refused", 0, 0, 0, 0, "", "", hostile)), 3)),
+                          StatusRow(hostile, lid, "refused", 0, 0, 0, 0, "", "", hostile)), 3, "/sent 2")),
         ("users", (((hostile, True), (hostile, False)), 2)),
     ]
 

@@ -13,6 +13,7 @@ from securechat.client.letterstore import STORED, LetterStore
 from securechat.client.pins import PinStore
 from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.protocol import SecureChatProtocol
+from securechat.server.limits import Limits
 from securechat.wire.mailbox import MAILBOX_FROM_SERVER
 from securechat.wire.messages import UserIdentity
 from tests.relay_harness import Harness, user_key
@@ -22,8 +23,8 @@ from tests.test_client_core import RecordingView, verify_test_server
 class LetterHarness(Harness):
     """The relay harness with real clients that keep letters."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, limits: Limits = Limits()) -> None:
+        super().__init__(limits)
         self.stores: dict[str, LetterStore] = {}
         self.pins: dict[str, PinStore] = {}
 
@@ -74,7 +75,7 @@ class EndToEndTests(unittest.TestCase):
         assert bob.mailbox is not None
         bob.mailbox.list_letters(new_only=True)
         h.pump()
-        [(letters, total)] = vb.of("letter_list")
+        [(letters, total, more)] = vb.of("letter_list")
         self.assertEqual((letters[0].sender, letters[0].letter_id, total), ("alice", letter_id, 1))
         bob.mailbox.read("1")
         h.pump()
@@ -86,7 +87,7 @@ class EndToEndTests(unittest.TestCase):
         self.assertEqual(va.of("receipt"), [("bob", letter_id, 1, "ok"), ("bob", letter_id, 2, "ok")])
         alice.mailbox.sent_status()
         h.pump()
-        [(rows, total)] = va.of("sent_status")
+        [(rows, total, more)] = va.of("sent_status")
         [row] = rows
         self.assertEqual((row.recipient, row.letter_id, row.state, row.delivery, row.read),
                          ("bob", letter_id, STORED, "ok", "ok"))

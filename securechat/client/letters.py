@@ -51,6 +51,7 @@ from twisted.logger import Logger
 
 from securechat.client.letterstore import PENDING, REFUSED, STORED, LetterStore
 from securechat.client.letterview import LetterSummary
+from securechat.client.listpages import ListPages
 from securechat.client.pins import PinStatus
 from securechat.client.prekeyupload import DAY, ONE_TIME_STOCK, ROTATE_AFTER, PrekeyUploads
 from securechat.client.sentletters import KeyWaiter, SentLetters
@@ -95,7 +96,6 @@ from securechat.wire.mailbox import (
     UploadPrekeys,
     UserKey,
     UserList,
-    Which,
 )
 from securechat.wire.messages import Message
 from securechat.wire.relay import CommandFailed, Reason
@@ -117,7 +117,7 @@ _BEFORE_SIGNATURE = frozenset({"letter-too-large", "malformed", "unsupported-ver
 _LETTER_OVERHEAD = 69
 
 
-class Mailbox(PrekeyUploads, SentLetters):
+class Mailbox(PrekeyUploads, ListPages, SentLetters):
     """
     One client's letters (see the module docstring).
     """
@@ -142,6 +142,8 @@ class Mailbox(PrekeyUploads, SentLetters):
         self._reading: list[tuple[str, bytes]] = []
         #: For each upload not yet answered: whether it carried one-time prekeys.
         self._uploads = deque()
+        #: The list requests not yet answered (ListPages).
+        self._asked = {}
         self._handlers: dict[type, Callable[..., None]] = {
             PrekeysStored: self._prekeys_stored, PrekeysLow: self._prekeys_low,
             Bundle: self._bundle, UserKey: self._user_key, LetterStored: self._letter_stored,
@@ -192,6 +194,7 @@ class Mailbox(PrekeyUploads, SentLetters):
                                       "before the letter was sealed; send it again")
         self._key_waiters.clear()
         self._uploads.clear()
+        self._asked.clear()
 
     # -- login and prekeys -------------------------------------------------------
 
@@ -333,14 +336,6 @@ class Mailbox(PrekeyUploads, SentLetters):
     def _letter_arrived(self, message: LetterArrived) -> None:
         self.view.letter_arrived(message.sender, message.stored_at, message.size)
 
-    def list_letters(self, new_only: bool) -> None:
-        self.client._send(ListLetters(Which.NEW if new_only else Which.ALL, 0))
-
-    def _letter_list(self, message: LetterList) -> None:
-        self.listed = [LetterSummary(n, e.sender, e.letter_id, e.stored_at, e.size, e.state)
-                       for n, e in enumerate(message.letters, 1)]
-        self.view.letter_list(tuple(self.listed), message.total)
-
     def find(self, ref: str) -> LetterSummary | None:
         """
         The letter C{ref} names in the last list: its number, or the start
@@ -452,12 +447,6 @@ class Mailbox(PrekeyUploads, SentLetters):
         self.store.set_setting("read_receipts", "on" if on else "off")
         self.view.notice("read receipts are " + ("on" if on else "off (delivery receipts are still sent)"))
 
-    def list_users(self) -> None:
-        self.client._send(ListUsers(0))
-
-    def _user_list(self, message: UserList) -> None:
-        self.view.users(tuple((u.user, bool(u.online)) for u in message.users), message.total)
-
     # -- failures ----------------------------------------------------------------------
 
     def command_failed(self, message: CommandFailed) -> bool:
@@ -481,6 +470,9 @@ class Mailbox(PrekeyUploads, SentLetters):
         elif command == PostReceipt.TYPE:
             self.log.info("a receipt was refused: {reason}", reason=reason_name(reason))
         else:
+            for request in (ListLetters, SentStatus, ListUsers):
+                if command == request.TYPE:
+                    self.list_failed(request)
             names = {FetchLetter.TYPE: "read", DeleteLetter.TYPE: "delete", ListLetters.TYPE: "letters",
                      SentStatus.TYPE: "sent", ListUsers.TYPE: "users", PostLetter.TYPE: "letter"}
             if reason is Reason.NO_LETTER:

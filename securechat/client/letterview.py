@@ -85,6 +85,12 @@ def when(at: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
 
 
+def _shown(first: int, last: int, total: int, what: str, more: str) -> str:
+    """The line after a page of a list: which entries it showed, and how to see more."""
+    line = f"({what} {first}-{last} of {total}"
+    return line + (f"; more: {more})" if more else ")")
+
+
 class LetterLines:
     """
     The letter events of L{securechat.client.view.ChatView} as lines.  A
@@ -112,16 +118,16 @@ class LetterLines:
     def letter_arrived(self, sender: str, stored_at: int, size: int) -> None:
         self.letter_line(f"new letter from {sender} ({size} bytes, {when(stored_at)}): /letters new")
 
-    def letter_list(self, letters: tuple[LetterSummary, ...], total: int) -> None:
+    def letter_list(self, letters: tuple[LetterSummary, ...], total: int, more: str) -> None:
         if not letters:
-            self.letter_line("no letters" if total == 0 else f"no more letters ({total} in all)")
+            self.letter_line("no letters" if total == 0 else f"no letters on that page ({total} in all)")
             return
         states = {0: "new", 1: "fetched", 2: "read"}
         for e in letters:
             self.letter_line(f"{e.number}. [{short_id(e.letter_id)}] from {e.sender}, "
                              f"{when(e.stored_at)}, {e.size} bytes, {states.get(e.state, '?')}")
-        if total > len(letters):
-            self.letter_line(f"({total - len(letters)} more not shown)")
+        if more or letters[0].number != 1 or len(letters) != total:
+            self.letter_line(_shown(letters[0].number, letters[-1].number, total, "letters", more))
 
     def letter_opened(self, sender: str, letter_id: bytes, sent_at: int, stored_at: int,
                       text: str, again: bool) -> None:
@@ -149,9 +155,10 @@ class LetterLines:
             self.letter_line(f"a {what} receipt for letter {short_id(letter_id)} from {recipient} "
                              f"does NOT verify ({verification}); not counted", alert=True)
 
-    def sent_status(self, rows: tuple[StatusRow, ...], total: int) -> None:
+    def sent_status(self, rows: tuple[StatusRow, ...], total: int, more: str) -> None:
         if not rows:
-            self.letter_line("no letters sent (or all expired)")
+            self.letter_line("no letters sent (or all expired)" if total == 0
+                             else f"no letters sent on that page ({total} in all)")
             return
         for row in rows:
             head = f"[{short_id(row.letter_id)}] to {row.recipient}: "
@@ -169,8 +176,8 @@ class LetterLines:
                 else:
                     self.letter_line(f"    {kind}: Time received {when(at)}; Verification: "
                                      f"FAILED ({check})", alert=True)
-        if total > len(rows):
-            self.letter_line(f"({total - len(rows)} more not shown)")
+        if more or total > len(rows):
+            self.letter_line(f"({len(rows)} of {total} letters shown" + (f"; more: {more})" if more else ")"))
 
     def users(self, users: tuple[tuple[str, bool], ...], total: int) -> None:
         names = ", ".join(f"{name}{' (online)' if online else ''}" for name, online in users)

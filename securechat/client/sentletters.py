@@ -8,17 +8,18 @@ as verified, with its failure code otherwise.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from securechat.client.letterstore import STORED, LetterStore
 from securechat.client.letterview import StatusRow
 from securechat.crypto import keys
 from securechat.crypto.letters import LetterError, parse_letter
 from securechat.crypto.receipts import parse_receipt, verify_receipt
-from securechat.wire.mailbox import ReceiptMessage, SentStatus, StatusList
+from securechat.wire.mailbox import ReceiptMessage, StatusEntry, StatusList
 
 if TYPE_CHECKING:
     from securechat.client.core import ChatClient
+    from securechat.client.listpages import ListFetch
     from securechat.client.view import ChatView
 
 #: Called with a user's key checked against the pins: (key, "", "") or
@@ -67,27 +68,34 @@ class SentLetters:
             self.view.receipt(message.recipient, message.letter_id, kind, verification)
         self._with_key(message.recipient, verify)
 
-    def sent_status(self) -> None:
-        self.client._send(SentStatus(0))
+    def _page(self, answer: type, entries: Any, total: int) -> ListFetch | None:
+        raise NotImplementedError
 
     def _status_list(self, message: StatusList) -> None:
-        recipients = {e.recipient for e in message.letters}
+        fetch = self._page(StatusList, message.letters, message.total)
+        if fetch is None:
+            return
+        letters: list[StatusEntry] = fetch.entries
+        recipients = {e.recipient for e in letters}
         found: dict[str, tuple[keys.PublicKey | None, str]] = {}
-        on_relay = {e.letter_id for e in message.letters}
+        on_relay = {e.letter_id for e in letters}
 
         def show() -> None:
             rows = []
-            for e in message.letters:
+            for e in letters:
                 key, code = found[e.recipient]
                 rows.append(StatusRow(
                     e.recipient, e.letter_id, STORED, e.stored_at, e.expires_at, e.delivered_at, e.read_at,
                     self._check_receipt(e.delivery_receipt, e.letter_id, key, code) if e.delivery_receipt else "",
                     self._check_receipt(e.read_receipt, e.letter_id, key, code) if e.read_receipt else ""))
-            for sent in self.store.sent_letters():
-                if sent.state != STORED and sent.letter_id not in on_relay:
-                    rows.append(StatusRow(sent.recipient, sent.letter_id, sent.state, 0, 0, 0, 0, "", "",
-                                          sent.reason or ""))
-            self.view.sent_status(tuple(rows), message.total + len(rows) - len(message.letters))
+            local = 0
+            if fetch.first == 0:  # letters the relay never stored: on the first page
+                for sent in self.store.sent_letters():
+                    if sent.state != STORED and sent.letter_id not in on_relay:
+                        local += 1
+                        rows.append(StatusRow(sent.recipient, sent.letter_id, sent.state, 0, 0, 0, 0, "", "",
+                                              sent.reason or ""))
+            self.view.sent_status(tuple(rows), (fetch.total or 0) + local, fetch.more())
 
         if not recipients:
             show()
