@@ -6,6 +6,8 @@ store) over the in-memory network, with the relay's clock.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial import unittest
 
 from securechat.client.core import ChatClient
@@ -28,13 +30,14 @@ class LetterHarness(Harness):
         self.stores: dict[str, LetterStore] = {}
         self.pins: dict[str, PinStore] = {}
 
-    def client(self, name: str) -> tuple[ChatClient, RecordingView]:
+    def client(self, name: str, key: Any = None) -> tuple[ChatClient, RecordingView]:
         view = RecordingView()
         store = self.stores.setdefault(name, LetterStore(None))
         pins = self.pins.setdefault(name, PinStore(None))
-        client = ChatClient(name, user_key(name), view, verify_test_server, pins,
+        key = key or user_key(name)
+        client = ChatClient(name, key, view, verify_test_server, pins,
                             clock=lambda: 1_700_000_000 + self.clock.seconds(), letters=store)
-        config = Config(CLIENT_SERVER, Role.INITIATOR, user_key(name), UserIdentity(name),
+        config = Config(CLIENT_SERVER, Role.INITIATOR, key, UserIdentity(name),
                         registry=MAILBOX_FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         self.links[name] = self.network.connect(proto, self.factory.buildProtocol(None))

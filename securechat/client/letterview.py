@@ -36,7 +36,9 @@ class StatusRow:
     One letter we sent, as the status view shows it.  C{delivery} and
     C{read} are C{"ok"} for a receipt whose signature verified against the
     recipient's pinned key, the failure's code otherwise, C{""} while
-    there is none.
+    there is none.  C{delivery_key_replaced} and C{read_key_replaced} are
+    0 for a receipt verified with the recipient's current key, and when
+    the previous key it verified with was replaced otherwise.
     """
 
     recipient: str
@@ -49,6 +51,8 @@ class StatusRow:
     delivery: str
     read: str
     reason: str = ""
+    delivery_key_replaced: int = 0
+    read_key_replaced: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,16 @@ def key_changed_words(peer: str, letter: bool) -> tuple[str, str]:
         return (f"Letters to and from {peer} are refused until you trust the new key.",
                 ", then send or read the letter again.")
     return "The chat was refused.", " and chat again."
+
+
+def verified(signer: str, key_replaced: int) -> str:
+    """
+    How a good signature is shown: C{ok}, or, for one by a key the signer
+    had before (replaced at C{key_replaced}), which.
+    """
+    if not key_replaced:
+        return "ok"
+    return f"ok (signed with {signer}'s previous key, replaced {when(key_replaced)})"
 
 
 def short_id(letter_id: bytes) -> str:
@@ -130,11 +144,11 @@ class LetterLines:
             self.letter_line(_shown(letters[0].number, letters[-1].number, total, "letters", more))
 
     def letter_opened(self, sender: str, letter_id: bytes, sent_at: int, stored_at: int,
-                      text: str, again: bool) -> None:
+                      text: str, again: bool, key_replaced: int) -> None:
         note = " (read before)" if again else ""
         self.letter_line(f"letter [{short_id(letter_id)}] from {sender}{note}, written "
                          f"{when(sent_at)} (sender's clock), stored {when(stored_at)}; "
-                         "Verification: ok")
+                         f"Verification: {verified(sender, key_replaced)}")
         for line in text.splitlines() or [""]:
             self.letter_line(f"  | {line}")
 
@@ -167,12 +181,14 @@ class LetterLines:
                                          else "not yet acknowledged (sent again when connected)"))
                 continue
             self.letter_line(head + f"stored {when(row.stored_at)}, expires {when(row.expires_at)}")
-            for kind, at, check in (("delivered", row.delivered_at, row.delivery),
-                                    ("read", row.read_at, row.read)):
+            for kind, at, check, replaced in (
+                    ("delivered", row.delivered_at, row.delivery, row.delivery_key_replaced),
+                    ("read", row.read_at, row.read, row.read_key_replaced)):
                 if not at:
                     self.letter_line(f"    {kind}: not yet")
                 elif check == "ok":
-                    self.letter_line(f"    {kind}: Time received {when(at)}; Verification: ok")
+                    self.letter_line(f"    {kind}: Time received {when(at)}; Verification: "
+                                     f"{verified(row.recipient, replaced)}")
                 else:
                     self.letter_line(f"    {kind}: Time received {when(at)}; Verification: "
                                      f"FAILED ({check})", alert=True)

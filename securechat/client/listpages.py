@@ -218,6 +218,24 @@ class ListPages:
                        for n, e in enumerate(fetch.entries, 1)]
         self.view.letter_list(tuple(self.listed), fetch.total or 0, fetch.more())
 
+    def find(self, ref: str) -> LetterSummary | None:
+        """
+        The letter C{ref} names in the last list: its number, or the start
+        of its id in hex (at least 4 digits); None (and a notice) if none.
+        """
+        ref = ref.strip().lower()
+        if ref.isdigit():
+            found = [e for e in self.listed if e.number == int(ref)]
+        elif len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref):
+            found = [e for e in self.listed if e.letter_id.hex().startswith(ref)]
+        else:
+            found = []
+        if len(found) != 1:
+            self.view.notice(f"no letter {ref} in the last list (/letters all lists them)"
+                             if not found else f"{ref} names several letters; give more of its id")
+            return None
+        return found[0]
+
     def _user_list(self, message: UserList) -> None:
         fetch = self._page(UserList, message.users, message.total)
         if fetch is not None:
