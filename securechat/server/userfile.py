@@ -29,6 +29,8 @@ def user_entry(record: UserRecord) -> UserEntry:
     Unix seconds (the relay's clock: C{securechat-admin} writes them on the
     relay's host).
     """
+    if not record.history:  # the common case, on the letters' path: nothing to convert
+        return UserEntry(record.name, record.public_key, record.revoked is not None)
     history = tuple(PreviousKey(p.public_key, _seconds(p.added), _seconds(p.replaced),
                                 _seconds(p.compromised) if p.compromised else 0)
                     for p in record.history)
