@@ -55,7 +55,7 @@ NAMES = tuple(sorted({name for name, _, _ in COMMANDS} | set(ALIASES)))
 
 
 def help_lines() -> list[str]:
-    lines = [f"/{name} {args}".ljust(20) + what for name, args, what in COMMANDS]
+    lines = [f"/{name} {args}".ljust(19) + " " + what for name, args, what in COMMANDS]
     lines += ["TEXT".ljust(20) + "send TEXT to this window's chat",
               "//TEXT".ljust(20) + "send /TEXT (and !!TEXT sends !TEXT)",
               "keys: Alt-1..9 window, Ctrl-N/Ctrl-P next/previous, Up/Down history, "
