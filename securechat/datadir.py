@@ -159,14 +159,19 @@ class DataDir(DataFiles):
         return record
 
     def rekey_user(self, name: str, public_key: keys.PublicKey, now: datetime.datetime,
-                   ca_passphrase: bytes | None = None) -> UserRecord:
+                   ca_passphrase: bytes | None = None, compromised: bool = False,
+                   since: datetime.datetime | None = None) -> UserRecord:
         """
         Give C{name} a new key: the current one goes into its history (with
         the certificates issued for it, which are revoked in a reissued CRL
         if there are any), and a revoked user becomes active again.  A key
         the user had before is refused: a replaced key may be compromised.
+        With C{compromised} the old key is held to be compromised from
+        C{since} (by default from when it was added): what the relay stored
+        from then on does not verify with it.
 
-        @raise DataDirError: for an unknown user, or a key it has or had.
+        @raise DataDirError: for an unknown user, a key it has or had, or a
+            C{since} outside the old key's life.
         """
         keys.check_public_key(public_key)
         directory = self.load_users()
@@ -180,13 +185,20 @@ class DataDir(DataFiles):
             raise DataDirError(f"{name} had this key before (replaced {previous.replaced}); "
                                "a replaced key is never accepted again")
         at = utc_text(now)
+        marked = None
+        if compromised:
+            marked = record.added if since is None else utc_text(since)
+            if not parse_utc(record.added) <= parse_utc(marked) <= parse_utc(at):
+                raise DataDirError(f"--compromised {marked}: the old key was in use from {record.added} "
+                                   f"to now ({at}); give a time between")
         revoke_certificates = bool(record.certificates) and record.revoked is None
         if revoke_certificates:
             state = self.load_state()
             ca_key = self.load_ca_key(ca_passphrase)
             state.revoked.extend({"serial": serial, "at": at} for serial in record.certificates)
         old = PreviousKey(record.public_key, record.added, at,
-                          record.revoked or (at if revoke_certificates else None), record.certificates)
+                          record.revoked or (at if revoke_certificates else None), record.certificates,
+                          marked)
         new = UserRecord(name, public_key, at, None, (), record.history + (old,))
         directory.users[name] = new
         self.save_users(directory)

@@ -6,8 +6,10 @@ certificates issued to it, and the keys it had before), and the
 L{UserDirectory} of them all.
 
 A user's earlier keys stay in its C{history}, newest last, each with when it
-was added and replaced: C{rekey} never forgets a key, and a key that was
-replaced is never accepted again.
+was added and replaced, and from when it is held to be compromised (if it
+is): C{rekey} never forgets a key, and a key that was replaced is never
+accepted again.  The relay serves the history so that letters and receipts
+signed before the replacement still verify (docs/protocol.rst 14.9).
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def parse_utc(text: str) -> datetime.datetime:
 @dataclass(frozen=True)
 class PreviousKey:
     """
-    A key a user had before C{rekey} replaced it.
+    A key a user had before C{rekey} replaced it.  C{compromised} is the
+    time from which it is held to be compromised (letters and receipts the
+    relay stored from then on do not verify with it), or C{None} when it
+    was retired without being compromised.
     """
 
     public_key: keys.PublicKey
@@ -47,6 +52,7 @@ class PreviousKey:
     replaced: str
     revoked: str | None = None
     certificates: tuple[str, ...] = ()
+    compromised: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +62,7 @@ class PreviousKey:
             "replaced": self.replaced,
             "revoked": self.revoked,
             "certificates": list(self.certificates),
+            "compromised": self.compromised,
         }
 
 
@@ -78,9 +85,15 @@ def _previous_from_json(entry: Any) -> PreviousKey:
     if not isinstance(entry, dict):
         raise TypeError("a \"history\" entry is not a table")
     added, replaced, revoked = entry["added"], entry["replaced"], entry.get("revoked")
-    for when in (added, replaced) + ((revoked,) if revoked is not None else ()):
+    # An entry written before keys were marked compromised: held to be
+    # compromised for its whole life (nothing signed with it verified then).
+    compromised = entry.get("compromised", added)
+    for when in (added, replaced) + tuple(t for t in (revoked, compromised) if t is not None):
         parse_utc(when)
-    return PreviousKey(_key(entry), added, replaced, revoked, _serials(entry))
+    if compromised is not None and not parse_utc(added) <= parse_utc(compromised) <= parse_utc(replaced):
+        raise ValueError(f"a \"history\" entry compromised at {compromised}, outside its life "
+                         f"({added} to {replaced})")
+    return PreviousKey(_key(entry), added, replaced, revoked, _serials(entry), compromised)
 
 
 @dataclass(frozen=True)
@@ -89,8 +102,10 @@ class UserRecord:
     One registered user.
 
     @ivar history: the keys it had before, oldest first, each a table with
-        C{key} (PEM), C{fingerprint}, C{added} and C{replaced} (times), and
-        C{revoked} (when that key was revoked, or C{None}), as
+        C{key} (PEM), C{fingerprint}, C{added} and C{replaced} (times),
+        C{revoked} (when that key was revoked, or C{None}) and
+        C{compromised} (from when it is held to be compromised, or C{None};
+        an entry without it is held compromised since C{added}), as
         L{PreviousKey}.
     """
 

@@ -1,7 +1,8 @@
 """
 A clean-room implementation of the mailbox's letters, prekeys and receipts
 (docs/protocol.rst, section 14, with sections 2, 5.3 and 7 for the
-notation, HKDF-Expand-Label and signatures), for Ed25519 users.
+notation, HKDF-Expand-Label and signatures), for Ed25519 users, and of
+KEY_HISTORY (14.6) with the previous-key rule of 14.9.
 
 Written from the document alone: it imports nothing from ``securechat``.
 ``tests/test_independent_mailbox.py`` checks it against the document's
@@ -314,6 +315,39 @@ def check_receipt(data, letter, signer_public):
     m = b"securechat/1 receipt signature" + b"\x00" + sha256(body)
     ed25519_verify(signer_public, scheme, signature, m, "bad-signature")
     return kind
+
+
+# -- 14.6 KEY_HISTORY and 14.9 previous keys ---------------------------------------
+
+def parse_key_history(body):
+    """(user, [(der, added_at, replaced_at, compromised_at), ...]) of a KEY_HISTORY body."""
+    c = Cursor(body)
+    user = c.name()
+    entries = []
+    for _ in range(c.int(2)):
+        key = c.take(c.int(2))
+        added_at, replaced_at, compromised_at = c.int(8), c.int(8), c.int(8)
+        if not key or added_at > replaced_at or (
+                compromised_at and not added_at <= compromised_at <= replaced_at):
+            raise Refused("bad-value")
+        entries.append((key, added_at, replaced_at, compromised_at))
+    c.end()
+    return user, entries
+
+
+def previous_key(verifies, entries, stored_at, pinned):
+    """The entry of 14.9 that lets a signature count, or Refused with its code."""
+    for key, added_at, replaced_at, compromised_at in entries:
+        if not verifies(key):
+            continue
+        if not pinned(key):
+            raise Refused("unpinned-key")
+        if compromised_at and stored_at >= compromised_at:
+            raise Refused("key-compromised")
+        if stored_at >= replaced_at:
+            raise Refused("key-replaced")
+        return key, added_at, replaced_at, compromised_at
+    raise Refused("bad-signature")
 
 
 def ed25519_from_seed(seed):

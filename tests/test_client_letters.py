@@ -43,6 +43,7 @@ from securechat.wire.mailbox import (
     UploadPrekeys,
     UserKey,
 )
+from securechat.wire.keyhistory import GetKeyHistory, KeyHistory
 from securechat.wire.messages import Message
 from securechat.wire.relay import CommandFailed, Reason, Welcome
 from tests.relay_harness import user_key
@@ -128,6 +129,8 @@ def deliver(recipient: User, posted: PostLetter, sender: str = "alice", stored_a
             letter: bytes | None = None, letter_id: bytes | None = None) -> None:
     """The relay lists the letter for C{recipient}, who reads it."""
     letter_id = letter_id or posted.letter_id
+    recipient.box.list_letters(False)
+    recipient.relay.take(ListLetters)
     recipient.feed(LetterList((LetterEntry(sender, letter_id, stored_at, len(posted.letter), 0),), 1))
     recipient.box.read("1")
     [fetch] = recipient.relay.take(FetchLetter)
@@ -135,6 +138,8 @@ def deliver(recipient: User, posted: PostLetter, sender: str = "alice", stored_a
                           letter if letter is not None else posted.letter))
     for ask in recipient.relay.take(GetUserKey):
         recipient.feed(UserKey(ask.user, der(ask.user), 0))
+    for ask in recipient.relay.take(GetKeyHistory):  # the sender had no other key
+        recipient.feed(KeyHistory(ask.user, ()))
 
 
 class PrekeyTests(unittest.TestCase):
@@ -406,7 +411,9 @@ class StatusTests(unittest.TestCase):
                                            good, bad),), 1))
         [get] = alice.relay.take(GetUserKey)
         alice.feed(UserKey("bob", der("bob"), 0))
-        [(rows, total)] = alice.view.of("sent_status")
+        [history] = alice.relay.take(GetKeyHistory)  # for the receipt that did not verify
+        alice.feed(KeyHistory("bob", ()))
+        [(rows, total, more)] = alice.view.of("sent_status")
         self.assertEqual((rows[0].delivery, rows[0].read, total), ("ok", "bad-signature", 1))
 
     def test_pushedReceiptVerified(self) -> None:
@@ -451,14 +458,15 @@ def _letter_events(hostile: str) -> list[tuple[str, tuple[Any, ...]]]:
         ("letter_not_sent", (hostile, hostile, hostile)),
         ("new_letters", (3,)),
         ("letter_arrived", (hostile, NOW, 10)),
-        ("letter_list", ((LetterSummary(1, hostile, lid, NOW, 10, 0),), 2)),
-        ("letter_opened", (hostile, lid, NOW, NOW, hostile, False)),
+        ("letter_list", ((LetterSummary(1, hostile, lid, NOW, 10, 0),), 2, "/letters all 2")),
+        ("letter_opened", (hostile, lid, NOW, NOW, hostile, False, 0)),
+        ("letter_opened", (hostile, lid, NOW, NOW, hostile, False, NOW)),
         ("letter_failed", (hostile, lid, NOW, hostile, hostile)),
         ("letter_deleted", (hostile, lid)),
         ("receipt", (hostile, lid, 1, "ok")),
         ("receipt", (hostile, lid, 2, hostile)),
         ("sent_status", ((StatusRow(hostile, lid, STORED, NOW, NOW, NOW, NOW, "ok", hostile),
-                          StatusRow(hostile, lid, "refused", 0, 0, 0, 0, "", "", hostile)), 3)),
+                          StatusRow(hostile, lid, "refused", 0, 0, 0, 0, "", "", hostile)), 3, "/sent 2")),
         ("users", (((hostile, True), (hostile, False)), 2)),
     ]
 
@@ -523,7 +531,7 @@ class DisplayTests(unittest.TestCase):
         terminal = ChatTerminal(clock=lambda: 0.0)
         transport = StringTransport()
         terminal.makeConnection(transport)
-        terminal.letter_opened("alice", b"\x01" * 16, NOW, NOW, "hi\n* letter from carol: ok", False)
+        terminal.letter_opened("alice", b"\x01" * 16, NOW, NOW, "hi\n* letter from carol: ok", False, 0)
         lines = transport.value().decode("utf-8").splitlines()
         self.assertEqual(lines[1:], ["*   | hi", "*   | * letter from carol: ok"])
 

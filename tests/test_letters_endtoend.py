@@ -6,6 +6,8 @@ store) over the in-memory network, with the relay's clock.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial import unittest
 
 from securechat.client.core import ChatClient
@@ -13,6 +15,7 @@ from securechat.client.letterstore import STORED, LetterStore
 from securechat.client.pins import PinStore
 from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.protocol import SecureChatProtocol
+from securechat.server.limits import Limits
 from securechat.wire.mailbox import MAILBOX_FROM_SERVER
 from securechat.wire.messages import UserIdentity
 from tests.relay_harness import Harness, user_key
@@ -22,18 +25,19 @@ from tests.test_client_core import RecordingView, verify_test_server
 class LetterHarness(Harness):
     """The relay harness with real clients that keep letters."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, limits: Limits = Limits()) -> None:
+        super().__init__(limits)
         self.stores: dict[str, LetterStore] = {}
         self.pins: dict[str, PinStore] = {}
 
-    def client(self, name: str) -> tuple[ChatClient, RecordingView]:
+    def client(self, name: str, key: Any = None) -> tuple[ChatClient, RecordingView]:
         view = RecordingView()
         store = self.stores.setdefault(name, LetterStore(None))
         pins = self.pins.setdefault(name, PinStore(None))
-        client = ChatClient(name, user_key(name), view, verify_test_server, pins,
+        key = key or user_key(name)
+        client = ChatClient(name, key, view, verify_test_server, pins,
                             clock=lambda: 1_700_000_000 + self.clock.seconds(), letters=store)
-        config = Config(CLIENT_SERVER, Role.INITIATOR, user_key(name), UserIdentity(name),
+        config = Config(CLIENT_SERVER, Role.INITIATOR, key, UserIdentity(name),
                         registry=MAILBOX_FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         self.links[name] = self.network.connect(proto, self.factory.buildProtocol(None))
@@ -74,7 +78,7 @@ class EndToEndTests(unittest.TestCase):
         assert bob.mailbox is not None
         bob.mailbox.list_letters(new_only=True)
         h.pump()
-        [(letters, total)] = vb.of("letter_list")
+        [(letters, total, more)] = vb.of("letter_list")
         self.assertEqual((letters[0].sender, letters[0].letter_id, total), ("alice", letter_id, 1))
         bob.mailbox.read("1")
         h.pump()
@@ -86,7 +90,7 @@ class EndToEndTests(unittest.TestCase):
         self.assertEqual(va.of("receipt"), [("bob", letter_id, 1, "ok"), ("bob", letter_id, 2, "ok")])
         alice.mailbox.sent_status()
         h.pump()
-        [(rows, total)] = va.of("sent_status")
+        [(rows, total, more)] = va.of("sent_status")
         [row] = rows
         self.assertEqual((row.recipient, row.letter_id, row.state, row.delivery, row.read),
                          ("bob", letter_id, STORED, "ok", "ok"))

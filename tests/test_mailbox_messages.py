@@ -15,6 +15,7 @@ from twisted.trial import unittest
 from securechat.crypto.prekeys import OneTimePrekey, SignedPrekey
 from securechat.errors import RemoteProtocolError
 from securechat.wire.declared import ListOf
+from securechat.wire.keyhistory import KeyHistory, PreviousKeyEntry
 from securechat.wire.mailbox import (
     MAILBOX_CLIENT_MESSAGES,
     MAILBOX_FROM_CLIENT,
@@ -58,9 +59,15 @@ _SPECIAL: dict[type, list[st.SearchStrategy[Any]]] = {
     ReceiptStored: [_name, _KINDS["id"], st.integers(1, 2)],
     LetterEntry: [_name, _KINDS["id"], _KINDS["u64"], _KINDS["u64"], st.integers(0, 2)],
 }
+# A previous key's times are ordered: added <= compromised <= replaced.
+_SPECIAL[PreviousKeyEntry] = [st.binary(min_size=1, max_size=100)]
+_previous_times = st.lists(st.integers(0, 2**64 - 1), min_size=3, max_size=3).map(sorted)
 
 
 def _message(cls: type) -> st.SearchStrategy[Any]:
+    if cls is PreviousKeyEntry:
+        return st.builds(lambda key, t, none: PreviousKeyEntry(key, t[0], t[2], 0 if none else t[1]),
+                         _SPECIAL[cls][0], _previous_times, st.booleans())
     if cls in _SPECIAL:
         return st.builds(cls, *_SPECIAL[cls])
     args = []
@@ -211,3 +218,4 @@ _EXAMPLES: dict[type, Any] = {
 _EXAMPLES[UploadPrekeys] = UploadPrekeys(_SIGNED, OneTimePrekey(3, bytes(32)).encode())
 _EXAMPLES[Bundle] = Bundle("bob", b"k", _SIGNED, b"")
 _EXAMPLES[LetterList] = LetterList((LetterEntry("al", _ID, 1, 2, 0),), 1)
+_EXAMPLES[KeyHistory] = KeyHistory("bob", (PreviousKeyEntry(b"k", 1, 3, 2),))

@@ -72,6 +72,7 @@ class RevokedSenderTests(unittest.TestCase):
         """
         alice, bob = User("alice"), User("bob")
         posted = post(alice, bob, "written before")
+        bob.box.list_letters(False)
         bob.feed(LetterList((LetterEntry("alice", posted.letter_id, NOW, len(posted.letter), 0),), 1))
         bob.box.read("1")
         bob.relay.take(FetchLetter)
@@ -87,6 +88,7 @@ class RevokedSenderTests(unittest.TestCase):
         """A sender that is not revoked gets no such line."""
         alice, bob = User("alice"), User("bob")
         posted = post(alice, bob, "hello")
+        bob.box.list_letters(False)
         bob.feed(LetterList((LetterEntry("alice", posted.letter_id, NOW, len(posted.letter), 0),), 1))
         bob.box.read("1")
         bob.feed(Letter("alice", posted.letter_id, NOW, NOW + 100, posted.letter))

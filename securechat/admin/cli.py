@@ -149,6 +149,11 @@ def parser() -> argparse.ArgumentParser:
                  "active again); the old key is refused from then on and kept in the history")
     sp.add_argument("name", help="the user's name")
     sp.add_argument("pubkey", nargs="?", help="PEM public key file with the new key")
+    sp.add_argument("--compromised", nargs="?", const="", metavar="SINCE",
+                    help="the old key may be in someone else's hands: letters and receipts the "
+                    "relay stored from SINCE (UTC, e.g. 2026-12-01T09:00:00Z; default: since the "
+                    "key was added) never verify with it.  Without this, what the relay stored "
+                    "before now still verifies with the old key")
     from_token(sp)
     ca_pass(sp, module=False)  # from_token's --pkcs11-module serves both
     sp.set_defaults(run=Admin.rekey)

@@ -23,6 +23,7 @@ from securechat.crypto import keys
 from securechat.datadir import DataDir
 from securechat.datafiles import atomic_write
 from securechat.server.store import maintenance
+from securechat.users import parse_utc
 from securechat.wire.names import check_user_name
 
 #: How soon a running relay acts on a change (its reload interval, seconds).
@@ -217,11 +218,19 @@ class Admin:
         with self.data.locked():
             old = self.data.lookup_user(a.name)
             passphrase = self.ca_passphrase(a) if old.certificates and not old.revoked else None
-            record = self.data.rekey_user(a.name, key, self.now(), passphrase)
+            record = self.data.rekey_user(a.name, key, self.now(), passphrase,
+                                          compromised=a.compromised is not None,
+                                          since=_utc_option(a.compromised) if a.compromised else None)
         was = " (was revoked; active again)" if old.revoked else ""
+        replaced = record.history[-1]
+        signed = (f"letters and receipts the relay stored from {replaced.compromised} on do not verify "
+                  f"with it (compromised)" if replaced.compromised else
+                  f"letters and receipts the relay stored before {replaced.replaced} still verify "
+                  "with it (not marked --compromised)")
         self.say(f"{record.name} now has the key {record.key_type}, {record.fingerprint}{was}; "
-                 f"the old key {old.fingerprint} is refused.  A running relay applies it at once "
-                 f"and ends a session under the old key within {RELAY_RELOAD_SECONDS} seconds")
+                 f"the old key {old.fingerprint} is refused for logins; {signed}.  A running relay "
+                 f"applies it at once and ends a session under the old key within "
+                 f"{RELAY_RELOAD_SECONDS} seconds")
 
     def list_users(self, a: argparse.Namespace) -> None:
         users = self.data.load_users()
@@ -299,3 +308,11 @@ class Admin:
                  f"until {leaf.not_valid_after_utc:%Y-%m-%d}")
         self.say(f"CRL: {len(list(crl))} revoked, next update {crl.next_update_utc:%Y-%m-%d}")
         self.say(f"users: {len(self.data.load_users().users)}")
+
+
+def _utc_option(text: str) -> datetime.datetime:
+    """A time given on the command line, as C{users.json} writes them."""
+    try:
+        return parse_utc(text)
+    except ValueError:
+        raise AdminError(f"--compromised {text}: give a UTC time like 2026-12-01T09:00:00Z") from None

@@ -28,8 +28,9 @@ Rules it keeps:
   - a sealed letter is kept, with its id, before it is posted; one without
     an answer is posted again, the same bytes under the same id, after
     each login, until the relay answers;
-  - a letter is shown as text only when its signature verified and it
-    decrypted; otherwise its failure is shown (14.4 codes), never text.  A
+  - a letter is shown as text only when its signature verified (with the
+    sender's current key, or a previous one as L{PreviousKeys} allows) and
+    it decrypted; otherwise its failure is shown (14.4 codes), never text.  A
     letter whose C{(sender, id)} we opened before is shown again from our
     copy when the relay serves the same bytes, and refused as C{replayed}
     when it serves different ones;
@@ -51,6 +52,8 @@ from twisted.logger import Logger
 
 from securechat.client.letterstore import PENDING, REFUSED, STORED, LetterStore
 from securechat.client.letterview import LetterSummary
+from securechat.client.listpages import ListPages
+from securechat.client.previouskeys import PreviousKeys
 from securechat.client.pins import PinStatus
 from securechat.client.prekeyupload import DAY, ONE_TIME_STOCK, ROTATE_AFTER, PrekeyUploads
 from securechat.client.sentletters import KeyWaiter, SentLetters
@@ -66,6 +69,7 @@ from securechat.crypto.letters import (
     parse_letter,
     prepare_letter,
 )
+from securechat.crypto.keyhistory import PreviousKey
 from securechat.crypto.prekeys import PrekeyBundle
 from securechat.crypto.receipts import ReceiptKind, prepare_receipt
 from securechat.crypto.signer import ExternalKey, SigningError, as_signer, check_signature
@@ -95,8 +99,8 @@ from securechat.wire.mailbox import (
     UploadPrekeys,
     UserKey,
     UserList,
-    Which,
 )
+from securechat.wire.keyhistory import GetKeyHistory, KeyHistory
 from securechat.wire.messages import Message
 from securechat.wire.relay import CommandFailed, Reason
 
@@ -112,12 +116,13 @@ GRACE = 31 * DAY
 #: receipt for those (the letter may not be the sender's).
 _BEFORE_SIGNATURE = frozenset({"letter-too-large", "malformed", "unsupported-version", "unknown-suite",
                                "wrong-envelope", "wrong-recipient", "replayed", "bad-signature",
-                               "key-changed", "no-sender-key"})
+                               "key-changed", "no-sender-key", "unpinned-key", "key-replaced",
+                               "key-compromised"})
 #: What a LETTER_LIST / STATUS_LIST entry costs besides the payload.
 _LETTER_OVERHEAD = 69
 
 
-class Mailbox(PrekeyUploads, SentLetters):
+class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
     """
     One client's letters (see the module docstring).
     """
@@ -142,6 +147,10 @@ class Mailbox(PrekeyUploads, SentLetters):
         self._reading: list[tuple[str, bytes]] = []
         #: For each upload not yet answered: whether it carried one-time prekeys.
         self._uploads = deque()
+        #: The list requests not yet answered (ListPages).
+        self._asked = {}
+        #: Callbacks waiting for a user's previous keys (GET_KEY_HISTORY).
+        self._history_waiters = {}
         self._handlers: dict[type, Callable[..., None]] = {
             PrekeysStored: self._prekeys_stored, PrekeysLow: self._prekeys_low,
             Bundle: self._bundle, UserKey: self._user_key, LetterStored: self._letter_stored,
@@ -149,6 +158,7 @@ class Mailbox(PrekeyUploads, SentLetters):
             LetterArrived: self._letter_arrived, LetterList: self._letter_list, Letter: self._letter,
             LetterDeleted: self._letter_deleted, ReceiptStored: self._receipt_stored,
             ReceiptMessage: self._receipt, StatusList: self._status_list, UserList: self._user_list,
+            KeyHistory: self._key_history,
         }
 
     def _sign_later(self, message: bytes) -> Deferred[bytes]:
@@ -192,6 +202,8 @@ class Mailbox(PrekeyUploads, SentLetters):
                                       "before the letter was sealed; send it again")
         self._key_waiters.clear()
         self._uploads.clear()
+        self._asked.clear()
+        self._history_waiters.clear()
 
     # -- login and prekeys -------------------------------------------------------
 
@@ -333,32 +345,6 @@ class Mailbox(PrekeyUploads, SentLetters):
     def _letter_arrived(self, message: LetterArrived) -> None:
         self.view.letter_arrived(message.sender, message.stored_at, message.size)
 
-    def list_letters(self, new_only: bool) -> None:
-        self.client._send(ListLetters(Which.NEW if new_only else Which.ALL, 0))
-
-    def _letter_list(self, message: LetterList) -> None:
-        self.listed = [LetterSummary(n, e.sender, e.letter_id, e.stored_at, e.size, e.state)
-                       for n, e in enumerate(message.letters, 1)]
-        self.view.letter_list(tuple(self.listed), message.total)
-
-    def find(self, ref: str) -> LetterSummary | None:
-        """
-        The letter C{ref} names in the last list: its number, or the start
-        of its id in hex (at least 4 digits); None (and a notice) if none.
-        """
-        ref = ref.strip().lower()
-        if ref.isdigit():
-            found = [e for e in self.listed if e.number == int(ref)]
-        elif len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref):
-            found = [e for e in self.listed if e.letter_id.hex().startswith(ref)]
-        else:
-            found = []
-        if len(found) != 1:
-            self.view.notice(f"no letter {ref} in the last list (/letters all lists them)"
-                             if not found else f"{ref} names several letters; give more of its id")
-            return None
-        return found[0]
-
     def read(self, ref: str) -> None:
         entry = self.find(ref)
         if entry is not None and self.client._send(FetchLetter(entry.sender, entry.letter_id)):
@@ -386,7 +372,7 @@ class Mailbox(PrekeyUploads, SentLetters):
             sealed, text, sent_at = before
             if sealed == message.letter:
                 self.view.letter_opened(message.sender, message.letter_id, sent_at, message.stored_at,
-                                        text, True)
+                                        text, True, 0)
             else:
                 self.view.letter_failed(message.sender, message.letter_id, message.stored_at, "replayed",
                                         "a different letter under the id of one already opened")
@@ -396,7 +382,13 @@ class Mailbox(PrekeyUploads, SentLetters):
             self._open(message, key, code, detail)
         self._with_key(message.sender, opened)
 
-    def _open(self, message: Letter, sender_key: keys.PublicKey | None, code: str, detail: str) -> None:
+    def _open(self, message: Letter, sender_key: keys.PublicKey | None, code: str, detail: str,
+              previous: PreviousKey | None = None) -> None:
+        """
+        Open the letter with the sender's key: its current one, or
+        C{previous} (a key it had before, that passed the rules of
+        L{securechat.crypto.keyhistory}).
+        """
         client = self.client
         try:
             if sender_key is None:
@@ -407,6 +399,9 @@ class Mailbox(PrekeyUploads, SentLetters):
                                  prekeys=self.store, envelope=(message.sender, message.letter_id),
                                  opened=self.store)
         except LetterError as e:
+            if e.code == "bad-signature" and sender_key is not None and previous is None:
+                self._open_with_history(message)  # signed before a rekey?
+                return
             self.view.letter_failed(message.sender, message.letter_id, message.stored_at, e.code, str(e))
             if e.code not in _BEFORE_SIGNATURE:
                 self._post_receipt(parse_letter(message.letter), ReceiptKind.DELIVERY)
@@ -423,7 +418,7 @@ class Mailbox(PrekeyUploads, SentLetters):
         if header.one_time_prekey_id is not None:
             self.store.forget_one_time(header.one_time_prekey_id)
         self.view.letter_opened(message.sender, message.letter_id, header.sent_at, message.stored_at,
-                                text, False)
+                                text, False, previous.replaced_at if previous else 0)
         self._post_receipt(letter, ReceiptKind.DELIVERY)
         if self.read_receipts:
             self._post_receipt(letter, ReceiptKind.READ)
@@ -452,12 +447,6 @@ class Mailbox(PrekeyUploads, SentLetters):
         self.store.set_setting("read_receipts", "on" if on else "off")
         self.view.notice("read receipts are " + ("on" if on else "off (delivery receipts are still sent)"))
 
-    def list_users(self) -> None:
-        self.client._send(ListUsers(0))
-
-    def _user_list(self, message: UserList) -> None:
-        self.view.users(tuple((u.user, bool(u.online)) for u in message.users), message.total)
-
     # -- failures ----------------------------------------------------------------------
 
     def command_failed(self, message: CommandFailed) -> bool:
@@ -466,7 +455,7 @@ class Mailbox(PrekeyUploads, SentLetters):
         not one (the chat side handles it).
         """
         command, subject, reason = message.command, message.subject, reason_of(message.reason)
-        if not UploadPrekeys.TYPE <= command <= ListUsers.TYPE:
+        if not UploadPrekeys.TYPE <= command <= GetKeyHistory.TYPE:
             return False
         if command == UploadPrekeys.TYPE:
             if self._uploads:
@@ -475,12 +464,17 @@ class Mailbox(PrekeyUploads, SentLetters):
         elif command == FetchBundle.TYPE:
             if self._take(self._bundles, subject) is not None:
                 self.view.letter_refused(subject, None, reason)
+        elif command == GetKeyHistory.TYPE:
+            self.history_failed(subject)
         elif command == GetUserKey.TYPE:
             for waiter in self._key_waiters.pop(subject, []):
                 waiter(None, "no-sender-key", f"the relay has no key for {subject}: {reason_name(reason)}")
         elif command == PostReceipt.TYPE:
             self.log.info("a receipt was refused: {reason}", reason=reason_name(reason))
         else:
+            for request in (ListLetters, SentStatus, ListUsers):
+                if command == request.TYPE:
+                    self.list_failed(request)
             names = {FetchLetter.TYPE: "read", DeleteLetter.TYPE: "delete", ListLetters.TYPE: "letters",
                      SentStatus.TYPE: "sent", ListUsers.TYPE: "users", PostLetter.TYPE: "letter"}
             if reason is Reason.NO_LETTER:

@@ -36,7 +36,9 @@ class StatusRow:
     One letter we sent, as the status view shows it.  C{delivery} and
     C{read} are C{"ok"} for a receipt whose signature verified against the
     recipient's pinned key, the failure's code otherwise, C{""} while
-    there is none.
+    there is none.  C{delivery_key_replaced} and C{read_key_replaced} are
+    0 for a receipt verified with the recipient's current key, and when
+    the previous key it verified with was replaced otherwise.
     """
 
     recipient: str
@@ -49,6 +51,8 @@ class StatusRow:
     delivery: str
     read: str
     reason: str = ""
+    delivery_key_replaced: int = 0
+    read_key_replaced: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,16 @@ def key_changed_words(peer: str, letter: bool) -> tuple[str, str]:
     return "The chat was refused.", " and chat again."
 
 
+def verified(signer: str, key_replaced: int) -> str:
+    """
+    How a good signature is shown: C{ok}, or, for one by a key the signer
+    had before (replaced at C{key_replaced}), which.
+    """
+    if not key_replaced:
+        return "ok"
+    return f"ok (signed with {signer}'s previous key, replaced {when(key_replaced)})"
+
+
 def short_id(letter_id: bytes) -> str:
     """The first 8 hex digits of a letter id (what /read and /delete take)."""
     return letter_id.hex()[:8]
@@ -83,6 +97,12 @@ def short_id(letter_id: bytes) -> str:
 def when(at: int) -> str:
     """A time for a user: C{2026-12-02 05:30 UTC}."""
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+
+
+def _shown(first: int, last: int, total: int, what: str, more: str) -> str:
+    """The line after a page of a list: which entries it showed, and how to see more."""
+    line = f"({what} {first}-{last} of {total}"
+    return line + (f"; more: {more})" if more else ")")
 
 
 class LetterLines:
@@ -112,23 +132,23 @@ class LetterLines:
     def letter_arrived(self, sender: str, stored_at: int, size: int) -> None:
         self.letter_line(f"new letter from {sender} ({size} bytes, {when(stored_at)}): /letters new")
 
-    def letter_list(self, letters: tuple[LetterSummary, ...], total: int) -> None:
+    def letter_list(self, letters: tuple[LetterSummary, ...], total: int, more: str) -> None:
         if not letters:
-            self.letter_line("no letters" if total == 0 else f"no more letters ({total} in all)")
+            self.letter_line("no letters" if total == 0 else f"no letters on that page ({total} in all)")
             return
         states = {0: "new", 1: "fetched", 2: "read"}
         for e in letters:
             self.letter_line(f"{e.number}. [{short_id(e.letter_id)}] from {e.sender}, "
                              f"{when(e.stored_at)}, {e.size} bytes, {states.get(e.state, '?')}")
-        if total > len(letters):
-            self.letter_line(f"({total - len(letters)} more not shown)")
+        if more or letters[0].number != 1 or len(letters) != total:
+            self.letter_line(_shown(letters[0].number, letters[-1].number, total, "letters", more))
 
     def letter_opened(self, sender: str, letter_id: bytes, sent_at: int, stored_at: int,
-                      text: str, again: bool) -> None:
+                      text: str, again: bool, key_replaced: int) -> None:
         note = " (read before)" if again else ""
         self.letter_line(f"letter [{short_id(letter_id)}] from {sender}{note}, written "
                          f"{when(sent_at)} (sender's clock), stored {when(stored_at)}; "
-                         "Verification: ok")
+                         f"Verification: {verified(sender, key_replaced)}")
         for line in text.splitlines() or [""]:
             self.letter_line(f"  | {line}")
 
@@ -149,9 +169,10 @@ class LetterLines:
             self.letter_line(f"a {what} receipt for letter {short_id(letter_id)} from {recipient} "
                              f"does NOT verify ({verification}); not counted", alert=True)
 
-    def sent_status(self, rows: tuple[StatusRow, ...], total: int) -> None:
+    def sent_status(self, rows: tuple[StatusRow, ...], total: int, more: str) -> None:
         if not rows:
-            self.letter_line("no letters sent (or all expired)")
+            self.letter_line("no letters sent (or all expired)" if total == 0
+                             else f"no letters sent on that page ({total} in all)")
             return
         for row in rows:
             head = f"[{short_id(row.letter_id)}] to {row.recipient}: "
@@ -160,17 +181,19 @@ class LetterLines:
                                          else "not yet acknowledged (sent again when connected)"))
                 continue
             self.letter_line(head + f"stored {when(row.stored_at)}, expires {when(row.expires_at)}")
-            for kind, at, check in (("delivered", row.delivered_at, row.delivery),
-                                    ("read", row.read_at, row.read)):
+            for kind, at, check, replaced in (
+                    ("delivered", row.delivered_at, row.delivery, row.delivery_key_replaced),
+                    ("read", row.read_at, row.read, row.read_key_replaced)):
                 if not at:
                     self.letter_line(f"    {kind}: not yet")
                 elif check == "ok":
-                    self.letter_line(f"    {kind}: Time received {when(at)}; Verification: ok")
+                    self.letter_line(f"    {kind}: Time received {when(at)}; Verification: "
+                                     f"{verified(row.recipient, replaced)}")
                 else:
                     self.letter_line(f"    {kind}: Time received {when(at)}; Verification: "
                                      f"FAILED ({check})", alert=True)
-        if total > len(rows):
-            self.letter_line(f"({total - len(rows)} more not shown)")
+        if more or total > len(rows):
+            self.letter_line(f"({len(rows)} of {total} letters shown" + (f"; more: {more})" if more else ")"))
 
     def users(self, users: tuple[tuple[str, bool], ...], total: int) -> None:
         names = ", ".join(f"{name}{' (online)' if online else ''}" for name, online in users)

@@ -16,11 +16,14 @@ Commands::
     !fingerprint [USER]   your key's fingerprint, or the one pinned for USER
     !trust USER           accept USER's changed key (after comparing fingerprints)
     !letter USER TEXT     send USER a letter (end-to-end encrypted and signed; USER may be offline)
-    !letters [new|all]    list your letters (new: never fetched)
+    !letters [new|all] [PAGE]
+                          list your letters (new: never fetched), 50 a page, newest first
+                          (page 1); the last line names the next page (more: /letters all 2)
     !read N|ID            read letter N of the last list (or by the start of its id)
     !delete N|ID          delete a letter from your mailbox
-    !sent                 the letters you sent: stored, delivered, read, receipts verified
-    !users                all registered users, online or not
+    !sent [PAGE]          the letters you sent: stored, delivered, read, receipts verified
+                          (50 a page, newest first)
+    !users                all registered users, online or not (every one, however many)
     !receipts on|off      send read receipts or not (delivery receipts are always sent)
     !exit                 end all chats and quit
     TEXT                  send TEXT to the current chat
@@ -37,6 +40,7 @@ from twisted.protocols.basic import LineReceiver
 
 from securechat.client.core import ChatClient
 from securechat.client.letters import Mailbox
+from securechat.client.listpages import page_arguments
 from securechat.client.display import untrusted
 from securechat.client.letterview import LetterLines, key_changed_words
 from securechat.client.reasons import reason_name
@@ -195,6 +199,9 @@ class ChatTerminal(LetterLines, LineReceiver):
             if word.lower() == "letter":
                 self.cmd_letter(*rest.lstrip().partition(" ")[::2])
                 return
+            if word.lower() in ("letters", "sent"):
+                command(*args)
+                return
             command(*args[:1]) if args else command()
             return
         peer, sep, text = line.partition(": ")
@@ -301,11 +308,11 @@ class ChatTerminal(LetterLines, LineReceiver):
             self.offer.pop(peer, None)
             box.send_letter(peer, text)
 
-    def cmd_letters(self, which: str = "new") -> None:
-        if which not in ("new", "all"):
-            self.say("! usage: !letters [new|all]")
+    def cmd_letters(self, *words: str) -> None:
+        if (parsed := page_arguments(words, ("new", "all"))) is None:
+            self.say("! usage: !letters [new|all] [PAGE]")
         elif box := self._mailbox():
-            box.list_letters(which == "new")
+            box.list_letters(parsed[0] == "new", parsed[1])
 
     def cmd_read(self, ref: str | None = None) -> None:
         if ref is None:
@@ -319,9 +326,11 @@ class ChatTerminal(LetterLines, LineReceiver):
         elif box := self._mailbox():
             box.delete(ref)
 
-    def cmd_sent(self, *args: str) -> None:
-        if box := self._mailbox():
-            box.sent_status()
+    def cmd_sent(self, *words: str) -> None:
+        if (parsed := page_arguments(words)) is None:
+            self.say("! usage: !sent [PAGE]")
+        elif box := self._mailbox():
+            box.sent_status(parsed[1])
 
     def cmd_users(self, *args: str) -> None:
         if box := self._mailbox():

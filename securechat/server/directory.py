@@ -15,17 +15,20 @@ from typing import Iterable
 from zope.interface import Interface, implementer
 
 from securechat.crypto import keys
+from securechat.crypto.keyhistory import PreviousKey
 
 
 @dataclass(frozen=True)
 class UserEntry:
     """
-    One registered user.
+    One registered user; C{history} holds the keys it had before, oldest
+    first (C{securechat-admin rekey}).
     """
 
     name: str
     public_key: keys.PublicKey
     revoked: bool = False
+    history: tuple[PreviousKey, ...] = ()
 
 
 class IUserDirectory(Interface):
@@ -75,4 +78,11 @@ class MemoryDirectory:
 
     def revoke(self, name: str) -> None:
         entry = self._entries[name]
-        self._entries[name] = UserEntry(entry.name, entry.public_key, True)
+        self._entries[name] = UserEntry(entry.name, entry.public_key, True, entry.history)
+
+    def rekey(self, name: str, public_key: keys.PublicKey, added_at: int, replaced_at: int,
+              compromised_at: int = 0) -> None:
+        """Give C{name} a new key; the old one goes into its history."""
+        entry = self._entries[name]
+        previous = PreviousKey(entry.public_key, added_at, replaced_at, compromised_at)
+        self._entries[name] = UserEntry(name, public_key, False, entry.history + (previous,))

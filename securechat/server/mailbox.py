@@ -50,7 +50,9 @@ from securechat.server.store.interface import (
     DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
     LetterRecord, MailboxLimits, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
     PrekeyRefused, SignedPrekeyRecord, StockFull, Stored, StoreOutcome)
-from securechat.wire.codec import u16
+from securechat.wire.codec import text8, u16
+from securechat.wire.declared import MAX_LIST
+from securechat.wire.keyhistory import GetKeyHistory, KeyHistory, PreviousKeyEntry
 from securechat.wire.mailbox import (
     Bundle, DeleteLetter, FetchBundle, FetchLetter, GetUserKey, Letter, LetterArrived,
     LetterDeleted, LetterEntry, LetterList, LetterRefused, LetterState, LetterStored,
@@ -111,6 +113,7 @@ class Mailbox:
             PostReceipt: self._post_receipt,
             SentStatus: self._sent_status,
             ListUsers: self._list_users,
+            GetKeyHistory: self._key_history,
         }
 
         def handler(command: Callable[[UserSession, Any], Deferred[Message] | Message]
@@ -283,6 +286,20 @@ class Mailbox:
     def _get_user_key(self, session: UserSession, message: GetUserKey) -> Message:
         entry = self._registered(message.user)
         return UserKey(entry.name, keys.public_key_der(entry.public_key), 1 if entry.revoked else 0)
+
+    def _key_history(self, session: UserSession, message: GetKeyHistory) -> Message:
+        """The user's replaced keys, newest first, as many as fit max_payload (14.7)."""
+        entry = self._registered(message.user)
+        room = self.limits.max_payload - len(text8(entry.name)) - 2
+        fitted: list[PreviousKeyEntry] = []
+        for previous in reversed(entry.history):
+            item = PreviousKeyEntry(keys.public_key_der(previous.key), previous.added_at,
+                                    previous.replaced_at, previous.compromised_at)
+            room -= len(item.encode_body())
+            if room < 0 or len(fitted) == MAX_LIST:
+                break
+            fitted.append(item)
+        return KeyHistory(entry.name, tuple(fitted))
 
     # -- letters ------------------------------------------------------------
 

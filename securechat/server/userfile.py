@@ -12,9 +12,29 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from securechat.crypto.keyhistory import PreviousKey
 from securechat.datadir import DataDir, UserDirectory
 from securechat.datafiles import CorruptDataDir
 from securechat.server.directory import IUserDirectory, UserEntry
+from securechat.users import UserRecord, parse_utc
+
+
+def _seconds(text: str) -> int:
+    return int(parse_utc(text).timestamp())
+
+
+def user_entry(record: UserRecord) -> UserEntry:
+    """
+    The relay's entry for C{record}: its previous keys with their times as
+    Unix seconds (the relay's clock: C{securechat-admin} writes them on the
+    relay's host).
+    """
+    if not record.history:  # the common case, on the letters' path: nothing to convert
+        return UserEntry(record.name, record.public_key, record.revoked is not None)
+    history = tuple(PreviousKey(p.public_key, _seconds(p.added), _seconds(p.replaced),
+                                _seconds(p.compromised) if p.compromised else 0)
+                    for p in record.history)
+    return UserEntry(record.name, record.public_key, record.revoked is not None, history)
 
 
 @implementer(IUserDirectory)
@@ -76,9 +96,7 @@ class FileUserDirectory:
     def lookup(self, name: str) -> UserEntry | None:
         self._fresh()
         record = self._users.lookup(name)
-        if record is None:
-            return None
-        return UserEntry(record.name, record.public_key, record.revoked is not None)
+        return None if record is None else user_entry(record)
 
     def lookup_recent(self, name: str) -> UserEntry | None:
         if self._clock is None:
@@ -88,17 +106,14 @@ class FileUserDirectory:
             self._checked_this_turn = True
             self._clock.callLater(0, self._turn_over)
         record = self._users.lookup(name)
-        if record is None:
-            return None
-        return UserEntry(record.name, record.public_key, record.revoked is not None)
+        return None if record is None else user_entry(record)
 
     def _turn_over(self) -> None:
         self._checked_this_turn = False
 
     def entries(self) -> list[UserEntry]:
         self._fresh()
-        return [UserEntry(r.name, r.public_key, r.revoked is not None)
-                for r in self._users.users.values()]
+        return [user_entry(r) for r in self._users.users.values()]
 
     def __len__(self) -> int:
         return len(self._users.users)

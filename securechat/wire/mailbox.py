@@ -29,6 +29,7 @@ from securechat.crypto.prekeys import (
 )
 from securechat.errors import RemoteProtocolError
 from securechat.wire.declared import MAX_LIST, Declared, ListOf
+from securechat.wire.keyhistory import GetKeyHistory, KeyHistory
 from securechat.wire.relay import FROM_CLIENT, FROM_SERVER
 from securechat.wire.codec import u16, u64
 
@@ -435,12 +436,12 @@ class UserList(Declared):
 
 MAILBOX_CLIENT_MESSAGES = (
     UploadPrekeys, FetchBundle, GetUserKey, PostLetter, ListLetters, FetchLetter, DeleteLetter,
-    PostReceipt, SentStatus, ListUsers,
+    PostReceipt, SentStatus, ListUsers, GetKeyHistory,
 )
 MAILBOX_SERVER_MESSAGES = (
     PrekeysStored, PrekeysLow, Bundle, UserKey, LetterStored, LetterRefused, NewLetters,
     LetterArrived, LetterList, Letter, LetterDeleted, ReceiptStored, ReceiptMessage, StatusList,
-    UserList,
+    UserList, KeyHistory,
 )
 
 #: The chat registries with the mailbox added.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from securechat.client.listpages import page_arguments
 from securechat.client.tui.windows import PeerState
 from securechat.wire.names import BadUserName, check_user_name
 
@@ -33,11 +34,12 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("stop", "[USER]", "end the chat (this window's by default)"),
     ("msg", "USER TEXT", "send TEXT to your open chat with USER"),
     ("letter", "USER [TEXT]", "send USER a letter, to read when they like (they may be offline)"),
-    ("letters", "[new|all]", "list your letters in the mailbox window"),
+    ("letters", "[new|all] [PAGE]", "list your letters in the mailbox window, 50 a page, newest "
+                                    "first; the last line names the next page"),
     ("read", "N|ID", "read letter N of the last list (or by the start of its id)"),
     ("delete", "N|ID", "delete a letter from your mailbox"),
-    ("sent", "", "your letters: stored, delivered, read, receipts verified"),
-    ("users", "", "all registered users, online or not"),
+    ("sent", "[PAGE]", "your letters: stored, delivered, read, receipts verified (50 a page)"),
+    ("users", "", "all registered users, online or not (every one)"),
     ("receipts", "on|off", "send read receipts or not (delivery receipts always go)"),
     ("window", "N", "go to window N (also Alt-N, Ctrl-N / Ctrl-P)"),
     ("close", "", "close this window (once its chat has ended)"),
@@ -53,7 +55,7 @@ NAMES = tuple(sorted({name for name, _, _ in COMMANDS} | set(ALIASES)))
 
 
 def help_lines() -> list[str]:
-    lines = [f"/{name} {args}".ljust(20) + what for name, args, what in COMMANDS]
+    lines = [f"/{name} {args}".ljust(19) + " " + what for name, args, what in COMMANDS]
     lines += ["TEXT".ljust(20) + "send TEXT to this window's chat",
               "//TEXT".ljust(20) + "send /TEXT (and !!TEXT sends !TEXT)",
               "keys: Alt-1..9 window, Ctrl-N/Ctrl-P next/previous, Up/Down history, "
@@ -292,10 +294,10 @@ class Commands:
             box.send_letter(peer, text)
 
     def cmd_letters(self, arg: str) -> None:
-        if arg not in ("", "new", "all"):
-            self.view.reply("usage: /letters [new|all]", error=True)
+        if (parsed := page_arguments(arg.split(), ("new", "all"))) is None:
+            self.view.reply("usage: /letters [new|all] [PAGE]", error=True)
         elif box := self._mailbox():
-            box.list_letters(arg != "all")
+            box.list_letters(parsed[0] == "new", parsed[1])
 
     def cmd_read(self, arg: str) -> None:
         if not arg:
@@ -310,8 +312,10 @@ class Commands:
             box.delete(arg)
 
     def cmd_sent(self, arg: str) -> None:
-        if box := self._mailbox():
-            box.sent_status()
+        if (parsed := page_arguments(arg.split())) is None:
+            self.view.reply("usage: /sent [PAGE]", error=True)
+        elif box := self._mailbox():
+            box.sent_status(parsed[1])
 
     def cmd_users(self, arg: str) -> None:
         if box := self._mailbox():
