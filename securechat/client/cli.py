@@ -427,7 +427,9 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         from securechat.client.irc.listen import listen
 
         def listening(port: Any) -> None:
-            write(f"* IRC gateway for {conf['user']} listening on {conf['irc']}; connect your IRC "
+            host = port.getHost()
+            where = f"{host.host}:{host.port}" if hasattr(host, "port") else conf["irc"]
+            write(f"* IRC gateway for {conf['user']} listening on {where}; connect your IRC "
                   "client there with the password from the password file\n")
 
         def cannot_listen(failure: Any) -> None:
