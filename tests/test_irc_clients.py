@@ -17,7 +17,7 @@ import glob
 import os
 import re
 import shutil
-import sys
+import socket
 import time
 
 from twisted.trial import unittest
@@ -65,6 +65,29 @@ def wait_for_file(pattern: str, regex: str, what: str) -> str:
         time.sleep(0.1)  # polling a real client's log, bounded by the deadline
 
 
+def ask_gateway(port: int, command: str, answer: str) -> str:
+    """
+    Register with the gateway over a plain socket, send C{command} to the
+    service nick, and wait (bounded) for a line matching C{answer}.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(f"PASS {PASSWORD}\r\nNICK alice\r\nUSER alice 0 * :alice\r\n"
+                     f"PRIVMSG securechat :{command}\r\n".encode())
+        data = b""
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            for line in data.decode("utf-8", "replace").splitlines():
+                if re.search(answer, line):
+                    sock.sendall(b"QUIT\r\n")
+                    return line
+    raise AssertionError(f"the gateway did not answer {command!r} with {answer!r}:\n"
+                         + data.decode("utf-8", "replace")[-3000:])
+
+
 class IrcDeployment(Deployment):
     """A relay, bob's line terminal, and alice's gateway."""
 
@@ -96,7 +119,8 @@ class IrcDeployment(Deployment):
         alice's gateway logs in once (her prekeys go up) and stops; bob
         sends her a letter, stored by the relay; bob leaves.
         """
-        gateway, _ = self.gateway()
+        gateway, port = self.gateway()
+        ask_gateway(port, "users", r"NOTICE alice :users: ")  # answered after the prekey upload
         gateway.stop()
         bob = self.bob()
         bob.send("!letter alice a letter while you were away")
@@ -125,9 +149,8 @@ class WeeChatTests(unittest.TestCase):
             "/set logger.file.flush_delay 0",
             "/set logger.file.auto_log on",
             "/set irc.look.buffer_open_before_autojoin off",
-            f"/server add sc 127.0.0.1/{port} -notls -nicks=alice -username=alice "
-            "-realname=alice -autoconnect",
-            f"/set irc.server.sc.password {PASSWORD}",
+            # The README's commands, with the port the gateway got.
+            f"/server add sc 127.0.0.1/{port} -notls -password={PASSWORD} -nicks=alice",
             f"/set irc.server.sc.command \"{command}\"",
             "/connect sc",
         ])
@@ -189,8 +212,9 @@ class IrssiTests(unittest.TestCase):
                     'nick = "alice"; };\n  "fe-common/core" = { autolog = "yes"; '
                     f'autolog_path = "{logs}/$0.log"; autolog_level = "all"; }};\n}};\n')
         tmux = Tmux(self, d.dir)
-        tmux.start("irssi", [IRSSI, f"--home={home}", "--connect=127.0.0.1", f"--port={port}",
-                             f"--password={PASSWORD}", "--nick=alice"])
+        tmux.start("irssi", [IRSSI, f"--home={home}"])
+        tmux.expect("irssi", r"Irssi")
+        tmux.type("irssi", f"/connect 127.0.0.1 {port} {PASSWORD} alice")  # as in the README
         tmux.expect("irssi", r"Welcome to the securechat gateway")
         return tmux, logs
 

@@ -72,6 +72,20 @@ class RegistrationTests(unittest.TestCase):
         self.assertIsNone(self.h.gateway.irc)
         self.assertEqual(user.numerics("001"), [])
 
+    def test_nothingReadAfterRefusal(self) -> None:
+        """
+        After a refused password nothing more the client sent is handled: a
+        second try in the same stream does not register.
+        """
+        attached: list[object] = []
+        self.h.gateway.attach = attached.append  # type: ignore[assignment,method-assign]
+        user = self.h.irc(IrcUser(login=False))
+        user.transport.write(b"PASS guess\r\nNICK alice\r\nUSER a 0 * :a\r\n"
+                             b"PASS sesame\r\nNICK alice\r\n")
+        self.h.pump()
+        self.assertEqual(len(user.numerics("464")), 1)
+        self.assertEqual(attached, [])
+
     def test_missingPasswordRefused(self) -> None:
         """No PASS at all is refused the same way (464)."""
         user = self.h.irc(IrcUser(password=None))

@@ -359,6 +359,22 @@ class LetterMappingTests(unittest.TestCase):
         self.assertTrue(text.endswith("] while you were away"), text)
         self.assertTrue(text.startswith("[letter "), text)
 
+    def test_letterWaitsForIrcClient(self) -> None:
+        """
+        A letter arriving while no IRC client is connected is not opened
+        (nor a read receipt sent) until one connects; then it is shown.
+        """
+        alice = self.h.gateway_login()
+        bob, bob_view = self.h.client("bob")
+        bob.mailbox.send_letter("alice", "are you there?")  # type: ignore[union-attr]
+        self.h.pump()
+        self.assertEqual(alice.mailbox.listed, [])  # type: ignore[union-attr]
+        self.assertEqual(bob_view.of("receipt"), [])
+        user = self.h.irc()
+        [text] = user.of("privmsg", "bob")
+        self.assertTrue(text.endswith("] are you there?"), text)
+        self.assertEqual(sorted(r[2] for r in bob_view.of("receipt")), [1, 2])
+
     def test_inboxListsWithoutOpening(self) -> None:
         """/msg securechat inbox lists the letters; nothing is opened again."""
         self.h.gateway_login()

@@ -101,7 +101,8 @@ class IrcConnection(irc.IRC):
         self.emit(SERVER_NAME, code, (self.nick,) + params, text)
 
     def error(self, text: str) -> None:
-        """ERROR and close: the connection is refused."""
+        """ERROR and close: the connection is refused, nothing more is read."""
+        self.quitting = True
         self.sendLine(f"ERROR :{untrusted(text)}")
         if self.transport is not None:
             self.transport.loseConnection()

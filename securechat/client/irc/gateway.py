@@ -18,9 +18,10 @@ The mapping:
   - chat lines from bob: PRIVMSG from bob; a line starting C{/me } is a
     CTCP ACTION both ways; any other CTCP from a peer is dropped, never
     answered (a NOTICE says it was);
-  - letters: fetched and opened as soon as the relay says they are there,
-    each shown as PRIVMSGs from the sender marked C{[letter, written
-    TIME]}; everything else about letters is a NOTICE;
+  - letters: fetched and opened as soon as the relay says they are there
+    (or when an IRC client connects: never while none is there to see
+    them), each shown as PRIVMSGs from the sender marked C{[letter ID,
+    written TIME]}; everything else about letters is a NOTICE;
   - chat requests, chat ends, trust and security events, and every answer
     to a command: NOTICEs from the C{securechat} service nick, which no
     peer can take (L{securechat.client.irc.text});
@@ -158,6 +159,7 @@ class IrcGateway(LetterLines):
         backlog, self.backlog = list(self.backlog), deque(maxlen=BACKLOG)
         for line in backlog:
             self._out(line)
+        self.fetch_new()
 
     def quit(self, irc: IrcConnection) -> None:
         """C{/quit}: end every chat cleanly; the relay connection stays."""
@@ -402,8 +404,14 @@ class IrcGateway(LetterLines):
             "/letters new", f"/msg {SERVICE} inbox"))
 
     def fetch_new(self) -> None:
-        """Ask for the list of new letters, to open each."""
+        """
+        Ask for the list of new letters, to open each, when an IRC client
+        is there to see them: a letter opened is shown (and a read receipt
+        may say so), so letters wait on the relay, new, while none is.
+        """
         client = self.client
+        if self.irc is None or not self.irc.registered:
+            return
         if client is not None and client.mailbox is not None and client.logged_in:
             self.lists.append(True)
             client.mailbox.list_letters(True)
