@@ -177,6 +177,8 @@ class WeeChatTests(unittest.TestCase):
         wait_for_file(os.path.join(logs, "irc.sc.bob.weechatlog"), r"\tbob\thi weechat, bob here$",
                       "weechat")
         wait_for_file(os.path.join(logs, "irc.sc.bob.weechatlog"), r"\s\*\tbob waves$", "weechat")
+        gateway.stop()  # SIGTERM: the chat ends with alice's authenticated end
+        bob.expect(r"\* chat with alice ended by alice \(1 messages received\)")
         self.assertNotIn("hello from weechat", d.relay_process.output())
         self.assertNotIn("hello from weechat", gateway.output())
 

@@ -177,6 +177,19 @@ class ChatMappingTests(unittest.TestCase):
         self.assertTrue(self.alice.logged_in)
         self.assertIsNone(self.h.gateway.irc)
 
+    def test_gatewayStopEndsChatsCleanly(self) -> None:
+        """
+        The gateway stopping (SIGTERM) ends every chat with an authenticated
+        END before it closes the relay connection.
+        """
+        self.chat()
+        d = self.h.gateway.shutdown(self.h.clock)
+        self.h.pump()
+        [(peer, outcome)] = self.bob_view.of("chat_ended")
+        self.assertEqual((peer, outcome), ("alice", "ended by alice (1 messages received)"))
+        self.assertFalse(self.alice.logged_in)
+        self.assertIsNone(self.successResultOf(d))  # type: ignore[arg-type]
+
     def test_backlogReplayed(self) -> None:
         """What happens while no IRC client is connected is shown to the next one."""
         self.user.quit("bye")

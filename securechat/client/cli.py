@@ -437,6 +437,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
                   f"{failure.getErrorMessage()}\n")
             finish(1)
         listen(reactor, conf["irc"], gateway, irc_password).addCallbacks(listening, cannot_listen)
+        reactor.addSystemEventTrigger("before", "shutdown", gateway.shutdown, reactor)
     elif screen is None:
         stdio.StandardIO(terminal, reactor=reactor)
 

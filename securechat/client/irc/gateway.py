@@ -28,7 +28,9 @@ The mapping:
   - C{/whois bob}: bob's pinned fingerprint and pin state, and the chat;
   - C{/quit} (or the IRC client leaving): every chat is ended cleanly (an
     authenticated END each); the gateway stays connected to the relay for
-    the next IRC connection.
+    the next IRC connection.  When the gateway itself stops (SIGTERM,
+    Ctrl-C), its chats end the same way before it closes the relay
+    connection (L{IrcGateway.shutdown}).
 
 One IRC client at a time: a second one is refused.  What happens while
 none is connected (letters, notices) is kept, the last L{BACKLOG} lines,
@@ -38,7 +40,9 @@ and replayed to the next one after its MOTD.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
 
 from securechat.client.core import ChatClient
 from securechat.client.irc.connection import IrcConnection
@@ -58,6 +62,7 @@ from securechat.client.irc.text import (
 )
 from securechat.client.letterview import LetterLines, LetterSummary, key_changed_words, short_id, when
 from securechat.client.reasons import reason_name
+from securechat.client.session import RelayConnection
 from securechat.client.terminal import _DECLINED, _WITHDRAWN, ended_text, failure_template
 from securechat.wire.e2e import MAX_TEXT
 from securechat.wire.relay import Reason
@@ -66,6 +71,8 @@ from securechat.wire.relay import Reason
 BACKLOG = 500
 #: Lines that may wait for a chat with one peer to be secured.
 MAX_WAITING = 50
+#: How long a stopping gateway waits for its relay connection to close.
+SHUTDOWN_WAIT = 3.0
 
 #: One line out: (source mask, command, text, action).
 Line = tuple[str, str, str, bool]
@@ -174,6 +181,22 @@ class IrcGateway(LetterLines):
         if client is not None and client.logged_in:
             for peer in list(client.chats):
                 client.stop(peer)
+
+    def shutdown(self, reactor: Any) -> Deferred[None] | None:
+        """
+        The gateway stops (SIGTERM, Ctrl-C): end every chat cleanly and
+        close the relay connection, waiting (at most L{SHUTDOWN_WAIT}
+        seconds) until its last bytes are written.
+        """
+        self.exiting = True
+        client = self.client
+        if client is None or not client.logged_in:
+            return None
+        protocol = client.protocol
+        lost = protocol.when_lost() if isinstance(protocol, RelayConnection) else succeed(None)
+        client.logout()
+        lost.addTimeout(SHUTDOWN_WAIT, reactor)
+        return lost.addErrback(lambda failure: None)
 
     def privmsg(self, irc: IrcConnection, target: str, text: str) -> None:
         """PRIVMSG from the IRC client."""
