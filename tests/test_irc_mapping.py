@@ -388,6 +388,33 @@ class LetterMappingTests(unittest.TestCase):
         self.assertTrue(text.endswith("] are you there?"), text)
         self.assertEqual(sorted(r[2] for r in bob_view.of("receipt")), [1, 2])
 
+    def test_nextPageFetched(self) -> None:
+        """
+        When the relay lists only some of the new letters, the gateway opens
+        those and asks for the rest; a page with nothing new to open ends it
+        (a letter is opened once).
+        """
+        from securechat.client.letterview import LetterSummary
+        calls: list[tuple[str, object]] = []
+
+        class Box:
+            def read(self, ref: str) -> None:
+                calls.append(("read", ref))
+
+            def list_letters(self, new_only: bool) -> None:
+                calls.append(("list", new_only))
+        alice = self.h.gateway_login()
+        self.h.irc()
+        alice.mailbox = Box()  # type: ignore[assignment]
+        gateway = self.h.gateway
+        page = (LetterSummary(1, "bob", b"\x01" * 16, 0, 10, 0),
+                LetterSummary(2, "bob", b"\x02" * 16, 0, 10, 1))
+        gateway.lists.append(True)
+        gateway.letter_list(page, 5)
+        self.assertEqual(calls, [("read", "01" * 16), ("list", True)])
+        gateway.letter_list(page, 5)
+        self.assertEqual(calls, [("read", "01" * 16), ("list", True)])
+
     def test_inboxListsWithoutOpening(self) -> None:
         """/msg securechat inbox lists the letters; nothing is opened again."""
         self.h.gateway_login()

@@ -12,7 +12,8 @@ relay never speaks IRC and never sees plaintext.
     (L{twisted.words.protocols.irc.IRC}): PASS, CAP, registration, one
     core call per IRC command;
   - L{securechat.client.irc.gateway}: the L{securechat.client.view.ChatView}
-    that turns what the core reports into IRC lines;
+    that turns what the core reports into IRC lines, and IRC messages into
+    core calls; L{securechat.client.irc.mail}: its letter events;
   - L{securechat.client.irc.service}: the C{securechat} service nick's
     commands (C{/msg securechat help});
   - L{securechat.client.irc.listen}: C{securechat-client --irc}: the

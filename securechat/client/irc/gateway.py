@@ -18,10 +18,8 @@ The mapping:
   - chat lines from bob: PRIVMSG from bob; a line starting C{/me } is a
     CTCP ACTION both ways; any other CTCP from a peer is dropped, never
     answered (a NOTICE says it was);
-  - letters: fetched and opened as soon as the relay says they are there
-    (or when an IRC client connects: never while none is there to see
-    them), each shown as PRIVMSGs from the sender marked C{[letter ID,
-    written TIME]}; everything else about letters is a NOTICE;
+  - letters: opened as they arrive, shown as PRIVMSGs from the sender
+    marked as letters with their time (L{securechat.client.irc.mail});
   - chat requests, chat ends, trust and security events, and every answer
     to a command: NOTICEs from the C{securechat} service nick, which no
     peer can take (L{securechat.client.irc.text});
@@ -46,6 +44,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from securechat.client.core import ChatClient
 from securechat.client.irc.connection import IrcConnection
+from securechat.client.irc.mail import IrcLetters, Line
 from securechat.client.irc.service import ServiceCommands
 from securechat.client.irc.text import (
     ACTION_PREFIX,
@@ -60,7 +59,7 @@ from securechat.client.irc.text import (
     nick_of,
     user_of,
 )
-from securechat.client.letterview import LetterLines, LetterSummary, key_changed_words, short_id, when
+from securechat.client.letterview import key_changed_words
 from securechat.client.reasons import reason_name
 from securechat.client.session import RelayConnection
 from securechat.client.terminal import _DECLINED, _WITHDRAWN, ended_text, failure_template
@@ -74,9 +73,6 @@ MAX_WAITING = 50
 #: How long a stopping gateway waits for its relay connection to close.
 SHUTDOWN_WAIT = 3.0
 
-#: One line out: (source mask, command, text, action).
-Line = tuple[str, str, str, bool]
-
 
 def irc_words(template: str) -> str:
     """A line-mode hint (C{!accept bob}) in the gateway's words."""
@@ -84,7 +80,7 @@ def irc_words(template: str) -> str:
         "!", f"/msg {SERVICE} ")
 
 
-class IrcGateway(LetterLines):
+class IrcGateway(IrcLetters):
     """
     The view of one user's gateway (see the module docstring), and the
     front end L{securechat.client.session.RelaySession} reports to.
@@ -419,59 +415,3 @@ class IrcGateway(LetterLines):
 
     def security_error(self, peer: str, detail: str) -> None:
         self.service_notice(f"SECURITY: chat with {peer}: {detail}")
-
-    # -- ChatView: letters (the rest are LetterLines' words) --------------------------------
-
-    def letter_line(self, text: str, alert: bool = False) -> None:
-        self.service_notice(("! " if alert else "") + text.replace(
-            "/letters new", f"/msg {SERVICE} inbox"))
-
-    def fetch_new(self) -> None:
-        """
-        Ask for the list of new letters, to open each, when an IRC client
-        is there to see them: a letter opened is shown (and a read receipt
-        may say so), so letters wait on the relay, new, while none is.
-        """
-        client = self.client
-        if self.irc is None or not self.irc.registered:
-            return
-        if client is not None and client.mailbox is not None and client.logged_in:
-            self.lists.append(True)
-            client.mailbox.list_letters(True)
-
-    def list_letters(self, new_only: bool) -> None:
-        """The user's C{inbox}: the list is shown, nothing is opened."""
-        client = self.client
-        if client is not None and client.mailbox is not None:
-            self.lists.append(False)
-            client.mailbox.list_letters(new_only)
-
-    def new_letters(self, count: int) -> None:
-        self.fetch_new()
-
-    def letter_arrived(self, sender: str, stored_at: int, size: int) -> None:
-        self.fetch_new()
-
-    def letter_list(self, letters: tuple[LetterSummary, ...], total: int) -> None:
-        mine = self.lists.popleft() if self.lists else False
-        client = self.client
-        if not mine or client is None or client.mailbox is None:
-            super().letter_list(letters, total)
-            return
-        for entry in letters:
-            if entry.state == 0 and entry.letter_id not in self.fetching:
-                self.fetching.add(entry.letter_id)
-                client.mailbox.read(entry.letter_id.hex())
-
-    def letter_opened(self, sender: str, letter_id: bytes, sent_at: int, stored_at: int,
-                      text: str, again: bool) -> None:
-        self.fetching.discard(letter_id)
-        mark = f"[letter {short_id(letter_id)}, written {when(sent_at)}{', again' if again else ''}]"
-        for line in text.splitlines() or [""]:
-            self._out((mask_of(sender), "PRIVMSG", f"{mark} {line}", False))
-
-    def letter_failed(self, sender: str, letter_id: bytes, stored_at: int, code: str,
-                      detail: str) -> None:
-        self.fetching.discard(letter_id)
-        super().letter_failed(sender, letter_id, stored_at, code, detail)
-
