@@ -126,3 +126,24 @@ class OptionTests(unittest.TestCase):
         [(port, factory, _, interface)] = reactor.tcpServers
         self.assertEqual(interface, "127.0.0.1")
         self.assertIsInstance(factory.buildProtocol(None), IrcConnection)
+
+    def test_runRefusesBeforeConnecting(self) -> None:
+        """
+        securechat-client --irc refuses a reachable endpoint or a missing
+        password file at start, in one line, before reading keys or
+        connecting anywhere.
+        """
+        from securechat.client.cli import run
+        base = ["--config", self.mktemp(), "--user", "alice", "--ca", "ca.pem", "--key", "k.pem"]
+        reactor = MemoryReactor()
+        with self.assertRaises(SystemExit) as e:
+            run(reactor, base + ["--irc", "tcp:6667"])
+        self.assertIn("securechat-client: error: --irc 'tcp:6667' would listen on every "
+                      "interface", str(e.exception))
+        with self.assertRaises(SystemExit) as e:
+            run(reactor, base + ["--irc"])
+        self.assertEqual(str(e.exception), "securechat-client: error: --irc needs "
+                         "--irc-password-file: a file whose first line is the password your "
+                         "IRC client sends (PASS)")
+        self.assertEqual(reactor.tcpClients, [])
+

@@ -17,6 +17,10 @@ full-screen interface (L{securechat.client.tui}); with piped input or
 output, or C{--line}, the line mode (L{securechat.client.terminal}): one
 line in, one line out, for scripts.
 
+With C{--irc [ENDPOINT]} the client is a local IRC gateway instead
+(L{securechat.client.irc}): any IRC client connects to it, on loopback,
+with the password from C{--irc-password-file}.
+
 The relay connection is retried after it drops, except when retrying cannot
 help (L{is_final}): then the client exits with status 1 after one line
 saying why.
