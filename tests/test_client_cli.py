@@ -210,7 +210,7 @@ class ConfigFileTests(unittest.TestCase):
         e = self.assertRaises(ClientError, settings, ["--config", self.config])
         self.assertEqual(str(e), f"{self.config}: unknown key 'colour' in [securechat]; the keys "
                                  "are server, ca, server-name, user, key, passphrase-file, "
-                                 "known-peers, pkcs11-module")
+                                 "known-peers, pkcs11-module, irc-password-file")
 
     def test_percentInConfigFile(self) -> None:
         """

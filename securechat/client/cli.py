@@ -17,6 +17,10 @@ full-screen interface (L{securechat.client.tui}); with piped input or
 output, or C{--line}, the line mode (L{securechat.client.terminal}): one
 line in, one line out, for scripts.
 
+With C{--irc [ENDPOINT]} the client is a local IRC gateway instead
+(L{securechat.client.irc}): any IRC client connects to it, on loopback,
+with the password from C{--irc-password-file}.
+
 The relay connection is retried after it drops, except when retrying cannot
 help (L{is_final}): then the client exits with status 1 after one line
 saying why.
@@ -62,6 +66,7 @@ from securechat.crypto.signer import ExternalKey
 from securechat.wire.messages import CertificateIdentity
 
 PROG = "securechat-client"
+IRC_DEFAULT_ENDPOINT = "tcp:6667:interface=127.0.0.1"
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -102,6 +107,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--line", "--plain", action="store_true",
                    help="line mode even on a terminal: one line in, one line out, as with piped "
                    "input (the full-screen interface is the default on a terminal)")
+    p.add_argument("--irc", nargs="?", metavar="ENDPOINT", const=IRC_DEFAULT_ENDPOINT,
+                   help="run as a local IRC gateway instead of a terminal: irssi, WeeChat or any "
+                   "IRC client connects to ENDPOINT (a Twisted server endpoint) [default: "
+                   f"{IRC_DEFAULT_ENDPOINT}]; /msg USER TEXT chats, /msg securechat help lists "
+                   "the rest")
+    p.add_argument("--irc-password-file", help="with --irc: a file whose first line is the "
+                   "password the IRC client must send (PASS); required")
+    p.add_argument("--irc-allow-remote", action="store_true", help="with --irc: allow an "
+                   "ENDPOINT other machines can reach (refused otherwise)")
+    p.add_argument("--irc-accept-pinned", action="store_true", help="with --irc: accept chat "
+                   "requests at once from users whose key is already pinned")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
@@ -120,6 +136,9 @@ def settings(argv: Sequence[str]) -> dict[str, Any]:
         if value is not None:
             merged[name] = value
     merged["line"] = bool(args.line)
+    merged["irc"] = args.irc
+    merged["irc-allow-remote"] = bool(args.irc_allow_remote)
+    merged["irc-accept-pinned"] = bool(args.irc_accept_pinned)
     merged.setdefault("server", "tcp:127.0.0.1:7070")
     merged.setdefault("known-peers", os.path.join(os.path.dirname(args.config), "known_peers"))
     for required in ("ca", "user", "key"):
@@ -272,6 +291,20 @@ def make_server_verifier(ca: cx509.Certificate, server_name: str, now: Any = Non
     return verify
 
 
+def irc_setup(conf: dict[str, Any]) -> bytes | None:
+    """
+    For C{--irc}: check the listener and the user, and read the password
+    (L{securechat.client.irc.listen}); None without C{--irc}.
+    """
+    if not conf.get("irc"):
+        return None
+    from securechat.client.irc.listen import check_local, check_user, read_password
+
+    check_local(conf["irc"], conf.get("irc-allow-remote", False))
+    check_user(conf["user"])
+    return read_password(conf.get("irc-password-file"))
+
+
 def wants_full_screen(conf: dict[str, Any], stdin: TextIO, stdout: TextIO) -> bool:
     """
     Whether to run the full-screen interface: standard input and output
@@ -308,6 +341,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     try:
         conf = settings(argv)
         check_user_name(conf["user"])
+        irc_password = irc_setup(conf)
         ca = read_ca(conf["ca"])
         private_key = read_key(conf, sys.stdin)
         pins = PinStore(conf["known-peers"])
@@ -330,10 +364,16 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    full_screen = wants_full_screen(conf, sys.stdin, sys.stdout)
+    full_screen = irc_password is None and wants_full_screen(conf, sys.stdin, sys.stdout)
     terminal: FrontEnd
     screen: Any = None
-    if full_screen:
+    gateway: Any = None
+    if irc_password is not None:
+        from securechat.client.irc.gateway import IrcGateway
+
+        terminal = gateway = IrcGateway(conf["user"], conf["irc-accept-pinned"],
+                                        log_line=lambda line: write(line + "\n"))
+    elif full_screen:
         from securechat.client.tui.app import ScreenLoop
         from securechat.client.tui.view import FullScreen as FullScreen
 
@@ -387,7 +427,22 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     if screen is not None:
         screen.start()
     service.startService()
-    if screen is None:
+    if gateway is not None and irc_password is not None:
+        from securechat.client.irc.listen import listen
+
+        def listening(port: Any) -> None:
+            host = port.getHost()
+            where = f"{host.host}:{host.port}" if hasattr(host, "port") else conf["irc"]
+            write(f"* IRC gateway for {conf['user']} listening on {where}; connect your IRC "
+                  "client there with the password from the password file\n")
+
+        def cannot_listen(failure: Any) -> None:
+            write(f"{PROG}: error: cannot listen for IRC on {conf['irc']}: "
+                  f"{failure.getErrorMessage()}\n")
+            finish(1)
+        listen(reactor, conf["irc"], gateway, irc_password).addCallbacks(listening, cannot_listen)
+        reactor.addSystemEventTrigger("before", "shutdown", gateway.shutdown, reactor)
+    elif screen is None:
         stdio.StandardIO(terminal, reactor=reactor)
 
     first = service.whenConnected(failAfterFailures=1)

@@ -15,9 +15,9 @@ import re
 
 #: The settings, by long option name; the config file takes the same keys.
 KEYS = ("server", "ca", "server-name", "user", "key", "passphrase-file", "known-peers",
-        "pkcs11-module")
+        "pkcs11-module", "irc-password-file")
 #: The settings that are paths (a leading C{~} is expanded).
-PATH_KEYS = ("ca", "key", "passphrase-file", "known-peers", "pkcs11-module")
+PATH_KEYS = ("ca", "key", "passphrase-file", "known-peers", "pkcs11-module", "irc-password-file")
 
 
 class ClientError(Exception):
@@ -75,6 +75,10 @@ EXAMPLE_CONFIG = """\
 
 # The PKCS#11 module for a key on a token (OpenSC's for most smart cards).
 #pkcs11-module = /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
+
+# For securechat-client --irc (the local IRC gateway): a file whose first
+# line is the password your IRC client must send (PASS).
+#irc-password-file = ~/.config/securechat/irc.pass
 """
 
 

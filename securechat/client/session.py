@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
@@ -146,11 +147,27 @@ class RelayConnection(SecureChatProtocol):
     the connection lost).
     """
 
+    _lost: list[Deferred[None]] | None = None
+
+    def when_lost(self) -> Deferred[None]:
+        """
+        A Deferred that fires once the connection is gone (after a clean
+        close has written its last bytes).
+        """
+        d: Deferred[None] = Deferred()
+        if self._lost is None:
+            self._lost = []
+        self._lost.append(d)
+        return d
+
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         line = describe_tls_failure(reason, self.transport)
         if line is not None and isinstance(self.delegate, RelaySession):
             self.delegate.tls_failure = line
         super().connectionLost(reason)
+        waiting, self._lost = self._lost or [], None
+        for d in waiting:
+            d.callback(None)
 
 
 class SessionFactory(Factory):
