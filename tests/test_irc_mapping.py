@@ -330,7 +330,7 @@ class LetterMappingTests(unittest.TestCase):
         assert bob.mailbox is not None
         bob.mailbox.list_letters(True)
         self.h.pump()
-        [(listed, _)] = bob_view.of("letter_list")
+        [(listed, _, _)] = bob_view.of("letter_list")
         bob.mailbox.read("1")
         self.h.pump()
         self.assertEqual(bob_view.of("letter_opened")[0][4], "dinner at eight?")
@@ -410,9 +410,9 @@ class LetterMappingTests(unittest.TestCase):
         page = (LetterSummary(1, "bob", b"\x01" * 16, 0, 10, 0),
                 LetterSummary(2, "bob", b"\x02" * 16, 0, 10, 1))
         gateway.lists.append(True)
-        gateway.letter_list(page, 5)
+        gateway.letter_list(page, 5, "")
         self.assertEqual(calls, [("read", "01" * 16), ("list", True)])
-        gateway.letter_list(page, 5)
+        gateway.letter_list(page, 5, "")
         self.assertEqual(calls, [("read", "01" * 16), ("list", True)])
 
     def test_inboxListsWithoutOpening(self) -> None:

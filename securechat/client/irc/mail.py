@@ -22,7 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from securechat.client.irc.text import SERVICE, mask_of
-from securechat.client.letterview import LetterLines, LetterSummary, short_id, when
+from securechat.client.letterview import LetterLines, LetterSummary, short_id, verified, when
 
 if TYPE_CHECKING:
     from securechat.client.core import ChatClient
@@ -83,11 +83,11 @@ class IrcLetters(LetterLines):
     def letter_arrived(self, sender: str, stored_at: int, size: int) -> None:
         self.fetch_new()
 
-    def letter_list(self, letters: tuple[LetterSummary, ...], total: int) -> None:
+    def letter_list(self, letters: tuple[LetterSummary, ...], total: int, more: str) -> None:
         mine = self.lists.popleft() if self.lists else False
         client = self.client
         if not mine or client is None or client.mailbox is None:
-            super().letter_list(letters, total)
+            super().letter_list(letters, total, more)
             return
         asked = False
         for entry in letters:
@@ -99,10 +99,12 @@ class IrcLetters(LetterLines):
             self.fetch_new()  # the next page: answered after these are fetched
 
     def letter_opened(self, sender: str, letter_id: bytes, sent_at: int, stored_at: int,
-                      text: str, again: bool) -> None:
+                      text: str, again: bool, key_replaced: int) -> None:
         # Kept in fetching: the relay may list it as new until our delivery
         # receipt is in, and it is not opened twice.
-        mark = f"[letter {short_id(letter_id)}, written {when(sent_at)}{', again' if again else ''}]"
+        previous = f", {verified(sender, key_replaced)}" if key_replaced else ""
+        mark = (f"[letter {short_id(letter_id)}, written {when(sent_at)}"
+                f"{', again' if again else ''}{previous}]")
         for line in text.splitlines() or [""]:
             self._out((mask_of(sender), "PRIVMSG", f"{mark} {line}", False))
 
