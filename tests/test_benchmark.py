@@ -37,6 +37,24 @@ class BenchmarkSmokeTests(unittest.TestCase):
             self.assertIn(case, out)
         self.assertRegex(out, r"handshakes\s+handshakes_per_s\s+\d+\.\d\d\s+\d+\.\d\d")
 
+    def test_smokeHandshakeOverCrypto(self) -> None:
+        """
+        Issue 20: the handshake case measures the cryptography alone in the
+        same invocation and prints the relay's CPU per handshake over it,
+        and the relay's own CPU share (whether it, not the generator, was
+        the limit).
+        """
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--smoke",
+             "--only", "handshakes"],
+            capture_output=True, text=True, env=environment(), cwd=ROOT, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        out = result.stdout
+        self.assertRegex(out, r"handshakes\s+crypto_us\s+\d+\.\d\d\s+-")
+        self.assertRegex(out, r"handshakes\s+server_cpu_share\s+\d+\.\d\d")
+        self.assertRegex(out, r"relay CPU per handshake \d+ us is \d+\.\d\dx the "
+                              r"cryptography alone \(\d+ us, same run")
+
 
 def _load_run() -> Any:
     """
