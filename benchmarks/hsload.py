@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -171,11 +172,11 @@ async def handshakes(args: argparse.Namespace) -> dict[str, Any]:
             name = f"u{args.first_user + i}"
             config = Config(CLIENT_SERVER, Role.INITIATOR, user_key(name), UserIdentity(name),
                             registry=MAILBOX_FROM_SERVER, verifier=_trust_relay)
-            factories.append(lambda done, c=config: SecureChatLogin(c, server_key, done))
+            factories.append(functools.partial(SecureChatLogin, config, server_key))
     else:
         for i in range(args.concurrency):
             raw = f"u{args.first_user + i}".encode()
-            factories.append(lambda done, n=raw: BaselineLogin(n, done))
+            factories.append(functools.partial(BaselineLogin, raw))
 
     print("READY", flush=True)
     if (await stdin_line()).strip() != "GO":
