@@ -185,3 +185,32 @@ class MailboxBenchmarkTests(unittest.TestCase):
         with self.assertRaises(ValueError) as caught:
             bench.relay_argv(1234, "data", "/dev/null")
         self.assertIn("refusing to log to a device (/dev/null)", str(caught.exception))
+
+
+class InstructionCountTests(unittest.TestCase):
+    """
+    benchmarks/hs_instructions.py (issue 20): instructions per handshake
+    from callgrind's output.
+    """
+
+    def test_totalFromCallgrindOutput(self) -> None:
+        """
+        The count is read from callgrind's summary line (or totals line),
+        and a file without one is a clear error, not a zero.
+        """
+        sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+        self.addCleanup(sys.path.remove, os.path.join(ROOT, "benchmarks"))
+        spec = importlib.util.spec_from_file_location(
+            "securechat_hs_instructions", os.path.join(ROOT, "benchmarks", "hs_instructions.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("version: 1\ncmd: twistd\nevents: Ir\nfn=main\n1 5\nsummary: 420355466\n")
+        self.assertEqual(module.total_instructions(path), 420355466)
+        with open(path, "w") as f:
+            f.write("version: 1\nevents: Ir\n")
+        with self.assertRaises(ValueError) as caught:
+            module.total_instructions(path)
+        self.assertIn("no instruction total in", str(caught.exception))
