@@ -48,13 +48,18 @@ _TOTAL_PREFIXES = ("summary:", "totals:")
 
 def total_instructions(callgrind_out: str) -> int:
     """
-    The instruction count in a callgrind output file.
+    The instruction count in a callgrind output file: its last total
+    (the file starts with a C{summary: 0} written when collection was off,
+    and ends with the C{totals:} of the run).
     """
+    total = None
     with open(callgrind_out) as f:
         for line in f:
             if line.startswith(_TOTAL_PREFIXES):
-                return int(line.split()[1])
-    raise ValueError(f"no instruction total in {callgrind_out}")
+                total = int(line.split()[1])
+    if total is None:
+        raise ValueError(f"no instruction total in {callgrind_out}")
+    return total
 
 
 def relay_count(tree: str, data_dir: str, work: str, duration: float) -> tuple[int, int]:

@@ -195,8 +195,9 @@ class InstructionCountTests(unittest.TestCase):
 
     def test_totalFromCallgrindOutput(self) -> None:
         """
-        The count is read from callgrind's summary line (or totals line),
-        and a file without one is a clear error, not a zero.
+        The count is read from callgrind's last summary or totals line (the
+        summary at the top is 0 when instrumentation starts off), and a file
+        without one is a clear error, not a zero.
         """
         sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
         self.addCleanup(sys.path.remove, os.path.join(ROOT, "benchmarks"))
@@ -208,6 +209,9 @@ class InstructionCountTests(unittest.TestCase):
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("version: 1\ncmd: twistd\nevents: Ir\nfn=main\n1 5\nsummary: 420355466\n")
+        self.assertEqual(module.total_instructions(path), 420355466)
+        with open(path, "w") as f:  # instrumentation switched on after start
+            f.write("version: 1\npart: 1\nsummary: 0\nfn=main\n1 5\ntotals: 420355466\n")
         self.assertEqual(module.total_instructions(path), 420355466)
         with open(path, "w") as f:
             f.write("version: 1\nevents: Ir\n")
