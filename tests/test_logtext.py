@@ -146,6 +146,33 @@ class SameLinesTests(unittest.TestCase):
                          + " [securechat.server.relay.Relay#info] user dave logged in from "
                          "10.1.2.3\n")
 
+    def test_legacyEvents(self) -> None:
+        """
+        Events from the legacy C{twisted.python.log} API (Twisted itself
+        still logs through it: ports opening, "Main loop terminated") are
+        written as twistd writes them, errors with their tracebacks.
+        """
+        from twisted.logger import globalLogPublisher
+        from twisted.python import log as legacy
+        captured: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(captured.append)
+        try:
+            legacy.msg("Main loop terminated.")
+            legacy.msg(format="%(what)s starting on %(port)d", what="RelayFactory", port=7070)
+            legacy.msg("braces {kept} as text", system="TCP Port 7070")
+            try:
+                1 / 0
+            except ZeroDivisionError:
+                legacy.err(None, "while testing")
+        finally:
+            globalLogPublisher.removeObserver(captured.append)
+        self.flushLoggedErrors(ZeroDivisionError)
+        theirs, ours = _twistd_and_ours(captured)
+        self.assertEqual(ours, theirs)
+        self.assertIn("RelayFactory starting on 7070", ours)
+        self.assertIn("braces {kept} as text", ours)
+        self.assertIn("ZeroDivisionError", ours)
+
     def test_flattenedEvent(self) -> None:
         """
         An event already flattened (as from a JSON log) goes through
