@@ -199,6 +199,10 @@ class Options(usage.Options):
         if not 1024 <= limits.max_frame <= MAX_CLIENT_FRAME:
             raise usage.UsageError(f"--max-frame must be from 1024 to {MAX_CLIENT_FRAME} (the largest "
                                    "frame clients accept from the relay)")
+        # twistd's text log, the same lines for less CPU (unless --logger or
+        # --syslog chose another observer): securechat.server.logtext.
+        from securechat.server import logtext
+        logtext.install(getattr(self, "parent", None))
 
 
 def _check_endpoint(description: str, option: str) -> None:

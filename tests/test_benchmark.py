@@ -37,6 +37,24 @@ class BenchmarkSmokeTests(unittest.TestCase):
             self.assertIn(case, out)
         self.assertRegex(out, r"handshakes\s+handshakes_per_s\s+\d+\.\d\d\s+\d+\.\d\d")
 
+    def test_smokeHandshakeOverCrypto(self) -> None:
+        """
+        Issue 20: the handshake case measures the cryptography alone in the
+        same invocation and prints the relay's CPU per handshake over it,
+        and the relay's own CPU share (whether it, not the generator, was
+        the limit).
+        """
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--smoke",
+             "--only", "handshakes"],
+            capture_output=True, text=True, env=environment(), cwd=ROOT, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        out = result.stdout
+        self.assertRegex(out, r"handshakes\s+crypto_us\s+\d+\.\d\d\s+-")
+        self.assertRegex(out, r"handshakes\s+server_cpu_share\s+\d+\.\d\d")
+        self.assertRegex(out, r"relay CPU per handshake \d+ us is \d+\.\d\dx the "
+                              r"cryptography alone \(\d+ us, same run")
+
 
 def _load_run() -> Any:
     """
@@ -167,3 +185,36 @@ class MailboxBenchmarkTests(unittest.TestCase):
         with self.assertRaises(ValueError) as caught:
             bench.relay_argv(1234, "data", "/dev/null")
         self.assertIn("refusing to log to a device (/dev/null)", str(caught.exception))
+
+
+class InstructionCountTests(unittest.TestCase):
+    """
+    benchmarks/hs_instructions.py (issue 20): instructions per handshake
+    from callgrind's output.
+    """
+
+    def test_totalFromCallgrindOutput(self) -> None:
+        """
+        The count is read from callgrind's last summary or totals line (the
+        summary at the top is 0 when instrumentation starts off), and a file
+        without one is a clear error, not a zero.
+        """
+        sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+        self.addCleanup(sys.path.remove, os.path.join(ROOT, "benchmarks"))
+        spec = importlib.util.spec_from_file_location(
+            "securechat_hs_instructions", os.path.join(ROOT, "benchmarks", "hs_instructions.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("version: 1\ncmd: twistd\nevents: Ir\nfn=main\n1 5\nsummary: 420355466\n")
+        self.assertEqual(module.total_instructions(path), 420355466)
+        with open(path, "w") as f:  # instrumentation switched on after start
+            f.write("version: 1\npart: 1\nsummary: 0\nfn=main\n1 5\ntotals: 420355466\n")
+        self.assertEqual(module.total_instructions(path), 420355466)
+        with open(path, "w") as f:
+            f.write("version: 1\nevents: Ir\n")
+        with self.assertRaises(ValueError) as caught:
+            module.total_instructions(path)
+        self.assertIn("no instruction total in", str(caught.exception))

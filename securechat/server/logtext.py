@@ -1,0 +1,166 @@
+# -*- test-case-name: tests.test_logtext -*-
+"""
+The relay's text log, the same lines as twistd's, written for less.
+
+twistd logs with L{twisted.logger.textFileLogObserver}: for every event it
+works out the local time zone and formats the time stamp, then formats the
+message with a pure-Python C{string.Formatter}.  That came to about 30 µs
+per line here, and a relay logs two lines per session (login, logout): after
+a restart, when every user logs in again, a tenth of the relay's CPU per
+handshake (benchmarks/RESULTS.md, issue 20).
+
+L{classic_text} writes exactly what twistd's observer writes
+(C{formatEventAsClassicLogText} with an RFC 3339 time stamp), but formats
+the time stamp once per second, and a plain message (a C{str} format with
+no C{()} call field, no failure, not flattened) with C{str.format_map},
+which is what twistd's formatter does for such a format.  Everything else
+(tracebacks, call fields, formats that do not format) goes through
+Twisted's own formatter.
+
+L{install} makes C{twistd securechat} use it: unless the operator chose
+an observer (C{--logger}) or syslog (C{--syslog}), it names
+L{twistd_observer} as twistd's log observer factory, which opens the log
+where twistd would (C{--logfile}: a file, rotated at 1 MB and on SIGUSR1;
+C{-}, or nothing with C{--nodaemon}: standard output; nothing otherwise:
+C{twistd.log}).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from typing import IO, Any, Callable
+
+from twisted.logger import (
+    FileLogObserver,
+    ILogObserver,
+    LogEvent,
+    formatEventAsClassicLogText,
+    formatTime,
+    timeFormatRFC3339,
+)
+from twisted.python import logfile
+
+#: Where L{twistd_observer} logs: (C{--logfile}, C{--nodaemon}), set by
+#: L{install} while twistd parses its options.
+_settings: tuple[str | None, bool] | None = None
+
+
+class _SecondStamps:
+    """
+    The RFC 3339 time stamp of a time, formatted once per second.
+    """
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._text = ""
+
+    def __call__(self, when: float | None) -> str:
+        if when is None:
+            return "-"
+        second = math.floor(when)
+        if second != self._second:
+            # The stamp has no fraction of a second, and a zone offset
+            # changes on a whole second: the whole second formats the same.
+            self._text = formatTime(second, timeFormatRFC3339)
+            self._second = second
+        return self._text
+
+
+def classic_text(stamps: Callable[[float | None], str] | None = None
+                 ) -> Callable[[LogEvent], str | None]:
+    """
+    A function that formats an event exactly as twistd's text log does
+    (L{formatEventAsClassicLogText} with an RFC 3339 time stamp), with
+    C{stamps} formatting the time (default: once per second).
+    """
+    stamp = stamps or _SecondStamps()
+
+    def text(event: LogEvent) -> str | None:
+        fmt = event.get("log_format")
+        if (type(fmt) is str and "()" not in fmt and "log_failure" not in event
+                and "log_flattened" not in event):
+            try:
+                message = fmt.format_map(event)
+            except Exception:
+                message = ""  # Twisted's formatter says why it could not
+            if message:
+                system = event.get("log_system")
+                if system is None:
+                    level = event.get("log_level")
+                    system = (f"{event.get('log_namespace', '-')}#"
+                              f"{'-' if level is None else level.name}")
+                else:
+                    try:
+                        system = str(system)
+                    except Exception:
+                        system = "UNFORMATTABLE"
+                line = f"{stamp(event.get('log_time'))} [{system}] {message}"
+                return line.replace("\n", "\n\t") + "\n"
+        return formatEventAsClassicLogText(event, formatTime=stamp)
+    return text
+
+
+def text_observer(out: IO[Any]) -> ILogObserver:
+    """
+    An observer writing twistd's text log lines to C{out} (flushed after
+    each line, as twistd's).
+    """
+    return FileLogObserver(out, classic_text())
+
+
+def install(twistd_options: Any) -> None:
+    """
+    Make twistd log through L{twistd_observer}, unless its options (the
+    parent of C{twistd securechat}'s) name an observer or syslog.  Called
+    while twistd parses its options; does nothing without them (the
+    options parsed on their own, as in tests).
+    """
+    global _settings
+    if twistd_options is None:
+        return
+    try:
+        chosen = twistd_options["logger"] or twistd_options.get("syslog")
+        logfile_name = twistd_options["logfile"]
+        nodaemon = bool(twistd_options["nodaemon"])
+    except KeyError:
+        return  # not twistd's options
+    if chosen:
+        return
+    _settings = (logfile_name, nodaemon)
+    # twistd resolves the name after the subcommand's options are parsed.
+    twistd_options["logger"] = f"{__name__}.twistd_observer"
+
+
+def twistd_observer() -> ILogObserver:
+    """
+    twistd's log observer factory (C{--logger}): the log where twistd would
+    have put it, in the same lines (see the module docstring).
+    """
+    name, nodaemon = _settings or (None, False)
+    return text_observer(open_log(name, nodaemon))
+
+
+def open_log(name: str | None, nodaemon: bool) -> IO[Any]:
+    """
+    Where twistd logs for C{--logfile} C{name} and C{--nodaemon}: standard
+    output for C{-} (refused for a daemon, as twistd does) or for no name
+    with C{--nodaemon}; else the file (C{twistd.log} by default), rotated
+    at 1 MB and on SIGUSR1 (unless something else handles SIGUSR1).
+    """
+    if name == "-":
+        if not nodaemon:
+            sys.exit("Daemons cannot log to stdout, exiting!")
+        return sys.stdout
+    if nodaemon and not name:
+        return sys.stdout
+    log_file = logfile.LogFile.fromFullPath(name or "twistd.log")
+    if not signal.getsignal(signal.SIGUSR1):
+        def rotate(signum: int, frame: Any) -> None:
+            from twisted.internet import reactor
+            reactor.callFromThread(log_file.rotate)  # type: ignore[attr-defined]
+        signal.signal(signal.SIGUSR1, rotate)
+    return log_file
