@@ -67,6 +67,22 @@ class StartupTests(unittest.TestCase):
         self.assertIn(f", WebSocket on 127.0.0.1:{port}/relay.", service.hint())
         self.assertTrue([line for line in seen if "no --websocket-origin given" in line])
 
+    def test_webListener(self) -> None:
+        """
+        C{--web} adds the web listener, named in the start-up hint; without
+        it there is none.
+        """
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock())
+        self.assertIsNone(service.web_listener)
+        service = relay_service(path, [], None, Limits(), clock=Clock(),
+                                web="tcp:0:interface=127.0.0.1")
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = service.web_listener._waitingForPort.result.getHost().port
+        self.assertIn(f", web page on 127.0.0.1:{port}/.", service.hint())
+
     def test_badWebsocketEndpoint(self) -> None:
         """
         A WebSocket endpoint that cannot be used stops start-up, naming it.

@@ -82,6 +82,16 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(options["websocket-origin"],
                          ["https://chat.example.org", "http://localhost:7080"])
 
+    def test_webOffByDefault(self) -> None:
+        """
+        C{--web} is off unless given; a bad endpoint is a usage error
+        naming the option.
+        """
+        self.assertIsNone(self.parse()["web"])
+        self.assertEqual(self.parse("--web", "tcp:8080")["web"], "tcp:8080")
+        e = self.assertRaises(usage.UsageError, self.parse, "--web", "tcp:notaport")
+        self.assertIn("--web: bad endpoint 'tcp:notaport'", str(e))
+
     def test_badWebsocketOptions(self) -> None:
         """
         A bad WebSocket endpoint or an origin with a path is a usage error
@@ -168,7 +178,7 @@ class OptionsTests(unittest.TestCase):
         for word in ("--data-dir", "--listen", "--metrics", "systemd:", "unix:", "ssl:",
                      "SIGHUP", "securechat-admin", DEFAULT_LISTEN, "--init",
                      "--allow-readable-keys", "--version", "--listen-websocket",
-                     "--websocket-origin", "/relay"):
+                     "--websocket-origin", "/relay", "--web"):
             self.assertIn(word, text)
         for name, _, _, _ in LIMIT_OPTIONS:
             self.assertIn(f"--{name}", text)

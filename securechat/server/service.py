@@ -6,6 +6,8 @@ The relay's service tree, as C{twistd securechat} runs it::
       listener per --listen endpoint   (strports: a failed listen stops start-up)
       HTTP listener per --listen-websocket endpoint (its /relay a WebSocket,
                                        securechat.server.websocket)
+      web listener, if --web           (the browser client's page and /relay,
+                                       securechat.server.web)
       metrics site, if --metrics       (/metrics, /health)
       TimerService                     (re-read users.json and the CRL when they change)
       mailbox-purge TimerService       (delete expired letters, every 15 minutes)
@@ -186,8 +188,9 @@ class RelayService(MultiService):
         self._previous_hup: Any = None
         #: The listening services, whose ports the start-up hint names.
         self.listeners: list[Any] = []
-        #: The WebSocket listeners (--listen-websocket).
+        #: The WebSocket listeners (--listen-websocket) and the web one (--web).
         self.websocket_listeners: list[Any] = []
+        self.web_listener: Any = None
         #: Whether the data directory was created by this start.
         self.created = False
 
@@ -284,6 +287,9 @@ class RelayService(MultiService):
         addresses = _bound_addresses(self.listeners)
         websocket = "".join(f", WebSocket on {_address_text(a)}/relay"
                             for a in _bound_addresses(self.websocket_listeners))
+        websocket += "".join(f", web page on {_address_text(a)}/"
+                             for a in _bound_addresses([self.web_listener] if self.web_listener
+                                                       else []))
         try:
             names = pki.certificate_names(self.data.load_server_chain()[0])
         except CorruptDataDir:
@@ -393,7 +399,8 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
                   create: bool = True, clock: IReactorTime | None = None,
                   allow_readable_keys: bool = False,
                   now: Callable[[], datetime.datetime] | None = None,
-                  websocket: Sequence[str] = (), origins: Sequence[str] = ()) -> RelayService:
+                  websocket: Sequence[str] = (), origins: Sequence[str] = (),
+                  web: str | None = None) -> RelayService:
     """
     Build the whole service tree, or raise L{StartupError} /
     L{CorruptDataDir} saying what is wrong.
@@ -429,8 +436,8 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
             raise StartupError(f"cannot use --listen {description!r}: {e}") from None
         listener.setServiceParent(service)
         service.listeners.append(listener)
-    if websocket:
-        _websocket_listeners(service, factory, websocket, origins, clock)
+    if websocket or web:
+        _websocket_listeners(service, factory, websocket, origins, clock, web)
     if metrics is not None:
         site = Site(metrics_root(relay.metrics, lambda: bool(service.running)))
         site.noisy = False
@@ -442,20 +449,27 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
 
 
 def _websocket_listeners(service: RelayService, factory: RelayFactory, websocket: Sequence[str],
-                         origins: Sequence[str], clock: IReactorTime) -> None:
+                         origins: Sequence[str], clock: IReactorTime, web: str | None) -> None:
     """
     One HTTP listener per C{--listen-websocket} endpoint, all serving one
-    L{RelayWebSocketSite}.
+    L{RelayWebSocketSite}, and the web listener (C{--web}).
     """
+    from securechat.server.web import web_site
     from securechat.server.websocket import RelayWebSocketSite
     site = RelayWebSocketSite(factory, origins, clock)
-    for description in websocket:
+    listeners = [("--listen-websocket", d, site) for d in websocket]
+    if web is not None:
+        listeners.append(("--web", web, web_site(factory, origins, clock)))
+    for option, description, http in listeners:
         try:
-            listener = strports.service(description, site)
+            listener = strports.service(description, http)
         except (ValueError, TypeError, OSError, IndexError, KeyError) as e:
-            raise StartupError(f"cannot use --listen-websocket {description!r}: {e}") from None
+            raise StartupError(f"cannot use {option} {description!r}: {e}") from None
         listener.setServiceParent(service)
-        service.websocket_listeners.append(listener)
+        if option == "--web":
+            service.web_listener = listener
+        else:
+            service.websocket_listeners.append(listener)
     if not origins:
         service.log.warn("no --websocket-origin given: the WebSocket refuses every web page "
                          "(only programs that send no Origin can use it)")

@@ -214,23 +214,37 @@ class _RelayWebSocket:
 
 class _RelayChannel(HTTPChannel):
     """
-    An HTTP channel that brings its relay protocol up at TCP accept, and
+    An HTTP channel that runs a relay protocol over its WebSocket, and
     bounds what the WebSocket parser may buffer after the upgrade.
+
+    On a WebSocket-only listener (C{eager}) the relay protocol is brought
+    up at TCP accept; on the web listener, at the upgrade request, so that
+    fetching the page is not a relay connection.
     """
 
-    relay_protocol: SecureChatProtocol
+    relay_protocol: SecureChatProtocol | None = None
     stream: WebSocketStream
     message_limit: int
+    eager_protocol: SecureChatProtocol | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.stream = WebSocketStream(self.transport, self, self.message_limit)
-        self.relay_protocol.makeConnection(self.stream)
+        if self.eager_protocol is not None:
+            self.attach(self.eager_protocol)
+
+    def attach(self, protocol: SecureChatProtocol) -> None:
+        """
+        Run C{protocol} over this connection from now on.
+        """
+        self.relay_protocol = protocol
+        protocol.makeConnection(self.stream)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         # Only before the upgrade: Twisted's WebSocket replaces this after.
         super().connectionLost(reason)
-        self.relay_protocol.connectionLost(reason)
+        if self.relay_protocol is not None:
+            self.relay_protocol.connectionLost(reason)
 
     def _protocolUpgradeForWebsockets(self, protocol: Any) -> None:
         super()._protocolUpgradeForWebsockets(protocol)
@@ -239,6 +253,7 @@ class _RelayChannel(HTTPChannel):
 
     def _bounded(self, data: bytes) -> None:
         stream = self.stream
+        assert self.relay_protocol is not None
         for start in range(0, len(data), SLICE):
             if stream.disconnecting:
                 return
@@ -260,10 +275,23 @@ class _DiscardedBody(io.BytesIO):
         return len(data)
 
 
-class _BodylessRequest(Request):
+class RelayRequest(Request):
+    """
+    A request whose body is discarded unread.
+    """
+
     def gotLength(self, length: int | None) -> None:
         super().gotLength(0)
         self.content = _DiscardedBody()  # type: ignore[assignment]
+
+
+def _unavailable(reason: str) -> bytes:
+    """
+    An HTTP 503 response saying C{reason}, that closes the connection.
+    """
+    body = f"{reason}\n".encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
 
 
 class _Refusal(Protocol):
@@ -276,10 +304,7 @@ class _Refusal(Protocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        body = f"{self.reason}\n".encode()
-        self.transport.write(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        self.transport.write(_unavailable(self.reason))
         self.transport.loseConnection()
 
 
@@ -293,16 +318,16 @@ class RelayWebSocketResource(WebSocketResource):
 
     log = Logger()
 
-    def __init__(self, origins: Sequence[str]) -> None:
+    def __init__(self, factory: RelayFactory, origins: Sequence[str]) -> None:
         super().__init__(self)
+        self.relay_factory = factory
         self.origins = frozenset(origins)
 
     def render_GET(self, request: Request) -> bytes | int:
         channel: _RelayChannel = request.channel  # type: ignore[assignment]
-        protocol = channel.relay_protocol
+        host = getattr(request.getClientAddress(), "host", "?")
         origin = request.getHeader("origin")
         if origin is not None and origin.lower().rstrip("/") not in self.origins:
-            host = getattr(request.getClientAddress(), "host", "?")
             why = f"WebSocket Origin {origin!r} is not allowed (see --websocket-origin)"
             self.log.warn("refused a WebSocket connection from {host}: {why}", host=host, why=why)
             request.setResponseCode(403)
@@ -310,44 +335,66 @@ class RelayWebSocketResource(WebSocketResource):
             request.setHeader("connection", "close")
             request.write(f"origin {origin!r} is not allowed\n".encode())
             request.finish()
-            protocol.terminate("peer-rejected", why)
+            if channel.relay_protocol is not None:
+                channel.relay_protocol.terminate("peer-rejected", why)
+            else:
+                channel.loseConnection()
             return NOT_DONE_YET
+        if channel.relay_protocol is None:
+            protocol = self.relay_factory.buildProtocol(request.getClientAddress())
+            if not isinstance(protocol, SecureChatProtocol):
+                channel.transport.write(  # type: ignore[union-attr]
+                    _unavailable(getattr(protocol, "reason", "refused")))
+                channel.loseConnection()
+                return NOT_DONE_YET
+            channel.attach(protocol)
         result: bytes | int = super().render_GET(request)
         return result
 
     def buildProtocol(self, request: Request) -> _RelayWebSocket:
         channel: _RelayChannel = request.channel  # type: ignore[assignment]
+        assert channel.relay_protocol is not None
         return _RelayWebSocket(channel.stream, channel.relay_protocol)
 
 
 class RelayWebSocketSite(Site):
     """
-    An HTTP listener whose C{/relay} is the relay's WebSocket, every
-    connection gated and timed as a TCP connection is.
+    An HTTP listener whose C{/relay} is the relay's WebSocket.
 
-    @param root: the resource to serve; C{/relay} is put in it.
+    With no C{root} it is a WebSocket listener (C{--listen-websocket}):
+    every connection is gated and timed as a TCP connection is, from
+    accept.  With a C{root} it is the web listener (C{--web}) serving that
+    too: a connection becomes a relay connection (gated, timed) at its
+    upgrade request, and is otherwise an HTTP connection idle for at most
+    the handshake timeout.
     """
 
     protocol = _RelayChannel  # type: ignore[assignment]
-    requestFactory = _BodylessRequest
+    requestFactory = RelayRequest
     noisy = False
 
     def __init__(self, factory: RelayFactory, origins: Sequence[str], clock: IReactorTime,
-                 root: Resource | None = None) -> None:
-        root = root if root is not None else Resource()
-        root.putChild(WEBSOCKET_PATH, RelayWebSocketResource(origins))
-        # No HTTP idle timeout: the relay's handshake deadline and idle
-        # timeout govern the connection from TCP accept on.
-        super().__init__(root, requestFactory=_BodylessRequest, timeout=None, reactor=clock)
+                 root: Resource | None = None,
+                 request_factory: type[RelayRequest] = RelayRequest) -> None:
+        self.eager = root is None
+        root = Resource() if root is None else root
+        root.putChild(WEBSOCKET_PATH, RelayWebSocketResource(factory, origins))
+        # A WebSocket listener has no HTTP idle timeout: the relay's
+        # handshake deadline and idle timeout govern it from accept on.
+        timeout = None if self.eager else factory.relay.limits.handshake_timeout
+        super().__init__(root, requestFactory=request_factory, timeout=timeout, reactor=clock)
         self.relay_factory = factory
         self.message_limit = max_message(factory.relay.limits)
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
-        relay_protocol = self.relay_factory.buildProtocol(addr)
-        if not isinstance(relay_protocol, SecureChatProtocol):
-            return _Refusal(getattr(relay_protocol, "reason", "refused"))
+        relay_protocol: SecureChatProtocol | None = None
+        if self.eager:
+            built = self.relay_factory.buildProtocol(addr)
+            if not isinstance(built, SecureChatProtocol):
+                return _Refusal(getattr(built, "reason", "refused"))
+            relay_protocol = built
         channel: _RelayChannel = super().buildProtocol(addr)
-        channel.relay_protocol = relay_protocol
+        channel.eager_protocol = relay_protocol
         channel.message_limit = self.message_limit
         return channel
 
