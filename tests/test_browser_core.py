@@ -59,3 +59,29 @@ class BrowserCoreTests(unittest.TestCase):
                    if line.startswith(("# pass", "# fail", "not ok"))]
         self.assertEqual(result.returncode, 0, "\n".join(summary) + result.stderr[-2000:])
         self.assertIn("# fail 0", summary)
+
+
+class X509FixtureTests(unittest.TestCase):
+    """
+    The browser's section-9 fixtures carry the reference implementation's
+    verdicts.
+    """
+
+    def test_verdictsAreTheReferences(self) -> None:
+        """
+        For every committed fixture (securechat/web/tests/x509-fixtures.json)
+        L{securechat.crypto.x509.check_server_identity} still gives the
+        recorded verdict, so the browser is held to what the Python client
+        does (tests/x509_fixtures.py makes them).
+        """
+        import datetime
+        import json
+        from tests.x509_fixtures import PATH, verdict
+        with open(PATH) as f:
+            fixtures = json.load(f)
+        self.assertGreater(len(fixtures), 20)
+        for f in fixtures:
+            now = datetime.datetime.fromisoformat(f["now"].replace("Z", "+00:00"))
+            got = verdict([bytes.fromhex(c) for c in f["chain"]], bytes.fromhex(f["crl"]),
+                          bytes.fromhex(f["ca"]), f["name"], now, f["seen"])
+            self.assertEqual(got, f["expect"], f["title"])

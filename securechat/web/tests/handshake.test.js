@@ -8,7 +8,7 @@ import { ed25519SigningKey, importPublicKey } from "../static/js/protocol/crypto
 import { Connection, State, userIdentity } from "../static/js/protocol/connection.js";
 import { Alert } from "../static/js/protocol/errors.js";
 import { PING, encodePingData } from "../static/js/protocol/messages.js";
-import { certificatePublicKey } from "../static/js/protocol/x509.js";
+import { certificatePublicKey, checkServerIdentity } from "../static/js/protocol/x509.js";
 import { vector } from "./vectors.js";
 
 const hex = toHex;
@@ -39,7 +39,11 @@ const ping = (v) => [PING, encodePingData(v.ping)];
 
 test("13.2 client-server: the initiator's bytes match the vector", async () => {
   const v = vector("client-server");
-  const conn = await initiator(v, 1, () => relayKey(v));
+  // The relay's identity checked as section 9 says, at the vector's time.
+  const conn = await initiator(v, 1, async (identity) => (await checkServerIdentity({
+    chain: identity.chain, crl: identity.crl, ca: v["ca.certificate"], serverName: "localhost",
+    now: new Date("2026-06-01T12:00:00Z"), seen: null,
+  })).publicKey);
   await conn.initiate();
   assert.equal(hex(conn.dataToSend()), hex(v.hello));
   const events = await conn.receiveData(concat(v.hello_reply, v["responder.auth_record"]));
