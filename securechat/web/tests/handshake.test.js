@@ -262,3 +262,76 @@ test("PING is answered with PONG of the same data", async () => {
 test("utf8 helper", () => {
   assert.equal(hex(utf8("é")), "c3a9");
 });
+
+// -- the responder (13.1) ------------------------------------------------------
+
+import { Responder } from "../static/js/protocol/responder.js";
+
+async function responder(v, verifyPeer) {
+  const signer = await ed25519SigningKey(v["responder.seed"]);
+  return new Responder({
+    context: 2, signer, identity: userIdentity("bob"), verifyPeer, suites: [1, 2],
+    draw: drawer(v["responder.nonce"], v["responder.ephemeral"]),
+  });
+}
+
+const aliceKey = async (v) => {
+  const alice = await ed25519SigningKey(v["initiator.seed"]);
+  return { scheme: alice.scheme, key: alice.publicKey };
+};
+
+test("13.1 end-to-end: the responder's bytes match the vector", async () => {
+  const v = vector("end-to-end");
+  const conn = await responder(v, async (identity) => {
+    assert.equal(identity.name, "alice");
+    return aliceKey(v);
+  });
+  assert.deepEqual(await conn.receiveData(v.hello), []);
+  assert.equal(hex(conn.dataToSend()), hex(concat(v.hello_reply, v["responder.auth_record"])));
+  const events = await conn.receiveData(v["initiator.auth_record"]);
+  assert.deepEqual(events.map((e) => e.kind), ["established"]);
+  await conn.receiveData(v["initiator.record0"]); // PING: the automatic PONG
+  assert.equal(hex(conn.dataToSend()), hex(v["responder.record0"]));
+  await conn.receiveData(v["initiator.record1"]); // under ap_i.next: opens
+  assert.equal(conn.state, State.ESTABLISHED);
+});
+
+test("a refused initiator gets its alert under ap_r, which it can open", async () => {
+  const v = vector("end-to-end");
+  const { RemoteProtocolError } = await import("../static/js/protocol/errors.js");
+  const conn = await responder(v, async () => {
+    throw new RemoteProtocolError("peer-rejected", "not the peer asked for");
+  });
+  await conn.receiveData(v.hello);
+  conn.dataToSend();
+  const events = await conn.receiveData(v["initiator.auth_record"]);
+  assert.equal(events.at(-1).error.code, "peer-rejected");
+  const out = conn.dataToSend();
+  assert.equal(hex(out.subarray(4, 13)), "170000000000000000"); // a record, counter 0
+  // The initiator, established by then, opens it as HANDSHAKE_FAILED.
+  const bob = await ed25519SigningKey(v["responder.seed"]);
+  const alice = await initiator(v, 2, async () => ({ scheme: bob.scheme, key: bob.publicKey }));
+  await alice.initiate();
+  await alice.receiveData(concat(v.hello_reply, v["responder.auth_record"]));
+  const seen = await alice.receiveData(out);
+  assert.equal(seen.at(-1).error.code, "peer-alert");
+  assert.equal(seen.at(-1).error.peerAlert, Alert.HANDSHAKE_FAILED);
+});
+
+test("a responder takes the first offered suite it can run", async () => {
+  const v = vector("end-to-end");
+  const conn = await responder(v, () => aliceKey(v));
+  // An offer of ChaCha20-Poly1305 alone: WebCrypto cannot run it.
+  const hello = Uint8Array.from(v.hello);
+  hello.set([0, 2, 0, 2], hello.length - 4);
+  const events = await conn.receiveData(hello);
+  assert.equal(events.at(-1).error.code, "no-common-suite");
+  assert.equal(hex(conn.dataToSend().subarray(4, 6)), "1505"); // plaintext NO_COMMON_SUITE
+});
+
+test("a HELLO for the other context is wrong-context", async () => {
+  const v = vector("client-server");
+  const conn = await responder(vector("end-to-end"), () => null);
+  const events = await conn.receiveData(v.hello);
+  assert.equal(events.at(-1).error.code, "wrong-context");
+});

@@ -28,7 +28,7 @@ import {
 } from "./schedule.js";
 
 export const State = Object.freeze({
-  START: "START", WAIT_REPLY: "WAIT_REPLY", WAIT_AUTH: "WAIT_AUTH",
+  START: "START", WAIT_HELLO: "WAIT_HELLO", WAIT_REPLY: "WAIT_REPLY", WAIT_AUTH: "WAIT_AUTH",
   WAIT_VERIFY: "WAIT_VERIFY", WAIT_SIGN: "WAIT_SIGN", ESTABLISHED: "ESTABLISHED",
   CLOSED: "CLOSED", FAILED: "FAILED",
 });
@@ -170,22 +170,30 @@ export class Connection {
       }
       if (type === ALERT) {
         await this._plainAlert(frame);
-      } else if (this.state === State.WAIT_REPLY && type === HELLO_REPLY) {
-        await this._onReply(frame);
-      } else if (this.state === State.WAIT_AUTH && type === RECORD) {
-        await this._onAuthRecord(frame);
       } else if (this.state === State.ESTABLISHED && type === RECORD) {
         await this._onRecord(frame);
-      } else {
+      } else if (!await this._handshakeStep(type, frame)) {
         throw new RemoteProtocolError("unexpected-message",
           `frame type 0x${type.toString(16)} in ${this.state}`);
       }
     }
   }
 
+  /** The initiator's handshake frames; false if `type` is not one now. */
+  async _handshakeStep(type, frame) {
+    if (this.state === State.WAIT_REPLY && type === HELLO_REPLY) {
+      await this._onReply(frame);
+    } else if (this.state === State.WAIT_AUTH && type === RECORD) {
+      await this._onAuthRecord(frame);
+    } else {
+      return false;
+    }
+    return true;
+  }
+
   async _plainAlert(frame) {
     const alert = parseAlert(framePayload(frame));
-    if (this.state === State.WAIT_REPLY) {
+    if (this.state === State.WAIT_REPLY || this.state === State.WAIT_HELLO) {
       // No keys yet: nothing else could reach us, so it is believed (8.3).
       this.state = State.FAILED;
       this.error = new PeerAlert(alert.code, alert.reason);
@@ -330,6 +338,11 @@ export class Connection {
     this.output.push(await this.apSend.seal(plaintext));
   }
 
+  /** Where a failing side that is not established seals its alert (8.3 case 2). */
+  async _alertSealer() {
+    return null;
+  }
+
   /** Fail with `error`, telling the peer where it can believe us (8.3). */
   async _fail(error) {
     if (this.state === State.FAILED || this.state === State.CLOSED) return;
@@ -339,9 +352,10 @@ export class Connection {
     if (error.code !== "unauthenticated-alert" && error.code !== "peer-alert") {
       const reason = error.alert === Alert.HANDSHAKE_FAILED ? "" : error.detail;
       const alert = encodeAlert(error.alert, reason);
-      if (established) {
+      const sealer = established ? this.apSend : await this._alertSealer();
+      if (sealer) {
         try {
-          this.output.push(await this.apSend.seal(encodeInner(INNER_ALERT, alert)));
+          this.output.push(await sealer.seal(encodeInner(INNER_ALERT, alert)));
         } catch { /* counter exhausted: close without it */ }
       } else {
         this.output.push(encodeFrame(ALERT, alert));
