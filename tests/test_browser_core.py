@@ -85,3 +85,14 @@ class X509FixtureTests(unittest.TestCase):
             got = verdict([bytes.fromhex(c) for c in f["chain"]], bytes.fromhex(f["crl"]),
                           bytes.fromhex(f["ca"]), f["name"], now, f["seen"])
             self.assertEqual(got, f["expect"], f["title"])
+
+    def test_relayFixturesAreTheReferences(self) -> None:
+        """
+        securechat/web/tests/relay-fixtures.json holds what
+        L{securechat.wire.relay} encodes now (tests/relay_fixtures.py), so
+        the browser's relay codec is held to the reference's bytes.
+        """
+        import json
+        from tests.relay_fixtures import PATH, fixtures
+        with open(PATH) as f:
+            self.assertEqual(json.load(f), fixtures())
