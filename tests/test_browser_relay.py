@@ -1,0 +1,79 @@
+"""
+The browser client's protocol core against the real relay: C{twistd
+securechat} with C{--listen-websocket}, a user logged in with
+C{securechat-client} over TCP, and the JavaScript core (run by Node with
+the standard WebSocket API, as a browser would) logging in over the
+WebSocket with a key registered by C{securechat-admin add-user}, the
+relay's certificate and CRL checked as section 9 says.
+
+Without Node 20 or later the test skips, loudly, unless
+SECURECHAT_REQUIRE_SERVICES=1 (as in .ci/run, which installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.trial import unittest
+
+from tests.processes import ROOT, Process, admin
+from tests.test_browser_core import NODE, REQUIRED, _node_major
+from tests.test_endtoend import Deployment
+
+
+class BrowserLoginTests(unittest.TestCase):
+    """
+    A browser user and a terminal user on one relay.
+    """
+
+    def setUp(self) -> None:
+        if NODE is None or _node_major() < 20:
+            message = ("node 20 or later is not installed: the browser client's core was NOT "
+                       "tested against the real relay (install nodejs; .ci/run does)")
+            if REQUIRED:
+                self.fail(message)
+            raise unittest.SkipTest(message)
+
+    def test_loginOverWebSocket(self) -> None:
+        """
+        The JavaScript core logs in through --listen-websocket (its
+        handshake, records and section-9 check against the real relay's
+        certificate and CRL), sees itself and the TCP user bob online, and
+        logs out cleanly; the relay logs the browser user's login.
+        """
+        assert NODE is not None
+        d = Deployment(self)
+        seed = os.urandom(32)
+        key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+        pub = os.path.join(d.dir, "carol.pub")
+        with open(pub, "wb") as f:
+            f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+        admin(d.data, "add-user", "carol", pub)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                        "--listen-websocket", "tcp:0:interface=127.0.0.1")
+        hint = relay.expect(r"listening on 127\.0\.0\.1:(\d+), WebSocket on 127\.0\.0\.1:(\d+)/relay")
+        tcp_port, ws_port = hint.group(1), hint.group(2)
+        bob = d.client("bob", f"tcp:127.0.0.1:{tcp_port}")
+        bob.expect(r"\* logged in as bob")
+        with open(d.ca, "rb") as f:
+            ca_der = x509.load_pem_x509_certificate(f.read()).public_bytes(
+                serialization.Encoding.DER)
+        browser = Process(self, [NODE, "--experimental-websocket", "--no-warnings",
+                                 os.path.join(ROOT, "securechat", "web", "tests", "live_relay.js"),
+                                 f"ws://127.0.0.1:{ws_port}/relay", "carol", seed.hex(),
+                                 ca_der.hex(), "localhost"], "browser", stdin=False)
+        browser.expect(r"relay certificate verified")
+        browser.expect(r"established")
+        browser.expect(r"welcome carol max_payload 65408")
+        browser.expect(r"online bob,carol of 2")
+        browser.expect(r"closed")
+        self.assertEqual(browser.wait(), 0, browser.output())
+        relay.expect(r"user carol logged in")
+        relay.expect(r"user carol disconnected: logged out")
+        self.assertFalse([line for line in browser.lines if re.match(r"failed|lost", line)],
+                         browser.output())
