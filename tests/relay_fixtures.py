@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any
 
+from securechat.wire import e2e
 from securechat.wire import mailbox as mb
 from securechat.wire.relay import (ChatAccept, ChatCancel, ChatDeclined, ChatEnded, ChatRefuse,
                                    ChatRequest, ChatRequested, ChatStarted, ChatStop,
@@ -103,6 +104,9 @@ def fixtures() -> dict[str, Any]:
         "mailbox_client": [{"encode": f, "values": [_plain(v) for v in dataclasses.astuple(m)],
                             "type": m.TYPE, "body": m.encode_body().hex()}
                            for f, m in MAILBOX_CLIENT],
+        "e2e": [{"values": [_plain(getattr(m, f.name)) for f in dataclasses.fields(m)],
+                 "type": m.TYPE, "body": m.encode_body().hex()}
+                for m in (e2e.Text(1767225600123, "hello \u00e9\u2603"), e2e.End(3), e2e.Ready())],
         "mailbox_relay": [{"values": [_plain(getattr(m, f.name)) for f in dataclasses.fields(m)],
                            "type": m.TYPE, "body": m.encode_body().hex()}
                           for m in MAILBOX_RELAY],

@@ -54,3 +54,29 @@ test("reasons in words; an unknown one by its number", () => {
 test("the client refuses to encode a name outside the rule", () => {
   assert.throws(() => encode.chatRequest("Bob"), TypeError);
 });
+
+// -- the end-to-end layer (12.2) ------------------------------------------------
+
+import * as e2e from "../static/js/protocol/e2e.js";
+
+test("end-to-end messages: the reference's bytes both ways", () => {
+  const [text, end, ready] = fixtures.e2e;
+  const [tType, tBody] = e2e.encode.text(BigInt(text.values[0]), text.values[1]);
+  assert.equal(tType, text.type);
+  assert.equal(toHex(tBody), text.body);
+  assert.equal(toHex(e2e.encode.end(3n)[1]), end.body);
+  assert.equal(toHex(e2e.encode.ready()[1]), ready.body);
+  const parsed = e2e.parse(text.type, fromHex(text.body));
+  assert.equal(parsed.text, text.values[1]);
+  assert.equal(String(parsed.sentAt), text.values[0]);
+  assert.equal(e2e.parse(end.type, fromHex(end.body)).sent, 3n);
+});
+
+test("a TEXT over 16384 bytes is limit-exceeded on receipt", () => {
+  const long = "é".repeat(8193); // 16386 bytes of UTF-8
+  const body = Uint8Array.from([...fromHex("0000000000000001"), 0x40, 0x02,
+    ...new TextEncoder().encode(long)]);
+  assert.throws(() => e2e.parse(0x50, body), (e) => e.code === "limit-exceeded");
+  assert.throws(() => e2e.encode.text(1n, long), RangeError);
+  assert.throws(() => e2e.parse(0x52, Uint8Array.of(0)), (e) => e.code === "trailing-bytes");
+});
