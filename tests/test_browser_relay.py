@@ -6,6 +6,9 @@ the standard WebSocket API, as a browser would) logging in over the
 WebSocket with a key registered by C{securechat-admin add-user}, the
 relay's certificate and CRL checked as section 9 says.
 
+Then the two chat end to end: the
+JavaScript core (12.1-12.3) against securechat-client, through the relay.
+
 Without Node 20 or later the test skips, loudly, unless
 SECURECHAT_REQUIRE_SERVICES=1 (as in .ci/run, which installs it).
 """
@@ -38,14 +41,12 @@ class BrowserLoginTests(unittest.TestCase):
                 self.fail(message)
             raise unittest.SkipTest(message)
 
-    def test_loginOverWebSocket(self) -> None:
+    def start(self) -> tuple[Deployment, Process, Process, bytes, str]:
         """
-        The JavaScript core logs in through --listen-websocket (its
-        handshake, records and section-9 check against the real relay's
-        certificate and CRL), sees itself and the TCP user bob online, and
-        logs out cleanly; the relay logs the browser user's login.
+        A relay with TCP and WebSocket listeners, bob logged in over TCP,
+        and carol registered with a key made here: the deployment, the
+        relay, bob, carol's seed and the WebSocket URL.
         """
-        assert NODE is not None
         d = Deployment(self)
         seed = os.urandom(32)
         key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
@@ -57,16 +58,53 @@ class BrowserLoginTests(unittest.TestCase):
         relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
                         "--listen-websocket", "tcp:0:interface=127.0.0.1")
         hint = relay.expect(r"listening on 127\.0\.0\.1:(\d+), WebSocket on 127\.0\.0\.1:(\d+)/relay")
-        tcp_port, ws_port = hint.group(1), hint.group(2)
-        bob = d.client("bob", f"tcp:127.0.0.1:{tcp_port}")
+        bob = d.client("bob", f"tcp:127.0.0.1:{hint.group(1)}")
         bob.expect(r"\* logged in as bob")
+        return d, relay, bob, seed, f"ws://127.0.0.1:{hint.group(2)}/relay"
+
+    def browser(self, d: Deployment, url: str, seed: bytes, *extra: str) -> Process:
+        assert NODE is not None
         with open(d.ca, "rb") as f:
             ca_der = x509.load_pem_x509_certificate(f.read()).public_bytes(
                 serialization.Encoding.DER)
-        browser = Process(self, [NODE, "--experimental-websocket", "--no-warnings",
-                                 os.path.join(ROOT, "securechat", "web", "tests", "live_relay.js"),
-                                 f"ws://127.0.0.1:{ws_port}/relay", "carol", seed.hex(),
-                                 ca_der.hex(), "localhost"], "browser", stdin=False)
+        return Process(self, [NODE, "--experimental-websocket", "--no-warnings",
+                              os.path.join(ROOT, "securechat", "web", "tests", "live_relay.js"),
+                              url, "carol", seed.hex(), ca_der.hex(), "localhost", *extra],
+                       "browser", stdin=False)
+
+    def test_chatWithTerminalUser(self) -> None:
+        """
+        The JavaScript core (carol, over WebSocket) asks bob (securechat-client
+        over TCP) to chat; bob accepts; the end-to-end handshake runs through
+        the relay between the two implementations; each reads the other's
+        line; carol ends the chat with END and bob reports a clean end with
+        the count.
+        """
+        d, relay, bob, seed, url = self.start()
+        carol = self.browser(d, url, seed, "bob")
+        bob.expect(r"\* carol wants to chat")
+        bob.send("!accept carol")
+        bob.expect(r"chat with carol is end-to-end encrypted")
+        carol.expect(r"secured with bob")
+        bob.expect(r"\] carol: hello bob, from the browser core")
+        bob.send("hi carol, from the terminal")
+        carol.expect(r"text bob: hi carol, from the terminal")
+        bob.expect(r"chat with carol ended by carol \(1 messages received\)")
+        carol.expect(r"ended: stopped by you, 1 received")
+        carol.expect(r"closed")
+        self.assertEqual(carol.wait(), 0, carol.output())
+        self.assertFalse([line for line in carol.lines if re.match(r"failed|lost|chat failed", line)],
+                         carol.output())
+
+    def test_loginOverWebSocket(self) -> None:
+        """
+        The JavaScript core logs in through --listen-websocket (its
+        handshake, records and section-9 check against the real relay's
+        certificate and CRL), sees itself and the TCP user bob online, and
+        logs out cleanly; the relay logs the browser user's login.
+        """
+        d, relay, bob, seed, url = self.start()
+        browser = self.browser(d, url, seed)
         browser.expect(r"relay certificate verified")
         browser.expect(r"established")
         browser.expect(r"welcome carol max_payload 65408")
