@@ -96,6 +96,40 @@ class BrowserLoginTests(unittest.TestCase):
         self.assertFalse([line for line in carol.lines if re.match(r"failed|lost|chat failed", line)],
                          carol.output())
 
+    def test_letterToOfflineTerminalUser(self) -> None:
+        """
+        bob (securechat-client) publishes his prekeys and leaves; carol (the
+        JavaScript core) fetches his bundle, checks its signed prekey with
+        his registered key, seals a letter (14.3) and posts it; bob logs in,
+        is told, reads it (his client verifies and opens what the browser
+        sealed); carol, still online, receives his delivery and read
+        receipts and verifies both.  The relay's log holds no letter text.
+        """
+        d, relay, bob, seed, url = self.start()
+        bob.send("!users")  # answered after the prekey upload
+        bob.expect(r"\* users: alice, bob \(online\), carol")
+        bob.send("!exit")
+        self.assertEqual(bob.wait(), 0, bob.output())
+        carol = self.browser(d, url, seed, "letter:bob")
+        carol.expect(r"bundle verified")
+        carol.expect(r"letter stored for bob")
+        server = re.search(r"--server (tcp:\S+)", " ".join(relay.lines))
+        assert server is not None
+        bob = d.client("bob", server.group(1))
+        bob.expect(r"\* you have 1 new letter")
+        bob.send("!letters new")
+        bob.expect(r"\* 1\. \[([0-9a-f]{8})\] from carol, .*, new")
+        bob.send("!read 1")
+        bob.expect(r"\* letter \[[0-9a-f]{8}\] from carol, written .*; Verification: ok")
+        bob.expect(r"\*   \| dear bob, a letter from the browser core")
+        carol.expect(r"receipt delivered verified")
+        carol.expect(r"receipt read verified")
+        carol.expect(r"closed")
+        self.assertEqual(carol.wait(), 0, carol.output())
+        bob.send("!exit")
+        self.assertEqual(bob.wait(), 0, bob.output())
+        self.assertNotIn("a letter from the browser core", relay.output())
+
     def test_loginOverWebSocket(self) -> None:
         """
         The JavaScript core logs in through --listen-websocket (its

@@ -4,7 +4,11 @@
 // what the core produces, out in one message per write.  Text messages
 // from the relay are a protocol error.
 import { Connection } from "../protocol/connection.js";
+import { MAILBOX_TYPES } from "../protocol/mailbox.js";
 import { RELAY_TYPES } from "../protocol/relay.js";
+
+/** What the relay may send after the handshake: sections 11 and 14.6. */
+export const FROM_RELAY = new Set([...RELAY_TYPES, ...MAILBOX_TYPES]);
 
 /**
  * Connect to `url` (ws:// or wss://, path /relay) and log in.
@@ -22,7 +26,7 @@ export function connectRelay({ url, signer, identity, checkRelay, onEvent, WebSo
   const socket = new Socket(url);
   socket.binaryType = "arraybuffer";
   const conn = new Connection({ signer, identity, verifyPeer: checkRelay,
-    applicationTypes: RELAY_TYPES });
+    applicationTypes: FROM_RELAY });
   let chain = Promise.resolve();
   const run = (step) => {
     chain = chain.then(async () => {
