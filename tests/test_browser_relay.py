@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.trial import unittest
 
 from tests.processes import ROOT, Process, admin
+from tests.recording_proxy import RecordingProxy
 from tests.test_browser_core import NODE, REQUIRED, _node_major
 from tests.test_endtoend import Deployment
 
@@ -78,10 +79,13 @@ class BrowserLoginTests(unittest.TestCase):
         over TCP) to chat; bob accepts; the end-to-end handshake runs through
         the relay between the two implementations; each reads the other's
         line; carol ends the chat with END and bob reports a clean end with
-        the count.
+        the count.  A proxy recording carol's WebSocket connection sees
+        the upgrade and binary frames, and neither line.
         """
         d, relay, bob, seed, url = self.start()
-        carol = self.browser(d, url, seed, "bob")
+        port = int(url.split(":")[2].split("/")[0])
+        proxy = RecordingProxy(self, ("127.0.0.1", port))
+        carol = self.browser(d, url.replace(f":{port}/", f":{proxy.port}/"), seed, "bob")
         bob.expect(r"\* carol wants to chat")
         bob.send("!accept carol")
         bob.expect(r"chat with carol is end-to-end encrypted")
@@ -95,6 +99,11 @@ class BrowserLoginTests(unittest.TestCase):
         self.assertEqual(carol.wait(), 0, carol.output())
         self.assertFalse([line for line in carol.lines if re.match(r"failed|lost|chat failed", line)],
                          carol.output())
+        wire = proxy.recorded
+        self.assertIn(b"HTTP/1.1 101 Switching Protocols", wire)
+        self.assertGreater(len(wire), 2000)
+        for secret in (b"from the browser core", b"from the terminal", b"hello bob", b"hi carol"):
+            self.assertNotIn(secret, wire)
 
     def test_letterToOfflineTerminalUser(self) -> None:
         """
