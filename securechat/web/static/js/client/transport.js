@@ -7,6 +7,9 @@ import { Connection } from "../protocol/connection.js";
 import { MAILBOX_TYPES } from "../protocol/mailbox.js";
 import { RELAY_TYPES } from "../protocol/relay.js";
 
+/** The largest binary message a client sends (docs/protocol.rst 3.1). */
+export const MAX_MESSAGE = 65540;
+
 /** What the relay may send after the handshake: sections 11 and 14.6. */
 export const FROM_RELAY = new Set([...RELAY_TYPES, ...MAILBOX_TYPES]);
 
@@ -32,7 +35,11 @@ export function connectRelay({ url, signer, identity, checkRelay, onEvent, WebSo
     chain = chain.then(async () => {
       const events = await step();
       const out = conn.dataToSend();
-      if (out.length && socket.readyState === 1) socket.send(out);
+      // At most the largest frame with its prefix per message (3.1); where
+      // the cut falls does not matter (boundaries carry no meaning).
+      for (let at = 0; at < out.length && socket.readyState === 1; at += MAX_MESSAGE) {
+        socket.send(out.subarray(at, at + MAX_MESSAGE));
+      }
       for (const event of events) onEvent(event);
       if (conn.state === "FAILED" || conn.state === "CLOSED") socket.close(1000);
     });
