@@ -67,7 +67,10 @@ class ChatPageTests(unittest.TestCase):
         (the page checks the relay's certificate and CRL), asks bob to
         chat, and they exchange a line each; bob's line, which holds HTML,
         is shown as text; carol ends the chat and bob sees a clean end.
-        The proxy saw neither line; a screenshot is kept.
+        bob goes offline; carol sends him a letter from the page; bob logs
+        in and reads it (verified); the page shows his delivery and read
+        receipts, verified.  The proxy saw none of the texts; a screenshot
+        is kept.
         """
         d = Deployment(self)
         web = free_port()
@@ -89,18 +92,18 @@ class ChatPageTests(unittest.TestCase):
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                self.chat(browser, page_origin, d, bob, ca_pem, artifacts)
+                self.chat(browser, page_origin, d, bob, ca_pem, artifacts, f"tcp:127.0.0.1:{tcp}")
             finally:
                 browser.close()
         wire = proxy.recorded
         self.assertIn(b"Content-Security-Policy: default-src 'none'", wire)
         self.assertIn(b"HTTP/1.1 101 Switching Protocols", wire)
-        for secret in (b"from chromium", b"hi <b>carol"):
+        for secret in (b"from chromium", b"hi <b>carol", b"letter from chromium", b"dear bob"):
             self.assertNotIn(secret, wire)
         relay.expect(r"user carol logged in")
 
     def chat(self, browser: Any, page_origin: str, d: Deployment, bob: Process, ca_pem: str,
-             artifacts: str) -> None:
+             artifacts: str, server: str) -> None:
         """
         What carol does on the page, and what bob sees.
         """
@@ -129,8 +132,26 @@ class ChatPageTests(unittest.TestCase):
         bob.send("hi <b>carol</b>")
         page.wait_for_selector("#log :text('bob: hi <b>carol</b>')", timeout=WAIT)
         self.assertEqual(page.locator("#log b").count(), 0)  # shown as text, not HTML
-        page.screenshot(path=os.path.join(artifacts, "browser-chat.png"), full_page=True)
         page.click("#stop")
         bob.expect(r"chat with carol ended by carol \(1 messages received\)")
         page.wait_for_selector("#log :text('stopped by you')", timeout=WAIT)
+        # bob goes offline; carol writes him a letter and reads his receipts.
+        bob.send("!exit")
+        self.assertEqual(bob.wait(), 0, bob.output())
+        page.fill("#letter-to", "bob")
+        page.fill("#letter-text", "dear bob, a letter from chromium")
+        page.click("#send-letter")
+        page.wait_for_selector("#log :text('to bob stored by the relay')", timeout=WAIT)
+        bob = d.client("bob", server)
+        bob.expect(r"\* you have 1 new letter")
+        bob.send("!letters new")
+        bob.expect(r"\* 1\. \[[0-9a-f]{8}\] from carol, .*, new")
+        bob.send("!read 1")
+        bob.expect(r"\* letter \[[0-9a-f]{8}\] from carol, written .*; Verification: ok")
+        bob.expect(r"\*   \| dear bob, a letter from chromium")
+        page.wait_for_selector("#log :text('delivered (receipt verified)')", timeout=WAIT)
+        page.wait_for_selector("#log :text('read (receipt verified)')", timeout=WAIT)
+        page.screenshot(path=os.path.join(artifacts, "browser-chat.png"), full_page=True)
+        bob.send("!exit")
+        self.assertEqual(bob.wait(), 0, bob.output())
         self.assertEqual(errors, [])

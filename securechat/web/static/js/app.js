@@ -106,6 +106,22 @@ function view(event) {
     case "chatDeclined":
       log(`${event.peer} did not chat: ${reasonText(event.reason)}`, "notice");
       break;
+    case "letterStored":
+      log(`letter ${event.id} to ${event.to} stored by the relay`, "notice");
+      break;
+    case "letterRefused":
+      log(`letter to ${event.to} refused: ${reasonText(event.reason)}`, "warning");
+      break;
+    case "letterFailed":
+      log(`letter to ${event.to} not sent: ${event.code}`, "warning");
+      break;
+    case "receipt":
+      log(`letter ${event.id} to ${event.from}: ${event.what} (receipt verified)`, "notice");
+      break;
+    case "receiptRefused":
+      log(`a receipt from ${event.from} for letter ${event.id} was refused: ${event.code}`,
+        "warning");
+      break;
     case "commandFailed":
       log(`${event.subject || "command"}: ${reasonText(event.reason)}`, "warning");
       break;
@@ -149,7 +165,7 @@ async function onConnect() {
       }
     },
   });
-  session = new RelaySession({ me: name, signer, pins: pinsFor(name), view,
+  session = new RelaySession({ me: name, signer, spki: record.spki, pins: pinsFor(name), view,
     out: (messages) => relay.send(...messages) });
 }
 
@@ -174,4 +190,13 @@ window.addEventListener("DOMContentLoaded", () => {
     $("line").value = "";
   });
   $("stop").addEventListener("click", () => session?.stop($("to").value.trim() || current));
+  $("letter-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const to = $("letter-to").value.trim();
+    const text = $("letter-text").value;
+    if (!isUserName(to) || !text) return;
+    session?.sendLetter(to, text);
+    log(`letter to ${to}: ${text}`, "notice");
+    $("letter-text").value = "";
+  });
 });

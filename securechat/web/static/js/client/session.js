@@ -4,8 +4,10 @@
 // 12.4 says, pins peers' keys (12.1) and runs one Chat per peer.
 import { sha256 } from "../protocol/crypto.js";
 import { LocalProtocolError, RemoteProtocolError } from "../protocol/errors.js";
+import { MAILBOX_TYPES, parse as parseMailbox } from "../protocol/mailbox.js";
 import { encode, parse } from "../protocol/relay.js";
 import { Chat } from "./chat.js";
+import { Mail } from "./mail.js";
 
 /** `SHA256:` and the unpadded base64 of the SHA-256 of a DER public key (12.1). */
 export async function fingerprint(spki) {
@@ -36,19 +38,40 @@ export class MemoryPins {
  * @param options.pins    `{get(peer), set(peer, fingerprint)}`
  */
 export class RelaySession {
-  constructor({ me, signer, out, view, pins = new MemoryPins(), clock = Date.now }) {
+  constructor({ me, signer, spki, out, view, pins = new MemoryPins(), clock = Date.now }) {
     Object.assign(this, { me, signer, out, view, pins, clock });
+    this.mail = new Mail({ me, signer, spki, out, view, pins, fingerprint, clock });
     this.welcomed = false;
     this.maxPayload = null;
     this.chats = new Map();
     this.refusedKeys = new Map(); // peer -> the offered key we answered with CHAT_STOP
     this.dropping = new Set(); // peers whose RELAYED we drop until CHAT_ENDED (12.4)
+    this._queue = Promise.resolve();
   }
 
   // -- from the relay ------------------------------------------------------
 
-  /** One inner message from the relay; a ProtocolError ends the connection. */
-  async message(type, body) {
+  /**
+   * One inner message from the relay; a ProtocolError ends the connection.
+   * Messages are handled one after the other, in order, however long one
+   * takes (a pin looked up, a key imported): a RELAYED never overtakes
+   * the CHAT_STARTED before it.
+   */
+  message(type, body) {
+    const run = this._queue.then(() => this._message(type, body));
+    this._queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async _message(type, body) {
+    if (MAILBOX_TYPES.has(type)) {
+      const letter = parseMailbox(type, body);
+      if (!this.welcomed) {
+        throw new RemoteProtocolError("unexpected-message", `${letter.message} before WELCOME`);
+      }
+      await this.mail.message(letter);
+      return;
+    }
     const m = parse(type, body);
     if (!this.welcomed && m.kind !== "welcome") {
       throw new RemoteProtocolError("unexpected-message", `${m.kind} before WELCOME`);
@@ -142,6 +165,11 @@ export class RelaySession {
       return;
     }
     await chat.say(text);
+  }
+
+  /** Send `text` to `to` as a letter (14.3). */
+  sendLetter(to, text) {
+    this.mail.send(to, text);
   }
 
   async stop(peer) {
