@@ -155,3 +155,43 @@ class ChatPageTests(unittest.TestCase):
         bob.send("!exit")
         self.assertEqual(bob.wait(), 0, bob.output())
         self.assertEqual(errors, [])
+
+    def test_keyFileFromThePage(self) -> None:
+        """
+        dave's key file made by securechat-admin new-user (encrypted
+        PKCS#8) is chosen on the page with its passphrase: decrypted in the
+        browser, shown by its public key, and dave logs in with it.  A
+        wrong passphrase is one clear line first.
+        """
+        d = Deployment(self)
+        web = free_port()
+        origin = f"http://127.0.0.1:{web}"
+        keys_dir = os.path.join(d.dir, "dave-keys")
+        admin(d.data, "new-user", "dave", "--out", keys_dir, "--passphrase-file",
+              d.passfiles["alice"])
+        d.relay("--listen", "tcp:0:interface=127.0.0.1", "--web",
+                f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
+        with open(d.ca) as f:
+            ca_pem = f.read()
+        with open(d.passfiles["alice"]) as f:
+            passphrase = f.read().strip()
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(origin + "/")
+                page.fill("#name", "dave")
+                page.set_input_files("#key-file", os.path.join(keys_dir, "dave.key"))
+                page.fill("#key-passphrase", "not it")
+                page.click("#import")
+                page.wait_for_selector("#status:has-text('wrong passphrase')", timeout=WAIT)
+                page.fill("#key-passphrase", passphrase)
+                page.click("#import")
+                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#status:has-text('logged in as dave')", timeout=WAIT)
+            finally:
+                browser.close()

@@ -7,6 +7,7 @@ import { userIdentity } from "./protocol/connection.js";
 import { isUserName } from "./protocol/messages.js";
 import { checkServerIdentity } from "./protocol/x509.js";
 import { fromPem, generateKey, toPem } from "./client/keys.js";
+import { importKeyFile } from "./client/pkcs8.js";
 import { untrusted } from "./client/display.js";
 import { RelaySession, fingerprint } from "./client/session.js";
 import { loadKey, pinsFor, saveKey } from "./client/store.js";
@@ -46,6 +47,20 @@ async function onGenerate() {
   await saveKey(name, record);
   await showKey(record);
   status(`a key for ${name} is kept in this browser; give the public key to your operator`);
+}
+
+async function onImport() {
+  const name = $("name").value.trim();
+  const file = $("key-file").files[0];
+  if (!isUserName(name) || file === undefined) {
+    status("give your user name and choose your key file");
+    return;
+  }
+  const record = await importKeyFile(await file.text(), $("key-passphrase").value);
+  $("key-passphrase").value = "";
+  await saveKey(name, record);
+  await showKey(record);
+  status(`the key file for ${name} is kept in this browser (it was not sent anywhere)`);
 }
 
 function view(event) {
@@ -143,7 +158,7 @@ async function onConnect() {
     return;
   }
   const serverName = $("server-name").value.trim() || location.hostname;
-  const signer = { scheme: record.scheme ?? 0x0807, privateKey: record.privateKey };
+  const signer = { scheme: record.scheme, privateKey: record.privateKey };
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/relay`;
   status("connecting");
   const relay = connectRelay({
@@ -174,6 +189,7 @@ window.addEventListener("DOMContentLoaded", () => {
   status("make a key, or log in with the one this browser keeps");
   $("generate").addEventListener("click", () => onGenerate().catch((e) => status(String(e))));
   $("connect").addEventListener("click", () => onConnect().catch((e) => status(String(e))));
+  $("import").addEventListener("click", () => onImport().catch((e) => status(e.message ?? String(e))));
   $("name").addEventListener("change", async () => {
     const record = await loadKey($("name").value.trim());
     if (record) await showKey(record);
