@@ -99,7 +99,8 @@ class Options(usage.Options):
     Options for C{twistd securechat}.
     """
 
-    synopsis = "[--data-dir DIR [--init]] [--listen ENDPOINT ...] [--metrics ENDPOINT] [limits]"
+    synopsis = ("[--data-dir DIR [--init]] [--listen ENDPOINT ...] [--listen-websocket ENDPOINT ...] "
+                "[--websocket-origin ORIGIN ...] [--web ENDPOINT] [--metrics ENDPOINT] [limits]")
     longdesc = (
         "Run the securechat relay.  With no options it uses the data directory "
         "$SECURECHAT_DATA_DIR or ~/.local/share/securechat, creating it on first run "
@@ -110,6 +111,10 @@ class Options(usage.Options):
         "ENDPOINT is any Twisted server endpoint string: tcp:7070:interface=0.0.0.0, "
         "ssl:7443:privateKey=key.pem:certKey=cert.pem, unix:/run/securechat.sock, "
         "systemd:domain=INET:index=0 (socket activation).  "
+        "--listen-websocket serves the same protocol to browsers at /relay on an HTTP "
+        "listener (ssl: for wss://, or behind a reverse proxy), to pages from the origins "
+        "given with --websocket-origin only.  --web serves the browser client's page "
+        "with the same WebSocket at /relay beside it (off by default).  "
         "Users added, re-keyed or revoked are seen at the next login; SIGHUP re-reads "
         "the user directory, the certificate and the CRL at once (they are also re-read "
         "within seconds of changing).  The data directory must belong to the user running "
@@ -129,6 +134,10 @@ class Options(usage.Options):
          "Data directory made by `securechat-admin init`; one given here must exist "
          "unless --init is given too [default: $SECURECHAT_DATA_DIR or "
          "~/.local/share/securechat, created on first run]"],
+        ["web", None, None,
+         "Endpoint for the browser client: its page and, at /relay, the WebSocket "
+         "(add the page's origin with --websocket-origin), e.g. tcp:8080:interface=127.0.0.1 "
+         "[default: off]"],
         ["metrics", "m", None,
          "Endpoint for the HTTP /metrics (Prometheus) and /health listener, "
          "e.g. tcp:9090:interface=127.0.0.1 [default: off]"],
@@ -140,6 +149,8 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["listen-websocket"] = []
+        self["websocket-origin"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -150,6 +161,26 @@ class Options(usage.Options):
         self["listen"].append(endpoint)
 
     opt_l = opt_listen
+
+    def opt_listen_websocket(self, endpoint: str) -> None:
+        """
+        Endpoint of an HTTP listener whose /relay is a WebSocket carrying
+        the same protocol, for browsers; repeat for several [default: none]
+        """
+        _check_endpoint(endpoint, "--listen-websocket")
+        self["listen-websocket"].append(endpoint)
+
+    def opt_websocket_origin(self, origin: str) -> None:
+        """
+        Origin (scheme://host[:port]) of a web page allowed to open the
+        WebSocket, e.g. https://chat.example.org; repeat for several.
+        Pages from other origins are refused [default: none]
+        """
+        from securechat.server.websocket import check_origin
+        try:
+            self["websocket-origin"].append(check_origin(origin))
+        except ValueError as e:
+            raise usage.UsageError(f"--websocket-origin: {e}") from None
 
     #: Whether a usage error ends the process with one line (as under
     #: twistd) rather than raising (for tests).
@@ -180,6 +211,8 @@ class Options(usage.Options):
             self["listen"] = [DEFAULT_LISTEN]
         if self["metrics"] is not None:
             _check_endpoint(self["metrics"], "--metrics")
+        if self["web"] is not None:
+            _check_endpoint(self["web"], "--web")
         # Only the default directory is created unasked: a mistyped
         # --data-dir must not silently become a new CA.
         self["create"] = self["data-dir"] is None or bool(self["init"])
@@ -233,6 +266,8 @@ def makeService(options: Options) -> IService:
         return relay_service(
             options["data-dir"], options["listen"], options["metrics"], options["limits"],
             create=options["create"], allow_readable_keys=bool(options["allow-readable-keys"]),
+            websocket=options["listen-websocket"], origins=options["websocket-origin"],
+            web=options["web"],
         )
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")

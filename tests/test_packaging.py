@@ -129,6 +129,36 @@ class InstallTests(unittest.TestCase):
         self.assertEqual(e.code, 0)
         self.assertEqual(out.getvalue(), f"securechat-client {__version__}\n")
 
+    def test_installShipsBrowserClient(self) -> None:
+        """
+        An installation from the tree holds the browser client's static
+        files (what C{--web} serves; setuptools' build_py, which a wheel is
+        made of), so C{pip install .} needs no Node.
+        """
+        import subprocess
+        import sys
+        import tempfile
+        shipped = sorted(str(p.relative_to(ROOT)) for p in
+                         (ROOT / "securechat" / "web" / "static").rglob("*") if p.is_file())
+        self.assertIn("securechat/web/static/index.html", shipped)
+        import shutil
+        with tempfile.TemporaryDirectory() as tmp:
+            # A copy of the sources alone: a securechat.egg-info left in the
+            # tree by an earlier install would list the files by itself.
+            tree, out = pathlib.Path(tmp, "tree"), pathlib.Path(tmp, "out")
+            skip = shutil.ignore_patterns("*.egg-info", "__pycache__", "dropin.cache")
+            for name in ("setup.py", "setup.cfg", "README.rst"):
+                tree.mkdir(exist_ok=True)
+                shutil.copy(ROOT / name, tree / name)
+            for name in ("securechat", "twisted"):
+                shutil.copytree(ROOT / name, tree / name, ignore=skip)
+            result = subprocess.run(
+                [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(out)],
+                cwd=tree, capture_output=True, text=True, timeout=300)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            names = {str(p.relative_to(out)) for p in out.rglob("*")}
+        self.assertEqual([p for p in shipped if p not in names], [])
+
     def test_readmeContributorInstall(self) -> None:
         """
         The README tells contributors how to install for development.

@@ -44,6 +44,54 @@ class StartupTests(unittest.TestCase):
         self.assertTrue(data.initialized())
         self.assertEqual(len(service.relay.credentials.identity.chain), 1)
 
+    def test_websocketListener(self) -> None:
+        """
+        C{--listen-websocket} adds an HTTP listener whose /relay is the
+        WebSocket, named in the start-up hint; without
+        C{--websocket-origin} the relay warns that pages are refused.
+        """
+        from twisted.logger import globalLogPublisher, formatEvent
+        seen: list[str] = []
+
+        def observer(event: dict) -> None:  # type: ignore[type-arg]
+            seen.append(formatEvent(event))
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, ["tcp:0:interface=127.0.0.1"], None, Limits(), clock=Clock(),
+                                websocket=["tcp:0:interface=127.0.0.1"])
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = service.websocket_listeners[0]._waitingForPort.result.getHost().port
+        self.assertIn(f", WebSocket on 127.0.0.1:{port}/relay.", service.hint())
+        self.assertTrue([line for line in seen if "no --websocket-origin given" in line])
+
+    def test_webListener(self) -> None:
+        """
+        C{--web} adds the web listener, named in the start-up hint; without
+        it there is none.
+        """
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock())
+        self.assertIsNone(service.web_listener)
+        service = relay_service(path, [], None, Limits(), clock=Clock(),
+                                web="tcp:0:interface=127.0.0.1")
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = service.web_listener._waitingForPort.result.getHost().port
+        self.assertIn(f", web page on 127.0.0.1:{port}/.", service.hint())
+
+    def test_badWebsocketEndpoint(self) -> None:
+        """
+        A WebSocket endpoint that cannot be used stops start-up, naming it.
+        """
+        path = os.path.join(self.mktemp(), "data")
+        e = self.assertRaises(StartupError, relay_service, path, [], None, Limits(),
+                              clock=Clock(), websocket=["tcp:port=notaport"])
+        self.assertIn("cannot use --listen-websocket 'tcp:port=notaport'", str(e))
+
     def test_existingWithoutCA(self) -> None:
         """
         A non-empty directory without a CA is refused, not overwritten.

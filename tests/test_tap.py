@@ -66,6 +66,43 @@ class OptionsTests(unittest.TestCase):
         e = self.assertRaises(usage.UsageError, self.parse, "--listen", "carrier-pigeon:1")
         self.assertIn("--listen", str(e))
 
+    def test_websocketListeners(self) -> None:
+        """
+        C{--listen-websocket} and C{--websocket-origin} may each be given
+        several times; origins are kept as allow-list entries (lower case,
+        no final slash); none of either by default.
+        """
+        self.assertEqual(self.parse()["listen-websocket"], [])
+        self.assertEqual(self.parse()["websocket-origin"], [])
+        options = self.parse("--listen-websocket", "tcp:7080:interface=127.0.0.1",
+                             "--listen-websocket", "tcp:7081",
+                             "--websocket-origin", "https://Chat.Example.org/",
+                             "--websocket-origin", "http://localhost:7080")
+        self.assertEqual(options["listen-websocket"], ["tcp:7080:interface=127.0.0.1", "tcp:7081"])
+        self.assertEqual(options["websocket-origin"],
+                         ["https://chat.example.org", "http://localhost:7080"])
+
+    def test_webOffByDefault(self) -> None:
+        """
+        C{--web} is off unless given; a bad endpoint is a usage error
+        naming the option.
+        """
+        self.assertIsNone(self.parse()["web"])
+        self.assertEqual(self.parse("--web", "tcp:8080")["web"], "tcp:8080")
+        e = self.assertRaises(usage.UsageError, self.parse, "--web", "tcp:notaport")
+        self.assertIn("--web: bad endpoint 'tcp:notaport'", str(e))
+
+    def test_badWebsocketOptions(self) -> None:
+        """
+        A bad WebSocket endpoint or an origin with a path is a usage error
+        naming the option.
+        """
+        e = self.assertRaises(usage.UsageError, self.parse, "--listen-websocket", "tcp:notaport")
+        self.assertIn("--listen-websocket: bad endpoint 'tcp:notaport'", str(e))
+        e = self.assertRaises(usage.UsageError, self.parse,
+                              "--websocket-origin", "https://chat.example.org/app")
+        self.assertIn("--websocket-origin: 'https://chat.example.org/app' is not an origin", str(e))
+
     def test_badMetricsEndpoint(self) -> None:
         """
         A bad C{--metrics} endpoint is a usage error.
@@ -140,7 +177,8 @@ class OptionsTests(unittest.TestCase):
         text = str(Options())
         for word in ("--data-dir", "--listen", "--metrics", "systemd:", "unix:", "ssl:",
                      "SIGHUP", "securechat-admin", DEFAULT_LISTEN, "--init",
-                     "--allow-readable-keys", "--version"):
+                     "--allow-readable-keys", "--version", "--listen-websocket",
+                     "--websocket-origin", "/relay", "--web"):
             self.assertIn(word, text)
         for name, _, _, _ in LIMIT_OPTIONS:
             self.assertIn(f"--{name}", text)

@@ -4,6 +4,10 @@ The relay's service tree, as C{twistd securechat} runs it::
 
     RelayService (MultiService)
       listener per --listen endpoint   (strports: a failed listen stops start-up)
+      HTTP listener per --listen-websocket endpoint (its /relay a WebSocket,
+                                       securechat.server.websocket)
+      web listener, if --web           (the browser client's page and /relay,
+                                       securechat.server.web)
       metrics site, if --metrics       (/metrics, /health)
       TimerService                     (re-read users.json and the CRL when they change)
       mailbox-purge TimerService       (delete expired letters, every 15 minutes)
@@ -184,6 +188,9 @@ class RelayService(MultiService):
         self._previous_hup: Any = None
         #: The listening services, whose ports the start-up hint names.
         self.listeners: list[Any] = []
+        #: The WebSocket listeners (--listen-websocket) and the web one (--web).
+        self.websocket_listeners: list[Any] = []
+        self.web_listener: Any = None
         #: Whether the data directory was created by this start.
         self.created = False
 
@@ -277,12 +284,12 @@ class RelayService(MultiService):
         the tools' full paths, the real port, and C{--server-name} when the
         address is not a name in the relay's certificate.
         """
-        addresses = []
-        for listener in self.listeners:
-            waiting = getattr(listener, "_waitingForPort", None)
-            port = getattr(waiting, "result", None) if waiting is not None else None
-            if port is not None and hasattr(port, "getHost"):
-                addresses.append(port.getHost())
+        addresses = _bound_addresses(self.listeners)
+        websocket = "".join(f", WebSocket on {_address_text(a)}/relay"
+                            for a in _bound_addresses(self.websocket_listeners))
+        websocket += "".join(f", web page on {_address_text(a)}/"
+                             for a in _bound_addresses([self.web_listener] if self.web_listener
+                                                       else []))
         try:
             names = pki.certificate_names(self.data.load_server_chain()[0])
         except CorruptDataDir:
@@ -292,7 +299,7 @@ class RelayService(MultiService):
         listening = ", ".join(_address_text(a) for a in addresses) or "no listener"
         return (
             f"securechat relay: data directory {path}{created}; {len(self.directory)} users "
-            f"registered; listening on {listening}.  Add a user: "
+            f"registered; listening on {listening}{websocket}.  Add a user: "
             f"{tool_command('securechat-admin', 'securechat.admin')} --data-dir {path} new-user "
             f"NAME --out DIR.  Connect: {tool_command('securechat-client', 'securechat.client')} "
             f"{client_server_option(addresses, names)} --ca {self.data.ca_cert_path} --user NAME "
@@ -338,6 +345,19 @@ def _listen_errors_exit() -> Iterator[None]:
         raise SystemExit(1) from None
 
 
+def _bound_addresses(listeners: list[Any]) -> list[Any]:
+    """
+    The addresses C{listeners} are bound to (those that are).
+    """
+    addresses = []
+    for listener in listeners:
+        waiting = getattr(listener, "_waitingForPort", None)
+        port = getattr(waiting, "result", None) if waiting is not None else None
+        if port is not None and hasattr(port, "getHost"):
+            addresses.append(port.getHost())
+    return addresses
+
+
 def _address_text(address: Any) -> str:
     if isinstance(address, UNIXAddress):
         return f"unix:{address.name.decode() if isinstance(address.name, bytes) else address.name}"
@@ -378,7 +398,9 @@ def prepare_data_dir(path: str, create: bool, now: datetime.datetime,
 def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, limits: Limits,
                   create: bool = True, clock: IReactorTime | None = None,
                   allow_readable_keys: bool = False,
-                  now: Callable[[], datetime.datetime] | None = None) -> RelayService:
+                  now: Callable[[], datetime.datetime] | None = None,
+                  websocket: Sequence[str] = (), origins: Sequence[str] = (),
+                  web: str | None = None) -> RelayService:
     """
     Build the whole service tree, or raise L{StartupError} /
     L{CorruptDataDir} saying what is wrong.
@@ -414,6 +436,8 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
             raise StartupError(f"cannot use --listen {description!r}: {e}") from None
         listener.setServiceParent(service)
         service.listeners.append(listener)
+    if websocket or web:
+        _websocket_listeners(service, factory, websocket, origins, clock, web)
     if metrics is not None:
         site = Site(metrics_root(relay.metrics, lambda: bool(service.running)))
         site.noisy = False
@@ -422,3 +446,30 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         except (ValueError, KeyError, IndexError, TypeError, OSError) as e:
             raise StartupError(f"cannot use --metrics {metrics!r}: {e}") from None
     return service
+
+
+def _websocket_listeners(service: RelayService, factory: RelayFactory, websocket: Sequence[str],
+                         origins: Sequence[str], clock: IReactorTime, web: str | None) -> None:
+    """
+    One HTTP listener per C{--listen-websocket} endpoint, all serving one
+    L{RelayWebSocketSite}, and the web listener (C{--web}).
+    """
+    from securechat.server.web import web_site
+    from securechat.server.websocket import RelayWebSocketSite
+    site = RelayWebSocketSite(factory, origins, clock)
+    listeners = [("--listen-websocket", d, site) for d in websocket]
+    if web is not None:
+        listeners.append(("--web", web, web_site(factory, origins, clock)))
+    for option, description, http in listeners:
+        try:
+            listener = strports.service(description, http)
+        except (ValueError, TypeError, OSError, IndexError, KeyError) as e:
+            raise StartupError(f"cannot use {option} {description!r}: {e}") from None
+        listener.setServiceParent(service)
+        if option == "--web":
+            service.web_listener = listener
+        else:
+            service.websocket_listeners.append(listener)
+    if not origins:
+        service.log.warn("no --websocket-origin given: the WebSocket refuses every web page "
+                         "(only programs that send no Origin can use it)")

@@ -1,0 +1,218 @@
+// The chat page: a view over the client core (client/session.js).  It
+// shows what the core reports and passes on what the user does; it makes
+// no protocol decision.  Everything a peer or the relay chose is shown as
+// text (textContent), never as HTML.
+import { ed25519SigningKey } from "./protocol/crypto.js";
+import { userIdentity } from "./protocol/connection.js";
+import { isUserName } from "./protocol/messages.js";
+import { checkServerIdentity } from "./protocol/x509.js";
+import { fromPem, generateKey, toPem } from "./client/keys.js";
+import { importKeyFile } from "./client/pkcs8.js";
+import { untrusted } from "./client/display.js";
+import { RelaySession, fingerprint } from "./client/session.js";
+import { loadKey, pinsFor, saveKey } from "./client/store.js";
+import { connectRelay } from "./client/transport.js";
+import { reasonText } from "./protocol/relay.js";
+
+const $ = (id) => document.getElementById(id);
+let session = null;
+let current = null;
+
+const neutral = untrusted;
+
+function status(text) {
+  $("status").textContent = neutral(text);
+}
+
+function log(text, kind = "line") {
+  const li = document.createElement("li");
+  li.className = kind;
+  li.textContent = neutral(text);
+  $("log").append(li);
+}
+
+async function showKey(record) {
+  $("public-key").textContent = toPem(record.spki, "PUBLIC KEY");
+  $("fingerprint").textContent = await fingerprint(record.spki);
+  $("key-info").hidden = false;
+}
+
+async function onGenerate() {
+  const name = $("name").value.trim();
+  if (!isUserName(name)) {
+    status("a user name is 1 to 32 characters: a-z first, then a-z, 0-9, '.', '_' or '-'");
+    return;
+  }
+  const record = await generateKey();
+  await saveKey(name, record);
+  await showKey(record);
+  status(`a key for ${name} is kept in this browser; give the public key to your operator`);
+}
+
+async function onImport() {
+  const name = $("name").value.trim();
+  const file = $("key-file").files[0];
+  if (!isUserName(name) || file === undefined) {
+    status("give your user name and choose your key file");
+    return;
+  }
+  const record = await importKeyFile(await file.text(), $("key-passphrase").value);
+  $("key-passphrase").value = "";
+  await saveKey(name, record);
+  await showKey(record);
+  status(`the key file for ${name} is kept in this browser (it was not sent anywhere)`);
+}
+
+function view(event) {
+  switch (event.kind) {
+    case "welcome":
+      status(`logged in as ${event.user}`);
+      $("setup").hidden = true;
+      $("chat").hidden = false;
+      session.listOnline();
+      break;
+    case "onlineList":
+      $("online").textContent = neutral(event.users.join(", ")
+        + (event.total > event.users.length ? ` (${event.total} in all)` : ""));
+      break;
+    case "chatRequested": {
+      const li = document.createElement("li");
+      li.textContent = neutral(`${event.requester} wants to chat `);
+      const accept = document.createElement("button");
+      accept.type = "button";
+      accept.textContent = "Accept";
+      accept.addEventListener("click", () => {
+        session.accept(event.requester);
+        li.remove();
+      });
+      li.append(accept);
+      $("requests").append(li);
+      break;
+    }
+    case "requestPending":
+      log(`asked ${event.peer} to chat`, "notice");
+      break;
+    case "chatStarted":
+      current = event.peer;
+      $("to").value = event.peer;
+      log(`securing the chat with ${event.peer}, key ${event.fingerprint}${event.first
+        ? " (first chat: compare it with theirs)" : ""}`, "notice");
+      break;
+    case "secured":
+      log(`chat with ${event.peer} is end-to-end encrypted`, "notice");
+      break;
+    case "text":
+      log(`${event.from}: ${event.text}`);
+      break;
+    case "keyChanged":
+      log(`WARNING: ${event.peer}'s key CHANGED: pinned ${event.pinned}, offered ${event.offered}; `
+        + "chat refused", "warning");
+      break;
+    case "ended":
+      log(`chat with ${event.peer} ended: ${event.how} (${event.received} messages received)`,
+        "notice");
+      break;
+    case "failed":
+      log(`chat with ${event.peer} failed: ${event.code}`, "warning");
+      break;
+    case "refused":
+      log(`not sent (${event.why}): ${event.text}`, "warning");
+      break;
+    case "chatDeclined":
+      log(`${event.peer} did not chat: ${reasonText(event.reason)}`, "notice");
+      break;
+    case "letterStored":
+      log(`letter ${event.id} to ${event.to} stored by the relay`, "notice");
+      break;
+    case "letterRefused":
+      log(`letter to ${event.to} refused: ${reasonText(event.reason)}`, "warning");
+      break;
+    case "letterFailed":
+      log(`letter to ${event.to} not sent: ${event.code}`, "warning");
+      break;
+    case "receipt":
+      log(`letter ${event.id} to ${event.from}: ${event.what} (receipt verified)`, "notice");
+      break;
+    case "receiptRefused":
+      log(`a receipt from ${event.from} for letter ${event.id} was refused: ${event.code}`,
+        "warning");
+      break;
+    case "commandFailed":
+      log(`${event.subject || "command"}: ${reasonText(event.reason)}`, "warning");
+      break;
+    default:
+      break;
+  }
+}
+
+async function onConnect() {
+  const name = $("name").value.trim();
+  const record = await loadKey(name);
+  if (record === undefined) {
+    status(`no key for ${name} in this browser: make one first`);
+    return;
+  }
+  const ca = fromPem($("ca").value, "CERTIFICATE");
+  if (ca === null) {
+    status("paste your operator's CA certificate (PEM)");
+    return;
+  }
+  const serverName = $("server-name").value.trim() || location.hostname;
+  const signer = { scheme: record.scheme, privateKey: record.privateKey };
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/relay`;
+  status("connecting");
+  const relay = connectRelay({
+    url, signer, identity: userIdentity(name),
+    checkRelay: async (identity) => (await checkServerIdentity({
+      chain: identity.chain, crl: identity.crl, ca, serverName, now: new Date(),
+      seen: null,
+    })).publicKey,
+    onEvent: (event) => {
+      if (event.kind === "message") {
+        session.message(event.type, event.body).catch((e) => {
+          status(`the relay broke the protocol: ${e.code ?? e.message}`);
+          relay.connection.close(e.code ?? "internal-error", e.detail);
+        });
+      } else if (event.kind === "failed") {
+        status(`disconnected: ${event.error.code}: ${event.error.detail}`);
+      } else if (event.kind === "lost" || event.kind === "closed") {
+        status("disconnected");
+      }
+    },
+  });
+  session = new RelaySession({ me: name, signer, spki: record.spki, pins: pinsFor(name), view,
+    out: (messages) => relay.send(...messages) });
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  $("server-name").value = location.hostname;
+  status("make a key, or log in with the one this browser keeps");
+  $("generate").addEventListener("click", () => onGenerate().catch((e) => status(String(e))));
+  $("connect").addEventListener("click", () => onConnect().catch((e) => status(String(e))));
+  $("import").addEventListener("click", () => onImport().catch((e) => status(e.message ?? String(e))));
+  $("name").addEventListener("change", async () => {
+    const record = await loadKey($("name").value.trim());
+    if (record) await showKey(record);
+  });
+  $("refresh").addEventListener("click", () => session?.listOnline());
+  $("ask").addEventListener("click", () => session?.requestChat($("peer").value.trim()));
+  $("say-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const to = $("to").value.trim() || current;
+    const line = $("line").value;
+    if (!to || !line) return;
+    log(`me: ${line}`);
+    session?.say(to, line);
+    $("line").value = "";
+  });
+  $("stop").addEventListener("click", () => session?.stop($("to").value.trim() || current));
+  $("letter-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const to = $("letter-to").value.trim();
+    const text = $("letter-text").value;
+    if (!isUserName(to) || !text) return;
+    session?.sendLetter(to, text);
+    log(`letter to ${to}: ${text}`, "notice");
+    $("letter-text").value = "";
+  });
+});
