@@ -156,6 +156,77 @@ class ChatPageTests(unittest.TestCase):
         self.assertEqual(bob.wait(), 0, bob.output())
         self.assertEqual(errors, [])
 
+    def test_letterToTheBrowser(self) -> None:
+        """
+        Letters to a browser user (14.1, 14.4, 14.5): carol logs in once
+        from the page, which uploads her prekeys, and leaves; bob writes
+        her a letter from the terminal; carol logs in again in the same
+        browser profile (her key and prekeys' private halves in IndexedDB),
+        is told of the new letter, reads it (shown as text, "Verification:
+        ok"), and bob sees her delivery and read receipts verified.  The
+        proxy saw neither text; a screenshot is kept.
+        """
+        d = Deployment(self)
+        web = free_port()
+        proxy = RecordingProxy(self, ("127.0.0.1", web))
+        page_origin = f"http://127.0.0.1:{proxy.port}"
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                        "--web", f"tcp:{web}:interface=127.0.0.1",
+                        "--websocket-origin", page_origin)
+        tcp = relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        with open(d.ca) as f:
+            ca_pem = f.read()
+        artifacts = os.environ.get("SECURECHAT_ARTIFACTS") or os.path.abspath(self.mktemp())
+        os.makedirs(artifacts, exist_ok=True)
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                profile = browser.new_context()
+                errors: list[str] = []
+                page = profile.new_page()
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.goto(page_origin + "/")
+                page.fill("#name", "carol")
+                page.click("#generate")
+                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
+                pub = os.path.join(d.dir, "carol.pub")
+                with open(pub, "w") as f:
+                    f.write(page.text_content("#public-key") or "")
+                admin(d.data, "add-user", "carol", pub)
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#log :text('your prekeys are on the relay (100 one-time)')",
+                                       timeout=WAIT)
+                page.close()
+                relay.expect(r"user carol disconnected")
+                bob = d.client("bob", f"tcp:127.0.0.1:{tcp}")
+                bob.expect(r"\* logged in as bob")
+                bob.send("!letter carol dear carol, a letter from the terminal")
+                bob.expect(r"letter ([0-9a-f]{8}) to carol stored by the relay")
+                page = profile.new_page()
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.goto(page_origin + "/")
+                page.fill("#name", "carol")
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#log :text('you have 1 new letter')", timeout=WAIT)
+                page.click("#letters li:has-text('from bob') button")
+                page.wait_for_selector("#log :text('from bob, written')", timeout=WAIT)
+                self.assertIn("Verification: ok", page.text_content("#log") or "")
+                page.wait_for_selector("#log :text('| dear carol, a letter from the terminal')",
+                                       timeout=WAIT)
+                bob.expect(r"delivery receipt from carol for letter [0-9a-f]{8}; Verification: ok")
+                bob.expect(r"read receipt from carol for letter [0-9a-f]{8}; Verification: ok")
+                page.screenshot(path=os.path.join(artifacts, "browser-letter.png"), full_page=True)
+                bob.send("!exit")
+                self.assertEqual(bob.wait(), 0, bob.output())
+                self.assertEqual(errors, [])
+            finally:
+                browser.close()
+        self.assertNotIn(b"dear carol", proxy.recorded)
+
     def test_keyFileFromThePage(self) -> None:
         """
         dave's key file made by securechat-admin new-user (encrypted

@@ -40,7 +40,8 @@ async function setting(pins = new MemoryPins()) {
 test("a letter: key pinned, bundle checked, posted; both receipts verified", async () => {
   const s = await setting();
   s.session.sendLetter("bob", "dear bob");
-  assert.deepEqual(s.sent.map(([t]) => t), [0x52, 0x51]); // GET_USER_KEY, FETCH_BUNDLE
+  // our prekeys (after WELCOME), then GET_USER_KEY, FETCH_BUNDLE
+  assert.deepEqual(s.sent.map(([t]) => t), [0x50, 0x52, 0x51]);
   await s.session.message(...relay.userKey("bob", s.bobSpki));
   await s.session.message(...relay.bundle("bob", s.bobSpki, s.signed, s.oneTime));
   const [type, body] = s.sent.at(-1);

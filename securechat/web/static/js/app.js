@@ -10,7 +10,7 @@ import { fromPem, generateKey, toPem } from "./client/keys.js";
 import { importKeyFile } from "./client/pkcs8.js";
 import { untrusted } from "./client/display.js";
 import { RelaySession, fingerprint } from "./client/session.js";
-import { loadKey, pinsFor, saveKey } from "./client/store.js";
+import { loadKey, mailStoreFor, pinsFor, saveKey } from "./client/store.js";
 import { connectRelay } from "./client/transport.js";
 import { reasonText } from "./protocol/relay.js";
 
@@ -63,6 +63,64 @@ async function onImport() {
   status(`the key file for ${name} is kept in this browser (it was not sent anywhere)`);
 }
 
+/** A time for a user (Unix seconds): `2026-12-02 05:30 UTC`. */
+function when(seconds) {
+  return new Date(Number(seconds) * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
+function button(text, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+/** The terminal's warning, with a button in place of its !trust command. */
+function keyChanged(event) {
+  const [refused, retry] = event.letter
+    ? [`Letters to and from ${event.peer} are refused until you trust the new key.`,
+      ", then send or read the letter again."]
+    : ["The chat was refused.", " and chat again."];
+  const li = document.createElement("li");
+  li.className = "warning";
+  li.textContent = neutral(`!!! WARNING: ${event.peer}'s key CHANGED: pinned ${event.pinned}, `
+    + `the relay now offers ${event.offered}. ${refused} If ${event.peer} confirms the new `
+    + `fingerprint out of band, press Trust${retry} `);
+  const trust = button(`Trust ${event.peer}'s new key`, () => {
+    session.trustKey(event.peer).then(() => {
+      log(`${event.peer} is now pinned to ${event.offered}; ask for a chat (or send or read the `
+        + "letter) again", "notice");
+      trust.remove();
+    }, () => log(`no changed key to trust for ${event.peer}`, "warning"));
+  });
+  trust.className = "trust";
+  li.append(trust);
+  $("log").append(li);
+}
+
+const STATES = ["new", "fetched", "read"];
+
+/** Our letters, each with a button that fetches and opens it. */
+function showLetters(event) {
+  const list = $("letters");
+  list.replaceChildren();
+  if (event.letters.length === 0) {
+    list.append(Object.assign(document.createElement("li"), { textContent: "no letters" }));
+    return;
+  }
+  for (const e of event.letters) {
+    const li = document.createElement("li");
+    li.textContent = neutral(`[${e.id}] from ${e.sender}, ${when(e.storedAt)}, ${e.size} bytes, `
+      + `${STATES[e.state]} `);
+    li.append(button("Read", () => {
+      session.readLetter(e.sender, e.letterId);
+      li.remove();
+    }));
+    list.append(li);
+  }
+}
+
 function view(event) {
   switch (event.kind) {
     case "welcome":
@@ -105,8 +163,31 @@ function view(event) {
       log(`${event.from}: ${event.text}`);
       break;
     case "keyChanged":
-      log(`WARNING: ${event.peer}'s key CHANGED: pinned ${event.pinned}, offered ${event.offered}; `
-        + "chat refused", "warning");
+      keyChanged(event);
+      break;
+    case "notice":
+      log(event.text, "notice");
+      break;
+    case "newLetters":
+      log(`you have ${event.count} new letter${event.count === 1n ? "" : "s"}`, "notice");
+      session.listLetters(0);
+      break;
+    case "letterArrived":
+      log(`new letter from ${event.sender} (${event.size} bytes, ${when(event.stored_at)})`, "notice");
+      session.listLetters(0);
+      break;
+    case "prekeysStored":
+      log(`letters can reach you: your prekeys are on the relay (${event.oneTime} one-time)`,
+        "notice");
+      break;
+    case "letterList":
+      showLetters(event);
+      break;
+    case "letterOpened":
+      log(`letter [${event.id}] from ${event.from}${event.again ? " (read before)" : ""}, written `
+        + `${when(event.sentAt)} (sender's clock), stored ${when(event.storedAt)}; `
+        + `Verification: ${event.verification}`, "letter");
+      for (const line of event.text.split(/\r?\n/)) log(`  | ${line}`, "letter");
       break;
     case "ended":
       log(`chat with ${event.peer} ended: ${event.how} (${event.received} messages received)`,
@@ -128,7 +209,12 @@ function view(event) {
       log(`letter to ${event.to} refused: ${reasonText(event.reason)}`, "warning");
       break;
     case "letterFailed":
-      log(`letter to ${event.to} not sent: ${event.code}`, "warning");
+      if (event.from !== undefined) {
+        log(`letter [${event.id}] from ${event.from} (${when(event.storedAt)}) REFUSED, not shown: `
+          + `${event.code}: ${event.detail}`, "warning");
+      } else {
+        log(`letter to ${event.to} not sent: ${event.code}`, "warning");
+      }
       break;
     case "receipt":
       log(`letter ${event.id} to ${event.from}: ${event.what} (receipt verified)`, "notice");
@@ -181,7 +267,7 @@ async function onConnect() {
     },
   });
   session = new RelaySession({ me: name, signer, spki: record.spki, pins: pinsFor(name), view,
-    out: (messages) => relay.send(...messages) });
+    store: mailStoreFor(name), out: (messages) => relay.send(...messages) });
 }
 
 window.addEventListener("DOMContentLoaded", () => {
@@ -205,6 +291,7 @@ window.addEventListener("DOMContentLoaded", () => {
     session?.say(to, line);
     $("line").value = "";
   });
+  $("check-letters").addEventListener("click", () => session?.listLetters(1));
   $("stop").addEventListener("click", () => session?.stop($("to").value.trim() || current));
   $("letter-form").addEventListener("submit", (e) => {
     e.preventDefault();

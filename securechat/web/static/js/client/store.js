@@ -1,8 +1,11 @@
 // What the browser keeps, in IndexedDB (per browser profile): the user's
 // key pair (the private key non-extractable: the page can sign with it,
-// nobody can read it out) and the pinned fingerprints of peers' keys.
+// nobody can read it out), the pinned fingerprints of peers' keys and,
+// per user, what the mailbox keeps (client/prekeys.js, client/inbox.js):
+// the prekeys' private halves (non-extractable X25519 CryptoKeys) and the
+// letters opened (their ids, digests and texts).
 const DB = "securechat";
-const VERSION = 1;
+const VERSION = 2;
 
 function request(r) {
   return new Promise((resolve, reject) => {
@@ -14,8 +17,9 @@ function request(r) {
 function open() {
   const r = indexedDB.open(DB, VERSION);
   r.onupgradeneeded = () => {
-    r.result.createObjectStore("keys");
-    r.result.createObjectStore("pins");
+    for (const store of ["keys", "pins", "mail"]) {
+      if (!r.result.objectStoreNames.contains(store)) r.result.createObjectStore(store);
+    }
   };
   return request(r);
 }
@@ -45,4 +49,32 @@ export function pinsFor(me) {
     get: async (peer) => (await transact("pins", "readonly", (s) => s.get(`${me}/${peer}`))) ?? null,
     set: (peer, value) => transact("pins", "readwrite", (s) => s.put(value, `${me}/${peer}`)),
   };
+}
+
+/** The mailbox's records for user `me`: `{get, put, delete}` by key. */
+export function mailStoreFor(me) {
+  return {
+    get: (key) => transact("mail", "readonly", (s) => s.get(`${me}/${key}`)),
+    put: (key, value) => transact("mail", "readwrite", (s) => s.put(value, `${me}/${key}`)),
+    delete: (key) => transact("mail", "readwrite", (s) => s.delete(`${me}/${key}`)),
+  };
+}
+
+/** The same in memory (tests, and a page that keeps nothing). */
+export class MemoryStore {
+  constructor() {
+    this.records = new Map();
+  }
+
+  async get(key) {
+    return this.records.get(key);
+  }
+
+  async put(key, value) {
+    this.records.set(key, value);
+  }
+
+  async delete(key) {
+    this.records.delete(key);
+  }
 }

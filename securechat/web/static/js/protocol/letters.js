@@ -198,6 +198,20 @@ export function parseLetter(letter) {
 }
 
 /**
+ * 14.4 steps 1 to 5, before the sender's key is needed: size, parse,
+ * envelope, recipient, replay.  Returns the parsed letter.
+ */
+export async function checkEnvelope({ letter, envelope, me, opened }) {
+  const h = parseLetter(letter);
+  if (h.sender !== envelope.sender || !equal(h.letterId, envelope.letterId)) {
+    throw new LetterError("wrong-envelope", "the letter is not the one its envelope names");
+  }
+  if (h.recipient !== me) throw new LetterError("wrong-recipient", `a letter for ${h.recipient}`);
+  if (await opened(h.sender, h.letterId)) throw new LetterError("replayed", "opened before");
+  return h;
+}
+
+/**
  * Open a letter (14.4), in the spec's order.  `envelope` is the LETTER
  * message's sender and letter_id; `opened(sender, letterIdHex)` says
  * whether it was opened before; `senderKey` is the sender's pinned key
@@ -207,12 +221,7 @@ export function parseLetter(letter) {
 export async function openLetter({
   letter, envelope, me, myKey, opened, senderKey, prekeyPrivate,
 }) {
-  const h = parseLetter(letter);
-  if (h.sender !== envelope.sender || !equal(h.letterId, envelope.letterId)) {
-    throw new LetterError("wrong-envelope", "the letter is not the one its envelope names");
-  }
-  if (h.recipient !== me) throw new LetterError("wrong-recipient", `a letter for ${h.recipient}`);
-  if (await opened(h.sender, h.letterId)) throw new LetterError("replayed", "opened before");
+  const h = await checkEnvelope({ letter, envelope, me, opened });
   const content = concat(LETTER_LABEL, u8(0), await letterContent(h.header, h.ciphertext));
   if (!await verifySignature(senderKey.publicKey, h.scheme, h.signature, content)) {
     throw new LetterError("bad-signature", `the letter is not signed by ${h.sender}'s key`);
