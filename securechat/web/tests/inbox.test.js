@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import {
   Reader, bytes16, bytes32, concat, text8, toHex, u16, u32, u64, u8, utf8,
 } from "../static/js/protocol/bytes.js";
-import { ed25519SigningKey, importPublicKey, sha256, sign } from "../static/js/protocol/crypto.js";
+import { ed25519SigningKey, importPublicKey, randomBytes, sha256, sign } from "../static/js/protocol/crypto.js";
 import {
   checkSignedPrekey, parseLetter, parseOneTimePrekey, parseSignedPrekey, sealLetter,
 } from "../static/js/protocol/letters.js";
@@ -61,11 +61,13 @@ function upload([type, body]) {
 }
 
 /** A letter from alice to bob, sealed to the prekeys bob uploaded. */
-async function letterTo(s, { content = "dear bob", oneTime = true, sender = s.alice } = {}) {
+async function letterTo(s, { content = "dear bob", oneTime = true, sender = s.alice, id } = {}) {
   const up = upload(s.sent[0]);
+  const draws = id ? [id, randomBytes(32)] : null;
   return sealLetter({ signer: sender.signer, sender: sender.name, senderKey: sender.spki,
     recipient: "bob", recipientKey: s.bob.spki, signedPrekey: up.signed,
-    oneTimePrekey: oneTime ? up.oneTime[0] : null, content, sentAt: 5n });
+    oneTimePrekey: oneTime ? up.oneTime[0] : null, content, sentAt: 5n,
+    draw: draws ? () => draws.shift() : undefined });
 }
 
 /** bob lists, reads and is sent `letter`; what the session sent and showed after. */
@@ -156,10 +158,11 @@ test("14.2, 14.4 step 5: the same letter again is shown from our copy; other byt
   assert.deepEqual(await deliver(s, sealed), []); // shown again, nothing sent
   assert.equal(s.seen.at(-1).kind, "letterOpened");
   assert.equal(s.seen.at(-1).again, true);
-  const other = await letterTo(s, { content: "something else" });
-  const replay = { letterId: sealed.letterId, letter: other.letter };
-  assert.deepEqual(await deliver(s, replay), []); // refused before the key is asked for
+  const other = await letterTo(s, { content: "something else", oneTime: false,
+    id: sealed.letterId });
+  assert.deepEqual(await deliver(s, other), []); // refused before the key is asked for; no receipt
   assert.equal(s.seen.at(-1).kind, "letterFailed");
+  assert.equal(s.seen.at(-1).code, "replayed");
 });
 
 test("a LETTER nobody asked for is dropped: nothing opened, answered or pinned", async () => {
