@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 from typing import Any
 
 from twisted.trial import unittest
@@ -226,6 +227,96 @@ class ChatPageTests(unittest.TestCase):
             finally:
                 browser.close()
         self.assertNotIn(b"dear carol", proxy.recorded)
+
+    def test_keyChangeOnThePage(self) -> None:
+        """
+        12.1 on the page: carol chats with bob once (his key is pinned in
+        her browser profile); the operator gives bob a new key
+        (C{securechat-admin rekey}); carol's next chat request is refused
+        by her page with the terminal's warning (pinned and offered
+        fingerprints, what to do) and a Trust button, and bob's side sees
+        the chat end; after carol presses Trust the chat is secured with the
+        new key and a line goes through.
+        """
+        d = Deployment(self)
+        web = free_port()
+        origin = f"http://127.0.0.1:{web}"
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                        "--web", f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
+        server = "tcp:127.0.0.1:" + relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        with open(d.ca) as f:
+            ca_pem = f.read()
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(origin + "/")
+                page.fill("#name", "carol")
+                page.click("#generate")
+                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
+                pub = os.path.join(d.dir, "carol.pub")
+                with open(pub, "w") as f:
+                    f.write(page.text_content("#public-key") or "")
+                admin(d.data, "add-user", "carol", pub)
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
+                bob = d.client("bob", server)
+                bob.expect(r"\* logged in as bob")
+                self.chatOnce(page, bob, 1)
+                page.click("#stop")
+                bob.expect(r"chat with carol ended by carol")
+                bob.send("!exit")
+                self.assertEqual(bob.wait(), 0, bob.output())
+                # The operator gives bob a new key (his old file is replaced).
+                subprocess.run(["openssl", "genrsa", "-aes256", "-passout", "pass:bobs-rsa-pass",
+                                "-out", d.keys["bob"], "2048"], check=True, capture_output=True)
+                new_pub = os.path.join(d.dir, "bob-new.pub")
+                subprocess.run(["openssl", "rsa", "-in", d.keys["bob"], "-passin",
+                                "pass:bobs-rsa-pass", "-pubout", "-out", new_pub],
+                               check=True, capture_output=True)
+                admin(d.data, "rekey", "bob", new_pub)
+                bob = d.client("bob", server)
+                bob.expect(r"\* logged in as bob")
+                page.fill("#peer", "bob")
+                page.click("#ask")
+                bob.expect(r"\* carol wants to chat")
+                bob.send("!accept carol")
+                warning = page.wait_for_selector("#log li.warning:has-text('key CHANGED')",
+                                                 timeout=WAIT)
+                text = warning.text_content() or ""
+                self.assertIn("!!! WARNING: bob's key CHANGED: pinned SHA256:", text)
+                self.assertIn("the relay now offers SHA256:", text)
+                self.assertIn("The chat was refused. If bob confirms the new fingerprint out of "
+                              "band, press Trust and chat again.", text)
+                bob.expect(r"chat with carol TRUNCATED")
+                self.assertEqual(page.locator("#log :text('is end-to-end encrypted')").count(), 1)
+                page.click("#log button.trust")
+                page.wait_for_selector("#log :text('bob is now pinned to SHA256:')", timeout=WAIT)
+                self.chatOnce(page, bob, 2)
+                bob.send("!exit")
+                self.assertEqual(bob.wait(), 0, bob.output())
+            finally:
+                browser.close()
+
+    def chatOnce(self, page: Any, bob: Process, nth: int) -> None:
+        """
+        carol asks bob from the page, bob accepts, the chat is secured (the
+        C{nth} time on this page) and carol's line reaches bob.
+        """
+        page.fill("#peer", "bob")
+        page.click("#ask")
+        bob.expect(r"\* carol wants to chat")
+        bob.send("!accept carol")
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('#log li')].filter("
+            "li => li.textContent.includes('is end-to-end encrypted')).length >= n", arg=nth,
+            timeout=WAIT)
+        page.fill("#line", f"line {nth} from the page")
+        page.click("#say")
+        bob.expect(rf"\] carol: line {nth} from the page")
 
     def test_keyFileFromThePage(self) -> None:
         """

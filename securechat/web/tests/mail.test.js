@@ -117,3 +117,21 @@ test("messages are handled in order, however slow a pin lookup is", async () => 
   await Promise.all([first, second]);
   assert.equal(s.sent.at(-1)[0], 0x53); // the letter was posted after all
 });
+
+test("12.1 for letters: after the user trusts the recipient's new key, the letter goes", async () => {
+  const pins = new MemoryPins();
+  await pins.set("bob", "SHA256:the-key-we-pinned");
+  const s = await setting(pins);
+  s.session.sendLetter("bob", "dear bob");
+  await s.session.message(...relay.userKey("bob", s.bobSpki));
+  await s.session.message(...relay.bundle("bob", s.bobSpki, s.signed, s.oneTime));
+  const warning = s.seen.find((e) => e.kind === "keyChanged");
+  assert.equal(warning.letter, true);
+  assert.equal(warning.offered, await fingerprint(s.bobSpki));
+  await s.session.trustKey("bob");
+  await assert.rejects(s.session.trustKey("bob"), { code: "unexpected-message" }); // once
+  s.session.sendLetter("bob", "dear bob");
+  await s.session.message(...relay.userKey("bob", s.bobSpki));
+  await s.session.message(...relay.bundle("bob", s.bobSpki, s.signed, s.oneTime));
+  assert.equal(s.sent.at(-1)[0], 0x53); // POST_LETTER
+});
