@@ -26,6 +26,8 @@ const relay = {
   userKey: (user, key) => [0x63, concat(text8(user), bytes16(key), u8(0))],
   letterList: (entries) => [0x68, concat(u16(entries.length), ...entries.map((e) => concat(
     text8(e.sender), e.id, u64(10n), u64(BigInt(e.size)), u8(0))), u64(BigInt(entries.length)))],
+  keyHistory: (user, keys) => [0x6f, concat(text8(user), u16(keys.length), ...keys.map((k) => concat(
+    bytes16(k.key), u64(k.added), u64(k.replaced), u64(k.compromised ?? 0n))))],
   letter: (sender, id, letter) => [0x69,
     concat(text8(sender), id, u64(1000n), u64(1000n + 30n * 86400n), bytes32(letter))],
 };
@@ -71,11 +73,12 @@ async function letterTo(s, { content = "dear bob", oneTime = true, sender = s.al
 }
 
 /** bob lists, reads and is sent `letter`; what the session sent and showed after. */
-async function deliver(s, sealed, { sender = "alice", key = s.alice.spki } = {}) {
+async function deliver(s, sealed, { sender = "alice", key = s.alice.spki, history = [] } = {}) {
   const mark = s.sent.length;
   s.session.readLetter(sender, sealed.letterId);
   await s.session.message(...relay.letter(sender, sealed.letterId, sealed.letter));
   if (s.sent.at(-1)[0] === 0x52) await s.session.message(...relay.userKey(sender, key));
+  if (s.sent.at(-1)[0] === 0x5a) await s.session.message(...relay.keyHistory(sender, history));
   return s.sent.slice(mark + 1).map(([t]) => t);
 }
 
@@ -207,7 +210,7 @@ test("14.4 refusals through the page's core, each by its code, receipts only aft
   assert.deepEqual(await refusedAs(s, carol), { code: "wrong-recipient", types: [] });
   // step 6: signed by someone else's key (no receipt: it may not be alice's)
   const forged = await letterTo(s, { sender: { ...mallory, name: "alice" } });
-  assert.deepEqual(await refusedAs(s, forged), { code: "bad-signature", types: [0x52] });
+  assert.deepEqual(await refusedAs(s, forged), { code: "bad-signature", types: [0x52, 0x5a] });
   // step 7: a prekey bob does not hold (a delivery receipt, no read receipt)
   const unknown = await resigned((await letterTo(s)).letter, s.alice.signer, (h) => {
     h.set(u32(4000), h.length - 32 - 4);
@@ -254,4 +257,45 @@ test("12.1 for letters: a sender's changed key refuses the letter until the user
   assert.equal(await pins.get("alice"), await fingerprint(s.alice.spki));
   await deliver(s, sealed);
   assert.equal(s.seen.at(-1).kind, "letterOpened");
+});
+
+/** alice signs with her old key, the relay now has her new one; bob's pins as `pinned`. */
+async function rekeyed(pinned) {
+  const pins = new MemoryPins();
+  const s = await setting({ pins });
+  const old = s.alice;
+  const fresh = await party("alice", 5);
+  for (const key of pinned(old, fresh)) await pins.set("alice", await fingerprint(key.spki));
+  const sealed = await letterTo(s, { sender: old }); // the LETTER says stored_at 1000
+  return { s, old, fresh, sealed };
+}
+
+async function withHistory(r, entry) {
+  return refusedOrOpened(r.s, r.sealed, { key: r.fresh.spki,
+    history: [{ key: r.fresh.spki, added: 0n, replaced: 0n }, { key: r.old.spki, ...entry }] });
+}
+
+async function refusedOrOpened(s, sealed, options) {
+  const types = await deliver(s, sealed, options);
+  const shown = s.seen.at(-1);
+  return { kind: shown.kind, code: shown.code, keyReplaced: shown.keyReplaced, types };
+}
+
+test("14.9: a letter signed with the sender's previous key, pinned here, stored before the rekey, opens", async () => {
+  const r = await rekeyed((old, fresh) => [old, fresh]); // pinned the old key, then trusted the new
+  assert.deepEqual(await withHistory(r, { added: 1n, replaced: 2000n }),
+    { kind: "letterOpened", code: undefined, keyReplaced: 2000n, types: [0x52, 0x5a, 0x57, 0x57] });
+});
+
+test("14.9 refusals: unpinned-key, key-compromised, key-replaced, and bad-signature with no key", async () => {
+  let r = await rekeyed((old, fresh) => [fresh]); // the old key was never pinned here
+  assert.equal((await withHistory(r, { added: 1n, replaced: 2000n })).code, "unpinned-key");
+  r = await rekeyed((old, fresh) => [old, fresh]);
+  assert.equal((await withHistory(r, { added: 1n, replaced: 2000n, compromised: 900n })).code,
+    "key-compromised");
+  r = await rekeyed((old, fresh) => [old, fresh]);
+  assert.equal((await withHistory(r, { added: 1n, replaced: 1000n })).code, "key-replaced");
+  r = await rekeyed((old, fresh) => [old, fresh]);
+  assert.deepEqual(await refusedOrOpened(r.s, r.sealed, { key: r.fresh.spki, history: [] }),
+    { kind: "letterFailed", code: "bad-signature", keyReplaced: undefined, types: [0x52, 0x5a] });
 });

@@ -186,7 +186,8 @@ function view(event) {
     case "letterOpened":
       log(`letter [${event.id}] from ${event.from}${event.again ? " (read before)" : ""}, written `
         + `${when(event.sentAt)} (sender's clock), stored ${when(event.storedAt)}; `
-        + `Verification: ${event.verification}`, "letter");
+        + `Verification: ${event.verification}${event.keyReplaced ? ` (signed with ${event.from}'s `
+          + `previous key, replaced ${when(event.keyReplaced)})` : ""}`, "letter");
       for (const line of event.text.split(/\r?\n/)) log(`  | ${line}`, "letter");
       break;
     case "ended":

@@ -9,6 +9,9 @@
 //     the sender's key is asked for; the key (GET_USER_KEY) is pinned as
 //     for chats, and a changed one refuses the letter (`key-changed`);
 //   - the signature is checked before anything touches the ciphertext;
+//     when the sender's registered key does not verify it, the sender's
+//     previous keys (GET_KEY_HISTORY) are tried as 14.9 says
+//     (previouskeys.js), and a letter opened so says which key signed it;
 //   - a letter is shown as text only when it verified and decrypted; a
 //     refused one is shown with its code, never as text;
 //   - a letter opened before is shown again from our copy when the relay
@@ -18,9 +21,10 @@
 //     if a later step refuses the letter), a read receipt once it is shown.
 import { toHex } from "../protocol/bytes.js";
 import { sha256 } from "../protocol/crypto.js";
-import { LetterError, TEXT, checkEnvelope, openLetter } from "../protocol/letters.js";
+import { LetterError, TEXT, checkEnvelope, openLetter, parseLetter } from "../protocol/letters.js";
 import { encode } from "../protocol/mailbox.js";
 import { DELIVERY, READ, makeReceipt } from "../protocol/receipts.js";
+import { previousSigner } from "./previouskeys.js";
 
 /** Codes of 14.4 found after the signature verified: a delivery receipt is still due. */
 const AFTER_SIGNATURE = new Set(["unknown-prekey", "bad-key-share", "decrypt-failed", "bad-content"]);
@@ -34,6 +38,7 @@ export class Inbox {
   constructor({ me, signer, spki, out, view, keyring, prekeys, store, clock = Date.now }) {
     Object.assign(this, { me, signer, spki, out, view, keyring, prekeys, store, clock });
     this.reading = []; // "sender/idhex" for each FETCH_LETTER sent
+    this.histories = new Map(); // user -> [async (keys) => ...] waiting for KEY_HISTORY
   }
 
   /** Ask for our letters: `which` 0 new, 1 all. */
@@ -62,7 +67,7 @@ export class Inbox {
     const before = await this.store.get(`opened/${ref}`);
     const digest = await sha256(m.letter);
     if (before && toHex(before.digest) === toHex(digest)) {
-      this._opened(m, before.text, before.sentAt, true);
+      this._opened(m, before.text, before.sentAt, true, before.keyReplaced ?? 0n);
       return;
     }
     const opening = { letter: m.letter, envelope: { sender: m.sender, letterId: m.letter_id },
@@ -75,13 +80,42 @@ export class Inbox {
     this.keyring.want(m.sender, (result) => this._open(m, opening, result, digest));
   }
 
-  async _open(m, opening, result, digest) {
+  /** A KEY_HISTORY (or, `keys` empty, its COMMAND_FAILED). */
+  async keyHistory(m) {
+    const waiting = this.histories.get(m.user);
+    if (!waiting) return; // not asked for
+    this.histories.delete(m.user);
+    for (const waiter of waiting) await waiter(m.keys);
+  }
+
+  _withHistory(m, opening, digest) {
+    const waiting = this.histories.get(m.sender) ?? [];
+    waiting.push(async (history) => {
+      let previous;
+      try {
+        previous = await previousSigner({ h: parseLetter(m.letter), history, storedAt: m.stored_at,
+          wasPinned: (fp) => this.keyring.pins.wasPinned(m.sender, fp),
+          fingerprint: this.keyring.fingerprint });
+      } catch (e) {
+        return this._refused(m, e);
+      }
+      await this._open(m, opening, previous, digest, previous.replacedAt);
+    });
+    this.histories.set(m.sender, waiting);
+    if (waiting.length === 1) this.out([encode("getKeyHistory", { user: m.sender })]);
+  }
+
+  async _open(m, opening, result, digest, keyReplaced = 0n) {
     let letter;
     try {
       if (!result.key) throw new LetterError(result.code, result.detail);
       letter = await openLetter({ ...opening, myKey: this.spki, senderKey: result.key,
         prekeyPrivate: (kind, id) => this.prekeys.privateKey(kind, id) });
     } catch (e) {
+      if (e.code === "bad-signature" && result.key && !keyReplaced) {
+        this._withHistory(m, opening, digest); // signed before the sender was re-keyed?
+        return;
+      }
       await this._refused(m, e);
       if (AFTER_SIGNATURE.has(e.code)) await this._receipt(m, digest, DELIVERY);
       return;
@@ -94,16 +128,16 @@ export class Inbox {
       return;
     }
     await this.store.put(`opened/${m.sender}/${toHex(m.letter_id)}`, { digest, text: letter.text,
-      sentAt: letter.sentAt, storedAt: m.stored_at, expiresAt: m.expires_at });
+      sentAt: letter.sentAt, storedAt: m.stored_at, expiresAt: m.expires_at, keyReplaced });
     if (letter.oneTimePrekeyId !== null) await this.prekeys.forgetOneTime(letter.oneTimePrekeyId);
-    this._opened(m, letter.text, letter.sentAt, false);
+    this._opened(m, letter.text, letter.sentAt, false, keyReplaced);
     await this._receipt(m, digest, DELIVERY);
     await this._receipt(m, digest, READ);
   }
 
-  _opened(m, text, sentAt, again) {
+  _opened(m, text, sentAt, again, keyReplaced) {
     this.view({ kind: "letterOpened", from: m.sender, id: toHex(m.letter_id).slice(0, 8),
-      sentAt, storedAt: m.stored_at, text, again, verification: "ok" });
+      sentAt, storedAt: m.stored_at, text, again, verification: "ok", keyReplaced });
   }
 
   async _refused(m, e) {

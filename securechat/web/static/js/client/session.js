@@ -25,6 +25,7 @@ export async function fingerprint(spki) {
 export class MemoryPins {
   constructor() {
     this.pins = new Map();
+    this.former = new Set(); // "peer fingerprint" of pins replaced (14.9)
   }
 
   async get(peer) {
@@ -32,7 +33,14 @@ export class MemoryPins {
   }
 
   async set(peer, value) {
+    const old = this.pins.get(peer);
+    if (old !== undefined && old !== value) this.former.add(`${peer} ${old}`);
     this.pins.set(peer, value);
+  }
+
+  /** Whether `value` is or was pinned for `peer` (14.9 rule 1). */
+  async wasPinned(peer, value) {
+    return this.pins.get(peer) === value || this.former.has(`${peer} ${value}`);
   }
 }
 
@@ -128,6 +136,7 @@ export class RelaySession {
     else if (m.message === "prekeysLow") await this.prekeys.low(m);
     else if (m.message === "letterList") this.inbox.letterList(m);
     else if (m.message === "letter") await this.inbox.letter(m);
+    else if (m.message === "keyHistory") await this.inbox.keyHistory(m);
     else if (m.message !== "receiptStored") this.view({ kind: m.message, ...m });
     await this.prekeys.rotateIfDue();
   }
@@ -138,6 +147,8 @@ export class RelaySession {
       this.view({ kind: "notice", text: `the relay refused our prekeys: ${reasonText(m.reason)}` });
     } else if (m.command === 0x52) {
       await this.keyring.failed(m.subject, reasonText(m.reason));
+    } else if (m.command === 0x5a) {
+      await this.inbox.keyHistory({ user: m.subject, keys: [] }); // no previous key verifies
     } else {
       this.view(m);
     }

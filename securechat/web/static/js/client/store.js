@@ -47,7 +47,20 @@ export function saveKey(name, record) {
 export function pinsFor(me) {
   return {
     get: async (peer) => (await transact("pins", "readonly", (s) => s.get(`${me}/${peer}`))) ?? null,
-    set: (peer, value) => transact("pins", "readwrite", (s) => s.put(value, `${me}/${peer}`)),
+    set: async (peer, value) => {
+      const old = await transact("pins", "readonly", (s) => s.get(`${me}/${peer}`));
+      if (old !== undefined && old !== value) {
+        const former = (await transact("pins", "readonly", (s) => s.get(`${me}/${peer}/former`))) ?? [];
+        await transact("pins", "readwrite", (s) => s.put([...former, old], `${me}/${peer}/former`));
+      }
+      await transact("pins", "readwrite", (s) => s.put(value, `${me}/${peer}`));
+    },
+    /** Whether `value` is or was pinned for `peer` (14.9 rule 1). */
+    wasPinned: async (peer, value) => {
+      const now = await transact("pins", "readonly", (s) => s.get(`${me}/${peer}`));
+      const former = (await transact("pins", "readonly", (s) => s.get(`${me}/${peer}/former`))) ?? [];
+      return now === value || former.includes(value);
+    },
   };
 }
 

@@ -197,6 +197,12 @@ export function parseLetter(letter) {
   return parsed;
 }
 
+/** Whether the parsed letter `h`'s signature verifies with `publicKey` (14.3 step 7). */
+export async function letterVerifies(h, publicKey) {
+  const content = concat(LETTER_LABEL, u8(0), await letterContent(h.header, h.ciphertext));
+  return verifySignature(publicKey, h.scheme, h.signature, content);
+}
+
 /**
  * 14.4 steps 1 to 5, before the sender's key is needed: size, parse,
  * envelope, recipient, replay.  Returns the parsed letter.
@@ -222,8 +228,7 @@ export async function openLetter({
   letter, envelope, me, myKey, opened, senderKey, prekeyPrivate,
 }) {
   const h = await checkEnvelope({ letter, envelope, me, opened });
-  const content = concat(LETTER_LABEL, u8(0), await letterContent(h.header, h.ciphertext));
-  if (!await verifySignature(senderKey.publicKey, h.scheme, h.signature, content)) {
+  if (!await letterVerifies(h, senderKey.publicKey)) {
     throw new LetterError("bad-signature", `the letter is not signed by ${h.sender}'s key`);
   }
   const signedPrivate = await prekeyPrivate("signed", h.signedPrekeyId);
