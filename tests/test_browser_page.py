@@ -126,16 +126,17 @@ class ChatPageTests(unittest.TestCase):
         page.click("#ask")
         bob.expect(r"\* carol wants to chat")
         bob.send("!accept carol")
-        page.wait_for_selector("#log :text('is end-to-end encrypted')", timeout=WAIT)
-        page.fill("#line", "hello bob, from chromium")
-        page.click("#say")
+        pane = ".pane[data-peer=bob]"
+        page.wait_for_selector(f"{pane} :text('is end-to-end encrypted')", timeout=WAIT)
+        page.fill(f"{pane} .entry", "hello bob, from chromium")
+        page.click(f"{pane} .send")
         bob.expect(r"\] carol: hello bob, from chromium")
         bob.send("hi <b>carol</b>")
-        page.wait_for_selector("#log :text('bob: hi <b>carol</b>')", timeout=WAIT)
-        self.assertEqual(page.locator("#log b").count(), 0)  # shown as text, not HTML
-        page.click("#stop")
+        page.wait_for_selector(f"{pane} :text('bob: hi <b>carol</b>')", timeout=WAIT)
+        self.assertEqual(page.locator(f"{pane} b").count(), 0)  # shown as text, not HTML
+        page.click(f"{pane} .stop")
         bob.expect(r"chat with carol ended by carol \(1 messages received\)")
-        page.wait_for_selector("#log :text('stopped by you')", timeout=WAIT)
+        page.wait_for_selector(f"{pane} :text('stopped by you')", timeout=WAIT)
         # bob goes offline; carol writes him a letter and reads his receipts.
         bob.send("!exit")
         self.assertEqual(bob.wait(), 0, bob.output())
@@ -266,7 +267,7 @@ class ChatPageTests(unittest.TestCase):
                 bob = d.client("bob", server)
                 bob.expect(r"\* logged in as bob")
                 self.chatOnce(page, bob, 1)
-                page.click("#stop")
+                page.click(".pane[data-peer=bob] .stop")
                 bob.expect(r"chat with carol ended by carol")
                 bob.send("!exit")
                 self.assertEqual(bob.wait(), 0, bob.output())
@@ -292,12 +293,78 @@ class ChatPageTests(unittest.TestCase):
                 self.assertIn("The chat was refused. If bob confirms the new fingerprint out of "
                               "band, press Trust and chat again.", text)
                 bob.expect(r"chat with carol TRUNCATED")
-                self.assertEqual(page.locator("#log :text('is end-to-end encrypted')").count(), 1)
+                self.assertEqual(
+                    page.locator(".pane[data-peer=bob] :text('is end-to-end encrypted')").count(), 1)
                 page.click("#log button.trust")
                 page.wait_for_selector("#log :text('bob is now pinned to SHA256:')", timeout=WAIT)
                 self.chatOnce(page, bob, 2)
                 bob.send("!exit")
                 self.assertEqual(bob.wait(), 0, bob.output())
+            finally:
+                browser.close()
+
+    def test_severalChatsOnThePage(self) -> None:
+        """
+        carol chats with alice and bob at once from the page: one pane per
+        peer, each showing only its peer's lines and sending only to that
+        peer; closing bob's pane ends his chat (bob sees carol's clean
+        end) and alice's chat goes on.
+        """
+        d = Deployment(self)
+        web = free_port()
+        origin = f"http://127.0.0.1:{web}"
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                        "--web", f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
+        server = "tcp:127.0.0.1:" + relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        with open(d.ca) as f:
+            ca_pem = f.read()
+        peers = {name: d.client(name, server) for name in ("alice", "bob")}
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(origin + "/")
+                page.fill("#name", "carol")
+                page.click("#generate")
+                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
+                pub = os.path.join(d.dir, "carol.pub")
+                with open(pub, "w") as f:
+                    f.write(page.text_content("#public-key") or "")
+                admin(d.data, "add-user", "carol", pub)
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
+                for name, peer in peers.items():
+                    peer.expect(r"\* logged in as")
+                    page.fill("#peer", name)
+                    page.click("#ask")
+                    peer.expect(r"\* carol wants to chat")
+                    peer.send("!accept carol")
+                for name in peers:
+                    page.wait_for_selector(f".pane[data-peer={name}] :text('is end-to-end "
+                                           "encrypted')", timeout=WAIT)
+                for name, peer in peers.items():
+                    peer.send(f"{name} here")
+                    page.fill(f".pane[data-peer={name}] .entry", f"to {name} only")
+                    page.click(f".pane[data-peer={name}] .send")
+                    peer.expect(rf"\] carol: to {name} only")
+                for name in peers:
+                    pane = f".pane[data-peer={name}]"
+                    page.wait_for_selector(f"{pane} :text('{name}: {name} here')", timeout=WAIT)
+                    other = "bob" if name == "alice" else "alice"
+                    self.assertNotIn(f"{other} here", page.text_content(pane) or "")
+                    self.assertNotIn(f"to {other} only", page.text_content(pane) or "")
+                page.click(".pane[data-peer=bob] .close")
+                peers["bob"].expect(r"chat with carol ended by carol \(1 messages received\)")
+                self.assertEqual(page.locator(".pane[data-peer=bob]").count(), 0)
+                page.fill(".pane[data-peer=alice] .entry", "still here")
+                page.click(".pane[data-peer=alice] .send")
+                peers["alice"].expect(r"\] carol: still here")
+                for peer in peers.values():
+                    peer.send("!exit")
+                    self.assertEqual(peer.wait(), 0, peer.output())
             finally:
                 browser.close()
 
@@ -311,11 +378,11 @@ class ChatPageTests(unittest.TestCase):
         bob.expect(r"\* carol wants to chat")
         bob.send("!accept carol")
         page.wait_for_function(
-            "n => [...document.querySelectorAll('#log li')].filter("
+            "n => [...document.querySelectorAll('.pane[data-peer=bob] li')].filter("
             "li => li.textContent.includes('is end-to-end encrypted')).length >= n", arg=nth,
             timeout=WAIT)
-        page.fill("#line", f"line {nth} from the page")
-        page.click("#say")
+        page.fill(".pane[data-peer=bob] .entry", f"line {nth} from the page")
+        page.click(".pane[data-peer=bob] .send")
         bob.expect(rf"\] carol: line {nth} from the page")
 
     def test_keyFileFromThePage(self) -> None:

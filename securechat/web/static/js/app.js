@@ -13,10 +13,14 @@ import { RelaySession, fingerprint } from "./client/session.js";
 import { loadKey, mailStoreFor, pinsFor, saveKey } from "./client/store.js";
 import { connectRelay } from "./client/transport.js";
 import { reasonText } from "./protocol/relay.js";
+import { Panes } from "./panes.js";
 
 const $ = (id) => document.getElementById(id);
 let session = null;
-let current = null;
+const panes = new Panes($("panes"), {
+  say: (peer, line) => session?.say(peer, line),
+  stop: (peer) => session?.stop(peer),
+});
 
 const neutral = untrusted;
 
@@ -121,6 +125,11 @@ function showLetters(event) {
   }
 }
 
+/** A line in `peer`'s pane if it is open, else in the page's log (a closed pane stays closed). */
+function toPane(peer, text, kind) {
+  if (!panes.note(peer, text, kind)) log(text, kind);
+}
+
 function view(event) {
   switch (event.kind) {
     case "welcome":
@@ -148,19 +157,18 @@ function view(event) {
       break;
     }
     case "requestPending":
-      log(`asked ${event.peer} to chat`, "notice");
+      panes.log(event.peer, `asked ${event.peer} to chat`, "notice");
       break;
     case "chatStarted":
-      current = event.peer;
-      $("to").value = event.peer;
-      log(`securing the chat with ${event.peer}, key ${event.fingerprint}${event.first
+      panes.log(event.peer, `securing the chat with ${event.peer}, key ${event.fingerprint}${event.first
         ? " (first chat: compare it with theirs)" : ""}`, "notice");
       break;
     case "secured":
-      log(`chat with ${event.peer} is end-to-end encrypted`, "notice");
+      panes.log(event.peer, `chat with ${event.peer} is end-to-end encrypted`, "notice");
+      panes.focus(event.peer);
       break;
     case "text":
-      log(`${event.from}: ${event.text}`);
+      panes.log(event.peer, `${event.from}: ${event.text}`);
       break;
     case "keyChanged":
       keyChanged(event);
@@ -191,18 +199,23 @@ function view(event) {
       for (const line of event.text.split(/\r?\n/)) log(`  | ${line}`, "letter");
       break;
     case "ended":
-      log(`chat with ${event.peer} ended: ${event.how} (${event.received} messages received)`,
-        "notice");
+      toPane(event.peer, `chat with ${event.peer} ended: ${event.how} (${event.received} `
+        + "messages received)", "notice");
       break;
     case "failed":
-      log(`chat with ${event.peer} failed: ${event.code}`, "warning");
+      toPane(event.peer, `chat with ${event.peer} failed: ${event.code}`, "warning");
       break;
     case "refused":
-      log(`not sent (${event.why}): ${event.text}`, "warning");
+      toPane(event.peer, `not sent (${event.why}): ${event.text}`, "warning");
       break;
     case "chatDeclined":
-      log(`${event.peer} did not chat: ${reasonText(event.reason)}`, "notice");
+    case "chatEnded": {
+      const line = event.kind === "chatDeclined"
+        ? `${event.peer} did not chat: ${reasonText(event.reason)}`
+        : `chat with ${event.peer} ended: ${reasonText(event.reason)}`;
+      toPane(event.peer, line, "notice");
       break;
+    }
     case "letterStored":
       log(`letter ${event.id} to ${event.to} stored by the relay`, "notice");
       break;
@@ -283,17 +296,7 @@ window.addEventListener("DOMContentLoaded", () => {
   });
   $("refresh").addEventListener("click", () => session?.listOnline());
   $("ask").addEventListener("click", () => session?.requestChat($("peer").value.trim()));
-  $("say-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const to = $("to").value.trim() || current;
-    const line = $("line").value;
-    if (!to || !line) return;
-    log(`me: ${line}`);
-    session?.say(to, line);
-    $("line").value = "";
-  });
   $("check-letters").addEventListener("click", () => session?.listLetters(1));
-  $("stop").addEventListener("click", () => session?.stop($("to").value.trim() || current));
   $("letter-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const to = $("letter-to").value.trim();
