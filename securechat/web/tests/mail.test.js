@@ -128,7 +128,10 @@ test("12.1 for letters: after the user trusts the recipient's new key, the lette
   const warning = s.seen.find((e) => e.kind === "keyChanged");
   assert.equal(warning.letter, true);
   assert.equal(warning.offered, await fingerprint(s.bobSpki));
-  await s.session.trustKey("bob");
+  // a warning about another key than the one offered last pins nothing
+  await assert.rejects(s.session.trustKey("bob", "SHA256:another"), { code: "unexpected-message" });
+  assert.equal(await s.pins.get("bob"), "SHA256:the-key-we-pinned");
+  await s.session.trustKey("bob", warning.offered);
   await assert.rejects(s.session.trustKey("bob"), { code: "unexpected-message" }); // once
   s.session.sendLetter("bob", "dear bob");
   await s.session.message(...relay.userKey("bob", s.bobSpki));

@@ -92,11 +92,11 @@ function keyChanged(event) {
     + `the relay now offers ${event.offered}. ${refused} If ${event.peer} confirms the new `
     + `fingerprint out of band, press Trust${retry} `);
   const trust = button(`Trust ${event.peer}'s new key`, () => {
-    session.trustKey(event.peer).then(() => {
+    session.trustKey(event.peer, event.offered).then(() => {
       log(`${event.peer} is now pinned to ${event.offered}; ask for a chat (or send or read the `
         + "letter) again", "notice");
       trust.remove();
-    }, () => log(`no changed key to trust for ${event.peer}`, "warning"));
+    }, (e) => log(`${event.peer}'s key was not trusted: ${e.detail}`, "warning"));
   });
   trust.className = "trust";
   li.append(trust);

@@ -238,10 +238,18 @@ export class RelaySession {
     this.inbox.read(sender, letterId);
   }
 
-  /** The user compared fingerprints and trusts `peer`'s new key. */
-  async trustKey(peer) {
+  /**
+   * The user compared fingerprints and trusts `peer`'s new key; `shown`,
+   * if given, is the fingerprint the user was shown, which must be the one
+   * the relay offered last.
+   */
+  async trustKey(peer, shown) {
     const offered = this.refusedKeys.get(peer);
     if (offered === undefined) throw new LocalProtocolError("unexpected-message", "no key to trust");
+    if (shown !== undefined && shown !== offered) {
+      // the relay offered yet another key since the warning the user answered
+      throw new LocalProtocolError("unexpected-message", "that is no longer the key offered");
+    }
     this.refusedKeys.delete(peer);
     await this.pins.set(peer, offered);
   }
