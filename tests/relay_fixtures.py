@@ -18,6 +18,7 @@ from typing import Any
 
 from securechat.wire import e2e
 from securechat.wire import mailbox as mb
+from securechat.wire.keyhistory import GetKeyHistory, KeyHistory, PreviousKeyEntry
 from securechat.wire.relay import (ChatAccept, ChatCancel, ChatDeclined, ChatEnded, ChatRefuse,
                                    ChatRequest, ChatRequested, ChatStarted, ChatStop,
                                    CommandFailed, ListOnline, OnlineList, Relay, Relayed,
@@ -71,6 +72,7 @@ MAILBOX_CLIENT = [
     ("postReceipt", mb.PostReceipt("alice", ID, b"receipt")),
     ("sentStatus", mb.SentStatus(3)),
     ("listUsers", mb.ListUsers(0)),
+    ("getKeyHistory", GetKeyHistory("bob")),
 ]
 
 MAILBOX_RELAY = [
@@ -83,6 +85,8 @@ MAILBOX_RELAY = [
     mb.ReceiptStored("alice", ID, 2), mb.ReceiptMessage("bob", ID, b"receipt"),
     mb.StatusList((mb.StatusEntry("bob", ID, 1, 2, 3, 0, b"d", b""),), 1),
     mb.UserList((mb.UserEntry("alice", 1), mb.UserEntry("bob", 0)), 2),
+    KeyHistory("bob", (PreviousKeyEntry(b"\x30\x2a", 10, 20, 15), PreviousKeyEntry(b"\x30", 1, 9, 0))),
+    KeyHistory("bob", ()),
 ]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 from typing import Any
 
 from twisted.trial import unittest
@@ -125,16 +126,17 @@ class ChatPageTests(unittest.TestCase):
         page.click("#ask")
         bob.expect(r"\* carol wants to chat")
         bob.send("!accept carol")
-        page.wait_for_selector("#log :text('is end-to-end encrypted')", timeout=WAIT)
-        page.fill("#line", "hello bob, from chromium")
-        page.click("#say")
+        pane = ".pane[data-peer=bob]"
+        page.wait_for_selector(f"{pane} :text('is end-to-end encrypted')", timeout=WAIT)
+        page.fill(f"{pane} .entry", "hello bob, from chromium")
+        page.click(f"{pane} .send")
         bob.expect(r"\] carol: hello bob, from chromium")
         bob.send("hi <b>carol</b>")
-        page.wait_for_selector("#log :text('bob: hi <b>carol</b>')", timeout=WAIT)
-        self.assertEqual(page.locator("#log b").count(), 0)  # shown as text, not HTML
-        page.click("#stop")
+        page.wait_for_selector(f"{pane} :text('bob: hi <b>carol</b>')", timeout=WAIT)
+        self.assertEqual(page.locator(f"{pane} b").count(), 0)  # shown as text, not HTML
+        page.click(f"{pane} .stop")
         bob.expect(r"chat with carol ended by carol \(1 messages received\)")
-        page.wait_for_selector("#log :text('stopped by you')", timeout=WAIT)
+        page.wait_for_selector(f"{pane} :text('stopped by you')", timeout=WAIT)
         # bob goes offline; carol writes him a letter and reads his receipts.
         bob.send("!exit")
         self.assertEqual(bob.wait(), 0, bob.output())
@@ -155,6 +157,233 @@ class ChatPageTests(unittest.TestCase):
         bob.send("!exit")
         self.assertEqual(bob.wait(), 0, bob.output())
         self.assertEqual(errors, [])
+
+    def test_letterToTheBrowser(self) -> None:
+        """
+        Letters to a browser user (14.1, 14.4, 14.5): carol logs in once
+        from the page, which uploads her prekeys, and leaves; bob writes
+        her a letter from the terminal; carol logs in again in the same
+        browser profile (her key and prekeys' private halves in IndexedDB),
+        is told of the new letter, reads it (shown as text, "Verification:
+        ok"), and bob sees her delivery and read receipts verified.  The
+        proxy saw neither text; a screenshot is kept.
+        """
+        d = Deployment(self)
+        web = free_port()
+        proxy = RecordingProxy(self, ("127.0.0.1", web))
+        page_origin = f"http://127.0.0.1:{proxy.port}"
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                        "--web", f"tcp:{web}:interface=127.0.0.1",
+                        "--websocket-origin", page_origin)
+        tcp = relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        with open(d.ca) as f:
+            ca_pem = f.read()
+        artifacts = os.environ.get("SECURECHAT_ARTIFACTS") or os.path.abspath(self.mktemp())
+        os.makedirs(artifacts, exist_ok=True)
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                profile = browser.new_context()
+                errors: list[str] = []
+                page = profile.new_page()
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.goto(page_origin + "/")
+                page.fill("#name", "carol")
+                page.click("#generate")
+                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
+                pub = os.path.join(d.dir, "carol.pub")
+                with open(pub, "w") as f:
+                    f.write(page.text_content("#public-key") or "")
+                admin(d.data, "add-user", "carol", pub)
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#log :text('your prekeys are on the relay (100 one-time)')",
+                                       timeout=WAIT)
+                page.close()
+                relay.expect(r"user carol disconnected")
+                bob = d.client("bob", f"tcp:127.0.0.1:{tcp}")
+                bob.expect(r"\* logged in as bob")
+                bob.send("!letter carol dear carol, a letter from the terminal")
+                bob.expect(r"letter ([0-9a-f]{8}) to carol stored by the relay")
+                page = profile.new_page()
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.goto(page_origin + "/")
+                page.fill("#name", "carol")
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#log :text('you have 1 new letter')", timeout=WAIT)
+                page.click("#letters li:has-text('from bob') button")
+                page.wait_for_selector("#log :text('from bob, written')", timeout=WAIT)
+                self.assertIn("Verification: ok", page.text_content("#log") or "")
+                page.wait_for_selector("#log :text('| dear carol, a letter from the terminal')",
+                                       timeout=WAIT)
+                bob.expect(r"delivery receipt from carol for letter [0-9a-f]{8}; Verification: ok")
+                bob.expect(r"read receipt from carol for letter [0-9a-f]{8}; Verification: ok")
+                page.screenshot(path=os.path.join(artifacts, "browser-letter.png"), full_page=True)
+                bob.send("!exit")
+                self.assertEqual(bob.wait(), 0, bob.output())
+                self.assertEqual(errors, [])
+            finally:
+                browser.close()
+        self.assertNotIn(b"dear carol", proxy.recorded)
+
+    def test_keyChangeOnThePage(self) -> None:
+        """
+        12.1 on the page: carol chats with bob once (his key is pinned in
+        her browser profile); the operator gives bob a new key
+        (C{securechat-admin rekey}); carol's next chat request is refused
+        by her page with the terminal's warning (pinned and offered
+        fingerprints, what to do) and a Trust button, and bob's side sees
+        the chat end; after carol presses Trust the chat is secured with the
+        new key and a line goes through.
+        """
+        d = Deployment(self)
+        web = free_port()
+        origin = f"http://127.0.0.1:{web}"
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                        "--web", f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
+        server = "tcp:127.0.0.1:" + relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        with open(d.ca) as f:
+            ca_pem = f.read()
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(origin + "/")
+                page.fill("#name", "carol")
+                page.click("#generate")
+                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
+                pub = os.path.join(d.dir, "carol.pub")
+                with open(pub, "w") as f:
+                    f.write(page.text_content("#public-key") or "")
+                admin(d.data, "add-user", "carol", pub)
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
+                bob = d.client("bob", server)
+                bob.expect(r"\* logged in as bob")
+                self.chatOnce(page, bob, 1)
+                page.click(".pane[data-peer=bob] .stop")
+                bob.expect(r"chat with carol ended by carol")
+                bob.send("!exit")
+                self.assertEqual(bob.wait(), 0, bob.output())
+                # The operator gives bob a new key (his old file is replaced).
+                subprocess.run(["openssl", "genrsa", "-aes256", "-passout", "pass:bobs-rsa-pass",
+                                "-out", d.keys["bob"], "2048"], check=True, capture_output=True)
+                new_pub = os.path.join(d.dir, "bob-new.pub")
+                subprocess.run(["openssl", "rsa", "-in", d.keys["bob"], "-passin",
+                                "pass:bobs-rsa-pass", "-pubout", "-out", new_pub],
+                               check=True, capture_output=True)
+                admin(d.data, "rekey", "bob", new_pub)
+                bob = d.client("bob", server)
+                bob.expect(r"\* logged in as bob")
+                page.fill("#peer", "bob")
+                page.click("#ask")
+                bob.expect(r"\* carol wants to chat")
+                bob.send("!accept carol")
+                warning = page.wait_for_selector("#log li.warning:has-text('key CHANGED')",
+                                                 timeout=WAIT)
+                text = warning.text_content() or ""
+                self.assertIn("!!! WARNING: bob's key CHANGED: pinned SHA256:", text)
+                self.assertIn("the relay now offers SHA256:", text)
+                self.assertIn("The chat was refused. If bob confirms the new fingerprint out of "
+                              "band, press Trust and chat again.", text)
+                bob.expect(r"chat with carol TRUNCATED")
+                self.assertEqual(
+                    page.locator(".pane[data-peer=bob] :text('is end-to-end encrypted')").count(), 1)
+                page.click("#log button.trust")
+                page.wait_for_selector("#log :text('bob is now pinned to SHA256:')", timeout=WAIT)
+                self.chatOnce(page, bob, 2)
+                bob.send("!exit")
+                self.assertEqual(bob.wait(), 0, bob.output())
+            finally:
+                browser.close()
+
+    def test_severalChatsOnThePage(self) -> None:
+        """
+        carol chats with alice and bob at once from the page: one pane per
+        peer, each showing only its peer's lines and sending only to that
+        peer; closing bob's pane ends his chat (bob sees carol's clean
+        end) and alice's chat goes on.
+        """
+        d = Deployment(self)
+        web = free_port()
+        origin = f"http://127.0.0.1:{web}"
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                        "--web", f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
+        server = "tcp:127.0.0.1:" + relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        with open(d.ca) as f:
+            ca_pem = f.read()
+        peers = {name: d.client(name, server) for name in ("alice", "bob")}
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(origin + "/")
+                page.fill("#name", "carol")
+                page.click("#generate")
+                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
+                pub = os.path.join(d.dir, "carol.pub")
+                with open(pub, "w") as f:
+                    f.write(page.text_content("#public-key") or "")
+                admin(d.data, "add-user", "carol", pub)
+                page.fill("#ca", ca_pem)
+                page.click("#connect")
+                page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
+                for name, peer in peers.items():
+                    peer.expect(r"\* logged in as")
+                    page.fill("#peer", name)
+                    page.click("#ask")
+                    peer.expect(r"\* carol wants to chat")
+                    peer.send("!accept carol")
+                for name in peers:
+                    page.wait_for_selector(f".pane[data-peer={name}] :text('is end-to-end "
+                                           "encrypted')", timeout=WAIT)
+                for name, peer in peers.items():
+                    peer.send(f"{name} here")
+                    page.fill(f".pane[data-peer={name}] .entry", f"to {name} only")
+                    page.click(f".pane[data-peer={name}] .send")
+                    peer.expect(rf"\] carol: to {name} only")
+                for name in peers:
+                    pane = f".pane[data-peer={name}]"
+                    page.wait_for_selector(f"{pane} :text('{name}: {name} here')", timeout=WAIT)
+                    other = "bob" if name == "alice" else "alice"
+                    self.assertNotIn(f"{other} here", page.text_content(pane) or "")
+                    self.assertNotIn(f"to {other} only", page.text_content(pane) or "")
+                page.click(".pane[data-peer=bob] .close")
+                peers["bob"].expect(r"chat with carol ended by carol \(1 messages received\)")
+                self.assertEqual(page.locator(".pane[data-peer=bob]").count(), 0)
+                page.fill(".pane[data-peer=alice] .entry", "still here")
+                page.click(".pane[data-peer=alice] .send")
+                peers["alice"].expect(r"\] carol: still here")
+                for peer in peers.values():
+                    peer.send("!exit")
+                    self.assertEqual(peer.wait(), 0, peer.output())
+            finally:
+                browser.close()
+
+    def chatOnce(self, page: Any, bob: Process, nth: int) -> None:
+        """
+        carol asks bob from the page, bob accepts, the chat is secured (the
+        C{nth} time on this page) and carol's line reaches bob.
+        """
+        page.fill("#peer", "bob")
+        page.click("#ask")
+        bob.expect(r"\* carol wants to chat")
+        bob.send("!accept carol")
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('.pane[data-peer=bob] li')].filter("
+            "li => li.textContent.includes('is end-to-end encrypted')).length >= n", arg=nth,
+            timeout=WAIT)
+        page.fill(".pane[data-peer=bob] .entry", f"line {nth} from the page")
+        page.click(".pane[data-peer=bob] .send")
+        bob.expect(rf"\] carol: line {nth} from the page")
 
     def test_keyFileFromThePage(self) -> None:
         """

@@ -40,7 +40,8 @@ async function setting(pins = new MemoryPins()) {
 test("a letter: key pinned, bundle checked, posted; both receipts verified", async () => {
   const s = await setting();
   s.session.sendLetter("bob", "dear bob");
-  assert.deepEqual(s.sent.map(([t]) => t), [0x52, 0x51]); // GET_USER_KEY, FETCH_BUNDLE
+  // our prekeys (after WELCOME), then GET_USER_KEY, FETCH_BUNDLE
+  assert.deepEqual(s.sent.map(([t]) => t), [0x50, 0x52, 0x51]);
   await s.session.message(...relay.userKey("bob", s.bobSpki));
   await s.session.message(...relay.bundle("bob", s.bobSpki, s.signed, s.oneTime));
   const [type, body] = s.sent.at(-1);
@@ -115,4 +116,25 @@ test("messages are handled in order, however slow a pin lookup is", async () => 
   release();
   await Promise.all([first, second]);
   assert.equal(s.sent.at(-1)[0], 0x53); // the letter was posted after all
+});
+
+test("12.1 for letters: after the user trusts the recipient's new key, the letter goes", async () => {
+  const pins = new MemoryPins();
+  await pins.set("bob", "SHA256:the-key-we-pinned");
+  const s = await setting(pins);
+  s.session.sendLetter("bob", "dear bob");
+  await s.session.message(...relay.userKey("bob", s.bobSpki));
+  await s.session.message(...relay.bundle("bob", s.bobSpki, s.signed, s.oneTime));
+  const warning = s.seen.find((e) => e.kind === "keyChanged");
+  assert.equal(warning.letter, true);
+  assert.equal(warning.offered, await fingerprint(s.bobSpki));
+  // a warning about another key than the one offered last pins nothing
+  await assert.rejects(s.session.trustKey("bob", "SHA256:another"), { code: "unexpected-message" });
+  assert.equal(await s.pins.get("bob"), "SHA256:the-key-we-pinned");
+  await s.session.trustKey("bob", warning.offered);
+  await assert.rejects(s.session.trustKey("bob"), { code: "unexpected-message" }); // once
+  s.session.sendLetter("bob", "dear bob");
+  await s.session.message(...relay.userKey("bob", s.bobSpki));
+  await s.session.message(...relay.bundle("bob", s.bobSpki, s.signed, s.oneTime));
+  assert.equal(s.sent.at(-1)[0], 0x53); // POST_LETTER
 });

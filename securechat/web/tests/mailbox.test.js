@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { fromHex, toHex } from "../static/js/protocol/bytes.js";
+import { bytes16, concat, fromHex, text8, toHex, u16, u64 } from "../static/js/protocol/bytes.js";
 import { CLIENT, encode, parse } from "../static/js/protocol/mailbox.js";
 
 const fixtures = JSON.parse(readFileSync(new URL("./relay-fixtures.json", import.meta.url)));
@@ -65,4 +65,15 @@ test("values outside their rule are bad-value", () => {
 
 test("a client type from the relay is unknown-type", () => {
   assert.throws(() => parse(0x53, new Uint8Array(0)), (e) => e.code === "unknown-type");
+});
+
+test("a KEY_HISTORY entry outside 14.6's rule is bad-value", () => {
+  const history = (key, added, replaced, compromised) => concat(text8("bob"), u16(1), bytes16(key),
+    u64(added), u64(replaced), u64(compromised));
+  const refused = (body) => assert.throws(() => parse(0x6f, body), { code: "bad-value" });
+  refused(history(new Uint8Array(0), 1n, 2n, 0n)); // no key
+  refused(history(Uint8Array.of(0x30), 3n, 2n, 0n)); // added after replaced
+  refused(history(Uint8Array.of(0x30), 2n, 5n, 1n)); // compromised before added
+  refused(history(Uint8Array.of(0x30), 2n, 5n, 6n)); // compromised after replaced
+  assert.equal(parse(0x6f, history(Uint8Array.of(0x30), 2n, 5n, 5n)).keys.length, 1);
 });

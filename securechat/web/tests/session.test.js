@@ -71,7 +71,7 @@ test("12.1: a first key is pinned; a changed one is refused with CHAT_STOP", asy
   ({ s, sent, seen } = await session("alice", pins));
   await s.message(...from.welcome("alice"));
   await s.message(...from.chatStarted("bob", impostor.spki, 1));
-  assert.deepEqual(sent.map(([t]) => t), [0x35]); // CHAT_STOP, no handshake
+  assert.deepEqual(sent.map(([t]) => t), [0x50, 0x35]); // our prekeys; CHAT_STOP, no handshake
   assert.equal(seen.at(-1).kind, "keyChanged");
   assert.equal(seen.at(-1).offered, await fingerprint(impostor.spki));
   // RELAYED from bob is dropped until CHAT_ENDED (the peer may have started).

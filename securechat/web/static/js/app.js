@@ -10,13 +10,17 @@ import { fromPem, generateKey, toPem } from "./client/keys.js";
 import { importKeyFile } from "./client/pkcs8.js";
 import { untrusted } from "./client/display.js";
 import { RelaySession, fingerprint } from "./client/session.js";
-import { loadKey, pinsFor, saveKey } from "./client/store.js";
+import { loadKey, mailStoreFor, pinsFor, saveKey } from "./client/store.js";
 import { connectRelay } from "./client/transport.js";
 import { reasonText } from "./protocol/relay.js";
+import { Panes } from "./panes.js";
 
 const $ = (id) => document.getElementById(id);
 let session = null;
-let current = null;
+const panes = new Panes($("panes"), {
+  say: (peer, line) => session?.say(peer, line),
+  stop: (peer) => session?.stop(peer),
+});
 
 const neutral = untrusted;
 
@@ -63,6 +67,69 @@ async function onImport() {
   status(`the key file for ${name} is kept in this browser (it was not sent anywhere)`);
 }
 
+/** A time for a user (Unix seconds): `2026-12-02 05:30 UTC`. */
+function when(seconds) {
+  return new Date(Number(seconds) * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
+function button(text, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+/** The terminal's warning, with a button in place of its !trust command. */
+function keyChanged(event) {
+  const [refused, retry] = event.letter
+    ? [`Letters to and from ${event.peer} are refused until you trust the new key.`,
+      ", then send or read the letter again."]
+    : ["The chat was refused.", " and chat again."];
+  const li = document.createElement("li");
+  li.className = "warning";
+  li.textContent = neutral(`!!! WARNING: ${event.peer}'s key CHANGED: pinned ${event.pinned}, `
+    + `the relay now offers ${event.offered}. ${refused} If ${event.peer} confirms the new `
+    + `fingerprint out of band, press Trust${retry} `);
+  const trust = button(`Trust ${event.peer}'s new key`, () => {
+    session.trustKey(event.peer, event.offered).then(() => {
+      log(`${event.peer} is now pinned to ${event.offered}; ask for a chat (or send or read the `
+        + "letter) again", "notice");
+      trust.remove();
+    }, (e) => log(`${event.peer}'s key was not trusted: ${e.detail}`, "warning"));
+  });
+  trust.className = "trust";
+  li.append(trust);
+  $("log").append(li);
+}
+
+const STATES = ["new", "fetched", "read"];
+
+/** Our letters, each with a button that fetches and opens it. */
+function showLetters(event) {
+  const list = $("letters");
+  list.replaceChildren();
+  if (event.letters.length === 0) {
+    list.append(Object.assign(document.createElement("li"), { textContent: "no letters" }));
+    return;
+  }
+  for (const e of event.letters) {
+    const li = document.createElement("li");
+    li.textContent = neutral(`[${e.id}] from ${e.sender}, ${when(e.storedAt)}, ${e.size} bytes, `
+      + `${STATES[e.state]} `);
+    li.append(button("Read", () => {
+      session.readLetter(e.sender, e.letterId);
+      li.remove();
+    }));
+    list.append(li);
+  }
+}
+
+/** A line in `peer`'s pane if it is open, else in the page's log (a closed pane stays closed). */
+function toPane(peer, text, kind) {
+  if (!panes.note(peer, text, kind)) log(text, kind);
+}
+
 function view(event) {
   switch (event.kind) {
     case "welcome":
@@ -90,37 +157,65 @@ function view(event) {
       break;
     }
     case "requestPending":
-      log(`asked ${event.peer} to chat`, "notice");
+      panes.log(event.peer, `asked ${event.peer} to chat`, "notice");
       break;
     case "chatStarted":
-      current = event.peer;
-      $("to").value = event.peer;
-      log(`securing the chat with ${event.peer}, key ${event.fingerprint}${event.first
+      panes.log(event.peer, `securing the chat with ${event.peer}, key ${event.fingerprint}${event.first
         ? " (first chat: compare it with theirs)" : ""}`, "notice");
       break;
     case "secured":
-      log(`chat with ${event.peer} is end-to-end encrypted`, "notice");
+      panes.log(event.peer, `chat with ${event.peer} is end-to-end encrypted`, "notice");
+      panes.focus(event.peer);
       break;
     case "text":
-      log(`${event.from}: ${event.text}`);
+      panes.log(event.peer, `${event.from}: ${event.text}`);
       break;
     case "keyChanged":
-      log(`WARNING: ${event.peer}'s key CHANGED: pinned ${event.pinned}, offered ${event.offered}; `
-        + "chat refused", "warning");
+      keyChanged(event);
       break;
-    case "ended":
-      log(`chat with ${event.peer} ended: ${event.how} (${event.received} messages received)`,
+    case "notice":
+      log(event.text, "notice");
+      break;
+    case "newLetters":
+      log(`you have ${event.count} new letter${event.count === 1n ? "" : "s"}`, "notice");
+      session.listLetters(0);
+      break;
+    case "letterArrived":
+      log(`new letter from ${event.sender} (${event.size} bytes, ${when(event.stored_at)})`, "notice");
+      session.listLetters(0);
+      break;
+    case "prekeysStored":
+      log(`letters can reach you: your prekeys are on the relay (${event.oneTime} one-time)`,
         "notice");
       break;
+    case "letterList":
+      showLetters(event);
+      break;
+    case "letterOpened":
+      log(`letter [${event.id}] from ${event.from}${event.again ? " (read before)" : ""}, written `
+        + `${when(event.sentAt)} (sender's clock), stored ${when(event.storedAt)}; `
+        + `Verification: ${event.verification}${event.keyReplaced ? ` (signed with ${event.from}'s `
+          + `previous key, replaced ${when(event.keyReplaced)})` : ""}`, "letter");
+      for (const line of event.text.split(/\r?\n/)) log(`  | ${line}`, "letter");
+      break;
+    case "ended":
+      toPane(event.peer, `chat with ${event.peer} ended: ${event.how} (${event.received} `
+        + "messages received)", "notice");
+      break;
     case "failed":
-      log(`chat with ${event.peer} failed: ${event.code}`, "warning");
+      toPane(event.peer, `chat with ${event.peer} failed: ${event.code}`, "warning");
       break;
     case "refused":
-      log(`not sent (${event.why}): ${event.text}`, "warning");
+      toPane(event.peer, `not sent (${event.why}): ${event.text}`, "warning");
       break;
     case "chatDeclined":
-      log(`${event.peer} did not chat: ${reasonText(event.reason)}`, "notice");
+    case "chatEnded": {
+      const line = event.kind === "chatDeclined"
+        ? `${event.peer} did not chat: ${reasonText(event.reason)}`
+        : `chat with ${event.peer} ended: ${reasonText(event.reason)}`;
+      toPane(event.peer, line, "notice");
       break;
+    }
     case "letterStored":
       log(`letter ${event.id} to ${event.to} stored by the relay`, "notice");
       break;
@@ -128,7 +223,12 @@ function view(event) {
       log(`letter to ${event.to} refused: ${reasonText(event.reason)}`, "warning");
       break;
     case "letterFailed":
-      log(`letter to ${event.to} not sent: ${event.code}`, "warning");
+      if (event.from !== undefined) {
+        log(`letter [${event.id}] from ${event.from} (${when(event.storedAt)}) REFUSED, not shown: `
+          + `${event.code}: ${event.detail}`, "warning");
+      } else {
+        log(`letter to ${event.to} not sent: ${event.code}`, "warning");
+      }
       break;
     case "receipt":
       log(`letter ${event.id} to ${event.from}: ${event.what} (receipt verified)`, "notice");
@@ -181,7 +281,7 @@ async function onConnect() {
     },
   });
   session = new RelaySession({ me: name, signer, spki: record.spki, pins: pinsFor(name), view,
-    out: (messages) => relay.send(...messages) });
+    store: mailStoreFor(name), out: (messages) => relay.send(...messages) });
 }
 
 window.addEventListener("DOMContentLoaded", () => {
@@ -196,16 +296,7 @@ window.addEventListener("DOMContentLoaded", () => {
   });
   $("refresh").addEventListener("click", () => session?.listOnline());
   $("ask").addEventListener("click", () => session?.requestChat($("peer").value.trim()));
-  $("say-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const to = $("to").value.trim() || current;
-    const line = $("line").value;
-    if (!to || !line) return;
-    log(`me: ${line}`);
-    session?.say(to, line);
-    $("line").value = "";
-  });
-  $("stop").addEventListener("click", () => session?.stop($("to").value.trim() || current));
+  $("check-letters").addEventListener("click", () => session?.listLetters(1));
   $("letter-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const to = $("letter-to").value.trim();

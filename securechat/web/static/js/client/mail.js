@@ -2,7 +2,7 @@
 // 14.5), sans-IO: the mailbox's relay messages in, the client's out,
 // events for the page.  The recipient's key is pinned as for chats.
 import { equal, toHex } from "../protocol/bytes.js";
-import { importPublicKey, sha256 } from "../protocol/crypto.js";
+import { sha256 } from "../protocol/crypto.js";
 import {
   LetterError, checkSignedPrekey, parseOneTimePrekey, parseSignedPrekey, sealLetter,
 } from "../protocol/letters.js";
@@ -10,12 +10,11 @@ import { encode } from "../protocol/mailbox.js";
 import { checkReceipt } from "../protocol/receipts.js";
 
 /**
- * @param options.fingerprint async (spki) => the pin form of a key
- * @param options.pins  `{get(peer), set(peer, fingerprint)}`, shared with chats
+ * @param options.keyring  the users' keys, pinned (keyring.js)
  */
 export class Mail {
-  constructor({ me, signer, spki, out, view, pins, fingerprint, clock = Date.now }) {
-    Object.assign(this, { me, signer, spki, out, view, pins, fingerprint, clock });
+  constructor({ me, signer, spki, out, view, keyring, clock = Date.now }) {
+    Object.assign(this, { me, signer, spki, out, view, keyring, clock });
     this.waiting = new Map(); // recipient -> [texts] waiting for key and bundle
     this.keys = new Map(); // user -> {spki, publicKey}, as pinned
     this.sent = new Map(); // letter id (hex) -> {letterId, sender, recipient, digest}
@@ -26,14 +25,22 @@ export class Mail {
     const queue = this.waiting.get(to) ?? [];
     queue.push(text);
     this.waiting.set(to, queue);
-    if (queue.length === 1) this.out([encode("getUserKey", { user: to }), encode("fetchBundle", { user: to })]);
+    if (queue.length > 1) return;
+    this.keyring.want(to, async (result) => {
+      if (result.key) {
+        this.keys.set(to, result.key);
+        return;
+      }
+      this.waiting.delete(to);
+      // a changed key was told by the keyring's warning already
+      if (result.code !== "key-changed") this.view({ kind: "letterFailed", to, code: result.code });
+    });
+    this.out([encode("fetchBundle", { user: to })]);
   }
 
   /** A mailbox message from the relay (mailbox.parse). */
   async message(m) {
     switch (m.message) {
-      case "userKey":
-        return this._userKey(m);
       case "bundle":
         return this._bundle(m);
       case "letterStored":
@@ -49,16 +56,9 @@ export class Mail {
     }
   }
 
-  async _userKey(m) {
-    const offered = await this.fingerprint(m.user_key);
-    const pinned = await this.pins.get(m.user);
-    if (pinned !== null && pinned !== offered) {
-      this.waiting.delete(m.user);
-      this.view({ kind: "keyChanged", peer: m.user, pinned, offered });
-      return;
-    }
-    if (pinned === null) await this.pins.set(m.user, offered);
-    this.keys.set(m.user, { spki: m.user_key, publicKey: await importPublicKey(m.user_key) });
+  /** Whether the relay's message is one Mail handles. */
+  static handles(m) {
+    return ["bundle", "letterStored", "letterRefused", "receipt"].includes(m.message);
   }
 
   async _bundle(m) {

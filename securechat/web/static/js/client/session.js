@@ -1,13 +1,19 @@
 // The browser client's core above one relay connection, sans-IO: the
 // relay's messages in (section 11), the client's out, events for the page
 // (which decides nothing about the protocol).  It checks the relay as
-// 12.4 says, pins peers' keys (12.1) and runs one Chat per peer.
+// 12.4 says, pins peers' keys (12.1) and runs one Chat per peer; its
+// mailbox parts send letters (Mail), keep our prekeys stocked (Prekeys)
+// and open the letters for us (Inbox), with users' keys pinned (Keyring).
 import { sha256 } from "../protocol/crypto.js";
 import { LocalProtocolError, RemoteProtocolError } from "../protocol/errors.js";
 import { MAILBOX_TYPES, parse as parseMailbox } from "../protocol/mailbox.js";
-import { encode, parse } from "../protocol/relay.js";
+import { encode, parse, reasonText } from "../protocol/relay.js";
 import { Chat } from "./chat.js";
+import { Inbox } from "./inbox.js";
+import { Keyring } from "./keyring.js";
 import { Mail } from "./mail.js";
+import { Prekeys } from "./prekeys.js";
+import { MemoryStore } from "./store.js";
 
 /** `SHA256:` and the unpadded base64 of the SHA-256 of a DER public key (12.1). */
 export async function fingerprint(spki) {
@@ -19,6 +25,7 @@ export async function fingerprint(spki) {
 export class MemoryPins {
   constructor() {
     this.pins = new Map();
+    this.former = new Set(); // "peer fingerprint" of pins replaced (14.9)
   }
 
   async get(peer) {
@@ -26,7 +33,14 @@ export class MemoryPins {
   }
 
   async set(peer, value) {
+    const old = this.pins.get(peer);
+    if (old !== undefined && old !== value) this.former.add(`${peer} ${old}`);
     this.pins.set(peer, value);
+  }
+
+  /** Whether `value` is or was pinned for `peer` (14.9 rule 1). */
+  async wasPinned(peer, value) {
+    return this.pins.get(peer) === value || this.former.has(`${peer} ${value}`);
   }
 }
 
@@ -36,15 +50,21 @@ export class MemoryPins {
  * @param options.out     (messages) => sends relay messages ([type, body] pairs)
  * @param options.view    (event) => shows what happened
  * @param options.pins    `{get(peer), set(peer, fingerprint)}`
+ * @param options.store   `{get, put, delete}`: prekeys and letters opened (store.js)
  */
 export class RelaySession {
-  constructor({ me, signer, spki, out, view, pins = new MemoryPins(), clock = Date.now }) {
+  constructor({ me, signer, spki, out, view, pins = new MemoryPins(), store = new MemoryStore(),
+    clock = Date.now }) {
     Object.assign(this, { me, signer, out, view, pins, clock });
-    this.mail = new Mail({ me, signer, spki, out, view, pins, fingerprint, clock });
+    this.refusedKeys = new Map(); // peer -> the offered key we refused (chat or letter)
+    this.keyring = new Keyring({ out, view, pins, fingerprint, changed: this.refusedKeys });
+    this.mail = new Mail({ me, signer, spki, out, view, keyring: this.keyring, clock });
+    this.prekeys = new Prekeys({ me, signer, spki, out, view, store, clock });
+    this.inbox = new Inbox({ me, signer, spki, out, view, keyring: this.keyring,
+      prekeys: this.prekeys, store, clock });
     this.welcomed = false;
     this.maxPayload = null;
     this.chats = new Map();
-    this.refusedKeys = new Map(); // peer -> the offered key we answered with CHAT_STOP
     this.dropping = new Set(); // peers whose RELAYED we drop until CHAT_ENDED (12.4)
     this._queue = Promise.resolve();
   }
@@ -69,7 +89,7 @@ export class RelaySession {
       if (!this.welcomed) {
         throw new RemoteProtocolError("unexpected-message", `${letter.message} before WELCOME`);
       }
-      await this.mail.message(letter);
+      await this._mailbox(letter);
       return;
     }
     const m = parse(type, body);
@@ -85,6 +105,7 @@ export class RelaySession {
         this.welcomed = true;
         this.maxPayload = m.maxPayload;
         this.view({ kind: "welcome", user: m.user });
+        await this.prekeys.loggedIn();
         return;
       case "chatStarted":
         return this._chatStarted(m);
@@ -98,8 +119,38 @@ export class RelaySession {
         else this.view({ kind: "chatEnded", peer: m.peer, reason: m.reason });
         return;
       }
+      case "commandFailed":
+        return this._commandFailed(m);
       default:
         this.view(m); // onlineList, chatRequested, requestPending, chatDeclined, ...
+    }
+  }
+
+  async _mailbox(m) {
+    if (Mail.handles(m)) await this.mail.message(m);
+    else if (m.message === "userKey") await this.keyring.userKey(m);
+    else if (m.message === "prekeysStored") {
+      await this.prekeys.stored(m);
+      this.view({ kind: "prekeysStored", oneTime: m.one_time_count });
+    }
+    else if (m.message === "prekeysLow") await this.prekeys.low(m);
+    else if (m.message === "letterList") this.inbox.letterList(m);
+    else if (m.message === "letter") await this.inbox.letter(m);
+    else if (m.message === "keyHistory") await this.inbox.keyHistory(m);
+    else if (m.message !== "receiptStored") this.view({ kind: m.message, ...m });
+    await this.prekeys.rotateIfDue();
+  }
+
+  async _commandFailed(m) {
+    if (m.command === 0x50) {
+      this.prekeys.refused();
+      this.view({ kind: "notice", text: `the relay refused our prekeys: ${reasonText(m.reason)}` });
+    } else if (m.command === 0x52) {
+      await this.keyring.failed(m.subject, reasonText(m.reason));
+    } else if (m.command === 0x5a) {
+      await this.inbox.keyHistory({ user: m.subject, keys: [] }); // no previous key verifies
+    } else {
+      this.view(m);
     }
   }
 
@@ -177,10 +228,28 @@ export class RelaySession {
     if (chat) await chat.stop();
   }
 
-  /** The user compared fingerprints and trusts `peer`'s new key. */
-  async trustKey(peer) {
+  /** Ask for our letters (`which` 0: new ones, 1: all). */
+  listLetters(which = 0) {
+    this.inbox.list(which);
+  }
+
+  /** Fetch and open a letter from the list. */
+  readLetter(sender, letterId) {
+    this.inbox.read(sender, letterId);
+  }
+
+  /**
+   * The user compared fingerprints and trusts `peer`'s new key; `shown`,
+   * if given, is the fingerprint the user was shown, which must be the one
+   * the relay offered last.
+   */
+  async trustKey(peer, shown) {
     const offered = this.refusedKeys.get(peer);
     if (offered === undefined) throw new LocalProtocolError("unexpected-message", "no key to trust");
+    if (shown !== undefined && shown !== offered) {
+      // the relay offered yet another key since the warning the user answered
+      throw new LocalProtocolError("unexpected-message", "that is no longer the key offered");
+    }
     this.refusedKeys.delete(peer);
     await this.pins.set(peer, offered);
   }

@@ -197,6 +197,26 @@ export function parseLetter(letter) {
   return parsed;
 }
 
+/** Whether the parsed letter `h`'s signature verifies with `publicKey` (14.3 step 7). */
+export async function letterVerifies(h, publicKey) {
+  const content = concat(LETTER_LABEL, u8(0), await letterContent(h.header, h.ciphertext));
+  return verifySignature(publicKey, h.scheme, h.signature, content);
+}
+
+/**
+ * 14.4 steps 1 to 5, before the sender's key is needed: size, parse,
+ * envelope, recipient, replay.  Returns the parsed letter.
+ */
+export async function checkEnvelope({ letter, envelope, me, opened }) {
+  const h = parseLetter(letter);
+  if (h.sender !== envelope.sender || !equal(h.letterId, envelope.letterId)) {
+    throw new LetterError("wrong-envelope", "the letter is not the one its envelope names");
+  }
+  if (h.recipient !== me) throw new LetterError("wrong-recipient", `a letter for ${h.recipient}`);
+  if (await opened(h.sender, h.letterId)) throw new LetterError("replayed", "opened before");
+  return h;
+}
+
 /**
  * Open a letter (14.4), in the spec's order.  `envelope` is the LETTER
  * message's sender and letter_id; `opened(sender, letterIdHex)` says
@@ -207,14 +227,8 @@ export function parseLetter(letter) {
 export async function openLetter({
   letter, envelope, me, myKey, opened, senderKey, prekeyPrivate,
 }) {
-  const h = parseLetter(letter);
-  if (h.sender !== envelope.sender || !equal(h.letterId, envelope.letterId)) {
-    throw new LetterError("wrong-envelope", "the letter is not the one its envelope names");
-  }
-  if (h.recipient !== me) throw new LetterError("wrong-recipient", `a letter for ${h.recipient}`);
-  if (await opened(h.sender, h.letterId)) throw new LetterError("replayed", "opened before");
-  const content = concat(LETTER_LABEL, u8(0), await letterContent(h.header, h.ciphertext));
-  if (!await verifySignature(senderKey.publicKey, h.scheme, h.signature, content)) {
+  const h = await checkEnvelope({ letter, envelope, me, opened });
+  if (!await letterVerifies(h, senderKey.publicKey)) {
     throw new LetterError("bad-signature", `the letter is not signed by ${h.sender}'s key`);
   }
   const signedPrivate = await prekeyPrivate("signed", h.signedPrekeyId);

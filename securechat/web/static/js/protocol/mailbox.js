@@ -16,6 +16,8 @@ const STATUS_ENTRY = [["recipient", "name"], ["letter_id", "id"], ["stored_at", 
   ["expires_at", "u64"], ["delivered_at", "u64"], ["read_at", "u64"],
   ["delivery_receipt", "bytes16"], ["read_receipt", "bytes16"]];
 const USER_ENTRY = [["user", "name"], ["online", "u8", [0, 1]]];
+const PREVIOUS_KEY_ENTRY = [["user_key", "bytes16"], ["added_at", "u64"], ["replaced_at", "u64"],
+  ["compromised_at", "u64"]];
 
 /** Client to relay: type and fields. */
 export const CLIENT = {
@@ -29,6 +31,7 @@ export const CLIENT = {
   postReceipt: [0x57, [["sender", "name"], ["letter_id", "id"], ["receipt", "bytes16"]]],
   sentStatus: [0x58, [["offset", "u64"]]],
   listUsers: [0x59, [["offset", "u64"]]],
+  getKeyHistory: [0x5a, [["user", "name"]]],
 };
 
 /** Relay to client: type → [message name, fields, extra check]. */
@@ -52,6 +55,7 @@ const RELAY = {
   0x6c: ["receipt", [["recipient", "name"], ["letter_id", "id"], ["receipt", "bytes16"]]],
   0x6d: ["statusList", [["letters", STATUS_ENTRY], ["total", "u64"]]],
   0x6e: ["userList", [["users", USER_ENTRY], ["total", "u64"]]],
+  0x6f: ["keyHistory", [["user", "name"], ["keys", PREVIOUS_KEY_ENTRY]], checkHistory],
 };
 
 /** The mailbox's relay-to-client types, for Connection's `applicationTypes`. */
@@ -135,6 +139,16 @@ function checkBundle(m) {
   } catch (e) {
     if (e instanceof LetterError) throw new RemoteProtocolError("bad-value", `BUNDLE: ${e.detail}`);
     throw e;
+  }
+}
+
+function checkHistory(m) {
+  for (const e of m.keys) {
+    const compromised = e.compromised_at;
+    if (e.user_key.length === 0 || e.added_at > e.replaced_at
+        || (compromised !== 0n && (compromised < e.added_at || compromised > e.replaced_at))) {
+      throw new RemoteProtocolError("bad-value", "KEY_HISTORY entry outside its rule");
+    }
   }
 }
 
