@@ -303,6 +303,12 @@ class ApplyChangeTests(unittest.TestCase):
         self.chain.make("alice", Action.DELETE)
         self.refused("unknown-group", "alice", Action.RENAME, name="back")
 
+    def test_deletedIdNotReused(self) -> None:
+        """A creation for the id of a deleted group is group-exists."""
+        self.chain.make("alice", Action.DELETE)
+        e = self.assertRaises(GroupError, apply_change, self.chain.state, Chain("bob").changes[0])
+        self.assertEqual(e.code, "group-exists")
+
     def test_changeBeforeCreation(self) -> None:
         """A change to a group never created is unknown-group."""
         change = self.chain.next("alice", Action.ADD, target="eve")

@@ -296,10 +296,10 @@ def apply_change(state: GroupState | None, change: GroupChange) -> GroupState:
                           {change.actor: Role.OWNER})
     if change.group_id != state.group_id:
         raise GroupError("bad-change", "a change for another group")
+    if action is Action.CREATE:
+        raise GroupError("group-exists", "a creation for a group id already taken")
     if state.deleted:
         raise GroupError("unknown-group", "the group was deleted")
-    if action is Action.CREATE:
-        raise GroupError("group-exists", "a creation for a group that exists")
     if change.epoch != state.epoch + 1 or change.prev != state.head:
         raise GroupError("stale-change", f"the change extends epoch {change.epoch - 1}, "
                                          f"the group is at epoch {state.epoch}")
