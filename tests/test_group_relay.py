@@ -20,6 +20,7 @@ from securechat.crypto.groupstate import (
 from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.store import group_store, mailbox_store
+from securechat.server.store.groupmemory import MemoryGroupStore
 from securechat.wire.groups import (
     NO_GROUP, ChangeGroup, GetGroupLog, GroupAck, GroupChanged, GroupEntry, GroupList,
     GroupLogPage, GroupMessage, GroupPost, GroupPosted, GroupRefused, ListGroups)
@@ -384,6 +385,30 @@ class OfflineTests(GroupCase):
         self.assertGreater(len(resumed), 3)
         self.assertEqual(groups.waiting, {})
 
+    def test_postDuringBacklogRead(self) -> None:
+        """
+        A message stored while bob's backlog is being read (the store
+        answers later) is neither lost nor sent twice nor out of order: bob
+        gets 1, 2, 3, 4 exactly once each.
+        """
+        store = _HeldReads(MemoryGroupStore(self.h.clock))
+        self.h = Harness(group_store=store)
+        self.login("alice", "bob")
+        self.group("bob")
+        self.h.links["bob"].client_transport.loseConnection()
+        self.h.pump()
+        self.post("alice", b"1")
+        self.post("alice", b"2")
+        store.hold = True
+        bob, _ = self.h.connect("bob")
+        self.post("alice", b"3")
+        store.hold = False
+        store.release()
+        self.h.pump()
+        self.post("alice", b"4")
+        self.assertEqual([m.body for m in bob.messages if isinstance(m, GroupMessage)],
+                         [b"1", b"2", b"3", b"4"])
+
     def test_messagesStoredUntilAllAcked(self) -> None:
         """The store forgets a message once every member acknowledged it."""
         self.login("alice", "bob")
@@ -394,6 +419,41 @@ class OfflineTests(GroupCase):
         self.assertEqual(len(self.successResultOf(store.messages_after(GID, 0, 10))), 1)
         self.ask(self.clients["alice"], GroupAck(GID, 1))
         self.assertEqual(self.successResultOf(store.messages_after(GID, 0, 10)), [])
+
+
+class _HeldReads:
+    """
+    A group store whose C{messages_after} reads at once but answers only
+    on L{release} while C{hold} is set (a read that ran before a commit).
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.hold = False
+        self.held: list[tuple[Deferred[Any], Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def messages_after(self, *args: Any) -> Deferred[Any]:
+        found = self.successResult(self.store.messages_after(*args))
+        d: Deferred[Any] = Deferred()
+        if self.hold:
+            self.held.append((d, found))
+        else:
+            d.callback(found)
+        return d
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d, found in held:
+            d.callback(found)
+
+    @staticmethod
+    def successResult(d: Deferred[Any]) -> Any:
+        results: list[Any] = []
+        d.addCallback(results.append)
+        return results[0]
 
 
 class LimitTests(GroupCase):
