@@ -385,6 +385,33 @@ class OfflineTests(GroupCase):
         self.assertGreater(len(resumed), 3)
         self.assertEqual(groups.waiting, {})
 
+    def test_backlogsOfTwoGroups(self) -> None:
+        """
+        bob, back, has a backlog larger than his queue's soft limit in each
+        of two groups: both arrive whole, each in seq order (each group's
+        backlog waits for the queue on its own).
+        """
+        self.h = Harness(Limits(queue_soft_limit=8 * 1024, queue_hard_limit=1024 * 1024,
+                                group_burst=1000, rate=1e6, burst=10**6))
+        alice, _ = self.login("alice", "bob")
+        self.group("bob")
+        other = b"\x02" * 16
+        create = sign_change(GroupChange(other, 1, bytes(32), "alice", Action.CREATE, name="two"),
+                             user_key("alice"))
+        add = sign_change(GroupChange(other, 2, create.digest, "alice", Action.ADD, "bob"),
+                          user_key("alice"))
+        self.ask(alice, ChangeGroup(create.encode()), ChangeGroup(add.encode()))
+        self.h.links["bob"].client_transport.loseConnection()
+        self.h.pump()
+        for i in range(40):
+            self.ask(alice, GroupPost(GID, b"a" * 600), GroupPost(other, b"b" * 600))
+        bob, _ = self.h.connect("bob")
+        self.h.pump()
+        got = [(m.group_id, m.seq) for m in bob.messages if isinstance(m, GroupMessage)]
+        self.assertEqual([seq for gid, seq in got if gid == GID], list(range(1, 41)))
+        self.assertEqual([seq for gid, seq in got if gid == other], list(range(1, 41)))
+        self.assertEqual(self.h.relay.groups.waiting, {})
+
     def test_postDuringBacklogRead(self) -> None:
         """
         A message stored while bob's backlog is being read (the store

@@ -106,8 +106,8 @@ class Groups:
         #: Per session, the groups delivered live, each with the last seq
         #: sent; a group not in it is still being caught up from the store.
         self._live: dict[UserSession, dict[bytes, int]] = {}
-        #: Sessions whose backlog waits for their queue to drain.
-        self.waiting: dict[UserSession, Callable[[], None]] = {}
+        #: Sessions whose backlogs (one per group) wait for their queue to drain.
+        self.waiting: dict[UserSession, list[Callable[[], None]]] = {}
 
     def handlers(self) -> dict[type, Callable[[UserSession, Any], None]]:
         """The relay's handler for each group message type."""
@@ -162,8 +162,7 @@ class Groups:
     def drained(self, session: UserSession) -> None:
         """C{session}'s queue drained: a backlog waiting for it goes on."""
         if session.queue is not None and session.queue.bytes <= self.limits.queue_soft_limit // 2:
-            resume = self.waiting.pop(session, None)
-            if resume is not None:
+            for resume in self.waiting.pop(session, ()):
                 resume()
 
     def _group_list(self, summaries: list[Any]) -> GroupList:
@@ -189,9 +188,10 @@ class Groups:
             queue = session.queue
             if live is None or queue is None or not session.active:
                 return
-            last = after
+            last, stopped = after, False
             for message in found:
                 if queue.bytes > self.limits.queue_soft_limit:
+                    stopped = True
                     break
                 last = message.seq
                 if message.sender != user:
@@ -200,8 +200,8 @@ class Groups:
             cached = self._cache.get(group_id)
             # An empty page: nothing more is stored now; what is committed
             # after this read comes live.
-            if last != after and (len(found) == BACKLOG_PAGE or last != found[-1].seq or (
-                    cached is not None and cached.last_seq > last)):
+            if stopped or len(found) == BACKLOG_PAGE or (
+                    found and cached is not None and cached.last_seq > last):
                 self._when_drained(session, lambda: self._catch_up(session, group_id, last))
             elif cached is None or user in cached.state.members:
                 live[group_id] = last
@@ -213,7 +213,7 @@ class Groups:
         if queue is None or queue.bytes <= self.limits.queue_soft_limit // 2:
             resume()
         else:
-            self.waiting[session] = resume
+            self.waiting.setdefault(session, []).append(resume)
 
     # -- the cache ----------------------------------------------------------
 
