@@ -80,9 +80,10 @@ def baseline_server(port: int) -> None:
 
     factory = Factory.forProtocol(FanOut)
     factory.noisy = False
-    listening = reactor.listenTCP(port, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-    print(f"listening on {listening.getHost().port}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    listening = reactor.listenTCP(port, factory,  # type: ignore[arg-type]
+                                  interface="127.0.0.1")
+    print(f"listening on {listening.getHost().port}", flush=True)  # type: ignore[attr-defined]
+    reactor.run()
 
 
 def wait_listening(proc: subprocess.Popen[Any], port: int, what: str) -> None:
