@@ -12,7 +12,8 @@ The baseline: this file's C{--baseline-server} mode, pinned to CPU 0, the
 cheapest Twisted group fan-out: length-prefixed frames, first frame a name,
 then every frame from a client is written as it is to every other
 connection (one message written to N transports; no crypto, no store, no
-queue, no membership).  The load generator (benchmarks/groupload.py, pinned
+queue, no membership), and the sender is answered with one byte (as
+securechat answers GROUP_POSTED, so both senders keep --window in flight).  The load generator (benchmarks/groupload.py, pinned
 to CPU 1) connects the sender and the members (securechat: real handshakes,
 a group made with signed changes), then on GO: (1) throughput: the sender
 posts --messages messages (securechat keeps --window waiting for
@@ -73,6 +74,7 @@ def baseline_server(port: int) -> None:
             for client in clients:
                 if client is not self:
                     client.sendString(data)
+            self.sendString(b"k")  # the sender's answer, as GROUP_POSTED
 
         def connectionLost(self, reason: object = None) -> None:
             if self in clients:
@@ -109,7 +111,8 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-def start_server(target: str, members: int, work: str) -> tuple[subprocess.Popen[Any], int, str]:
+def start_server(target: str, members: int, work: str,
+                 profile: str | None = None) -> tuple[subprocess.Popen[Any], int, str]:
     port = free_port()
     data_dir = os.path.join(work, f"data-{target}-{members}")
     if target == "securechat":
@@ -118,6 +121,8 @@ def start_server(target: str, members: int, work: str) -> tuple[subprocess.Popen
         argv = server_argv("securechat", port, data_dir, log_file) + [
             "--group-members", str(members + 1), "--group-rate", "1000000",
             "--group-burst", "1000000"]
+        if profile:
+            argv[1:1] = [f"--profile={profile}-{members}", "--profiler=cprofile", "--savestats"]
     else:
         argv = [sys.executable, os.path.abspath(__file__), "--baseline-server", str(port)]
     proc = subprocess.Popen(pinned(0) + argv, env=environment(), stdout=subprocess.DEVNULL,
@@ -127,7 +132,8 @@ def start_server(target: str, members: int, work: str) -> tuple[subprocess.Popen
 
 
 def run_one(target: str, args: argparse.Namespace, members: int, work: str) -> dict[str, Any]:
-    server, port, data_dir = start_server(target, members, work)
+    server, port, data_dir = start_server(target, members, work,
+                                          args.profile if target == "securechat" else None)
     gen = subprocess.Popen(
         pinned(1) + [sys.executable, os.path.join(HERE, "groupload.py"), target,
                      "--port", str(port), "--data-dir", data_dir, "--members", str(members),
@@ -217,6 +223,9 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=10.0, help="messages/s in the paced phase")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of the paced phase")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--profile", metavar="FILE",
+                   help="save a cProfile of the relay's reactor thread as FILE-MEMBERS (pstats "
+                        "format; it slows the relay: not for the figures)")
     p.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.baseline_server is not None:

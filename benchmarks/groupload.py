@@ -18,8 +18,8 @@ Modes:
               every other connection.
 
 Then, as the driver says GO: (1) throughput: u0 posts --messages messages
-(securechat: at most --window waiting for GROUP_POSTED; baseline: all at
-once) until the measuring members have every one; (2) paced: one message
+(at most --window waiting for the answer: GROUP_POSTED, or the
+baseline's one byte) until the measuring members have every one; (2) paced: one message
 every 1/--rate s for --duration s; each measuring member's receive time
 minus the send time is a latency.  Prints READY, PHASE, then one JSON line.
 
@@ -209,16 +209,23 @@ class SecurechatSide:
                 discard(member.protocol, self.tally)
 
     async def throughput(self, count: int) -> None:
-        window = self.args.window
-        pending: list[defer.Deferred[Any]] = []
-        for seq in range(count):
-            if len(pending) >= window:
-                await pending.pop(0)
-            pending.append(self.ask(GroupPost(GROUP_ID, body(seq))))
-        await defer.gatherResults(pending)
+        await windowed(self, count)
 
     def post(self, seq: int) -> None:
         self.ask(GroupPost(GROUP_ID, body(seq)))
+
+    def message(self, seq: int) -> Any:
+        return GroupPost(GROUP_ID, body(seq))
+
+
+async def windowed(side: Any, count: int) -> None:
+    """Post C{count} messages, at most --window waiting for their answers."""
+    pending: list[defer.Deferred[Any]] = []
+    for seq in range(count):
+        if len(pending) >= side.args.window:
+            await pending.pop(0)
+        pending.append(side.ask(side.message(seq)))
+    await defer.gatherResults(pending)
 
 
 # -- baseline ----------------------------------------------------------------
@@ -247,6 +254,10 @@ class BaselineSide:
         self.args = args
         self.tally = tally
         self.sender: PlainClient | None = None
+        self.answers: list[defer.Deferred[Any]] = []
+
+    def answered(self, data: bytes) -> None:
+        self.answers.pop(0).callback(data)
 
     async def connect(self, name: str, on_payload: Callable[[bytes], None] | None) -> PlainClient:
         client = PlainClient(name, on_payload)
@@ -255,7 +266,7 @@ class BaselineSide:
         return await client.ready
 
     async def setup(self) -> None:
-        self.sender = await self.connect("u0", None)
+        self.sender = await self.connect("u0", self.answered)
         names = [f"u{i}" for i in range(1, self.args.members + 1)]
         members: list[PlainClient] = []
         for start in range(0, len(names), 50):
@@ -268,12 +279,20 @@ class BaselineSide:
                 discard(member, self.tally)
 
     async def throughput(self, count: int) -> None:
-        for seq in range(count):
-            self.post(seq)
+        await windowed(self, count)
+
+    def ask(self, payload: bytes) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.answers.append(d)
+        assert self.sender is not None
+        self.sender.sendString(payload)
+        return d
 
     def post(self, seq: int) -> None:
-        assert self.sender is not None
-        self.sender.sendString(body(seq))
+        self.ask(body(seq))
+
+    def message(self, seq: int) -> bytes:
+        return body(seq)
 
 
 # -- the run -----------------------------------------------------------------
