@@ -206,6 +206,31 @@ class SQLiteGroupStoreTests(GroupStoreTestsMixin, unittest.TestCase):
         self.store = SQLiteGroupStore(self.mailbox.db, self.clock, expiry_seconds=2 * DAY)
 
     @inlineCallbacks
+    def test_groupCommit(self) -> Gen:
+        """
+        Messages posted in one turn share one transaction, numbered in the
+        order posted; one for a deleted group fails alone.
+        """
+        yield self.build(("alice", Action.ADD, {"target": "bob"}))
+        other = GroupState(b"\x05" * 16, "gone", 1, b"\x00" * 32, {"bob": Role.OWNER})
+        yield self.store.commit_change(b"c", other)
+        deleted = GroupState(other.group_id, "gone", 2, b"\x01" * 32, {}, True)
+        yield self.store.commit_change(b"d", deleted)
+        descriptions: list[str] = []
+        run = self.store.db.runInteraction
+
+        def counting(description: str, *args: Any) -> Any:
+            descriptions.append(description)
+            return run(description, *args)
+        self.store.db.runInteraction = counting
+        first = self.store.store_message(GID, "alice", b"a")
+        lost = self.store.store_message(other.group_id, "bob", b"x")
+        second = self.store.store_message(GID, "bob", b"b")
+        self.assertEqual(((yield first).seq, (yield second).seq), (1, 2))
+        yield self.assertFailure(lost, NoSuchGroup)
+        self.assertEqual(descriptions, ["store-group-messages"])
+
+    @inlineCallbacks
     def test_survivesReopen(self) -> Gen:
         """What is committed is there after the database is opened again."""
         yield self.build(("alice", Action.ADD, {"target": "bob"}))

@@ -6,6 +6,15 @@ same L{Database} (one connection, writes serialised).  Every transaction
 is a plain function C{f(txn, ...)} below, run by
 L{Database.runInteraction}; they read no clock (the time is an argument).
 The mailbox store owns the database and closes it.
+
+B{Group commit.}  As for letters, C{store_message} does not start a
+transaction per call: the messages of one reactor turn, and all those that
+arrive while a commit is in flight, are stored by one
+C{store-group-messages} transaction, and each call's Deferred fires only
+after it committed (all in the same turn, so the relay fans them out
+together and each member's queue is sealed and written once for them).  A
+message for a group deleted meanwhile fails alone (L{NoSuchGroup}); if the
+transaction fails, every message in it fails and none is stored.
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from securechat.crypto.groupstate import GroupState
@@ -104,6 +115,18 @@ def store_message_txn(txn: Any, group_id: bytes, sender: str, body: bytes,
     return StoredGroupMessage(group_id, seq, sender, now, body)
 
 
+def store_messages_txn(txn: Any, messages: list[tuple[bytes, str, bytes]],
+                       now: int) -> list[StoredGroupMessage | NoSuchGroup]:
+    """Store each message in turn; one for a deleted group is its error, not the batch's."""
+    out: list[StoredGroupMessage | NoSuchGroup] = []
+    for group_id, sender, body in messages:
+        try:
+            out.append(store_message_txn(txn, group_id, sender, body, now))
+        except NoSuchGroup as e:
+            out.append(e)
+    return out
+
+
 def messages_after_txn(txn: Any, group_id: bytes, after_seq: int,
                        limit: int) -> list[StoredGroupMessage]:
     txn.execute("SELECT seq, sender, stored_at, body FROM group_messages"
@@ -132,13 +155,19 @@ def expire_txn(txn: Any, before: int) -> int:
 
 @implementer(IGroupStore)
 class SQLiteGroupStore:
-    """L{IGroupStore} on the mailbox's L{Database}."""
+    """L{IGroupStore} on the mailbox's L{Database}; messages are group-committed."""
+
+    log = Logger()
 
     def __init__(self, db: Database, clock: IReactorTime, expiry_seconds: int = 30 * DAY) -> None:
         self.db = db
         self.clock = clock
         self.expiry_seconds = expiry_seconds
         self._closed = False
+        #: Messages waiting for the next group commit, with their Deferreds.
+        self._pending: list[tuple[tuple[bytes, str, bytes], Deferred[StoredGroupMessage]]] = []
+        self._flush_call: IDelayedCall | None = None
+        self._in_flight = False
 
     def _run(self, description: str, f: Any, *args: Any) -> Deferred[Any]:
         if self._closed:
@@ -162,8 +191,45 @@ class SQLiteGroupStore:
 
     def store_message(self, group_id: bytes, sender: str, body: bytes
                       ) -> Deferred[StoredGroupMessage]:
-        return self._run("store-group-message", store_message_txn, group_id, sender, body,
-                         int(self.clock.seconds()))
+        if self._closed:
+            return fail(StoreError("the group store is closed"))
+        d: Deferred[StoredGroupMessage] = Deferred()
+        self._pending.append(((group_id, sender, body), d))
+        self._schedule()
+        return d
+
+    def _schedule(self) -> None:
+        if self._pending and self._flush_call is None and not self._in_flight:
+            # At the end of this reactor turn: the turn's messages share it.
+            self._flush_call = self.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        self._in_flight = True
+        d = self.db.runInteraction("store-group-messages", store_messages_txn,
+                                   [message for message, _ in batch], int(self.clock.seconds()))
+        d.addBoth(self._committed, batch)
+
+    def _committed(self, result: list[StoredGroupMessage | NoSuchGroup] | Failure,
+                   batch: list[tuple[tuple[bytes, str, bytes], Deferred[StoredGroupMessage]]]
+                   ) -> None:
+        self._in_flight = False
+        # What arrived meanwhile goes to the pool thread now, in this callback.
+        if self._pending and self._flush_call is None:
+            self._flush()
+        if isinstance(result, Failure):
+            self.log.failure("storing {count} group messages failed; none was acknowledged",
+                             result, count=len(batch))
+        for i, (_, d) in enumerate(batch):
+            outcome = result if isinstance(result, Failure) else result[i]
+            if isinstance(outcome, StoredGroupMessage):
+                d.callback(outcome)
+            else:
+                d.errback(outcome)
+        self._schedule()
 
     def messages_after(self, group_id: bytes, after_seq: int, limit: int
                        ) -> Deferred[list[StoredGroupMessage]]:
@@ -177,6 +243,10 @@ class SQLiteGroupStore:
 
     def close(self) -> Deferred[None]:
         self._closed = True
+        if self._flush_call is not None:
+            # Commit what is waiting (its callers are answered).
+            self._flush_call.cancel()
+            self._flush()
         d: Deferred[None] = Deferred()
         d.callback(None)
         return d
