@@ -216,7 +216,7 @@ def main() -> int:
     p.add_argument("--smoke", action="store_true", help="tiny counts: checks it still runs")
     p.add_argument("--members", type=int, nargs="*", default=[100, 1000],
                    help="group sizes to run (default: 100 1000)")
-    p.add_argument("--messages", type=int, default=500,
+    p.add_argument("--messages", type=int, default=2000,
                    help="messages in the throughput phase for 100 members (scaled down for "
                         "larger groups: the same number of copies)")
     p.add_argument("--window", type=int, default=16, help="posts waiting for GROUP_POSTED")
