@@ -13,8 +13,10 @@ cheapest Twisted group fan-out: length-prefixed frames, first frame a name,
 then every frame from a client is written as it is to every other
 connection (one message written to N transports; no crypto, no store, no
 queue, no membership), and the sender is answered with one byte (as
-securechat answers GROUP_POSTED, so both senders keep --window in flight).  The load generator (benchmarks/groupload.py, pinned
-to CPU 1) connects the sender and the members (securechat: real handshakes,
+securechat answers GROUP_POSTED, so both senders keep --window in flight).
+The load generator (benchmarks/groupload.py, two processes pinned to CPU 1:
+the sender and the timed members, and the members that only read) connects
+the sender and the members (securechat: real handshakes,
 a group made with signed changes), then on GO: (1) throughput: the sender
 posts --messages messages (securechat keeps --window waiting for
 GROUP_POSTED, which comes after the SQLite commit); (2) paced: --rate
@@ -131,46 +133,70 @@ def start_server(target: str, members: int, work: str,
     return proc, port, data_dir
 
 
-def run_one(target: str, args: argparse.Namespace, members: int, work: str) -> dict[str, Any]:
-    server, port, data_dir = start_server(target, members, work,
-                                          args.profile if target == "securechat" else None)
-    gen = subprocess.Popen(
+def _generator(target: str, args: argparse.Namespace, members: int, port: int,
+               data_dir: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         pinned(1) + [sys.executable, os.path.join(HERE, "groupload.py"), target,
                      "--port", str(port), "--data-dir", data_dir, "--members", str(members),
                      "--messages", str(args.messages * 100 // members or 1),
                      "--window", str(args.window), "--rate", str(args.rate),
-                     "--duration", str(args.duration)],
+                     "--duration", str(args.duration), *extra],
         env=environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert gen.stdin is not None and gen.stdout is not None
-    watchdog = threading.Timer(STEP_TIMEOUT, gen.kill)
+
+
+def _expect(proc: subprocess.Popen[str], word: str, what: str) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith(word):
+        raise RuntimeError(f"{what}: expected {word}, got {line!r}")
+    return line
+
+
+def _go(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("GO\n")
+    proc.stdin.flush()
+
+
+def run_one(target: str, args: argparse.Namespace, members: int, work: str) -> dict[str, Any]:
+    server, port, data_dir = start_server(target, members, work,
+                                          args.profile if target == "securechat" else None)
+    gen = _generator(target, args, members, port, data_dir)
+    readers: subprocess.Popen[str] | None = None
+
+    def kill() -> None:
+        for proc in (gen, readers):
+            if proc is not None:
+                proc.kill()
+    watchdog = threading.Timer(STEP_TIMEOUT, kill)
     watchdog.start()
-
-    def expect(word: str) -> str:
-        line = gen.stdout.readline()  # type: ignore[union-attr]
-        if not line.startswith(word):
-            raise RuntimeError(f"{target} load generator: expected {word}, got {line!r}")
-        return line
-
-    def go() -> None:
-        gen.stdin.write("GO\n")  # type: ignore[union-attr]
-        gen.stdin.flush()  # type: ignore[union-attr]
+    what = f"{target} load generator"
     try:
-        expect("READY")
+        _expect(gen, "GROUPED", what)
+        readers = _generator(target, args, members, port, data_dir, "--readers")
+        _expect(readers, "READY", what + " (readers)")
+        _go(gen)
+        _expect(gen, "READY", what)
         cpu0 = cpu_time(server.pid)
-        go()
-        expect("PHASE")
+        _go(gen)
+        _expect(gen, "PHASE", what)
         cpu1 = cpu_time(server.pid)
-        go()
-        result: dict[str, Any] = json.loads(expect("{"))
+        _go(gen)
+        result: dict[str, Any] = json.loads(_expect(gen, "{", what))
         cpu2 = cpu_time(server.pid)
         gen.wait(STEP_TIMEOUT)
+        _go(readers)
+        discarded = json.loads(_expect(readers, "{", what + " (readers)"))
+        readers.wait(STEP_TIMEOUT)
     finally:
         watchdog.cancel()
-        if gen.poll() is None:
-            gen.kill()
+        for proc in (gen, readers):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
         stop(server)
-    if "error" in result:
-        raise RuntimeError(f"{target} load generator: {result['error']}")
+    if "error" in result or "error" in discarded:
+        raise RuntimeError(f"{what}: {result.get('error') or discarded.get('error')}")
+    result["discarded_bytes"] = discarded["discarded_bytes"]
     result["throughput_cpu"] = cpu1 - cpu0
     result["paced_cpu"] = cpu2 - cpu1
     result["members"] = members

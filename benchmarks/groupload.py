@@ -23,12 +23,15 @@ baseline's one byte) until the measuring members have every one; (2) paced: one 
 every 1/--rate s for --duration s; each measuring member's receive time
 minus the send time is a latency.  Prints READY, PHASE, then one JSON line.
 
-So that one generator process can keep up with 1,000 members, only
---measured members (spread evenly over the member list, the last one
-included: the relay fans out in the order members were added) decode what
-they receive; the others, once logged in, only count the bytes that
-arrive (they still read, so the relay's queues drain as with real
-clients).
+So that the generator can keep up with 1,000 members, only --measured
+members (spread evenly over the member list, the last one included: the
+relay fans out in the order members were added) decode what they receive,
+in the main process; the others are logged in by a second process
+(C{--readers}) and only count the bytes that arrive (they still read, so the
+relay's queues drain as with real clients), so the timed members are not
+queued behind 1,000 reads.  The main process prints GROUPED once the group
+exists and waits for a line before logging in its members (the driver
+starts the readers in between).
 """
 
 from __future__ import annotations
@@ -185,7 +188,7 @@ class SecurechatSide:
         self.sender.protocol.post(message)
         return d
 
-    async def setup(self) -> None:
+    async def make_group(self) -> None:
         key = server_key(self.args.data_dir)
         self.sender = await login(self.args.port, "u0", key, self.sender_message)
         state: GroupState | None = None
@@ -198,15 +201,17 @@ class SecurechatSide:
                                                  Action.ADD, f"u{i}"), user_key("u0"))
             await self.ask(ChangeGroup(change.encode()))
             state = apply_change(state, change)
-        names = [f"u{i}" for i in range(1, self.args.members + 1)]
+
+    async def join(self, names: list[str], decode: bool) -> None:
+        key = server_key(self.args.data_dir)
         for start in range(0, len(names), 50):
-            self.members += await defer.gatherResults([
+            joined = await defer.gatherResults([
                 defer.Deferred.fromCoroutine(login(self.args.port, n, key, self.member_message))
                 for n in names[start:start + 50]])
-        decoding = measuring(self.args.members, self.args.measured)
-        for i, member in enumerate(self.members, 1):
-            if i not in decoding:
-                discard(member.protocol, self.tally)
+            self.members += joined
+            if not decode:
+                for member in joined:
+                    discard(member.protocol, self.tally)
 
     async def throughput(self, count: int) -> None:
         await windowed(self, count)
@@ -265,18 +270,17 @@ class BaselineSide:
                                                  timeout=30), client)
         return await client.ready
 
-    async def setup(self) -> None:
+    async def make_group(self) -> None:
         self.sender = await self.connect("u0", self.answered)
-        names = [f"u{i}" for i in range(1, self.args.members + 1)]
-        members: list[PlainClient] = []
+
+    async def join(self, names: list[str], decode: bool) -> None:
         for start in range(0, len(names), 50):
-            members += await defer.gatherResults([
+            joined = await defer.gatherResults([
                 defer.Deferred.fromCoroutine(self.connect(n, self.tally.got))
                 for n in names[start:start + 50]])
-        decoding = measuring(self.args.members, self.args.measured)
-        for i, member in enumerate(members, 1):
-            if i not in decoding:
-                discard(member, self.tally)
+            if not decode:
+                for member in joined:
+                    discard(member, self.tally)
 
     async def throughput(self, count: int) -> None:
         await windowed(self, count)
@@ -312,7 +316,18 @@ def say(line: str) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tally = Tally()
     side: Any = SecurechatSide(args, tally) if args.mode == "securechat" else BaselineSide(args, tally)
-    await side.setup()
+    decoding_set = measuring(args.members, args.measured)
+    if args.readers:
+        # The members that only read, in a process of their own.
+        await side.join([f"u{i}" for i in range(1, args.members + 1) if i not in decoding_set],
+                        decode=False)
+        say("READY")
+        await _stdin_line()
+        return {"discarded_bytes": tally.discarded}
+    await side.make_group()
+    say("GROUPED")
+    await _stdin_line()
+    await side.join([f"u{i}" for i in sorted(decoding_set)], decode=True)
     say("READY")
     await _stdin_line()
     t0 = time.perf_counter()
@@ -364,6 +379,8 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--measured", type=int, default=10,
                    help="members that decode and time what they receive")
+    p.add_argument("--readers", action="store_true",
+                   help="only log in the members that do not decode, and read until told")
     args = p.parse_args()
     out: dict[str, Any] = {}
 
