@@ -287,6 +287,26 @@ class PostTests(GroupCase):
         self.post("alice", b"after")
         self.assertEqual(self.clients["bob"].take(), [])
 
+    def test_removedWhileOffline(self) -> None:
+        """
+        bob, removed while offline, is not listed in the group at his next
+        login, gets none of its messages, and his GROUP_LOG is refused.
+        """
+        self.login("alice", "bob")
+        self.group("bob")
+        self.h.links["bob"].client_transport.loseConnection()
+        self.h.pump()
+        self.post("alice", b"before")
+        self.submit("alice", Action.REMOVE, target="bob")
+        self.post("alice", b"after")
+        bob, self.h.links["bob"] = self.h.connect("bob")
+        self.clients["bob"] = bob
+        self.h.pump()
+        self.assertEqual([m for m in bob.take()
+                          if isinstance(m, (GroupList, GroupMessage, GroupChanged))], [])
+        self.assertEqual(self.ask(bob, GetGroupLog(GID, 0)),
+                         [GroupRefused(GID, LOG, Reason.NOT_MEMBER)])
+
     def test_addedMemberGetsOnlyLater(self) -> None:
         """A member added after a message gets the messages after it, not before."""
         self.login("alice", "bob")
@@ -298,12 +318,14 @@ class PostTests(GroupCase):
         self.assertEqual(self.messages("bob"), [(2, "alice", b"after")])
 
     def test_deleteTellsEveryone(self) -> None:
-        """A delete is sent to every member; then posts are NOT_MEMBER."""
+        """A delete is sent to every member; then posts and log requests are NOT_MEMBER."""
         self.login("alice", "bob")
         self.group("bob")
         self.submit("alice", Action.DELETE)
         self.assertEqual([type(m) for m in self.clients["bob"].take()], [GroupChanged])
         self.assertEqual(self.post("bob", b"x"), [GroupRefused(GID, POST, Reason.NOT_MEMBER)])
+        self.assertEqual(self.ask(self.clients["bob"], GetGroupLog(GID, 0)),
+                         [GroupRefused(GID, LOG, Reason.NOT_MEMBER)])
 
     def test_ackHasNoAnswer(self) -> None:
         """An accepted GROUP_ACK is not answered."""

@@ -246,7 +246,7 @@ class Groups:
     def _member_of(self, session: UserSession, group_id: bytes) -> Deferred[_Live]:
         """The group, if C{session}'s user is a member, else NOT_MEMBER."""
         def check(live: _Live | None) -> _Live:
-            if live is None or session.user not in live.state.members:
+            if live is None or live.state.deleted or session.user not in live.state.members:
                 raise _Refused(Reason.NOT_MEMBER)
             return live
         return self._load(group_id).addCallback(check)
