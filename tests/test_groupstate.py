@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from securechat.crypto import keys
 from securechat.crypto.groupstate import (
     MAX_CHANGE, NO_PREVIOUS, Action, GroupChange, GroupError, GroupState, Role, affected,
-    apply_change, parse_change, replay_log, sign_change, verify_change)
+    apply_change, check_change, parse_change, replay_log, sign_change, verify_change)
 from tests.group_vectors import COMPUTE, INPUT_FIELDS, OUTPUT_FIELDS
 from tests.vectors import parse as parse_vectors
 
@@ -153,6 +153,85 @@ class ChangeEncodingTests(unittest.TestCase):
         self.assertRaises(GroupError, verify_change, altered, public("alice"))
 
 
+    def test_largestChange(self) -> None:
+        """
+        MAX_CHANGE (714) is every field at its longest (names of 32 and 64
+        bytes, a 512-byte signature): such an encoding is read through (and
+        refused only because no action carries both a target and a name);
+        one byte more is refused before parsing.  The longest real change,
+        a rename, is 682 bytes and parses.
+        """
+        change = GroupChange(GID, 2, b"\x01" * 32, "a" * 32, Action.RENAME, "t" * 32,
+                             name="n" * 64, scheme=0x0804, signature=b"s" * 512)
+        data = change.encode()
+        self.assertEqual((len(data), MAX_CHANGE), (714, 714))
+        e = self.assertRaises(GroupError, parse_change, data)
+        self.assertIn("rename takes no target", str(e))
+        e = self.assertRaises(GroupError, parse_change, data + b"\x00")
+        self.assertIn("a change of 715 bytes", str(e))
+        rename = GroupChange(GID, 2, b"\x01" * 32, "a" * 32, Action.RENAME, name="n" * 64,
+                             scheme=0x0804, signature=b"s" * 512)
+        self.assertEqual(len(rename.encode()), 682)
+        self.assertEqual(parse_change(rename.encode()), rename)
+
+    def test_signatureLength(self) -> None:
+        """A signature of 512 bytes parses; of 513 is bad-change."""
+        ok = GroupChange(GID, 2, b"\x01" * 32, "alice", Action.LEAVE, signature=b"s" * 512)
+        self.assertEqual(parse_change(ok.encode()).signature, b"s" * 512)
+        long = GroupChange(GID, 2, b"\x01" * 32, "alice", Action.LEAVE, signature=b"s" * 513)
+        e = self.assertRaises(GroupError, parse_change, long.encode())
+        self.assertIn("a signature of 513 bytes", str(e))
+
+    def test_longestName(self) -> None:
+        """A group name of exactly 64 bytes is accepted (65 is not, above)."""
+        change = GroupChange(GID, 1, NO_PREVIOUS, "alice", Action.CREATE, name="é" * 32)
+        self.assertEqual(parse_change(change.encode()).name, "é" * 32)
+
+    def test_versionZero(self) -> None:
+        """Version 0 is refused too, by the parser and by check_change."""
+        data = b"\x00" + Chain().changes[0].encode()[1:]
+        self.assertIn("version 0", str(self.assertRaises(GroupError, parse_change, data)))
+        for version in (0, 2):
+            change = GroupChange(GID, 1, NO_PREVIOUS, "alice", Action.CREATE, name="t",
+                                 version=version)
+            e = self.assertRaises(GroupError, check_change, change)
+            self.assertIn(f"version {version}", str(e))
+
+    def test_idAndPrevLengths(self) -> None:
+        """check_change wants a group id of exactly 16 bytes and a prev of exactly 32."""
+        for group_id, prev in [(b"\x01" * 15, b"\x01" * 32), (b"\x01" * 17, b"\x01" * 32),
+                               (b"\x01" * 16, b"\x01" * 31), (b"\x01" * 16, b"\x01" * 33)]:
+            change = GroupChange(group_id, 2, prev, "alice", Action.LEAVE)
+            e = self.assertRaises(GroupError, check_change, change)
+            self.assertIn("16 bytes and a prev of 32", str(e))
+
+    def test_targetWhereNone(self) -> None:
+        """A leave (no target) naming a target is bad-change."""
+        change = GroupChange(GID, 2, b"\x01" * 32, "alice", Action.LEAVE, "bob")
+        e = self.assertRaises(GroupError, parse_change, change.encode())
+        self.assertIn("leave takes no target", str(e))
+
+    def test_creationPrevAndEpoch(self) -> None:
+        """A creation with a prev other than zeros, or at epoch 0, is bad-change."""
+        for epoch, prev in [(1, b"\x01" * 32), (0, NO_PREVIOUS)]:
+            change = GroupChange(GID, epoch, prev, "alice", Action.CREATE, name="t")
+            e = self.assertRaises(GroupError, parse_change, change.encode())
+            self.assertIn("epoch 1 and a prev of 32 zero bytes", str(e))
+
+    def test_changeAtEpochOne(self) -> None:
+        """Only a creation is at epoch 1: an add at epoch 1 is bad-change."""
+        change = GroupChange(GID, 1, NO_PREVIOUS, "alice", Action.ADD, "bob")
+        e = self.assertRaises(GroupError, parse_change, change.encode())
+        self.assertIn("add at epoch 1", str(e))
+
+    def test_frozen(self) -> None:
+        """A change and a state cannot be altered in place (they are chained by hash)."""
+        import dataclasses
+        change = Chain().changes[0]
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, change, "target", "eve")
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, Chain().state, "epoch", 9)
+
+
 def _fields(change: GroupChange) -> dict[str, Any]:
     return {name: getattr(change, name) for name in change.__dataclass_fields__}
 
@@ -193,6 +272,47 @@ class ApplyChangeTests(unittest.TestCase):
     def test_staleEpoch(self) -> None:
         """A change for an epoch already taken is stale-change."""
         self.refused("stale-change", "alice", Action.ADD, target="eve", epoch=5)
+
+    def test_prevAboveOrBelowHead(self) -> None:
+        """Any prev other than the head is stale, whether it sorts above or below it."""
+        for prev in (b"\x00" * 32, b"\xff" * 32):
+            self.refused("stale-change", "alice", Action.ADD, target="eve", prev=prev)
+
+    def test_staleMessage(self) -> None:
+        """The stale-change message names the epoch the change extends and the group's."""
+        e = self.refused("stale-change", "alice", Action.ADD, target="eve", epoch=7)
+        self.assertIn("the change extends epoch 6, the group is at epoch 5", str(e))
+
+    def test_demoteAdmin(self) -> None:
+        """The owner sets an admin back to member."""
+        state = self.chain.make("alice", Action.SET_ROLE, target="carol", role=Role.MEMBER)
+        self.assertEqual(state.members["carol"], Role.MEMBER)
+
+    def test_plainIntegerRoles(self) -> None:
+        """
+        The rules hold for a state whose roles are plain integers (as a
+        store gives them back): the owner sets roles and transfers, an admin
+        cannot remove an admin, and the owner is found.
+        """
+        assert self.chain.state is not None
+        plain = GroupState(GID, "team", self.chain.state.epoch, self.chain.state.head,
+                           {user: int(role) for user, role in self.chain.state.members.items()})
+        self.chain.state = plain
+        self.assertEqual(plain.owner, "alice")
+        self.chain.make("alice", Action.SET_ROLE, target="bob", role=Role.ADMIN)
+        self.refused("not-allowed", "carol", Action.REMOVE, target="bob")
+        state = self.chain.make("alice", Action.TRANSFER_OWNER, target="bob")
+        self.assertEqual(state.owner, "bob")
+
+    def test_affected(self) -> None:
+        """Only a remove (its target) and a leave (its actor) take someone out."""
+        self.assertEqual(affected(self.chain.next("alice", Action.REMOVE, target="bob")), "bob")
+        self.assertEqual(affected(self.chain.next("bob", Action.LEAVE)), "bob")
+        for action, kw in [(Action.ADD, {"target": "eve"}), (Action.RENAME, {"name": "x"}),
+                           (Action.DELETE, {}), (Action.TRANSFER_OWNER, {"target": "bob"}),
+                           (Action.SET_ROLE, {"target": "bob", "role": Role.ADMIN})]:
+            self.assertIsNone(affected(self.chain.next("alice", action, **kw)))
+        self.assertIsNone(affected(Chain().changes[0]))
 
     def test_wrongPrev(self) -> None:
         """A change with the right epoch but another prev is stale-change."""
@@ -324,10 +444,11 @@ class ApplyChangeTests(unittest.TestCase):
     def test_otherGroup(self) -> None:
         """A change naming another group id is bad-change."""
         change = self.chain.next("alice", Action.ADD, target="eve")
-        other = sign_change(GroupChange(**{**_fields(change), "group_id": b"\x09" * 16}),
-                            key("alice"))
-        e = self.assertRaises(GroupError, apply_change, self.chain.state, other)
-        self.assertEqual(e.code, "bad-change")
+        for group_id in (b"\x09" * 16, b"\x00" * 16):
+            other = sign_change(GroupChange(**{**_fields(change), "group_id": group_id}),
+                                key("alice"))
+            e = self.assertRaises(GroupError, apply_change, self.chain.state, other)
+            self.assertEqual(e.code, "bad-change")
 
 
 class ReplayLogTests(unittest.TestCase):
@@ -380,8 +501,9 @@ class ReplayLogTests(unittest.TestCase):
 
     def test_logOfAnotherGroup(self) -> None:
         """A log for another group id is refused."""
-        e = self.assertRaises(GroupError, replay_log, self.log, public, None, b"\x05" * 16)
-        self.assertIn("another group", str(e))
+        for group_id in (b"\x05" * 16, b"\x00" * 16):
+            e = self.assertRaises(GroupError, replay_log, self.log, public, None, group_id)
+            self.assertIn("another group", str(e))
 
     def test_emptyLog(self) -> None:
         """An empty log with no known state is unknown-group."""
