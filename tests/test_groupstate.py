@@ -280,8 +280,8 @@ class ApplyChangeTests(unittest.TestCase):
 
     def test_staleMessage(self) -> None:
         """The stale-change message names the epoch the change extends and the group's."""
-        e = self.refused("stale-change", "alice", Action.ADD, target="eve", epoch=7)
-        self.assertIn("the change extends epoch 6, the group is at epoch 5", str(e))
+        e = self.refused("stale-change", "alice", Action.ADD, target="eve", epoch=8)
+        self.assertIn("the change extends epoch 7, the group is at epoch 5", str(e))
 
     def test_demoteAdmin(self) -> None:
         """The owner sets an admin back to member."""
@@ -301,8 +301,32 @@ class ApplyChangeTests(unittest.TestCase):
         self.assertEqual(plain.owner, "alice")
         self.chain.make("alice", Action.SET_ROLE, target="bob", role=Role.ADMIN)
         self.refused("not-allowed", "carol", Action.REMOVE, target="bob")
+        self.refused("not-allowed", "alice", Action.LEAVE)
+        self.chain.make("alice", Action.ADD, target="eve")
+        assert self.chain.state is not None
+        self.chain.state = GroupState(GID, "team", self.chain.state.epoch, self.chain.state.head,
+                                      {u: int(r) for u, r in self.chain.state.members.items()})
+        self.refused("bad-change", "alice", Action.SET_ROLE, target="eve", role=Role.MEMBER)
         state = self.chain.make("alice", Action.TRANSFER_OWNER, target="bob")
         self.assertEqual(state.owner, "bob")
+
+    def test_largeEpoch(self) -> None:
+        """Epochs past the small integers chain as well (300 to 301)."""
+        assert self.chain.state is not None
+        self.chain.state = GroupState(GID, "team", 300, self.chain.state.head,
+                                      dict(self.chain.state.members))
+        self.assertEqual(self.chain.make("alice", Action.RENAME, name="x").epoch, 301)
+
+    def test_affectedOfParsed(self) -> None:
+        """affected() reads a parsed change (action a plain integer) alike."""
+        removal = parse_change(self.chain.next("alice", Action.REMOVE, target="bob").encode())
+        leave = parse_change(self.chain.next("bob", Action.LEAVE).encode())
+        self.assertEqual((affected(removal), affected(leave)), ("bob", "bob"))
+
+    def test_wireValues(self) -> None:
+        """Roles and actions have the values of 15.1."""
+        self.assertEqual([int(r) for r in Role], [1, 2, 3])
+        self.assertEqual([int(a) for a in Action], list(range(1, 9)))
 
     def test_affected(self) -> None:
         """Only a remove (its target) and a leave (its actor) take someone out."""
