@@ -126,23 +126,33 @@ def _count(txn: Any, recipient: str, letters: int, size: int) -> None:
                 " bytes = bytes + excluded.bytes", (recipient, letters, size))
 
 
+def _earlier(txn: Any, new: NewLetter) -> Duplicate | None:
+    """The letter already stored with C{new}'s (sender, letter_id), if any."""
+    txn.execute("SELECT stored_at, expires_at, recipient FROM letters"
+                " WHERE sender = ? AND letter_id = ?", (new.sender, new.letter_id))
+    row = txn.fetchone()
+    return None if row is None else Duplicate(row[0], row[1], row[2])
+
+
 def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
                       limits: MailboxLimits) -> list[StoreOutcome]:
     # The quota is checked against the counted usage, which is never less
     # than the exact one; only when that refuses is the mailbox scanned
     # (expired letters not yet purged do not count), so the answer is the
     # exact one's.
+    #
+    # Idempotence without a SELECT per letter: the INSERT itself finds a
+    # letter already stored (UNIQUE (sender, letter_id), ON CONFLICT DO
+    # NOTHING, no row changed), and only then is the first one read for
+    # its answer.  A letter the quota or size would refuse is looked up
+    # first, so that a resend of a stored letter is still answered as the
+    # first time whatever the later checks say (14.7, step 2).
     usage: dict[str, tuple[int, int]] = {}
     exact: set[str] = set()
     added: dict[str, tuple[int, int]] = {}
     outcomes: list[StoreOutcome] = []
+    expires_at = now + limits.expiry_seconds
     for new in letters:
-        txn.execute("SELECT stored_at, expires_at, recipient FROM letters"
-                    " WHERE sender = ? AND letter_id = ?", (new.sender, new.letter_id))
-        row = txn.fetchone()
-        if row is not None:
-            outcomes.append(Duplicate(row[0], row[1], row[2]))
-            continue
         if new.recipient not in usage:
             usage[new.recipient] = _counted(txn, new.recipient)
         count, size = usage[new.recipient]
@@ -153,12 +163,17 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
             usage[new.recipient] = count, size = _usage(txn, new.recipient, now)
             refused = rules.refusal(new, count, size, limits)
         if refused is not None:
-            outcomes.append(refused)
+            outcomes.append(_earlier(txn, new) or refused)
             continue
-        expires_at = now + limits.expiry_seconds
         txn.execute("INSERT INTO letters (sender, letter_id, recipient, size, stored_at,"
-                    " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    " expires_at) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (sender, letter_id) DO NOTHING",
                     (new.sender, new.letter_id, new.recipient, len(new.body), now, expires_at))
+        if txn.rowcount != 1:
+            first = _earlier(txn, new)
+            assert first is not None  # the conflict was with it
+            outcomes.append(first)
+            continue
         txn.execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
                     (txn.lastrowid, new.body))
         usage[new.recipient] = (count + 1, size + len(new.body))
