@@ -318,7 +318,7 @@ class Mailbox:
         def outcome(outcomes: list[StoreOutcome]) -> Message:
             result = outcomes[0]
             if isinstance(result, Stored):
-                self.metrics.letters_stored.inc()
+                self.metrics.letters_stored += 1
                 self.metrics.letter_ack_latency.observe(self.relay.clock.seconds() - started)
                 self._notify(recipient, LetterArrived(sender, letter_id, result.stored_at, size))
                 return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
