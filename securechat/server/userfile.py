@@ -36,11 +36,15 @@ class FileUserDirectory:
         self._bad_stamp: Any = None
         self._unrevalidated = False
         self._users = UserDirectory()
+        #: L{lookup_recent}'s answers (immutable), kept until the file is
+        #: read again: a letter costs no new L{UserEntry}.
+        self._entries: dict[str, UserEntry] = {}
         self._read(self._data.stamp(self._data.users_path))
         self._unrevalidated = False
 
     def _read(self, stamp: Any) -> None:
         self._users = self._data.load_users()
+        self._entries = {}
         self._stamp = stamp
         self._unrevalidated = True
 
@@ -87,10 +91,14 @@ class FileUserDirectory:
             self._fresh()
             self._checked_this_turn = True
             self._clock.callLater(0, self._turn_over)
-        record = self._users.lookup(name)
-        if record is None:
-            return None
-        return UserEntry(record.name, record.public_key, record.revoked is not None)
+        entry = self._entries.get(name)
+        if entry is None:
+            record = self._users.lookup(name)
+            if record is None:
+                return None
+            entry = self._entries[name] = UserEntry(record.name, record.public_key,
+                                                    record.revoked is not None)
+        return entry
 
     def _turn_over(self) -> None:
         self._checked_this_turn = False
