@@ -273,6 +273,27 @@ def report(sc: dict[str, float], base: dict[str, float], args: argparse.Namespac
     return "\n".join(lines)
 
 
+def measure(letters: int, window: int = 64, rate: float = 1000.0,
+            duration: float = 10.0) -> tuple[dict[str, float], dict[str, float]]:
+    """
+    One run of both sides (for benchmarks/run.py's table): securechat's
+    and bare SQLite's summaries (L{summarize}), in that order.
+    """
+    total = letters + int(rate * duration)
+    args = argparse.Namespace(letters=letters, window=window, rate=rate, duration=duration,
+                              recipients=max(1, -(-total // PER_MAILBOX)), profile=None)
+    work = tempfile.mkdtemp(prefix="securechat-mailbench-")
+    try:
+        dump = os.path.join(work, "letters.txt")
+        sc_raw = run_securechat(args, work, dump)
+        base_raw = run_baseline(args, work, dump)
+        sc = summarize(sc_raw)
+        sc["generator_cpu_share"] = sc_raw["generator_cpu_share"]
+        return sc, summarize(base_raw)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description="the mailbox: securechat's relay vs bare SQLite")
     p.add_argument("--smoke", action="store_true", help="tiny counts: checks it still runs")

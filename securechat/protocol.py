@@ -50,6 +50,7 @@ from securechat.keepalive import KEEPALIVE_CHECKS, KeepaliveSweep
 from securechat.crypto.signer import SigningError, as_signer
 from securechat.outbound import EndOfTurn, OutboundQueue
 from securechat.signing import DEFAULT_SIGN_TIMEOUT, ThreadRunner, sign_later
+from securechat.writethrough import writer_for
 from securechat.wire.messages import Identity, Message, Ping, Pong
 
 #: Room kept in a record for its header and tag (and some slack), when
@@ -104,6 +105,9 @@ class SecureChatProtocol(Protocol):
         self._pending_verification: Deferred[Any] | None = None
         self._pending_signature: Deferred[bytes] | None = None
         self._producer: Any = None
+        #: Writes to the transport (L{writer_for}: at once when it can), set
+        #: when the connection is made.
+        self._write: Callable[[bytes], None] | None = None
         self.error: ProtocolError | None = None
         self._turn = end_of_turn or EndOfTurn(clock)
         self.outbound = OutboundQueue(self._turn, self._seal_posted, config.max_frame - RECORD_ROOM)
@@ -117,6 +121,7 @@ class SecureChatProtocol(Protocol):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
+        self._write = writer_for(self.transport)
         self._last_rx = self.clock.seconds()
         self._deadline = self.clock.callLater(self.handshake_timeout, self._handshake_expired)
         if self.connection.is_initiator:
@@ -343,7 +348,7 @@ class SecureChatProtocol(Protocol):
     def _flush(self) -> None:
         data = self.connection.data_to_send()
         if data and self.transport is not None:
-            self.transport.write(data)
+            (self._write or self.transport.write)(data)
 
     def _disconnect(self) -> None:
         if self.transport is None:

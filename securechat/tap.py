@@ -283,8 +283,10 @@ def makeService(options: Options) -> IService:
     from securechat.datafiles import CorruptDataDir, DataDirError
     from securechat.server.service import StartupError, relay_service
 
+    from securechat.server.collector import CollectorTuning
+
     try:
-        return relay_service(
+        service = relay_service(
             options["data-dir"], options["listen"], options["metrics"], options["limits"],
             create=options["create"], allow_readable_keys=bool(options["allow-readable-keys"]),
             websocket=options["listen-websocket"], origins=options["websocket-origin"],
@@ -293,3 +295,6 @@ def makeService(options: Options) -> IService:
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")
         raise SystemExit(1) from None
+    # Started last: freezes what start-up made (securechat.server.collector).
+    CollectorTuning().setServiceParent(service)
+    return service

@@ -36,6 +36,10 @@ class BenchmarkSmokeTests(unittest.TestCase):
                      "idle 1000 users"):
             self.assertIn(case, out)
         self.assertRegex(out, r"handshakes\s+handshakes_per_s\s+\d+\.\d\d\s+\d+\.\d\d")
+        # The mailbox is in the same table (issue 20): acknowledged letters
+        # per second, CPU per letter and ack latency, against bare SQLite.
+        for metric in ("acked_letters_per_s", "cpu_us_per_letter", "ack_p50_ms", "ack_p99_ms"):
+            self.assertRegex(out, rf"(?m)^letters\s+{metric}\s+\d+\.\d\d\s+\d+\.\d\d\s+")
 
     def test_smokeHandshakeOverCrypto(self) -> None:
         """

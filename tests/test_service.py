@@ -524,6 +524,25 @@ class ImmediateUserChangesTests(unittest.TestCase):
         assert entry is not None
         self.assertTrue(entry.revoked)
 
+    def test_letterLookupReusesEntryUntilFileChanges(self) -> None:
+        """
+        The per-letter lookup answers the same entry letter after letter
+        (no new object per letter), and a fresh one, revoked, once the
+        file changed and was read again.
+        """
+        directory = self.service.relay.directory
+        self.data.add_user("alice", self.alice.public_key(), NOW)
+        self.clock.advance(0)
+        first = directory.lookup_recent("alice")
+        assert first is not None
+        self.assertIs(directory.lookup_recent("alice"), first)
+        self.data.revoke_user("alice", NOW)
+        self.clock.advance(0)
+        entry = directory.lookup_recent("alice")
+        assert entry is not None
+        self.assertTrue(entry.revoked)
+        self.assertIsNone(directory.lookup_recent("nobody"))
+
     def test_rekeyEndsOldKeySession(self) -> None:
         """
         After rekey the old key is refused at once, the new one accepted,

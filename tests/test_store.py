@@ -182,6 +182,40 @@ class StoreTestsMixin:
         self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY, "bob")])
         self.assertEqual((yield self.store.list_letters("bob", new_only=False)), [])
 
+    @inlineCallbacks
+    def test_resendToFullMailboxIsDuplicate(self) -> Generator[Any, Any, None]:
+        """
+        The duplicate check comes before the quota (14.7, step 2): the
+        resend of a stored letter to a mailbox that is now full is answered
+        as the first time, not refused, and stores nothing.
+        """
+        yield self.post(letter(1), letter(2), letter(3))
+        self.assertEqual((yield self.post(letter(4))), [Refused(MAILBOX_FULL_LETTERS)])
+        outcomes = yield self.post(letter(2))
+        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY, "bob")])
+        self.assertEqual((yield self.store.usage("bob")), [MailboxUsage("bob", 3, 300)])
+
+    @inlineCallbacks
+    def test_oversizedResendIsDuplicate(self) -> Generator[Any, Any, None]:
+        """
+        A resend of a stored letter whose new body is over the size limit is
+        still answered as the first time (the duplicate check comes first).
+        """
+        yield self.post(letter(1))
+        outcomes = yield self.post(NewLetter("alice", "bob", lid(1), b"\x02" * 501))
+        self.assertEqual(outcomes, [Duplicate(START, START + 10 * DAY, "bob")])
+
+    @inlineCallbacks
+    def test_duplicateInOneBatchCountedOnce(self) -> Generator[Any, Any, None]:
+        """
+        A letter twice in one batch, then a third time in the next, counts
+        once against the quota (the usage row is not bumped by a duplicate).
+        """
+        yield self.post(letter(1), letter(1), letter(2))
+        outcomes = yield self.post(letter(1), letter(3))
+        self.assertEqual([type(o) for o in outcomes], [Duplicate, Stored])
+        self.assertEqual((yield self.store.usage("bob")), [MailboxUsage("bob", 3, 300)])
+
     def test_letterIdIsSixteenBytes(self) -> None:
         """
         A letter id is 16 bytes: another length cannot even be stored.

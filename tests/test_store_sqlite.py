@@ -29,6 +29,7 @@ from securechat.server.store.interface import (
     DAY, DELIVERY, READ, Duplicate, MailboxUsage, StoreError, Stored)
 from securechat.server.store.memory import MemoryMailboxStore
 from securechat.server.store.sqlite import SQLiteMailboxStore, store_letters_txn
+from securechat.server.store.tally import SUMMARY_SECONDS, CommitTally
 from tests.test_store import LIMITS, START, SteppedClock, letter, lid, one_time, signed
 
 
@@ -140,17 +141,20 @@ class GroupCommitTests(SQLiteCase):
         self.assertEqual(on_disk[5:], [15] * 10)
 
     @inlineCallbacks
-    def test_oneLogLinePerCommit(self) -> Generator[Any, Any, None]:
+    def test_storedLettersLoggedNotPerCommit(self) -> Generator[Any, Any, None]:
         """
-        A commit of twenty letters logs one info line saying how many were
-        stored, not one per letter (README, "What the relay does on its
-        own").
+        A commit of twenty letters logs nothing by itself: the letters
+        stored are counted and logged once a minute (L{CommitTally}), and
+        what was counted is logged when the store closes (README, "What
+        the relay does on its own").
         """
         events: list[dict[str, Any]] = []
         self.store.log = Logger(observer=events.append)
         yield gatherResults([self.post(n, []) for n in range(20)])
+        self.assertEqual(events, [])
+        yield self.store.close()
         self.assertEqual([formatEvent(e) for e in events],
-                         ["mailbox: 20 letters stored in one commit"])
+                         ["mailbox: 20 letters stored in 1 commit in the last 0 s"])
         self.assertEqual([e["log_level"] for e in events], [LogLevel.info])
 
     @inlineCallbacks
@@ -501,3 +505,32 @@ class UsageCountTests(SQLiteCase):
         self.assertEqual(self.counted()[0][1], 2)
         yield self.store.expire(START + 11 * DAY)
         self.assertEqual(self.counted(), [])
+
+
+class CommitTallyTests(unittest.TestCase):
+    """
+    L{CommitTally}: letters stored, one line per minute at most.
+    """
+
+    def test_oneLinePerMinute(self) -> None:
+        """
+        Commits are added up and reported once, L{SUMMARY_SECONDS} after
+        the first of them; a quiet minute reports nothing, and the next
+        commit starts a new count.
+        """
+        clock = Clock()
+        lines: list[tuple[int, int, float]] = []
+        tally = CommitTally(clock, lambda *line: lines.append(line))
+        tally.add(20)
+        clock.advance(10)
+        tally.add(5)
+        clock.advance(SUMMARY_SECONDS - 10 - 0.5)
+        self.assertEqual(lines, [])
+        clock.advance(0.5)
+        self.assertEqual(lines, [(25, 2, SUMMARY_SECONDS)])
+        clock.advance(SUMMARY_SECONDS * 3)
+        self.assertEqual(len(lines), 1)
+        tally.add(1)
+        tally.flush()
+        self.assertEqual(lines[1:], [(1, 1, 0.0)])
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -128,10 +128,12 @@ _ACCEPTS: dict[State, frozenset[int]] = {
 _FRAME_TYPES = frozenset({HELLO, HELLO_REPLY, ALERT, RECORD})
 #: States in which we hold keys for the peer's records: a plaintext ALERT
 #: frame there is C{unauthenticated-alert}, never believed.
-_KEYED = frozenset({State.WAIT_AUTH, State.WAIT_VERIFY, State.WAIT_SIGN, State.ESTABLISHED})
+#: (These state groups are tuples, not sets: a set lookup hashes the State
+#: with Enum.__hash__, a Python-level call, on every record.)
+_KEYED = (State.WAIT_AUTH, State.WAIT_VERIFY, State.WAIT_SIGN, State.ESTABLISHED)
 #: States in which input is held back until the application answers.
-_HOLDING = frozenset({State.WAIT_VERIFY, State.WAIT_SIGN})
-_STOPPED = _HOLDING | {State.CLOSED, State.FAILED}
+_HOLDING = (State.WAIT_VERIFY, State.WAIT_SIGN)
+_STOPPED = _HOLDING + (State.CLOSED, State.FAILED)
 _KEEPALIVE = frozenset({PING, PONG})
 
 
@@ -202,10 +204,14 @@ class Connection:
         Feed received bytes; return what happened.  Data arriving after the
         connection closed or failed is ignored.
         """
-        if self.state in (State.FAILED, State.CLOSED):
+        state = self.state
+        if state is State.ESTABLISHED:
+            self._decoder.feed(data)
+            return self._process()
+        if state in (State.FAILED, State.CLOSED):
             return []
         self._decoder.feed(data)
-        if self.state in _HOLDING:
+        if state in _HOLDING:
             if self._decoder.buffered > self.config.max_held:
                 doing = ("our signature is made" if self.state is State.WAIT_SIGN
                          else "the peer identity is checked")

@@ -7,10 +7,11 @@ that serve them: C{/metrics} and C{/health}.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -51,15 +52,16 @@ class RelayMetrics:
             "securechat_senders_paused", "Times a sender was paused for a slow recipient", registry=r)
         self.rate_limited = Counter(
             "securechat_rate_limited", "Times a user was throttled for its message rate", registry=r)
-        self.letters_stored = Counter(
-            "securechat_letters_stored", "Letters committed to the mailbox store", registry=r)
+        #: Letters committed to the mailbox store (a plain integer, like
+        #: the hot path's: it changes for every letter).
+        self.letters_stored = 0
         self.letters_refused = Counter(
             "securechat_letters_refused", "Letters refused, by reason", ["reason"], registry=r)
-        self.letter_ack_latency = Histogram(
+        #: Seconds from a letter's arrival to its LETTER_STORED.
+        self.letter_ack_latency = LatencyHistogram(
             "securechat_letter_ack_seconds",
             "Seconds from a letter's arrival to its LETTER_STORED (after the commit)",
-            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
-            registry=r)
+            (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
         self.group_posts = Counter(
             "securechat_group_posts", "Group messages stored (one per GROUP_POST)", registry=r)
         self.group_copies = Counter(
@@ -112,6 +114,45 @@ class _HotPathCollector:
                                   value=m.relayed_bytes)
         yield GaugeMetricFamily("securechat_queued_bytes", "Bytes waiting in all outbound queues",
                                 value=m.queued_bytes)
+        yield CounterMetricFamily("securechat_letters_stored",
+                                  "Letters committed to the mailbox store", value=m.letters_stored)
+        yield m.letter_ack_latency.family()
+
+
+class LatencyHistogram:
+    """
+    A Prometheus histogram kept as plain numbers (an observation is a
+    C{bisect} and three additions: no lock, no per-bucket loop, as
+    C{prometheus_client}'s C{Histogram} has), read when C{/metrics} is
+    scraped.  The relay is single-threaded where it observes.
+    """
+
+    __slots__ = ("name", "documentation", "bounds", "counts", "total", "count")
+
+    def __init__(self, name: str, documentation: str, bounds: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = bounds
+        #: Observations per bucket (not cumulative); the last is +Inf's.
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        # Prometheus buckets are "less than or equal to" their bound.
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def family(self) -> HistogramMetricFamily:
+        """The histogram as Prometheus exposes it (cumulative buckets)."""
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip(self.bounds + (float("inf"),), self.counts):
+            running += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return HistogramMetricFamily(self.name, self.documentation, buckets=buckets,
+                                     sum_value=self.total)
 
 
 class MetricsResource(Resource):

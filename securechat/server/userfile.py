@@ -56,11 +56,15 @@ class FileUserDirectory:
         self._bad_stamp: Any = None
         self._unrevalidated = False
         self._users = UserDirectory()
+        #: L{lookup_recent}'s answers (immutable), kept until the file is
+        #: read again: a letter costs no new L{UserEntry}.
+        self._entries: dict[str, UserEntry] = {}
         self._read(self._data.stamp(self._data.users_path))
         self._unrevalidated = False
 
     def _read(self, stamp: Any) -> None:
         self._users = self._data.load_users()
+        self._entries = {}
         self._stamp = stamp
         self._unrevalidated = True
 
@@ -105,8 +109,13 @@ class FileUserDirectory:
             self._fresh()
             self._checked_this_turn = True
             self._clock.callLater(0, self._turn_over)
-        record = self._users.lookup(name)
-        return None if record is None else user_entry(record)
+        entry = self._entries.get(name)
+        if entry is None:
+            record = self._users.lookup(name)
+            if record is None:
+                return None
+            entry = self._entries[name] = user_entry(record)
+        return entry
 
     def _turn_over(self) -> None:
         self._checked_this_turn = False

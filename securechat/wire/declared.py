@@ -119,7 +119,7 @@ class Declared:
         return layout
 
     def encode_body(self) -> bytes:
-        return b"".join(encode(getattr(self, name)) for name, encode, _ in self._get_layout())
+        return b"".join([encode(getattr(self, name)) for name, encode, _ in self._get_layout()])
 
     @classmethod
     def parse_body(cls, r: Reader) -> Any:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from securechat.errors import RemoteProtocolError
+
 if TYPE_CHECKING:
     from securechat.wire.codec import Reader
 
@@ -47,8 +49,6 @@ def read_user_name(r: Reader, what: str) -> str:
     Read a C{text8} user name from C{r}; one that breaks the rule is the
     remote error C{bad-value} naming the field.
     """
-    from securechat.errors import RemoteProtocolError
-
     name = r.text8(what)
     try:
         return check_user_name(name)

@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from securechat.server.store import rules
 from securechat.server.store.engine import Database
+from securechat.server.store.tally import CommitTally
 from securechat.server.store.interface import (
     DELIVERY, RECEIPT_KINDS, Duplicate, IMailboxStore, LetterRecord, LetterSummary, MailboxLimits,
     MailboxUsage, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle, SentLetterStatus,
@@ -126,23 +127,37 @@ def _count(txn: Any, recipient: str, letters: int, size: int) -> None:
                 " bytes = bytes + excluded.bytes", (recipient, letters, size))
 
 
+def _earlier(txn: Any, new: NewLetter) -> Duplicate | None:
+    """The letter already stored with C{new}'s (sender, letter_id), if any."""
+    txn.execute("SELECT stored_at, expires_at, recipient FROM letters"
+                " WHERE sender = ? AND letter_id = ?", (new.sender, new.letter_id))
+    row = txn.fetchone()
+    return None if row is None else Duplicate(row[0], row[1], row[2])
+
+
 def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
                       limits: MailboxLimits) -> list[StoreOutcome]:
     # The quota is checked against the counted usage, which is never less
     # than the exact one; only when that refuses is the mailbox scanned
     # (expired letters not yet purged do not count), so the answer is the
     # exact one's.
+    #
+    # Idempotence without a SELECT per letter: the INSERT itself finds a
+    # letter already stored (UNIQUE (sender, letter_id), ON CONFLICT DO
+    # NOTHING, no row changed), and only then is the first one read for
+    # its answer.  A letter the quota or size would refuse is looked up
+    # first, so that a resend of a stored letter is still answered as the
+    # first time whatever the later checks say (14.7, step 2).
     usage: dict[str, tuple[int, int]] = {}
     exact: set[str] = set()
     added: dict[str, tuple[int, int]] = {}
     outcomes: list[StoreOutcome] = []
+    expires_at = now + limits.expiry_seconds
+    # (The bound method once, and the cursor sqlite3's execute returns for
+    # rowcount and lastrowid: adbapi's Transaction finds every attribute
+    # through a Python-level __getattr__.)
+    execute = txn.execute
     for new in letters:
-        txn.execute("SELECT stored_at, expires_at, recipient FROM letters"
-                    " WHERE sender = ? AND letter_id = ?", (new.sender, new.letter_id))
-        row = txn.fetchone()
-        if row is not None:
-            outcomes.append(Duplicate(row[0], row[1], row[2]))
-            continue
         if new.recipient not in usage:
             usage[new.recipient] = _counted(txn, new.recipient)
         count, size = usage[new.recipient]
@@ -153,14 +168,20 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
             usage[new.recipient] = count, size = _usage(txn, new.recipient, now)
             refused = rules.refusal(new, count, size, limits)
         if refused is not None:
-            outcomes.append(refused)
+            outcomes.append(_earlier(txn, new) or refused)
             continue
-        expires_at = now + limits.expiry_seconds
-        txn.execute("INSERT INTO letters (sender, letter_id, recipient, size, stored_at,"
-                    " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (new.sender, new.letter_id, new.recipient, len(new.body), now, expires_at))
-        txn.execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
-                    (txn.lastrowid, new.body))
+        cursor = execute("INSERT INTO letters (sender, letter_id, recipient, size, stored_at,"
+                         " expires_at) VALUES (?, ?, ?, ?, ?, ?)"
+                         " ON CONFLICT (sender, letter_id) DO NOTHING",
+                         (new.sender, new.letter_id, new.recipient, len(new.body), now,
+                          expires_at))
+        if cursor.rowcount != 1:
+            first = _earlier(txn, new)
+            assert first is not None  # the conflict was with it
+            outcomes.append(first)
+            continue
+        execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
+                (cursor.lastrowid, new.body))
         usage[new.recipient] = (count + 1, size + len(new.body))
         done = added.get(new.recipient, (0, 0))
         added[new.recipient] = (done[0] + 1, done[1] + len(new.body))
@@ -307,6 +328,13 @@ class SQLiteMailboxStore:
         self._closed = False
         self._pool_closed = False
         self._close_waiters: list[Deferred[None]] = []
+        #: Letters stored, logged once a minute (not once per commit).
+        self._tally = CommitTally(clock, self._stored_lately)
+
+    def _stored_lately(self, letters: int, commits: int, seconds: float) -> None:
+        self.log.info("mailbox: {count} letters stored in {commits} in the last {seconds:.0f} s",
+                      count=letters, commits=f"{commits} commit{'' if commits == 1 else 's'}",
+                      seconds=seconds)
 
     def _now(self) -> int:
         return int(self.clock.seconds())
@@ -376,11 +404,11 @@ class SQLiteMailboxStore:
             self.log.failure("storing {count} letters failed; none was acknowledged",
                              result, count=sum(len(group) for group, _ in batch))
         else:
-            stored = [o for o in result if isinstance(o, Stored)]
+            stored = sum(1 for o in result if type(o) is Stored)
             if stored:
-                # One line per commit, not per letter (refusals are logged
+                # Counted, and logged once a minute (refusals are logged
                 # one by one by the mailbox).
-                self.log.info("mailbox: {count} letters stored in one commit", count=len(stored))
+                self._tally.add(stored)
         start = 0
         for group, d in batch:
             if isinstance(result, Failure):
@@ -454,6 +482,7 @@ class SQLiteMailboxStore:
         return d
 
     def _close_pool(self, _: None) -> None:
+        self._tally.flush()
         self.db.close()
         self._pool_closed = True
         waiters, self._close_waiters = self._close_waiters, []

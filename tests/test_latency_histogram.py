@@ -1,0 +1,55 @@
+"""
+Tests for L{securechat.server.metrics.LatencyHistogram}: the ack-latency
+histogram kept as plain numbers exposes what prometheus_client's own
+C{Histogram} would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from twisted.trial.unittest import TestCase
+
+from securechat.server.metrics import LatencyHistogram, RelayMetrics
+
+BOUNDS = (0.001, 0.01, 0.1, 1.0)
+VALUES = (0.0, 0.001, 0.0010001, 0.05, 0.1, 0.7, 1.0, 3.0, 0.01)
+
+
+class LatencyHistogramTests(TestCase):
+    """
+    L{LatencyHistogram} against C{prometheus_client.Histogram}.
+    """
+
+    def test_sameSamplesAsPrometheusHistogram(self) -> None:
+        """
+        The same observations give the same bucket counts (cumulative, a
+        value equal to a bound counted in that bound's bucket), count and
+        sum as C{prometheus_client}'s C{Histogram} (its C{_created} sample
+        aside).
+        """
+        theirs = Histogram("h_seconds", "doc", buckets=BOUNDS, registry=CollectorRegistry())
+        ours = LatencyHistogram("h_seconds", "doc", BOUNDS)
+        for value in VALUES:
+            theirs.observe(value)
+            ours.observe(value)
+
+        def samples(family: Any) -> list[tuple[str, str, float]]:
+            return sorted((s.name, repr(sorted(s.labels.items())), s.value)
+                          for s in family.samples if not s.name.endswith("_created"))
+        [family] = list(theirs.collect())
+        self.assertEqual(samples(ours.family()), samples(family))
+
+    def test_scraped(self) -> None:
+        """
+        The relay's registry exposes the histogram and the letters-stored
+        counter under their names.
+        """
+        metrics = RelayMetrics()
+        metrics.letters_stored += 2
+        metrics.letter_ack_latency.observe(0.003)
+        text = metrics.render().decode()
+        self.assertIn("securechat_letters_stored_total 2.0", text)
+        self.assertIn('securechat_letter_ack_seconds_bucket{le="0.005"} 1.0', text)
+        self.assertIn("securechat_letter_ack_seconds_count 1.0", text)
