@@ -349,6 +349,7 @@ class SQLiteMailboxStore:
             finally:
                 conn.close()
         except (sqlite3.Error, OSError) as e:
+            self.db.close()
             raise UnusableDatabase(
                 f"{self.db.path} is not a usable mailbox database ({e})") from None
 
