@@ -281,6 +281,37 @@ class PrekeyTests(MailboxCase):
         self.assertEqual(self.successResultOf(store.prekey_count("bob")), 0)
         self.assertEqual(self.successResultOf(store.signed_prekeys("bob")), [])
 
+    def test_signedPrekeyVerifiedOnceAcrossLogins(self) -> None:
+        """
+        The signed prekey is verified at a user's first login, not again
+        while the record and the user's key are the same; a re-key is still
+        caught at the next login (prekeys dropped, PREKEYS_LOW(0, 0)).
+        """
+        import securechat.server.mailbox as mailbox_module
+        checked: list[str] = []
+        real = mailbox_module.verify_signed_prekey
+
+        def counting(user: str, *args: Any) -> None:
+            checked.append(user)
+            real(user, *args)
+        self.patch(mailbox_module, "verify_signed_prekey", counting)
+        bob = self.h.login("bob")
+        self.upload("bob", bob, count=20)
+        for _ in range(3):
+            bob.protocol.transport.loseConnection()
+            self.h.pump()
+            bob, _ = self.h.connect("bob")
+            self.h.pump()
+            self.assertEqual(bob.messages[1:], [])
+        self.assertEqual(checked, ["bob"])
+        bob.protocol.transport.loseConnection()
+        self.h.pump()
+        new = self.rekey("bob")
+        again, _ = self.h.connect("bob", key=new)
+        self.h.pump()
+        self.assertEqual(again.messages[1:], [PrekeysLow(0, 0)])
+        self.assertEqual(checked, ["bob", "bob"])
+
 
 def signed_of(client: RecordingClient, test: MailboxCase) -> bytes:
     """The signed prekey the relay holds for C{client}, as encoded."""

@@ -99,6 +99,9 @@ class Mailbox:
         self._owed: dict[UserSession, AnswerOrder] = {}
         #: Each user's letter rate (kept across its connections).
         self._rates: dict[str, TokenBucket] = {}
+        #: Each user's signed prekey as last verified at its login, with the
+        #: key it verified with: the same pair is not verified again.
+        self._verified: dict[str, tuple[SignedPrekeyRecord, Any]] = {}
 
     def handlers(self) -> dict[type, Callable[[UserSession, Any], None]]:
         """The relay's handler for each mailbox message type."""
@@ -138,7 +141,7 @@ class Mailbox:
         def found(state: LoginState) -> Deferred[Any] | None:
             if state.new_letters:
                 session.deliver(NewLetters(state.new_letters))
-            if state.signed is not None and not _signed_by(state.signed, entry):
+            if state.signed is not None and not self._still_signed(state.signed, entry):
                 return self._drop_stale(state.signed).addCallback(told)
             self._tell_low(user, state, at_login=True)
             return None
@@ -157,6 +160,21 @@ class Mailbox:
     def session_ended(self, session: UserSession) -> None:
         """Forget the answers owed to a session that is gone."""
         self._owed.pop(session, None)
+
+    def _still_signed(self, record: SignedPrekeyRecord, entry: DirectoryEntry) -> bool:
+        """
+        Whether C{record} verifies with C{entry}'s key (L{_signed_by}); a
+        login finding the record and the key object that verified at the
+        last one is answered from memory (a re-keyed user's entry holds
+        another key object, and is verified again).
+        """
+        known = self._verified.get(entry.name)
+        if known is not None and known[0] == record and known[1] is entry.public_key:
+            return True
+        if not _signed_by(record, entry):
+            return False
+        self._verified[entry.name] = (record, entry.public_key)
+        return True
 
     def _tell_low(self, user: str, state: LoginState, at_login: bool) -> None:
         """
