@@ -127,7 +127,7 @@ class RelayCommandTests(unittest.TestCase):
         No benchmark script passes a device as twistd's log file.
         """
         for name in ("run.py", "loadgen.py", "baseline.py", "mailbox_bench.py",
-                     "letterload.py", "group_bench.py", "groupload.py"):
+                     "letterload.py", "group_bench.py", "groupload.py", "hs_ab.py"):
             with open(os.path.join(ROOT, "benchmarks", name)) as f:
                 self.assertNotRegex(f.read(), r"--logfile[= ]+['\"]?/dev/", name)
 

@@ -281,6 +281,37 @@ class PrekeyTests(MailboxCase):
         self.assertEqual(self.successResultOf(store.prekey_count("bob")), 0)
         self.assertEqual(self.successResultOf(store.signed_prekeys("bob")), [])
 
+    def test_signedPrekeyVerifiedOnceAcrossLogins(self) -> None:
+        """
+        The signed prekey is verified at a user's first login, not again
+        while the record and the user's key are the same; a re-key is still
+        caught at the next login (prekeys dropped, PREKEYS_LOW(0, 0)).
+        """
+        import securechat.server.mailbox as mailbox_module
+        checked: list[str] = []
+        real = mailbox_module.verify_signed_prekey
+
+        def counting(user: str, *args: Any) -> None:
+            checked.append(user)
+            real(user, *args)
+        self.patch(mailbox_module, "verify_signed_prekey", counting)
+        bob = self.h.login("bob")
+        self.upload("bob", bob, count=20)
+        for _ in range(3):
+            bob.protocol.transport.loseConnection()
+            self.h.pump()
+            bob, _ = self.h.connect("bob")
+            self.h.pump()
+            self.assertEqual(bob.messages[1:], [])
+        self.assertEqual(checked, ["bob"])
+        bob.protocol.transport.loseConnection()
+        self.h.pump()
+        new = self.rekey("bob")
+        again, _ = self.h.connect("bob", key=new)
+        self.h.pump()
+        self.assertEqual(again.messages[1:], [PrekeysLow(0, 0)])
+        self.assertEqual(checked, ["bob", "bob"])
+
 
 def signed_of(client: RecordingClient, test: MailboxCase) -> bytes:
     """The signed prekey the relay holds for C{client}, as encoded."""
@@ -789,6 +820,64 @@ class MalformedMailboxMessages(MailboxCase):
             assert_fail_closed(self, self.h, server, code, canary, online)
 
 
+class CountingStore:
+    """
+    An in-memory store that records the name of every method the relay
+    calls on it.
+    """
+
+    def __init__(self, inner: IMailboxStore) -> None:
+        self.inner = inner
+        self.called: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.called.append(name)
+            return method(*args, **kwargs)
+        return call
+
+
+class LoginStoreCallTests(MailboxCase):
+    """
+    At login the relay asks the store once (login_state) for everything it
+    tells the user (14.7: NEW_LETTERS, then PREKEYS_LOW).
+    """
+
+    limits = Limits(prekey_low_mark=5)
+
+    def make_store(self) -> Any:
+        from twisted.internet.task import Clock
+        self.store = CountingStore(MemoryMailboxStore(Clock(), mailbox_limits(self.limits)))
+        return self.store
+
+    def test_oneStoreCallAtLogin(self) -> None:
+        """
+        A user with new letters and a low stock gets NEW_LETTERS then
+        PREKEYS_LOW, from one store call; a user without a mailbox gets
+        WELCOME only, also from one.
+        """
+        bob = self.h.login("bob")
+        self.upload("bob", bob, count=2)
+        bob.protocol.transport.loseConnection()
+        alice = self.h.login("alice")
+        self.post(alice, "bob", 1)
+        self.post(alice, "bob", 2)
+        del self.store.called[:]
+        again, _ = self.h.connect("bob")
+        self.h.pump()
+        self.assertEqual(again.messages[1:], [NewLetters(2), PrekeysLow(2, 1)])
+        self.assertEqual(self.store.called, ["login_state"])
+        del self.store.called[:]
+        carol, _ = self.h.connect("carol")
+        self.h.pump()
+        self.assertEqual(len(carol.messages), 1)  # WELCOME only
+        self.assertEqual(self.store.called, ["login_state"])
+
+
 class SQLiteRelayTests(unittest.TestCase):
     """
     The relay on the SQLite store: a letter acknowledged is there after the
@@ -817,6 +906,14 @@ class SQLiteRelayTests(unittest.TestCase):
                     return d
                 return call
         self.addCleanup(store.close)
+        #: The SQLite store's transactions, by description.
+        self.transactions: list[str] = []
+        real = store.db.runInteraction  # type: ignore[attr-defined]
+
+        def recorded(description: str, *args: Any) -> Deferred[Any]:
+            self.transactions.append(description)
+            return real(description, *args)  # type: ignore[no-any-return]
+        store.db.runInteraction = recorded  # type: ignore[attr-defined]
         return Harness(store=Watched()), calls
 
     @inlineCallbacks
@@ -858,6 +955,40 @@ class SQLiteRelayTests(unittest.TestCase):
         h2.pump()
         yield self.settle(h2, calls2)
         self.assertEqual([m.letter for m in bob.of_type(Letter)], [b"sealed"])
+
+    @inlineCallbacks
+    def test_firstLetterWhileOfflineToldAtLogin(self) -> Generator[Any, Any, None]:
+        """
+        A user that never used the mailbox logs in without a transaction
+        (WELCOME only), goes offline, gets its first letter, and is told
+        NEW_LETTERS(1) at its next login, and again after a restart.
+        """
+        h, calls = self.harness()
+        bob, _ = h.connect("bob")
+        h.pump()
+        yield self.settle(h, calls)
+        self.assertTrue(bob.logged_in)
+        self.assertEqual(len(bob.messages), 1)  # WELCOME only
+        self.assertEqual(self.transactions, [])
+        bob.protocol.transport.loseConnection()
+        h.pump()
+        alice = h.login("alice")
+        alice.send(PostLetter("bob", lid(1), b"sealed"))
+        h.pump()
+        yield self.settle(h, calls)
+        self.assertEqual(len(alice.of_type(LetterStored)), 1)
+        again, _ = h.connect("bob")
+        h.pump()
+        yield self.settle(h, calls)
+        self.assertEqual(again.messages[1:], [NewLetters(1)])
+        self.assertEqual(self.transactions, ["store-letters", "login-state"])
+        yield h.relay.mailbox.store.close()
+
+        h2, calls2 = self.harness()
+        bob2, _ = h2.connect("bob")
+        h2.pump()
+        yield self.settle(h2, calls2)
+        self.assertEqual(bob2.messages[1:], [NewLetters(1)])
 
 
 

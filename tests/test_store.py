@@ -23,9 +23,9 @@ from zope.interface.verify import verifyObject
 
 from securechat.server.store import mailbox_store
 from securechat.server.store.interface import (
-    DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, READ, TOO_LARGE, Duplicate,
-    IMailboxStore, LetterSummary, MailboxLimits, MailboxUsage, NewLetter, NoSuchLetter,
-    OneTimePrekeyRecord, PrekeyRefused, Refused, SignedPrekeyRecord, StoreError, Stored)
+    DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, NO_MAILBOX, READ, TOO_LARGE,
+    Duplicate, IMailboxStore, LetterSummary, LoginState, MailboxLimits, MailboxUsage, NewLetter,
+    NoSuchLetter, OneTimePrekeyRecord, PrekeyRefused, Refused, SignedPrekeyRecord, StoreError, Stored)
 from securechat.server.store.memory import MemoryMailboxStore
 
 START = 1_780_000_000
@@ -562,6 +562,50 @@ class StoreTestsMixin:
         self.assertEqual((yield self.store.usage(None)),
                          [MailboxUsage("bob", 2, 50), MailboxUsage("carol", 1, 10)])
         self.assertEqual((yield self.store.usage("dave")), [MailboxUsage("dave", 0, 0)])
+
+    # At login
+
+    @inlineCallbacks
+    def test_loginStateInOneAnswer(self) -> Generator[Any, Any, None]:
+        """
+        login_state counts the letters never fetched (not the fetched, the
+        deleted, the expired, nor those to others), and gives the current
+        signed prekey (not the previous one) and the one-time stock.
+        """
+        self.assertEqual((yield self.store.login_state("bob")), NO_MAILBOX)
+        yield self.post(letter(1), letter(2), letter(3), letter(4, recipient="carol"))
+        yield self.store.mark("bob", "alice", lid(2), DELIVERY, None)
+        yield self.store.delete_letter("bob", "alice", lid(3))
+        self.clock.advance(5 * DAY)
+        yield self.post(letter(5))
+        yield self.store.upload_prekeys("bob", signed("bob", 1), one_time("bob", 1, 2, 3))
+        yield self.store.upload_prekeys("bob", signed("bob", 2), [])
+        self.assertEqual((yield self.store.login_state("bob")),
+                         LoginState(2, signed("bob", 2), 3))
+        self.clock.advance(5 * DAY)
+        self.assertEqual((yield self.store.login_state("bob")),
+                         LoginState(1, signed("bob", 2), 3))
+        self.assertEqual((yield self.store.login_state("carol")), NO_MAILBOX)
+
+    @inlineCallbacks
+    def test_loginStateAfterFirstLetter(self) -> Generator[Any, Any, None]:
+        """
+        A user that had nothing in the store, then gets a letter while
+        offline, has it counted at its next login (the SQLite store's
+        answer from memory must not hide it).
+        """
+        self.assertEqual((yield self.store.login_state("dave")), NO_MAILBOX)
+        yield self.post(letter(1, recipient="dave"))
+        self.assertEqual((yield self.store.login_state("dave")), LoginState(1, None, 0))
+
+    @inlineCallbacks
+    def test_loginStateAfterFirstUpload(self) -> Generator[Any, Any, None]:
+        """
+        A user's first prekey upload shows in its login state.
+        """
+        self.assertEqual((yield self.store.login_state("dave")), NO_MAILBOX)
+        yield self.store.upload_prekeys("dave", None, one_time("dave", 7))
+        self.assertEqual((yield self.store.login_state("dave")), LoginState(0, None, 1))
 
 
 class MemoryStoreTests(StoreTestsMixin, unittest.TestCase):

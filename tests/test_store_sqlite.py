@@ -26,7 +26,7 @@ from securechat.server.store.engine import (SCHEMA, SCHEMA_VERSION, open_prepare
                                             prepare_schema, run_now)
 from securechat.server.store.expiry import purge_service
 from securechat.server.store.interface import (
-    DAY, DELIVERY, READ, Duplicate, MailboxUsage, StoreError, Stored)
+    DAY, DELIVERY, NO_MAILBOX, READ, Duplicate, LoginState, MailboxUsage, StoreError, Stored)
 from securechat.server.store.memory import MemoryMailboxStore
 from securechat.server.store.sqlite import SQLiteMailboxStore, store_letters_txn
 from securechat.server.store.tally import SUMMARY_SECONDS, CommitTally
@@ -534,3 +534,76 @@ class CommitTallyTests(unittest.TestCase):
         tally.flush()
         self.assertEqual(lines[1:], [(1, 1, 0.0)])
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class LoginStateTests(SQLiteCase):
+    """
+    The SQLite store answers login_state without a transaction for users it
+    holds nothing for, and reads for every other (IMailboxStore.login_state).
+    """
+
+    @inlineCallbacks
+    def test_noTransactionForUserWithoutMailbox(self) -> Generator[Any, Any, None]:
+        """
+        A user with no letter and no prekey is answered NO_MAILBOX at once,
+        without a transaction; one with a letter is read, in one.
+        """
+        yield self.store.store_letters([letter(1, recipient="bob")])
+        del self.interactions[:]
+        d = self.store.login_state("carol")
+        self.assertEqual(self.successResultOf(d), NO_MAILBOX)
+        self.assertEqual(self.interactions, [])
+        self.assertEqual((yield self.store.login_state("bob")), LoginState(1, None, 0))
+        self.assertEqual(self.interactions, ["login-state"])
+
+    @inlineCallbacks
+    def test_holdersReadWhenOpened(self) -> Generator[Any, Any, None]:
+        """
+        After a restart, users holding a letter or prekeys (signed or
+        one-time only) are read at login, not taken for users without a
+        mailbox; a user whose only letter was deleted is not.
+        """
+        yield self.store.store_letters([letter(1, recipient="bob"),
+                                        letter(2, recipient="erin")])
+        yield self.store.delete_letter("erin", "alice", lid(2))
+        yield self.store.upload_prekeys("carol", signed("carol", 1), [])
+        yield self.store.upload_prekeys("dave", None, one_time("dave", 1, 2))
+        yield self.store.close()
+        self.store = self.open()
+        self.assertEqual(self.store._holders, {"bob", "carol", "dave"})
+        self.assertEqual((yield self.store.login_state("bob")), LoginState(1, None, 0))
+        self.assertEqual((yield self.store.login_state("carol")),
+                         LoginState(0, signed("carol", 1), 0))
+        self.assertEqual((yield self.store.login_state("dave")), LoginState(0, None, 2))
+        self.assertEqual(self.interactions, ["login-state"] * 3)
+
+    @inlineCallbacks
+    def test_letterAskedForBeforeLoginIsRead(self) -> Generator[Any, Any, None]:
+        """
+        A letter asked for but not yet committed when its recipient (who
+        had nothing) logs in: the login reads the store instead of
+        answering NO_MAILBOX from memory, so whichever comes first, the
+        letter is not lost to the login (if the read ran first, the relay's
+        LETTER_ARRIVED tells the user).
+        """
+        stored = self.store.store_letters([letter(1, recipient="dave")])
+        state = self.store.login_state("dave")
+        self.assertNoResult(state)
+        yield stored
+        self.assertIn((yield state), (NO_MAILBOX, LoginState(1, None, 0)))
+        self.assertIn("login-state", self.interactions)
+        self.assertEqual((yield self.store.login_state("dave")), LoginState(1, None, 0))
+
+    def test_unreadableAtOpen(self) -> None:
+        """
+        A file whose tables cannot be read when the store opens stops it
+        with UnusableDatabase naming the file, in one line.
+        """
+        conn = sqlite3.connect(self.path)
+        conn.execute("DROP TABLE one_time_prekeys")
+        conn.commit()
+        conn.close()
+        e = self.assertRaises(UnusableDatabase, mailbox_store, self.dir, self.clock, LIMITS)
+        self.assertIn(self.path, str(e))
+        self.assertIn("no such table: one_time_prekeys", str(e))
+        self.assertNotIn("\n", str(e))

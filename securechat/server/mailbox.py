@@ -48,7 +48,7 @@ from securechat.server.limits import Limits, TokenBucket
 from securechat.server.ordering import AnswerOrder, Slot
 from securechat.server.store.interface import (
     DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
-    LetterRecord, MailboxLimits, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
+    LetterRecord, LoginState, MailboxLimits, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
     PrekeyRefused, SignedPrekeyRecord, StockFull, Stored, StoreOutcome)
 from securechat.wire.codec import text8, u16
 from securechat.wire.declared import MAX_LIST
@@ -102,6 +102,9 @@ class Mailbox:
         #: The commands that may run together (L{Slot.post}); the groups
         #: add GROUP_POST.
         self.together: tuple[type, ...] = (PostLetter,)
+        #: Each user's signed prekey as last verified at its login, with the
+        #: key it verified with: the same pair is not verified again.
+        self._verified: dict[str, tuple[SignedPrekeyRecord, Any]] = {}
 
     def handlers(self) -> dict[type, Callable[[UserSession, Any], None]]:
         """The relay's handler for each mailbox message type."""
@@ -137,51 +140,62 @@ class Mailbox:
         After WELCOME: NEW_LETTERS if letters were never fetched, then
         PREKEYS_LOW if the user's stock is low (14.7).  Prekeys signed by
         a key the user no longer has (the operator re-keyed it) are dropped
-        first, and the user is told it has none.
+        first, and the user is told it has none.  All of it from one store
+        call (L{IMailboxStore.login_state}), which needs no transaction for
+        a user that never used the mailbox.
         """
         user, entry = session.user, session.entry
         assert user is not None and entry is not None
 
-        def letters(found: list[Any]) -> Deferred[Any]:
-            new = sum(1 for s in found if not s.delivered)
-            if new:
-                session.deliver(NewLetters(new))
-            return self.store.signed_prekeys(user).addCallback(rekeyed)
-
-        def rekeyed(signed: list[SignedPrekeyRecord]) -> Deferred[Any]:
-            if signed and not _signed_by(signed[0], entry):
-                return self._drop_stale(signed[0]).addCallback(told)
-            return self._prekeys_low(user, at_login=True)
+        def found(state: LoginState) -> Deferred[Any] | None:
+            if state.new_letters:
+                session.deliver(NewLetters(state.new_letters))
+            if state.signed is not None and not self._still_signed(state.signed, entry):
+                return self._drop_stale(state.signed).addCallback(told)
+            self._tell_low(user, state, at_login=True)
+            return None
 
         def told(dropped: bool) -> Deferred[Any] | None:
             if dropped:
                 # It had prekeys, so it has a mailbox client: it is told.
                 session.deliver(PrekeysLow(0, 0))
                 return None
-            return self._prekeys_low(user, at_login=True)
-        d = self.store.list_letters(user, False).addCallback(letters)
-        d.addErrback(self.store_failed, session, "counting new letters")
+            # A new upload came since: what it left.
+            return self.store.login_state(user).addCallback(
+                lambda state: self._tell_low(user, state, at_login=True))
+        d = self.store.login_state(user).addCallback(found)
+        d.addErrback(self.store_failed, session, "reading the mailbox at login")
 
     def session_ended(self, session: UserSession) -> None:
         """Forget the answers owed to a session that is gone."""
         self._owed.pop(session, None)
 
-    def _prekeys_low(self, user: str, at_login: bool) -> Deferred[None]:
+    def _still_signed(self, record: SignedPrekeyRecord, entry: DirectoryEntry) -> bool:
+        """
+        Whether C{record} verifies with C{entry}'s key (L{_signed_by}); a
+        login finding the record and the key object that verified at the
+        last one is answered from memory (a re-keyed user's entry holds
+        another key object, and is verified again).
+        """
+        known = self._verified.get(entry.name)
+        if known is not None and known[0] == record and known[1] is entry.public_key:
+            return True
+        if not _signed_by(record, entry):
+            return False
+        self._verified[entry.name] = (record, entry.public_key)
+        return True
+
+    def _tell_low(self, user: str, state: LoginState, at_login: bool) -> None:
         """
         Tell C{user}, if online, that its prekey stock is low; at login,
         only a user that has uploaded prekeys before (a client without the
         mailbox is never sent a message it does not know, 14.7).
         """
-        def check(counts: list[Any]) -> None:
-            (_, signed), (_, count) = counts
-            if at_login and not signed and not count:
-                return
-            if not signed or count < self.limits.prekey_low_mark:
-                self._notify(user, PrekeysLow(count, 1 if signed else 0))
-        d: Deferred[Any] = DeferredList(
-            [self.store.signed_prekeys(user), self.store.prekey_count(user)],
-            fireOnOneErrback=True, consumeErrors=True)
-        return d.addCallback(check)
+        signed = state.signed is not None
+        if at_login and not signed and not state.one_time:
+            return
+        if not signed or state.one_time < self.limits.prekey_low_mark:
+            self._notify(user, PrekeysLow(state.one_time, 1 if signed else 0))
 
     def _drop_stale(self, record: SignedPrekeyRecord) -> Deferred[bool]:
         """

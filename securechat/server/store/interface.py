@@ -257,6 +257,24 @@ StoreOutcome = Union[Stored, Duplicate, Refused]
 
 
 @dataclass(frozen=True, slots=True)
+class LoginState:
+    """
+    What the relay needs to know of a user's mailbox at its login (14.7),
+    read together: how many of its letters were never fetched (unexpired,
+    not deleted), its current signed prekey (C{None}: it has none) and how
+    many one-time prekeys it has in stock.
+    """
+
+    new_letters: int
+    signed: SignedPrekeyRecord | None
+    one_time: int
+
+
+#: The login state of a user with no letters and no prekeys.
+NO_MAILBOX = LoginState(0, None, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxUsage:
     """
     How much of a recipient's quota its unexpired, undeleted letters use.
@@ -301,6 +319,17 @@ class IMailboxStore(Interface):
     def prekey_count(user: str) -> Deferred[int]:
         """
         How many one-time prekeys C{user} has in stock.
+        """
+
+    def login_state(user: str) -> Deferred[LoginState]:
+        """
+        C{user}'s L{LoginState}, in one transaction.  A store may answer
+        L{NO_MAILBOX} without one, from memory, for a user it knows has no
+        letter and no prekey: one for which no letter was stored and no
+        prekey uploaded (C{store_letters} naming it as recipient,
+        C{upload_prekeys}), since the store was opened, and that held
+        neither when it was opened.  (A store shared by several processes
+        cannot know that, and reads.)
         """
 
     def store_letters(letters: Sequence[NewLetter]) -> Deferred[list[StoreOutcome]]:

@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from securechat.server.store import rules
 from securechat.server.store.interface import (
-    DELIVERY, RECEIPT_KINDS, Duplicate, IMailboxStore, LetterRecord, LetterSummary,
+    DELIVERY, RECEIPT_KINDS, Duplicate, IMailboxStore, LetterRecord, LetterSummary, LoginState,
     MailboxLimits, MailboxUsage, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
     SentLetterStatus, SignedPrekeyRecord, StoreError, StoreOutcome, Stored)
 
@@ -104,6 +104,14 @@ class MemoryMailboxStore:
     def prekey_count(self, user: str) -> Deferred[int]:
         keys = self._prekeys.get(user)
         return succeed(len(keys.one_time) if keys and keys.one_time else 0)
+
+    def login_state(self, user: str) -> Deferred[LoginState]:
+        keys = self._prekeys.get(user)
+        new = sum(1 for letter in self._letters.values()
+                  if letter.record.recipient == user and not letter.deleted and not letter.fetched
+                  and self._live(letter))
+        return succeed(LoginState(new, keys.current if keys else None,
+                                  len(keys.one_time) if keys and keys.one_time else 0))
 
     # Letters
 

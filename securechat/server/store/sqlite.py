@@ -20,19 +20,21 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from twisted.internet.defer import Deferred, fail
+import sqlite3
+
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from securechat.server.store import rules
-from securechat.server.store.engine import Database
+from securechat.server.store.engine import Database, UnusableDatabase, run_now
 from securechat.server.store.tally import CommitTally
 from securechat.server.store.interface import (
-    DELIVERY, RECEIPT_KINDS, Duplicate, IMailboxStore, LetterRecord, LetterSummary, MailboxLimits,
-    MailboxUsage, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle, SentLetterStatus,
-    SignedPrekeyRecord, StoreError, StoreOutcome, Stored)
+    DELIVERY, NO_MAILBOX, RECEIPT_KINDS, Duplicate, IMailboxStore, LetterRecord, LetterSummary,
+    LoginState, MailboxLimits, MailboxUsage, NewLetter, NoSuchLetter, OneTimePrekeyRecord,
+    PrekeyBundle, SentLetterStatus, SignedPrekeyRecord, StoreError, StoreOutcome, Stored)
 
 _SIGNED = "SELECT user, prekey_id, public, signature, created_at FROM signed_prekeys "
 
@@ -100,6 +102,23 @@ def signed_prekeys_txn(txn: Any, user: str, now: int, grace: int) -> list[Signed
     txn.execute(_SIGNED + "WHERE user = ? AND (replaced_at IS NULL OR replaced_at + ? > ?)"
                 " ORDER BY replaced_at IS NOT NULL", (user, grace, now))
     return [_signed(row) for row in txn.fetchall()]
+
+
+def login_state_txn(txn: Any, user: str, now: int) -> LoginState:
+    txn.execute("SELECT COUNT(*) FROM letters WHERE recipient = ? AND deleted = 0"
+                " AND expires_at > ? AND fetched = 0", (user, now))
+    new = int(txn.fetchone()[0])
+    return LoginState(new, _current_signed(txn, user), _stock(txn, user))
+
+
+def holders_txn(txn: Any) -> set[str]:
+    """
+    Every user the store may hold something for at login: a letter not
+    deleted (expired ones not yet purged too), a signed or one-time prekey.
+    """
+    txn.execute("SELECT recipient FROM letters WHERE deleted = 0"
+                " UNION SELECT user FROM signed_prekeys UNION SELECT user FROM one_time_prekeys")
+    return {row[0] for row in txn.fetchall()}
 
 
 def _usage(txn: Any, recipient: str, now: int) -> tuple[int, int]:
@@ -311,6 +330,19 @@ class SQLiteMailboxStore:
     """
     L{IMailboxStore} on a L{Database}; C{clock} gives the time and
     schedules the group commit.
+
+    B{Logins without a transaction.}  C{_holders} names every user the
+    store may hold a letter or a prekey for: read from the file when the
+    store is opened (synchronously, before anything is served), and a name
+    is added when a letter to it or a prekey upload of it is I{asked for},
+    before its transaction runs (never removed: a name too many costs one
+    read at login, a name missing would lose a NEW_LETTERS).  A login of a
+    user not named there is answered L{NO_MAILBOX} at once.  A letter
+    stored while its recipient logs in is either asked for before the
+    login's check (the check reads) or after it (the relay, which has
+    registered the session before the check, sends LETTER_ARRIVED once it
+    is committed).  This process is the file's only writer of letters and
+    prekeys (the operator's tool only reads and purges).
     """
 
     log = Logger()
@@ -330,11 +362,24 @@ class SQLiteMailboxStore:
         self._close_waiters: list[Deferred[None]] = []
         #: Letters stored, logged once a minute (not once per commit).
         self._tally = CommitTally(clock, self._stored_lately)
+        self._holders = self._read_holders()
 
     def _stored_lately(self, letters: int, commits: int, seconds: float) -> None:
         self.log.info("mailbox: {count} letters stored in {commits} in the last {seconds:.0f} s",
                       count=letters, commits=f"{commits} commit{'' if commits == 1 else 's'}",
                       seconds=seconds)
+
+    def _read_holders(self) -> set[str]:
+        try:
+            conn = self.db.engine.connect(self.db.path)
+            try:
+                return run_now(conn, holders_txn)
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as e:
+            self.db.close()
+            raise UnusableDatabase(
+                f"{self.db.path} is not a usable mailbox database ({e})") from None
 
     def _now(self) -> int:
         return int(self.clock.seconds())
@@ -352,6 +397,7 @@ class SQLiteMailboxStore:
             rules.check_prekey_upload(user, signed, one_time)
         except StoreError as e:
             return fail(e)
+        self._holders.add(user)
         return self._run("upload-prekeys", upload_prekeys_txn, user, signed, list(one_time),
                          self._now(), self.limits)
 
@@ -365,11 +411,17 @@ class SQLiteMailboxStore:
     def prekey_count(self, user: str) -> Deferred[int]:
         return self._run("prekey-count", _stock, user)
 
+    def login_state(self, user: str) -> Deferred[LoginState]:
+        if user not in self._holders and not self._closed:
+            return succeed(NO_MAILBOX)
+        return self._run("login-state", login_state_txn, user, self._now())
+
     # Letters: the group commit
 
     def store_letters(self, letters: Sequence[NewLetter]) -> Deferred[list[StoreOutcome]]:
         if self._closed:
             return fail(StoreError("the mailbox store is closed"))
+        self._holders.update(letter.recipient for letter in letters)
         d: Deferred[list[StoreOutcome]] = Deferred()
         self._pending.append((list(letters), d))
         self._schedule()
