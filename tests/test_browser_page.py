@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from typing import Any
 
 from twisted.trial import unittest
 
+from tests.browser_pages import PageDeployment, PlaywrightPage, free_port
 from tests.processes import Process, admin
 from tests.recording_proxy import RecordingProxy
 from tests.test_browser_core import REQUIRED
@@ -32,14 +32,6 @@ except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None  # type: ignore[assignment]
 
 WAIT = 30_000  # milliseconds, Playwright's unit
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 class ChatPageTests(unittest.TestCase):
@@ -71,92 +63,18 @@ class ChatPageTests(unittest.TestCase):
         bob goes offline; carol sends him a letter from the page; bob logs
         in and reads it (verified); the page shows his delivery and read
         receipts, verified.  The proxy saw none of the texts; a screenshot
-        is kept.
+        is kept (tests.browser_pages.chat_and_letter, which the Firefox
+        test runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        proxy = RecordingProxy(self, ("127.0.0.1", web))
-        page_origin = f"http://127.0.0.1:{proxy.port}"
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
-                        "--web", f"tcp:{web}:interface=127.0.0.1",
-                        "--websocket-origin", page_origin)
-        tcp = relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        bob = d.client("bob", f"tcp:127.0.0.1:{tcp}")
-        bob.expect(r"\* logged in as bob")
-        with open(d.ca) as f:
-            ca_pem = f.read()
-        artifacts = os.environ.get("SECURECHAT_ARTIFACTS") or os.path.abspath(self.mktemp())
-        os.makedirs(artifacts, exist_ok=True)
-
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                self.chat(browser, page_origin, d, bob, ca_pem, artifacts, f"tcp:127.0.0.1:{tcp}")
+                deployment.chat_and_letter(self, PlaywrightPage(browser.new_page()))
             finally:
                 browser.close()
-        wire = proxy.recorded
-        self.assertIn(b"Content-Security-Policy: default-src 'none'", wire)
-        self.assertIn(b"HTTP/1.1 101 Switching Protocols", wire)
-        for secret in (b"from chromium", b"hi <b>carol", b"letter from chromium", b"dear bob"):
-            self.assertNotIn(secret, wire)
-        relay.expect(r"user carol logged in")
-
-    def chat(self, browser: Any, page_origin: str, d: Deployment, bob: Process, ca_pem: str,
-             artifacts: str, server: str) -> None:
-        """
-        What carol does on the page, and what bob sees.
-        """
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(page_origin + "/")
-        page.fill("#name", "carol")
-        page.click("#generate")
-        page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-        pub = os.path.join(d.dir, "carol.pub")
-        with open(pub, "w") as f:
-            f.write(page.text_content("#public-key") or "")
-        admin(d.data, "add-user", "carol", pub)
-        page.fill("#ca", ca_pem)
-        page.click("#connect")
-        page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
-        page.fill("#peer", "bob")
-        page.click("#ask")
-        bob.expect(r"\* carol wants to chat")
-        bob.send("!accept carol")
-        pane = ".pane[data-peer=bob]"
-        page.wait_for_selector(f"{pane} :text('is end-to-end encrypted')", timeout=WAIT)
-        page.fill(f"{pane} .entry", "hello bob, from chromium")
-        page.click(f"{pane} .send")
-        bob.expect(r"\] carol: hello bob, from chromium")
-        bob.send("hi <b>carol</b>")
-        page.wait_for_selector(f"{pane} :text('bob: hi <b>carol</b>')", timeout=WAIT)
-        self.assertEqual(page.locator(f"{pane} b").count(), 0)  # shown as text, not HTML
-        page.click(f"{pane} .stop")
-        bob.expect(r"chat with carol ended by carol \(1 messages received\)")
-        page.wait_for_selector(f"{pane} :text('stopped by you')", timeout=WAIT)
-        # bob goes offline; carol writes him a letter and reads his receipts.
-        bob.send("!exit")
-        self.assertEqual(bob.wait(), 0, bob.output())
-        page.fill("#letter-to", "bob")
-        page.fill("#letter-text", "dear bob, a letter from chromium")
-        page.click("#send-letter")
-        page.wait_for_selector("#log :text('to bob stored by the relay')", timeout=WAIT)
-        bob = d.client("bob", server)
-        bob.expect(r"\* you have 1 new letter")
-        bob.send("!letters new")
-        bob.expect(r"\* 1\. \[[0-9a-f]{8}\] from carol, .*, new")
-        bob.send("!read 1")
-        bob.expect(r"\* letter \[[0-9a-f]{8}\] from carol, written .*; Verification: ok")
-        bob.expect(r"\*   \| dear bob, a letter from chromium")
-        page.wait_for_selector("#log :text('delivered (receipt verified)')", timeout=WAIT)
-        page.wait_for_selector("#log :text('read (receipt verified)')", timeout=WAIT)
-        page.screenshot(path=os.path.join(artifacts, "browser-chat.png"), full_page=True)
-        bob.send("!exit")
-        self.assertEqual(bob.wait(), 0, bob.output())
-        self.assertEqual(errors, [])
 
     def test_letterToTheBrowser(self) -> None:
         """
@@ -398,8 +316,9 @@ class ChatPageTests(unittest.TestCase):
         keys_dir = os.path.join(d.dir, "dave-keys")
         admin(d.data, "new-user", "dave", "--out", keys_dir, "--passphrase-file",
               d.passfiles["alice"])
-        d.relay("--listen", "tcp:0:interface=127.0.0.1", "--web",
-                f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
+        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1", "--web",
+                        f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
+        relay.expect(r"web page on 127\.0\.0\.1:\d+/")  # the page is served from now on
         with open(d.ca) as f:
             ca_pem = f.read()
         with open(d.passfiles["alice"]) as f:

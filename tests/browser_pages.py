@@ -1,0 +1,345 @@
+"""
+The chat page in real browsers, behind one small interface so the same
+scenario runs in Chromium (Playwright) and in Firefox (Mozilla's
+C{marionette_driver}, talking to the Marionette server built into
+Firefox: no geckodriver, nothing downloaded).
+
+L{ChatPage} is what a scenario may do on the page; L{PlaywrightPage} and
+L{FirefoxPage} implement it.  Every wait is the page's own: a script that
+resolves when an element matching a CSS selector holds a text (Playwright
+polls it on animation frames, Firefox on DOM mutations), bounded by
+L{WAIT_SECONDS}; nothing sleeps.  Firefox runs headless on a fresh
+profile whose Marionette port is 0 (the port it took is read from its
+output) and whose network is loopback only (a dead proxy for everything
+else, its background services off).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import socket
+import tempfile
+from typing import Any, Callable, Protocol
+
+from twisted.trial import unittest
+
+from tests.processes import Process, admin, environment
+from tests.recording_proxy import RecordingProxy
+from tests.test_endtoend import Deployment
+
+WAIT_SECONDS = 30
+FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+try:
+    from marionette_driver.marionette import Marionette
+except ImportError:  # pragma: no cover - depends on the machine
+    Marionette = None
+
+# True when some element matching the selector holds the text.
+_HOLDS = ("(css, text) => [...document.querySelectorAll(css)]"
+          ".some((e) => (e.textContent || '').includes(text))")
+
+
+class ChatPage(Protocol):
+    """
+    What a scenario does on the chat page, in any browser.
+    """
+
+    name: str
+
+    def goto(self, url: str) -> None: ...
+    def fill(self, css: str, text: str) -> None: ...
+    def click(self, css: str) -> None: ...
+    def wait_text(self, css: str, text: str) -> None: ...
+    def text(self, css: str) -> str: ...
+    def count(self, css: str) -> int: ...
+    def screenshot(self, path: str) -> None: ...
+    def errors(self) -> list[str]: ...
+
+
+class PlaywrightPage:
+    """
+    L{ChatPage} over a Playwright page (Chromium).
+    """
+
+    name = "chromium"
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self._errors: list[str] = []
+        page.on("console", lambda m: self._errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self._errors.append(str(e)))
+
+    def goto(self, url: str) -> None:
+        self.page.goto(url)
+
+    def fill(self, css: str, text: str) -> None:
+        self.page.fill(css, text)
+
+    def click(self, css: str) -> None:
+        self.page.click(css)
+
+    def wait_text(self, css: str, text: str) -> None:
+        self.page.wait_for_function(f"([css, text]) => ({_HOLDS})(css, text)", arg=[css, text],
+                                    timeout=WAIT_SECONDS * 1000)
+
+    def text(self, css: str) -> str:
+        return str(self.page.text_content(css) or "")
+
+    def count(self, css: str) -> int:
+        return int(self.page.locator(css).count())
+
+    def screenshot(self, path: str) -> None:
+        self.page.screenshot(path=path, full_page=True)
+
+    def errors(self) -> list[str]:
+        return list(self._errors)
+
+
+# Firefox's preferences for a test profile: Marionette on a port of its
+# choosing; nothing but loopback (every proxied request goes to a port
+# nobody listens on, and loopback is never proxied); no updates,
+# telemetry, remote settings, safe browsing or first-run pages.
+_FIREFOX_PREFS = {
+    "marionette.port": 0,
+    "network.proxy.type": 1,
+    "network.proxy.http": "127.0.0.1",
+    "network.proxy.http_port": 9,
+    "network.proxy.ssl": "127.0.0.1",
+    "network.proxy.ssl_port": 9,
+    "network.proxy.share_proxy_settings": True,
+    "network.dns.disablePrefetch": True,
+    "network.captive-portal-service.enabled": False,
+    "network.connectivity-service.enabled": False,
+    "app.update.disabledForTesting": True,
+    "app.normandy.enabled": False,
+    "services.settings.server": "data:,#remote-settings-dummy/v1",
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.downloads.enabled": False,
+    "browser.safebrowsing.update.enabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "toolkit.telemetry.server": "",
+    "browser.shell.checkDefaultBrowser": False,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "browser.startup.page": 0,
+    "extensions.update.enabled": False,
+    "extensions.getAddons.cache.enabled": False,
+}
+
+
+class FirefoxPage:
+    """
+    L{ChatPage} in a headless Firefox on its own fresh profile, driven
+    through Marionette; stopped by PID when the test ends.
+    """
+
+    name = "firefox"
+
+    def __init__(self, test: unittest.TestCase) -> None:
+        assert FIREFOX is not None and Marionette is not None
+        profile = tempfile.mkdtemp(prefix="sc-firefox-")
+        test.addCleanup(shutil.rmtree, profile, True)
+        with open(os.path.join(profile, "user.js"), "w") as f:
+            for key, value in _FIREFOX_PREFS.items():
+                literal = ("true" if value else "false") if isinstance(value, bool) else (
+                    str(value) if isinstance(value, int) else f'"{value}"')
+                f.write(f'user_pref("{key}", {literal});\n')
+        self.process = Process(
+            test, [FIREFOX, "--headless", "--marionette", "--no-remote", "--profile", profile],
+            "firefox", stdin=False, env=environment(MOZ_HEADLESS="1", HOME=profile))
+        port = int(self.process.expect(r"Marionette\s+INFO\s+Listening on port (\d+)").group(1))
+        self.driver = Marionette(host="127.0.0.1", port=port)
+        self.driver.start_session()
+        self.driver.timeout.script = WAIT_SECONDS + 5
+        test.addCleanup(self._quit)
+
+    def _quit(self) -> None:
+        try:
+            self.driver.delete_session()
+        finally:
+            self.process.stop()
+
+    def _script(self, body: str, *args: Any) -> Any:
+        return self.driver.execute_script(body, script_args=list(args), new_sandbox=False)
+
+    def goto(self, url: str) -> None:
+        self.driver.navigate(url)
+        # Errors the page does not catch are kept for errors().
+        self._script("window.__errors = []; "
+                     "window.addEventListener('error', (e) => window.__errors.push(String(e.message)));"
+                     "window.addEventListener('unhandledrejection', "
+                     "(e) => window.__errors.push(String(e.reason)));")
+
+    def fill(self, css: str, text: str) -> None:
+        element = self.driver.find_element("css selector", css)
+        self._script("const [e, t] = arguments; e.focus(); e.value = t;"
+                     "e.dispatchEvent(new Event('input', {bubbles: true}));"
+                     "e.dispatchEvent(new Event('change', {bubbles: true}));", element, text)
+
+    def click(self, css: str) -> None:
+        self.driver.find_element("css selector", css).click()
+
+    def wait_text(self, css: str, text: str) -> None:
+        """
+        Resolve as soon as the page holds the text: checked now and on
+        every change of the document, until L{WAIT_SECONDS}.
+        """
+        found = self.driver.execute_async_script(f"""
+            const [css, text, seconds, done] = arguments;
+            const holds = {_HOLDS};
+            if (holds(css, text)) {{ done(true); return; }}
+            const watch = new MutationObserver(() => {{
+              if (holds(css, text)) {{ watch.disconnect(); clearTimeout(limit); done(true); }}
+            }});
+            const limit = setTimeout(() => {{ watch.disconnect(); done(false); }}, seconds * 1000);
+            watch.observe(document, {{subtree: true, childList: true, characterData: true}});
+        """, script_args=[css, text, WAIT_SECONDS], new_sandbox=False)
+        if not found:
+            raise AssertionError(f"firefox: no {css} holding {text!r} within {WAIT_SECONDS}s; "
+                                 f"status: {self.text('#status')!r}; log: {self.text('#log')[-800:]!r}")
+
+    def text(self, css: str) -> str:
+        return str(self._script("const e = document.querySelector(arguments[0]);"
+                                "return e ? e.textContent : '';", css))
+
+    def count(self, css: str) -> int:
+        return int(self._script("return document.querySelectorAll(arguments[0]).length;", css))
+
+    def screenshot(self, path: str) -> None:
+        png = self.driver.screenshot(format="base64", full=True)
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(png))
+
+    def errors(self) -> list[str]:
+        return [str(e) for e in self._script("return window.__errors || [];")]
+
+
+class PageDeployment:
+    """
+    A relay serving the page with C{--web} behind a recording proxy (the
+    page's origin is the proxy's), a TCP listener for terminal users, and
+    the operator's CA certificate to paste into the page.
+    """
+
+    def __init__(self, test: unittest.TestCase) -> None:
+        self.d = Deployment(test)
+        web = free_port()
+        self.proxy = RecordingProxy(test, ("127.0.0.1", web))
+        self.origin = f"http://127.0.0.1:{self.proxy.port}"
+        self.relay = self.d.relay("--listen", "tcp:0:interface=127.0.0.1",
+                                  "--web", f"tcp:{web}:interface=127.0.0.1",
+                                  "--websocket-origin", self.origin)
+        self.server = "tcp:127.0.0.1:" + self.relay.expect(
+            r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        with open(self.d.ca) as f:
+            self.ca_pem = f.read()
+
+    def chat_and_letter(self, test: unittest.TestCase, page: ChatPage) -> None:
+        """
+        L{chat_and_letter} with bob on the terminal, then the wire check:
+        the page came with its Content-Security-Policy, the relay was
+        reached over WebSocket, and no text of carol's or bob's crossed
+        the proxy.
+        """
+        bob = self.d.client("bob", self.server)
+        bob.expect(r"\* logged in as bob")
+        page.goto(self.origin + "/")
+        chat_and_letter(test, page, self.d, bob, self.ca_pem, artifacts_dir(test), self.server,
+                        self.d.client)
+        wire = self.proxy.recorded
+        test.assertIn(b"Content-Security-Policy: default-src 'none'", wire)
+        test.assertIn(b"HTTP/1.1 101 Switching Protocols", wire)
+        for secret in (f"from {page.name}", "hi <b>carol", f"letter from {page.name}", "dear bob"):
+            test.assertNotIn(secret.encode(), wire)
+        self.relay.expect(r"user carol logged in")
+
+
+def free_port() -> int:
+    """
+    A loopback port free now (for a listener whose port the test must
+    know before it starts).
+    """
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def artifacts_dir(test: unittest.TestCase) -> str:
+    """
+    Where screenshots go: C{$SECURECHAT_ARTIFACTS}, else the test's own
+    temporary directory.
+    """
+    path = os.environ.get("SECURECHAT_ARTIFACTS") or os.path.abspath(test.mktemp())
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def register_from_page(page: ChatPage, d: Deployment, name: str) -> None:
+    """
+    C{name} makes a key on the page; the operator registers the public key
+    the page shows.
+    """
+    page.fill("#name", name)
+    page.click("#generate")
+    page.wait_text("#public-key", "BEGIN PUBLIC KEY")
+    pub = os.path.join(d.dir, f"{name}.pub")
+    with open(pub, "w") as f:
+        f.write(page.text("#public-key"))
+    admin(d.data, "add-user", name, pub)
+
+
+def chat_and_letter(test: unittest.TestCase, page: ChatPage, d: Deployment, bob: Process,
+                    ca_pem: str, artifacts: str, server: str,
+                    start_client: Callable[[str, str], Process]) -> None:
+    """
+    What carol does on the page, and what bob sees: she makes a key and is
+    registered, logs in, chats with bob (his line, which holds HTML, is
+    shown as text), ends the chat; bob goes offline; she writes him a
+    letter and sees his delivery and read receipts verified.  Her lines
+    name the browser (C{from <page.name>}), for the caller's wire check.
+    """
+    tag = page.name
+    register_from_page(page, d, "carol")
+    page.fill("#ca", ca_pem)
+    page.click("#connect")
+    page.wait_text("#status", "logged in as carol")
+    page.fill("#peer", "bob")
+    page.click("#ask")
+    bob.expect(r"\* carol wants to chat")
+    bob.send("!accept carol")
+    pane = ".pane[data-peer=bob]"
+    page.wait_text(f"{pane} li", "is end-to-end encrypted")
+    page.fill(f"{pane} .entry", f"hello bob, from {tag}")
+    page.click(f"{pane} .send")
+    bob.expect(rf"\] carol: hello bob, from {re.escape(tag)}")
+    bob.send("hi <b>carol</b>")
+    page.wait_text(f"{pane} li", "bob: hi <b>carol</b>")
+    test.assertEqual(page.count(f"{pane} b"), 0)  # shown as text, not HTML
+    page.click(f"{pane} .stop")
+    bob.expect(r"chat with carol ended by carol \(1 messages received\)")
+    page.wait_text(f"{pane} li", "stopped by you")
+    # bob goes offline; carol writes him a letter and reads his receipts.
+    bob.send("!exit")
+    test.assertEqual(bob.wait(), 0, bob.output())
+    page.fill("#letter-to", "bob")
+    page.fill("#letter-text", f"dear bob, a letter from {tag}")
+    page.click("#send-letter")
+    page.wait_text("#log li", "to bob stored by the relay")
+    bob = start_client("bob", server)
+    bob.expect(r"\* you have 1 new letter")
+    bob.send("!letters new")
+    bob.expect(r"\* 1\. \[[0-9a-f]{8}\] from carol, .*, new")
+    bob.send("!read 1")
+    bob.expect(r"\* letter \[[0-9a-f]{8}\] from carol, written .*; Verification: ok")
+    bob.expect(rf"\*   \| dear bob, a letter from {re.escape(tag)}")
+    page.wait_text("#log li", "delivered (receipt verified)")
+    page.wait_text("#log li", "read (receipt verified)")
+    page.screenshot(os.path.join(artifacts, f"browser-chat-{tag}.png"))
+    bob.send("!exit")
+    test.assertEqual(bob.wait(), 0, bob.output())
+    test.assertEqual(page.errors(), [])
