@@ -53,6 +53,8 @@ class ChatPage(Protocol):
     def fill(self, css: str, text: str) -> None: ...
     def click(self, css: str) -> None: ...
     def wait_text(self, css: str, text: str) -> None: ...
+    def choose_file(self, css: str, path: str) -> None: ...
+    def leave(self) -> None: ...
     def text(self, css: str) -> str: ...
     def count(self, css: str) -> int: ...
     def screenshot(self, path: str) -> None: ...
@@ -66,11 +68,25 @@ class PlaywrightPage:
 
     name = "chromium"
 
-    def __init__(self, page: Any) -> None:
-        self.page = page
+    def __init__(self, context: Any) -> None:
+        self.context = context
         self._errors: list[str] = []
+        self._open()
+
+    def _open(self) -> None:
+        self.page = page = self.context.new_page()
         page.on("console", lambda m: self._errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self._errors.append(str(e)))
+
+    def leave(self) -> None:
+        """
+        Close the page; the next L{goto} opens one in the same profile.
+        """
+        self.page.close()
+        self._open()
+
+    def choose_file(self, css: str, path: str) -> None:
+        self.page.set_input_files(css, path)
 
     def goto(self, url: str) -> None:
         self.page.goto(url)
@@ -201,6 +217,15 @@ class FirefoxPage:
             raise AssertionError(f"firefox: no {css} holding {text!r} within {WAIT_SECONDS}s; "
                                  f"status: {self.text('#status')!r}; log: {self.text('#log')[-800:]!r}")
 
+    def choose_file(self, css: str, path: str) -> None:
+        self.driver.find_element("css selector", css).send_keys(path)
+
+    def leave(self) -> None:
+        """
+        Leave the page (its WebSocket closes); the profile stays.
+        """
+        self.driver.navigate("about:blank")
+
     def text(self, css: str) -> str:
         return str(self._script("const e = document.querySelector(arguments[0]);"
                                 "return e ? e.textContent : '';", css))
@@ -255,6 +280,70 @@ class PageDeployment:
         for secret in (f"from {page.name}", "hi <b>carol", f"letter from {page.name}", "dear bob"):
             test.assertNotIn(secret.encode(), wire)
         self.relay.expect(r"user carol logged in")
+
+    def letter_to_the_page(self, test: unittest.TestCase, page: ChatPage) -> None:
+        """
+        carol logs in once from the page, which uploads her prekeys, and
+        leaves; bob writes her a letter from the terminal; carol logs in
+        again in the same browser profile (her key and her prekeys'
+        private halves from IndexedDB), is told of the letter, reads it
+        (as text, "Verification: ok"), and bob sees her delivery and read
+        receipts verified.  The proxy saw no text of it.
+        """
+        page.goto(self.origin + "/")
+        register_from_page(page, self.d, "carol")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#log li", "your prekeys are on the relay (100 one-time)")
+        page.leave()
+        self.relay.expect(r"user carol disconnected")
+        bob = self.d.client("bob", self.server)
+        bob.expect(r"\* logged in as bob")
+        bob.send(f"!letter carol dear carol, a letter for {page.name}")
+        bob.expect(r"letter ([0-9a-f]{8}) to carol stored by the relay")
+        page.goto(self.origin + "/")
+        page.fill("#name", "carol")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#log li", "you have 1 new letter")
+        page.wait_text("#letters li", "from bob")  # the list comes after the count
+        page.click("#letters li button")
+        page.wait_text("#log li", "from bob, written")
+        test.assertIn("Verification: ok", page.text("#log"))
+        page.wait_text("#log li", f"| dear carol, a letter for {page.name}")
+        bob.expect(r"delivery receipt from carol for letter [0-9a-f]{8}; Verification: ok")
+        bob.expect(r"read receipt from carol for letter [0-9a-f]{8}; Verification: ok")
+        page.screenshot(os.path.join(artifacts_dir(test), f"browser-letter-{page.name}.png"))
+        bob.send("!exit")
+        test.assertEqual(bob.wait(), 0, bob.output())
+        test.assertEqual(page.errors(), [])
+        test.assertNotIn(b"dear carol", self.proxy.recorded)
+
+    def key_file_login(self, test: unittest.TestCase, page: ChatPage) -> None:
+        """
+        dave's key file made by securechat-admin new-user (encrypted
+        PKCS#8) is chosen on the page with its passphrase: decrypted in the
+        browser, shown by its public key, and dave logs in with it.  A
+        wrong passphrase is one clear line first.
+        """
+        keys_dir = os.path.join(self.d.dir, "dave-keys")
+        admin(self.d.data, "new-user", "dave", "--out", keys_dir, "--passphrase-file",
+              self.d.passfiles["alice"])
+        with open(self.d.passfiles["alice"]) as f:
+            passphrase = f.read().strip()
+        page.goto(self.origin + "/")
+        page.fill("#name", "dave")
+        page.choose_file("#key-file", os.path.join(keys_dir, "dave.key"))
+        page.fill("#key-passphrase", "not it")
+        page.click("#import")
+        page.wait_text("#status", "wrong passphrase")
+        page.fill("#key-passphrase", passphrase)
+        page.click("#import")
+        page.wait_text("#public-key", "BEGIN PUBLIC KEY")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#status", "logged in as dave")
+        test.assertEqual(page.errors(), [])
 
 
 def free_port() -> int:

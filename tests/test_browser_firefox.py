@@ -48,3 +48,22 @@ class FirefoxChatPageTests(unittest.TestCase):
         """
         deployment = PageDeployment(self)
         deployment.chat_and_letter(self, FirefoxPage(self))
+
+    def test_letterToFirefox(self) -> None:
+        """
+        Letters to a Firefox user: carol's Ed25519 key and her prekeys'
+        private X25519 halves, non-extractable CryptoKeys, are kept in
+        Firefox's IndexedDB and found again after she left the page; she
+        reads bob's letter (verified) and he gets her receipts.
+        """
+        deployment = PageDeployment(self)
+        deployment.letter_to_the_page(self, FirefoxPage(self))
+
+    def test_keyFileInFirefox(self) -> None:
+        """
+        An encrypted PKCS#8 key file is decrypted in Firefox (PBKDF2 and
+        AES with Firefox's WebCrypto), a wrong passphrase is one clear
+        line, and the user logs in with the key.
+        """
+        deployment = PageDeployment(self)
+        deployment.key_file_login(self, FirefoxPage(self))

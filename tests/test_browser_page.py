@@ -21,7 +21,6 @@ from twisted.trial import unittest
 
 from tests.browser_pages import PageDeployment, PlaywrightPage, free_port
 from tests.processes import Process, admin
-from tests.recording_proxy import RecordingProxy
 from tests.test_browser_core import REQUIRED
 from tests.test_endtoend import Deployment
 
@@ -72,7 +71,7 @@ class ChatPageTests(unittest.TestCase):
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                deployment.chat_and_letter(self, PlaywrightPage(browser.new_page()))
+                deployment.chat_and_letter(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
 
@@ -84,68 +83,19 @@ class ChatPageTests(unittest.TestCase):
         browser profile (her key and prekeys' private halves in IndexedDB),
         is told of the new letter, reads it (shown as text, "Verification:
         ok"), and bob sees her delivery and read receipts verified.  The
-        proxy saw neither text; a screenshot is kept.
+        proxy saw neither text; a screenshot is kept
+        (tests.browser_pages.PageDeployment.letter_to_the_page, which the
+        Firefox test runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        proxy = RecordingProxy(self, ("127.0.0.1", web))
-        page_origin = f"http://127.0.0.1:{proxy.port}"
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
-                        "--web", f"tcp:{web}:interface=127.0.0.1",
-                        "--websocket-origin", page_origin)
-        tcp = relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        with open(d.ca) as f:
-            ca_pem = f.read()
-        artifacts = os.environ.get("SECURECHAT_ARTIFACTS") or os.path.abspath(self.mktemp())
-        os.makedirs(artifacts, exist_ok=True)
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                profile = browser.new_context()
-                errors: list[str] = []
-                page = profile.new_page()
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                page.goto(page_origin + "/")
-                page.fill("#name", "carol")
-                page.click("#generate")
-                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-                pub = os.path.join(d.dir, "carol.pub")
-                with open(pub, "w") as f:
-                    f.write(page.text_content("#public-key") or "")
-                admin(d.data, "add-user", "carol", pub)
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#log :text('your prekeys are on the relay (100 one-time)')",
-                                       timeout=WAIT)
-                page.close()
-                relay.expect(r"user carol disconnected")
-                bob = d.client("bob", f"tcp:127.0.0.1:{tcp}")
-                bob.expect(r"\* logged in as bob")
-                bob.send("!letter carol dear carol, a letter from the terminal")
-                bob.expect(r"letter ([0-9a-f]{8}) to carol stored by the relay")
-                page = profile.new_page()
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                page.goto(page_origin + "/")
-                page.fill("#name", "carol")
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#log :text('you have 1 new letter')", timeout=WAIT)
-                page.click("#letters li:has-text('from bob') button")
-                page.wait_for_selector("#log :text('from bob, written')", timeout=WAIT)
-                self.assertIn("Verification: ok", page.text_content("#log") or "")
-                page.wait_for_selector("#log :text('| dear carol, a letter from the terminal')",
-                                       timeout=WAIT)
-                bob.expect(r"delivery receipt from carol for letter [0-9a-f]{8}; Verification: ok")
-                bob.expect(r"read receipt from carol for letter [0-9a-f]{8}; Verification: ok")
-                page.screenshot(path=os.path.join(artifacts, "browser-letter.png"), full_page=True)
-                bob.send("!exit")
-                self.assertEqual(bob.wait(), 0, bob.output())
-                self.assertEqual(errors, [])
+                deployment.letter_to_the_page(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
-        self.assertNotIn(b"dear carol", proxy.recorded)
 
     def test_keyChangeOnThePage(self) -> None:
         """
@@ -308,38 +258,16 @@ class ChatPageTests(unittest.TestCase):
         dave's key file made by securechat-admin new-user (encrypted
         PKCS#8) is chosen on the page with its passphrase: decrypted in the
         browser, shown by its public key, and dave logs in with it.  A
-        wrong passphrase is one clear line first.
+        wrong passphrase is one clear line first
+        (tests.browser_pages.PageDeployment.key_file_login, which the
+        Firefox test runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        origin = f"http://127.0.0.1:{web}"
-        keys_dir = os.path.join(d.dir, "dave-keys")
-        admin(d.data, "new-user", "dave", "--out", keys_dir, "--passphrase-file",
-              d.passfiles["alice"])
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1", "--web",
-                        f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
-        relay.expect(r"web page on 127\.0\.0\.1:\d+/")  # the page is served from now on
-        with open(d.ca) as f:
-            ca_pem = f.read()
-        with open(d.passfiles["alice"]) as f:
-            passphrase = f.read().strip()
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                page = browser.new_page()
-                page.goto(origin + "/")
-                page.fill("#name", "dave")
-                page.set_input_files("#key-file", os.path.join(keys_dir, "dave.key"))
-                page.fill("#key-passphrase", "not it")
-                page.click("#import")
-                page.wait_for_selector("#status:has-text('wrong passphrase')", timeout=WAIT)
-                page.fill("#key-passphrase", passphrase)
-                page.click("#import")
-                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#status:has-text('logged in as dave')", timeout=WAIT)
+                deployment.key_file_login(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
