@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 from typing import Any, Callable, Protocol
 
@@ -37,9 +38,9 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     Marionette = None
 
-# True when some element matching the selector holds the text.
-_HOLDS = ("(css, text) => [...document.querySelectorAll(css)]"
-          ".some((e) => (e.textContent || '').includes(text))")
+# True when at least n elements matching the selector hold the text.
+_HOLDS = ("(css, text, n) => [...document.querySelectorAll(css)]"
+          ".filter((e) => (e.textContent || '').includes(text)).length >= n")
 
 
 class ChatPage(Protocol):
@@ -52,7 +53,7 @@ class ChatPage(Protocol):
     def goto(self, url: str) -> None: ...
     def fill(self, css: str, text: str) -> None: ...
     def click(self, css: str) -> None: ...
-    def wait_text(self, css: str, text: str) -> None: ...
+    def wait_text(self, css: str, text: str, at_least: int = 1) -> None: ...
     def choose_file(self, css: str, path: str) -> None: ...
     def leave(self) -> None: ...
     def text(self, css: str) -> str: ...
@@ -97,9 +98,9 @@ class PlaywrightPage:
     def click(self, css: str) -> None:
         self.page.click(css)
 
-    def wait_text(self, css: str, text: str) -> None:
-        self.page.wait_for_function(f"([css, text]) => ({_HOLDS})(css, text)", arg=[css, text],
-                                    timeout=WAIT_SECONDS * 1000)
+    def wait_text(self, css: str, text: str, at_least: int = 1) -> None:
+        self.page.wait_for_function(f"([css, text, n]) => ({_HOLDS})(css, text, n)",
+                                    arg=[css, text, at_least], timeout=WAIT_SECONDS * 1000)
 
     def text(self, css: str) -> str:
         return str(self.page.text_content(css) or "")
@@ -198,23 +199,25 @@ class FirefoxPage:
     def click(self, css: str) -> None:
         self.driver.find_element("css selector", css).click()
 
-    def wait_text(self, css: str, text: str) -> None:
+    def wait_text(self, css: str, text: str, at_least: int = 1) -> None:
         """
-        Resolve as soon as the page holds the text: checked now and on
-        every change of the document, until L{WAIT_SECONDS}.
+        Resolve as soon as C{at_least} elements matching C{css} hold the
+        text: checked now and on every change of the document, until
+        L{WAIT_SECONDS}.
         """
         found = self.driver.execute_async_script(f"""
-            const [css, text, seconds, done] = arguments;
+            const [css, text, n, seconds, done] = arguments;
             const holds = {_HOLDS};
-            if (holds(css, text)) {{ done(true); return; }}
+            if (holds(css, text, n)) {{ done(true); return; }}
             const watch = new MutationObserver(() => {{
-              if (holds(css, text)) {{ watch.disconnect(); clearTimeout(limit); done(true); }}
+              if (holds(css, text, n)) {{ watch.disconnect(); clearTimeout(limit); done(true); }}
             }});
             const limit = setTimeout(() => {{ watch.disconnect(); done(false); }}, seconds * 1000);
             watch.observe(document, {{subtree: true, childList: true, characterData: true}});
-        """, script_args=[css, text, WAIT_SECONDS], new_sandbox=False)
+        """, script_args=[css, text, at_least, WAIT_SECONDS], new_sandbox=False)
         if not found:
-            raise AssertionError(f"firefox: no {css} holding {text!r} within {WAIT_SECONDS}s; "
+            raise AssertionError(f"firefox: no {at_least} {css} holding {text!r} within "
+                                 f"{WAIT_SECONDS}s; "
                                  f"status: {self.text('#status')!r}; log: {self.text('#log')[-800:]!r}")
 
     def choose_file(self, css: str, path: str) -> None:
@@ -344,6 +347,116 @@ class PageDeployment:
         page.click("#connect")
         page.wait_text("#status", "logged in as dave")
         test.assertEqual(page.errors(), [])
+
+    def key_change(self, test: unittest.TestCase, page: ChatPage) -> None:
+        """
+        12.1 on the page: carol chats with bob once (his key is pinned in
+        her browser profile); the operator gives bob a new key
+        (C{securechat-admin rekey}); carol's next chat request is refused
+        by her page with the terminal's warning (pinned and offered
+        fingerprints, what to do) and a Trust button, and bob's side sees
+        the chat end; after carol presses Trust the chat is secured with the
+        new key and a line goes through.
+        """
+        d = self.d
+        page.goto(self.origin + "/")
+        register_from_page(page, d, "carol")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#status", "logged in as carol")
+        bob = d.client("bob", self.server)
+        bob.expect(r"\* logged in as bob")
+        chat_once(page, bob, 1)
+        page.click(".pane[data-peer=bob] .stop")
+        bob.expect(r"chat with carol ended by carol")
+        bob.send("!exit")
+        test.assertEqual(bob.wait(), 0, bob.output())
+        # The operator gives bob a new key (his old file is replaced).
+        subprocess.run(["openssl", "genrsa", "-aes256", "-passout", "pass:bobs-rsa-pass",
+                        "-out", d.keys["bob"], "2048"], check=True, capture_output=True)
+        new_pub = os.path.join(d.dir, "bob-new.pub")
+        subprocess.run(["openssl", "rsa", "-in", d.keys["bob"], "-passin",
+                        "pass:bobs-rsa-pass", "-pubout", "-out", new_pub],
+                       check=True, capture_output=True)
+        admin(d.data, "rekey", "bob", new_pub)
+        bob = d.client("bob", self.server)
+        bob.expect(r"\* logged in as bob")
+        page.fill("#peer", "bob")
+        page.click("#ask")
+        bob.expect(r"\* carol wants to chat")
+        bob.send("!accept carol")
+        page.wait_text("#log li.warning", "key CHANGED")
+        text = page.text("#log li.warning")
+        test.assertIn("!!! WARNING: bob's key CHANGED: pinned SHA256:", text)
+        test.assertIn("the relay now offers SHA256:", text)
+        test.assertIn("The chat was refused. If bob confirms the new fingerprint out of "
+                      "band, press Trust and chat again.", text)
+        bob.expect(r"chat with carol TRUNCATED")
+        test.assertEqual(page.text(".pane[data-peer=bob]").count("is end-to-end encrypted"), 1)
+        page.click("#log button.trust")
+        page.wait_text("#log li", "bob is now pinned to SHA256:")
+        chat_once(page, bob, 2)
+        bob.send("!exit")
+        test.assertEqual(bob.wait(), 0, bob.output())
+        test.assertEqual(page.errors(), [])
+
+    def several_chats(self, test: unittest.TestCase, page: ChatPage) -> None:
+        """
+        carol chats with alice and bob at once from the page: one pane per
+        peer, each showing only its peer's lines and sending only to that
+        peer; closing bob's pane ends his chat (bob sees carol's clean
+        end) and alice's chat goes on.
+        """
+        peers = {name: self.d.client(name, self.server) for name in ("alice", "bob")}
+        page.goto(self.origin + "/")
+        register_from_page(page, self.d, "carol")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#status", "logged in as carol")
+        for name, peer in peers.items():
+            peer.expect(r"\* logged in as")
+            page.fill("#peer", name)
+            page.click("#ask")
+            peer.expect(r"\* carol wants to chat")
+            peer.send("!accept carol")
+        for name in peers:
+            page.wait_text(f".pane[data-peer={name}] li", "is end-to-end encrypted")
+        for name, peer in peers.items():
+            peer.send(f"{name} here")
+            page.fill(f".pane[data-peer={name}] .entry", f"to {name} only")
+            page.click(f".pane[data-peer={name}] .send")
+            peer.expect(rf"\] carol: to {name} only")
+        for name in peers:
+            pane = f".pane[data-peer={name}]"
+            page.wait_text(f"{pane} li", f"{name}: {name} here")
+            other = "bob" if name == "alice" else "alice"
+            test.assertNotIn(f"{other} here", page.text(pane))
+            test.assertNotIn(f"to {other} only", page.text(pane))
+        page.click(".pane[data-peer=bob] .close")
+        peers["bob"].expect(r"chat with carol ended by carol \(1 messages received\)")
+        test.assertEqual(page.count(".pane[data-peer=bob]"), 0)
+        page.fill(".pane[data-peer=alice] .entry", "still here")
+        page.click(".pane[data-peer=alice] .send")
+        peers["alice"].expect(r"\] carol: still here")
+        for peer in peers.values():
+            peer.send("!exit")
+            test.assertEqual(peer.wait(), 0, peer.output())
+        test.assertEqual(page.errors(), [])
+
+
+def chat_once(page: ChatPage, bob: Process, nth: int) -> None:
+    """
+    carol asks bob from the page, bob accepts, the chat is secured (the
+    C{nth} time on this page) and carol's line reaches bob.
+    """
+    page.fill("#peer", "bob")
+    page.click("#ask")
+    bob.expect(r"\* carol wants to chat")
+    bob.send("!accept carol")
+    page.wait_text(".pane[data-peer=bob] li", "is end-to-end encrypted", at_least=nth)
+    page.fill(".pane[data-peer=bob] .entry", f"line {nth} from the page")
+    page.click(".pane[data-peer=bob] .send")
+    bob.expect(rf"\] carol: line {nth} from the page")
 
 
 def free_port() -> int:

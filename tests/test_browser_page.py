@@ -5,6 +5,8 @@ C{--web} (its strict Content-Security-Policy in force) and a
 C{securechat-client} user on TCP.  A recording proxy between the browser
 and the relay keeps every byte; a screenshot of the page is kept as an
 artifact (C{$SECURECHAT_ARTIFACTS}, else the test's temporary directory).
+The scenarios themselves are in L{tests.browser_pages}, shared with the
+Firefox tests (L{tests.test_browser_firefox}).
 
 Without Playwright or Chromium the test skips, loudly, unless
 SECURECHAT_REQUIRE_SERVICES=1 (as in .ci/run, which installs both).
@@ -12,25 +14,18 @@ SECURECHAT_REQUIRE_SERVICES=1 (as in .ci/run, which installs both).
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-from typing import Any
 
 from twisted.trial import unittest
 
-from tests.browser_pages import PageDeployment, PlaywrightPage, free_port
-from tests.processes import Process, admin
+from tests.browser_pages import PageDeployment, PlaywrightPage
 from tests.test_browser_core import REQUIRED
-from tests.test_endtoend import Deployment
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None  # type: ignore[assignment]
-
-WAIT = 30_000  # milliseconds, Playwright's unit
 
 
 class ChatPageTests(unittest.TestCase):
@@ -105,69 +100,17 @@ class ChatPageTests(unittest.TestCase):
         by her page with the terminal's warning (pinned and offered
         fingerprints, what to do) and a Trust button, and bob's side sees
         the chat end; after carol presses Trust the chat is secured with the
-        new key and a line goes through.
+        new key and a line goes through
+        (tests.browser_pages.PageDeployment.key_change, which the Firefox test
+        runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        origin = f"http://127.0.0.1:{web}"
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
-                        "--web", f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
-        server = "tcp:127.0.0.1:" + relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        with open(d.ca) as f:
-            ca_pem = f.read()
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                page = browser.new_page()
-                page.goto(origin + "/")
-                page.fill("#name", "carol")
-                page.click("#generate")
-                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-                pub = os.path.join(d.dir, "carol.pub")
-                with open(pub, "w") as f:
-                    f.write(page.text_content("#public-key") or "")
-                admin(d.data, "add-user", "carol", pub)
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
-                bob = d.client("bob", server)
-                bob.expect(r"\* logged in as bob")
-                self.chatOnce(page, bob, 1)
-                page.click(".pane[data-peer=bob] .stop")
-                bob.expect(r"chat with carol ended by carol")
-                bob.send("!exit")
-                self.assertEqual(bob.wait(), 0, bob.output())
-                # The operator gives bob a new key (his old file is replaced).
-                subprocess.run(["openssl", "genrsa", "-aes256", "-passout", "pass:bobs-rsa-pass",
-                                "-out", d.keys["bob"], "2048"], check=True, capture_output=True)
-                new_pub = os.path.join(d.dir, "bob-new.pub")
-                subprocess.run(["openssl", "rsa", "-in", d.keys["bob"], "-passin",
-                                "pass:bobs-rsa-pass", "-pubout", "-out", new_pub],
-                               check=True, capture_output=True)
-                admin(d.data, "rekey", "bob", new_pub)
-                bob = d.client("bob", server)
-                bob.expect(r"\* logged in as bob")
-                page.fill("#peer", "bob")
-                page.click("#ask")
-                bob.expect(r"\* carol wants to chat")
-                bob.send("!accept carol")
-                warning = page.wait_for_selector("#log li.warning:has-text('key CHANGED')",
-                                                 timeout=WAIT)
-                text = warning.text_content() or ""
-                self.assertIn("!!! WARNING: bob's key CHANGED: pinned SHA256:", text)
-                self.assertIn("the relay now offers SHA256:", text)
-                self.assertIn("The chat was refused. If bob confirms the new fingerprint out of "
-                              "band, press Trust and chat again.", text)
-                bob.expect(r"chat with carol TRUNCATED")
-                self.assertEqual(
-                    page.locator(".pane[data-peer=bob] :text('is end-to-end encrypted')").count(), 1)
-                page.click("#log button.trust")
-                page.wait_for_selector("#log :text('bob is now pinned to SHA256:')", timeout=WAIT)
-                self.chatOnce(page, bob, 2)
-                bob.send("!exit")
-                self.assertEqual(bob.wait(), 0, bob.output())
+                deployment.key_change(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
 
@@ -176,82 +119,19 @@ class ChatPageTests(unittest.TestCase):
         carol chats with alice and bob at once from the page: one pane per
         peer, each showing only its peer's lines and sending only to that
         peer; closing bob's pane ends his chat (bob sees carol's clean
-        end) and alice's chat goes on.
+        end) and alice's chat goes on
+        (tests.browser_pages.PageDeployment.several_chats, which the Firefox test
+        runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        origin = f"http://127.0.0.1:{web}"
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
-                        "--web", f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
-        server = "tcp:127.0.0.1:" + relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        with open(d.ca) as f:
-            ca_pem = f.read()
-        peers = {name: d.client(name, server) for name in ("alice", "bob")}
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                page = browser.new_page()
-                page.goto(origin + "/")
-                page.fill("#name", "carol")
-                page.click("#generate")
-                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-                pub = os.path.join(d.dir, "carol.pub")
-                with open(pub, "w") as f:
-                    f.write(page.text_content("#public-key") or "")
-                admin(d.data, "add-user", "carol", pub)
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
-                for name, peer in peers.items():
-                    peer.expect(r"\* logged in as")
-                    page.fill("#peer", name)
-                    page.click("#ask")
-                    peer.expect(r"\* carol wants to chat")
-                    peer.send("!accept carol")
-                for name in peers:
-                    page.wait_for_selector(f".pane[data-peer={name}] :text('is end-to-end "
-                                           "encrypted')", timeout=WAIT)
-                for name, peer in peers.items():
-                    peer.send(f"{name} here")
-                    page.fill(f".pane[data-peer={name}] .entry", f"to {name} only")
-                    page.click(f".pane[data-peer={name}] .send")
-                    peer.expect(rf"\] carol: to {name} only")
-                for name in peers:
-                    pane = f".pane[data-peer={name}]"
-                    page.wait_for_selector(f"{pane} :text('{name}: {name} here')", timeout=WAIT)
-                    other = "bob" if name == "alice" else "alice"
-                    self.assertNotIn(f"{other} here", page.text_content(pane) or "")
-                    self.assertNotIn(f"to {other} only", page.text_content(pane) or "")
-                page.click(".pane[data-peer=bob] .close")
-                peers["bob"].expect(r"chat with carol ended by carol \(1 messages received\)")
-                self.assertEqual(page.locator(".pane[data-peer=bob]").count(), 0)
-                page.fill(".pane[data-peer=alice] .entry", "still here")
-                page.click(".pane[data-peer=alice] .send")
-                peers["alice"].expect(r"\] carol: still here")
-                for peer in peers.values():
-                    peer.send("!exit")
-                    self.assertEqual(peer.wait(), 0, peer.output())
+                deployment.several_chats(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
-
-    def chatOnce(self, page: Any, bob: Process, nth: int) -> None:
-        """
-        carol asks bob from the page, bob accepts, the chat is secured (the
-        C{nth} time on this page) and carol's line reaches bob.
-        """
-        page.fill("#peer", "bob")
-        page.click("#ask")
-        bob.expect(r"\* carol wants to chat")
-        bob.send("!accept carol")
-        page.wait_for_function(
-            "n => [...document.querySelectorAll('.pane[data-peer=bob] li')].filter("
-            "li => li.textContent.includes('is end-to-end encrypted')).length >= n", arg=nth,
-            timeout=WAIT)
-        page.fill(".pane[data-peer=bob] .entry", f"line {nth} from the page")
-        page.click(".pane[data-peer=bob] .send")
-        bob.expect(rf"\] carol: line {nth} from the page")
 
     def test_keyFileFromThePage(self) -> None:
         """
