@@ -2,7 +2,8 @@
 The chat page in Firefox: Debian's C{firefox-esr}, headless, driven by
 Mozilla's C{marionette_driver} through the Marionette server built into
 Firefox (no geckodriver, no browser download), through the same scenario
-as the Chromium test (L{tests.browser_pages}).
+as the Chromium test (L{tests.browser_pages}; the driver is
+L{tests.firefox_page}).
 
 Without firefox-esr or marionette_driver the test skips, loudly, unless
 SECURECHAT_REQUIRE_SERVICES=1 (as in .ci/run, which installs both).
@@ -18,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from twisted.trial import unittest
 
-from tests.browser_pages import FIREFOX, FirefoxPage, Marionette, PageDeployment
+from tests.browser_pages import PageDeployment
+from tests.firefox_page import FIREFOX, FirefoxPage, Marionette
 
 # Run in the page (its own origin, so its Content-Security-Policy allows
 # the import): each WebCrypto operation of the protocol core on the
