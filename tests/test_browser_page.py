@@ -5,6 +5,8 @@ C{--web} (its strict Content-Security-Policy in force) and a
 C{securechat-client} user on TCP.  A recording proxy between the browser
 and the relay keeps every byte; a screenshot of the page is kept as an
 artifact (C{$SECURECHAT_ARTIFACTS}, else the test's temporary directory).
+The scenarios themselves are in L{tests.browser_pages}, shared with the
+Firefox tests (L{tests.test_browser_firefox}).
 
 Without Playwright or Chromium the test skips, loudly, unless
 SECURECHAT_REQUIRE_SERVICES=1 (as in .ci/run, which installs both).
@@ -12,34 +14,18 @@ SECURECHAT_REQUIRE_SERVICES=1 (as in .ci/run, which installs both).
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-from typing import Any
 
 from twisted.trial import unittest
 
-from tests.processes import Process, admin
-from tests.recording_proxy import RecordingProxy
+from tests.browser_pages import PageDeployment, PlaywrightPage
 from tests.test_browser_core import REQUIRED
-from tests.test_endtoend import Deployment
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None  # type: ignore[assignment]
-
-WAIT = 30_000  # milliseconds, Playwright's unit
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 class ChatPageTests(unittest.TestCase):
@@ -71,92 +57,18 @@ class ChatPageTests(unittest.TestCase):
         bob goes offline; carol sends him a letter from the page; bob logs
         in and reads it (verified); the page shows his delivery and read
         receipts, verified.  The proxy saw none of the texts; a screenshot
-        is kept.
+        is kept (tests.browser_pages.chat_and_letter, which the Firefox
+        test runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        proxy = RecordingProxy(self, ("127.0.0.1", web))
-        page_origin = f"http://127.0.0.1:{proxy.port}"
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
-                        "--web", f"tcp:{web}:interface=127.0.0.1",
-                        "--websocket-origin", page_origin)
-        tcp = relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        bob = d.client("bob", f"tcp:127.0.0.1:{tcp}")
-        bob.expect(r"\* logged in as bob")
-        with open(d.ca) as f:
-            ca_pem = f.read()
-        artifacts = os.environ.get("SECURECHAT_ARTIFACTS") or os.path.abspath(self.mktemp())
-        os.makedirs(artifacts, exist_ok=True)
-
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                self.chat(browser, page_origin, d, bob, ca_pem, artifacts, f"tcp:127.0.0.1:{tcp}")
+                deployment.chat_and_letter(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
-        wire = proxy.recorded
-        self.assertIn(b"Content-Security-Policy: default-src 'none'", wire)
-        self.assertIn(b"HTTP/1.1 101 Switching Protocols", wire)
-        for secret in (b"from chromium", b"hi <b>carol", b"letter from chromium", b"dear bob"):
-            self.assertNotIn(secret, wire)
-        relay.expect(r"user carol logged in")
-
-    def chat(self, browser: Any, page_origin: str, d: Deployment, bob: Process, ca_pem: str,
-             artifacts: str, server: str) -> None:
-        """
-        What carol does on the page, and what bob sees.
-        """
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(page_origin + "/")
-        page.fill("#name", "carol")
-        page.click("#generate")
-        page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-        pub = os.path.join(d.dir, "carol.pub")
-        with open(pub, "w") as f:
-            f.write(page.text_content("#public-key") or "")
-        admin(d.data, "add-user", "carol", pub)
-        page.fill("#ca", ca_pem)
-        page.click("#connect")
-        page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
-        page.fill("#peer", "bob")
-        page.click("#ask")
-        bob.expect(r"\* carol wants to chat")
-        bob.send("!accept carol")
-        pane = ".pane[data-peer=bob]"
-        page.wait_for_selector(f"{pane} :text('is end-to-end encrypted')", timeout=WAIT)
-        page.fill(f"{pane} .entry", "hello bob, from chromium")
-        page.click(f"{pane} .send")
-        bob.expect(r"\] carol: hello bob, from chromium")
-        bob.send("hi <b>carol</b>")
-        page.wait_for_selector(f"{pane} :text('bob: hi <b>carol</b>')", timeout=WAIT)
-        self.assertEqual(page.locator(f"{pane} b").count(), 0)  # shown as text, not HTML
-        page.click(f"{pane} .stop")
-        bob.expect(r"chat with carol ended by carol \(1 messages received\)")
-        page.wait_for_selector(f"{pane} :text('stopped by you')", timeout=WAIT)
-        # bob goes offline; carol writes him a letter and reads his receipts.
-        bob.send("!exit")
-        self.assertEqual(bob.wait(), 0, bob.output())
-        page.fill("#letter-to", "bob")
-        page.fill("#letter-text", "dear bob, a letter from chromium")
-        page.click("#send-letter")
-        page.wait_for_selector("#log :text('to bob stored by the relay')", timeout=WAIT)
-        bob = d.client("bob", server)
-        bob.expect(r"\* you have 1 new letter")
-        bob.send("!letters new")
-        bob.expect(r"\* 1\. \[[0-9a-f]{8}\] from carol, .*, new")
-        bob.send("!read 1")
-        bob.expect(r"\* letter \[[0-9a-f]{8}\] from carol, written .*; Verification: ok")
-        bob.expect(r"\*   \| dear bob, a letter from chromium")
-        page.wait_for_selector("#log :text('delivered (receipt verified)')", timeout=WAIT)
-        page.wait_for_selector("#log :text('read (receipt verified)')", timeout=WAIT)
-        page.screenshot(path=os.path.join(artifacts, "browser-chat.png"), full_page=True)
-        bob.send("!exit")
-        self.assertEqual(bob.wait(), 0, bob.output())
-        self.assertEqual(errors, [])
 
     def test_letterToTheBrowser(self) -> None:
         """
@@ -166,68 +78,19 @@ class ChatPageTests(unittest.TestCase):
         browser profile (her key and prekeys' private halves in IndexedDB),
         is told of the new letter, reads it (shown as text, "Verification:
         ok"), and bob sees her delivery and read receipts verified.  The
-        proxy saw neither text; a screenshot is kept.
+        proxy saw neither text; a screenshot is kept
+        (tests.browser_pages.PageDeployment.letter_to_the_page, which the
+        Firefox test runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        proxy = RecordingProxy(self, ("127.0.0.1", web))
-        page_origin = f"http://127.0.0.1:{proxy.port}"
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
-                        "--web", f"tcp:{web}:interface=127.0.0.1",
-                        "--websocket-origin", page_origin)
-        tcp = relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        with open(d.ca) as f:
-            ca_pem = f.read()
-        artifacts = os.environ.get("SECURECHAT_ARTIFACTS") or os.path.abspath(self.mktemp())
-        os.makedirs(artifacts, exist_ok=True)
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                profile = browser.new_context()
-                errors: list[str] = []
-                page = profile.new_page()
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                page.goto(page_origin + "/")
-                page.fill("#name", "carol")
-                page.click("#generate")
-                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-                pub = os.path.join(d.dir, "carol.pub")
-                with open(pub, "w") as f:
-                    f.write(page.text_content("#public-key") or "")
-                admin(d.data, "add-user", "carol", pub)
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#log :text('your prekeys are on the relay (100 one-time)')",
-                                       timeout=WAIT)
-                page.close()
-                relay.expect(r"user carol disconnected")
-                bob = d.client("bob", f"tcp:127.0.0.1:{tcp}")
-                bob.expect(r"\* logged in as bob")
-                bob.send("!letter carol dear carol, a letter from the terminal")
-                bob.expect(r"letter ([0-9a-f]{8}) to carol stored by the relay")
-                page = profile.new_page()
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                page.goto(page_origin + "/")
-                page.fill("#name", "carol")
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#log :text('you have 1 new letter')", timeout=WAIT)
-                page.click("#letters li:has-text('from bob') button")
-                page.wait_for_selector("#log :text('from bob, written')", timeout=WAIT)
-                self.assertIn("Verification: ok", page.text_content("#log") or "")
-                page.wait_for_selector("#log :text('| dear carol, a letter from the terminal')",
-                                       timeout=WAIT)
-                bob.expect(r"delivery receipt from carol for letter [0-9a-f]{8}; Verification: ok")
-                bob.expect(r"read receipt from carol for letter [0-9a-f]{8}; Verification: ok")
-                page.screenshot(path=os.path.join(artifacts, "browser-letter.png"), full_page=True)
-                bob.send("!exit")
-                self.assertEqual(bob.wait(), 0, bob.output())
-                self.assertEqual(errors, [])
+                deployment.letter_to_the_page(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
-        self.assertNotIn(b"dear carol", proxy.recorded)
 
     def test_keyChangeOnThePage(self) -> None:
         """
@@ -237,69 +100,17 @@ class ChatPageTests(unittest.TestCase):
         by her page with the terminal's warning (pinned and offered
         fingerprints, what to do) and a Trust button, and bob's side sees
         the chat end; after carol presses Trust the chat is secured with the
-        new key and a line goes through.
+        new key and a line goes through
+        (tests.browser_pages.PageDeployment.key_change, which the Firefox test
+        runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        origin = f"http://127.0.0.1:{web}"
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
-                        "--web", f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
-        server = "tcp:127.0.0.1:" + relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        with open(d.ca) as f:
-            ca_pem = f.read()
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                page = browser.new_page()
-                page.goto(origin + "/")
-                page.fill("#name", "carol")
-                page.click("#generate")
-                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-                pub = os.path.join(d.dir, "carol.pub")
-                with open(pub, "w") as f:
-                    f.write(page.text_content("#public-key") or "")
-                admin(d.data, "add-user", "carol", pub)
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
-                bob = d.client("bob", server)
-                bob.expect(r"\* logged in as bob")
-                self.chatOnce(page, bob, 1)
-                page.click(".pane[data-peer=bob] .stop")
-                bob.expect(r"chat with carol ended by carol")
-                bob.send("!exit")
-                self.assertEqual(bob.wait(), 0, bob.output())
-                # The operator gives bob a new key (his old file is replaced).
-                subprocess.run(["openssl", "genrsa", "-aes256", "-passout", "pass:bobs-rsa-pass",
-                                "-out", d.keys["bob"], "2048"], check=True, capture_output=True)
-                new_pub = os.path.join(d.dir, "bob-new.pub")
-                subprocess.run(["openssl", "rsa", "-in", d.keys["bob"], "-passin",
-                                "pass:bobs-rsa-pass", "-pubout", "-out", new_pub],
-                               check=True, capture_output=True)
-                admin(d.data, "rekey", "bob", new_pub)
-                bob = d.client("bob", server)
-                bob.expect(r"\* logged in as bob")
-                page.fill("#peer", "bob")
-                page.click("#ask")
-                bob.expect(r"\* carol wants to chat")
-                bob.send("!accept carol")
-                warning = page.wait_for_selector("#log li.warning:has-text('key CHANGED')",
-                                                 timeout=WAIT)
-                text = warning.text_content() or ""
-                self.assertIn("!!! WARNING: bob's key CHANGED: pinned SHA256:", text)
-                self.assertIn("the relay now offers SHA256:", text)
-                self.assertIn("The chat was refused. If bob confirms the new fingerprint out of "
-                              "band, press Trust and chat again.", text)
-                bob.expect(r"chat with carol TRUNCATED")
-                self.assertEqual(
-                    page.locator(".pane[data-peer=bob] :text('is end-to-end encrypted')").count(), 1)
-                page.click("#log button.trust")
-                page.wait_for_selector("#log :text('bob is now pinned to SHA256:')", timeout=WAIT)
-                self.chatOnce(page, bob, 2)
-                bob.send("!exit")
-                self.assertEqual(bob.wait(), 0, bob.output())
+                deployment.key_change(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
 
@@ -308,119 +119,35 @@ class ChatPageTests(unittest.TestCase):
         carol chats with alice and bob at once from the page: one pane per
         peer, each showing only its peer's lines and sending only to that
         peer; closing bob's pane ends his chat (bob sees carol's clean
-        end) and alice's chat goes on.
+        end) and alice's chat goes on
+        (tests.browser_pages.PageDeployment.several_chats, which the Firefox test
+        runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        origin = f"http://127.0.0.1:{web}"
-        relay = d.relay("--listen", "tcp:0:interface=127.0.0.1",
-                        "--web", f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
-        server = "tcp:127.0.0.1:" + relay.expect(r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        with open(d.ca) as f:
-            ca_pem = f.read()
-        peers = {name: d.client(name, server) for name in ("alice", "bob")}
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                page = browser.new_page()
-                page.goto(origin + "/")
-                page.fill("#name", "carol")
-                page.click("#generate")
-                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-                pub = os.path.join(d.dir, "carol.pub")
-                with open(pub, "w") as f:
-                    f.write(page.text_content("#public-key") or "")
-                admin(d.data, "add-user", "carol", pub)
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#status:has-text('logged in as carol')", timeout=WAIT)
-                for name, peer in peers.items():
-                    peer.expect(r"\* logged in as")
-                    page.fill("#peer", name)
-                    page.click("#ask")
-                    peer.expect(r"\* carol wants to chat")
-                    peer.send("!accept carol")
-                for name in peers:
-                    page.wait_for_selector(f".pane[data-peer={name}] :text('is end-to-end "
-                                           "encrypted')", timeout=WAIT)
-                for name, peer in peers.items():
-                    peer.send(f"{name} here")
-                    page.fill(f".pane[data-peer={name}] .entry", f"to {name} only")
-                    page.click(f".pane[data-peer={name}] .send")
-                    peer.expect(rf"\] carol: to {name} only")
-                for name in peers:
-                    pane = f".pane[data-peer={name}]"
-                    page.wait_for_selector(f"{pane} :text('{name}: {name} here')", timeout=WAIT)
-                    other = "bob" if name == "alice" else "alice"
-                    self.assertNotIn(f"{other} here", page.text_content(pane) or "")
-                    self.assertNotIn(f"to {other} only", page.text_content(pane) or "")
-                page.click(".pane[data-peer=bob] .close")
-                peers["bob"].expect(r"chat with carol ended by carol \(1 messages received\)")
-                self.assertEqual(page.locator(".pane[data-peer=bob]").count(), 0)
-                page.fill(".pane[data-peer=alice] .entry", "still here")
-                page.click(".pane[data-peer=alice] .send")
-                peers["alice"].expect(r"\] carol: still here")
-                for peer in peers.values():
-                    peer.send("!exit")
-                    self.assertEqual(peer.wait(), 0, peer.output())
+                deployment.several_chats(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
-
-    def chatOnce(self, page: Any, bob: Process, nth: int) -> None:
-        """
-        carol asks bob from the page, bob accepts, the chat is secured (the
-        C{nth} time on this page) and carol's line reaches bob.
-        """
-        page.fill("#peer", "bob")
-        page.click("#ask")
-        bob.expect(r"\* carol wants to chat")
-        bob.send("!accept carol")
-        page.wait_for_function(
-            "n => [...document.querySelectorAll('.pane[data-peer=bob] li')].filter("
-            "li => li.textContent.includes('is end-to-end encrypted')).length >= n", arg=nth,
-            timeout=WAIT)
-        page.fill(".pane[data-peer=bob] .entry", f"line {nth} from the page")
-        page.click(".pane[data-peer=bob] .send")
-        bob.expect(rf"\] carol: line {nth} from the page")
 
     def test_keyFileFromThePage(self) -> None:
         """
         dave's key file made by securechat-admin new-user (encrypted
         PKCS#8) is chosen on the page with its passphrase: decrypted in the
         browser, shown by its public key, and dave logs in with it.  A
-        wrong passphrase is one clear line first.
+        wrong passphrase is one clear line first
+        (tests.browser_pages.PageDeployment.key_file_login, which the
+        Firefox test runs too).
         """
-        d = Deployment(self)
-        web = free_port()
-        origin = f"http://127.0.0.1:{web}"
-        keys_dir = os.path.join(d.dir, "dave-keys")
-        admin(d.data, "new-user", "dave", "--out", keys_dir, "--passphrase-file",
-              d.passfiles["alice"])
-        d.relay("--listen", "tcp:0:interface=127.0.0.1", "--web",
-                f"tcp:{web}:interface=127.0.0.1", "--websocket-origin", origin)
-        with open(d.ca) as f:
-            ca_pem = f.read()
-        with open(d.passfiles["alice"]) as f:
-            passphrase = f.read().strip()
+        deployment = PageDeployment(self)
         assert sync_playwright is not None and CHROMIUM is not None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox"])
             try:
-                page = browser.new_page()
-                page.goto(origin + "/")
-                page.fill("#name", "dave")
-                page.set_input_files("#key-file", os.path.join(keys_dir, "dave.key"))
-                page.fill("#key-passphrase", "not it")
-                page.click("#import")
-                page.wait_for_selector("#status:has-text('wrong passphrase')", timeout=WAIT)
-                page.fill("#key-passphrase", passphrase)
-                page.click("#import")
-                page.wait_for_selector("#public-key:has-text('BEGIN PUBLIC KEY')", timeout=WAIT)
-                page.fill("#ca", ca_pem)
-                page.click("#connect")
-                page.wait_for_selector("#status:has-text('logged in as dave')", timeout=WAIT)
+                deployment.key_file_login(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
