@@ -45,6 +45,11 @@ def _positive(kind: Callable[[str], Any], name: str) -> Callable[[str], Any]:
 
 _D = Limits()
 
+#: The most groups a user may be in: a GROUP_LIST entry is at most 94
+#: bytes, so 500 of them (47,000 bytes) fit one record at the default
+#: --max-frame (with a smaller frame the list is cut to fit, 15.2).
+MAX_GROUPS_PER_USER = 500
+
 #: (option, Limits field, type, help) for every limit; defaults come from
 #: L{Limits} so they are written down once.
 LIMIT_OPTIONS = [
@@ -91,6 +96,19 @@ LIMIT_OPTIONS = [
     ("letter-rate", "letter_rate", float, "Letters per second one user may post, sustained."),
     ("letter-burst", "letter_burst", int,
      "Letters one user may post above --letter-rate in a burst; more are refused as RATE_LIMITED."),
+    ("group-members", "max_group_members", int,
+     "Members one group may have; an add past it is refused as GROUP_FULL."),
+    ("groups-per-user", "max_groups_per_user", int,
+     "Groups one user may be in, at most 500; a creation or add past it is refused as "
+     "TOO_MANY_GROUPS."),
+    ("group-rate", "group_rate", float,
+     "Group messages per second one user may post, sustained (all its groups together)."),
+    ("group-burst", "group_burst", int,
+     "Group messages one user may post above --group-rate in a burst; more are refused as "
+     "GROUP_RATE."),
+    ("max-group-message", "max_group_message", int,
+     "Largest group message in bytes (and at most --max-frame minus 197); larger ones are "
+     "refused as GROUP_MESSAGE_TOO_LARGE."),
 ]
 
 
@@ -227,6 +245,9 @@ class Options(usage.Options):
         if limits.max_letter > MAX_LETTER:
             raise usage.UsageError(f"--max-letter must be at most {MAX_LETTER} (clients refuse "
                                    "larger letters)")
+        if limits.max_groups_per_user > MAX_GROUPS_PER_USER:
+            raise usage.UsageError(f"--groups-per-user must be at most {MAX_GROUPS_PER_USER} (a "
+                                   "user's GROUP_LIST must fit one record)")
         if limits.prekey_low_mark > limits.max_one_time_prekeys:
             raise usage.UsageError("--prekey-low-mark must be at most --max-one-time-prekeys")
         if not 1024 <= limits.max_frame <= MAX_CLIENT_FRAME:

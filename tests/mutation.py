@@ -96,6 +96,10 @@ TARGETS: tuple[Target, ...] = (
            ("tests.test_prekeys", "tests.test_letters", "tests.test_sign_split")),
     Target("receipts", "securechat/crypto/receipts.py",
            ("tests.test_letters", "tests.test_vectors", "tests.test_sign_split")),
+    # The groups' membership rules (issue 15): what the relay and every
+    # member check of a change.
+    Target("groupstate", "securechat/crypto/groupstate.py",
+           ("tests.test_groupstate",)),
     Target("keys", "securechat/crypto/keys.py",
            ("tests.test_keys", "tests.test_handshake", "tests.test_x509", "tests.test_vectors",
             "tests.test_pki", "tests.test_spec_rules", "tests.test_attacks.HandshakeInputAttacks")),

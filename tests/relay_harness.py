@@ -20,7 +20,7 @@ from securechat.server.directory import MemoryDirectory, UserEntry
 from securechat.server.limits import Limits
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
 from securechat.wire.messages import CertificateIdentity, Identity, Message
-from securechat.wire.mailbox import MAILBOX_FROM_SERVER
+from securechat.wire.groups import GROUP_FROM_SERVER
 from securechat.wire.relay import Welcome
 from tests.memnet import Link, Network
 
@@ -93,14 +93,15 @@ class Harness:
     """
 
     def __init__(self, limits: Limits = Limits(), clock: Clock | None = None,
-                 relay_class: type[Relay] = Relay, store: Any = None) -> None:
+                 relay_class: type[Relay] = Relay, store: Any = None,
+                 group_store: Any = None) -> None:
         self.network = Network(clock)
         self.clock = self.network.clock
         self.directory = MemoryDirectory(
             UserEntry(name, user_key(name).public_key()) for name in USERS)
         self.relay = relay_class(
             self.directory, ServerCredentials(SERVER_KEY, SERVER_IDENTITY), self.clock, limits,
-            store=store)
+            store=store, group_store=group_store)
         self.factory = RelayFactory(self.relay)
         self.links: dict[str, Link] = {}
 
@@ -112,7 +113,7 @@ class Harness:
         """
         client = RecordingClient(name)
         config = Config(CLIENT_SERVER, Role.INITIATOR, key or user_key(name),
-                        _user_identity(name), registry=MAILBOX_FROM_SERVER)
+                        _user_identity(name), registry=GROUP_FROM_SERVER)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         server = self.factory.buildProtocol(None if host is None else _Addr(host))
         link = self.network.connect(proto, server, client_host=host, **kw)

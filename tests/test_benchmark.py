@@ -56,6 +56,25 @@ class BenchmarkSmokeTests(unittest.TestCase):
                               r"cryptography alone \(\d+ us, same run")
 
 
+class GroupBenchmarkSmokeTests(unittest.TestCase):
+    """
+    benchmarks/group_bench.py --smoke (issue 15).
+    """
+
+    def test_smoke(self) -> None:
+        """
+        The relay and the bare fan-out start, a group of 5 is made with
+        signed changes, both phases run, and the report compares them.
+        """
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "group_bench.py"), "--smoke"],
+            capture_output=True, text=True, env=environment(), cwd=ROOT, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertIn("1 sender to 5 members", result.stdout)
+        self.assertRegex(result.stdout, r"cpu_us_per_copy\s+\d+\.\d\d\s+\d+\.\d\d")
+        self.assertRegex(result.stdout, r"p99_ms\s+\d+\.\d\d\s+\d+\.\d\d")
+
+
 def _load_run() -> Any:
     """
     benchmarks/run.py as a module (benchmarks/ is not a package).
@@ -104,7 +123,7 @@ class RelayCommandTests(unittest.TestCase):
         No benchmark script passes a device as twistd's log file.
         """
         for name in ("run.py", "loadgen.py", "baseline.py", "mailbox_bench.py",
-                     "letterload.py"):
+                     "letterload.py", "group_bench.py", "groupload.py"):
             with open(os.path.join(ROOT, "benchmarks", name)) as f:
                 self.assertNotRegex(f.read(), r"--logfile[= ]+['\"]?/dev/", name)
 

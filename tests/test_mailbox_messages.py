@@ -129,7 +129,7 @@ class MailboxMessageTests(unittest.TestCase):
         code.
         """
         self.assertEqual(
-            [(r.name, r.value) for r in Reason if r.value >= 16],
+            [(r.name, r.value) for r in Reason if 16 <= r.value <= 22],
             [("MAILBOX_FULL", 16), ("TOO_LARGE", 17), ("RATE_LIMITED", 18), ("NO_PREKEYS", 19),
              ("NO_LETTER", 20), ("BAD_PREKEY", 21), ("BAD_RECEIPT", 22)])
 

@@ -162,6 +162,24 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual((store.max_letters, store.max_bytes, store.expiry_seconds,
                           store.max_letter_size), (7, 9000, 2 * 86400, 4000))
 
+    def test_groupLimits(self) -> None:
+        """
+        The group options reach the relay's limits (members, groups per
+        user, rate, burst, largest message), and C{--groups-per-user} above
+        500 is refused (a user's GROUP_LIST must fit one record).
+        """
+        limits = self.parse("--group-members", "50", "--groups-per-user", "20", "--group-rate",
+                            "2.5", "--group-burst", "9", "--max-group-message", "4000")["limits"]
+        self.assertEqual((limits.max_group_members, limits.max_groups_per_user, limits.group_rate,
+                          limits.group_burst, limits.group_message_limit),
+                         (50, 20, 2.5, 9, 4000))
+        e = self.assertRaises(usage.UsageError, self.parse, "--groups-per-user", "501")
+        self.assertIn("--groups-per-user must be at most 500", str(e))
+        text = str(Options())
+        for option in ("--group-members", "--groups-per-user", "--group-rate", "--group-burst",
+                       "--max-group-message"):
+            self.assertIn(option, text)
+
     def test_hardBelowSoft(self) -> None:
         """
         A hard queue limit at or below the soft one is refused.

@@ -80,6 +80,19 @@ class Limits:
     letter_rate: float = 1.0
     #: ... and the burst allowed above it.
     letter_burst: int = 60
+    # Groups (docs/protocol.rst 15.3; securechat.server.groups).
+    #: Members one group may have.
+    max_group_members: int = 1000
+    #: Groups one user may be a member of.
+    max_groups_per_user: int = 100
+    #: Group messages per second one user may post, sustained (all its
+    #: groups together) ...
+    group_rate: float = 10.0
+    #: ... and the burst allowed above it.
+    group_burst: int = 100
+    #: The largest group message body in bytes (and at most C{max_payload -
+    #: 69}, so that its GROUP_MESSAGE fits one record).
+    max_group_message: int = 32 * 1024
 
     @property
     def max_payload(self) -> int:
@@ -97,6 +110,15 @@ class Limits:
         than a LETTER of it can carry in one record (docs/protocol.rst 14.7).
         """
         return min(self.max_letter, MAX_LETTER, self.max_payload - 69)
+
+    @property
+    def group_message_limit(self) -> int:
+        """
+        The largest group message body the relay accepts: C{max_group_message},
+        but never more than a GROUP_MESSAGE of it can carry in one record
+        (its fields around the body take 69 bytes, as a LETTER's do).
+        """
+        return min(self.max_group_message, self.max_payload - 69)
 
 
 class TokenBucket:

@@ -99,6 +99,9 @@ class Mailbox:
         self._owed: dict[UserSession, AnswerOrder] = {}
         #: Each user's letter rate (kept across its connections).
         self._rates: dict[str, TokenBucket] = {}
+        #: The commands that may run together (L{Slot.post}); the groups
+        #: add GROUP_POST.
+        self.together: tuple[type, ...] = (PostLetter,)
 
     def handlers(self) -> dict[type, Callable[[UserSession, Any], None]]:
         """The relay's handler for each mailbox message type."""
@@ -116,10 +119,16 @@ class Mailbox:
             GetKeyHistory: self._key_history,
         }
 
-        def handler(command: Callable[[UserSession, Any], Deferred[Message] | Message]
-                    ) -> Callable[[UserSession, Any], None]:
-            return lambda session, message: self._answer(session, message, command)
-        return {cls: handler(command) for cls, command in commands.items()}
+        return {cls: self.in_order(command) for cls, command in commands.items()}
+
+    def in_order(self, command: Callable[[UserSession, Any], Deferred[Any] | Message | None]
+                 ) -> Callable[[UserSession, Any], None]:
+        """
+        The relay's handler running C{command} in its session's answer
+        order (shared with the group commands): its answer (a message, or
+        C{None} for none) goes out after those of the commands before it.
+        """
+        return lambda session, message: self._answer(session, message, command)
 
     # -- sessions -----------------------------------------------------------
 
@@ -151,7 +160,7 @@ class Mailbox:
                 return None
             return self._prekeys_low(user, at_login=True)
         d = self.store.list_letters(user, False).addCallback(letters)
-        d.addErrback(self._store_failed, session, "counting new letters")
+        d.addErrback(self.store_failed, session, "counting new letters")
 
     def session_ended(self, session: UserSession) -> None:
         """Forget the answers owed to a session that is gone."""
@@ -192,7 +201,7 @@ class Mailbox:
     # -- answers in order ---------------------------------------------------
 
     def _answer(self, session: UserSession, message: Message,
-                command: Callable[[UserSession, Any], Deferred[Message] | Message]) -> None:
+                command: Callable[[UserSession, Any], Deferred[Any] | Message | None]) -> None:
         order = self._owed.get(session)
         if order is None:
             order = self._owed[session] = AnswerOrder()
@@ -202,20 +211,20 @@ class Mailbox:
                 return CommandFailed(message.TYPE, _subject(session, message), failure.value.reason)
             return failure
 
-        def answered(answer: Message) -> None:
+        def answered(answer: Message | None) -> None:
             assert order is not None
             order.finish(slot, answer, session.deliver)
 
         def start() -> None:
             d: Deferred[Any] = maybeDeferred(command, session, message)
             d.addErrback(refused).addCallback(answered)
-            d.addErrback(self._store_failed, session, type(message).__name__)
-        slot = Slot(isinstance(message, PostLetter), start)
+            d.addErrback(self.store_failed, session, type(message).__name__)
+        slot = Slot(isinstance(message, self.together), start)
         order.add(slot, session.deliver)
         if not order.owed and self._owed.get(session) is order:
             del self._owed[session]
 
-    def _store_failed(self, failure: Failure, session: UserSession, what: str) -> None:
+    def store_failed(self, failure: Failure, session: UserSession, what: str) -> None:
         if not session.active:
             # The session ended first (the relay is stopping, say): nobody
             # is owed an answer, and a letter not acknowledged is resent.

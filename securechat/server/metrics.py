@@ -60,6 +60,16 @@ class RelayMetrics:
             "Seconds from a letter's arrival to its LETTER_STORED (after the commit)",
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
             registry=r)
+        self.group_posts = Counter(
+            "securechat_group_posts", "Group messages stored (one per GROUP_POST)", registry=r)
+        self.group_copies = Counter(
+            "securechat_group_copies", "GROUP_MESSAGE copies queued to online members (the "
+            "backlog sent at login included)", registry=r)
+        self.group_changes = Counter(
+            "securechat_group_changes", "Group changes accepted and committed", registry=r)
+        self.group_refusals = Counter(
+            "securechat_group_refusals", "Group commands refused, by reason", ["reason"],
+            registry=r)
 
     @property
     def queued_bytes(self) -> int:

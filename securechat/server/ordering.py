@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_mailbox_relay -*-
 """
-A session's mailbox commands in the order they came (docs/protocol.rst
-14.6: one answer per message, in order), for L{securechat.server.mailbox}.
+A session's mailbox and group commands in the order they came
+(docs/protocol.rst 14.7, 15.3: answers in order), for
+L{securechat.server.mailbox} and L{securechat.server.groups}.
 Each answer costs O(1): the commands not yet started are kept apart, with
 counts of those started and not finished.
 """
@@ -23,6 +24,7 @@ class Slot:
         self.post = post
         self.start = start
         self.started = False
+        #: C{None} once done: a command that has no answer (GROUP_ACK).
         self.answer: Message | None = None
         self.done = False
 
@@ -56,7 +58,8 @@ class AnswerOrder:
         self.pending.append(slot)
         self.pump(deliver)
 
-    def finish(self, slot: Slot, answer: Message, deliver: Callable[[Message], None]) -> None:
+    def finish(self, slot: Slot, answer: Message | None,
+               deliver: Callable[[Message], None]) -> None:
         """C{slot}'s command finished with C{answer}."""
         slot.answer, slot.done = answer, True
         self.busy -= 1
@@ -76,8 +79,8 @@ class AnswerOrder:
                 self.again = False
                 while owed and owed[0].done:
                     answer = owed.popleft().answer
-                    assert answer is not None
-                    deliver(answer)
+                    if answer is not None:
+                        deliver(answer)
                 while pending:
                     slot = pending[0]
                     # A POST_LETTER waits for any other command before it;

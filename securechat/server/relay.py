@@ -49,12 +49,15 @@ from securechat.protocol import SecureChatProtocol
 from securechat.server.chats import Chats
 from securechat.server.directory import IUserDirectory
 from securechat.server.limits import ConnectionGate, Limits
+from securechat.server.groups import Groups
 from securechat.server.mailbox import Mailbox, mailbox_limits
 from securechat.server.metrics import RelayMetrics
 from securechat.server.session import _EMPTY, _with, UserSession
+from securechat.server.store.groupinterface import IGroupStore
+from securechat.server.store.groupmemory import MemoryGroupStore
 from securechat.server.store.interface import IMailboxStore
 from securechat.server.store.memory import MemoryMailboxStore
-from securechat.wire.mailbox import MAILBOX_FROM_CLIENT
+from securechat.wire.groups import GROUP_FROM_CLIENT
 from securechat.wire.messages import Alert, CertificateIdentity, Message, encode_frame_message
 from securechat.wire.relay import (
     FROM_CLIENT,
@@ -105,6 +108,7 @@ class Relay(Chats):
         limits: Limits = Limits(),
         metrics: RelayMetrics | None = None,
         store: IMailboxStore | None = None,
+        group_store: IGroupStore | None = None,
     ) -> None:
         self.directory = directory
         self.credentials = credentials
@@ -141,6 +145,11 @@ class Relay(Chats):
         self.mailbox = Mailbox(self, store if store is not None else
                                MemoryMailboxStore(clock, mailbox_limits(limits)))
         self._handlers.update(self.mailbox.handlers())
+        #: The group commands and fan-out (off the hot path), on
+        #: C{group_store}; without one, groups are kept in memory only.
+        self.groups = Groups(self, group_store if group_store is not None else
+                             MemoryGroupStore(clock, mailbox_limits(limits).expiry_seconds))
+        self._handlers.update(self.groups.handlers())
 
     def config(self) -> Config:
         """
@@ -153,7 +162,7 @@ class Relay(Chats):
         if cached is None or cached[0] is not credentials:
             cached = self._config = (credentials, Config(
                 CLIENT_SERVER, Role.RESPONDER, credentials.private_key, credentials.identity,
-                registry=MAILBOX_FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
+                registry=GROUP_FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
                 max_frame=self.limits.max_frame, max_keepalive_run=MAX_KEEPALIVE_RUN,
                 raw_types=frozenset({_RELAY}),
             ))
@@ -210,6 +219,7 @@ class Relay(Chats):
         self.log.info("user {user} logged in from {host}", user=user, host=session.host)
         session.deliver(Welcome(user, self.limits.max_payload))
         self.mailbox.logged_in(session)
+        self.groups.logged_in(session)
 
     def connection_ended(self, session: UserSession, error: ProtocolError | None) -> None:
         self.metrics.connections_open -= 1
@@ -233,6 +243,7 @@ class Relay(Chats):
         assert user is not None
         session.active = False
         self.mailbox.session_ended(session)
+        self.groups.session_ended(session)
         if self.sessions.get(user) is session:
             del self.sessions[user]
         for target in list(session.outgoing):

@@ -60,7 +60,7 @@ from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.metrics import metrics_root
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
-from securechat.server.store import IMailboxStore, UnusableDatabase, mailbox_store
+from securechat.server.store import IMailboxStore, UnusableDatabase, group_store, mailbox_store
 from securechat.server.store.expiry import purge_service
 from securechat.server.startup import (client_server_option, inherited_sockets, systemd_problem,
                                        tool_command)
@@ -418,9 +418,12 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         store = mailbox_store(data.path, clock, mailbox_limits(limits))
     except UnusableDatabase as e:
         raise StartupError(f"cannot use the mailbox: {e}") from None
-    relay = Relay(directory, credentials, clock, limits, store=store)
+    groups = group_store(store, clock)
+    relay = Relay(directory, credentials, clock, limits, store=store, group_store=groups)
     service = RelayService(data, relay, directory, now=now, store=store)
     purge_service(store, clock).setServiceParent(service)
+    purge_service(groups, clock, what="group messages", name="group-purge").setServiceParent(
+        service)
     service.created = created
     factory = RelayFactory(relay)
     factory.noisy = False

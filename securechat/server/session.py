@@ -261,6 +261,9 @@ class UserSession:
 
     def _queue_drained(self) -> None:
         assert self.queue is not None
+        waiting = self.relay.groups.waiting
+        if waiting and self in waiting:  # a group backlog waits for room
+            self.relay.groups.drained(self)
         if not self.blocked_senders and self._stall is None:
             return
         if self.queue.bytes <= self.relay.limits.queue_soft_limit // 2:

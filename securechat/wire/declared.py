@@ -12,7 +12,7 @@ Field kinds:
   - C{u8}, C{u32}, C{u64}: integers;
   - C{id}: 16 bytes, fixed (a letter id);
   - C{bytes16}, C{bytes32}: length-prefixed bytes;
-  - C{text16}: C{u16}-length UTF-8;
+  - C{text8}, C{text16}: C{u8}- or C{u16}-length UTF-8;
   - a L{ListOf} an entry class (itself L{Declared}, without a C{TYPE}):
     C{u16} count, then that many entries, each its fields in order.
 """
@@ -54,6 +54,7 @@ _ENCODE: dict[str, Callable[[Any], bytes]] = {
     "u64": u64,
     "bytes16": bytes16,
     "bytes32": bytes32,
+    "text8": text8,
     "text16": text16,
 }
 _PARSE: dict[str, Callable[[Reader, str], Any]] = {
@@ -65,6 +66,7 @@ _PARSE: dict[str, Callable[[Reader, str], Any]] = {
     "id": lambda r, what: r.fixed(ID_LENGTH, what),
     "bytes16": Reader.bytes16,
     "bytes32": Reader.bytes32,
+    "text8": Reader.text8,
     "text16": Reader.text16,
 }
 

@@ -45,6 +45,17 @@ class Reason(enum.IntEnum):
     NO_LETTER = 20       # no such letter (never stored, deleted, or expired)
     BAD_PREKEY = 21      # an uploaded signed prekey is not signed by the uploader's key
     BAD_RECEIPT = 22     # a receipt that does not name the letter or its signer
+    # groups (docs/protocol.rst, 15.4)
+    NOT_MEMBER = 23      # the user is not a member of the group (or the actor of a change)
+    NOT_ALLOWED = 24     # the actor's role does not allow the change
+    STALE_CHANGE = 25    # the change does not extend the group's current head
+    BAD_CHANGE = 26      # a change that does not parse, verify, or fit its action
+    UNKNOWN_GROUP = 27   # no such group (never created, or deleted)
+    GROUP_EXISTS = 28    # a creation for a group id already taken
+    GROUP_FULL = 29      # the group has as many members as the relay allows
+    TOO_MANY_GROUPS = 30  # the user is in as many groups as the relay allows
+    GROUP_RATE = 31      # the member posted too many group messages too fast
+    GROUP_MESSAGE_TOO_LARGE = 32  # a group message body larger than the relay accepts
 
 
 # -- client to relay --------------------------------------------------------

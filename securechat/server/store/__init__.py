@@ -9,6 +9,11 @@ receipts, quotas and expiry, behind L{IMailboxStore}.
     data directory; PostgreSQL can follow behind the same interface.
   - L{expiry}: the relay's timer that purges expired letters.
 
+The groups (issue 15) are kept behind L{IGroupStore}
+(L{groupinterface}), in memory (L{groupmemory}) or in the same SQLite file
+(L{groupsqlite}, schema step 4); L{group_store} makes the one that goes
+with a mailbox store.
+
 The relay makes its store with L{mailbox_store} and its timer with
 L{securechat.server.store.expiry.purge_service}.
 """
@@ -22,9 +27,12 @@ from twisted.internet.interfaces import IReactorTime
 
 from securechat.server.store.engine import MAILBOX_FILE, Database, SchemaTooNew, UnusableDatabase
 from securechat.server.store.interface import IMailboxStore, MailboxLimits
+from securechat.server.store.groupinterface import IGroupStore
+from securechat.server.store.groupmemory import MemoryGroupStore
+from securechat.server.store.groupsqlite import SQLiteGroupStore
 from securechat.server.store.sqlite import SQLiteMailboxStore
 
-__all__ = ["mailbox_store", "IMailboxStore", "MailboxLimits", "SchemaTooNew", "UnusableDatabase",
+__all__ = ["mailbox_store", "group_store", "IMailboxStore", "IGroupStore", "MailboxLimits", "SchemaTooNew", "UnusableDatabase",
            "MAILBOX_FILE"]
 
 
@@ -43,3 +51,15 @@ def mailbox_store(data_dir: str, clock: IReactorTime,
     """
     return SQLiteMailboxStore(Database(os.path.join(data_dir, MAILBOX_FILE), reactor=reactor),
                               clock, limits)
+
+
+def group_store(mailbox: IMailboxStore, clock: IReactorTime) -> IGroupStore:
+    """
+    The group store beside C{mailbox}: in the same SQLite database when
+    C{mailbox} is on one, else in memory.  Group messages expire with the
+    mailbox's letter expiry.
+    """
+    expiry = mailbox.limits.expiry_seconds
+    if isinstance(mailbox, SQLiteMailboxStore):
+        return SQLiteGroupStore(mailbox.db, clock, expiry)
+    return MemoryGroupStore(clock, expiry)

@@ -108,6 +108,42 @@ SCHEMA: list[str] = [
     INSERT INTO mailbox_usage (recipient, letters, bytes)
         SELECT recipient, COUNT(*), SUM(size) FROM letters WHERE deleted = 0 GROUP BY recipient
     """,
+    # 4: groups (docs/protocol.rst 15): the state each group's log gives,
+    # the log, members with their acknowledged positions, and messages.
+    # A deleted group keeps its row (deleted = 1) and nothing else.
+    """
+    CREATE TABLE groups (
+        group_id BLOB PRIMARY KEY,
+        name TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        head BLOB NOT NULL,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE group_changes (
+        group_id BLOB NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        change BLOB NOT NULL,
+        PRIMARY KEY (group_id, epoch)
+    );
+    CREATE TABLE group_members (
+        group_id BLOB NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
+        user TEXT NOT NULL,
+        role INTEGER NOT NULL,
+        acked INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user)
+    );
+    CREATE INDEX group_members_by_user ON group_members (user);
+    CREATE TABLE group_messages (
+        group_id BLOB NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        stored_at INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (group_id, seq)
+    );
+    CREATE INDEX group_messages_by_time ON group_messages (stored_at)
+    """,
 ]
 
 #: The version this code writes and understands.
