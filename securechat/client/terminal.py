@@ -42,6 +42,7 @@ from securechat.client.core import ChatClient
 from securechat.client.letters import Mailbox
 from securechat.client.listpages import page_arguments
 from securechat.client.display import untrusted
+from securechat.client.groupview import GroupLines
 from securechat.client.letterview import LetterLines, key_changed_words
 from securechat.client.reasons import reason_name
 from securechat.wire.names import BadUserName, check_user_name
@@ -83,7 +84,7 @@ _FAILED: dict[tuple[str, Reason | int] | Reason | int, str] = {
 }
 
 
-class ChatTerminal(LetterLines, LineReceiver):
+class ChatTerminal(LetterLines, GroupLines, LineReceiver):
     """
     The terminal: a L{ChatView} for the core, and a line protocol for
     standard input.
@@ -423,6 +424,9 @@ class ChatTerminal(LetterLines, LineReceiver):
 
     def letter_line(self, text: str, alert: bool = False) -> None:
         self.say(("! " if alert else "* ") + text)
+
+    def group_line(self, text: str, alert: bool = False) -> None:
+        self.say(text)  # say neutralises the whole line
 
     def disconnected(self, reason: str | None) -> None:
         self.current = None

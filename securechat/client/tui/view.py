@@ -17,6 +17,7 @@ import time
 from typing import Callable
 
 from securechat.client.core import ChatClient
+from securechat.client.groupview import GroupLines
 from securechat.client.letterview import LetterLines, key_changed_words
 from securechat.client.reasons import reason_name
 from securechat.client.terminal import _DECLINED, _WITHDRAWN, ended_text, failure_template
@@ -38,7 +39,7 @@ def slash(template: str) -> str:
     return template.replace("!", "/")
 
 
-class FullScreen(LetterLines):
+class FullScreen(LetterLines, GroupLines):
     """
     The full-screen view: windows, status bar, input line.
 
@@ -127,6 +128,14 @@ class FullScreen(LetterLines):
         """
         self.put(self.mailbox_window(), "!" if alert else "*", text,
                  Style.ERROR if alert else Style.EVENT,
+                 Activity.MESSAGE if alert else Activity.EVENT)
+
+    def group_line(self, text: str, alert: bool = False) -> None:
+        """
+        A group's line or event, marked with the group's name, in the
+        status window (through L{put}, which neutralises it).
+        """
+        self.put(self.windows.status, "", text, Style.ERROR if alert else Style.EVENT,
                  Activity.MESSAGE if alert else Activity.EVENT)
 
     def _stamp(self, at: float | None = None) -> str:
