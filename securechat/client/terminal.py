@@ -25,6 +25,7 @@ Commands::
                           (50 a page, newest first)
     !users                all registered users, online or not (every one, however many)
     !receipts on|off      send read receipts or not (delivery receipts are always sent)
+GROUPS
     !exit                 end all chats and quit
     TEXT                  send TEXT to the current chat
     USER: TEXT            send TEXT to your chat with USER
@@ -38,6 +39,7 @@ from typing import Callable
 
 from twisted.protocols.basic import LineReceiver
 
+from securechat.client import groupcommands
 from securechat.client.core import ChatClient
 from securechat.client.letters import Mailbox
 from securechat.client.listpages import page_arguments
@@ -48,7 +50,7 @@ from securechat.client.reasons import reason_name
 from securechat.wire.names import BadUserName, check_user_name
 from securechat.wire.relay import Reason
 
-HELP = (__doc__ or "").split("Commands::", 1)[1].strip("\n")
+HELP = (__doc__ or "").split("Commands::", 1)[1].strip("\n").replace("GROUPS", groupcommands.HELP)
 
 _DECLINED: dict[int, str] = {
     Reason.REFUSED: "{peer} refused your chat request",
@@ -197,6 +199,9 @@ class ChatTerminal(LetterLines, GroupLines, LineReceiver):
             if command is None:
                 self.say(f"! unknown command !{word}; !help lists the commands")
                 return
+            if word.lower() in ("group", "groups", "members", "g"):
+                groupcommands.run(client.groups, word.lower(), rest, self.say)
+                return
             if word.lower() == "letter":
                 self.cmd_letter(*rest.lstrip().partition(" ")[::2])
                 return
@@ -342,6 +347,11 @@ class ChatTerminal(LetterLines, GroupLines, LineReceiver):
             self.say("! usage: !receipts on|off")
         elif box := self._mailbox():
             box.set_read_receipts(setting == "on")
+
+    def cmd_group(self, *args: str) -> None:
+        pass  # handled in handle (it takes the whole line)
+
+    cmd_groups = cmd_members = cmd_g = cmd_group
 
     def cmd_exit(self, *args: str) -> None:
         self.exit()
