@@ -216,3 +216,110 @@ class GroupCommandTests(unittest.TestCase):
         self.assertIn("#team <alice> hello bob", text)
         self.assertIn("#team [", text)
         self.assertIn("! usage: !group create NAME", text)
+
+
+class GroupTrustTests(unittest.TestCase):
+    """
+    The relay is not trusted with membership: what it hands out is
+    checked against the actors' keys, pinned as for chats and letters.
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.h.clock.advance(1_700_000_000)
+        self.alice, self.bob, self.carol = (Member(self.h, n) for n in ("alice", "bob", "carol"))
+
+    def group(self, *names: str) -> None:
+        for m in (self.alice, self.bob, self.carol):
+            if m.name in ("alice",) + names:
+                m.login()
+        self.alice.session.create("team")
+        self.h.pump()
+        for name in names:
+            self.alice.session.change("team", Action.ADD, target=name)
+            self.h.pump()
+
+    def test_forgedChangeRefused(self) -> None:
+        """
+        A GROUP_CHANGED that claims alice as its actor but is signed with
+        another key is refused by bob's client (bad-change), shown as
+        such, and not applied: bob's view of the group stays at epoch 2.
+        """
+        from securechat.crypto.groupstate import GroupChange, sign_change
+        from securechat.wire.groups import GroupChanged
+        self.group("bob")
+        [(gid, state)] = self.bob.session.states.items()
+        forged = sign_change(GroupChange(gid, 3, state.head, "alice", Action.ADD, target="dave"),
+                             user_key("mallory"))
+        assert self.bob.client is not None
+        self.bob.client.message_received(GroupChanged(forged.encode()))
+        self.h.pump()
+        [(group, text, alert)] = self.bob.view.of("group_notice")
+        self.assertEqual(group, "team")
+        self.assertIn("change 3 by alice REFUSED (bad-change)", text)
+        self.assertEqual(self.bob.session.states[gid].epoch, 2)
+        self.assertNotIn("dave", self.bob.session.states[gid].members)
+
+    def test_changedKeyStopsTheLog(self) -> None:
+        """
+        bob has alice pinned to another key: the log alice signed is not
+        taken (key-changed, the /trust hint), and bob is not in the group
+        on the relay's word.
+        """
+        self.bob.pins.pin("alice", user_key("mallory").public_key())
+        self.group("bob")
+        self.assertEqual(self.bob.session.states, {})
+        [(_, text, _)] = self.bob.view.of("group_notice")
+        self.assertIn("cannot be verified (key-changed)", text)
+        self.assertIn("/trust alice", text)
+        self.assertEqual(len(self.bob.view.of("key_changed")), 1)
+
+    def test_addedWhileOffline(self) -> None:
+        """
+        carol, added while offline, learns the group from the GROUP_LIST
+        at login, fetches and verifies its log, and then reads the
+        message that was waiting for her (held until the log came).
+        """
+        self.carol.login()  # once before, so that her prekeys are on the relay
+        self.carol.logout()
+        self.group("bob")
+        self.alice.session.change("team", Action.ADD, target="carol")
+        self.h.pump()
+        self.alice.session.say("team", "welcome carol")
+        self.h.pump()
+        self.carol.login()
+        self.h.pump()
+        self.assertEqual(self.carol.texts(), [("alice", "welcome carol")])
+        [state] = self.carol.session.states.values()
+        self.assertEqual(state.epoch, 3)
+
+    def test_removedWhileOffline(self) -> None:
+        """
+        carol, removed while offline, is told at login that the relay no
+        longer lists her in the group, and her client forgets it.
+        """
+        self.group("bob", "carol")
+        self.carol.logout()
+        self.alice.session.change("team", Action.REMOVE, target="carol")
+        self.h.pump()
+        self.carol.login()
+        self.h.pump()
+        self.assertEqual(self.carol.session.states, {})
+        [(group, text, alert)] = self.carol.view.of("group_notice")
+        self.assertEqual((group, alert), ("team", True))
+        self.assertIn("no longer lists you", text)
+
+    def test_acknowledgedNotServedAgain(self) -> None:
+        """
+        A message bob has shown is acknowledged: after logging in again he
+        is not served it again (no duplicate, no replay refusal).
+        """
+        self.group("bob")
+        self.alice.session.say("team", "once")
+        self.h.pump()
+        shown = len(self.bob.view.of("group_event"))
+        self.bob.logout()
+        self.bob.login()
+        self.h.pump()
+        self.assertEqual(self.bob.texts(), [("alice", "once")])
+        self.assertEqual(len(self.bob.view.of("group_event")), shown)
