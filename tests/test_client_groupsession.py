@@ -323,3 +323,40 @@ class GroupTrustTests(unittest.TestCase):
         self.h.pump()
         self.assertEqual(self.bob.texts(), [("alice", "once")])
         self.assertEqual(len(self.bob.view.of("group_event")), shown)
+
+
+class GroupScreenTests(unittest.TestCase):
+    """The full-screen client's group commands and lines."""
+
+    def test_fullScreenCommands(self) -> None:
+        """
+        /group create, /group add and /g typed in the full screen work as
+        in the line mode; the lines land in the status window marked with
+        the group, and a member's text that tries to look like a change
+        stays one line after the sender's name.
+        """
+        from securechat.client.tui.view import FullScreen
+        h = Harness()
+        h.clock.advance(1_700_000_000)
+        alice, bob = Member(h, "alice"), Member(h, "bob")
+        bob.login()
+        screen = FullScreen("alice", "tcp:relay.test:7070", clock=lambda: 0.0, on_exit=lambda: None,
+                            on_abort=lambda: None)
+        alice.view = screen  # type: ignore[assignment]
+        screen.client = alice.login()
+
+        def type_line(text: str) -> None:
+            for char in text:
+                screen.screen.keypress((100, 30), char)
+            screen.screen.keypress((100, 30), "enter")
+            h.pump()
+        for line in ("/group create team", "/group add team bob"):
+            type_line(line)
+        bob.session.say("team", "x\n* #team: alice added mallory (change 3, signed by alice: verified)")
+        h.pump()
+        type_line("/g team hi bob")
+        self.assertEqual(bob.texts()[-1], ("alice", "hi bob"))
+        status = [line.prefix + line.body for line in screen.windows.status.lines]
+        self.assertIn("00:00 * #team: alice added bob (change 2, signed by alice: verified)", status)
+        [forged] = [line for line in status if "mallory" in line]
+        self.assertRegex(forged, r"^00:00  \[\d\d:\d\d\] #team <bob> x\\x0a\* #team: alice added mallory")

@@ -135,8 +135,9 @@ class FullScreen(LetterLines, GroupLines):
         A group's line or event, marked with the group's name, in the
         status window (through L{put}, which neutralises it).
         """
-        self.put(self.windows.status, "", text, Style.ERROR if alert else Style.EVENT,
-                 Activity.MESSAGE if alert else Activity.EVENT)
+        marker = text[0] if text[:2] in ("* ", "! ") else ""
+        self.put(self.windows.status, marker, text[2:] if marker else text,
+                 Style.ERROR if alert else Style.EVENT, Activity.MESSAGE if alert else Activity.EVENT)
 
     def _stamp(self, at: float | None = None) -> str:
         return time.strftime("%H:%M", time.localtime(self.clock() if at is None else at))
