@@ -360,3 +360,33 @@ class GroupScreenTests(unittest.TestCase):
         self.assertIn("00:00 * #team: alice added bob (change 2, signed by alice: verified)", status)
         [forged] = [line for line in status if "mallory" in line]
         self.assertRegex(forged, r"^00:00  \[\d\d:\d\d\] #team <bob> x\\x0a\* #team: alice added mallory")
+
+
+class OwedKeyTests(unittest.TestCase):
+    """A key that could not be sealed is handed out again."""
+
+    def test_owedKeyRetriedBeforeNextMessage(self) -> None:
+        """
+        carol had never logged in (no prekeys) when alice first wrote, so
+        alice's key for her could not be sealed; once carol has logged in,
+        alice's next message hands the owed key out first, and carol reads
+        that message (the first one stays unreadable to her: it was never
+        sealed to her).
+        """
+        h = Harness()
+        h.clock.advance(1_700_000_000)
+        alice, carol = Member(h, "alice"), Member(h, "carol")
+        alice.login()
+        alice.session.create("team")
+        h.pump()
+        alice.session.change("team", Action.ADD, target="carol")
+        h.pump()
+        alice.session.say("team", "first")
+        h.pump()
+        [(note,)] = alice.view.of("notice")
+        self.assertIn("your group key for carol was not sent", note)
+        carol.login()
+        h.pump()
+        alice.session.say("team", "second")
+        h.pump()
+        self.assertIn(("alice", "second"), carol.texts())

@@ -30,7 +30,9 @@ Rules it keeps:
     a message waits for it;
   - a GROUP_MESSAGE is acknowledged (GROUP_ACK) once the group layer has
     shown it or holds it in its file;
-  - after each login, every key still owed is handed out again.
+  - after each login, and before each message we send, every key still
+    owed (a letter that could not be sealed: the member had no prekeys
+    yet, the connection ended) is handed out again, once at a time.
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ class GroupSession:
         self._lists: deque[bool] = deque()
         #: Our changes sent and not answered yet, in order.
         self._changes: deque[GroupChange] = deque()
+        #: The owed keys (their owed ids) on their way to a letter.
+        self._sealing: set[int] = set()
         mailbox.groups = self
         self._handlers: dict[type, Callable[..., None]] = {
             GroupChanged: self._changed, GroupRefused: self._refused, GroupPosted: self._posted,
@@ -137,6 +141,7 @@ class GroupSession:
         self._logs_asked.clear()
         self._lists.clear()
         self._changes.clear()
+        self._sealing.clear()
 
     def logged_in(self) -> None:
         """After WELCOME: our groups brought up to date, owed keys handed out, keys fetched."""
@@ -213,6 +218,7 @@ class GroupSession:
         if not text:
             self.view.notice("a group message needs some text")
             return
+        self._carry(b"", self.keys.owed_keys())  # a key not handed out yet goes first
         now = self._now()
         try:
             out = self.keys.send(group_id, text.encode("utf-8"), now)
@@ -412,7 +418,11 @@ class GroupSession:
     def _carry(self, group_id: bytes, out: GroupOutput) -> None:
         for effect in out.effects:
             if isinstance(effect, SendKey):
-                self.mailbox.send_group_key(effect.recipient, effect.content, self._handed_over(effect.owed_id))
+                if effect.owed_id in self._sealing:
+                    continue  # on its way already
+                self._sealing.add(effect.owed_id)
+                self.mailbox.send_group_key(effect.recipient, effect.content,
+                                            self._handed_over(effect.owed_id), self._lost(effect.owed_id))
             elif isinstance(effect, PostBody):
                 self.client._send(GroupPost(effect.group_id, effect.body))
         for event in out.events:
@@ -421,7 +431,13 @@ class GroupSession:
                 self.letters_waiting()
 
     def _handed_over(self, owed_id: int) -> Callable[[], None]:
-        return lambda: self.keys.key_handed_over(owed_id)
+        def kept() -> None:
+            self._sealing.discard(owed_id)
+            self.keys.key_handed_over(owed_id)
+        return kept
+
+    def _lost(self, owed_id: int) -> Callable[[], None]:
+        return lambda: self._sealing.discard(owed_id)
 
     def key_arrived(self, sender: str, content: bytes) -> None:
         """A group key letter from C{sender} opened (the mailbox)."""

@@ -116,6 +116,8 @@ class KeyLetter:
 
     content: bytes
     kept: Callable[[], None]
+    #: Called when it could not be sealed (it stays owed).
+    lost: Callable[[], None] = lambda: None
 
 
 class Mailbox(OpenLetters, PrekeyUploads, ListPages, PreviousKeys, SentLetters):
@@ -202,6 +204,7 @@ class Mailbox(OpenLetters, PrekeyUploads, ListPages, PreviousKeys, SentLetters):
         while self._bundles:
             recipient, item = self._bundles.popleft()
             if isinstance(item, KeyLetter):
+                item.lost()
                 continue  # still owed by the group layer: handed out after the next login
             self.view.letter_not_sent(recipient, "disconnected", "the connection to the relay ended "
                                       "before the letter was sealed; send it again")
@@ -274,22 +277,26 @@ class Mailbox(OpenLetters, PrekeyUploads, ListPages, PreviousKeys, SentLetters):
         if self.client._send(FetchBundle(recipient)):
             self._bundles.append((recipient, text))
 
-    def send_group_key(self, recipient: str, content: bytes, kept: Callable[[], None]) -> None:
+    def send_group_key(self, recipient: str, content: bytes, kept: Callable[[], None],
+                       lost: Callable[[], None] = lambda: None) -> None:
         """
         Seal a group sender key (16.2) to C{recipient} as a letter of
         content type 2 once its bundle comes, and post it; C{kept()} once
         the sealed letter is in the letters file (it is posted again from
         there until the relay answers).  A key that cannot be sealed is
-        one notice; the group layer keeps it owed and hands it out again
-        after the next login.
+        one notice and C{lost()}; the group layer keeps it owed and hands
+        it out again (after the next login, or before the next message).
         """
         if self.client._send(FetchBundle(recipient), quiet=True):
-            self._bundles.append((recipient, KeyLetter(content, kept)))
+            self._bundles.append((recipient, KeyLetter(content, kept, lost)))
+        else:
+            lost()
 
     def _not_sent(self, recipient: str, item: str | KeyLetter, code: str, detail: str) -> None:
         if isinstance(item, KeyLetter):
+            item.lost()
             self.view.notice(f"your group key for {recipient} was not sent ({code}): {detail}; it is "
-                             "sent again after the next login")
+                             "sent again before your next group message, or after the next login")
         else:
             self.view.letter_not_sent(recipient, code, detail)
 
