@@ -390,3 +390,36 @@ class OwedKeyTests(unittest.TestCase):
         alice.session.say("team", "second")
         h.pump()
         self.assertIn(("alice", "second"), carol.texts())
+
+
+class ReAddedTests(unittest.TestCase):
+    """A member removed and added again while away."""
+
+    def test_removedAndAddedAgainWhileOffline(self) -> None:
+        """
+        bob, removed and added again while offline, replays the whole log
+        at login (his removal does not cut it short), is in the group at
+        its head, reads what is sent after, and the kept log replays when
+        his client starts again.
+        """
+        h = Harness()
+        h.clock.advance(1_700_000_000)
+        alice, bob = Member(h, "alice"), Member(h, "bob")
+        bob.login()
+        bob.logout()
+        alice.login()
+        alice.session.create("team")
+        h.pump()
+        for action in (Action.ADD, Action.REMOVE, Action.ADD):
+            alice.session.change("team", action, target="bob")
+            h.pump()
+        bob.login()
+        h.pump()
+        [state] = bob.session.states.values()
+        self.assertEqual((state.epoch, sorted(state.members)), (4, ["alice", "bob"]))
+        alice.session.say("team", "welcome back")
+        h.pump()
+        self.assertEqual(bob.texts(), [("alice", "welcome back")])
+        bob.logout()
+        bob.login()
+        self.assertEqual([s.epoch for s in bob.session.states.values()], [4])

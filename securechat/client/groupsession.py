@@ -102,8 +102,16 @@ class GroupSession:
         self.keys = GroupKeys(client.user, store)
         #: Each group's verified state, from the kept log.
         self.states: dict[bytes, GroupState] = {}
+        broken: set[bytes] = set()
         for group_id, raw in store.changes():
-            self.states[group_id] = apply_change(self.states.get(group_id), parse_change(raw))
+            try:
+                if group_id not in broken:
+                    self.states[group_id] = apply_change(self.states.get(group_id), parse_change(raw))
+            except GroupError as e:  # the file was changed under us: fetched again from the relay
+                self.log.warn("a kept group log does not replay ({code}); it is fetched again", code=e.code)
+                broken.add(group_id)
+                self.states.pop(group_id, None)
+                store.forget_log(group_id)
         #: Changes not taken yet, by group and epoch.
         self._incoming: dict[bytes, dict[int, GroupChange]] = {}
         #: Groups whose next change waits for its actor's key.
@@ -360,11 +368,16 @@ class GroupSession:
         self.view.group_changed(name, change.epoch, action, change.actor, change.target,
                                 change.name if action is Action.RENAME else "")
         self._carry(group_id, out)
-        if me not in after.members or after.deleted:
-            self.states.pop(group_id, None)
-            self.store.forget_group(group_id)
+        if (me not in after.members or after.deleted) and not self._incoming.get(group_id):
+            self._forget(group_id)
         elif not known:
             self.letters_waiting()  # keys may have come before the group
+
+    def _forget(self, group_id: bytes) -> None:
+        """A group we are no longer in: its state, log and keys."""
+        self.states.pop(group_id, None)
+        self.store.forget_group(group_id)
+        self.store.forget_log(group_id)
 
     # -- the relay's other answers -----------------------------------------------------
 
@@ -377,8 +390,7 @@ class GroupSession:
         for group_id in [g for g in self.states if g not in listed]:
             self.view.group_notice(self.name(group_id), "the relay no longer lists you as a member "
                                    "(removed, or the group deleted, while you were away)", True)
-            self.states.pop(group_id)
-            self.store.forget_group(group_id)
+            self._forget(group_id)
         if self._lists and self._lists.popleft():
             rows = tuple((self.name(e.group_id) if e.group_id in self.states else e.name, e.group_id.hex()[:8],
                           ROLE_NAMES.get(e.role, str(e.role)), e.members) for e in message.groups)

@@ -83,7 +83,7 @@ class GroupKeyStore:
         """Everything of a group: membership, chains, states, pending."""
         with self.db:
             self.db.execute("BEGIN")
-            for table in ("groups", "own_chains", "sender_states", "pending", "owed_keys", "changes"):
+            for table in ("groups", "own_chains", "sender_states", "pending", "owed_keys"):
                 self.db.execute(f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
 
     # -- the verified change log (securechat.client.groupsession) -------------
@@ -91,6 +91,10 @@ class GroupKeyStore:
     def add_change(self, group_id: bytes, epoch: int, change: bytes) -> None:
         """Keep a change this client verified and applied."""
         self.db.execute("INSERT OR REPLACE INTO changes VALUES (?, ?, ?)", (group_id, epoch, change))
+
+    def forget_log(self, group_id: bytes) -> None:
+        """A group's kept changes (the group is gone for us)."""
+        self.db.execute("DELETE FROM changes WHERE group_id = ?", (group_id,))
 
     def changes(self) -> list[tuple[bytes, bytes]]:
         """Every kept change, as C{(group_id, change)}, by group and epoch."""
