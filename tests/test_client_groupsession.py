@@ -13,7 +13,7 @@ from twisted.trial import unittest
 
 from securechat.client.core import ChatClient
 from securechat.client.groupmembers import Action
-from securechat.client.groups import GroupText, WaitingForKey
+from securechat.client.groups import GroupText
 from securechat.client.groupstore import GroupKeyStore
 from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStore
@@ -423,3 +423,32 @@ class ReAddedTests(unittest.TestCase):
         bob.logout()
         bob.login()
         self.assertEqual([s.epoch for s in bob.session.states.values()], [4])
+
+
+class RelayRefusalTests(unittest.TestCase):
+    """What the relay refuses is shown, naming the change and the reason."""
+
+    def test_raceLostIsStale(self) -> None:
+        """
+        alice and bob (an admin) add a member at the same epoch: the relay
+        takes alice's first and refuses bob's as a stale change, which bob
+        is shown in one line; both clients end at the same head.
+        """
+        h = Harness()
+        h.clock.advance(1_700_000_000)
+        alice, bob = Member(h, "alice"), Member(h, "bob")
+        alice.login()
+        bob.login()
+        alice.session.create("team")
+        h.pump()
+        alice.session.change("team", Action.ADD, target="bob")
+        h.pump()
+        alice.session.change("team", Action.SET_ROLE, target="bob", role=2)
+        h.pump()
+        alice.session.change("team", Action.ADD, target="carol")
+        bob.session.change("team", Action.ADD, target="dave")
+        h.pump()
+        [(group, text, alert)] = bob.view.of("group_notice")
+        self.assertEqual((group, text, alert), ("team", "the relay refused your add: stale change", True))
+        heads = [(s.epoch, sorted(s.members)) for m in (alice, bob) for s in m.session.states.values()]
+        self.assertEqual(heads, [(4, ["alice", "bob", "carol"])] * 2)
