@@ -331,9 +331,9 @@ class GroupScreenTests(unittest.TestCase):
     def test_fullScreenCommands(self) -> None:
         """
         /group create, /group add and /g typed in the full screen work as
-        in the line mode; the lines land in the status window marked with
-        the group, and a member's text that tries to look like a change
-        stays one line after the sender's name.
+        in the line mode; the group's lines land in its own window, where a
+        line typed goes to the group, and a member's text that tries to
+        look like a change stays one line after the sender's name.
         """
         from securechat.client.tui.view import FullScreen
         h = Harness()
@@ -356,7 +356,13 @@ class GroupScreenTests(unittest.TestCase):
         h.pump()
         type_line("/g team hi bob")
         self.assertEqual(bob.texts()[-1], ("alice", "hi bob"))
-        status = [line.prefix + line.body for line in screen.windows.status.lines]
+        window = screen.windows.find_group("team")
+        assert window is not None
+        self.assertEqual(window.title, "#team")
+        screen.windows.switch(window)
+        type_line("typed in the window")
+        self.assertEqual(bob.texts()[-1], ("alice", "typed in the window"))
+        status = [line.prefix + line.body for line in window.lines]
         self.assertIn("00:00 * #team: alice added bob (change 2, signed by alice: verified)", status)
         [forged] = [line for line in status if "mallory" in line]
         self.assertRegex(forged, r"^00:00  \[\d\d:\d\d\] #team <bob> x\\x0a\* #team: alice added mallory")

@@ -42,8 +42,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("sent", "[PAGE]", "your letters: stored, delivered, read, receipts verified (50 a page)"),
     ("users", "", "all registered users, online or not (every one)"),
     ("receipts", "on|off", "send read receipts or not (delivery receipts always go)"),
-    ("g", "GROUP TEXT", "send TEXT to a group; also /groups, /members GROUP, /group create|add|"
-                        "remove|leave|role|owner|rename|delete (see README; marked #GROUP)"),
+    ("g", "GROUP TEXT", "send TEXT to a group (or type in its window); also /groups, /members GROUP, "
+                        "/group create|add|remove|leave|role|owner|rename|delete"),
     ("window", "N", "go to window N (also Alt-N, Ctrl-N / Ctrl-P)"),
     ("close", "", "close this window (once its chat has ended)"),
     ("online", "", "who is online"),
@@ -120,7 +120,12 @@ class Commands:
         window = self.view.windows.current
         peer = window.peer
         client = self.view.client
-        if peer is None and window.mailbox:
+        if window.group is not None:
+            if client is None or not client.logged_in:
+                self.view.reply("not connected to the relay; not sent", error=True)
+            else:
+                groupcommands.run(client.groups, "g", f"{window.group} {text}", self._group_reply)
+        elif peer is None and window.mailbox:
             self.view.reply("this is the mailbox window: nothing typed here is sent. /letter USER "
                             "TEXT sends a letter", error=True)
         elif peer is None:
@@ -330,13 +335,13 @@ class Commands:
         elif box := self._mailbox():
             box.set_read_receipts(arg == "on")
 
+    def _group_reply(self, line: str) -> None:
+        self.view.reply(line[2:] if line.startswith("! ") else line, error=line.startswith("!"))
+
     def _groups(self, command: str, arg: str) -> None:
         client = self.view.client
         assert client is not None
-
-        def say(line: str) -> None:
-            self.view.reply(line[2:] if line.startswith("! ") else line, error=line.startswith("!"))
-        groupcommands.run(client.groups, command, arg, say)
+        groupcommands.run(client.groups, command, arg, self._group_reply)
 
     def cmd_group(self, arg: str) -> None:
         self._groups("group", arg)

@@ -14,7 +14,7 @@ the input caption neutralise theirs in the widgets.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from securechat.client.core import ChatClient
 from securechat.client.groupview import GroupLines
@@ -130,14 +130,52 @@ class FullScreen(LetterLines, GroupLines):
                  Style.ERROR if alert else Style.EVENT,
                  Activity.MESSAGE if alert else Activity.EVENT)
 
+    #: The group whose event is being shown (its window gets the lines).
+    _group: str | None = None
+
+    def group_window(self, group: str) -> Window:
+        """The window of the group named C{group}, opened if there is none."""
+        window = self.windows.find_group(group)
+        if window is None:
+            window = Window(None, group=group)
+            self.windows.windows.append(window)
+            self._watch(window)
+        return window
+
+    def group_event(self, group: str, event: Any) -> None:
+        self._group = group
+        try:
+            GroupLines.group_event(self, group, event)
+        finally:
+            self._group = None
+
+    def group_changed(self, group: str, epoch: int, action: Any, actor: str, target: str = "",
+                      new_name: str = "") -> None:
+        self._group = group
+        try:
+            GroupLines.group_changed(self, group, epoch, action, actor, target, new_name)
+        finally:
+            self._group = None
+
+    def group_notice(self, group: str, text: str, alert: bool = False) -> None:
+        self._group = group
+        try:
+            GroupLines.group_notice(self, group, text, alert)
+        finally:
+            self._group = None
+
     def group_line(self, text: str, alert: bool = False) -> None:
         """
         A group's line or event, marked with the group's name, in the
-        status window (through L{put}, which neutralises it).
+        group's window (lists in the status window), through L{put}, which
+        neutralises it.
         """
+        window = self.windows.status if self._group is None else self.group_window(self._group)
         marker = text[0] if text[:2] in ("* ", "! ") else ""
-        self.put(self.windows.status, marker, text[2:] if marker else text,
-                 Style.ERROR if alert else Style.EVENT, Activity.MESSAGE if alert else Activity.EVENT)
+        peer_line = not marker and window is not self.windows.status
+        self.put(window, marker, text[2:] if marker else text,
+                 Style.ERROR if alert else (Style.PEER if peer_line else Style.EVENT),
+                 Activity.MESSAGE if alert or peer_line else Activity.EVENT)
 
     def _stamp(self, at: float | None = None) -> str:
         return time.strftime("%H:%M", time.localtime(self.clock() if at is None else at))
