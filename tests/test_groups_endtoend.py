@@ -63,6 +63,7 @@ class GroupProcessTests(unittest.TestCase):
         carol.expect(r"\] #team <alice> hello team")
 
         alice.send("!group remove team bob")
+        alice.expect(r"\* #team: alice removed bob \(change 4")  # her next message uses a new chain
         bob.expect(r"\* #team: alice removed bob \(change 4, signed by alice: verified\)")
         carol.expect(r"\* #team: alice removed bob")
         alice.send("!g team after bob left")
