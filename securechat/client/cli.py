@@ -49,6 +49,7 @@ from securechat.client.config import (  # noqa: F401 -- re-exported for callers
     read_config,
     write_example_config,
 )
+from securechat.client.groupstore import GroupKeyStore
 from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStore
 from securechat.client.session import (  # noqa: F401 -- re-exported for callers
@@ -99,7 +100,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--passphrase-file", help="file holding the key's passphrase "
                    "[default: ask on the terminal if the key is encrypted]")
     p.add_argument("--known-peers", help="pinned peer keys; seen_crls.json, the newest CRL seen from the "
-                   "CA, and letters-USER.sqlite3, your letters and prekeys (mode 0600), are kept "
+                   "CA, letters-USER.sqlite3, your letters and prekeys, and groups-USER.sqlite3, your "
+                   "groups' verified logs and keys (both mode 0600), are kept "
                    "beside it [default: known_peers beside the config file]")
     p.add_argument("--init-config", action="store_true",
                    help="write a commented example config file at --config (not over an "
@@ -244,6 +246,11 @@ def crl_state_path(known_peers: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(known_peers)), "seen_crls.json")
 
 
+def groups_path(known_peers: str, user: str) -> str:
+    """The user's group file (verified change logs, sender chains), beside the letters file."""
+    return os.path.join(os.path.dirname(os.path.abspath(known_peers)), f"groups-{user}.sqlite3")
+
+
 def letters_path(known_peers: str, user: str) -> str:
     """
     The user's letters file (prekeys' private halves, letters): beside the
@@ -347,6 +354,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
         pins = PinStore(conf["known-peers"])
         crls = CrlStore(crl_state_path(conf["known-peers"]))
         letters = LetterStore(letters_path(conf["known-peers"], conf["user"]))
+        groups = GroupKeyStore(groups_path(conf["known-peers"], conf["user"]))
         endpoint = relay_endpoint(reactor, conf["server"], ca.public_bytes(Encoding.PEM),
                                   conf["server-name"])
     except (ClientError, BadUserName, CorruptPinFile, CorruptCrlState) as e:
@@ -414,7 +422,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Any:
     done.addCallback(restore_terminal)
 
     factory = SessionFactory(reactor, conf["user"], private_key, terminal, verify, pins,
-                             finish, letters)
+                             finish, letters, groups)
     backoff = backoffPolicy(1.0, 30.0)
 
     def retry_policy(attempt: int) -> float:

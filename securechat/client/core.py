@@ -61,6 +61,8 @@ from securechat.crypto.signer import ExternalKey
 from securechat.crypto.config import END_TO_END, Config, Role
 from securechat.crypto.handshake import Connection
 from securechat.client.endtoend import PRE_AUTH_MAX_FRAME, EndToEndChats, PeerChat
+from securechat.client.groupsession import GroupSession
+from securechat.client.groupstore import GroupKeyStore
 from securechat.client.letters import Mailbox
 from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStatus, PinStore
@@ -126,6 +128,7 @@ class ChatClient(EndToEndChats):
         pins: PinStore,
         clock: Callable[[], float] = time.time,
         letters: LetterStore | None = None,
+        groups: GroupKeyStore | None = None,
     ) -> None:
         self.user = user
         self.private_key = private_key
@@ -152,6 +155,10 @@ class ChatClient(EndToEndChats):
         #: Letters (securechat.client.letters), when the client has a store
         #: (a key on a token signs letters, receipts and prekeys too).
         self.mailbox = Mailbox(self, letters) if letters is not None else None
+        #: Groups (securechat.client.groupsession), when the client has a
+        #: letters file (group keys travel in letters) and a group file.
+        self.groups = (GroupSession(self, self.mailbox, groups)
+                       if self.mailbox is not None and groups is not None else None)
         self._handlers = {
             Welcome: self._welcome,
             OnlineList: self._online_list,
@@ -179,6 +186,8 @@ class ChatClient(EndToEndChats):
         handler = self._handlers.get(type(message))
         if handler is not None:
             handler(message)  # type: ignore[operator]
+        elif self.groups is not None and self.groups.handle(message):
+            pass
         elif self.mailbox is not None:
             self.mailbox.handle(message)
 
@@ -195,6 +204,8 @@ class ChatClient(EndToEndChats):
         self._online_asked.clear()
         if self.mailbox is not None:
             self.mailbox.connection_ended()
+        if self.groups is not None:
+            self.groups.connection_ended()
         was_logged_in, self.logged_in = self.logged_in, False
         self.view.disconnected(describe_error(reason, was_logged_in))
 
@@ -347,6 +358,8 @@ class ChatClient(EndToEndChats):
             # Prekeys and unanswered letters go first, before any line a
             # script queued for the login.
             self.mailbox.logged_in()
+        if self.groups is not None:
+            self.groups.logged_in()
         self.view.logged_in(message.user)
 
     def _online_list(self, message: OnlineList) -> None:

@@ -32,6 +32,8 @@ from typing import Any, Sequence
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (group_id BLOB PRIMARY KEY, membership TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    group_id BLOB NOT NULL, epoch INTEGER NOT NULL, change BLOB NOT NULL, PRIMARY KEY (group_id, epoch));
 CREATE TABLE IF NOT EXISTS own_chains (group_id BLOB PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sender_states (
     group_id BLOB NOT NULL, sender TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (group_id, sender));
@@ -83,6 +85,21 @@ class GroupKeyStore:
             self.db.execute("BEGIN")
             for table in ("groups", "own_chains", "sender_states", "pending", "owed_keys"):
                 self.db.execute(f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
+
+    # -- the verified change log (securechat.client.groupsession) -------------
+
+    def add_change(self, group_id: bytes, epoch: int, change: bytes) -> None:
+        """Keep a change this client verified and applied."""
+        self.db.execute("INSERT OR REPLACE INTO changes VALUES (?, ?, ?)", (group_id, epoch, change))
+
+    def forget_log(self, group_id: bytes) -> None:
+        """A group's kept changes (the group is gone for us)."""
+        self.db.execute("DELETE FROM changes WHERE group_id = ?", (group_id,))
+
+    def changes(self) -> list[tuple[bytes, bytes]]:
+        """Every kept change, as C{(group_id, change)}, by group and epoch."""
+        return [(bytes(g), bytes(c)) for g, c in
+                self.db.execute("SELECT group_id, change FROM changes ORDER BY group_id, epoch")]
 
     # -- our chain ------------------------------------------------------------
 

@@ -77,7 +77,29 @@ class GroupLines:
                 sender=event.sender, code=event.code, detail=event.detail)
             self.group_line(f"! {tag}: {what} REFUSED, not shown ({event.code}): {why}", alert=True)
 
-    def group_changed(self, group: str, epoch: int, action: Action, actor: str, target: str = "") -> None:
+    def group_changed(self, group: str, epoch: int, action: Action, actor: str, target: str = "",
+                      new_name: str = "") -> None:
         """Show a verified membership change (signed by C{actor})."""
         what = _ACTIONS.get(action, "{actor} changed the group").format(actor=actor, target=target)
+        if new_name:
+            what += f" to #{new_name}"
         self.group_line(f"* #{group}: {what} (change {epoch}, signed by {actor}: verified)")
+
+    def group_notice(self, group: str, text: str, alert: bool = False) -> None:
+        """Something the client says about a group (a refusal, a log that stopped)."""
+        self.group_line(f"{'!' if alert else '*'} #{group}: {text}", alert=alert)
+
+    def group_list(self, rows: tuple[tuple[str, str, str, int], ...]) -> None:
+        """The groups we are in: C{(name, id prefix, role, members)}."""
+        if not rows:
+            self.group_line("* you are in no group (/group create NAME makes one)")
+            return
+        self.group_line(f"* your groups ({len(rows)}):")
+        for name, short, role, count in rows:
+            self.group_line(f"*   #{name} [{short}] {role}, {count} members")
+
+    def group_members(self, group: str, rows: tuple[tuple[str, str, str], ...]) -> None:
+        """A group's members as this client verified them: C{(user, role, pin state)}."""
+        self.group_line(f"* #{group}: {len(rows)} members (from the signed log this client checked):")
+        for user, role, pin in rows:
+            self.group_line(f"*   {user} ({role}): {pin}")

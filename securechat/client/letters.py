@@ -45,6 +45,7 @@ Rules it keeps:
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -53,6 +54,7 @@ from twisted.logger import Logger
 from securechat.client.letterstore import PENDING, REFUSED, STORED, LetterStore
 from securechat.client.letterview import LetterSummary
 from securechat.client.listpages import ListPages
+from securechat.client.openletters import OpenLetters
 from securechat.client.previouskeys import PreviousKeys
 from securechat.client.pins import PinStatus
 from securechat.client.prekeyupload import DAY, ONE_TIME_STOCK, ROTATE_AFTER, PrekeyUploads
@@ -61,17 +63,8 @@ from securechat.client.signqueue import SigningQueue
 from securechat.client.view import ChatView
 from securechat.client.reasons import reason_name, reason_of
 from securechat.crypto import keys
-from securechat.crypto.letters import (
-    MAX_LETTER,
-    LetterError,
-    SealedLetter,
-    open_letter,
-    parse_letter,
-    prepare_letter,
-)
-from securechat.crypto.keyhistory import PreviousKey
+from securechat.crypto.letters import CONTENT_GROUP_KEY, CONTENT_TEXT, MAX_LETTER, LetterError, prepare_letter
 from securechat.crypto.prekeys import PrekeyBundle
-from securechat.crypto.receipts import ReceiptKind, prepare_receipt
 from securechat.crypto.signer import ExternalKey, SigningError, as_signer, check_signature
 from securechat.wire.mailbox import (
     Bundle,
@@ -106,23 +99,28 @@ from securechat.wire.relay import CommandFailed, Reason
 
 if TYPE_CHECKING:
     from securechat.client.core import ChatClient
+    from securechat.client.groupsession import GroupSession
 
 __all__ = ["DAY", "GRACE", "ONE_TIME_STOCK", "ROTATE_AFTER", "Mailbox"]
 
 #: A replaced signed prekey's private half is kept this long: the relay's
 #: longest expiry (30 days by default) and a day's margin.
 GRACE = 31 * DAY
-#: The codes of 14.4 found before the signature is checked: no delivery
-#: receipt for those (the letter may not be the sender's).
-_BEFORE_SIGNATURE = frozenset({"letter-too-large", "malformed", "unsupported-version", "unknown-suite",
-                               "wrong-envelope", "wrong-recipient", "replayed", "bad-signature",
-                               "key-changed", "no-sender-key", "unpinned-key", "key-replaced",
-                               "key-compromised"})
 #: What a LETTER_LIST / STATUS_LIST entry costs besides the payload.
 _LETTER_OVERHEAD = 69
 
 
-class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
+@dataclass(frozen=True)
+class KeyLetter:
+    """A group sender key to seal (content type 2), and what to call once it is kept."""
+
+    content: bytes
+    kept: Callable[[], None]
+    #: Called when it could not be sealed (it stays owed).
+    lost: Callable[[], None] = lambda: None
+
+
+class Mailbox(OpenLetters, PrekeyUploads, ListPages, PreviousKeys, SentLetters):
     """
     One client's letters (see the module docstring).
     """
@@ -136,8 +134,15 @@ class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
         #: receipts are signed with it, one at a time, in order.
         self.signer = as_signer(client.private_key)
         self.signing = SigningQueue(self._sign_later)
-        #: Letters waiting for their bundle: (recipient, text), in order.
-        self._bundles: deque[tuple[str, str]] = deque()
+        #: Letters waiting for their bundle: (recipient, text or group
+        #: key), in order.
+        self._bundles: deque[tuple[str, str | KeyLetter]] = deque()
+        #: The group layer (L{securechat.client.groupsession}), when the
+        #: client has one.
+        self.groups: GroupSession | None = None
+        #: The ids of the group key letters sealed in this run: their
+        #: "stored" and receipts are not shown (the user never wrote them).
+        self.key_letters: set[bytes] = set()
         #: Callbacks waiting for a user's registered key (GET_USER_KEY).
         self._key_waiters: dict[str, list[KeyWaiter]] = {}
         #: The last list shown, for /read N.
@@ -197,7 +202,10 @@ class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
         store and goes again after the next login).
         """
         while self._bundles:
-            recipient, _ = self._bundles.popleft()
+            recipient, item = self._bundles.popleft()
+            if isinstance(item, KeyLetter):
+                item.lost()
+                continue  # still owed by the group layer: handed out after the next login
             self.view.letter_not_sent(recipient, "disconnected", "the connection to the relay ended "
                                       "before the letter was sealed; send it again")
         self._key_waiters.clear()
@@ -269,7 +277,30 @@ class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
         if self.client._send(FetchBundle(recipient)):
             self._bundles.append((recipient, text))
 
-    def _take(self, queue: deque[tuple[str, str]], user: str) -> str | None:
+    def send_group_key(self, recipient: str, content: bytes, kept: Callable[[], None],
+                       lost: Callable[[], None] = lambda: None) -> None:
+        """
+        Seal a group sender key (16.2) to C{recipient} as a letter of
+        content type 2 once its bundle comes, and post it; C{kept()} once
+        the sealed letter is in the letters file (it is posted again from
+        there until the relay answers).  A key that cannot be sealed is
+        one notice and C{lost()}; the group layer keeps it owed and hands
+        it out again (after the next login, or before the next message).
+        """
+        if self.client._send(FetchBundle(recipient), quiet=True):
+            self._bundles.append((recipient, KeyLetter(content, kept, lost)))
+        else:
+            lost()
+
+    def _not_sent(self, recipient: str, item: str | KeyLetter, code: str, detail: str) -> None:
+        if isinstance(item, KeyLetter):
+            item.lost()
+            self.view.notice(f"your group key for {recipient} was not sent ({code}): {detail}; it is "
+                             "sent again before your next group message, or after the next login")
+        else:
+            self.view.letter_not_sent(recipient, code, detail)
+
+    def _take(self, queue: deque[tuple[str, str | KeyLetter]], user: str) -> str | KeyLetter | None:
         for item in queue:
             if item[0] == user:
                 queue.remove(item)
@@ -278,40 +309,47 @@ class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
 
     def _bundle(self, message: Bundle) -> None:
         recipient = message.user
-        text = self._take(self._bundles, recipient)
-        if text is None:
+        item = self._take(self._bundles, recipient)
+        if item is None:
             return  # not asked for (or the letter was dropped): nothing to seal
         key, code, detail = self._pinned(recipient, message.user_key)
         if key is None:
-            self.view.letter_not_sent(recipient, code, detail)
+            self._not_sent(recipient, item, code, detail)
             return
+        if isinstance(item, KeyLetter):
+            content, content_type = item.content, CONTENT_GROUP_KEY
+        else:
+            content, content_type = item.encode("utf-8"), CONTENT_TEXT
         try:
             bundle = PrekeyBundle.parse(recipient, message.signed_prekey, message.one_time_prekey)
             to_sign = prepare_letter(sender=self.client.user, sender_key=self.signer.public_key(),
                                      recipient=recipient, recipient_key=key, bundle=bundle,
-                                     content=text.encode("utf-8"), sent_at=self._now())
+                                     content=content, content_type=content_type, sent_at=self._now())
         except LetterError as e:
-            self.view.letter_not_sent(recipient, e.code, str(e))
+            self._not_sent(recipient, item, e.code, str(e))
             return
 
         def signed(signature: bytes) -> None:
             try:
                 letter = to_sign.signed(self.signer.scheme, signature)
             except LetterError as e:
-                self.view.letter_not_sent(recipient, e.code, str(e))
+                self._not_sent(recipient, item, e.code, str(e))
                 return
             limit = min(MAX_LETTER, self.client.max_payload - _LETTER_OVERHEAD)
             if len(letter.raw) > limit:
-                self.view.letter_not_sent(recipient, "letter-too-large",
-                                          f"the sealed letter is {len(letter.raw)} bytes, the most is {limit}")
+                self._not_sent(recipient, item, "letter-too-large",
+                               f"the sealed letter is {len(letter.raw)} bytes, the most is {limit}")
                 return
             letter_id = letter.header.letter_id
             self.store.add_sent(letter_id, recipient, letter.raw, self._now())  # kept before it is posted
+            if isinstance(item, KeyLetter):
+                self.key_letters.add(letter_id)
+                item.kept()
             self.client._send(PostLetter(recipient, letter_id, letter.raw), quiet=True)
 
         def failed(line: str) -> None:
-            self.view.letter_not_sent(recipient, "signing-failed",
-                                      f"the letter could not be signed and was not sent: {line}")
+            self._not_sent(recipient, item, "signing-failed",
+                           f"the letter could not be signed and was not sent: {line}")
         self.signing.submit(to_sign.message, signed, failed)
 
     @property
@@ -329,6 +367,8 @@ class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
             return
         self._note_expiry(message.stored_at, message.expires_at)
         self.store.set_sent_state(message.letter_id, STORED, message.stored_at, message.expires_at)
+        if message.letter_id in self.key_letters:
+            return  # a group key: the user did not write it
         self.view.letter_sent(message.recipient, message.letter_id, message.stored_at, message.expires_at)
 
     def _letter_refused(self, message: LetterRefused) -> None:
@@ -336,116 +376,6 @@ class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
         if self.store.sent(message.letter_id) is not None:
             self.store.set_sent_state(message.letter_id, REFUSED, reason=reason_name(reason))
         self.view.letter_refused(message.recipient, message.letter_id, reason)
-
-    # -- receiving -------------------------------------------------------------------
-
-    def _new_letters(self, message: NewLetters) -> None:
-        self.view.new_letters(message.count)
-
-    def _letter_arrived(self, message: LetterArrived) -> None:
-        self.view.letter_arrived(message.sender, message.stored_at, message.size)
-
-    def read(self, ref: str) -> None:
-        entry = self.find(ref)
-        if entry is not None and self.client._send(FetchLetter(entry.sender, entry.letter_id)):
-            self._reading.append((entry.sender, entry.letter_id))
-
-    def delete(self, ref: str) -> None:
-        entry = self.find(ref)
-        if entry is not None:
-            self.client._send(DeleteLetter(entry.sender, entry.letter_id))
-
-    def _letter_deleted(self, message: LetterDeleted) -> None:
-        self.listed = [e for e in self.listed
-                       if (e.sender, e.letter_id) != (message.sender, message.letter_id)]
-        self.view.letter_deleted(message.sender, message.letter_id)
-
-    def _letter(self, message: Letter) -> None:
-        pair = (message.sender, message.letter_id)
-        if pair not in self._reading:
-            self.log.info("a letter nobody asked for was dropped")
-            return
-        self._reading.remove(pair)
-        self._note_expiry(message.stored_at, message.expires_at)
-        before = self.store.received(*pair)
-        if before is not None:
-            sealed, text, sent_at = before
-            if sealed == message.letter:
-                self.view.letter_opened(message.sender, message.letter_id, sent_at, message.stored_at,
-                                        text, True, 0)
-            else:
-                self.view.letter_failed(message.sender, message.letter_id, message.stored_at, "replayed",
-                                        "a different letter under the id of one already opened")
-            return
-
-        def opened(key: keys.PublicKey | None, code: str, detail: str) -> None:
-            self._open(message, key, code, detail)
-        self._with_key(message.sender, opened)
-
-    def _open(self, message: Letter, sender_key: keys.PublicKey | None, code: str, detail: str,
-              previous: PreviousKey | None = None) -> None:
-        """
-        Open the letter with the sender's key: its current one, or
-        C{previous} (a key it had before, that passed the rules of
-        L{securechat.crypto.keyhistory}).
-        """
-        client = self.client
-        try:
-            if sender_key is None:
-                raise LetterError(code or "no-sender-key", detail)
-            letter = parse_letter(message.letter)
-            opened = open_letter(letter, recipient=client.user,
-                                 recipient_key=client.private_key.public_key(), sender_key=sender_key,
-                                 prekeys=self.store, envelope=(message.sender, message.letter_id),
-                                 opened=self.store)
-        except LetterError as e:
-            if e.code == "bad-signature" and sender_key is not None and previous is None:
-                self._open_with_history(message)  # signed before a rekey?
-                return
-            self.view.letter_failed(message.sender, message.letter_id, message.stored_at, e.code, str(e))
-            if e.code not in _BEFORE_SIGNATURE:
-                self._post_receipt(parse_letter(message.letter), ReceiptKind.DELIVERY)
-            return
-        header = opened.header
-        if opened.content_type != 1:
-            self.view.letter_failed(message.sender, message.letter_id, message.stored_at, "unknown-content",
-                                    f"content type {opened.content_type}, which this client cannot show")
-            self._post_receipt(letter, ReceiptKind.DELIVERY)
-            return
-        text = opened.text
-        self.store.add_received(message.sender, message.letter_id, message.letter, text, header.sent_at,
-                                message.stored_at, message.expires_at)
-        if header.one_time_prekey_id is not None:
-            self.store.forget_one_time(header.one_time_prekey_id)
-        self.view.letter_opened(message.sender, message.letter_id, header.sent_at, message.stored_at,
-                                text, False, previous.replaced_at if previous else 0)
-        self._post_receipt(letter, ReceiptKind.DELIVERY)
-        if self.read_receipts:
-            self._post_receipt(letter, ReceiptKind.READ)
-
-    def _post_receipt(self, letter: SealedLetter, kind: ReceiptKind) -> None:
-        to_sign = prepare_receipt(letter, kind, self._now())
-        header = letter.header
-
-        def signed(signature: bytes) -> None:
-            receipt = to_sign.signed(self.signer.scheme, signature)
-            self.client._send(PostReceipt(header.sender, header.letter_id, receipt.encode()), quiet=True)
-
-        def failed(line: str) -> None:
-            self.view.notice(f"the {kind.name.lower()} receipt for {header.sender}'s letter "
-                             f"[{header.letter_id[:4].hex()}] could not be signed and was not sent: {line}")
-        self.signing.submit(to_sign.message, signed, failed)
-
-    def _receipt_stored(self, message: ReceiptStored) -> None:
-        pass  # the receipt is with the relay; nothing for the user to see
-
-    @property
-    def read_receipts(self) -> bool:
-        return self.store.setting("read_receipts", "on") == "on"
-
-    def set_read_receipts(self, on: bool) -> None:
-        self.store.set_setting("read_receipts", "on" if on else "off")
-        self.view.notice("read receipts are " + ("on" if on else "off (delivery receipts are still sent)"))
 
     # -- failures ----------------------------------------------------------------------
 
@@ -462,7 +392,10 @@ class Mailbox(PrekeyUploads, ListPages, PreviousKeys, SentLetters):
                 self._uploads.popleft()
             self.view.notice(f"the relay refused our prekeys: {reason_name(reason)}")
         elif command == FetchBundle.TYPE:
-            if self._take(self._bundles, subject) is not None:
+            item = self._take(self._bundles, subject)
+            if isinstance(item, KeyLetter):
+                self._not_sent(subject, item, reason_name(reason), f"the relay refused {subject}'s prekeys")
+            elif item is not None:
                 self.view.letter_refused(subject, None, reason)
         elif command == GetKeyHistory.TYPE:
             self.history_failed(subject)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
 
 from twisted.logger import Logger
 
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 PAGE_SIZE = 50
 #: The most users /users fetches.
 MAX_USERS = 10000
+#: The most letters a list for the client itself (L{ListPages.list_quietly}) fetches.
+MAX_QUIET = 1000
 #: How many times a page is fetched again from its start when the list
 #: changes while it is being fetched.
 MAX_RESTARTS = 3
@@ -84,6 +86,9 @@ class ListFetch:
     restarts: int = 0
     #: The list kept changing: shown as it is, with a notice.
     unsettled: bool = False
+    #: For a list fetched for the client itself (not shown): called with
+    #: the entries' C{(sender, letter_id)}.
+    quietly: Callable[[list[tuple[str, bytes]]], None] | None = None
 
     @property
     def page(self) -> int:
@@ -152,6 +157,14 @@ class ListPages:
         self._start(ListFetch(ListLetters, (page - 1) * PAGE_SIZE, PAGE_SIZE,
                               Which.NEW if new_only else Which.ALL))
 
+    def list_quietly(self, which: int, answer: Callable[[list[tuple[str, bytes]]], None]) -> None:
+        """
+        Fetch the first L{MAX_QUIET} letters of our mailbox (C{which}) for
+        the client itself: C{answer} gets their C{(sender, letter_id)};
+        nothing is shown, and /read's numbers stay as they were.
+        """
+        self._start(ListFetch(ListLetters, 0, MAX_QUIET, which, quietly=answer))
+
     def sent_status(self, page: int = 1) -> None:
         """Show page C{page} of the letters we sent, with their receipts."""
         self._start(ListFetch(SentStatus, (page - 1) * PAGE_SIZE, PAGE_SIZE))
@@ -199,7 +212,7 @@ class ListPages:
         if entries and not fetch.unsettled and len(fetch.entries) < fetch.want and after < total:
             self._ask(fetch, after)
             return None
-        if fetch.unsettled:
+        if fetch.unsettled and fetch.quietly is None:
             self.view.notice(f"the list changed while it was being fetched; {fetch.command()} "
                              "again shows it settled")
         return fetch
@@ -213,6 +226,9 @@ class ListPages:
     def _letter_list(self, message: LetterList) -> None:
         fetch = self._page(LetterList, message.letters, message.total)
         if fetch is None:
+            return
+        if fetch.quietly is not None:
+            fetch.quietly([(e.sender, e.letter_id) for e in fetch.entries])
             return
         self.listed = [LetterSummary(fetch.first + n, e.sender, e.letter_id, e.stored_at, e.size, e.state)
                        for n, e in enumerate(fetch.entries, 1)]

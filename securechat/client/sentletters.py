@@ -36,6 +36,7 @@ class SentLetters:
 
     client: ChatClient
     store: LetterStore
+    key_letters: set[bytes]
 
     @property
     def view(self) -> ChatView:
@@ -100,6 +101,8 @@ class SentLetters:
             verification, _ = self._check_receipt(message.receipt, message.letter_id, key, code)
             if verification == "ok":
                 self.store.add_receipt(message.letter_id, kind, message.receipt)
+            if message.letter_id in self.key_letters:
+                return  # a group key's receipt: the user did not write that letter
             self.view.receipt(message.recipient, message.letter_id, kind, verification)
         self._with_key(message.recipient, verify)
 

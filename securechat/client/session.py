@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 
 from securechat.client.core import ChatClient, ServerVerifier
 from securechat.client.endpoint import describe_tls_failure
+from securechat.client.groupstore import GroupKeyStore
 from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStore
 from securechat.client.view import ChatView
@@ -26,7 +27,7 @@ from securechat.crypto.signer import ExternalKey
 from securechat.crypto.suites import DEFAULT_OFFER, SUITES
 from securechat.errors import Alert, PeerAlert, ProtocolError, RemoteProtocolError
 from securechat.protocol import SecureChatProtocol
-from securechat.wire.mailbox import MAILBOX_FROM_SERVER
+from securechat.wire.groups import GROUP_FROM_SERVER
 from securechat.wire.messages import UserIdentity
 
 
@@ -99,8 +100,8 @@ class RelaySession(ChatClient):
 
     def __init__(self, user: str, private_key: keys.PrivateKey | ExternalKey, terminal: FrontEnd,
                  verify: ServerVerifier, pins: PinStore, finish: Any,
-                 letters: LetterStore | None = None) -> None:
-        super().__init__(user, private_key, terminal, verify, pins, letters=letters)
+                 letters: LetterStore | None = None, groups: GroupKeyStore | None = None) -> None:
+        super().__init__(user, private_key, terminal, verify, pins, letters=letters, groups=groups)
         self.terminal = terminal
         self.finish = finish
         self.tls_failure: str | None = None
@@ -178,7 +179,8 @@ class SessionFactory(Factory):
 
     def __init__(self, reactor: Any, user: str, private_key: keys.PrivateKey | ExternalKey,
                  terminal: FrontEnd, verify: ServerVerifier, pins: PinStore,
-                 finish: Any, letters: LetterStore | None = None) -> None:
+                 finish: Any, letters: LetterStore | None = None,
+                 groups: GroupKeyStore | None = None) -> None:
         self.reactor = reactor
         self.user = user
         self.private_key = private_key
@@ -187,13 +189,14 @@ class SessionFactory(Factory):
         self.pins = pins
         self.finish = finish
         self.letters = letters
+        self.groups = groups
 
     def buildProtocol(self, addr: Any) -> RelayConnection:
         client = RelaySession(self.user, self.private_key, self.terminal, self.verify, self.pins,
-                              self.finish, self.letters)
+                              self.finish, self.letters, self.groups)
         self.terminal.client = client
         config = Config(CLIENT_SERVER, Role.INITIATOR, self.private_key, UserIdentity(self.user),
-                        registry=MAILBOX_FROM_SERVER)
+                        registry=GROUP_FROM_SERVER)
         protocol = RelayConnection(config, client, self.reactor, handshake_timeout=30,
                                    idle_timeout=None)
         return protocol

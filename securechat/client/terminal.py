@@ -25,6 +25,7 @@ Commands::
                           (50 a page, newest first)
     !users                all registered users, online or not (every one, however many)
     !receipts on|off      send read receipts or not (delivery receipts are always sent)
+GROUPS
     !exit                 end all chats and quit
     TEXT                  send TEXT to the current chat
     USER: TEXT            send TEXT to your chat with USER
@@ -38,16 +39,18 @@ from typing import Callable
 
 from twisted.protocols.basic import LineReceiver
 
+from securechat.client import groupcommands
 from securechat.client.core import ChatClient
 from securechat.client.letters import Mailbox
 from securechat.client.listpages import page_arguments
 from securechat.client.display import untrusted
+from securechat.client.groupview import GroupLines
 from securechat.client.letterview import LetterLines, key_changed_words
 from securechat.client.reasons import reason_name
 from securechat.wire.names import BadUserName, check_user_name
 from securechat.wire.relay import Reason
 
-HELP = (__doc__ or "").split("Commands::", 1)[1].strip("\n")
+HELP = (__doc__ or "").split("Commands::", 1)[1].strip("\n").replace("GROUPS", groupcommands.HELP)
 
 _DECLINED: dict[int, str] = {
     Reason.REFUSED: "{peer} refused your chat request",
@@ -83,7 +86,7 @@ _FAILED: dict[tuple[str, Reason | int] | Reason | int, str] = {
 }
 
 
-class ChatTerminal(LetterLines, LineReceiver):
+class ChatTerminal(LetterLines, GroupLines, LineReceiver):
     """
     The terminal: a L{ChatView} for the core, and a line protocol for
     standard input.
@@ -195,6 +198,9 @@ class ChatTerminal(LetterLines, LineReceiver):
             command = getattr(self, "cmd_" + word.lower(), None)
             if command is None:
                 self.say(f"! unknown command !{word}; !help lists the commands")
+                return
+            if word.lower() in ("group", "groups", "members", "g"):
+                groupcommands.run(client.groups, word.lower(), rest, self.say)
                 return
             if word.lower() == "letter":
                 self.cmd_letter(*rest.lstrip().partition(" ")[::2])
@@ -342,6 +348,11 @@ class ChatTerminal(LetterLines, LineReceiver):
         elif box := self._mailbox():
             box.set_read_receipts(setting == "on")
 
+    def cmd_group(self, *args: str) -> None:
+        pass  # handled in handle (it takes the whole line)
+
+    cmd_groups = cmd_members = cmd_g = cmd_group
+
     def cmd_exit(self, *args: str) -> None:
         self.exit()
 
@@ -423,6 +434,9 @@ class ChatTerminal(LetterLines, LineReceiver):
 
     def letter_line(self, text: str, alert: bool = False) -> None:
         self.say(("! " if alert else "* ") + text)
+
+    def group_line(self, text: str, alert: bool = False) -> None:
+        self.say(text)  # say neutralises the whole line
 
     def disconnected(self, reason: str | None) -> None:
         self.current = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from securechat.client import groupcommands
 from securechat.client.listpages import page_arguments
 from securechat.client.tui.windows import PeerState
 from securechat.wire.names import BadUserName, check_user_name
@@ -41,6 +42,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("sent", "[PAGE]", "your letters: stored, delivered, read, receipts verified (50 a page)"),
     ("users", "", "all registered users, online or not (every one)"),
     ("receipts", "on|off", "send read receipts or not (delivery receipts always go)"),
+    ("g", "GROUP TEXT", "send TEXT to a group (or type in its window); also /groups, /members GROUP, "
+                        "/group create|add|remove|leave|role|owner|rename|delete"),
     ("window", "N", "go to window N (also Alt-N, Ctrl-N / Ctrl-P)"),
     ("close", "", "close this window (once its chat has ended)"),
     ("online", "", "who is online"),
@@ -51,7 +54,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 ALIASES = {"exit": "quit"}
 #: Commands that need no relay connection.
 OFFLINE = frozenset({"help", "quit", "window", "close"})
-NAMES = tuple(sorted({name for name, _, _ in COMMANDS} | set(ALIASES)))
+NAMES = tuple(sorted({name for name, _, _ in COMMANDS} | set(ALIASES) | {"group", "groups", "members"}))
 
 
 def help_lines() -> list[str]:
@@ -117,7 +120,12 @@ class Commands:
         window = self.view.windows.current
         peer = window.peer
         client = self.view.client
-        if peer is None and window.mailbox:
+        if window.group is not None:
+            if client is None or not client.logged_in:
+                self.view.reply("not connected to the relay; not sent", error=True)
+            else:
+                groupcommands.run(client.groups, "g", f"{window.group} {text}", self._group_reply)
+        elif peer is None and window.mailbox:
             self.view.reply("this is the mailbox window: nothing typed here is sent. /letter USER "
                             "TEXT sends a letter", error=True)
         elif peer is None:
@@ -326,6 +334,26 @@ class Commands:
             self.view.reply("usage: /receipts on|off", error=True)
         elif box := self._mailbox():
             box.set_read_receipts(arg == "on")
+
+    def _group_reply(self, line: str) -> None:
+        self.view.reply(line[2:] if line.startswith("! ") else line, error=line.startswith("!"))
+
+    def _groups(self, command: str, arg: str) -> None:
+        client = self.view.client
+        assert client is not None
+        groupcommands.run(client.groups, command, arg, self._group_reply)
+
+    def cmd_group(self, arg: str) -> None:
+        self._groups("group", arg)
+
+    def cmd_groups(self, arg: str) -> None:
+        self._groups("groups", arg)
+
+    def cmd_members(self, arg: str) -> None:
+        self._groups("members", arg)
+
+    def cmd_g(self, arg: str) -> None:
+        self._groups("g", arg)
 
     def cmd_trust(self, arg: str) -> None:
         assert self.view.client is not None

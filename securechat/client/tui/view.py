@@ -14,9 +14,10 @@ the input caption neutralise theirs in the widgets.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from securechat.client.core import ChatClient
+from securechat.client.groupview import GroupLines
 from securechat.client.letterview import LetterLines, key_changed_words
 from securechat.client.reasons import reason_name
 from securechat.client.terminal import _DECLINED, _WITHDRAWN, ended_text, failure_template
@@ -38,7 +39,7 @@ def slash(template: str) -> str:
     return template.replace("!", "/")
 
 
-class FullScreen(LetterLines):
+class FullScreen(LetterLines, GroupLines):
     """
     The full-screen view: windows, status bar, input line.
 
@@ -128,6 +129,53 @@ class FullScreen(LetterLines):
         self.put(self.mailbox_window(), "!" if alert else "*", text,
                  Style.ERROR if alert else Style.EVENT,
                  Activity.MESSAGE if alert else Activity.EVENT)
+
+    #: The group whose event is being shown (its window gets the lines).
+    _group: str | None = None
+
+    def group_window(self, group: str) -> Window:
+        """The window of the group named C{group}, opened if there is none."""
+        window = self.windows.find_group(group)
+        if window is None:
+            window = Window(None, group=group)
+            self.windows.windows.append(window)
+            self._watch(window)
+        return window
+
+    def group_event(self, group: str, event: Any) -> None:
+        self._group = group
+        try:
+            GroupLines.group_event(self, group, event)
+        finally:
+            self._group = None
+
+    def group_changed(self, group: str, epoch: int, action: Any, actor: str, target: str = "",
+                      new_name: str = "") -> None:
+        self._group = group
+        try:
+            GroupLines.group_changed(self, group, epoch, action, actor, target, new_name)
+        finally:
+            self._group = None
+
+    def group_notice(self, group: str, text: str, alert: bool = False) -> None:
+        self._group = group
+        try:
+            GroupLines.group_notice(self, group, text, alert)
+        finally:
+            self._group = None
+
+    def group_line(self, text: str, alert: bool = False) -> None:
+        """
+        A group's line or event, marked with the group's name, in the
+        group's window (lists in the status window), through L{put}, which
+        neutralises it.
+        """
+        window = self.windows.status if self._group is None else self.group_window(self._group)
+        marker = text[0] if text[:2] in ("* ", "! ") else ""
+        peer_line = not marker and window is not self.windows.status
+        self.put(window, marker, text[2:] if marker else text,
+                 Style.ERROR if alert else (Style.PEER if peer_line else Style.EVENT),
+                 Activity.MESSAGE if alert or peer_line else Activity.EVENT)
 
     def _stamp(self, at: float | None = None) -> str:
         return time.strftime("%H:%M", time.localtime(self.clock() if at is None else at))

@@ -92,11 +92,15 @@ class Window:
     on_line: Callable[[Line], None] | None = None
     #: The mailbox window (letters, receipts, users): no peer, no chat.
     mailbox: bool = False
+    #: A group's window (its name): no peer; what is typed goes to the group.
+    group: str | None = None
 
     @property
     def title(self) -> str:
         if self.mailbox:
             return "mailbox"
+        if self.group is not None:
+            return untrusted("#" + self.group)
         return "status" if self.peer is None else untrusted(self.peer)
 
     def add(self, prefix: str, body: str, style: Style, name: str = "") -> Line:
@@ -159,6 +163,12 @@ class WindowList:
     def find_mailbox(self) -> Window | None:
         for window in self.windows[1:]:
             if window.mailbox:
+                return window
+        return None
+
+    def find_group(self, group: str) -> Window | None:
+        for window in self.windows[1:]:
+            if window.group == group:
                 return window
         return None
 
