@@ -287,14 +287,14 @@ class PrekeyTests(MailboxCase):
         while the record and the user's key are the same; a re-key is still
         caught at the next login (prekeys dropped, PREKEYS_LOW(0, 0)).
         """
-        import securechat.server.mailbox as mailbox_module
+        import securechat.server.prekeycheck as prekeycheck_module
         checked: list[str] = []
-        real = mailbox_module.verify_signed_prekey
+        real = prekeycheck_module.verify_signed_prekey
 
         def counting(user: str, *args: Any) -> None:
             checked.append(user)
             real(user, *args)
-        self.patch(mailbox_module, "verify_signed_prekey", counting)
+        self.patch(prekeycheck_module, "verify_signed_prekey", counting)
         bob = self.h.login("bob")
         self.upload("bob", bob, count=20)
         for _ in range(3):
@@ -317,8 +317,8 @@ def signed_of(client: RecordingClient, test: MailboxCase) -> bytes:
     """The signed prekey the relay holds for C{client}, as encoded."""
     store = test.h.relay.mailbox.store
     [record] = test.successResultOf(store.signed_prekeys(client.name))
-    from securechat.server.mailbox import _signed_encoding
-    return _signed_encoding(record)
+    from securechat.server.prekeycheck import uploaded_encoding
+    return uploaded_encoding(record)
 
 
 class NoCyclicGarbageTests(MailboxCase):

@@ -41,11 +41,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from securechat.crypto import keys
-from securechat.crypto.prekeys import LetterError, SignedPrekey, check_upload, verify_signed_prekey
+from securechat.crypto.prekeys import LetterError, check_upload
 from securechat.crypto.receipts import check_posted_receipt
 from securechat.server.directory import UserEntry as DirectoryEntry
 from securechat.server.limits import Limits, TokenBucket
 from securechat.server.ordering import AnswerOrder, Slot
+from securechat.server.prekeycheck import signed_by_current_key, uploaded_encoding
 from securechat.server.store.interface import (
     DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
     LetterRecord, LoginState, MailboxLimits, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
@@ -172,7 +173,7 @@ class Mailbox:
 
     def _still_signed(self, record: SignedPrekeyRecord, entry: DirectoryEntry) -> bool:
         """
-        Whether C{record} verifies with C{entry}'s key (L{_signed_by}); a
+        Whether C{record} verifies with C{entry}'s key (L{signed_by_current_key}); a
         login finding the record and the key object that verified at the
         last one is answered from memory (a re-keyed user's entry holds
         another key object, and is verified again).
@@ -180,7 +181,7 @@ class Mailbox:
         known = self._verified.get(entry.name)
         if known is not None and known[0] == record and known[1] is entry.public_key:
             return True
-        if not _signed_by(record, entry):
+        if not signed_by_current_key(record, entry):
             return False
         self._verified[entry.name] = (record, entry.public_key)
         return True
@@ -308,7 +309,7 @@ class Mailbox:
         def claimed(bundle: PrekeyBundle | None) -> Message | Deferred[Message]:
             if bundle is None:
                 raise _Refusal(Reason.NO_PREKEYS)
-            if not _signed_by(bundle.signed, entry):
+            if not signed_by_current_key(bundle.signed, entry):
                 # Signed by the user's old key: no sender could use it.
                 def none(_: bool) -> Message:
                     raise _Refusal(Reason.NO_PREKEYS)
@@ -318,7 +319,7 @@ class Mailbox:
             one_time = (b"" if bundle.one_time is None
                         else bundle.one_time.prekey_id.to_bytes(4, "big") + bundle.one_time.public)
             return Bundle(entry.name, keys.public_key_der(entry.public_key),
-                          _signed_encoding(bundle.signed), one_time)
+                          uploaded_encoding(bundle.signed), one_time)
         return self.store.claim_bundle(entry.name).addCallback(claimed)
 
     def _get_user_key(self, session: UserSession, message: GetUserKey) -> Message:
@@ -474,27 +475,6 @@ class Mailbox:
 def _no_letter(failure: Failure) -> Failure:
     failure.trap(NoSuchLetter)
     raise _Refusal(Reason.NO_LETTER)
-
-
-def _signed_prekey(record: SignedPrekeyRecord) -> SignedPrekey:
-    """The signed prekey as it was uploaded."""
-    scheme = int.from_bytes(record.signature[:2], "big")
-    return SignedPrekey(record.prekey_id, record.public, record.created_at, scheme,
-                        record.signature[2:])
-
-
-def _signed_encoding(record: SignedPrekeyRecord) -> bytes:
-    """The signed prekey's encoding (14.1), as it was uploaded."""
-    return _signed_prekey(record).encode()
-
-
-def _signed_by(record: SignedPrekeyRecord, entry: DirectoryEntry) -> bool:
-    """Whether C{record} verifies for C{entry}'s user with its current key."""
-    try:
-        verify_signed_prekey(entry.name, _signed_prekey(record), entry.public_key)
-    except LetterError:
-        return False
-    return True
 
 
 def _subject(session: UserSession, message: Message) -> str:
