@@ -10,8 +10,8 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from securechat.crypto.groupstate import GroupChange, sign_change
+from tests.vectors import Vector, render_vector
 
-Vector = dict[str, bytes]
 
 INPUT_FIELDS = ("actor.seed", "group_id", "epoch", "prev", "actor", "action", "target", "role",
                 "name", "made_at")
@@ -49,19 +49,9 @@ INPUTS: Vector = {
 
 
 def render(inputs: Vector) -> str:
-    lines = [".. begin vector group-change", "", "::", ""]
-    values = {**inputs, **COMPUTE(inputs)}
-    for field in INPUT_FIELDS + OUTPUT_FIELDS:
-        value = values[field]
-        if field in _TEXT:
-            lines.append(f"    {field} = \"{value.decode()}\"")
-            continue
-        hexed = value.hex()
-        lines.append(f"    {field} = {hexed[:64]}")
-        for i in range(64, len(hexed), 64):
-            lines.append(f"        {hexed[i:i + 64]}")
-    lines += ["", ".. end vector group-change", ""]
-    return "\n".join(lines)
+    """The vector as it appears in docs/protocol.rst."""
+    return render_vector("group-change", INPUT_FIELDS + OUTPUT_FIELDS,
+                         {**inputs, **COMPUTE(inputs)}, _TEXT)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from securechat.crypto.senderkeys import (
     parse_group_message,
 )
 from securechat.crypto.senderstate import Opened, SenderKeyState
-from tests.vectors import Vector
+from tests.vectors import Vector, render_vector
 
 GROUP_INPUTS: Vector = {
     "group_id": bytes(range(0x10, 0x20)),
@@ -84,18 +84,8 @@ def compute_group_message(inputs: Vector) -> Vector:
 
 def render(inputs: Vector, outputs: Vector) -> str:
     """The vector as it appears in docs/protocol.rst."""
-    lines = [".. begin vector group-message", "", "::", ""]
-    for field in GROUP_INPUT_FIELDS + GROUP_OUTPUT_FIELDS:
-        value = inputs[field] if field in inputs else outputs[field]
-        if field in _TEXT_FIELDS:
-            lines.append(f"    {field} = \"{value.decode()}\"")
-            continue
-        hexed = value.hex()
-        lines.append(f"    {field} = {hexed[:64]}")
-        for i in range(64, len(hexed), 64):
-            lines.append(f"        {hexed[i:i + 64]}")
-    lines += ["", ".. end vector group-message", ""]
-    return "\n".join(lines)
+    return render_vector("group-message", GROUP_INPUT_FIELDS + GROUP_OUTPUT_FIELDS,
+                         {**outputs, **inputs}, _TEXT_FIELDS)
 
 
 if __name__ == "__main__":

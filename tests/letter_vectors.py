@@ -33,7 +33,7 @@ from securechat.crypto.schedule import hkdf_extract
 from securechat.crypto.letters import LETTER_KDF_SALT
 from securechat.wire.codec import bytes16, bytes32, text8
 from securechat.crypto import keys
-from tests.vectors import SequenceRandom, Vector
+from tests.vectors import SequenceRandom, Vector, render_vector
 
 LETTER_INPUTS: Vector = {
     "sender.name": b"alice",
@@ -154,18 +154,7 @@ def render(name: str, inputs: Vector, outputs: Vector) -> str:
     The vector as it appears in docs/protocol.rst.
     """
     input_fields, output_fields, _ = COMPUTE[name]
-    lines = [f".. begin vector {name}", "", "::", ""]
-    for field in input_fields + output_fields:
-        value = inputs[field] if field in inputs else outputs[field]
-        if field in _TEXT_FIELDS:
-            lines.append(f"    {field} = \"{value.decode()}\"")
-            continue
-        hexed = value.hex()
-        lines.append(f"    {field} = {hexed[:64]}")
-        for i in range(64, len(hexed), 64):
-            lines.append(f"        {hexed[i:i + 64]}")
-    lines += ["", f".. end vector {name}", ""]
-    return "\n".join(lines)
+    return render_vector(name, input_fields + output_fields, {**outputs, **inputs}, _TEXT_FIELDS)
 
 
 if __name__ == "__main__":

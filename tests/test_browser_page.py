@@ -15,10 +15,11 @@ SECURECHAT_REQUIRE_SERVICES=1 (as in .ci/run, which installs both).
 from __future__ import annotations
 
 import shutil
+from typing import Callable
 
 from twisted.trial import unittest
 
-from tests.browser_pages import PageDeployment, PlaywrightPage
+from tests.browser_pages import ChatPage, PageDeployment, PlaywrightPage
 from tests.test_browser_core import REQUIRED
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -26,6 +27,8 @@ try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None  # type: ignore[assignment]
+
+Scenario = Callable[[PageDeployment, unittest.TestCase, ChatPage], None]
 
 
 class ChatPageTests(unittest.TestCase):
@@ -46,6 +49,21 @@ class ChatPageTests(unittest.TestCase):
                 self.fail(message)
             raise unittest.SkipTest(message)
 
+    def _inChromium(self, scenario: Scenario) -> None:
+        """
+        Run one of L{PageDeployment}'s scenarios against a fresh deployment
+        in a new headless Chromium, closed afterwards whatever happens.
+        """
+        deployment = PageDeployment(self)
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                scenario(deployment, self, PlaywrightPage(browser.new_context()))
+            finally:
+                browser.close()
+
     def test_chatFromThePage(self) -> None:
         """
         carol opens the page (served by --web through a recording proxy),
@@ -60,15 +78,7 @@ class ChatPageTests(unittest.TestCase):
         is kept (tests.browser_pages.chat_and_letter, which the Firefox
         test runs too).
         """
-        deployment = PageDeployment(self)
-        assert sync_playwright is not None and CHROMIUM is not None
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox"])
-            try:
-                deployment.chat_and_letter(self, PlaywrightPage(browser.new_context()))
-            finally:
-                browser.close()
+        self._inChromium(PageDeployment.chat_and_letter)
 
     def test_letterToTheBrowser(self) -> None:
         """
@@ -82,15 +92,7 @@ class ChatPageTests(unittest.TestCase):
         (tests.browser_pages.PageDeployment.letter_to_the_page, which the
         Firefox test runs too).
         """
-        deployment = PageDeployment(self)
-        assert sync_playwright is not None and CHROMIUM is not None
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox"])
-            try:
-                deployment.letter_to_the_page(self, PlaywrightPage(browser.new_context()))
-            finally:
-                browser.close()
+        self._inChromium(PageDeployment.letter_to_the_page)
 
     def test_keyChangeOnThePage(self) -> None:
         """
@@ -104,15 +106,7 @@ class ChatPageTests(unittest.TestCase):
         (tests.browser_pages.PageDeployment.key_change, which the Firefox test
         runs too).
         """
-        deployment = PageDeployment(self)
-        assert sync_playwright is not None and CHROMIUM is not None
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox"])
-            try:
-                deployment.key_change(self, PlaywrightPage(browser.new_context()))
-            finally:
-                browser.close()
+        self._inChromium(PageDeployment.key_change)
 
     def test_severalChatsOnThePage(self) -> None:
         """
@@ -123,15 +117,7 @@ class ChatPageTests(unittest.TestCase):
         (tests.browser_pages.PageDeployment.several_chats, which the Firefox test
         runs too).
         """
-        deployment = PageDeployment(self)
-        assert sync_playwright is not None and CHROMIUM is not None
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox"])
-            try:
-                deployment.several_chats(self, PlaywrightPage(browser.new_context()))
-            finally:
-                browser.close()
+        self._inChromium(PageDeployment.several_chats)
 
     def test_keyFileFromThePage(self) -> None:
         """
@@ -142,12 +128,4 @@ class ChatPageTests(unittest.TestCase):
         (tests.browser_pages.PageDeployment.key_file_login, which the
         Firefox test runs too).
         """
-        deployment = PageDeployment(self)
-        assert sync_playwright is not None and CHROMIUM is not None
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox"])
-            try:
-                deployment.key_file_login(self, PlaywrightPage(browser.new_context()))
-            finally:
-                browser.close()
+        self._inChromium(PageDeployment.key_file_login)

@@ -10,6 +10,7 @@ L{tests.test_vectors} checks the document against L{compute}.
 from __future__ import annotations
 
 import re
+from typing import Collection, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -154,16 +155,18 @@ OUTPUT_FIELDS = (
 _TEXT_FIELDS = {"initiator.name", "responder.name", "ping"}
 
 
-def render(name: str, inputs: Vector, outputs: Vector) -> str:
+def render_vector(name: str, fields: Sequence[str], values: Vector,
+                  text_fields: Collection[str]) -> str:
     """
-    The vector as it appears in docs/protocol.rst.
+    The vector C{name} as it appears in docs/protocol.rst: each of C{fields}
+    from C{values} in order, those in C{text_fields} as quoted text and the
+    others as hex, 64 digits a line.  Every section 13 vector is rendered
+    here (L{parse} reads them back).
     """
     lines = [f".. begin vector {name}", "", "::", ""]
-    for field in INPUT_FIELDS + OUTPUT_FIELDS:
-        value = inputs.get(field, outputs.get(field))
-        if value is None:
-            continue
-        if field in _TEXT_FIELDS:
+    for field in fields:
+        value = values[field]
+        if field in text_fields:
             lines.append(f"    {field} = \"{value.decode()}\"")
             continue
         hexed = value.hex()
@@ -172,6 +175,16 @@ def render(name: str, inputs: Vector, outputs: Vector) -> str:
             lines.append(f"        {hexed[i:i + 64]}")
     lines += ["", f".. end vector {name}", ""]
     return "\n".join(lines)
+
+
+def render(name: str, inputs: Vector, outputs: Vector) -> str:
+    """
+    The handshake vector as it appears in docs/protocol.rst (the fields
+    neither C{inputs} nor C{outputs} has are left out).
+    """
+    values = {**outputs, **inputs}
+    present = [field for field in INPUT_FIELDS + OUTPUT_FIELDS if field in values]
+    return render_vector(name, present, values, _TEXT_FIELDS)
 
 
 def parse(text: str) -> dict[str, Vector]:

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_client_groups -*-
 """
 The client's group key file: a SQLite database (mode 0600, created so
-before SQLite opens it, as L{securechat.client.letterstore} does) holding,
+before SQLite opens it, by L{securechat.client.letterstore.open_private_database}) holding,
 per group,
 
   - the membership history the group layer checks messages against
@@ -26,9 +26,9 @@ C{path} None the file is in memory (tests).
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 from typing import Any, Sequence
+
+from securechat.client.letterstore import open_private_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (group_id BLOB PRIMARY KEY, membership TEXT NOT NULL);
@@ -51,15 +51,7 @@ class GroupKeyStore:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        if path is None:
-            self.db = sqlite3.connect(":memory:", isolation_level=None)
-        else:
-            directory = os.path.dirname(os.path.abspath(path))
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-            os.chmod(path, 0o600)
-            self.db = sqlite3.connect(path, isolation_level=None)
-            self.db.execute("PRAGMA synchronous=FULL")
+        self.db = open_private_database(path)
         self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(_SCHEMA)
 

@@ -69,6 +69,26 @@ class SentLetter:
     reason: str | None
 
 
+def open_private_database(path: str | None) -> sqlite3.Connection:
+    """
+    One of the client's SQLite files holding private keys (this one and
+    L{securechat.client.groupstore}'s), in autocommit mode: C{path} is
+    created 0600 (its directory 0700) before SQLite opens it, and written
+    with C{synchronous=FULL}; C{None} is a database in memory.
+    """
+    if path is None:
+        return sqlite3.connect(":memory:", isolation_level=None)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    # Created 0600 before SQLite opens it: no moment where another
+    # user could read a private key.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
 def _raw(key: X25519PrivateKey) -> bytes:
     return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
@@ -81,17 +101,7 @@ class LetterStore:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        if path is None:
-            self.db = sqlite3.connect(":memory:", isolation_level=None)
-        else:
-            directory = os.path.dirname(os.path.abspath(path))
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            # Created 0600 before SQLite opens it: no moment where another
-            # user could read a private key.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-            os.chmod(path, 0o600)
-            self.db = sqlite3.connect(path, isolation_level=None)
-            self.db.execute("PRAGMA synchronous=FULL")
+        self.db = open_private_database(path)
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:

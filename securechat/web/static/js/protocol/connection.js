@@ -33,6 +33,9 @@ export const State = Object.freeze({
   CLOSED: "CLOSED", FAILED: "FAILED",
 });
 
+/** Each side's peer, by role (the labels of 5.1's secrets and signatures). */
+const PEER_ROLE = Object.freeze({ initiator: "responder", responder: "initiator" });
+
 /** Input held while the peer is checked or we sign, at most. */
 export const HELD_INPUT_LIMIT = MAX_FRAME;
 
@@ -223,15 +226,40 @@ export class Connection {
     this.ephemeral = null; // forward secrecy: the private key is gone
     this.suite = reply.suite;
     this.transcript = concat(this.transcript, frame);
-    this.hs = await handshakeSecret(this.context, shared);
-    const hsSecrets = await handshakeTrafficSecrets(this.hs, await sha256(this.transcript));
-    this.hsSecrets = hsSecrets;
-    this.hsSend = await RecordSealer.create(hsSecrets.initiator, 1n);
-    this.hsRecv = await RecordOpener.create(hsSecrets.responder, 1n);
+    await this._handshakeKeys(shared, "initiator");
     this.state = State.WAIT_AUTH;
   }
 
   async _onAuthRecord(frame) {
+    const kind = this.context === CLIENT_SERVER ? CERTIFICATE_IDENTITY : USER_IDENTITY;
+    const { auth, body, T } = await this._openPeerAuth(frame, kind, "initiator");
+    await this._verifyPeerAuth(auth, body, T, "initiator");
+    await this._sendAuth();
+  }
+
+  async _sendAuth() {
+    await this._sealAuth("initiator");
+    await this._establish("initiator");
+  }
+
+  // -- the handshake steps both sides take, as `own` ("initiator" or
+  // "responder"; the peer is the other) --------------------------------
+
+  /** From the ECDH output: the handshake secret and traffic keys (5.1). */
+  async _handshakeKeys(shared, own) {
+    this.hs = await handshakeSecret(this.context, shared);
+    const hsSecrets = await handshakeTrafficSecrets(this.hs, await sha256(this.transcript));
+    this.hsSecrets = hsSecrets;
+    this.hsSend = await RecordSealer.create(hsSecrets[own], 1n);
+    this.hsRecv = await RecordOpener.create(hsSecrets[PEER_ROLE[own]], 1n);
+  }
+
+  /**
+   * The peer's handshake record: exactly one AUTH, from an identity of
+   * `kind`, whose Finished checks.  The transcript before it is `T`.
+   */
+  async _openPeerAuth(frame, kind, own) {
+    const peer = PEER_ROLE[own];
     let plaintext;
     try {
       plaintext = await this.hsRecv.open(frame);
@@ -248,18 +276,22 @@ export class Connection {
     }
     const body = items[0][1];
     const auth = parseAuth(body);
-    const kind = this.context === CLIENT_SERVER ? CERTIFICATE_IDENTITY : USER_IDENTITY;
     if (auth.identity.kind !== kind) {
       throw new RemoteProtocolError("wrong-identity-kind",
-        `identity kind ${auth.identity.kind} from the responder`);
+        `identity kind ${auth.identity.kind} from the ${peer}`);
     }
     const T = this.transcript;
     const finishedHash = await sha256(concat(T, auth.identityBytes, auth.signatureBytes));
-    if (!await finishedOk(this.hsSecrets.responder, finishedHash, auth.finished)) {
+    if (!await finishedOk(this.hsSecrets[peer], finishedHash, auth.finished)) {
       throw new RemoteProtocolError("bad-finished");
     }
+    return { auth, body, T };
+  }
+
+  /** The peer's identity accepted and its signature checked: it is our peer. */
+  async _verifyPeerAuth(auth, body, T, own) {
     this.state = State.WAIT_VERIFY;
-    const content = signatureContent(this.context, "responder",
+    const content = signatureContent(this.context, PEER_ROLE[own],
       await sha256(concat(T, auth.identityBytes)));
     let key;
     try {
@@ -275,13 +307,13 @@ export class Connection {
     }
     this.peer = auth.identity;
     this.transcript = concat(T, body);
-    await this._sendAuth();
   }
 
-  async _sendAuth() {
+  /** Our AUTH (identity, signature, Finished), sealed under our handshake key. */
+  async _sealAuth(own) {
     const T = this.transcript;
     const identityBytes = encodeIdentity(this.identity);
-    const content = signatureContent(this.context, "initiator",
+    const content = signatureContent(this.context, own,
       await sha256(concat(T, identityBytes)));
     this.state = State.WAIT_SIGN;
     let signature;
@@ -291,15 +323,19 @@ export class Connection {
       throw new LocalProtocolError("signing-failed", `our key could not sign: ${e.message ?? e}`);
     }
     const sigBytes = signatureBytes(this.signer.scheme, signature);
-    const finished = await finishedMac(this.hsSecrets.initiator,
+    const finished = await finishedMac(this.hsSecrets[own],
       await sha256(concat(T, identityBytes, sigBytes)));
     const body = concat(identityBytes, sigBytes, finished);
     this.output.push(await this.hsSend.seal(encodeInner(AUTH, body)));
     this.transcript = concat(T, body);
+  }
+
+  /** The application keys from the whole transcript; the handshake's are gone. */
+  async _establish(own) {
     const ap = await applicationTrafficSecrets(this.hs, await sha256(this.transcript));
     const n = REKEY_INTERVAL[this.context];
-    this.apSend = await RecordSealer.create(ap.initiator, n);
-    this.apRecv = await RecordOpener.create(ap.responder, n);
+    this.apSend = await RecordSealer.create(ap[own], n);
+    this.apRecv = await RecordOpener.create(ap[PEER_ROLE[own]], n);
     this.hs = this.hsSecrets = this.hsSend = this.hsRecv = null;
     this.decoder.maxLength = this.maxFrame;
     this.state = State.ESTABLISHED;
