@@ -260,8 +260,12 @@ if __name__ == "__main__":
         print(render("client-server", fresh, compute(fresh)))
     else:
         # Re-render every vector's outputs from the document's own inputs.
-        from tests import group_vectors, letter_vectors
+        from tests import change_vectors, group_vectors, letter_vectors
         for name, vector in parse(doc).items():
+            if name == "group-change":
+                change_inputs = {k: v for k, v in vector.items() if k in change_vectors.INPUT_FIELDS}
+                print(change_vectors.render(change_inputs))
+                continue
             if name == "group-message":
                 group_inputs = {k: v for k, v in vector.items() if k in group_vectors.GROUP_INPUT_FIELDS}
                 print(group_vectors.render(group_inputs, group_vectors.compute_group_message(group_inputs)))
