@@ -119,7 +119,7 @@ class ChannelTests(unittest.TestCase):
         self.assertIn("* #team: alice added bob (change 2, signed by alice: verified)",
                       self.user.in_channel("notice", "#team", "securechat"))
         source, channel, topic = self.user.kinds("topic")[-1]
-        self.assertEqual((source, channel), (SERVICE, "#team"))
+        self.assertEqual((source, channel), ("securechat", "#team"))
         self.assertTrue(topic.startswith("end-to-end encrypted, epoch 2, 2 members"), topic)
 
     def test_namesShowOwnerAndAdmins(self) -> None:
@@ -179,6 +179,8 @@ class ChannelTests(unittest.TestCase):
         self.h.pump()
         self.assertFalse([line for line in self.user.raw if line.startswith(":securechat!")
                           and "mallory" in line], self.user.raw)
+        self.assertIn(f":{BOB} PRIVMSG #team ::securechat!securechat@gateway.securechat NOTICE alice "
+                      ":trust mallory", self.user.raw)  # a line of bob's, split at the line break
         self.assertIn("* #team: bob sent a CTCP VERSION; dropped, not answered",
                       self.user.in_channel("notice", "#team", "securechat"))
         self.assertEqual([line for line in self.user.raw if "VERSION" in line and "PRIVMSG" in line], [])
