@@ -22,7 +22,7 @@ import time
 
 from twisted.trial import unittest
 
-from tests.processes import TIMEOUT, Process, client
+from tests.processes import TIMEOUT, Process, admin, client
 from tests.test_endtoend import Deployment, listening_port
 from tests.test_tui_terminal import Tmux
 
@@ -195,6 +195,47 @@ class WeeChatTests(unittest.TestCase):
                              rf"\tbob\t\[letter {letter}, written .* UTC\] a letter while you "
                              "were away$", "weechat")
         self.assertIn(letter, line)
+
+
+    def test_channelWithThreeMembers(self) -> None:
+        """
+        bob (terminal) makes #team with alice (gateway) and carol
+        (terminal); WeeChat, connecting then, is joined to #team; its line
+        to the channel reaches bob and carol, and bob's answer is in
+        WeeChat's #team buffer from bob.  The relay sees no text.
+        """
+        d = IrcDeployment(self)
+        carol_pass = os.path.join(d.dir, "carol.pass")
+        with open(carol_pass, "w") as f:
+            f.write("carol's passphrase\n")
+        admin(d.data, "new-user", "carol", "--out", os.path.join(d.dir, "keys"), "--passphrase-file",
+              carol_pass)
+        d.keys["carol"] = os.path.join(d.dir, "keys", "carol.key")
+        d.passfiles["carol"] = carol_pass
+        bob = d.bob()
+        carol = d.client("carol", d.server)
+        carol.expect(r"\* logged in as carol")
+        gateway, port = d.gateway()
+        bob.send("!group create team")
+        bob.expect(r"\* #team: bob created the group")
+        bob.send("!group add team alice")
+        bob.expect(r"\* #team: bob added alice \(change 2")
+        bob.send("!group add team carol")
+        bob.expect(r"\* #team: bob added carol \(change 3")
+        carol.expect(r"\* #team: bob added carol \(change 3")
+        # The gateway has taken all three changes once it counts 3 members.
+        deadline = time.monotonic() + TIMEOUT
+        answer = r"NOTICE alice :(no group team|\* #team: \d+ members)"
+        while "3 members" not in ask_gateway(port, "members team", answer):
+            self.assertLess(time.monotonic(), deadline, "the gateway never took the changes")
+        _, logs = self.weechat(d, port, "/msg #team hello from weechat")
+        bob.expect(r"\] #team <alice> hello from weechat")
+        carol.expect(r"\] #team <alice> hello from weechat")
+        bob.send("!g team hi weechat, bob here")
+        wait_for_file(os.path.join(logs, "irc.sc.#team.weechatlog"),  # bob owns it: @bob
+                      r"\t@bob\thi weechat, bob here$", "weechat")
+        self.assertNotIn("hello from weechat", d.relay_process.output())
+        self.assertNotIn("hi weechat", d.relay_process.output())
 
 
 class IrssiTests(unittest.TestCase):
