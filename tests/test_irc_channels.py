@@ -7,6 +7,7 @@ the in-memory network (L{tests.irc_harness}).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from twisted.trial import unittest
@@ -352,6 +353,24 @@ class ChannelTests(unittest.TestCase):
         self.service("group delete team")
         self.assertEqual(self.user.kinds("kicked"), [("alice", "#team", "alice deleted the group")])
         self.assertEqual(self.h.gateway.open, set())
+
+    def test_memberNamedLikeServiceShownAsUserNick(self) -> None:
+        """
+        A member named securechat appears in the channel as securechat|user
+        (/names, a KICK): no member can take the service nick.  (The test
+        relay has no such user: alice's verified state is given one.)
+        """
+        group_id = self.team()
+        groups = self.group_of(self.alice)
+        state = groups.states[group_id]
+        groups.states[group_id] = replace(state, members={**state.members, "securechat": 1})
+        self.user.sendLine("NAMES #team")
+        self.h.pump()
+        self.assertIn(":gateway.securechat 353 alice = #team :@alice bob carol securechat|user",
+                      self.user.raw)
+        self.h.gateway.group_changed("team", 9, Action.REMOVE, "alice", "securechat", "", group_id)
+        self.h.pump()
+        self.assertIn(f":{ALICE} KICK #team securechat|user :removed by alice", self.user.raw)
 
     def test_helpNamesChannels(self) -> None:
         """/msg securechat help says /join never creates a group and /part does not leave one."""

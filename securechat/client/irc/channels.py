@@ -54,6 +54,7 @@ from securechat.client.irc.text import (
     ctcp,
     lines,
     mask_of,
+    nick_of,
     token,
 )
 
@@ -194,7 +195,8 @@ class IrcChannels(GroupLines):
         state = self._state(group_id)
         channel = self.channel_of(group_id)
         if state is not None:
-            names = [_PREFIX.get(role, "") + user for user, role in sorted(state.members.items())]
+            names = [_PREFIX.get(role, "") + nick_of(user)
+                     for user, role in sorted(state.members.items())]
             irc.numeric("353", "=", channel, text=" ".join(names))
         irc.numeric("366", channel, text="End of /NAMES list.")
 
@@ -335,11 +337,11 @@ class IrcChannels(GroupLines):
         if action is Action.ADD:
             self._emit(mask_of(target), "JOIN", (channel,), None)
         elif action is Action.REMOVE:
-            self._emit(mask_of(actor), "KICK", (channel, target), f"removed by {actor}")
+            self._emit(mask_of(actor), "KICK", (channel, nick_of(target)), f"removed by {actor}")
         elif action is Action.LEAVE:
             self._emit(mask_of(actor), "PART", (channel,), "left the group")
         elif action is Action.DELETE:
-            self._emit(mask_of(actor), "KICK", (channel, me), f"{actor} deleted the group")
+            self._emit(mask_of(actor), "KICK", (channel, nick_of(me)), f"{actor} deleted the group")
         elif action in (Action.SET_ROLE, Action.TRANSFER_OWNER):
             self._modes(group_id, channel, actor, target, action)
         elif action is Action.RENAME:
@@ -361,4 +363,4 @@ class IrcChannels(GroupLines):
         for user in ((target, actor) if action is Action.TRANSFER_OWNER else (target,)):
             role = state.role_of(user)
             mode = {3: "-v+o", 2: "-o+v"}.get(role, "-o-v")
-            self._emit(mask_of(actor), "MODE", (channel, mode, user, user), None)
+            self._emit(mask_of(actor), "MODE", (channel, mode, nick_of(user), nick_of(user)), None)
