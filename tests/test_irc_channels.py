@@ -372,6 +372,22 @@ class ChannelTests(unittest.TestCase):
         self.h.pump()
         self.assertIn(f":{ALICE} KICK #team securechat|user :removed by alice", self.user.raw)
 
+    def test_channelModeQueries(self) -> None:
+        """
+        MODE #team is +nt; the ban-list query irssi sends on join is an
+        empty list (368), not an error; setting a mode is refused (482).
+        """
+        self.team()
+        self.user.raw.clear()
+        for line in ("MODE #team", "MODE #team b", "MODE #team +o bob"):
+            self.user.sendLine(line)
+        self.h.pump()
+        self.assertEqual(self.user.raw, [
+            ":gateway.securechat 324 alice #team +nt",
+            ":gateway.securechat 368 alice #team :End of channel ban list",
+            ":gateway.securechat 482 alice #team :Modes show the group's roles; change them with "
+            "/msg securechat group role"])
+
     def test_helpNamesChannels(self) -> None:
         """/msg securechat help says /join never creates a group and /part does not leave one."""
         self.service("help")

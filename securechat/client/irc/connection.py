@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 MAX_IN_LINE = 8192
 #: Commands an unregistered client may send.
 _BEFORE_REGISTRATION = frozenset({"PASS", "NICK", "USER", "CAP", "PING", "PONG", "QUIT"})
+#: The answers to a channel's list queries (MODE #c b/e/I): all empty.
+_LIST_ENDS = {"b": ("368", "ban"), "e": ("349", "exception"), "I": ("347", "invite")}
 
 MOTD = (
     "This is your securechat gateway: it runs on your machine, and every chat",
@@ -304,6 +306,10 @@ class IrcConnection(irc.IRC):
                 self.numeric("403", params[0], text="No such channel: no group of yours")
             elif len(params) == 1:
                 self.numeric("324", params[0], "+nt", text=None)
+            elif len(params) == 2 and params[1].lstrip("+") in _LIST_ENDS:
+                # irssi asks for the ban list on join: there is none.
+                code, what = _LIST_ENDS[params[1].lstrip("+")]
+                self.numeric(code, params[0], text=f"End of channel {what} list")
             else:
                 self.numeric("482", params[0], text="Modes show the group's roles; change them "
                              "with /msg securechat group role")
