@@ -15,15 +15,17 @@ from twisted.words.protocols import irc
 from securechat.client.core import ChatClient
 from securechat.client.irc.connection import IrcConnection
 from securechat.client.irc.gateway import IrcGateway
+from securechat.client.groupstore import GroupKeyStore
 from securechat.client.letterstore import LetterStore
 from securechat.client.pins import PinStore
 from securechat.crypto.config import CLIENT_SERVER, Config, Role
 from securechat.protocol import SecureChatProtocol
+from securechat.wire.groups import GROUP_FROM_SERVER
 from securechat.wire.mailbox import MAILBOX_FROM_SERVER
 from securechat.wire.messages import UserIdentity
 from tests.memnet import Link
 from tests.relay_harness import user_key
-from tests.test_client_core import verify_test_server
+from tests.test_client_core import RecordingView, verify_test_server
 from tests.test_letters_endtoend import LetterHarness
 
 PASSWORD = "sesame"
@@ -97,20 +99,45 @@ class GatewayHarness(LetterHarness):
     The relay, clients that keep letters, and alice's gateway.
     """
 
-    def __init__(self, accept_pinned: bool = False) -> None:
+    def __init__(self, accept_pinned: bool = False, groups: bool = False) -> None:
         super().__init__()
         self.gateway = IrcGateway("alice", accept_pinned)
         self.pins["alice"] = PinStore(None)
+        #: With groups: every client keeps a group file (in memory).
+        self.group_stores: dict[str, GroupKeyStore] | None = {} if groups else None
+
+    def _groups(self, name: str) -> tuple[GroupKeyStore | None, Any]:
+        if self.group_stores is None:
+            return None, MAILBOX_FROM_SERVER
+        return self.group_stores.setdefault(name, GroupKeyStore(None)), GROUP_FROM_SERVER
+
+    def client(self, name: str, key: Any = None) -> tuple[ChatClient, RecordingView]:
+        """A plain client core (with groups when the harness has them)."""
+        view = RecordingView()
+        store = self.stores.setdefault(name, LetterStore(None))
+        pins = self.pins.setdefault(name, PinStore(None))
+        key = key or user_key(name)
+        groups, registry = self._groups(name)
+        client = ChatClient(name, key, view, verify_test_server, pins,
+                            clock=lambda: 1_700_000_000 + self.clock.seconds(), letters=store,
+                            groups=groups)
+        config = Config(CLIENT_SERVER, Role.INITIATOR, key, UserIdentity(name), registry=registry)
+        proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
+        self.links[name] = self.network.connect(proto, self.factory.buildProtocol(None))
+        self.pump()
+        assert client.logged_in, view.seen
+        return client, view
 
     def gateway_login(self) -> ChatClient:
         """alice's gateway (re)connects to the relay and logs in."""
         store = self.stores.setdefault("alice", LetterStore(None))
+        groups, registry = self._groups("alice")
         client = ChatClient("alice", user_key("alice"), self.gateway, verify_test_server,
                             self.pins["alice"], clock=lambda: 1_700_000_000 + self.clock.seconds(),
-                            letters=store)
+                            letters=store, groups=groups)
         self.gateway.client = client
         config = Config(CLIENT_SERVER, Role.INITIATOR, user_key("alice"), UserIdentity("alice"),
-                        registry=MAILBOX_FROM_SERVER)
+                        registry=registry)
         proto = SecureChatProtocol(config, client, self.clock, handshake_timeout=1e9)
         self.links["alice"] = self.network.connect(proto, self.factory.buildProtocol(None))
         self.pump()

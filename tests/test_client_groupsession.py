@@ -254,7 +254,7 @@ class GroupTrustTests(unittest.TestCase):
         assert self.bob.client is not None
         self.bob.client.message_received(GroupChanged(forged.encode()))
         self.h.pump()
-        [(group, text, alert)] = self.bob.view.of("group_notice")
+        [(group, text, alert, _)] = self.bob.view.of("group_notice")
         self.assertEqual(group, "team")
         self.assertIn("change 3 by alice REFUSED (bad-change)", text)
         self.assertEqual(self.bob.session.states[gid].epoch, 2)
@@ -269,7 +269,7 @@ class GroupTrustTests(unittest.TestCase):
         self.bob.pins.pin("alice", user_key("mallory").public_key())
         self.group("bob")
         self.assertEqual(self.bob.session.states, {})
-        [(_, text, _)] = self.bob.view.of("group_notice")
+        [(_, text, _, _)] = self.bob.view.of("group_notice")
         self.assertIn("cannot be verified (key-changed)", text)
         self.assertIn("/trust alice", text)
         self.assertEqual(len(self.bob.view.of("key_changed")), 1)
@@ -305,7 +305,7 @@ class GroupTrustTests(unittest.TestCase):
         self.carol.login()
         self.h.pump()
         self.assertEqual(self.carol.session.states, {})
-        [(group, text, alert)] = self.carol.view.of("group_notice")
+        [(group, text, alert, _)] = self.carol.view.of("group_notice")
         self.assertEqual((group, alert), ("team", True))
         self.assertIn("no longer lists you", text)
 
@@ -454,7 +454,7 @@ class RelayRefusalTests(unittest.TestCase):
         alice.session.change("team", Action.ADD, target="carol")
         bob.session.change("team", Action.ADD, target="dave")
         h.pump()
-        [(group, text, alert)] = bob.view.of("group_notice")
+        [(group, text, alert, _)] = bob.view.of("group_notice")
         self.assertEqual((group, text, alert), ("team", "the relay refused your add: stale change", True))
         heads = [(s.epoch, sorted(s.members)) for m in (alice, bob) for s in m.session.states.values()]
         self.assertEqual(heads, [(4, ["alice", "bob", "carol"])] * 2)

@@ -22,7 +22,7 @@ import time
 
 from twisted.trial import unittest
 
-from tests.processes import TIMEOUT, Process, client
+from tests.processes import TIMEOUT, Process, admin, client
 from tests.test_endtoend import Deployment, listening_port
 from tests.test_tui_terminal import Tmux
 
@@ -114,6 +114,29 @@ class IrcDeployment(Deployment):
         bob.expect(r"\* logged in as bob")
         return bob
 
+    def carol(self) -> Process:
+        """carol, a new user, on the line terminal."""
+        carol_pass = os.path.join(self.dir, "carol.pass")
+        with open(carol_pass, "w") as f:
+            f.write("carol's passphrase\n")
+        admin(self.data, "new-user", "carol", "--out", os.path.join(self.dir, "keys"),
+              "--passphrase-file", carol_pass)
+        self.keys["carol"] = os.path.join(self.dir, "keys", "carol.key")
+        self.passfiles["carol"] = carol_pass
+        carol = self.client("carol", self.server)
+        carol.expect(r"\* logged in as carol")
+        return carol
+
+    def team(self, bob: Process, carol: Process) -> None:
+        """bob makes #team and adds alice and carol."""
+        bob.send("!group create team")
+        bob.expect(r"\* #team: bob created the group")
+        bob.send("!group add team alice")
+        bob.expect(r"\* #team: bob added alice \(change 2")
+        bob.send("!group add team carol")
+        bob.expect(r"\* #team: bob added carol \(change 3")
+        carol.expect(r"\* #team: bob added carol \(change 3")
+
     def letter_while_away(self) -> str:
         """
         alice's gateway logs in once (her prekeys go up) and stops; bob
@@ -197,6 +220,32 @@ class WeeChatTests(unittest.TestCase):
         self.assertIn(letter, line)
 
 
+    def test_channelWithThreeMembers(self) -> None:
+        """
+        bob (terminal) makes #team with alice (gateway) and carol
+        (terminal); WeeChat, connecting then, is joined to #team; its line
+        to the channel reaches bob and carol, and bob's answer is in
+        WeeChat's #team buffer from bob.  The relay sees no text.
+        """
+        d = IrcDeployment(self)
+        bob, carol = d.bob(), d.carol()
+        gateway, port = d.gateway()
+        d.team(bob, carol)
+        # The gateway has taken all three changes once it counts 3 members.
+        deadline = time.monotonic() + TIMEOUT
+        answer = r"NOTICE alice :(no group team|\* #team: \d+ members)"
+        while "3 members" not in ask_gateway(port, "members team", answer):
+            self.assertLess(time.monotonic(), deadline, "the gateway never took the changes")
+        _, logs = self.weechat(d, port, "/msg #team hello from weechat")
+        bob.expect(r"\] #team <alice> hello from weechat")
+        carol.expect(r"\] #team <alice> hello from weechat")
+        bob.send("!g team hi weechat, bob here")
+        wait_for_file(os.path.join(logs, "irc.sc.#team.weechatlog"),  # bob owns it: @bob
+                      r"\t@bob\thi weechat, bob here$", "weechat")
+        self.assertNotIn("hello from weechat", d.relay_process.output())
+        self.assertNotIn("hi weechat", d.relay_process.output())
+
+
 class IrssiTests(unittest.TestCase):
     """alice in irssi, on a real terminal (tmux)."""
 
@@ -248,3 +297,24 @@ class IrssiTests(unittest.TestCase):
         wait_for_file(os.path.join(logs, "bob.log"),
                       rf"<.?bob> \[letter {letter}, written .* UTC\] a letter while you were away$",
                       "irssi")
+
+    def test_channelWithThreeMembers(self) -> None:
+        """
+        With irssi connected, bob (terminal) makes #team with alice and
+        carol: irssi is joined to #team; its line there reaches bob and
+        carol, and bob's answer is in irssi's #team log.
+        """
+        d = IrcDeployment(self)
+        bob, carol = d.bob(), d.carol()
+        _, port = d.gateway()
+        tmux, logs = self.irssi(d, port)
+        d.team(bob, carol)
+        channel_log = os.path.join(logs, "#team.log")
+        wait_for_file(channel_log, r"alice .* has joined #team", "irssi")
+        wait_for_file(channel_log, r"bob added carol \(change 3", "irssi")
+        tmux.type("irssi", "/msg #team hello from irssi")
+        bob.expect(r"\] #team <alice> hello from irssi")
+        carol.expect(r"\] #team <alice> hello from irssi")
+        bob.send("!g team hi irssi, bob here")
+        wait_for_file(channel_log, r"<@bob> hi irssi, bob here$", "irssi")
+        self.assertNotIn("hello from irssi", d.relay_process.output())

@@ -128,10 +128,15 @@ class IrcCommandTests(unittest.TestCase):
                          [":gateway.securechat 303 alice :securechat"])
 
     def test_channelCommandsRefused(self) -> None:
-        """PART, TOPIC and a channel MODE are 403 (groups come later); JOIN 0 is ignored."""
-        for line in ("PART #team", "TOPIC #team", "MODE #team"):
+        """
+        For a channel that is no group of the user's: PART is 442, TOPIC and
+        MODE are 403; JOIN 0 (no channel open) answers nothing.
+        """
+        [answer] = self.send("PART #team")
+        self.assertIn(" 442 alice #team :You're not on that channel", answer)
+        for line in ("TOPIC #team", "MODE #team"):
             [answer] = self.send(line)
-            self.assertIn(" 403 alice #team :No such channel: securechat groups", answer)
+            self.assertIn(" 403 alice #team :No such channel: no group of yours", answer)
         self.assertEqual(self.send("JOIN 0"), [])
 
     def test_missingParameters(self) -> None:

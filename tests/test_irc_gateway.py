@@ -150,21 +150,24 @@ class RefusalTests(unittest.TestCase):
         self.h.gateway_login()
         self.user = self.h.irc()
 
-    def test_joinRefusedGroupsComeLater(self) -> None:
+    def test_joinRefusedNoSuchGroup(self) -> None:
         """
-        /join is refused with 403 ERR_NOSUCHCHANNEL saying that groups come
-        later (channels map to groups once they exist).
+        /join of a channel that is no group of the user's is refused with
+        403 ERR_NOSUCHCHANNEL saying how a group is made (/join never
+        makes one).
         """
         self.user.join("#team")
         self.h.pump()
         [line] = self.user.numerics("403")
-        self.assertIn("#team :No such channel: securechat groups are not available yet", line)
+        self.assertIn("#team :No such channel: you are in no group #team (/join never creates one: "
+                      "/msg securechat group create team does", line)
 
     def test_privmsgToChannelRefused(self) -> None:
-        """A PRIVMSG to a channel is 404, nothing sent."""
+        """A PRIVMSG to a channel that is no group of the user's is 404, nothing sent."""
         self.user.msg("#team", "hello")
         self.h.pump()
-        self.assertIn("groups are not available yet", self.user.numerics("404")[0])
+        self.assertIn("#team :Cannot send to channel: you are not a member of a group #team",
+                      self.user.numerics("404")[0])
 
     def test_unknownCommand(self) -> None:
         """An unknown command is 421."""

@@ -221,7 +221,13 @@ class GroupSession:
     def say(self, ref: str, text: str) -> None:
         """Send C{text} to a group."""
         group_id = self.find(ref)
-        if group_id is None:
+        if group_id is not None:
+            self.send(group_id, text)
+
+    def send(self, group_id: bytes, text: str) -> None:
+        """Send C{text} to the group C{group_id} (one of ours)."""
+        if group_id not in self.states:
+            self.view.notice(f"no group {group_id[:4].hex()} (/groups lists yours)")
             return
         if not text:
             self.view.notice("a group message needs some text")
@@ -292,7 +298,7 @@ class GroupSession:
                 change = parse_change(entry.change)
             except GroupError as e:
                 self.view.group_notice(self.name(group_id), f"the relay's log holds a change that does not "
-                                       f"parse ({e.code}): {e}", True)
+                                       f"parse ({e.code}): {e}", True, group_id)
                 break
             last = change.epoch
             if change.group_id == group_id:
@@ -345,7 +351,7 @@ class GroupSession:
 
     def _stuck(self, group_id: bytes, why: str) -> None:
         self._incoming.pop(group_id, None)
-        self.view.group_notice(self.name(group_id), f"{why}; nothing after it is taken", True)
+        self.view.group_notice(self.name(group_id), f"{why}; nothing after it is taken", True, group_id)
 
     def _feed(self, before: GroupState | None, after: GroupState, change: GroupChange) -> None:
         """A verified change: to the group layer, and shown once we are in the group."""
@@ -366,7 +372,7 @@ class GroupSession:
             return
         name = before.name if before is not None else after.name
         self.view.group_changed(name, change.epoch, action, change.actor, change.target,
-                                change.name if action is Action.RENAME else "")
+                                change.name if action is Action.RENAME else "", group_id)
         self._carry(group_id, out)
         if (me not in after.members or after.deleted) and not self._incoming.get(group_id):
             self._forget(group_id)
@@ -389,7 +395,7 @@ class GroupSession:
                 self._ask_log(group_id, 0 if state is None else state.epoch)
         for group_id in [g for g in self.states if g not in listed]:
             self.view.group_notice(self.name(group_id), "the relay no longer lists you as a member "
-                                   "(removed, or the group deleted, while you were away)", True)
+                                   "(removed, or the group deleted, while you were away)", True, group_id)
             self._forget(group_id)
         if self._lists and self._lists.popleft():
             rows = tuple((self.name(e.group_id) if e.group_id in self.states else e.name, e.group_id.hex()[:8],
@@ -409,7 +415,7 @@ class GroupSession:
         elif message.command == GroupAck.TYPE:
             return
         self.view.group_notice(self.name(group_id), f"the relay refused your {what}: {reason_name(reason)}",
-                               True)
+                               True, group_id)
 
     def _posted(self, message: GroupPosted) -> None:
         pass  # stored; our line was shown when it was sent
@@ -418,7 +424,7 @@ class GroupSession:
         group_id = message.group_id
         if message.sender == self.client.user:
             self.view.group_notice(self.name(group_id), f"the relay delivered your own message {message.seq} "
-                                   "back; not shown", True)
+                                   "back; not shown", True, group_id)
         else:
             self._carry(group_id, self.keys.message_arrived(group_id, message.seq, message.sender,
                                                            message.stored_at, message.body))

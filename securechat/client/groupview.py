@@ -78,14 +78,14 @@ class GroupLines:
             self.group_line(f"! {tag}: {what} REFUSED, not shown ({event.code}): {why}", alert=True)
 
     def group_changed(self, group: str, epoch: int, action: Action, actor: str, target: str = "",
-                      new_name: str = "") -> None:
-        """Show a verified membership change (signed by C{actor})."""
+                      new_name: str = "", group_id: bytes = b"") -> None:
+        """Show a verified membership change (signed by C{actor}); C{group_id} names the group."""
         what = _ACTIONS.get(action, "{actor} changed the group").format(actor=actor, target=target)
         if new_name:
             what += f" to #{new_name}"
         self.group_line(f"* #{group}: {what} (change {epoch}, signed by {actor}: verified)")
 
-    def group_notice(self, group: str, text: str, alert: bool = False) -> None:
+    def group_notice(self, group: str, text: str, alert: bool = False, group_id: bytes = b"") -> None:
         """Something the client says about a group (a refusal, a log that stopped)."""
         self.group_line(f"{'!' if alert else '*'} #{group}: {text}", alert=alert)
 

@@ -14,11 +14,10 @@ relay never speaks IRC and never sees plaintext.
   - L{securechat.client.irc.gateway}: the L{securechat.client.view.ChatView}
     that turns what the core reports into IRC lines, and IRC messages into
     core calls; L{securechat.client.irc.mail}: its letter events;
+  - L{securechat.client.irc.channels}: the user's groups as channels
+    (JOIN, PART, NAMES, TOPIC, PRIVMSG to the channel, membership changes);
   - L{securechat.client.irc.service}: the C{securechat} service nick's
     commands (C{/msg securechat help});
   - L{securechat.client.irc.listen}: C{securechat-client --irc}: the
     listener, its password, the loopback rule.
-
-Groups do not exist yet: C{/join} is refused (ERR_NOSUCHCHANNEL) saying so;
-channels come with groups.
 """

@@ -13,8 +13,8 @@ is changed to it (a NICK line), and a later NICK change is refused (447).
 Each IRC command maps to one call on the L{IrcGateway}
 (L{securechat.client.irc.gateway}); commands IRC clients send on their own
 (PING, MODE, WHO, USERHOST, ISON, AWAY) get the short answers they wait
-for; channels are refused with 403 (groups come later); anything else is
-421.  Every line written goes through L{IrcConnection.emit}, which
+for; channels are the user's groups (L{securechat.client.irc.channels});
+anything else is 421.  Every line written goes through L{IrcConnection.emit}, which
 neutralises and splits its text (L{securechat.client.irc.text}).
 """
 
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 MAX_IN_LINE = 8192
 #: Commands an unregistered client may send.
 _BEFORE_REGISTRATION = frozenset({"PASS", "NICK", "USER", "CAP", "PING", "PONG", "QUIT"})
-NO_GROUPS = "No such channel: securechat groups are not available yet (they come later); " \
-            "1:1 chats and letters work: /msg USER TEXT"
+#: The answers to a channel's list queries (MODE #c b/e/I): all empty.
+_LIST_ENDS = {"b": ("368", "ban"), "e": ("349", "exception"), "I": ("347", "invite")}
 
 MOTD = (
     "This is your securechat gateway: it runs on your machine, and every chat",
@@ -46,7 +46,7 @@ MOTD = (
     "/msg USER TEXT      chat with USER (their request is accepted the same way)",
     f"/msg {SERVICE} help  all the other commands",
     "/whois USER         USER's key fingerprint and whether it is pinned",
-    "Channels (groups) are not available yet.",
+    "#GROUP              each group you are in is a channel, joined for you",
 )
 
 
@@ -76,7 +76,7 @@ class IrcConnection(irc.IRC):
             "USER": self.irc_USER, "PING": self.irc_PING, "PONG": lambda params: None,
             "QUIT": self.irc_QUIT, "PRIVMSG": self.irc_PRIVMSG, "NOTICE": self.irc_NOTICE,
             "WHOIS": self.irc_WHOIS, "JOIN": self.irc_JOIN, "PART": self.irc_PART,
-            "TOPIC": self.irc_channel, "NAMES": self.irc_NAMES, "LIST": self.irc_LIST,
+            "TOPIC": self.irc_TOPIC, "NAMES": self.irc_NAMES, "LIST": self.irc_LIST,
             "MODE": self.irc_MODE, "WHO": self.irc_WHO, "USERHOST": self.irc_USERHOST,
             "ISON": self.irc_ISON, "AWAY": self.irc_AWAY,
         }
@@ -265,32 +265,54 @@ class IrcConnection(irc.IRC):
         for nick in params[-1].split(","):
             self.gateway.whois(self, nick)
 
-    # -- channels (groups come later) ----------------------------------------------
+    # -- channels: the user's groups ---------------------------------------------
 
     def irc_JOIN(self, params: list[str]) -> None:
-        if not params or params[0] == "0":
-            return
-        for channel in params[0].split(","):
-            self.numeric("403", channel, text=NO_GROUPS)
+        if not params:
+            self.numeric("461", "JOIN", text="Not enough parameters")
+        elif params[0] == "0":
+            for channel in [self.gateway.channel_of(g) for g in sorted(self.gateway.open)]:
+                self.gateway.part(self, channel)
+        else:
+            for channel in params[0].split(","):
+                self.gateway.join(self, channel)
 
     def irc_PART(self, params: list[str]) -> None:
+        if not params:
+            self.numeric("461", "PART", text="Not enough parameters")
         for channel in (params[0].split(",") if params else []):
-            self.numeric("403", channel, text=NO_GROUPS)
+            self.gateway.part(self, channel)
 
-    def irc_channel(self, params: list[str]) -> None:
-        self.numeric("403", params[0] if params else "*", text=NO_GROUPS)
+    def irc_TOPIC(self, params: list[str]) -> None:
+        if not params:
+            self.numeric("461", "TOPIC", text="Not enough parameters")
+        else:
+            self.gateway.channel_topic(self, params[0], setting=len(params) > 1)
 
     def irc_NAMES(self, params: list[str]) -> None:
-        self.numeric("366", params[0] if params else "*", text="End of /NAMES list.")
+        if not params:
+            self.numeric("366", "*", text="End of /NAMES list.")
+        for channel in (params[0].split(",") if params else []):
+            self.gateway.names(self, channel)
 
     def irc_LIST(self, params: list[str]) -> None:
-        self.numeric("323", text="End of /LIST (groups come later)")
+        self.gateway.list_channels(self)
 
     # -- what IRC clients ask on their own -----------------------------------------
 
     def irc_MODE(self, params: list[str]) -> None:
-        if params and params[0].startswith("#"):
-            self.numeric("403", params[0], text=NO_GROUPS)
+        if params and params[0].startswith(("#", "&")):
+            if self.gateway.group_of(params[0]) is None:
+                self.numeric("403", params[0], text="No such channel: no group of yours")
+            elif len(params) == 1:
+                self.numeric("324", params[0], "+nt", text=None)
+            elif len(params) == 2 and params[1].lstrip("+") in _LIST_ENDS:
+                # irssi asks for the ban list on join: there is none.
+                code, what = _LIST_ENDS[params[1].lstrip("+")]
+                self.numeric(code, params[0], text=f"End of channel {what} list")
+            else:
+                self.numeric("482", params[0], text="Modes show the group's roles; change them "
+                             "with /msg securechat group role")
         elif params and params[0].lower() == self.nick.lower():
             self.numeric("221", "+", text=None)
         elif params:

@@ -20,6 +20,7 @@ The mapping:
     answered (a NOTICE says it was);
   - letters: opened as they arrive, shown as PRIVMSGs from the sender
     marked as letters with their time (L{securechat.client.irc.mail});
+  - groups: channels (L{securechat.client.irc.channels});
   - chat requests, chat ends, trust and security events, and every answer
     to a command: NOTICEs from the C{securechat} service nick, which no
     peer can take (L{securechat.client.irc.text});
@@ -43,6 +44,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, succeed
 
 from securechat.client.core import ChatClient
+from securechat.client.irc.channels import IrcChannels
 from securechat.client.irc.connection import IrcConnection
 from securechat.client.irc.mail import IrcLetters, Line
 from securechat.client.irc.service import ServiceCommands
@@ -80,7 +82,7 @@ def irc_words(template: str) -> str:
         "!", f"/msg {SERVICE} ")
 
 
-class IrcGateway(IrcLetters):
+class IrcGateway(IrcChannels, IrcLetters):
     """
     The view of one user's gateway (see the module docstring), and the
     front end L{securechat.client.session.RelaySession} reports to.
@@ -105,6 +107,7 @@ class IrcGateway(IrcLetters):
         self.lists: deque[bool] = deque()
         self.fetching: set[bytes] = set()
         self.service = ServiceCommands(self)
+        self.init_channels()
 
     # -- output ----------------------------------------------------------------------
 
@@ -162,6 +165,7 @@ class IrcGateway(IrcLetters):
         backlog, self.backlog = list(self.backlog), deque(maxlen=BACKLOG)
         for line in backlog:
             self._out(line)
+        self.replay_channels()
         self.fetch_new()
 
     def quit(self, irc: IrcConnection) -> None:
@@ -197,8 +201,7 @@ class IrcGateway(IrcLetters):
     def privmsg(self, irc: IrcConnection, target: str, text: str) -> None:
         """PRIVMSG from the IRC client."""
         if target.startswith(("#", "&")):
-            irc.numeric("404", target, text="Cannot send to channel: securechat groups are not "
-                        "available yet")
+            self.channel_privmsg(irc, target, text)
             return
         if target.lower() == SERVICE:
             self.service.run(text)
@@ -311,6 +314,9 @@ class IrcGateway(IrcLetters):
         if self.irc is not None:  # an IRC client registering later is told then
             self.service_notice(f"connected to the relay as {user}; /msg {SERVICE} help lists "
                                 "the commands")
+        if self.irc is not None and self.irc.registered:
+            for group_id in self._mine():
+                self.join_channel(group_id)
 
     def disconnected(self, reason: str | None) -> None:
         self.lists.clear()

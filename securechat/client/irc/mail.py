@@ -22,7 +22,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from securechat.client.irc.text import SERVICE, mask_of
-from securechat.client.groupview import GroupLines
 from securechat.client.letterview import LetterLines, LetterSummary, short_id, verified, when
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 Line = tuple[str, str, str, bool]
 
 
-class IrcLetters(LetterLines, GroupLines):
+class IrcLetters(LetterLines):
     """
     The letter events on IRC (see the module docstring).  The gateway
     provides C{client}, C{irc}, L{service_notice} and L{_out}.
@@ -57,9 +56,6 @@ class IrcLetters(LetterLines, GroupLines):
     def letter_line(self, text: str, alert: bool = False) -> None:
         self.service_notice(("! " if alert else "") + text.replace(
             "/letters new", f"/msg {SERVICE} inbox"))
-
-    def group_line(self, text: str, alert: bool = False) -> None:
-        self.service_notice(text)  # groups as channels come next; until then, notices
 
     def fetch_new(self) -> None:
         """

@@ -24,6 +24,14 @@ Commands::
     delete N|ID          delete a letter from your mailbox
     sent                 the letters you sent: stored, delivered, read
     receipts on|off      send read receipts or not
+    groups               the groups you are in (each is a channel, joined for you)
+    members GROUP        a group's members as your gateway verified them, and their keys
+    group create NAME    make a group; its channel #NAME opens (/join never creates one)
+    group add|remove GROUP USER    add or remove a member (owner and admins)
+    group leave GROUP    leave a group (/part only closes its channel; you stay a member)
+    group role GROUP USER member|admin     set a member's role (owner)
+    group owner GROUP USER         make USER the owner (you become an admin)
+    group rename GROUP NAME / group delete GROUP   (owner)
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING, Callable
 
+from securechat.client import groupcommands
+from securechat.client.irc.text import SERVICE
 from securechat.wire.names import BadUserName, check_user_name
 
 if TYPE_CHECKING:
@@ -55,6 +65,7 @@ class ServiceCommands:
             "fingerprint": self.fingerprint, "trust": self.trust, "letter": self.letter,
             "inbox": self.inbox, "letters": self.inbox, "read": self.read,
             "delete": self.delete, "sent": self.sent, "receipts": self.receipts,
+            "group": self.group, "groups": self.groups, "members": self.members,
         }
 
     def say(self, text: str) -> None:
@@ -201,3 +212,18 @@ class ServiceCommands:
             self.say("usage: /msg securechat receipts on|off")
         elif (box := self._mailbox()) is not None:
             box.set_read_receipts(arg.lower() == "on")
+
+    def _group_command(self, command: str, arg: str) -> None:
+        def say(line: str) -> None:
+            self.say(line.removeprefix("! ").replace("!group", f"/msg {SERVICE} group")
+                     .replace("!members", f"/msg {SERVICE} members"))
+        groupcommands.run(self.client.groups, command, arg, say)
+
+    def group(self, arg: str) -> None:
+        self._group_command("group", arg)
+
+    def groups(self, arg: str) -> None:
+        self._group_command("groups", arg)
+
+    def members(self, arg: str) -> None:
+        self._group_command("members", arg)

@@ -150,14 +150,14 @@ class FullScreen(LetterLines, GroupLines):
             self._group = None
 
     def group_changed(self, group: str, epoch: int, action: Any, actor: str, target: str = "",
-                      new_name: str = "") -> None:
+                      new_name: str = "", group_id: bytes = b"") -> None:
         self._group = group
         try:
             GroupLines.group_changed(self, group, epoch, action, actor, target, new_name)
         finally:
             self._group = None
 
-    def group_notice(self, group: str, text: str, alert: bool = False) -> None:
+    def group_notice(self, group: str, text: str, alert: bool = False, group_id: bytes = b"") -> None:
         self._group = group
         try:
             GroupLines.group_notice(self, group, text, alert)
