@@ -151,3 +151,23 @@ class ChatPageTests(unittest.TestCase):
                 deployment.key_file_login(self, PlaywrightPage(browser.new_context()))
             finally:
                 browser.close()
+
+    def test_groupMemberOnThePage(self) -> None:
+        """
+        A browser user added to a group is not disconnected (the page once
+        refused GROUP_LIST and GROUP_CHANGED as unknown types): bob adds
+        carol to 'team' from the terminal while she is on the page, then
+        she logs in again; each time one line names the group and points to
+        securechat-client, her group message is announced not read, and a
+        chat with bob still works
+        (tests.browser_pages.PageDeployment.group_member).
+        """
+        deployment = PageDeployment(self)
+        assert sync_playwright is not None and CHROMIUM is not None
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                deployment.group_member(self, PlaywrightPage(browser.new_context()))
+            finally:
+                browser.close()
