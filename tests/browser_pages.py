@@ -303,6 +303,50 @@ class PageDeployment:
         test.assertEqual(page.errors(), [])
 
 
+    def group_member(self, test: unittest.TestCase, page: ChatPage) -> None:
+        """
+        Groups (15) reach a page that does not have them yet: carol is on
+        the page when bob, on the terminal, creates group 'team' and adds
+        her; her page shows one line for the group (pointing to
+        securechat-client) and stays connected.  bob writes in the group;
+        carol logs in again (GROUP_LIST after WELCOME, then the stored
+        group message): the group's line again, one line for its messages,
+        no disconnection, and a chat with bob still works.
+        """
+        page.goto(self.origin + "/")
+        register_from_page(page, self.d, "carol")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#status", "logged in as carol")
+        bob = self.d.client("bob", self.server)
+        bob.expect(r"\* logged in as bob")
+        bob.send("!group create team")
+        bob.expect(r"\* #team: bob created the group")
+        bob.send("!group add team carol")
+        bob.expect(r"\* #team: bob added carol")
+        line = ("the relay says you are a member of group 'team'; groups are not available "
+                "in the browser yet \u2014 use securechat-client")
+        page.wait_text("#log li", line)
+        bob.send("!g team hello team")
+        bob.expect(r"\] #team <bob> hello team")
+        page.leave()
+        self.relay.expect(r"user carol disconnected")
+        page.goto(self.origin + "/")
+        page.fill("#name", "carol")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#status", "logged in as carol")
+        page.wait_text("#log li", line)
+        page.wait_text("#log li", "bob wrote in group 'team'; this page cannot read group "
+                                  "messages, they are kept for securechat-client")
+        chat_once(page, bob, 1)
+        test.assertEqual(page.text("#log").count("group 'team'; groups are not"), 1)
+        test.assertNotIn("disconnected", page.text("#status"))
+        bob.send("!exit")
+        test.assertEqual(bob.wait(), 0, bob.output())
+        test.assertEqual(page.errors(), [])
+
+
 def chat_once(page: ChatPage, bob: Process, nth: int) -> None:
     """
     carol asks bob from the page, bob accepts, the chat is secured (the

@@ -16,7 +16,9 @@ import json
 import os
 from typing import Any
 
+from securechat.crypto.groupstate import GroupChange, parse_change
 from securechat.wire import e2e
+from securechat.wire import groups as gr
 from securechat.wire import mailbox as mb
 from securechat.wire.keyhistory import GetKeyHistory, KeyHistory, PreviousKeyEntry
 from securechat.wire.relay import (ChatAccept, ChatCancel, ChatDeclined, ChatEnded, ChatRefuse,
@@ -90,6 +92,32 @@ MAILBOX_RELAY = [
 ]
 
 
+GROUP = bytes(range(0x10, 0x20))
+#: A change as 15.1 encodes it (an add; not signed by a real key: the codec
+#: does not verify, the page shows nothing from a change as verified).
+CHANGE = GroupChange(GROUP, 2, bytes(range(32)), "bob", 2, target="carol", made_at=1767225600,
+                     scheme=1, signature=b"\x5a" * 64).encode()
+CREATE = GroupChange(GROUP, 1, bytes(32), "bob", 1, name="t\u00e9am", scheme=1,
+                     signature=b"").encode()
+
+GROUP_CLIENT = [
+    ("groupChange", gr.ChangeGroup(CHANGE)),
+    ("groupPost", gr.GroupPost(GROUP, b"sealed")),
+    ("groupAck", gr.GroupAck(GROUP, 2**64 - 1)),
+    ("listGroups", gr.ListGroups()),
+    ("groupLog", gr.GetGroupLog(GROUP, 7)),
+]
+
+GROUP_RELAY = [
+    gr.GroupChanged(CHANGE), gr.GroupRefused(GROUP, 0x70, 25), gr.GroupPosted(GROUP, 3, 1000),
+    gr.GroupMessage(GROUP, 3, "bob", 1000, b"body"),
+    gr.GroupList((gr.GroupEntry(GROUP, "t\u00e9am", 1, 2, 3),
+                  gr.GroupEntry(bytes(16), "x", 3, 1, 1))),
+    gr.GroupList(()),
+    gr.GroupLogPage(GROUP, (gr.LogEntry(CREATE), gr.LogEntry(CHANGE)), 1),
+]
+
+
 def _plain(value: Any) -> Any:
     """A field's value as JSON: bytes as hex, integers as decimal strings."""
     if isinstance(value, bytes):
@@ -114,6 +142,15 @@ def fixtures() -> dict[str, Any]:
         "mailbox_relay": [{"values": [_plain(getattr(m, f.name)) for f in dataclasses.fields(m)],
                            "type": m.TYPE, "body": m.encode_body().hex()}
                           for m in MAILBOX_RELAY],
+        "group_client": [{"encode": f, "values": [_plain(v) for v in dataclasses.astuple(m)],
+                          "type": m.TYPE, "body": m.encode_body().hex()}
+                         for f, m in GROUP_CLIENT],
+        "group_relay": [{"values": [_plain(getattr(m, f.name)) for f in dataclasses.fields(m)],
+                         "type": m.TYPE, "body": m.encode_body().hex()}
+                        for m in GROUP_RELAY],
+        "changes": [{"change": c.hex(), "fields": {
+            k: _plain(v) for k, v in dataclasses.asdict(parse_change(c)).items()}}
+            for c in (CHANGE, CREATE)],
     }
 
 

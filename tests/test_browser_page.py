@@ -129,3 +129,15 @@ class ChatPageTests(unittest.TestCase):
         Firefox test runs too).
         """
         self._inChromium(PageDeployment.key_file_login)
+
+    def test_groupMemberOnThePage(self) -> None:
+        """
+        A browser user added to a group is not disconnected (the page once
+        refused GROUP_LIST and GROUP_CHANGED as unknown types): bob adds
+        carol to 'team' from the terminal while she is on the page, then
+        she logs in again; each time one line names the group and points to
+        securechat-client, her group message is announced not read, and a
+        chat with bob still works
+        (tests.browser_pages.PageDeployment.group_member).
+        """
+        self._inChromium(PageDeployment.group_member)

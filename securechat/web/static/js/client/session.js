@@ -6,9 +6,11 @@
 // and open the letters for us (Inbox), with users' keys pinned (Keyring).
 import { sha256 } from "../protocol/crypto.js";
 import { LocalProtocolError, RemoteProtocolError } from "../protocol/errors.js";
+import { GROUP_TYPES, parse as parseGroup } from "../protocol/groups.js";
 import { MAILBOX_TYPES, parse as parseMailbox } from "../protocol/mailbox.js";
 import { encode, parse, reasonText } from "../protocol/relay.js";
 import { Chat } from "./chat.js";
+import { GroupNotices } from "./groupnotices.js";
 import { Inbox } from "./inbox.js";
 import { Keyring } from "./keyring.js";
 import { Mail } from "./mail.js";
@@ -62,6 +64,7 @@ export class RelaySession {
     this.prekeys = new Prekeys({ me, signer, spki, out, view, store, clock });
     this.inbox = new Inbox({ me, signer, spki, out, view, keyring: this.keyring,
       prekeys: this.prekeys, store, clock });
+    this.groups = new GroupNotices({ me, out, view });
     this.welcomed = false;
     this.maxPayload = null;
     this.chats = new Map();
@@ -90,6 +93,14 @@ export class RelaySession {
         throw new RemoteProtocolError("unexpected-message", `${letter.message} before WELCOME`);
       }
       await this._mailbox(letter);
+      return;
+    }
+    if (GROUP_TYPES.has(type)) {
+      const m = parseGroup(type, body);
+      if (!this.welcomed) {
+        throw new RemoteProtocolError("unexpected-message", `${m.message} before WELCOME`);
+      }
+      this.groups.message(m);
       return;
     }
     const m = parse(type, body);

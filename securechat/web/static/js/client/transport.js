@@ -4,14 +4,15 @@
 // what the core produces, out in one message per write.  Text messages
 // from the relay are a protocol error.
 import { Connection } from "../protocol/connection.js";
+import { GROUP_TYPES } from "../protocol/groups.js";
 import { MAILBOX_TYPES } from "../protocol/mailbox.js";
 import { RELAY_TYPES } from "../protocol/relay.js";
 
 /** The largest binary message a client sends (docs/protocol.rst 3.1). */
 export const MAX_MESSAGE = 65540;
 
-/** What the relay may send after the handshake: sections 11 and 14.6. */
-export const FROM_RELAY = new Set([...RELAY_TYPES, ...MAILBOX_TYPES]);
+/** What the relay may send after the handshake: sections 11, 14.6 and 15.2. */
+export const FROM_RELAY = new Set([...RELAY_TYPES, ...MAILBOX_TYPES, ...GROUP_TYPES]);
 
 /**
  * Connect to `url` (ws:// or wss://, path /relay) and log in.

@@ -61,7 +61,8 @@ const RELAY = {
 /** The mailbox's relay-to-client types, for Connection's `applicationTypes`. */
 export const MAILBOX_TYPES = new Set(Object.keys(RELAY).map(Number));
 
-function encodeField(kind, value) {
+/** One field's bytes (kinds as in 14.6; a list is an array of its entry's fields). */
+export function encodeField(kind, value) {
   if (Array.isArray(kind)) {
     return concat(u16(value.length), ...value.map((entry) => concat(
       ...kind.map(([field, k]) => encodeField(k, entry[field])))));
@@ -73,6 +74,7 @@ function encodeField(kind, value) {
     case "id":
       if (value.length !== ID_LENGTH) throw new TypeError("an id is 16 bytes");
       return value;
+    case "text8": return text8(value);
     case "u8": return u8(value);
     case "u32": return u32(value);
     case "u64": return u64(value);
@@ -88,7 +90,8 @@ export function encode(name, fields) {
   return [type, concat(...layout.map(([field, kind]) => encodeField(kind, fields[field])))];
 }
 
-function readFields(r, layout, what) {
+/** Fields in order by `layout` ([name, kind, allowed values]), exactly as 14.6 reads them. */
+export function readFields(r, layout, what) {
   const out = {};
   for (const [field, kind, allowed] of layout) {
     out[field] = readField(r, kind, `${what} ${field}`);
@@ -116,6 +119,7 @@ function readField(r, kind, what) {
       return name;
     }
     case "id": return r.take(ID_LENGTH, what);
+    case "text8": return r.text8(what);
     case "u8": return r.u8(what);
     case "u32": return r.u32(what);
     case "u64": return r.u64(what);

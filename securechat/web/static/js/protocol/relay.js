@@ -27,7 +27,9 @@ export const Reason = Object.freeze({
   7: "gone", 8: "stopped", 9: "self", 10: "too many pending", 11: "already",
   12: "no request", 13: "no chat", 14: "revoked", 15: "replaced", 16: "mailbox full",
   17: "too large", 18: "rate limited", 19: "no prekeys", 20: "no letter", 21: "bad prekey",
-  22: "bad receipt",
+  22: "bad receipt", 23: "not member", 24: "not allowed", 25: "stale change", 26: "bad change",
+  27: "unknown group", 28: "group exists", 29: "group full", 30: "too many groups",
+  31: "group rate", 32: "group message too large",
 });
 
 export function reasonText(code) {
