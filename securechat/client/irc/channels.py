@@ -52,6 +52,7 @@ from securechat.client.irc.text import (
     SERVICE_MASK,
     budget,
     ctcp,
+    outgoing,
     lines,
     mask_of,
     nick_of,
@@ -270,13 +271,10 @@ class IrcChannels(GroupLines):
         if client is None or not client.logged_in:
             self.service_notice(f"not connected to the relay; your line to {channel} was not sent")
             return
-        query = ctcp(text)
-        if query is not None:
-            tag, rest = query
-            if tag != "ACTION":
-                self.service_notice(f"CTCP {tag} not sent to {channel}: only text and /me travel")
-                return
-            text = ACTION_PREFIX + rest
+        text, refused = outgoing(text)
+        if refused is not None:
+            self.service_notice(f"CTCP {refused} not sent to {channel}: only text and /me travel")
+            return
         groups.send(group_id, text)
 
     # -- GroupView, as channel lines ----------------------------------------------------

@@ -56,6 +56,7 @@ from securechat.client.irc.text import (
     SERVICE_MASK,
     budget,
     ctcp,
+    outgoing,
     lines,
     mask_of,
     nick_of,
@@ -210,13 +211,10 @@ class IrcGateway(IrcChannels, IrcLetters):
         if peer is None:
             irc.numeric("401", target, text="No such nick: not a securechat user name")
             return
-        query = ctcp(text)
-        if query is not None:
-            tag, rest = query
-            if tag != "ACTION":
-                self.service_notice(f"CTCP {tag} not sent to {peer}: only text and /me travel")
-                return
-            text = ACTION_PREFIX + rest
+        text, refused = outgoing(text)
+        if refused is not None:
+            self.service_notice(f"CTCP {refused} not sent to {peer}: only text and /me travel")
+            return
         self.send_to(peer, text)
 
     def send_to(self, peer: str, text: str) -> None:
@@ -262,7 +260,6 @@ class IrcGateway(IrcChannels, IrcLetters):
             self._drop_waiting(peer, why)
 
     def whois(self, irc: IrcConnection, nick: str) -> None:
-        client = self.client
         peer = user_of(nick)
         if nick.lower() == SERVICE:
             irc.numeric("311", SERVICE, SERVICE, SERVER_NAME, "*", text="the gateway's service")

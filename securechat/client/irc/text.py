@@ -139,3 +139,18 @@ def ctcp(text: str) -> tuple[str, str] | None:
         body = body[:-1]
     tag, _, rest = body.partition(" ")
     return tag.upper(), rest
+
+
+def outgoing(text: str) -> tuple[str, str | None]:
+    """
+    What the user's IRC line C{text} sends to a peer or a group: C{(line,
+    None)}, with a CTCP ACTION (C{/me}) turned into a line starting
+    L{ACTION_PREFIX}; or C{("", TAG)} for any other CTCP, which is not sent.
+    """
+    query = ctcp(text)
+    if query is None:
+        return text, None
+    tag, rest = query
+    if tag != "ACTION":
+        return "", tag
+    return ACTION_PREFIX + rest, None
