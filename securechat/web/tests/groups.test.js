@@ -8,19 +8,9 @@ import { fromHex, toHex } from "../static/js/protocol/bytes.js";
 import { CLIENT, GROUP_TYPES, encode, parse, parseChange } from "../static/js/protocol/groups.js";
 import { FROM_RELAY } from "../static/js/client/transport.js";
 
+import { plain, typed } from "./fixturevalues.js";
+
 const fixtures = JSON.parse(readFileSync(new URL("./relay-fixtures.json", import.meta.url)));
-
-function typed(kind, value) {
-  if (kind === "u64") return BigInt(value);
-  if (kind === "u8" || kind === "u32") return Number(value);
-  return fromHex(value);
-}
-
-function plain(value) {
-  if (value instanceof Uint8Array) return toHex(value);
-  if (Array.isArray(value)) return value.map((entry) => Object.values(entry).map(plain));
-  return String(value);
-}
 
 for (const f of fixtures.group_client) {
   test(`group client message ${f.encode}: the reference's bytes`, () => {

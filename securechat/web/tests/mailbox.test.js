@@ -7,20 +7,9 @@ import { readFileSync } from "node:fs";
 import { bytes16, concat, fromHex, text8, toHex, u16, u64 } from "../static/js/protocol/bytes.js";
 import { CLIENT, encode, parse } from "../static/js/protocol/mailbox.js";
 
+import { plain, typed } from "./fixturevalues.js";
+
 const fixtures = JSON.parse(readFileSync(new URL("./relay-fixtures.json", import.meta.url)));
-
-function typed(kind, value) {
-  if (kind === "name") return value;
-  if (kind === "u64") return BigInt(value);
-  if (kind === "u8" || kind === "u32") return Number(value);
-  return fromHex(value);
-}
-
-function plain(value) {
-  if (value instanceof Uint8Array) return toHex(value);
-  if (Array.isArray(value)) return value.map((entry) => Object.values(entry).map(plain));
-  return String(value);
-}
 
 for (const f of fixtures.mailbox_client) {
   test(`mailbox client message ${f.encode}: the reference's bytes`, () => {
