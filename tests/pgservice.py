@@ -168,18 +168,30 @@ class Cluster:
         finally:
             conn.close()
 
-    def fresh_database(self, test: unittest.TestCase) -> str:
+    def fresh_database(self, test: unittest.TestCase, owner: str = "postgres") -> str:
         """
-        A new empty database for C{test}, dropped after it; its URL.
+        A new empty database for C{test} owned by the role C{owner}, dropped
+        after it; its URL (connecting as C{owner}).
         """
         name = f"test_{os.getpid()}_{next(self._names)}"
-        self.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+        self.execute(f"CREATE DATABASE {name} OWNER {owner} TEMPLATE template0")
 
         def drop() -> None:
             if self.process is not None:
                 self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         test.addCleanup(drop)
-        return self.url(name)
+        return self.url(name).replace("user=postgres", f"user={owner}")
+
+    def fresh_role(self, test: unittest.TestCase) -> str:
+        """A new role that may log in and nothing else, dropped after C{test}; its name."""
+        name = f"role_{os.getpid()}_{next(self._names)}"
+        self.execute(f"CREATE ROLE {name} LOGIN")
+
+        def drop() -> None:
+            if self.process is not None:
+                self.execute(f"DROP ROLE IF EXISTS {name}")
+        test.addCleanup(drop)
+        return name
 
 
 _shared: Cluster | None = None

@@ -304,6 +304,31 @@ class StartupTests(unittest.TestCase):
         self.assertNotIn("secret", str(error))
         self.assertNotIn("\n", str(error))
 
+    def test_ownerRoleCreatesTheTables(self) -> None:
+        """
+        As README says to set it up: a role that is no superuser and owns
+        the database creates the tables at the first start, and owns them.
+        """
+        cluster = shared_cluster(self)
+        role = cluster.fresh_role(self)
+        url = cluster.fresh_database(self, owner=role)
+        store = mailbox_store("/nonexistent", SteppedClock(global_reactor), LIMITS, store=url)
+        self.addCleanup(store.close)
+        owners = query(url, "SELECT DISTINCT tableowner FROM pg_tables"
+                            " WHERE schemaname = current_schema()")
+        self.assertEqual(owners, [(role,)])
+
+    def test_roleThatMayNotCreateTables(self) -> None:
+        """
+        A role that does not own the database (and was granted nothing)
+        stops start-up with one line saying so.
+        """
+        cluster = shared_cluster(self)
+        role = cluster.fresh_role(self)
+        url = cluster.fresh_database(self).replace("user=postgres", f"user={role}")
+        self.assertOneLine(url, "is not a usable mailbox database (permission denied for schema "
+                           "public")
+
     def test_noSuchDatabase(self) -> None:
         """A server without that database."""
         cluster = shared_cluster(self)
