@@ -22,11 +22,12 @@ from twisted.trial import unittest
 
 from securechat.server.store import SchemaTooNew, UnusableDatabase, mailbox_store
 from securechat.server.store.schema import SCHEMA, SCHEMA_VERSION
-from securechat.server.store.interface import LoginState, NO_MAILBOX, Stored
+from securechat.server.store.interface import (
+    DAY, LoginState, NO_MAILBOX, StoreUnavailable, Stored)
 from securechat.server.store.sqlstore import SQLMailboxStore
 from tests.pgservice import shared_cluster
 from tests.test_group_store import SQLiteGroupStoreTests
-from tests.test_store import LIMITS, SteppedClock, StoreTestsMixin, letter, one_time
+from tests.test_store import LIMITS, START, SteppedClock, StoreTestsMixin, letter, one_time
 from tests.test_store_sqlite import DurabilityTests, GroupCommitTests, SQLiteCase, UsageCountTests
 
 
@@ -193,6 +194,46 @@ class SeveralProcessesTests(PostgresCase):
             bundles.append((yield d))
         ids = [b.one_time.prekey_id for b in bundles if b.one_time is not None]
         self.assertEqual(sorted(ids), [1, 2, 3])
+
+
+class ConflictRetryTests(PostgresCase):
+    """
+    A transaction PostgreSQL aborts for a conflict with another process is
+    run again; one that keeps conflicting is TRY_AGAIN (StoreUnavailable).
+    """
+
+    conflicts = 0
+
+    def wrap(self, f: Any) -> Any:
+        def conflicting(txn: Any, *args: Any) -> Any:
+            self.runs += 1
+            result = f(txn, *args)
+            if self.conflicts:
+                self.conflicts -= 1
+                import psycopg2.errors
+                raise psycopg2.errors.SerializationFailure(
+                    "could not serialize access due to read/write dependencies among "
+                    "transactions")
+            return result
+        return conflicting
+
+    @inlineCallbacks
+    def test_conflictRunAgain(self) -> Generator[Any, Any, None]:
+        """Two conflicts, then the third run commits: stored once."""
+        self.runs, self.conflicts = 0, 2
+        self.assertEqual((yield self.store.store_letters([letter(1)])),
+                         [Stored(START, START + 10 * DAY)])
+        self.assertEqual(self.runs, 3)
+        self.assertEqual(self.count_on_disk(), 1)
+
+    @inlineCallbacks
+    def test_conflictsLeftAreTryAgain(self) -> Generator[Any, Any, None]:
+        """A transaction aborted at every run fails with StoreUnavailable, storing nothing."""
+        from securechat.server.store.postgres import RETRIES
+        self.runs, self.conflicts = 0, RETRIES
+        yield self.assertFailure(self.store.store_letters([letter(1)]), StoreUnavailable)
+        self.assertEqual(self.runs, RETRIES)
+        self.assertEqual(self.count_on_disk(), 0)
 
 
 class MigrationTests(unittest.TestCase):

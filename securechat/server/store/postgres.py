@@ -18,9 +18,12 @@ What differs from SQLite, all here:
   - B{Isolation.}  Every transaction is C{SERIALIZABLE}: as on SQLite,
     where writes are serialised, what a transaction reads stays true until
     it commits, now across processes.  A transaction PostgreSQL aborts
-    for a conflict with another process (serialization failure, deadlock)
-    is run again, up to L{RETRIES} times; the functions are pure (they get
-    the time as an argument), so a rerun is the same transaction.
+    for a conflict with another process (serialization failure, deadlock;
+    at a statement or at C{COMMIT}: either way it was rolled back) is run
+    again, up to L{RETRIES} times in all, after a short random pause; the
+    functions are pure (they get the time as an argument), so a rerun is
+    the same transaction.  Conflicts left after that are
+    L{StoreUnavailable} (TRY_AGAIN).
   - B{Durability.}  An answer goes out after C{COMMIT} returned, which with
     PostgreSQL's defaults (C{fsync}, C{synchronous_commit = on}) means the
     commit is in the write-ahead log on disk.
@@ -42,7 +45,9 @@ What differs from SQLite, all here:
 from __future__ import annotations
 
 import functools
+import random
 import re
+import time
 from typing import Any, Callable, TypeVar
 
 from twisted.enterprise import adbapi
@@ -65,6 +70,10 @@ T = TypeVar("T")
 #: How many times a transaction aborted by a conflict with another process
 #: is run in all.
 RETRIES = 5
+
+#: Seconds, at most, between two runs of a transaction aborted by a
+#: conflict, times the number of runs so far (in the pool's thread).
+RETRY_PAUSE = 0.01
 
 #: Seconds to wait for a connection, unless the URL says otherwise.
 CONNECT_TIMEOUT = 10
@@ -299,8 +308,13 @@ class PostgresDatabase:
                 return result
             except Exception as e:
                 broken = self._settle(conn)
-                if not committing and attempt < RETRIES and isinstance(
+                if attempt < RETRIES and isinstance(
                         e, psycopg2.extensions.TransactionRollbackError):
+                    # Aborted for a conflict with another process, also at
+                    # COMMIT (serializable transactions may be): rolled
+                    # back, so run again, after a moment that grows and
+                    # differs between processes (no two retry in step).
+                    time.sleep(random.uniform(0, RETRY_PAUSE * attempt))
                     continue
                 if not committing and broken and attempt == 1 and _connection_error(e):
                     # The connection was already gone (PostgreSQL restarted
