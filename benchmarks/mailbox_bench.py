@@ -85,7 +85,8 @@ def make_data_dir(path: str, recipients: int) -> None:
     data.save_users(directory)
 
 
-def relay_argv(port: int, data_dir: str, log_file: str, profile: str | None = None) -> list[str]:
+def relay_argv(port: int, data_dir: str, log_file: str, profile: str | None = None,
+               store: str | None = None) -> list[str]:
     """
     The relay's command: run.py's (log file checked), mailbox limits
     lifted; with C{profile}, twistd's cProfile of the reactor thread is
@@ -94,16 +95,16 @@ def relay_argv(port: int, data_dir: str, log_file: str, profile: str | None = No
     argv = server_argv("securechat", port, data_dir, log_file)
     if profile:
         argv[1:1] = [f"--profile={profile}", "--profiler=cprofile", "--savestats"]
-    return argv + [
+    return argv + (["--store", store] if store else []) + [
         "--letter-rate", "1000000", "--letter-burst", "1000000",
         "--mailbox-letters", "10000000", "--mailbox-bytes", str(1 << 40)]
 
 
-def start_relay(data_dir: str, work: str,
-                profile: str | None) -> tuple[subprocess.Popen[bytes], int, str]:
+def start_relay(data_dir: str, work: str, profile: str | None,
+                store: str | None = None) -> tuple[subprocess.Popen[bytes], int, str]:
     port = free_port()
     log_file = os.path.join(work, f"securechat-{port}.log")
-    proc = subprocess.Popen(pinned(0) + relay_argv(port, data_dir, log_file, profile),
+    proc = subprocess.Popen(pinned(0) + relay_argv(port, data_dir, log_file, profile, store),
                             env=environment(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -128,10 +129,51 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
+def server_cpu(postmaster: int | None) -> float:
+    """
+    CPU seconds of a PostgreSQL server so far: the postmaster and the
+    processes it started (the relay's backend, the WAL writer, ...); 0
+    without one.
+    """
+    if postmaster is None:
+        return 0.0
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += cpu_time(int(entry))
+    return total
+
+
 def run_securechat(args: argparse.Namespace, work: str, dump: str) -> dict[str, Any]:
     data_dir = os.path.join(work, "data")
     make_data_dir(data_dir, args.recipients)
-    relay, port, log_file = start_relay(data_dir, work, args.profile)
+    store, postmaster = None, None
+    if getattr(args, "store", "sqlite") == "postgresql":
+        # A throwaway PostgreSQL (as the tests make it), the relay on it.
+        from tests.pgservice import Cluster
+        cluster = Cluster()
+        cluster.start()
+        cluster.execute("CREATE DATABASE bench")
+        store = cluster.url("bench")
+        assert cluster.process is not None
+        postmaster = cluster.process.pid
+    try:
+        return _run_securechat(args, work, dump, data_dir, store, postmaster)
+    finally:
+        if store is not None:
+            cluster.remove()
+
+
+def _run_securechat(args: argparse.Namespace, work: str, dump: str, data_dir: str,
+                    store: str | None, postmaster: int | None) -> dict[str, Any]:
+    relay, port, log_file = start_relay(data_dir, work, args.profile, store)
     paced = int(args.rate * args.duration)
     gen = subprocess.Popen(
         pinned(1) + [sys.executable, os.path.join(HERE, "letterload.py"), "bench",
@@ -155,13 +197,13 @@ def run_securechat(args: argparse.Namespace, work: str, dump: str) -> dict[str, 
         gen.stdin.flush()  # type: ignore[union-attr]
     try:
         expect("READY")
-        cpu0 = cpu_time(relay.pid)
+        cpu0, db0 = cpu_time(relay.pid), server_cpu(postmaster)
         go()
         expect("PHASE")
-        cpu1 = cpu_time(relay.pid)
+        cpu1, db1 = cpu_time(relay.pid), server_cpu(postmaster)
         go()
         result: dict[str, Any] = json.loads(expect("{"))
-        cpu2 = cpu_time(relay.pid)
+        cpu2, db2 = cpu_time(relay.pid), server_cpu(postmaster)
         gen.wait(STEP_TIMEOUT)
     finally:
         watchdog.cancel()
@@ -170,6 +212,10 @@ def run_securechat(args: argparse.Namespace, work: str, dump: str) -> dict[str, 
         stop(relay)
     result["saturation_cpu"] = cpu1 - cpu0
     result["paced_cpu"] = cpu2 - cpu1
+    if postmaster is not None:
+        # PostgreSQL's own CPU, apart (the relay's column stays the relay's).
+        result["saturation_db_cpu"] = db1 - db0
+        result["paced_db_cpu"] = db2 - db1
     result["log_file"] = log_file
     return result
 
@@ -246,6 +292,13 @@ def run_baseline(args: argparse.Namespace, work: str, dump: str) -> dict[str, An
 
 
 def summarize(r: dict[str, Any]) -> dict[str, float]:
+    if "saturation_db_cpu" in r:
+        return dict(_summary(r), db_cpu_us_per_letter=(
+            r["saturation_db_cpu"] / r["saturation_letters"] * 1e6))
+    return _summary(r)
+
+
+def _summary(r: dict[str, Any]) -> dict[str, float]:
     return {
         "acked_per_s": r["saturation_letters"] / r["saturation_elapsed"],
         "cpu_us_per_letter": r["saturation_cpu"] / r["saturation_letters"] * 1e6,
@@ -259,6 +312,9 @@ def summarize(r: dict[str, Any]) -> dict[str, float]:
 def report(sc: dict[str, float], base: dict[str, float], args: argparse.Namespace) -> str:
     lines = [f"{'metric':<26} {'securechat':>12} {'sqlite':>12} {'ratio':>7}"]
     for metric, a in sc.items():
+        if metric not in base:
+            lines.append(f"{metric:<26} {a:>12.2f} {'-':>12} {'-':>7}")
+            continue
         b = base[metric]
         ratio = f"{a / b:.2f}" if b else "-"
         lines.append(f"{metric:<26} {a:>12.2f} {b:>12.2f} {ratio:>7}")
@@ -304,6 +360,10 @@ def main() -> int:
     p.add_argument("--recipients", type=int, default=None,
                    help=f"recipients the letters go to, in turn (default: enough that no "
                         f"mailbox holds more than {PER_MAILBOX} letters)")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="the relay's store: its SQLite file, or a throwaway PostgreSQL "
+                        "(needs the postgresql package); PostgreSQL's CPU is reported apart "
+                        "(db_cpu_us_per_letter) [default: sqlite]")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--profile", metavar="FILE",
                    help="save a cProfile of the relay's reactor thread here (pstats format; "

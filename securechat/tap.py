@@ -159,6 +159,14 @@ class Options(usage.Options):
         ["metrics", "m", None,
          "Endpoint for the HTTP /metrics (Prometheus) and /health listener, "
          "e.g. tcp:9090:interface=127.0.0.1 [default: off]"],
+        ["store", None, "sqlite",
+         "Where the mailbox and the groups are kept: sqlite (mailbox.sqlite3 in the data "
+         "directory, for one relay process) or a PostgreSQL database as a libpq URL, "
+         "postgresql://USER@HOST/DBNAME or, on a unix socket, "
+         "postgresql:///DBNAME?host=/run/postgresql, which several relay processes share "
+         "(keep the password in ~/.pgpass or $PGPASSFILE, not in the URL).  The user "
+         "directory and the CRL stay in the data directory.  A database that cannot be "
+         "reached stops start-up."],
     ] + [
         [name, None, getattr(_D, field), help, _positive(kind, name)]
         for name, field, kind, help in LIMIT_OPTIONS
@@ -231,6 +239,11 @@ class Options(usage.Options):
             _check_endpoint(self["metrics"], "--metrics")
         if self["web"] is not None:
             _check_endpoint(self["web"], "--web")
+        from securechat.server.store import UnusableDatabase, check_store
+        try:
+            check_store(self["store"])
+        except UnusableDatabase as e:
+            raise usage.UsageError(str(e)) from None
         # Only the default directory is created unasked: a mistyped
         # --data-dir must not silently become a new CA.
         self["create"] = self["data-dir"] is None or bool(self["init"])
@@ -290,7 +303,7 @@ def makeService(options: Options) -> IService:
             options["data-dir"], options["listen"], options["metrics"], options["limits"],
             create=options["create"], allow_readable_keys=bool(options["allow-readable-keys"]),
             websocket=options["listen-websocket"], origins=options["websocket-origin"],
-            web=options["web"],
+            web=options["web"], store=options["store"],
         )
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")

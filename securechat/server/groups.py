@@ -45,6 +45,7 @@ from securechat.crypto.groupstate import (
 from securechat.server.limits import TokenBucket
 from securechat.server.store.groupinterface import (
     ChangeConflict, GroupRecord, IGroupStore, NoSuchGroup, StoredGroupMessage)
+from securechat.server.store.interface import StoreUnavailable
 from securechat.wire.groups import (
     NO_GROUP, ChangeGroup, GetGroupLog, GroupAck, GroupChanged, GroupEntry, GroupList,
     GroupLogPage, GroupMessage, GroupPost, GroupPosted, GroupRefused, ListGroups, LogEntry)
@@ -121,15 +122,23 @@ class Groups:
 
     def _refusing(self, command: Callable[[UserSession, Any], Any]
                   ) -> Callable[[UserSession, Any], Deferred[Any]]:
-        """C{command} with a L{_Refused} turned into its GROUP_REFUSED."""
+        """
+        C{command} with a L{_Refused} turned into its GROUP_REFUSED, and a
+        store that cannot be reached into GROUP_REFUSED(TRY_AGAIN).
+        """
         def run(session: UserSession, message: Any) -> Deferred[Any]:
             def refused(failure: Failure) -> Any:
-                failure.trap(_Refused)
-                reason = failure.value.reason
+                if failure.check(StoreUnavailable):
+                    # (14.7: nothing done; the client may send it again.)
+                    reason, why = Reason.TRY_AGAIN, "(the store is unavailable)"
+                    self.metrics.store_unavailable.inc()
+                else:
+                    failure.trap(_Refused)
+                    reason, why = failure.value.reason, str(failure.value)
                 self.metrics.group_refusals.labels(reason.name.lower()).inc()
                 self.log.info("groups: {command} from {user} refused: {reason} {why}",
                               command=type(message).__name__, user=session.user,
-                              reason=reason.name, why=str(failure.value))
+                              reason=reason.name, why=why)
                 group_id = getattr(message, "group_id", None) or _change_group(message)
                 return GroupRefused(group_id, message.TYPE, reason)
             d: Deferred[Any] = Deferred()

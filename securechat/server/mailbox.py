@@ -21,9 +21,11 @@ Rules it keeps:
     (sender, letter_id) answered as the first time (never refused by the
     later checks); unknown or revoked recipient; the sender's letter rate;
     the recipient's quota.
-  - B{Every refusal specific} (11.3); a store that fails closes that one
-    connection with INTERNAL_ERROR (the client resends what was not
-    acknowledged).  Logs say who, to whom and what was refused, never
+  - B{Every refusal specific} (11.3); a store that cannot be reached
+    (L{StoreUnavailable}: PostgreSQL down) refuses the command with
+    TRY_AGAIN, a letter with LETTER_REFUSED(TRY_AGAIN), never acknowledged;
+    a store that fails otherwise closes that one connection with
+    INTERNAL_ERROR (the client resends what was not acknowledged).  Logs say who, to whom and what was refused, never
     contents; letters stored are counted in one line per group commit (by
     the store).
 
@@ -44,13 +46,13 @@ from securechat.crypto import keys
 from securechat.crypto.prekeys import LetterError, check_upload
 from securechat.crypto.receipts import check_posted_receipt
 from securechat.server.directory import UserEntry as DirectoryEntry
-from securechat.server.limits import Limits, TokenBucket
+from securechat.server.limits import TokenBucket, mailbox_limits  # noqa: F401 -- re-exported
 from securechat.server.ordering import AnswerOrder, Slot
 from securechat.server.prekeycheck import signed_by_current_key, uploaded_encoding
 from securechat.server.store.interface import (
-    DAY, DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
-    LetterRecord, LoginState, MailboxLimits, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
-    PrekeyRefused, SignedPrekeyRecord, StockFull, Stored, StoreOutcome)
+    DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
+    LetterRecord, LoginState, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
+    PrekeyRefused, SignedPrekeyRecord, StockFull, Stored, StoreOutcome, StoreUnavailable)
 from securechat.wire.codec import text8, u16
 from securechat.wire.declared import MAX_LIST
 from securechat.wire.keyhistory import GetKeyHistory, KeyHistory, PreviousKeyEntry
@@ -66,14 +68,6 @@ from securechat.wire.relay import CommandFailed, Reason
 if TYPE_CHECKING:
     from securechat.server.relay import Relay
     from securechat.server.session import UserSession
-
-
-def mailbox_limits(limits: Limits) -> MailboxLimits:
-    """The store's limits, from the relay's (one place for the defaults)."""
-    return MailboxLimits(
-        max_letters=limits.mailbox_letters, max_bytes=limits.mailbox_bytes,
-        max_letter_size=limits.letter_limit, expiry_seconds=int(limits.expiry_days * DAY),
-        max_one_time_prekeys=limits.max_one_time_prekeys)
 
 
 class _Refusal(Exception):
@@ -229,6 +223,8 @@ class Mailbox:
             if failure.check(_Refusal):
                 answered(CommandFailed(message.TYPE, _subject(session, message),
                                        failure.value.reason))
+            elif failure.check(StoreUnavailable):
+                answered(self._try_again(session, message))
             else:
                 self.store_failed(failure, session, type(message).__name__)
 
@@ -254,7 +250,22 @@ class Mailbox:
         if not order.owed and self._owed.get(session) is order:
             del self._owed[session]
 
+    def _try_again(self, session: UserSession, message: Message) -> Message:
+        """C{message} refused with TRY_AGAIN: the store cannot be reached (14.7)."""
+        self.metrics.store_unavailable.inc()
+        if isinstance(message, PostLetter):
+            assert session.user is not None
+            return self._refuse_letter(session.user, message, Reason.TRY_AGAIN)
+        self.log.info("mailbox: {command} from {user} refused: TRY_AGAIN (the store is "
+                      "unavailable)", command=type(message).__name__, user=session.user)
+        return CommandFailed(message.TYPE, _subject(session, message), Reason.TRY_AGAIN)
+
     def store_failed(self, failure: Failure, session: UserSession, what: str) -> None:
+        if failure.check(StoreUnavailable):
+            # At login (notices, group backlog): the session goes on without.
+            self.log.info("mailbox: {what} for {user} skipped: the store is unavailable",
+                          what=what, user=session.user)
+            return
         if not session.active:
             # The session ended first (the relay is stopping, say): nobody
             # is owed an answer, and a letter not acknowledged is resent.
