@@ -77,6 +77,8 @@ export class Inbox {
     for (const e of m.letters) {
       const before = await this.store.get(`opened/${e.sender}/${toHex(e.letter_id)}`);
       if (quiet && !before && this.sharesGroup(e.sender)) this.read(e.sender, e.letter_id);
+      // a key we took before this page was loaded: its chain is kept in memory only, so again
+      else if (quiet && before?.groupKey) this.groupKey(e.sender, before.content);
       if (!before?.groupKey) letters.push(e); // a group key we took is no letter to read
     }
     if (quiet) return;

@@ -62,6 +62,7 @@ export class Mail {
       case "bundle":
         return this._bundle(m);
       case "letterStored":
+        if (this.sent.get(toHex(m.letter_id))?.groupKey) return; // a group key: not the user's letter
         this.view({ kind: "letterStored", to: m.recipient, id: toHex(m.letter_id).slice(0, 8) });
         return;
       case "letterRefused":
