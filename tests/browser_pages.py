@@ -359,6 +359,48 @@ class PageDeployment:
             test.assertNotIn(secret.encode(), self.proxy.recorded)
 
 
+    def group_owner(self, test: unittest.TestCase, page: ChatPage) -> None:
+        """
+        A group made on the page: carol creates 'ops' and adds bob, who is
+        on the terminal (his client verifies her signed changes); they
+        write both ways; carol removes bob from the page, bob is told, and
+        carol's next message goes under a new chain bob never gets.
+        """
+        page.goto(self.origin + "/")
+        register_from_page(page, self.d, "carol")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#log li", "your prekeys are on the relay")
+        bob = self.d.client("bob", self.server)
+        bob.expect(r"\* logged in as bob")
+        page.fill("#group-name", "ops")
+        page.click("#create-group")
+        pane = ".group-pane"
+        page.wait_text(f"{pane} li", "* carol created the group 'ops' (epoch 1, verified)")
+        page.fill(f"{pane} .member", "bob")
+        page.click(f"{pane} .add")
+        page.wait_text(f"{pane} li", "* carol added bob (epoch 2, verified)")
+        bob.expect(r"#ops: carol added bob")
+        page.fill(f"{pane} .entry", "first from the owner")
+        page.click(f"{pane} .send")
+        bob.expect(r"#ops <carol> first from the owner")
+        bob.send("!g ops ack from bob")
+        page.wait_text(f"{pane} li", "bob: ack from bob")
+        page.click(f"{pane} .remove")
+        page.wait_text(f"{pane} li", "* carol removed bob (epoch 3, verified)")
+        bob.expect(r"#ops: carol removed")
+        test.assertIn("Members (verified): carol (owner)", page.text(f"{pane} .group-members"))
+        page.fill(f"{pane} .entry", "after bob left")
+        page.click(f"{pane} .send")
+        page.wait_text(f"{pane} li", "me: after bob left")
+        bob.send("!exit")
+        test.assertEqual(bob.wait(), 0, bob.output())
+        test.assertNotIn("after bob left", bob.output())
+        test.assertEqual(page.errors(), [])
+        for secret in ("first from the owner", "ack from bob", "after bob left"):
+            test.assertNotIn(secret.encode(), self.proxy.recorded)
+
+
 def chat_once(page: ChatPage, bob: Process, nth: int) -> None:
     """
     carol asks bob from the page, bob accepts, the chat is secured (the

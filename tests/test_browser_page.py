@@ -141,3 +141,11 @@ class ChatPageTests(unittest.TestCase):
         (tests.browser_pages.PageDeployment.group_member).
         """
         self._inChromium(PageDeployment.group_member)
+
+    def test_groupMadeOnThePage(self) -> None:
+        """
+        carol creates a group on the page, adds bob (on the terminal),
+        they write both ways, and she removes him from the page; he never
+        reads what follows (tests.browser_pages.PageDeployment.group_owner).
+        """
+        self._inChromium(PageDeployment.group_owner)
