@@ -116,12 +116,12 @@ test("a member added later reads from its joining on; an earlier message is unkn
   assert.deepEqual(texts(dave), ["alice: two"]);
   assert.deepEqual(texts(bob), ["alice: one", "alice: two"]);
   const g = relay.groups.get(id);
-  relay.deliver("dave", g.state.groupId, g.messages[0]); // seq 1: below what dave holds, ignored
-  await relay.settle();
-  assert.deepEqual(kinds(dave, "groupRefused"), []);
-  relay.deliver("dave", g.state.groupId, { ...g.messages[0], seq: 9n }); // the same body, renumbered
+  relay.deliver("dave", g.state.groupId, g.messages[0]); // sent before dave joined
   await relay.settle();
   assert.deepEqual(kinds(dave, "groupRefused").map((e) => e.code), ["unknown-epoch"]);
+  relay.deliver("dave", g.state.groupId, g.messages[0]); // the same seq again: ignored (15.3)
+  await relay.settle();
+  assert.equal(kinds(dave, "groupRefused").length, 1);
 });
 
 const notices = (u) => kinds(u, "groupNotice").map((e) => e.text);
@@ -207,4 +207,25 @@ test("a group message before WELCOME is unexpected-message; a bad one bad-value"
   relay.login("carol");
   await relay.settle();
   await assert.rejects(carol.session.message(...list(4)), (e) => e.code === "bad-value");
+});
+
+test("a page loaded again refuses a message it opened before as replayed (reading positions kept)", async () => {
+  const { relay, alice, bob, id } = await team();
+  alice.session.groups.say(id, "one");
+  await relay.settle();
+  alice.session.groups.say(id, "two");
+  await relay.settle();
+  assert.deepEqual(texts(bob), ["alice: one", "alice: two"]);
+  bob.online = false;
+  bob.seen.length = 0;
+  relay.login("bob"); // the same store (IndexedDB on the page), nothing else kept
+  await relay.settle();
+  const g = relay.groups.get(id);
+  relay.deliver("bob", g.state.groupId, { ...g.messages[0], seq: 41n }); // replayed under a new seq
+  relay.deliver("bob", g.state.groupId, { ...g.messages[1], seq: 42n });
+  await relay.settle();
+  assert.deepEqual(kinds(bob, "groupRefused").map((e) => e.code), ["replayed", "replayed"]);
+  alice.session.groups.say(id, "three");
+  await relay.settle();
+  assert.deepEqual(texts(bob), ["alice: three"]);
 });

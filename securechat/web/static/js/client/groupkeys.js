@@ -21,6 +21,10 @@ export const KEEP_SKIPPED = 2000;
 
 const utf8 = new TextEncoder();
 
+function chainKey(group, sender, chainId) {
+  return `group-chain/${group}/${sender}/${chainId}`;
+}
+
 function out() {
   return { events: [], effects: [] };
 }
@@ -31,8 +35,12 @@ function refuse(o, group, m, code, detail) {
 }
 
 export class GroupKeys {
-  constructor({ me, draw }) {
+  constructor({ me, draw, store = null }) {
     this.me = me;
+    // where each chain's reading position is kept (`{get, put}`), so that a
+    // page loaded again, which learns a chain again from its key letter,
+    // still refuses what it opened before as replayed
+    this.store = store;
     this.draw = draw; // tests: the random draws of a new chain
     this.groups = new Map(); // group id hex -> group record
     this.waiting = []; // {kind: "message"|"distribution", group, ...} for epochs not reached
@@ -144,8 +152,11 @@ export class GroupKeys {
     if (g.retired.get(sender)?.includes(d.chainId)) {
       return refused("retired-chain", `chain ${d.chainId} was replaced`);
     }
-    chains.push({ chainId: d.chainId, epoch: d.epoch, signingPublic: d.signingPublic, first: d.counter,
-      next: d.counter, floor: d.counter, chainKey: d.chainKey, skipped: new Map() });
+    let chain = { chainId: d.chainId, epoch: d.epoch, signingPublic: d.signingPublic, first: d.counter,
+      next: d.counter, floor: d.counter, chainKey: d.chainKey, skipped: new Map() };
+    const saved = await this.store?.get(chainKey(g.id, sender, d.chainId));
+    if (saved && equal(saved.signingPublic, d.signingPublic) && saved.epoch === d.epoch) chain = saved;
+    chains.push(chain);
     while (chains.length > KEEP_CHAINS) {
       const old = chains.shift();
       const retired = g.retired.get(sender) ?? [];
@@ -226,6 +237,7 @@ export class GroupKeys {
       const step = await this._step(chain, m.counter);
       const opened = await decryptBody(m, step.keys);
       this._apply(chain, m.counter, step);
+      await this.store?.put(chainKey(g.id, m.sender, chain.chainId), chain);
       if (step.gap) o.events.push({ kind: "groupGap", group: g.id, sender: m.sender, count: step.gap });
       o.events.push({ kind: "groupText", group: g.id, sender: m.sender, seq: m.seq, sentAt: m.sentAt,
         storedAt: m.storedAt, late: step.late, contentType: opened.contentType, text: opened.text });

@@ -17,6 +17,7 @@ import { SenderKeyError } from "../protocol/senderkeys.js";
 import { GroupKeys } from "./groupkeys.js";
 
 const ROLES = { 1: "member", 2: "admin", 3: "owner" };
+const SEEN_SEQS = 10000; // the relay's seqs remembered per group, to ignore one sent again
 export const GROUP_KEY = 2; // a letter's content type (14.2)
 
 /**
@@ -24,9 +25,9 @@ export const GROUP_KEY = 2; // a letter's content type (14.2)
  * @param options.mail     `sendGroupKey(to, content) => Promise` (resolves once POST_LETTER is out)
  */
 export class Groups {
-  constructor({ me, signer, out, view, keyring, mail, clock = Date.now, draw, sweep = () => {} }) {
+  constructor({ me, signer, out, view, keyring, mail, clock = Date.now, draw, sweep = () => {}, store }) {
     Object.assign(this, { me, signer, out, view, keyring, mail, clock, sweep });
-    this.keys = new GroupKeys({ me, draw });
+    this.keys = new GroupKeys({ me, draw, store });
     this.states = new Map(); // group id hex -> verified state (grouplog.js)
     this.listed = new Map(); // group id hex -> the relay's GroupEntry, last GROUP_LIST
     this.logs = new Map(); // group id hex -> changes collected from GROUP_LOG_PAGEs
@@ -215,7 +216,9 @@ export class Groups {
   async _groupMessage(m) {
     const id = toHex(m.group_id);
     const seqs = this._seqs(id);
-    if (seqs.final.has(m.seq) || seqs.pending.has(m.seq) || m.seq <= seqs.acked) return; // held already
+    if (seqs.seen.has(m.seq)) return; // a seq we hold already (15.3)
+    seqs.seen.add(m.seq);
+    if (seqs.seen.size > SEEN_SEQS) seqs.seen.delete(seqs.seen.values().next().value);
     seqs.pending.add(m.seq);
     await this._carry(await this.keys.message(m));
   }
@@ -228,7 +231,7 @@ export class Groups {
   _seqs(id) {
     let s = this.seqs.get(id);
     if (!s) {
-      s = { acked: 0n, final: new Set(), pending: new Set() };
+      s = { acked: 0n, final: new Set(), pending: new Set(), seen: new Set() };
       this.seqs.set(id, s);
     }
     return s;

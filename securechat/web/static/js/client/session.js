@@ -68,7 +68,7 @@ export class RelaySession {
       groupKey: (sender, content) => { this.groups.keyLetter(sender, content); },
       sharesGroup: (user) => this.groups.sharesGroup(user) });
     this.groups = new Groups({ me, signer, out, view, keyring: this.keyring, mail: this.mail, clock,
-      draw: groupDraw, sweep: () => this.inbox.sweep() });
+      draw: groupDraw, sweep: () => this.inbox.sweep(), store });
     this.welcomed = false;
     this.maxPayload = null;
     this.chats = new Map();
