@@ -229,3 +229,30 @@ test("a page loaded again refuses a message it opened before as replayed (readin
   await relay.settle();
   assert.deepEqual(texts(bob), ["alice: three"]);
 });
+
+test("GROUP_LOG refused: a notice, and the log can be asked for again", async () => {
+  const { relay, bob, id } = await team();
+  const state = bob.session.groups.states.get(id);
+  bob.session.groups._askLog(id, state.groupId, 3n);
+  bob.inbox.length = 0; // the relay refuses it instead of answering
+  relay.to(bob, "groupRefused", { group_id: state.groupId, command: 0x74, reason: 23 });
+  await relay.settle();
+  assert.match(notices(bob).at(-1), /refused a group command \(0x74\)/);
+  assert.equal(bob.session.groups.logs.has(id), false);
+});
+
+test("messages waiting for a group we do not know yet ask LIST_GROUPS once", async () => {
+  const { relay, alice, bob, id } = await team();
+  const g = relay.groups.get(id);
+  alice.session.groups.say(id, "a");
+  alice.session.groups.say(id, "b");
+  await relay.settle();
+  bob.session.groups.states.delete(id); // as if the list had not come yet
+  bob.session.groups.keys.groups.delete(id);
+  const mark = relay.wire.length;
+  relay.deliver("bob", g.state.groupId, { ...g.messages[0], seq: 50n });
+  relay.deliver("bob", g.state.groupId, { ...g.messages[1], seq: 51n });
+  relay.mute = (user, name) => name === "groupList";
+  await relay.settle();
+  assert.equal(relay.wire.slice(mark).filter(([u, n]) => u === "bob" && n === "listGroups").length, 1);
+});

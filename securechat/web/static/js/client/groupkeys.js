@@ -72,7 +72,7 @@ export class GroupKeys {
     if (!g) {
       if (!members.has(this.me)) return o; // history before we joined
       g = { id, groupId, base: epoch, epoch, members: new Map(), rekey: [], chains: new Map(),
-        retired: new Map(), held: new Map(), mine: null, rekeyed: true };
+        retired: new Map(), held: new Map(), mine: null };
       this.groups.set(id, g);
     }
     g.epoch = epoch;

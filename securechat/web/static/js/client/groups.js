@@ -80,6 +80,7 @@ export class Groups {
         this.view({ kind: "groupPosted", group: toHex(m.group_id), seq: m.seq });
         return undefined;
       default: // groupRefused
+        if (m.command === 0x74) this.logs.delete(toHex(m.group_id)); // no log coming: ask again later
         this.view({ kind: "groupNotice", group: toHex(m.group_id), warning: true,
           text: `the relay refused a group command (0x${m.command.toString(16)}): ${reasonText(m.reason)}` });
         return undefined;
@@ -87,6 +88,7 @@ export class Groups {
   }
 
   async _list(groups) {
+    this.listing = false;
     const now = new Set();
     for (const g of groups) {
       const id = toHex(g.group_id);
@@ -259,7 +261,10 @@ export class Groups {
       if (e.kind === "groupLogBehind") {
         const state = this.states.get(e.group);
         if (state) this._askLog(e.group, state.groupId, state.epoch);
-        else this.out([encode("listGroups")]);
+        else if (!this.listing) {
+          this.listing = true; // once until the answer: many may wait for the same group
+          this.out([encode("listGroups")]);
+        }
         continue;
       }
       if (e.seq !== undefined && (e.kind === "groupText" || e.kind === "groupRefused")) {
