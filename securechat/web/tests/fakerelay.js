@@ -3,7 +3,7 @@
 // to run several browser sessions against each other, with what each
 // sends recorded.  It checks group changes as a relay does (15.3); it is
 // a test double, not the relay.
-import { Reader, concat, toHex, u8 } from "../static/js/protocol/bytes.js";
+import { Reader, concat, toHex, u8, utf8 } from "../static/js/protocol/bytes.js";
 import { ed25519SigningKey } from "../static/js/protocol/crypto.js";
 import { CLIENT as MAILBOX, encodeField, readFields } from "../static/js/protocol/mailbox.js";
 import { CLIENT as GROUPS } from "../static/js/protocol/groups.js";
@@ -18,6 +18,7 @@ const CLIENT = Object.fromEntries(Object.entries({ ...MAILBOX, ...GROUPS })
 const LETTER_ENTRY = [["sender", "name"], ["letter_id", "id"], ["stored_at", "u64"], ["size", "u64"],
   ["state", "u8"]];
 const OUT = {
+  commandFailed: [0x48, [["command", "u8"], ["subject", "bytes16"], ["reason", "u8"]]],
   welcome: [0x40, [["user", "name"], ["max", "u64"]]],
   prekeysStored: [0x60, [["id", "u32"], ["count", "u64"]]],
   bundle: [0x62, [["user", "name"], ["user_key", "bytes16"], ["signed", "bytes16"], ["one", "bytes16"]]],
@@ -131,6 +132,10 @@ export class FakeRelay {
 
   _fetchBundle(u, f) {
     const p = this.prekeys.get(f.user);
+    if (!p) {
+      this.to(u, "commandFailed", { command: 0x51, subject: utf8(f.user), reason: 19 }); // NO_PREKEYS
+      return;
+    }
     this.to(u, "bundle", { user: f.user, user_key: this.users.get(f.user).spki, signed: p.signed,
       one: p.oneTime.shift() ?? new Uint8Array(0) });
   }

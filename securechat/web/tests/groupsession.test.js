@@ -256,3 +256,19 @@ test("messages waiting for a group we do not know yet ask LIST_GROUPS once", asy
   await relay.settle();
   assert.equal(relay.wire.slice(mark).filter(([u, n]) => u === "bob" && n === "listGroups").length, 1);
 });
+
+test("a key letter that could not be sealed (no prekeys) is owed and sent again before the next message", async () => {
+  const { relay, alice, carol, id } = await team();
+  const prekeys = relay.prekeys.get("carol");
+  relay.prekeys.delete("carol");
+  alice.session.groups.say(id, "one");
+  await relay.settle();
+  assert.match(notices(alice).at(-1), /could not be sent to carol yet/);
+  assert.deepEqual(kinds(carol, "groupHeld").length, 1);
+  relay.prekeys.set("carol", prekeys);
+  alice.session.groups.say(id, "two");
+  await relay.settle();
+  assert.deepEqual(texts(carol), ["alice: one", "alice: two"]);
+  const toCarol = relay.letters.filter((l) => l.sender === "alice" && l.recipient === "carol");
+  assert.equal(toCarol.length, 1);
+});

@@ -33,6 +33,7 @@ export class Groups {
     this.logs = new Map(); // group id hex -> changes collected from GROUP_LOG_PAGEs
     this.verifiedKeys = new Map(); // actor -> key a change verified with (15.3)
     this.seqs = new Map(); // group id hex -> {acked, final: Set, pending: Set}
+    this.owed = new Map(); // group id hex -> distributions not yet sealed for a member
     this.work = Promise.resolve();
     this.busy = 0; // group tasks queued or running
   }
@@ -273,9 +274,23 @@ export class Groups {
       this.view(e);
     }
     for (const effect of o.effects) {
-      if (effect.kind === "distribute") await this.mail.sendGroupKey(effect.to, effect.content);
+      if (effect.kind === "distribute") await this._distribute(effect);
       else this.out([encode("groupPost", { group_id: effect.groupId, body: effect.body })]);
     }
+  }
+
+  /**
+   * A distribution in a letter of content type 2; one that could not be
+   * sealed (no key, no prekeys) stays owed and is sent again, the same
+   * bytes, before our next message in that group (16.5).
+   */
+  async _distribute(effect) {
+    const owed = this.owed.get(effect.group) ?? [];
+    this.owed.set(effect.group, owed.filter((e) => e.to !== effect.to));
+    if (await this.mail.sendGroupKey(effect.to, effect.content)) return;
+    this.owed.get(effect.group).push(effect);
+    this.view({ kind: "groupNotice", group: effect.group, warning: true, text: `your key for this `
+      + `group could not be sent to ${effect.to} yet; it is sent again with your next message` });
   }
 
   // -- from the page -----------------------------------------------------------
@@ -284,6 +299,12 @@ export class Groups {
   say(id, text) {
     return this._queue(async () => {
       try {
+        const members = this.keys.membersAt(id, this.states.get(id)?.epoch ?? 0n);
+        const owed = this.owed.get(id) ?? [];
+        this.owed.delete(id);
+        for (const effect of owed) {
+          if (members?.has(effect.to)) await this._distribute(effect); // still a member: still owed
+        }
         await this._carry(await this.keys.send(id, text, BigInt(Math.floor(this.clock() / 1000))));
       } catch (e) {
         if (!(e instanceof SenderKeyError)) throw e;
