@@ -272,3 +272,14 @@ test("a key letter that could not be sealed (no prekeys) is owed and sent again 
   const toCarol = relay.letters.filter((l) => l.sender === "alice" && l.recipient === "carol");
   assert.equal(toCarol.length, 1);
 });
+
+test("a FETCH_LETTER refused (NO_LETTER) can be asked again: the fetch is not left pending", async () => {
+  const { relay, bob } = await team();
+  const id = new Uint8Array(16).fill(3);
+  bob.session.readLetter("alice", id);
+  relay.to(bob, "commandFailed", { command: 0x55, subject: utf8("alice"), reason: 20 });
+  await relay.settle();
+  assert.deepEqual(bob.session.inbox.reading, []);
+  bob.session.readLetter("alice", id);
+  assert.equal(relay.wire.filter(([u, n]) => u === "bob" && n === "fetchLetter").length, 2);
+});

@@ -71,6 +71,12 @@ export class Inbox {
     this.out([encode("fetchLetter", { sender, letter_id: letterId })]);
   }
 
+  /** FETCH_LETTER refused (COMMAND_FAILED 0x55): the oldest fetch of `sender`'s is over. */
+  fetchFailed(sender) {
+    const at = this.reading.findIndex((ref) => ref.startsWith(`${sender}/`));
+    if (at >= 0) this.reading.splice(at, 1);
+  }
+
   async letterList(m) {
     const quiet = this.lists.shift() ?? false;
     const letters = [];

@@ -168,6 +168,9 @@ export class RelaySession {
       this.view({ kind: "notice", text: `the relay refused our prekeys: ${reasonText(m.reason)}` });
     } else if (m.command === 0x51 && this.mail.waiting.has(m.subject)) {
       this.mail.bundleFailed(m.subject, reasonText(m.reason));
+    } else if (m.command === 0x55) {
+      this.inbox.fetchFailed(m.subject); // the letter may be read again later
+      this.view(m);
     } else if (m.command === 0x52) {
       await this.keyring.failed(m.subject, reasonText(m.reason));
     } else if (m.command === 0x5a) {
