@@ -283,3 +283,14 @@ test("a FETCH_LETTER refused (NO_LETTER) can be asked again: the fetch is not le
   bob.session.readLetter("alice", id);
   assert.equal(relay.wire.filter(([u, n]) => u === "bob" && n === "fetchLetter").length, 2);
 });
+
+test("a change the rules refuse is refused on the page before it is sent (not-allowed)", async () => {
+  const { relay, alice, bob, id } = await team();
+  const mark = relay.wire.length;
+  bob.session.groups.change(id, ADD, "dave");
+  alice.session.groups.change(id, 4); // the owner leaving
+  await relay.settle();
+  assert.match(notices(bob).at(-1), /not sent \(not-allowed\): only the owner and admins add members/);
+  assert.match(notices(alice).at(-1), /not sent \(not-allowed\): the owner must transfer ownership first/);
+  assert.equal(relay.wire.slice(mark).filter(([, n]) => n === "groupChange").length, 0);
+});

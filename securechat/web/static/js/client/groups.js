@@ -332,6 +332,8 @@ export class Groups {
       try {
         const c = await signChange(this.signer, { ...fields, actor: this.me,
           made_at: BigInt(Math.floor(this.clock() / 1000)) });
+        const state = this.states.get(toHex(fields.group_id));
+        if (state) await applyChange(state, c); // the rules checked here first, as the relay will
         this.out([encode("groupChange", { change: c.encoded })]);
       } catch (e) {
         if (!(e instanceof GroupError)) throw e;
