@@ -112,13 +112,22 @@ LIMIT_OPTIONS = [
 ]
 
 
+#: --presence-ttl (its default is a float, unlike the other parameters here).
+_PRESENCE_TTL: list[Any] = ["presence-ttl", None, 10.0,
+     "Seconds a process's presence lasts in Redis without a heartbeat (one goes out "
+     "every third of it): a dead process's users drop out within this time, and a "
+     "process cut off from Redis this long ends its sessions.  Only with --cluster.",
+     _positive(float, "presence-ttl")]
+
+
 class Options(usage.Options):
     """
     Options for C{twistd securechat}.
     """
 
     synopsis = ("[--data-dir DIR [--init]] [--listen ENDPOINT ...] [--listen-websocket ENDPOINT ...] "
-                "[--websocket-origin ORIGIN ...] [--web ENDPOINT] [--metrics ENDPOINT] [limits]")
+                "[--websocket-origin ORIGIN ...] [--web ENDPOINT] [--metrics ENDPOINT] "
+                "[--cluster URL [--process-id ID]] [limits]")
     longdesc = (
         "Run the securechat relay.  With no options it uses the data directory "
         "$SECURECHAT_DATA_DIR or ~/.local/share/securechat, creating it on first run "
@@ -159,6 +168,18 @@ class Options(usage.Options):
         ["metrics", "m", None,
          "Endpoint for the HTTP /metrics (Prometheus) and /health listener, "
          "e.g. tcp:9090:interface=127.0.0.1 [default: off]"],
+        ["cluster", None, None,
+         "Run as one of several relay processes sharing their users through Redis: "
+         "redis://HOST[:PORT][/DB] or unix:///PATH/redis.sock (needs the extra "
+         "securechat[cluster]).  Every process must use the same Redis and the same user "
+         "directory and certificates; users on different processes chat as on one.  A "
+         "process without its link to Redis refuses logins (UNAVAILABLE) [default: off, "
+         "one process]"],
+        ["process-id", None, None,
+         "This process's id in the cluster, unique among the processes on one Redis "
+         "(1 to 64 letters, digits, '.', '_', ':', '-'), e.g. relay1 [default: the host "
+         "name and the process id, e.g. myhost-1234]"],
+        _PRESENCE_TTL,
     ] + [
         [name, None, getattr(_D, field), help, _positive(kind, name)]
         for name, field, kind, help in LIMIT_OPTIONS
@@ -231,6 +252,7 @@ class Options(usage.Options):
             _check_endpoint(self["metrics"], "--metrics")
         if self["web"] is not None:
             _check_endpoint(self["web"], "--web")
+        self._check_cluster()
         # Only the default directory is created unasked: a mistyped
         # --data-dir must not silently become a new CA.
         self["create"] = self["data-dir"] is None or bool(self["init"])
@@ -257,6 +279,28 @@ class Options(usage.Options):
         # --syslog chose another observer): securechat.server.logtext.
         from securechat.server import logtext
         logtext.install(getattr(self, "parent", None))
+
+
+    def _check_cluster(self) -> None:
+        """--cluster and --process-id: checked now, so a mistake stops start-up."""
+        if self["cluster"] is None:
+            if self["process-id"] is not None:
+                raise usage.UsageError("--process-id needs --cluster")
+            return
+        try:
+            import txredisapi  # noqa: F401
+        except ImportError:
+            raise usage.UsageError("--cluster needs txredisapi: pip install "
+                                   "'securechat[cluster]'") from None
+        from securechat.server.cluster import (ClusterConfigError, check_process_id,
+                                               default_process_id, parse_url)
+        try:
+            parse_url(self["cluster"])
+            if self["process-id"] is None:
+                self["process-id"] = default_process_id()
+            check_process_id(self["process-id"])
+        except ClusterConfigError as e:
+            raise usage.UsageError(str(e)) from None
 
 
 def _check_endpoint(description: str, option: str) -> None:
@@ -290,7 +334,8 @@ def makeService(options: Options) -> IService:
             options["data-dir"], options["listen"], options["metrics"], options["limits"],
             create=options["create"], allow_readable_keys=bool(options["allow-readable-keys"]),
             websocket=options["listen-websocket"], origins=options["websocket-origin"],
-            web=options["web"],
+            web=options["web"], cluster=options["cluster"],
+            process_id=options["process-id"], presence_ttl=options["presence-ttl"],
         )
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")
