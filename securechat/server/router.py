@@ -158,6 +158,9 @@ class Router:
         self._flush: IDelayedCall | None = None
         self._cutoff: IDelayedCall | None = None
         self._heads: dict[str, Callable[[int], bytes]] = {}
+        #: What the other processes are told when the link is back: the
+        #: chats and requests this process ended while it was down.
+        self._owed: list[tuple[str, bytes]] = []
         #: Problems already logged (each is logged once).
         self._logged: set[str] = set()
         self._header = wire.header(self.process_id)
@@ -500,7 +503,8 @@ class Router:
     def end_remote(self, processes: Iterable[str] | None) -> int:
         """
         End every chat and request between a user here and one on
-        C{processes} (on all others if None), telling the users here (GONE).
+        C{processes} (on all others if None: the link is down, and the
+        other sides are told when it is back), telling the users here (GONE).
         """
         which = None if processes is None else set(processes)
         ended = 0
@@ -516,12 +520,19 @@ class Router:
                 me.chats.pop(other, None)
                 me.deliver(ChatEnded(other, Reason.GONE))
                 self.relay.metrics.chats.dec()
+                kind = wire.EVENT_ENDED
             elif other in me.outgoing:
                 me.outgoing.pop(other, None)
                 me.deliver(ChatDeclined(other, Reason.GONE))
+                kind = wire.EVENT_WITHDRAWN
             elif other in me.incoming:
                 self.relay._drop_request(other, user)
                 me.deliver(RequestWithdrawn(other, Reason.GONE))
+                kind = wire.EVENT_DECLINED
+            else:
+                continue
+            if which is None:
+                self._owed.append((process, wire.event(kind, user, other, Reason.GONE)))
         return ended
 
     def link_down(self, why: str) -> None:
@@ -567,6 +578,9 @@ class Router:
                               "unreachable; closing the session here", user=user)
                 self.relay._leave(session, Reason.REPLACED)
                 session.protocol.terminate("session-replaced", "you logged in again elsewhere")
+        owed, self._owed = self._owed, []
+        for process, record in owed:
+            self._send(process, record)
         if not self.available:
             self.available = True
             self.metrics.linked.set(1)

@@ -1,0 +1,574 @@
+"""
+Tests for the router (L{securechat.server.router}): several relays, each a
+process of a cluster, joined by an in-memory fake of the Redis link, with
+clients on the in-memory network of L{tests.memnet} and one
+L{task.Clock}.  Users on different processes see exactly what users on one
+relay see (tests.test_relay), including every awkward case of a chat
+request; and what a process does when another dies or Redis is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.logger import Logger
+from twisted.trial import unittest
+
+from securechat.crypto import keys
+from securechat.errors import Alert
+from securechat.server import clusterwire as wire
+from securechat.server.limits import Limits
+from securechat.server.router import Router
+from securechat.wire.mailbox import LetterArrived, ListUsers, PostLetter, UserList
+from securechat.wire.relay import (
+    ChatAccept, ChatCancel, ChatDeclined, ChatEnded, ChatRefuse, ChatRequest, ChatRequested,
+    ChatStarted, ChatStop, CommandFailed, ListOnline, OnlineList, Reason, Relay, Relayed,
+    RequestPending, RequestWithdrawn)
+from tests.relay_harness import Harness, RecordingClient, user_key
+from tests.test_relay import peer_alert
+
+TTL = 9.0
+
+
+class Bus:
+    """What Redis is to the processes: presence, liveness, channels."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.presence: dict[str, str] = {}
+        self.alive: set[str] = set()
+        self.routers: dict[str, Router] = {}
+        self.links: dict[str, FakeLink] = {}
+        #: (from, to, data) of every message published.
+        self.published: list[tuple[str, str, bytes]] = []
+
+
+class FakeLink:
+    """An L{ILink} on a L{Bus}: delivered at the next reactor turn, like Redis."""
+
+    def __init__(self, bus: Bus, process_id: str) -> None:
+        self.bus = bus
+        self.process_id = process_id
+        self.up = True
+
+    def _check(self) -> None:
+        if not self.up:
+            raise ConnectionError("no link to Redis")
+
+    def publish(self, process: str, data: bytes) -> None:
+        if not self.up:
+            return
+        self.bus.published.append((self.process_id, process, data))
+        target = self.bus.routers.get(process)
+        if target is not None and process in self.bus.alive and self.bus.links[process].up:
+            self.bus.clock.callLater(0, target.received, data)
+
+    def _answer(self, value: Any) -> Deferred[Any]:
+        return fail(ConnectionError("no link to Redis")) if not self.up else succeed(value)
+
+    def locate(self, user: str) -> Deferred[str | None]:
+        where = self.bus.presence.get(user)
+        return self._answer(where if where in self.bus.alive else None)
+
+    def online(self) -> Deferred[list[str]]:
+        return self._answer([u for u, p in self.bus.presence.items() if p in self.bus.alive])
+
+    def claim(self, user: str) -> Deferred[str | None]:
+        old = self.bus.presence.get(user)
+        if self.up:
+            self.bus.presence[user] = self.process_id
+        return self._answer(old if old in self.bus.alive and old != self.process_id else None)
+
+    def release(self, user: str) -> None:
+        if self.up and self.bus.presence.get(user) == self.process_id:
+            del self.bus.presence[user]
+
+    def alive(self, processes: list[str]) -> Deferred[set[str]]:
+        return self._answer(set(processes) & self.bus.alive)
+
+
+class Cluster:
+    """Relays "a", "b", "c", ... on one bus, one network and one clock."""
+
+    def __init__(self, count: int = 2, limits: Limits = Limits()) -> None:
+        self.clock = Clock()
+        self.bus = Bus(self.clock)
+        self.relays: dict[str, Harness] = {}
+        network = None
+        for process in "abcdef"[:count]:
+            h = Harness(limits, clock=self.clock)
+            if network is None:
+                network = h.network
+            h.network = network
+            link = FakeLink(self.bus, process)
+            router = Router(h.relay, link, self.clock, TTL)
+            self.bus.routers[process], self.bus.links[process] = router, link
+            self.bus.alive.add(process)
+            router.link_up([])
+            self.relays[process] = h
+        assert network is not None
+        self.network = network
+
+    def login(self, process: str, name: str) -> RecordingClient:
+        client = self.relays[process].login(name)
+        self.pump()
+        client.take()
+        return client
+
+    def router(self, process: str) -> Router:
+        router = self.relays[process].relay.router
+        assert router is not None
+        return router
+
+    def pump(self) -> None:
+        self.network.pump()
+
+    def chatting(self, a: str = "alice", b: str = "bob") -> tuple[RecordingClient, RecordingClient]:
+        ca, cb = self.login("a", a), self.login("b", b)
+        ca.send(ChatRequest(b))
+        self.pump()
+        cb.send(ChatAccept(a))
+        self.pump()
+        ca.take()
+        cb.take()
+        return ca, cb
+
+    def kill(self, process: str) -> None:
+        """The process stops (SIGKILL): no more heartbeat, nothing published."""
+        self.bus.alive.discard(process)
+        self.bus.links[process].up = False
+        for link in list(self.network.links):
+            if link in self.relays[process].links.values():
+                self.network.links.remove(link)
+
+
+def der(name: str) -> bytes:
+    return keys.public_key_der(user_key(name).public_key())
+
+
+class ChatAcrossProcessesTests(unittest.TestCase):
+    """A chat between users on two processes, as on one relay."""
+
+    def test_requestAcceptRelayStop(self) -> None:
+        """
+        alice (process a) asks bob (process b): bob is asked, alice told the
+        request is pending; bob accepts: both get CHAT_STARTED with the
+        other's key, alice as initiator; RELAYs go both ways as RELAYED;
+        alice stops: both are told.
+        """
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        self.assertEqual(bob.take(), [ChatRequested("alice")])
+        self.assertEqual(alice.take(), [RequestPending("bob")])
+        bob.send(ChatAccept("alice"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatStarted("bob", der("bob"), 1)])
+        self.assertEqual(bob.take(), [ChatStarted("alice", der("alice"), 0)])
+        alice.send(Relay("bob", b"ciphertext 1"), Relay("bob", b"ciphertext 2"))
+        bob.send(Relay("alice", b"ciphertext 3"))
+        c.pump()
+        self.assertEqual(bob.take(), [Relayed("alice", b"ciphertext 1"),
+                                      Relayed("alice", b"ciphertext 2")])
+        self.assertEqual(alice.take(), [Relayed("bob", b"ciphertext 3")])
+        alice.send(ChatStop("bob"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatEnded("bob", Reason.STOPPED)])
+        self.assertEqual(bob.take(), [ChatEnded("alice", Reason.STOPPED)])
+        self.assertEqual(c.router("a").peers, {})
+        self.assertEqual(c.router("b").peers, {})
+
+    def test_relayBatchedPerTurn(self) -> None:
+        """
+        RELAYs to users on one process in one reactor turn are published as
+        one message to that process.
+        """
+        c = Cluster()
+        alice, bob = c.chatting()
+        before = len(c.bus.published)
+        alice.send(*[Relay("bob", b"m%d" % i) for i in range(5)])
+        c.pump()
+        self.assertEqual(len(c.bus.published) - before, 1)
+        self.assertEqual(len(bob.take()), 5)
+
+    def test_relayNoChat(self) -> None:
+        """A RELAY to a user elsewhere without a chat fails NO_CHAT, as on one relay."""
+        c = Cluster()
+        alice, _ = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(Relay("bob", b"x"))
+        c.pump()
+        self.assertEqual(alice.take(), [CommandFailed(Relay.TYPE, "bob", Reason.NO_CHAT)])
+
+    def test_offline(self) -> None:
+        """A request to a registered user online nowhere: CHAT_DECLINED(OFFLINE)."""
+        c = Cluster()
+        alice = c.login("a", "alice")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.OFFLINE)])
+        alice.send(ChatRequest("nobody"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("nobody", Reason.UNKNOWN_USER)])
+
+    def test_busy(self) -> None:
+        """A target elsewhere with as many chats as allowed: CHAT_DECLINED(BUSY)."""
+        c = Cluster(limits=Limits(max_chats=1))
+        c.chatting("carol", "bob")
+        alice = c.login("a", "alice")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.BUSY)])
+
+    def test_tooManyPending(self) -> None:
+        """A target elsewhere with as many requests as allowed: TOO_MANY_PENDING."""
+        c = Cluster(limits=Limits(max_incoming_requests=1))
+        carol, alice = c.login("a", "carol"), c.login("a", "alice")
+        c.login("b", "bob")
+        carol.send(ChatRequest("bob"))
+        c.pump()
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.TOO_MANY_PENDING)])
+
+    def test_timeout(self) -> None:
+        """Nobody answers: the requester is declined and the target withdrawn, TIMEOUT."""
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        alice.take()
+        bob.take()
+        c.network.advance(Limits().request_timeout + 1)
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.TIMEOUT)])
+        self.assertEqual(bob.take(), [RequestWithdrawn("alice", Reason.TIMEOUT)])
+        self.assertEqual(c.router("a").peers, {})
+
+    def test_cancel(self) -> None:
+        """The requester cancels: both told CANCELLED; accepting then fails NO_REQUEST."""
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        alice.take()
+        bob.take()
+        alice.send(ChatCancel("bob"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.CANCELLED)])
+        self.assertEqual(bob.take(), [RequestWithdrawn("alice", Reason.CANCELLED)])
+        bob.send(ChatAccept("alice"))
+        c.pump()
+        self.assertEqual(bob.take(), [CommandFailed(ChatAccept.TYPE, "alice", Reason.NO_REQUEST)])
+
+    def test_cancelCrossesAccept(self) -> None:
+        """
+        alice cancels while bob's accept is on its way: no chat starts on
+        either side; alice's cancel is answered, bob's accept fails NO_REQUEST.
+        """
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        alice.take()
+        bob.take()
+        alice.send(ChatCancel("bob"))
+        bob.send(ChatAccept("alice"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.CANCELLED)])
+        self.assertEqual(bob.take(), [CommandFailed(ChatAccept.TYPE, "alice", Reason.NO_REQUEST)])
+        self.assertEqual(dict(c.relays["a"].relay.sessions["alice"].chats), {})
+        self.assertEqual(dict(c.relays["b"].relay.sessions["bob"].chats), {})
+
+    def test_refuse(self) -> None:
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        bob.take()
+        alice.take()
+        bob.send(ChatRefuse("alice"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.REFUSED)])
+        self.assertEqual(bob.take(), [])
+
+    def test_requesterBusyAtAccept(self) -> None:
+        """
+        alice reached her chat limit before bob accepted: alice is told
+        BUSY (declined), bob's accept fails BUSY, and no chat starts.
+        """
+        c = Cluster(limits=Limits(max_chats=1))
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        carol = c.login("a", "carol")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        carol.send(ChatRequest("alice"))
+        c.pump()
+        alice.send(ChatAccept("carol"))
+        c.pump()
+        alice.take()
+        bob.take()
+        bob.send(ChatAccept("alice"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.BUSY)])
+        self.assertEqual(bob.take(), [CommandFailed(ChatAccept.TYPE, "alice", Reason.BUSY)])
+        self.assertNotIn("alice", c.relays["b"].relay.sessions["bob"].chats)
+
+    def test_crossingRequests(self) -> None:
+        """Both ask each other at once: both are declined ALREADY, nothing left open."""
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(ChatRequest("bob"))
+        bob.send(ChatRequest("alice"))
+        c.pump()
+        self.assertIn(ChatDeclined("bob", Reason.ALREADY), alice.take())
+        self.assertIn(ChatDeclined("alice", Reason.ALREADY), bob.take())
+        self.assertEqual((c.router("a").peers, c.router("b").peers), ({}, {}))
+
+    def test_requesterLeavesMidRequest(self) -> None:
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        bob.take()
+        c.relays["a"].links["alice"].close(ConnectionError("gone"))
+        c.pump()
+        self.assertEqual(bob.take(), [RequestWithdrawn("alice", Reason.GONE)])
+
+    def test_targetLeavesMidRequest(self) -> None:
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        alice.take()
+        c.relays["b"].links["bob"].close(ConnectionError("gone"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatDeclined("bob", Reason.GONE)])
+
+    def test_peerLeavesMidChat(self) -> None:
+        c = Cluster()
+        alice, bob = c.chatting()
+        c.relays["b"].links["bob"].close(ConnectionError("gone"))
+        c.pump()
+        self.assertEqual(alice.take(), [ChatEnded("bob", Reason.GONE)])
+        alice.send(Relay("bob", b"x"))
+        c.pump()
+        self.assertEqual(alice.take(), [CommandFailed(Relay.TYPE, "bob", Reason.NO_CHAT)])
+
+
+class PresenceTests(unittest.TestCase):
+    """Who is online, second logins, notices."""
+
+    def test_onlineEverywhere(self) -> None:
+        """ONLINE_LIST names the users of every process, in order."""
+        c = Cluster(3)
+        alice = c.login("a", "alice")
+        c.login("b", "bob")
+        c.login("c", "carol")
+        alice.send(ListOnline())
+        c.pump()
+        self.assertEqual(alice.take(), [OnlineList(("alice", "bob", "carol"), 3)])
+
+    def test_userListOnlineFlags(self) -> None:
+        """The mailbox's USER_LIST marks users online on any process."""
+        c = Cluster()
+        alice = c.login("a", "alice")
+        c.login("b", "bob")
+        alice.send(ListUsers(0))
+        c.pump()
+        [answer] = alice.take()
+        assert isinstance(answer, UserList)
+        online = {u.user for u in answer.users if u.online}
+        self.assertEqual(online, {"alice", "bob"})
+
+    def test_secondLoginElsewhere(self) -> None:
+        """
+        alice logs in again on process b: her session on a ends with
+        SESSION_REPLACED, and her chat peer (on c) is told REPLACED.
+        """
+        c = Cluster(3)
+        carol = c.login("c", "carol")
+        alice = c.login("a", "alice")
+        alice.send(ChatRequest("carol"))
+        c.pump()
+        carol.send(ChatAccept("alice"))
+        c.pump()
+        carol.take()
+        again = c.login("b", "alice")
+        c.pump()
+        self.assertEqual(peer_alert(alice), Alert.SESSION_REPLACED)
+        self.assertEqual(carol.take(), [ChatEnded("alice", Reason.REPLACED)])
+        self.assertEqual(c.bus.presence["alice"], "b")
+        self.assertIn("alice", c.relays["b"].relay.sessions)
+        self.assertNotIn("alice", c.relays["a"].relay.sessions)
+        self.assertFalse(again.ended)
+
+    def test_letterNoticeElsewhere(self) -> None:
+        """A letter stored for bob, online on another process, is announced to him there."""
+        c = Cluster()
+        alice, bob = c.login("a", "alice"), c.login("b", "bob")
+        alice.send(PostLetter("bob", b"\x01" * 16, b"sealed letter"))
+        c.pump()
+        arrived = bob.of_type(LetterArrived)
+        self.assertEqual([(m.sender, m.letter_id, m.size) for m in arrived],
+                         [("alice", b"\x01" * 16, len(b"sealed letter"))])
+
+
+class FailureTests(unittest.TestCase):
+    """Another process dies; Redis is lost and comes back."""
+
+    def test_deadProcess(self) -> None:
+        """
+        Process b dies mid-chat: at the next heartbeat a finds it gone and
+        tells alice the chat ended (GONE); requests with its users end too.
+        """
+        c = Cluster(3)
+        alice, _ = c.chatting()
+        carol = c.login("c", "carol")
+        c.login("b", "dave")
+        carol.send(ChatRequest("dave"))
+        c.pump()
+        carol.take()
+        c.kill("b")
+        for process in ("a", "c"):
+            c.router(process).check_peers()
+        c.pump()
+        self.assertEqual(alice.take(), [ChatEnded("bob", Reason.GONE)])
+        self.assertEqual(carol.take(), [ChatDeclined("dave", Reason.GONE)])
+        self.assertEqual(c.router("a").metrics.processes_gone._value.get(), 1)
+        # bob reconnects to another process, and they chat again
+        bob = c.login("c", "bob")
+        alice.send(ChatRequest("bob"))
+        c.pump()
+        bob.send(ChatAccept("alice"))
+        c.pump()
+        self.assertEqual(alice.take()[-1], ChatStarted("bob", der("bob"), 1))
+
+    def test_linkLostRefusesLogins(self) -> None:
+        """
+        Without Redis a process refuses logins with UNAVAILABLE, ends chats
+        with users elsewhere at once (GONE), keeps its own sessions, and
+        accepts logins again once linked.
+        """
+        c = Cluster()
+        alice, bob = c.chatting()
+        carol = c.login("a", "carol")
+        c.bus.links["a"].up = False
+        c.router("a").link_down("connection lost")
+        c.pump()
+        self.assertEqual(alice.take(), [ChatEnded("bob", Reason.GONE)])
+        refused, _ = c.relays["a"].connect("dave")
+        c.pump()
+        self.assertEqual(peer_alert(refused), Alert.UNAVAILABLE)
+        self.assertFalse(carol.ended)
+        c.bus.links["a"].up = True
+        c.router("a").link_up([])
+        dave = c.login("a", "dave")
+        self.assertFalse(dave.ended)
+        self.assertEqual(c.relays["a"].relay.metrics.refusals.labels("unavailable")._value.get(),
+                         1)
+
+    def test_othersToldWhenLinkBack(self) -> None:
+        """
+        Process a lost Redis for less than the TTL (so b never saw it die):
+        when linked again, a tells b of the chats and requests it ended, so
+        bob and dave are not left with half of them.
+        """
+        c = Cluster()
+        alice, bob = c.chatting()
+        carol, dave = c.login("a", "carol"), c.login("b", "dave")
+        carol.send(ChatRequest("dave"))
+        c.pump()
+        dave.take()
+        c.bus.links["a"].up = False
+        c.router("a").link_down("connection lost")
+        c.pump()
+        self.assertEqual(bob.take(), [])
+        c.bus.links["a"].up = True
+        c.router("a").link_up([])
+        c.pump()
+        self.assertEqual(bob.take(), [ChatEnded("alice", Reason.GONE)])
+        self.assertEqual(dave.take(), [RequestWithdrawn("carol", Reason.GONE)])
+        self.assertEqual((c.router("a").peers, c.router("b").peers), ({}, {}))
+
+    def test_cutOffAfterTTL(self) -> None:
+        """Without Redis for the TTL, every session here ends with UNAVAILABLE."""
+        c = Cluster()
+        carol = c.login("a", "carol")
+        c.bus.links["a"].up = False
+        c.router("a").link_down("connection lost")
+        c.network.advance(TTL - 1)
+        self.assertFalse(carol.ended)
+        c.network.advance(2)
+        self.assertEqual(peer_alert(carol), Alert.UNAVAILABLE)
+
+    def test_backBeforeTTL(self) -> None:
+        """Redis back within the TTL: nothing here is cut off."""
+        c = Cluster()
+        carol = c.login("a", "carol")
+        c.router("a").link_down("connection lost")
+        c.network.advance(TTL / 2)
+        c.router("a").link_up([])
+        c.network.advance(TTL)
+        self.assertFalse(carol.ended)
+
+    def test_replacedWhileCutOff(self) -> None:
+        """A user who logged in elsewhere while this process was cut off is ended here."""
+        c = Cluster()
+        carol = c.login("a", "carol")
+        c.router("a").link_down("connection lost")
+        c.router("a").link_up(["carol"])
+        c.pump()
+        self.assertEqual(peer_alert(carol), Alert.SESSION_REPLACED)
+
+
+class UntrustedInputTests(unittest.TestCase):
+    """What arrives from Redis is checked; nothing from it crashes the relay."""
+
+    def test_garbageDropped(self) -> None:
+        c = Cluster()
+        router = c.router("a")
+        logged: list[dict[str, Any]] = []
+        router.log = Logger(observer=logged.append)  # type: ignore[misc]
+        for junk in (b"", b"\x02\x01b", b"\x01\x01b\x09\x00\x00\x00\x00", b"\x01\x01b\x01\xff"):
+            router.received(junk)
+            router.received(junk)
+        self.assertEqual(router.metrics.bad._value.get(), 8)
+        self.assertEqual(len(logged), 4)  # each problem logged once
+
+    def test_relayWithoutChatDropped(self) -> None:
+        """A RELAY record for a user here without that chat is dropped."""
+        c = Cluster()
+        bob = c.login("b", "bob")
+        c.router("b").received(wire.header("a") + wire.relay("alice", "bob", b"forged"))
+        c.pump()
+        self.assertEqual(bob.take(), [])
+        self.assertEqual(c.router("b").metrics.dropped.labels("no-chat")._value.get(), 1)
+
+    def test_relayFromWrongProcessDropped(self) -> None:
+        """A RELAY claiming a chat peer who is on another process is dropped."""
+        c = Cluster(3)
+        alice, bob = c.chatting()
+        c.router("b").received(wire.header("c") + wire.relay("alice", "bob", b"forged"))
+        c.pump()
+        self.assertEqual(bob.take(), [])
+
+    def test_noticeTypeNotAllowed(self) -> None:
+        """A NOTICE record may carry only the notice messages; a RELAYED is dropped."""
+        c = Cluster()
+        bob = c.login("b", "bob")
+        body = Relayed("alice", b"forged").encode_body()
+        c.router("b").received(wire.header("a") + wire.notice("bob", Relayed.TYPE, body))
+        c.pump()
+        self.assertEqual(bob.take(), [])
+        self.assertEqual(c.router("b").metrics.bad._value.get(), 1)
+
+    def test_oversizedRelayDropped(self) -> None:
+        c = Cluster(limits=Limits(max_frame=1024))
+        alice, bob = c.chatting()
+        big = b"x" * (Limits(max_frame=1024).max_payload + 1)
+        c.router("b").received(wire.header("a") + wire.relay("alice", "bob", big))
+        c.pump()
+        self.assertEqual(bob.take(), [])
+        self.assertEqual(c.router("b").metrics.dropped.labels("too-large")._value.get(), 1)
