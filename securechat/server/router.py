@@ -452,6 +452,8 @@ class Router:
             return
         me.chats = _with(me.chats, target)
         self.relay.metrics.chats.inc()
+        self.log.info("chat started: {a} and {b} (process {process})", a=user, b=target,
+                      process=process)
         me.deliver(ChatStarted(target, keys.public_key_der(entry.public_key), 1))
         self._send(process, wire.event(wire.EVENT_STARTED, user, target))
 
