@@ -19,7 +19,12 @@ from twisted.trial import unittest
 from securechat.crypto import keys
 from securechat.errors import Alert
 from securechat.server import clusterwire as wire
+from securechat.crypto.groupstate import Action, apply_change
 from securechat.server.limits import Limits
+from securechat.server.mailbox import mailbox_limits
+from securechat.server.store.groupmemory import MemoryGroupStore
+from securechat.server.store.memory import MemoryMailboxStore
+from securechat.wire.groups import ChangeGroup, GroupChanged, GroupMessage, GroupPost
 from securechat.server.router import Router
 from securechat.wire.mailbox import LetterArrived, ListUsers, PostLetter, UserList
 from securechat.wire.relay import (
@@ -27,6 +32,7 @@ from securechat.wire.relay import (
     ChatStarted, ChatStop, CommandFailed, ListOnline, OnlineList, Reason, Relay, Relayed,
     RequestPending, RequestWithdrawn)
 from tests.relay_harness import Harness, RecordingClient, user_key
+from tests.test_groupstate import GID, Chain
 from tests.test_relay import peer_alert
 
 TTL = 9.0
@@ -88,17 +94,27 @@ class FakeLink:
     def alive(self, processes: list[str]) -> Deferred[set[str]]:
         return self._answer(set(processes) & self.bus.alive)
 
+    def locate_many(self, users: list[str]) -> Deferred[dict[str, str]]:
+        where = {u: self.bus.presence[u] for u in users
+                 if self.bus.presence.get(u) in self.bus.alive}
+        return self._answer(where)
+
 
 class Cluster:
     """Relays "a", "b", "c", ... on one bus, one network and one clock."""
 
-    def __init__(self, count: int = 2, limits: Limits = Limits()) -> None:
+    def __init__(self, count: int = 2, limits: Limits = Limits(), shared: bool = False) -> None:
         self.clock = Clock()
         self.bus = Bus(self.clock)
         self.relays: dict[str, Harness] = {}
         network = None
+        #: One store for all, as PostgreSQL would be (shared=True).
+        stores: dict[str, Any] = {}
+        if shared:
+            stores["store"] = MemoryMailboxStore(self.clock, mailbox_limits(limits))
+            stores["group_store"] = MemoryGroupStore(self.clock, 86400)
         for process in "abcdef"[:count]:
-            h = Harness(limits, clock=self.clock)
+            h = Harness(limits, clock=self.clock, **stores)
             if network is None:
                 network = h.network
             h.network = network
@@ -413,6 +429,87 @@ class PresenceTests(unittest.TestCase):
         arrived = bob.of_type(LetterArrived)
         self.assertEqual([(m.sender, m.letter_id, m.size) for m in arrived],
                          [("alice", b"\x01" * 16, len(b"sealed letter"))])
+
+
+class GroupAcrossProcessesTests(unittest.TestCase):
+    """
+    Groups on a store the processes share (PostgreSQL; here one in-memory
+    store for all): changes announced and messages fanned out once per
+    process that has members online.
+    """
+
+    def setUp(self) -> None:
+        self.c = Cluster(3, shared=True)
+        c = self.c
+        self.alice = c.login("a", "alice")
+        self.bob, self.carol = c.login("b", "bob"), c.login("b", "carol")
+        self.dave = c.login("c", "dave")
+        chain = Chain()
+        self.alice.send(ChangeGroup(chain.changes[0].encode()))
+        c.pump()
+        for member in ("bob", "carol", "dave"):
+            change = chain.next("alice", Action.ADD, target=member)
+            self.alice.send(ChangeGroup(change.encode()))
+            c.pump()
+            chain.state = apply_change(chain.state, change)
+            chain.changes.append(change)
+        self.chain = chain
+
+    def test_changesAnnounced(self) -> None:
+        """Each member elsewhere is told of the changes committed on another process."""
+        added = [GroupChanged(ch.encode()) for ch in self.chain.changes[1:]]
+        self.assertEqual(self.bob.of_type(GroupChanged), added)
+        self.assertEqual(self.dave.of_type(GroupChanged), added[2:])
+
+    def test_fanOutOncePerProcess(self) -> None:
+        """
+        One GROUP_POST on a: one GROUP record to b (naming bob and carol)
+        and one to c (dave); each member gets the message once.
+        """
+        for client in (self.alice, self.bob, self.carol, self.dave):
+            client.take()
+        before = len(self.c.bus.published)
+        self.alice.send(GroupPost(GID, b"sealed group body"))
+        self.c.pump()
+        groups = [(to, r.members) for _, to, data in self.c.bus.published[before:]
+                  for r in wire.decode(data)[1] if isinstance(r, wire.GroupRecord)]
+        self.assertEqual(sorted(groups), [("b", ("bob", "carol")), ("c", ("dave",))])
+        for client in (self.bob, self.carol, self.dave):
+            [message] = client.of_type(GroupMessage)
+            self.assertEqual((message.sender, message.body), ("alice", b"sealed group body"))
+        self.assertEqual(self.alice.of_type(GroupMessage), [])
+
+    def test_removedMemberSentNothing(self) -> None:
+        """A member removed on a is sent nothing more by b's fan-out."""
+        change = self.chain.next("alice", Action.REMOVE, target="carol")
+        self.alice.send(ChangeGroup(change.encode()))
+        self.c.pump()
+        self.carol.take()
+        self.bob.take()
+        self.bob.send(GroupPost(GID, b"after carol left"))
+        self.c.pump()
+        self.assertEqual(self.carol.of_type(GroupMessage), [])
+        self.assertEqual([m.body for m in self.dave.of_type(GroupMessage)], [b"after carol left"])
+        self.assertEqual([m.body for m in self.alice.of_type(GroupMessage)], [b"after carol left"])
+
+    def test_forgedGroupRecordDropped(self) -> None:
+        """
+        A GROUP record naming a user here who is not a member is not
+        delivered to that user (the membership is checked here); one for
+        a group that does not exist is dropped.
+        """
+        c = self.c
+        eve = c.login("b", "eve")
+        body = GroupMessage(GID, 1, "alice", 0, b"forged").encode_body()
+        c.router("b").received(wire.header("a") + wire.group(["eve", "bob"], body))
+        c.pump()
+        self.assertEqual(eve.of_type(GroupMessage), [])
+        self.assertEqual([m.body for m in self.bob.of_type(GroupMessage)], [b"forged"])
+        other = GroupMessage(bytes(16), 1, "alice", 0, b"no group").encode_body()
+        c.router("b").received(wire.header("a") + wire.group(["bob"], other))
+        c.pump()
+        self.assertEqual(self.bob.of_type(GroupMessage), [GroupMessage(GID, 1, "alice", 0,
+                                                                       b"forged")])
 
 
 class FailureTests(unittest.TestCase):

@@ -78,6 +78,17 @@ for i = 1, #ARGV do
 end
 return out
 """
+_LOCATE_MANY = """
+local out = {}
+for i = 1, #ARGV do
+  local p = redis.call('GET', 'securechat:user:' .. ARGV[i])
+  if p and redis.call('EXISTS', 'securechat:process:' .. p) == 1 then
+    out[#out + 1] = ARGV[i]
+    out[#out + 1] = p
+  end
+end
+return out
+"""
 _ONLINE = """
 local out = {}
 for _, p in ipairs(redis.call('SMEMBERS', 'securechat:processes')) do
@@ -405,6 +416,12 @@ class RedisCluster(Service):
 
     def online(self) -> Deferred[list[str]]:
         return self._eval(_ONLINE, []).addCallback(_texts)
+
+    def locate_many(self, users: list[str]) -> Deferred[dict[str, str]]:
+        def pairs(found: Any) -> dict[str, str]:
+            flat = _texts(found)
+            return dict(zip(flat[0::2], flat[1::2]))
+        return self._eval(_LOCATE_MANY, users).addCallback(pairs)
 
     def claim(self, user: str) -> Deferred[str | None]:
         return self._eval(_CLAIM, [user, self.process_id]).addCallback(_text)

@@ -60,7 +60,8 @@ from securechat.errors import ProtocolError
 from securechat.server import clusterwire as wire
 from securechat.server.remotechats import RemoteChats
 from securechat.server.session import _relayed_header_packer
-from securechat.wire.groups import GroupChanged
+from securechat.server import remotegroups
+from securechat.wire.groups import GroupChanged, GroupMessage
 from securechat.wire.mailbox import LetterArrived, PrekeysLow, ReceiptMessage
 from securechat.wire.messages import Message, Registry
 from securechat.wire.relay import ChatDeclined, ChatEnded, Reason, RequestWithdrawn
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
 
 #: The relay-to-client messages another process may have delivered here.
 NOTICES = Registry((LetterArrived, ReceiptMessage, PrekeysLow, GroupChanged))
+GROUP_MESSAGES = Registry((GroupMessage,))
 
 #: The chat event that carries each message the relay's chat logic sends
 #: to a user, and the field naming the user it is about.
@@ -106,6 +108,9 @@ class ILink(Protocol):
 
     def alive(self, processes: list[str]) -> Deferred[set[str]]:
         """Those of C{processes} whose heartbeat has not expired."""
+
+    def locate_many(self, users: list[str]) -> Deferred[dict[str, str]]:
+        """The live process of each of C{users} online (those offline left out)."""
 
 
 class ClusterMetrics:
@@ -221,6 +226,21 @@ class Router(RemoteChats):
                 self._send(process, wire.notice(user, message.TYPE, message.encode_body()))
         self.link.locate(user).addCallbacks(located, self._failed, errbackArgs=("a notice",))
 
+    def fan_out(self, members: list[str], body: bytes) -> None:
+        """
+        A GROUP_MESSAGE (its body) for C{members}, not here: published once
+        per process that has any of them online, naming those there.
+        """
+        def located(where: dict[str, str]) -> None:
+            by_process: dict[str, list[str]] = {}
+            for member, process in where.items():
+                if process != self.process_id:
+                    by_process.setdefault(process, []).append(member)
+            for process, there in by_process.items():
+                self._send(process, wire.group(sorted(there), body))
+        self.link.locate_many(members).addCallbacks(located, self._failed,
+                                                    errbackArgs=("a group message",))
+
     def _failed(self, failure: Failure, what: str) -> None:
         self._log_once(f"link:{what}", "cluster: {what} was not sent: {why}", what=what,
                        why=failure.getErrorMessage())
@@ -264,6 +284,18 @@ class Router(RemoteChats):
                                "{process}: {why}", process=process, why=e.detail)
                 return
             target.deliver(message)
+            if isinstance(message, GroupChanged):
+                remotegroups.changed(self.relay.groups, target, message)
+        elif isinstance(record, wire.GroupRecord):
+            try:
+                group_message = GROUP_MESSAGES.parse(GroupMessage.TYPE, record.body)
+            except ProtocolError as e:
+                self.metrics.bad.inc()
+                self._log_once(f"group:{e.code}", "cluster: dropped a group message from "
+                               "process {process}: {why}", process=process, why=e.detail)
+                return
+            assert isinstance(group_message, GroupMessage)
+            remotegroups.deliver(self.relay.groups, record.members, group_message, record.body)
         elif isinstance(record, wire.KickRecord):
             old = sessions.get(record.user)
             if old is not None and old.active:
@@ -271,8 +303,6 @@ class Router(RemoteChats):
                               "session here", user=record.user, process=process)
                 self.relay._leave(old, Reason.REPLACED)
                 old.protocol.terminate("session-replaced", "you logged in again elsewhere")
-        else:
-            self.metrics.dropped.labels("group").inc()
 
     def _relayed(self, process: str, record: wire.RelayRecord) -> None:
         sender, target = record.sender, self.relay.sessions.get(record.recipient)
