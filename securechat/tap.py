@@ -146,7 +146,10 @@ class Options(usage.Options):
         "the user directory, the certificate and the CRL at once (they are also re-read "
         "within seconds of changing).  The data directory must belong to the user running "
         "the relay (or root), with no file others can write and private keys only its "
-        "owner can read."
+        "owner can read.  "
+        "With --cluster, several relay processes (on this host or others, behind one "
+        "address) share their users through Redis: each gets its own --process-id and the "
+        "same data directory contents; a user on one process chats with users on any other."
     )
 
     optFlags: list[list[Any]] = [
