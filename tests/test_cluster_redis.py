@@ -7,6 +7,8 @@ real reactor; every wait is a bounded poll.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any, Callable, Generator
 
@@ -140,6 +142,34 @@ class LinkTests(unittest.TestCase):
         yield until(lambda: r1.available, "linked again")
         self.assertEqual(self.redis.command("GET", "securechat:user:alice"), b"p1")
         self.assertEqual(self.redis.command("EXISTS", "securechat:process:p1"), 1)
+
+    @inlineCallbacks
+    def test_partition(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        Redis stops answering but the connections stay open (a partition;
+        here redis-server is SIGSTOPped): the heartbeat's answer does not
+        come within a third of the TTL, the link is declared down; when
+        Redis answers again, the link comes back by itself.
+        """
+        one, r1 = self.link("p1", users=("alice",))
+        yield until(lambda: r1.available, "linked")
+        proc = self.redis.proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)
+        resumed = False
+
+        def resume() -> None:
+            nonlocal resumed
+            if not resumed:
+                resumed = True
+                os.kill(proc.pid, signal.SIGCONT)
+        self.addCleanup(resume)
+        started = time.monotonic()
+        yield until(lambda: not r1.available, "the link is down")
+        self.assertLess(time.monotonic() - started, TTL * 2)
+        resume()
+        yield until(lambda: r1.available, "linked again")
+        self.assertEqual(self.redis.command("GET", "securechat:user:alice"), b"p1")
 
     @inlineCallbacks
     def test_restoreFindsNewerLogin(self) -> Generator[Deferred[Any], Any, None]:

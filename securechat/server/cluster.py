@@ -313,7 +313,7 @@ class RedisCluster(Service):
             return
         other = self.commands or self.subscriber
         if other is not None and other.transport is not None:
-            other.transport.loseConnection()  # both start again from a clean state
+            other.transport.abortConnection()  # both start again from a clean state
         if self._beat is not None and self._beat.active():
             self._beat.cancel()
         self._beat = None
