@@ -373,6 +373,60 @@ class ChatAcrossProcessesTests(unittest.TestCase):
         self.assertEqual(alice.take(), [CommandFailed(Relay.TYPE, "bob", Reason.NO_CHAT)])
 
 
+class BackpressureAcrossProcessesTests(unittest.TestCase):
+    """A recipient on another process that does not read while its peer floods."""
+
+    LIMITS = Limits(queue_soft_limit=64 * 1024, queue_hard_limit=256 * 1024,
+                    stall_timeout=30, rate=1e6, burst=10**6)
+
+    def test_senderPausedThenResumed(self) -> None:
+        """
+        bob (process b) stops reading: alice (process a) is paused once his
+        queue passes the soft limit, his queue stays well under the hard
+        limit; when he reads again alice resumes and every message arrives,
+        in order.
+        """
+        c = Cluster(limits=self.LIMITS)
+        alice, bob = c.chatting()
+        c.relays["b"].links["bob"].client_transport.reading = False
+        alice_session = c.relays["a"].relay.sessions["alice"]
+        sent = 0
+        for i in range(400):
+            if alice_session.reading_paused:
+                break
+            alice.send(Relay("bob", i.to_bytes(4, "big") + b"x" * 1000))
+            sent += 1
+            c.pump()
+        self.assertTrue(alice_session.reading_paused)
+        bob_queue = c.relays["b"].relay.sessions["bob"].queue
+        assert bob_queue is not None
+        self.assertLess(bob_queue.bytes, self.LIMITS.queue_hard_limit // 2)
+        self.assertLess(sent, 400)
+        c.relays["b"].links["bob"].client_transport.reading = True
+        c.pump()
+        self.assertFalse(alice_session.reading_paused)
+        self.assertEqual(c.router("b").paused_by, {})
+        got = [int.from_bytes(m.payload[:4], "big") for m in bob.take()]
+        self.assertEqual(got, list(range(sent)))
+
+    def test_stalledRecipientDropped(self) -> None:
+        """
+        bob never reads again: after the stall timeout he is dropped as not
+        reading, and alice is told the chat ended and reads again.
+        """
+        c = Cluster(limits=self.LIMITS)
+        alice, bob = c.chatting()
+        c.relays["b"].links["bob"].client_transport.reading = False
+        alice_session = c.relays["a"].relay.sessions["alice"]
+        while not alice_session.reading_paused:
+            alice.send(Relay("bob", b"x" * 1000))
+            c.pump()
+        alice.take()
+        c.network.advance(self.LIMITS.stall_timeout + 1)
+        self.assertEqual(alice.of_type(ChatEnded), [ChatEnded("bob", Reason.GONE)])
+        self.assertFalse(alice_session.reading_paused)
+
+
 class PresenceTests(unittest.TestCase):
     """Who is online, second logins, notices."""
 

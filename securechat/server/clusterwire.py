@@ -57,8 +57,10 @@ MAX_MESSAGE = 1 << 20
 RELAY, EVENT, NOTICE, KICK, GROUP = 1, 2, 3, 4, 5
 
 #: Chat events (EVENT records): a request asked of the target's process,
-#: its answers, the two phases of an accept, and the three ends that the
-#: relay tells users on one process (docs/protocol.rst 11.4).
+#: its answers, the two phases of an accept, the three ends that the
+#: relay tells users on one process (docs/protocol.rst 11.4), and the
+#: backpressure of a chat (the recipient's process asks the sender's to
+#: pause and resume the sender's reading, as one relay does).
 EVENT_REQUEST = 1         # from asks to chat with to
 EVENT_PENDING = 2         # to (the target) was asked: from gets REQUEST_PENDING
 EVENT_DECLINED = 3        # CHAT_DECLINED(from, reason) to "to"
@@ -67,7 +69,9 @@ EVENT_ACCEPT = 5          # from accepted to's request (from's side reserved)
 EVENT_ACCEPT_FAILED = 6   # the accept could not complete (reason)
 EVENT_STARTED = 7         # the chat started on the requester's side
 EVENT_ENDED = 8           # CHAT_ENDED(from, reason) to "to"
-EVENTS = frozenset(range(1, 9))
+EVENT_PAUSE = 9           # from's queue is over its soft limit: stop reading "to"
+EVENT_RESUME = 10         # from's queue drained: read "to" again
+EVENTS = frozenset(range(1, 11))
 
 #: A process id (C{--process-id}): 1 to 64 of these characters.
 PROCESS_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")

@@ -257,6 +257,8 @@ class Relay(Chats):
         session.active = False
         self.mailbox.session_ended(session)
         self.groups.session_ended(session)
+        if self.router is not None:
+            self.router.paused_by.pop(session, None)
         if self.sessions.get(user) is session:
             del self.sessions[user]
             if self.router is not None:

@@ -134,7 +134,14 @@ class RemoteChats:
                 self.relay._drop_request(other, user)
                 self.peers.pop((user, other), None)
                 me.deliver(RequestWithdrawn(other, _reason(r.reason)))
+        elif kind == wire.EVENT_PAUSE:
+            if other in me.chats:
+                me.pause_reading(f"peer:{other}")
+                self.relay.metrics.senders_paused.inc()
+        elif kind == wire.EVENT_RESUME:
+            me.resume_reading(f"peer:{other}")
         elif kind == wire.EVENT_ENDED:
+            me.resume_reading(f"peer:{other}")
             if other in me.chats:
                 me.chats.pop(other, None)
                 self.relay.metrics.chats.dec()

@@ -24,10 +24,14 @@ State kept here, per process:
     chat (CHAT_STARTED to the requester), then the target gets its own
     CHAT_STARTED.  A race (a cancel crossing an accept, crossing requests)
     ends with each user told once, as on one process.
-  - Cross-process chats are not flow-controlled over Redis: a recipient
-    whose queue passes the hard limit is dropped as not reading (its
-    senders are told the chat ended), over the soft limit its stall timer
-    starts; a local sender is never paused for a remote recipient.
+  - Backpressure across processes: when a relayed message takes a
+    recipient's queue over the soft limit, the recipient's process asks the
+    sender's to pause the sender's reading (EVENT_PAUSE) and starts the
+    recipient's stall timer; once the queue drains to half the soft limit
+    it asks for the sender to be resumed (EVENT_RESUME).  Messages already
+    on their way still arrive, so the queue can pass the soft limit by
+    what was in flight; past the hard limit the recipient is dropped as
+    not reading, as on one relay.
 
 Failures (each with one log line and a metric):
 
@@ -162,6 +166,9 @@ class Router(RemoteChats):
         self._flush: IDelayedCall | None = None
         self._cutoff: IDelayedCall | None = None
         self._heads: dict[str, Callable[[int], bytes]] = {}
+        #: Per session here, the senders elsewhere its queue paused (and
+        #: their processes), to be resumed when it drains.
+        self.paused_by: dict[UserSession, dict[str, str]] = {}
         #: What the other processes are told when the link is back: the
         #: chats and requests this process ended while it was down.
         self._owed: list[tuple[str, bytes]] = []
@@ -332,6 +339,19 @@ class Router(RemoteChats):
                                         "bytes (from another process)")
         elif queue.bytes > limits.queue_soft_limit:
             target.start_stall_timer()
+            paused = self.paused_by.get(target)
+            if paused is None:
+                paused = self.paused_by[target] = {}
+            if sender not in paused:
+                paused[sender] = process
+                self._send(process, wire.event(wire.EVENT_PAUSE, record.recipient, sender))
+
+    def drained(self, session: UserSession) -> None:
+        """C{session}'s queue drained: the senders elsewhere it paused read again."""
+        paused = self.paused_by.pop(session, None)
+        if paused and session.user is not None:
+            for sender, process in paused.items():
+                self._send(process, wire.event(wire.EVENT_RESUME, session.user, sender))
 
     # -- presence -------------------------------------------------------------
 
@@ -396,6 +416,7 @@ class Router(RemoteChats):
             ended += 1
             if other in me.chats:
                 me.chats.pop(other, None)
+                me.resume_reading(f"peer:{other}")
                 me.deliver(ChatEnded(other, Reason.GONE))
                 self.relay.metrics.chats.dec()
                 kind = wire.EVENT_ENDED
