@@ -332,15 +332,26 @@ class ChatAcrossProcessesTests(unittest.TestCase):
         self.assertNotIn("alice", c.relays["b"].relay.sessions["bob"].chats)
 
     def test_crossingRequests(self) -> None:
-        """Both ask each other at once: both are declined ALREADY, nothing left open."""
-        c = Cluster()
-        alice, bob = c.login("a", "alice"), c.login("b", "bob")
-        alice.send(ChatRequest("bob"))
-        bob.send(ChatRequest("alice"))
-        c.pump()
-        self.assertIn(ChatDeclined("bob", Reason.ALREADY), alice.take())
-        self.assertIn(ChatDeclined("alice", Reason.ALREADY), bob.take())
-        self.assertEqual((c.router("a").peers, c.router("b").peers), ({}, {}))
+        """
+        Both ask each other at once: as on one relay when alice's came
+        first, alice's request stands (bob is asked, alice told it is
+        pending) and bob's fails ALREADY; bob can accept, and they chat.
+        """
+        for first, second in (("alice", "bob"), ("bob", "alice")):
+            c = Cluster()
+            alice, bob = c.login("a", "alice"), c.login("b", "bob")
+            clients = {"alice": alice, "bob": bob}
+            clients[first].send(ChatRequest(second))
+            clients[second].send(ChatRequest(first))
+            c.pump()
+            self.assertEqual(alice.take(), [RequestPending("bob")])
+            self.assertEqual(sorted(bob.take(), key=repr), sorted(
+                [ChatRequested("alice"), CommandFailed(ChatRequest.TYPE, "alice", Reason.ALREADY)],
+                key=repr))
+            bob.send(ChatAccept("alice"))
+            c.pump()
+            self.assertEqual(alice.take(), [ChatStarted("bob", der("bob"), 1)])
+            self.assertEqual(bob.take(), [ChatStarted("alice", der("alice"), 0)])
 
     def test_requesterLeavesMidRequest(self) -> None:
         c = Cluster()

@@ -22,7 +22,7 @@ from securechat.server import clusterwire as wire
 from securechat.server.session import _with
 from securechat.wire.messages import Message
 from securechat.wire.relay import (
-    ChatAccept, ChatDeclined, ChatEnded, ChatRequested, ChatStarted, CommandFailed, Reason,
+    ChatAccept, ChatDeclined, ChatEnded, ChatRequest, ChatRequested, ChatStarted, CommandFailed, Reason,
     RequestPending, RequestWithdrawn)
 
 if TYPE_CHECKING:
@@ -173,7 +173,18 @@ class RemoteChats:
             self._send(process, wire.event(wire.EVENT_DECLINED, name, requester, reason))
         if target is None or not target.active:
             return decline(Reason.OFFLINE)
-        if requester in target.chats or requester in target.incoming or requester in target.outgoing:
+        if requester in target.outgoing:
+            # The two asked each other at once, each on its process.  As if
+            # the request of the name that sorts first had come first: it
+            # stands, the other fails ALREADY (on the process of the one
+            # that made it, which sees the same crossing).
+            if name < requester:
+                return  # ours stands; the requester's process fails its request
+            target.outgoing.pop(requester, None)
+            self.peers.pop((name, requester), None)
+            relay.metrics.chat_requests.labels("already").inc()
+            target.deliver(CommandFailed(ChatRequest.TYPE, requester, Reason.ALREADY))
+        if requester in target.chats or requester in target.incoming:
             return decline(Reason.ALREADY)
         if len(target.incoming) >= limits.max_incoming_requests:
             return decline(Reason.TOO_MANY_PENDING)
