@@ -352,7 +352,10 @@ class RedisCluster(Service):
         def up(_: Any) -> None:
             self._registering = False
             if self.commands is not commands or self.subscriber is not subscriber:
-                return  # lost again meanwhile
+                # Lost (and perhaps back) meanwhile: again, on what is there now.
+                if self.commands is not None and self.subscriber is not None:
+                    self._register()
+                return
             self.linked = True
             self._unreachable_logged = False
             self._schedule_beat()
