@@ -112,13 +112,22 @@ LIMIT_OPTIONS = [
 ]
 
 
+#: --presence-ttl (its default is a float, unlike the other parameters here).
+_PRESENCE_TTL: list[Any] = ["presence-ttl", None, 10.0,
+     "Seconds a process's presence lasts in Redis without a heartbeat (one goes out "
+     "every third of it): a dead process's users drop out within this time, and a "
+     "process cut off from Redis this long ends its sessions.  Only with --cluster.",
+     _positive(float, "presence-ttl")]
+
+
 class Options(usage.Options):
     """
     Options for C{twistd securechat}.
     """
 
     synopsis = ("[--data-dir DIR [--init]] [--listen ENDPOINT ...] [--listen-websocket ENDPOINT ...] "
-                "[--websocket-origin ORIGIN ...] [--web ENDPOINT] [--metrics ENDPOINT] [limits]")
+                "[--websocket-origin ORIGIN ...] [--web ENDPOINT] [--metrics ENDPOINT] "
+                "[--cluster URL [--process-id ID]] [limits]")
     longdesc = (
         "Run the securechat relay.  With no options it uses the data directory "
         "$SECURECHAT_DATA_DIR or ~/.local/share/securechat, creating it on first run "
@@ -137,7 +146,10 @@ class Options(usage.Options):
         "the user directory, the certificate and the CRL at once (they are also re-read "
         "within seconds of changing).  The data directory must belong to the user running "
         "the relay (or root), with no file others can write and private keys only its "
-        "owner can read."
+        "owner can read.  "
+        "With --cluster, several relay processes (on this host or others, behind one "
+        "address) share their users through Redis: each gets its own --process-id and the "
+        "same data directory contents; a user on one process chats with users on any other."
     )
 
     optFlags: list[list[Any]] = [
@@ -167,6 +179,18 @@ class Options(usage.Options):
          "(keep the password in ~/.pgpass or $PGPASSFILE, not in the URL).  The user "
          "directory and the CRL stay in the data directory.  A database that cannot be "
          "reached stops start-up."],
+        ["cluster", None, None,
+         "Run as one of several relay processes sharing their users through Redis: "
+         "redis://HOST[:PORT][/DB] or unix:///PATH/redis.sock (needs the extra "
+         "securechat[cluster]).  Every process must use the same Redis and the same user "
+         "directory and certificates; users on different processes chat as on one.  A "
+         "process without its link to Redis refuses logins (UNAVAILABLE) [default: off, "
+         "one process]"],
+        ["process-id", None, None,
+         "This process's id in the cluster, unique among the processes on one Redis "
+         "(1 to 64 letters, digits, '.', '_', ':', '-'), e.g. relay1 [default: the host "
+         "name and the process id, e.g. myhost-1234]"],
+        _PRESENCE_TTL,
     ] + [
         [name, None, getattr(_D, field), help, _positive(kind, name)]
         for name, field, kind, help in LIMIT_OPTIONS
@@ -244,6 +268,7 @@ class Options(usage.Options):
             check_store(self["store"])
         except UnusableDatabase as e:
             raise usage.UsageError(str(e)) from None
+        self._check_cluster()
         # Only the default directory is created unasked: a mistyped
         # --data-dir must not silently become a new CA.
         self["create"] = self["data-dir"] is None or bool(self["init"])
@@ -270,6 +295,28 @@ class Options(usage.Options):
         # --syslog chose another observer): securechat.server.logtext.
         from securechat.server import logtext
         logtext.install(getattr(self, "parent", None))
+
+
+    def _check_cluster(self) -> None:
+        """--cluster and --process-id: checked now, so a mistake stops start-up."""
+        if self["cluster"] is None:
+            if self["process-id"] is not None:
+                raise usage.UsageError("--process-id needs --cluster")
+            return
+        try:
+            import txredisapi  # noqa: F401
+        except ImportError:
+            raise usage.UsageError("--cluster needs txredisapi: pip install "
+                                   "'securechat[cluster]'") from None
+        from securechat.server.cluster import (ClusterConfigError, check_process_id,
+                                               default_process_id, parse_url)
+        try:
+            parse_url(self["cluster"])
+            if self["process-id"] is None:
+                self["process-id"] = default_process_id()
+            check_process_id(self["process-id"])
+        except ClusterConfigError as e:
+            raise usage.UsageError(str(e)) from None
 
 
 def _check_endpoint(description: str, option: str) -> None:
@@ -303,7 +350,8 @@ def makeService(options: Options) -> IService:
             options["data-dir"], options["listen"], options["metrics"], options["limits"],
             create=options["create"], allow_readable_keys=bool(options["allow-readable-keys"]),
             websocket=options["listen-websocket"], origins=options["websocket-origin"],
-            web=options["web"], store=options["store"],
+            web=options["web"], store=options["store"], cluster=options["cluster"],
+            process_id=options["process-id"], presence_ttl=options["presence-ttl"],
         )
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")

@@ -338,9 +338,12 @@ class Groups:
             told.add(gone)
         notice = GroupChanged(change)
         sessions = self.relay.sessions
+        router = self.relay.router
         for member in sorted(told):
             target = sessions.get(member)
             if target is None:
+                if router is not None:
+                    router.notify(member, notice)
                 continue
             if target is not session:
                 target.deliver(notice)
@@ -384,12 +387,13 @@ class Groups:
         encoded = _encoded(stored)
         gid, seq, sender = stored.group_id, stored.seq, stored.sender
         sessions, positions = self.relay.sessions, self._live
-        copies = 0
+        copies, elsewhere = 0, []
         for member in live.state.members:
             if member == sender:
                 continue
             target = sessions.get(member)
             if target is None:
+                elsewhere.append(member)
                 continue
             delivered = positions.get(target)
             if delivered is None or delivered.get(gid, seq) >= seq:
@@ -398,6 +402,8 @@ class Groups:
             self._push(target, encoded)
             copies += 1
         self.metrics.group_copies.inc(copies)
+        if elsewhere and self.relay.router is not None:  # once per process with members
+            self.relay.router.fan_out(elsewhere, encoded[1])
 
     def _push(self, target: UserSession, encoded: tuple[bytes, bytes]) -> None:
         """

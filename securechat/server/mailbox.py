@@ -206,6 +206,8 @@ class Mailbox:
         target = self.relay.sessions.get(user)
         if target is not None:
             target.deliver(message)
+        elif self.relay.router is not None:
+            self.relay.router.notify(user, message)
 
     # -- answers in order ---------------------------------------------------
 
@@ -474,8 +476,13 @@ class Mailbox:
             return StatusList(fitted, len(found))  # type: ignore[arg-type]
         return self.store.sent_status(user, None).addCallback(listed)
 
-    def _list_users(self, session: UserSession, message: ListUsers) -> Message:
-        online = self.relay.sessions
+    def _list_users(self, session: UserSession, message: ListUsers) -> Deferred[Message] | Message:
+        router = self.relay.router
+        if router is not None:  # online on any process
+            return router.online().addCallback(lambda names: self._user_list(message, set(names)))
+        return self._user_list(message, self.relay.sessions)
+
+    def _user_list(self, message: ListUsers, online: Any) -> Message:
         names = sorted((e.name for e in self.relay.directory.entries() if not e.revoked),
                        key=lambda name: name.encode())
         entries = [UserEntry(name, 1 if name in online else 0) for name in names[message.offset:]]

@@ -402,7 +402,8 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
                   allow_readable_keys: bool = False,
                   now: Callable[[], datetime.datetime] | None = None,
                   websocket: Sequence[str] = (), origins: Sequence[str] = (),
-                  web: str | None = None, store: str = SQLITE) -> RelayService:
+                  web: str | None = None, store: str = SQLITE, cluster: str | None = None,
+                  process_id: str | None = None, presence_ttl: float = 10.0) -> RelayService:
     """
     Build the whole service tree, or raise L{StartupError} /
     L{CorruptDataDir} saying what is wrong.  C{store} is C{--store}
@@ -428,6 +429,12 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     purge_service(groups, clock, what="group messages", name="group-purge").setServiceParent(
         service)
     service.created = created
+    if cluster is not None:
+        from securechat.server.cluster import RedisCluster, default_process_id
+        from securechat.server.router import Router
+        link = RedisCluster(cluster, process_id or default_process_id(), presence_ttl, clock)
+        link.router = Router(relay, link, clock, presence_ttl)
+        link.setServiceParent(service)
     factory = RelayFactory(relay)
     factory.noisy = False
     for description in listen:
