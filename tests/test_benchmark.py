@@ -128,7 +128,8 @@ class RelayCommandTests(unittest.TestCase):
         No benchmark script passes a device as twistd's log file.
         """
         for name in ("run.py", "loadgen.py", "baseline.py", "mailbox_bench.py",
-                     "letterload.py", "group_bench.py", "groupload.py", "hs_ab.py"):
+                     "letterload.py", "group_bench.py", "groupload.py", "hs_ab.py",
+                     "cluster_bench.py"):
             with open(os.path.join(ROOT, "benchmarks", name)) as f:
                 self.assertNotRegex(f.read(), r"--logfile[= ]+['\"]?/dev/", name)
 
