@@ -8,11 +8,14 @@ process, in the same run.
     python benchmarks/cluster_bench.py --smoke          # tiny counts
     python benchmarks/cluster_bench.py --store postgresql:///securechat?host=/run/postgresql
 
-The load is benchmarks/run.py's "1:1 saturation" case (benchmarks/loadgen.py
---case pairs): N pairs of users in open chats (set up with the real
-handshakes), each sender keeping a window of 100-byte RELAY messages in
-flight, the next sent when one is delivered.  Two set-ups take turns, run
-by run, so drift on a shared machine hits both alike:
+The loads are two of benchmarks/run.py's cases (benchmarks/loadgen.py): N
+pairs of users in open chats (set up with the real handshakes) sending
+100-byte RELAY messages, either each sender keeping 8 in flight, the next
+sent when one is delivered ("saturation", --case pairs), or 2,000 a second
+in all, spread evenly ("light", --case light).  The relays batch what
+crosses to another process per reactor turn, so the two differ most in
+Redis commands per message.  Two set-ups take turns, run by run, so drift
+on a shared machine hits both alike:
 
 - one process: one relay; every pair on it.
 - two processes: relays A and B joined by a throwaway Redis
@@ -222,11 +225,12 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-def measure(relays: Sequence[Relay], redis: Redis | None, data_dir: str, pairs: int,
-            messages: int, first_user: int) -> dict[str, Any]:
+def measure(relays: Sequence[Relay], redis: Redis | None, data_dir: str,
+            case: Sequence[str], first_user: int) -> dict[str, Any]:
     """
-    One run of the pairs case: senders on C{relays[0]}, recipients on
-    C{relays[-1]}; CPU of every process counted around the measured phase.
+    One run of a loadgen.py case (C{case}: its options): senders on
+    C{relays[0]}, recipients on C{relays[-1]}; CPU of every process counted
+    around the measured phase.
     """
     pids = {relay.name: relay.proc.pid for relay in relays}
     if redis is not None:
@@ -234,8 +238,7 @@ def measure(relays: Sequence[Relay], redis: Redis | None, data_dir: str, pairs: 
     argv = run.pinned(1) + [
         sys.executable, os.path.join(HERE, "loadgen.py"), "--target", "securechat",
         "--port", str(relays[0].port), "--peer-port", str(relays[-1].port),
-        "--data-dir", data_dir, "--case", "pairs", "--pairs", str(pairs),
-        "--messages", str(messages), "--window", "8", "--first-user", str(first_user)]
+        "--data-dir", data_dir, *case, "--first-user", str(first_user)]
     errors = tempfile.TemporaryFile("w+")
     gen = subprocess.Popen(argv, env=run.environment(), stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=errors, text=True)
@@ -324,9 +327,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--store", metavar="URL",
                    help="pass --store URL to every relay (for example postgresql://...) "
                         "[default: the SQLite mailbox in the benchmark's data directory]")
+    p.add_argument("--only", choices=("saturation", "light"), action="append",
+                   help="run only this case (repeatable; default both): saturation, each "
+                        "sender keeping 8 messages in flight; light, 2,000 messages a second "
+                        "spread evenly")
     p.add_argument("--pairs", type=int, default=None, help="chatting pairs (default 50)")
     p.add_argument("--messages", type=int, default=None,
-                   help="messages each sender sends per run (default 2000)")
+                   help="saturation: messages each sender sends per run (default 2000)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="light: seconds of each run (default 4)")
     p.add_argument("--repeats", type=int, default=None,
                    help="measured runs of each half (default 7), after one warm-up run")
     p.add_argument("--smoke", action="store_true", help="tiny counts: checks it still runs")
@@ -334,6 +343,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     pairs = args.pairs or (2 if args.smoke else 50)
     messages = args.messages or (5 if args.smoke else 2000)
+    seconds = args.seconds or (0.05 if args.smoke else 4.0)
+    cases = {
+        "saturation": (f"1:1 saturation, {pairs} pairs x {messages} messages",
+                       ["--case", "pairs", "--pairs", str(pairs), "--messages", str(messages),
+                        "--window", "8"]),
+        "light": (f"light 2000 msg/s, {pairs} pairs for {seconds:g} s",
+                  ["--case", "light", "--pairs", str(pairs), "--rate", "2000", "--duration",
+                   str(seconds)]),
+    }
+    cases = {name: case for name, case in cases.items() if not args.only or name in args.only}
     repeats = args.repeats or (1 if args.smoke else 7)
     try:
         if not args.single_only:
@@ -365,25 +384,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cluster.append(Relay(name, data_dir, work, store + [
                     "--cluster", redis.url, "--process-id", f"bench-{name}"]))
                 processes.append(cluster[-1])
-        runs: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
+        results: dict[str, dict[str, dict[str, float]]] = {}
         first = 0
-        for attempt in range(repeats + (0 if args.smoke else 1)):
-            for half in ("one", "two"):
-                if half == "two" and not cluster:
-                    continue
-                relays = [single] if half == "one" else cluster
-                result = measure(relays, redis if half == "two" else None, data_dir, pairs,
-                                 messages, first)
-                first = (first + 2 * pairs) % (users - 2 * pairs + 1)
-                if attempt or args.smoke:
-                    runs[half].append(result)
-        print(f"1:1 messages, {pairs} pairs x {messages} messages, medians of {repeats} runs "
-              "(CPU: relays and Redis, microseconds per delivered message)")
-        print_table(summarize(runs["one"]), summarize(runs["two"]) if runs["two"] else None)
+        for name, (title, case) in cases.items():
+            runs: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
+            for attempt in range(repeats + (0 if args.smoke else 1)):
+                for half in ("one", "two"):
+                    if half == "two" and not cluster:
+                        continue
+                    relays = [single] if half == "one" else cluster
+                    result = measure(relays, redis if half == "two" else None, data_dir, case,
+                                     first)
+                    first = (first + 2 * pairs) % (users - 2 * pairs + 1)
+                    if attempt or args.smoke:
+                        runs[half].append(result)
+            print(f"{title}, medians of {repeats} runs (CPU: relays and Redis, microseconds "
+                  "per delivered message)")
+            results[name] = {half: summarize(r) for half, r in runs.items() if r}
+            print_table(results[name]["one"], results[name].get("two"))
+            print()
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({half: summarize(r) for half, r in runs.items() if r}, f, indent=2)
-        print(f"\ntotal time {time.monotonic() - started:.0f} s")
+                json.dump(results, f, indent=2)
+        print(f"total time {time.monotonic() - started:.0f} s")
     finally:
         for process in reversed(processes):
             process.stop()

@@ -264,9 +264,9 @@ class ClusterBenchmarkTests(unittest.TestCase):
 
     def test_singleProcessHalfSmoke(self) -> None:
         """
-        With --single-only the one-process half runs with tiny counts and
-        reports CPU per message, throughput and latency for it, saying the
-        two-process half was not run.
+        With --single-only the one-process half runs both cases (saturation
+        and light) with tiny counts and reports CPU per message, throughput
+        and latency for each, saying the two-process half was not run.
         """
         result = subprocess.run(
             [sys.executable, os.path.join(ROOT, "benchmarks", "cluster_bench.py"), "--smoke",
@@ -274,6 +274,8 @@ class ClusterBenchmarkTests(unittest.TestCase):
             capture_output=True, text=True, env=environment(), cwd=ROOT, timeout=300)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         out = result.stdout
+        self.assertRegex(out, r"(?m)^1:1 saturation, 2 pairs x 5 messages, medians of 1 runs")
+        self.assertRegex(out, r"(?m)^light 2000 msg/s, 2 pairs for 0\.05 s, medians of 1 runs")
         self.assertRegex(out, r"metric\s+one process\s+two processes\s+ratio")
         for metric in ("cpu_us_per_msg", "msgs_per_s", "p50_ms", "p99_ms"):
             self.assertRegex(out, rf"(?m)^{metric}\s+\d+\.\d\d\s+-\s+-$")
