@@ -13,6 +13,7 @@ from twisted.application.service import IService
 from twisted.internet.testing import MemoryReactor
 from twisted.internet.endpoints import serverFromString
 from OpenSSL.SSL import Error as SSLError
+from twisted.logger import Logger
 from twisted.python import usage
 
 from securechat import __version__
@@ -127,7 +128,7 @@ class Options(usage.Options):
 
     synopsis = ("[--data-dir DIR [--init]] [--listen ENDPOINT ...] [--listen-websocket ENDPOINT ...] "
                 "[--websocket-origin ORIGIN ...] [--web ENDPOINT] [--metrics ENDPOINT] "
-                "[--cluster URL [--process-id ID]] [limits]")
+                "[--cluster URL [--process-id ID]] [--reuse-port] [limits]")
     longdesc = (
         "Run the securechat relay.  With no options it uses the data directory "
         "$SECURECHAT_DATA_DIR or ~/.local/share/securechat, creating it on first run "
@@ -142,6 +143,7 @@ class Options(usage.Options):
         "listener (ssl: for wss://, or behind a reverse proxy), to pages from the origins "
         "given with --websocket-origin only.  --web serves the browser client's page "
         "with the same WebSocket at /relay beside it (off by default).  "
+        "--reuse-port lets several relay processes on this host accept on one port.  "
         "Users added, re-keyed or revoked are seen at the next login; SIGHUP re-reads "
         "the user directory, the certificate and the CRL at once (they are also re-read "
         "within seconds of changing).  The data directory must belong to the user running "
@@ -157,6 +159,12 @@ class Options(usage.Options):
          "certificate for localhost) if it does not exist yet or is empty."],
         ["allow-readable-keys", None, "Accept a CA or relay private key that its group or "
          "others can read (refused by default)."],
+        ["reuse-port", None, "Listen on the tcp:, tcp6: and ssl: endpoints of --listen, "
+         "--listen-websocket and --web with SO_REUSEPORT (Linux only), so that several relay "
+         "processes of the same system user on this host accept on the same port and the "
+         "kernel spreads new connections among them; every process must be started with it. "
+         "--metrics is never shared: give each process its own. Each process knows only the "
+         "users connected to it (see README.rst, \"Running several relay processes\")."],
     ]
 
     optParameters: list[list[Any]] = [
@@ -269,6 +277,9 @@ class Options(usage.Options):
         except UnusableDatabase as e:
             raise usage.UsageError(str(e)) from None
         self._check_cluster()
+        if self["reuse-port"]:
+            _check_reuse_port(self["listen"] + self["listen-websocket"]
+                              + ([self["web"]] if self["web"] is not None else []))
         # Only the default directory is created unasked: a mistyped
         # --data-dir must not silently become a new CA.
         self["create"] = self["data-dir"] is None or bool(self["init"])
@@ -336,6 +347,22 @@ def _check_endpoint(description: str, option: str) -> None:
         raise usage.UsageError(f"{option}: bad endpoint {description!r}: {e}") from None
 
 
+def _check_reuse_port(endpoints: list[str]) -> None:
+    """
+    Refuse C{--reuse-port} where it cannot do what it says: on a platform
+    without Linux's SO_REUSEPORT, or with no endpoint it applies to.
+    """
+    from securechat.server.reuseport import ReusePortUnavailable, applies_to, reuse_port_option
+    try:
+        reuse_port_option()
+    except ReusePortUnavailable as e:
+        raise usage.UsageError(f"--reuse-port: {e}") from None
+    if not any(applies_to(e) for e in endpoints):
+        raise usage.UsageError(
+            "--reuse-port applies to tcp:, tcp6: and ssl: endpoints, and none is given (a unix: "
+            "path cannot be shared; a systemd: socket takes ReusePort= in its socket unit)")
+
+
 def makeService(options: Options) -> IService:
     """
     The relay's service tree (see L{securechat.server.service.relay_service}).
@@ -352,10 +379,16 @@ def makeService(options: Options) -> IService:
             websocket=options["listen-websocket"], origins=options["websocket-origin"],
             web=options["web"], store=options["store"], cluster=options["cluster"],
             process_id=options["process-id"], presence_ttl=options["presence-ttl"],
+            reuse_port=bool(options["reuse-port"]),
         )
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")
         raise SystemExit(1) from None
+    if options["reuse-port"] and not options["cluster"]:
+        Logger().warn(
+            "--reuse-port: other relay processes may accept on this port too, and each knows "
+            "only the users connected to it: users on different processes cannot reach each "
+            "other (fine while a new process takes over from an old one)")
     # Started last: freezes what start-up made (securechat.server.collector).
     CollectorTuning().setServiceParent(service)
     return service

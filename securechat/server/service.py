@@ -64,17 +64,12 @@ from securechat.server.relay import Relay, RelayFactory, ServerCredentials
 from securechat.server.store import (
     SQLITE, IMailboxStore, UnusableDatabase, group_store, mailbox_store)
 from securechat.server.store.expiry import purge_service
-from securechat.server.startup import (client_server_option, inherited_sockets, systemd_problem,
-                                       tool_command)
+from securechat.server.listeners import listening_service, websocket_listeners
+from securechat.server.startup import (StartupError, client_server_option, inherited_sockets,
+                                       systemd_problem, tool_command)
 from securechat.wire.messages import CertificateIdentity
 
 DEFAULT_SERVER_NAMES = ["localhost", "127.0.0.1", "::1"]
-
-
-class StartupError(Exception):
-    """
-    The relay cannot start; the message says why in one sentence.
-    """
 
 
 #: What the operator does about each way the relay's own credentials fail.
@@ -403,11 +398,15 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
                   now: Callable[[], datetime.datetime] | None = None,
                   websocket: Sequence[str] = (), origins: Sequence[str] = (),
                   web: str | None = None, store: str = SQLITE, cluster: str | None = None,
-                  process_id: str | None = None, presence_ttl: float = 10.0) -> RelayService:
+                  process_id: str | None = None, presence_ttl: float = 10.0,
+                  reuse_port: bool = False) -> RelayService:
     """
     Build the whole service tree, or raise L{StartupError} /
     L{CorruptDataDir} saying what is wrong.  C{store} is C{--store}
-    (L{securechat.server.store.mailbox_store}).
+    (L{securechat.server.store.mailbox_store}).  With C{reuse_port}, the
+    C{tcp:}, C{tcp6:} and C{ssl:} endpoints of C{listen}, C{websocket} and
+    C{web} listen with C{SO_REUSEPORT} (L{securechat.server.reuseport});
+    C{metrics} never does (each process answers for itself).
     """
     if clock is None:
         from twisted.internet import reactor
@@ -439,7 +438,7 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     factory.noisy = False
     for description in listen:
         try:
-            listener = strports.service(description, factory)
+            listener = listening_service(description, factory, reuse_port)
         except (IndexError, KeyError) as e:
             if description.startswith("systemd:"):
                 raise StartupError(
@@ -450,7 +449,7 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         listener.setServiceParent(service)
         service.listeners.append(listener)
     if websocket or web:
-        _websocket_listeners(service, factory, websocket, origins, clock, web)
+        websocket_listeners(service, factory, websocket, origins, clock, web, reuse_port)
     if metrics is not None:
         site = Site(metrics_root(relay.metrics, lambda: bool(service.running)))
         site.noisy = False
@@ -459,30 +458,3 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         except (ValueError, KeyError, IndexError, TypeError, OSError) as e:
             raise StartupError(f"cannot use --metrics {metrics!r}: {e}") from None
     return service
-
-
-def _websocket_listeners(service: RelayService, factory: RelayFactory, websocket: Sequence[str],
-                         origins: Sequence[str], clock: IReactorTime, web: str | None) -> None:
-    """
-    One HTTP listener per C{--listen-websocket} endpoint, all serving one
-    L{RelayWebSocketSite}, and the web listener (C{--web}).
-    """
-    from securechat.server.web import web_site
-    from securechat.server.websocket import RelayWebSocketSite
-    site = RelayWebSocketSite(factory, origins, clock)
-    listeners = [("--listen-websocket", d, site) for d in websocket]
-    if web is not None:
-        listeners.append(("--web", web, web_site(factory, origins, clock)))
-    for option, description, http in listeners:
-        try:
-            listener = strports.service(description, http)
-        except (ValueError, TypeError, OSError, IndexError, KeyError) as e:
-            raise StartupError(f"cannot use {option} {description!r}: {e}") from None
-        listener.setServiceParent(service)
-        if option == "--web":
-            service.web_listener = listener
-        else:
-            service.websocket_listeners.append(listener)
-    if not origins:
-        service.log.warn("no --websocket-origin given: the WebSocket refuses every web page "
-                         "(only programs that send no Origin can use it)")
