@@ -303,7 +303,7 @@ def makeService(options: Options) -> IService:
             options["data-dir"], options["listen"], options["metrics"], options["limits"],
             create=options["create"], allow_readable_keys=bool(options["allow-readable-keys"]),
             websocket=options["listen-websocket"], origins=options["websocket-origin"],
-            web=options["web"], store_url=options["store"],
+            web=options["web"], store=options["store"],
         )
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")

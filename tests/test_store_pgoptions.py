@@ -72,7 +72,7 @@ class StoreStartupTests(unittest.TestCase):
         """
         url = shared_cluster(self).fresh_database(self)
         path = os.path.join(self.mktemp(), "data")
-        service = relay_service(path, [], None, Limits(), clock=Clock(), store_url=url)
+        service = relay_service(path, [], None, Limits(), clock=Clock(), store=url)
         store = service.store
         assert isinstance(store, SQLMailboxStore)
         self.addCleanup(store.close)
@@ -90,7 +90,7 @@ class StoreStartupTests(unittest.TestCase):
         url = f"postgresql://relay:secret@/securechat?host={cluster.dir}/none"
         path = os.path.join(self.mktemp(), "data")
         e = self.assertRaises(StartupError, relay_service, path, [], None, Limits(),
-                              clock=Clock(), store_url=url)
+                              clock=Clock(), store=url)
         self.assertTrue(str(e).startswith(
             f"cannot use the mailbox: cannot connect to postgresql://relay@{cluster.dir}/none"
             "/securechat: connection to server on socket"), str(e))

@@ -61,7 +61,8 @@ from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.metrics import metrics_root
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
-from securechat.server.store import IMailboxStore, UnusableDatabase, group_store, mailbox_store
+from securechat.server.store import (
+    SQLITE, IMailboxStore, UnusableDatabase, group_store, mailbox_store)
 from securechat.server.store.expiry import purge_service
 from securechat.server.startup import (client_server_option, inherited_sockets, systemd_problem,
                                        tool_command)
@@ -401,10 +402,11 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
                   allow_readable_keys: bool = False,
                   now: Callable[[], datetime.datetime] | None = None,
                   websocket: Sequence[str] = (), origins: Sequence[str] = (),
-                  web: str | None = None, store_url: str = "sqlite") -> RelayService:
+                  web: str | None = None, store: str = SQLITE) -> RelayService:
     """
     Build the whole service tree, or raise L{StartupError} /
-    L{CorruptDataDir} saying what is wrong.  C{store_url} is C{--store}.
+    L{CorruptDataDir} saying what is wrong.  C{store} is C{--store}
+    (L{securechat.server.store.mailbox_store}).
     """
     if clock is None:
         from twisted.internet import reactor
@@ -416,13 +418,13 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     directory = FileUserDirectory(data, clock)
     credentials = load_credentials(data, now())
     try:
-        store = mailbox_store(data.path, clock, mailbox_limits(limits), store=store_url)
+        mailbox = mailbox_store(data.path, clock, mailbox_limits(limits), store=store)
     except UnusableDatabase as e:
         raise StartupError(f"cannot use the mailbox: {e}") from None
-    groups = group_store(store, clock)
-    relay = Relay(directory, credentials, clock, limits, store=store, group_store=groups)
-    service = RelayService(data, relay, directory, now=now, store=store)
-    purge_service(store, clock).setServiceParent(service)
+    groups = group_store(mailbox, clock)
+    relay = Relay(directory, credentials, clock, limits, store=mailbox, group_store=groups)
+    service = RelayService(data, relay, directory, now=now, store=mailbox)
+    purge_service(mailbox, clock).setServiceParent(service)
     purge_service(groups, clock, what="group messages", name="group-purge").setServiceParent(
         service)
     service.created = created
