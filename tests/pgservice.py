@@ -97,7 +97,8 @@ class Cluster:
         subprocess.run(
             [os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "postgres",
              "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **_run_as())
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.dir,
+            **_run_as())
 
     def url(self, database: str = "postgres") -> str:
         """The libpq URI of C{database}, on the socket."""
@@ -112,7 +113,7 @@ class Cluster:
                 [os.path.join(self.bindir, "postgres"), "-D", self.data,
                  "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
                  "-c", "fsync=on", "-c", "max_connections=40", "-c", "shared_buffers=16MB"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, **_run_as())
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.dir, **_run_as())
         finally:
             log.close()
         deadline = time.monotonic() + START_SECONDS

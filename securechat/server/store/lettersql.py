@@ -58,6 +58,11 @@ def _earlier(txn: Any, new: NewLetter) -> Duplicate | None:
     return None if row is None else Duplicate(row[0], row[1], row[2])
 
 
+#: A new letter's row; nothing when (sender, letter_id) is taken.
+INSERT_LETTER = ("INSERT INTO letters (sender, letter_id, recipient, size, stored_at, expires_at)"
+                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender, letter_id) DO NOTHING")
+
+
 def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
                       limits: MailboxLimits) -> list[StoreOutcome]:
     # The quota is checked against the counted usage, which is never less
@@ -81,6 +86,9 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
     # Python-level __getattr__; PostgreSQL's cursor answers both as
     # sqlite3's does, L{securechat.server.store.postgres.PgCursor}.)
     execute = txn.execute
+    # An engine may store a letter and its body in one statement (one
+    # round trip to a server: PostgreSQL's PgCursor.insert_letter).
+    insert_letter = getattr(txn, "insert_letter", None)
     for new in letters:
         if new.recipient not in usage:
             usage[new.recipient] = _counted(txn, new.recipient)
@@ -94,18 +102,20 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
         if refused is not None:
             outcomes.append(_earlier(txn, new) or refused)
             continue
-        cursor = execute("INSERT INTO letters (sender, letter_id, recipient, size, stored_at,"
-                         " expires_at) VALUES (?, ?, ?, ?, ?, ?)"
-                         " ON CONFLICT (sender, letter_id) DO NOTHING",
-                         (new.sender, new.letter_id, new.recipient, len(new.body), now,
-                          expires_at))
-        if cursor.rowcount != 1:
+        row = (new.sender, new.letter_id, new.recipient, len(new.body), now, expires_at)
+        if insert_letter is not None:
+            inserted = insert_letter(row, new.body)
+        else:
+            cursor = execute(INSERT_LETTER, row)
+            inserted = cursor.rowcount == 1
+            if inserted:
+                execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
+                        (cursor.lastrowid, new.body))
+        if not inserted:
             first = _earlier(txn, new)
             assert first is not None  # the conflict was with it
             outcomes.append(first)
             continue
-        execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
-                (cursor.lastrowid, new.body))
         usage[new.recipient] = (count + 1, size + len(new.body))
         done = added.get(new.recipient, (0, 0))
         added[new.recipient] = (done[0] + 1, done[1] + len(new.body))
