@@ -33,8 +33,8 @@ so "messages per second" shows the cost on one shared core, not what two
 cores would carry.
 
 The two-process half needs the relay options C{--cluster} and
-C{--process-id} (issue 16, branch cluster) and, with C{--store}, that
-option too (branch pgstore): the script reads C{twistd securechat --help}
+C{--process-id} and, with C{--store}, that option too (issue 16; an older
+relay lacks them): the script reads C{twistd securechat --help}
 first and stops with one line naming what is missing.  Without C{--store}
 both relays use the SQLite mailbox in the benchmark's one data directory
 (1:1 messages never touch the store).
@@ -108,9 +108,8 @@ def check_relay(store: str | None, help_text: str | None = None) -> None:
     missing = missing_options(relay_help() if help_text is None else help_text, wanted)
     if missing:
         raise CannotRun(
-            f"this relay has no option {', '.join(missing)} (issue 16: --cluster and "
-            "--process-id come with branch cluster, --store with branch pgstore, not merged "
-            "here): the two-process half cannot run; --single-only runs the one-process half")
+            f"this relay has no option {', '.join(missing)} (an older securechat: "
+            "--cluster, --process-id and --store came with issue 16): the two-process half cannot run; --single-only runs the one-process half")
     if shutil.which("redis-server") is None:
         raise CannotRun("redis-server is not installed (apt-get install redis-server): the "
                         "two-process half needs a throwaway Redis; --single-only runs the "
@@ -360,8 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.store:
             missing = missing_options(relay_help(), [STORE_OPTION])
             if missing:
-                raise CannotRun("this relay has no --store option (issue 16, branch pgstore, "
-                                "not merged here)")
+                raise CannotRun("this relay has no --store option (an older securechat: it "
+                                "came with issue 16)")
     except CannotRun as e:
         sys.stderr.write(f"cluster_bench: {e}\n")
         return 2

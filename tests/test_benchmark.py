@@ -295,9 +295,9 @@ class ClusterBenchmarkTests(unittest.TestCase):
         self.patch(sys, "stderr", errors)
         self.assertEqual(bench.main(["--smoke"]), 2)
         self.assertEqual(errors.getvalue(),
-                         "cluster_bench: this relay has no option --cluster, --process-id (issue "
-                         "16: --cluster and --process-id come with branch cluster, --store with "
-                         "branch pgstore, not merged here): the two-process half cannot run; "
+                         "cluster_bench: this relay has no option --cluster, --process-id (an "
+                         "older securechat: --cluster, --process-id and --store came with issue "
+                         "16): the two-process half cannot run; "
                          "--single-only runs the one-process half\n")
 
     def test_missingOptions(self) -> None:
@@ -316,7 +316,7 @@ class ClusterBenchmarkTests(unittest.TestCase):
         bench.check_relay(None, help_text)
         with self.assertRaises(bench.CannotRun) as caught:
             bench.check_relay("postgresql:///x", help_text)
-        self.assertIn("this relay has no option --store (issue 16", str(caught.exception))
+        self.assertIn("this relay has no option --store (an older securechat", str(caught.exception))
 
     def test_noRedisServerRefused(self) -> None:
         """
