@@ -392,6 +392,17 @@ def prepare_data_dir(path: str, create: bool, now: datetime.datetime,
     return data, True
 
 
+def relay_health(service: Any, link: Any = None) -> Callable[[], bool]:
+    """
+    What C{/health} answers: ready while C{service} runs and, with
+    C{--cluster}, while its C{link} to Redis is up (a process cut off from
+    Redis refuses logins, so a load balancer should send users elsewhere).
+    """
+    if link is None:
+        return lambda: bool(service.running)
+    return lambda: bool(service.running) and bool(link.linked)
+
+
 def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, limits: Limits,
                   create: bool = True, clock: IReactorTime | None = None,
                   allow_readable_keys: bool = False,
@@ -428,6 +439,7 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     purge_service(groups, clock, what="group messages", name="group-purge").setServiceParent(
         service)
     service.created = created
+    link = None
     if cluster is not None:
         from securechat.server.cluster import RedisCluster, default_process_id
         from securechat.server.router import Router
@@ -451,7 +463,7 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     if websocket or web:
         websocket_listeners(service, factory, websocket, origins, clock, web, reuse_port)
     if metrics is not None:
-        site = Site(metrics_root(relay.metrics, lambda: bool(service.running)))
+        site = Site(metrics_root(relay.metrics, relay_health(service, link)))
         site.noisy = False
         try:
             strports.service(metrics, site).setServiceParent(service)
