@@ -416,9 +416,9 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     credentials = load_credentials(data, now())
     try:
         store = mailbox_store(data.path, clock, mailbox_limits(limits))
+        groups = group_store(store, clock)
     except UnusableDatabase as e:
         raise StartupError(f"cannot use the mailbox: {e}") from None
-    groups = group_store(store, clock)
     relay = Relay(directory, credentials, clock, limits, store=store, group_store=groups)
     service = RelayService(data, relay, directory, now=now, store=store)
     purge_service(store, clock).setServiceParent(service)
