@@ -58,6 +58,22 @@ from securechat.wire.messages import Identity, Message, Ping, Pong
 RECORD_ROOM = 64
 
 
+class _Ended:
+    """
+    The delegate of a protocol whose connection is lost (L{SecureChatProtocol}
+    lets go of its own, which refers back to it): nothing is delegated any
+    more.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<connection ended>"
+
+
+_ENDED = _Ended()
+
+
 class SecureChatProtocol(Protocol):
     """
     Drives one L{Connection} over a Twisted transport.
@@ -148,6 +164,11 @@ class SecureChatProtocol(Protocol):
             self._end(RemoteProtocolError("connection-closed", "connection lost"))
         else:
             self._end(self.error)
+        # The delegate (the relay's session) refers back to us: let go of
+        # it, so the pair is freed by reference counting, not left to the
+        # garbage collector after every connection.  Nothing here calls the
+        # delegate once the connection has ended.
+        self.delegate = _ENDED
 
     # -- for the delegate ---------------------------------------------------
 
