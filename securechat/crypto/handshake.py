@@ -206,6 +206,17 @@ class Connection:
         """
         state = self.state
         if state is State.ESTABLISHED:
+            if self._decoder.sole_frame(data) and data[4] == RECORD:
+                # The usual read of an established connection: one whole
+                # record, nothing held.  Straight to the record layer, as
+                # _process would take it (the same checks, in the same
+                # order; tests.test_fastpath runs both on the same records).
+                events: list[Event] = []
+                try:
+                    self._handle_application_record(data, events)
+                except ProtocolError as e:
+                    events.append(self._fail(e))
+                return events
             self._decoder.feed(data)
             return self._process()
         if state in (State.FAILED, State.CLOSED):
