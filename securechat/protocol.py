@@ -360,9 +360,11 @@ class SecureChatProtocol(Protocol):
         d.addErrback(lambda f: self._log.failure("handling a token signature failed", f))
 
     def _seal_posted(self, plaintext: bytes) -> None:
-        if self.connection.state is State.ESTABLISHED:
-            self.connection.send_inner(plaintext)
-            self._flush()
+        connection = self.connection
+        if connection.state is State.ESTABLISHED:
+            data = connection.send_inner_now(plaintext)
+            if self.transport is not None:
+                (self._write or self.transport.write)(data)
         else:
             self.outbound.clear()  # the connection ended: nothing can be sent
 

@@ -5,7 +5,10 @@ exactly one whole record, with nothing held, goes straight to the record
 layer) against the general path (the frame decoder, then the same record
 layer), on the same records: docs/protocol.rst's vector records, byte for
 byte, and what each failure makes of them.  Both paths must report the
-same events, write the same bytes and fail with the same error.
+same events, write the same bytes and fail with the same error.  And the
+sending side's one call for a queued record
+(L{securechat.crypto.handshake.Connection.send_inner_now}) against the two
+it stands for.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from twisted.trial import unittest
 from securechat.crypto.events import ConnectionFailed, MessageReceived, RawMessages
 from securechat.crypto.handshake import Connection
 from securechat.wire.framing import FrameDecoder
-from securechat.wire.messages import Alert, Ping, Pong, encode_frame_message
+from securechat.errors import LocalProtocolError
+from securechat.wire.messages import Alert, Ping, Pong, encode_frame_message, encode_inner
 from tests.vectors import handshake, inputs_of, parse
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "protocol.rst"
@@ -245,3 +249,29 @@ class FastPathTests(unittest.TestCase):
         decoder.feed(frame[:2])
         self.assertFalse(decoder.sole_frame(frame))  # something held
         self.assertEqual(decoder.buffered, 2)
+
+    def test_sendInnerNow(self) -> None:
+        """
+        L{Connection.send_inner_now} gives the bytes L{Connection.send_inner}
+        then L{Connection.data_to_send} would, a PONG queued before it
+        first, on identical connections; and refuses what send_inner
+        refuses.
+        """
+        plaintext = encode_inner((Pong(b"p"),))
+        results = []
+        for fused in (True, False):
+            _, responder, _ = self.pair("client-server")
+            responder.receive_data(VECTORS["client-server"]["initiator.record1"])  # PONG queued
+            if fused:
+                results.append(responder.send_inner_now(plaintext))
+            else:
+                responder.send_inner(plaintext)
+                results.append(responder.data_to_send())
+            self.assertEqual(responder.data_to_send(), b"")
+        self.assertEqual(results[0], results[1])
+        initiator, _, _ = self.pair("client-server")
+        e = self.assertRaises(LocalProtocolError, initiator.send_inner_now, b"")
+        self.assertEqual(e.code, "empty-record")
+        initiator.close()
+        e = self.assertRaises(LocalProtocolError, initiator.send_inner_now, plaintext)
+        self.assertEqual(e.code, "unexpected-message")

@@ -313,6 +313,18 @@ class Connection:
             raise LocalProtocolError("empty-record", "send_inner() needs at least one message")
         self._sealer.seal_into(plaintext, self._out)
 
+    def send_inner_now(self, plaintext: bytes) -> bytes:
+        """
+        L{send_inner}, then L{data_to_send}, in one call: the bytes to write
+        now, this record last (the relay's outbound queues seal a record per
+        reactor turn this way).
+        """
+        self.send_inner(plaintext)
+        out = self._out
+        data = b"".join(out)
+        out.clear()
+        return data
+
     def release_contexts(self) -> None:
         """
         The connection went quiet: drop both directions' AEAD contexts (see
