@@ -32,23 +32,8 @@ Flow (SIGMA-I; the initiator's identity travels encrypted)::
     {AUTH(identity, signature, finished)}hs_i -->
     {application records}ap_i             <->   {application records}ap_r
 
-States and what each accepts (the one transition table is L{_ACCEPTS}):
-
-    START        initiator, before initiate()       nothing
-    WAIT_HELLO   responder                          HELLO, ALERT
-    WAIT_REPLY   initiator                          HELLO_REPLY, ALERT
-    WAIT_AUTH    both                               RECORD(AUTH)
-    WAIT_VERIFY  both, peer identity being checked  (input held back)
-    WAIT_SIGN    both, our key on a token signing   (input held back)
-    ESTABLISHED  both                               RECORD(any registered message)
-    CLOSED       peer or we closed cleanly          nothing
-    FAILED       terminal error                     nothing
-
-WAIT_SIGN is entered only when our key is held elsewhere
-(L{securechat.crypto.signer.ExternalKey}): where we would sign our AUTH, we
-emit L{SignatureNeeded} and wait for L{Connection.signature_ready} (then go
-on as if we had signed at once) or L{Connection.signing_failed}.  A key in
-memory signs synchronously and never enters it.
+States, what each accepts and WAIT_SIGN: L{securechat.crypto.events.State}
+(the one transition table is L{_ACCEPTS}).
 
 Anything else in a state is C{unexpected-message}, except that a plaintext
 ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, WAIT_SIGN, ESTABLISHED) is
