@@ -63,6 +63,13 @@ class EndOfTurn:
                 queue.drain()
 
 
+def _sealed_nothing(plaintext: bytes) -> None:
+    """
+    The seal function of a cleared queue, which never seals (it accepts
+    nothing more).
+    """
+
+
 class OutboundQueue:
     """
     Inner messages waiting to be sealed for one connection, kept encoded.
@@ -163,11 +170,17 @@ class OutboundQueue:
     def clear(self) -> None:
         """
         Drop everything and accept nothing more (the connection is over).
+        The seal function and C{on_drained} are let go: they are the
+        connection's and its session's methods, which refer back to this
+        queue, and that cycle would otherwise wait for the garbage
+        collector after every connection.
         """
         self.stopped = True
         self._chunks.clear()
         self._sizes.clear()
         self.bytes = 0
+        self._seal = _sealed_nothing
+        self.on_drained = None
 
     # IPushProducer, for the transport
     def pauseProducing(self) -> None:

@@ -58,6 +58,22 @@ from securechat.wire.messages import Identity, Message, Ping, Pong
 RECORD_ROOM = 64
 
 
+class _Ended:
+    """
+    The delegate of a protocol whose connection is lost (L{SecureChatProtocol}
+    lets go of its own, which refers back to it): nothing is delegated any
+    more.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<connection ended>"
+
+
+_ENDED = _Ended()
+
+
 class SecureChatProtocol(Protocol):
     """
     Drives one L{Connection} over a Twisted transport.
@@ -148,6 +164,11 @@ class SecureChatProtocol(Protocol):
             self._end(RemoteProtocolError("connection-closed", "connection lost"))
         else:
             self._end(self.error)
+        # The delegate (the relay's session) refers back to us: let go of
+        # it, so the pair is freed by reference counting, not left to the
+        # garbage collector after every connection.  Nothing here calls the
+        # delegate once the connection has ended.
+        self.delegate = _ENDED
 
     # -- for the delegate ---------------------------------------------------
 
@@ -339,9 +360,11 @@ class SecureChatProtocol(Protocol):
         d.addErrback(lambda f: self._log.failure("handling a token signature failed", f))
 
     def _seal_posted(self, plaintext: bytes) -> None:
-        if self.connection.state is State.ESTABLISHED:
-            self.connection.send_inner(plaintext)
-            self._flush()
+        connection = self.connection
+        if connection.state is State.ESTABLISHED:
+            data = connection.send_inner_now(plaintext)
+            if self.transport is not None:
+                (self._write or self.transport.write)(data)
         else:
             self.outbound.clear()  # the connection ended: nothing can be sent
 

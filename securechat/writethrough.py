@@ -34,14 +34,23 @@ _NEEDED = ("dataBuffer", "offset", "_tempDataLen", "connected", "disconnecting",
            "_writeDisconnected", "writeSomeData", "TLS")
 
 
+#: Whether each transport class has what the fast path reads, found on its
+#: first instance (the attributes are set by its C{__init__}): asked once
+#: per class, not per connection.
+_FAST: dict[type, bool] = {}
+
+
 def writer_for(transport: Any) -> Callable[[bytes], None]:
     """
     The function to write C{transport}'s bytes with: L{_WriteThrough} for a
     plain TCP (or UNIX) connection, else C{transport.write}.
     """
-    if isinstance(transport, tcp.Connection) and all(hasattr(transport, a) for a in _NEEDED):
-        return _WriteThrough(transport)
-    return transport.write
+    kind = type(transport)
+    fast = _FAST.get(kind)
+    if fast is None:
+        fast = _FAST[kind] = isinstance(transport, tcp.Connection) and all(
+            hasattr(transport, a) for a in _NEEDED)
+    return _WriteThrough(transport) if fast else transport.write
 
 
 class _WriteThrough:

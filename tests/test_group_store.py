@@ -8,6 +8,7 @@ the mailbox's database).
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Any, Generator
 
 from twisted.internet import reactor as global_reactor
@@ -17,11 +18,12 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from securechat.crypto.groupstate import Action, GroupState, Role, apply_change
-from securechat.server.store import mailbox_store
+from securechat.server.store import group_store, mailbox_store
 from securechat.server.store.groupinterface import (
     ChangeConflict, GroupSummary, IGroupStore, NoSuchGroup)
 from securechat.server.store.groupmemory import MemoryGroupStore
 from securechat.server.store.groupsqlite import SQLiteGroupStore
+from securechat.server.store.engine import UnusableDatabase
 from securechat.server.store.interface import DAY
 from tests.test_groupstate import Chain, GID
 from tests.test_store import START, SteppedClock
@@ -245,3 +247,110 @@ class SQLiteGroupStoreTests(GroupStoreTestsMixin, unittest.TestCase):
         store = SQLiteGroupStore(self.mailbox.db, self.clock)
         record = yield store.load_group(GID)
         self.assertEqual((record.state, record.last_seq), (self.chain.state, 1))
+
+
+class SQLiteLoginTests(unittest.TestCase):
+    """
+    The SQLite group store answers C{groups_of} without a transaction for a
+    user who was never a member of a group, and reads for every other.
+    """
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.clock = SteppedClock(global_reactor)
+        self.open()
+
+    def open(self) -> None:
+        self.mailbox = mailbox_store(self.dir, self.clock)
+        self.addCleanup(lambda mailbox=self.mailbox: mailbox.close())
+        self.store = SQLiteGroupStore(self.mailbox.db, self.clock)
+        #: The description of every transaction the group store ran.
+        self.interactions: list[str] = []
+        real = self.store.db.runInteraction
+
+        def counting(description: str, *args: Any) -> Any:
+            self.interactions.append(description)
+            return real(description, *args)
+        self.store.db.runInteraction = counting  # type: ignore[method-assign]
+
+    @inlineCallbacks
+    def test_noTransactionForNonMember(self) -> Gen:
+        """
+        A user in no group is answered no groups at once, without a
+        transaction; a member is read, in one.
+        """
+        chain = Chain()
+        yield self.store.commit_change(chain.changes[0].encode(), chain.state)
+        del self.interactions[:]
+        self.assertEqual(self.successResultOf(self.store.groups_of("carol")), [])
+        self.assertEqual(self.interactions, [])
+        found = yield self.store.groups_of("alice")
+        self.assertEqual([s.group_id for s in found], [GID])
+        self.assertEqual(self.interactions, ["groups-of"])
+
+    @inlineCallbacks
+    def test_membersReadWhenOpened(self) -> Gen:
+        """
+        After a restart, the members of a group are read at login; a user
+        removed from it before the restart, and one never in a group, are
+        answered from memory.
+        """
+        chain = Chain()
+        yield self.store.commit_change(chain.changes[0].encode(), chain.state)
+        for target in ("bob", "carol"):
+            state = chain.make("alice", Action.ADD, target=target)
+            yield self.store.commit_change(chain.changes[-1].encode(), state)
+        state = chain.make("alice", Action.REMOVE, target="carol")
+        yield self.store.commit_change(chain.changes[-1].encode(), state)
+        yield self.mailbox.close()
+        self.open()
+        self.assertEqual(self.store._members, {"alice", "bob"})
+        self.assertEqual([s.group_id for s in (yield self.store.groups_of("bob"))], [GID])
+        self.assertEqual((yield self.store.groups_of("carol")), [])
+        self.assertEqual((yield self.store.groups_of("dave")), [])
+        self.assertEqual(self.interactions, ["groups-of"])
+
+    @inlineCallbacks
+    def test_changeAskedForBeforeLoginIsRead(self) -> Gen:
+        """
+        A change adding a user, asked for but not yet committed when that
+        user (in no group until then) logs in: the login reads the store
+        instead of answering from memory, so whichever comes first, the
+        group is not lost to the login (if the read ran first, the relay's
+        GROUP_CHANGED tells the user).
+        """
+        chain = Chain()
+        yield self.store.commit_change(chain.changes[0].encode(), chain.state)
+        state = chain.make("alice", Action.ADD, target="bob")
+        committed = self.store.commit_change(chain.changes[-1].encode(), state)
+        listed = self.store.groups_of("bob")
+        self.assertNoResult(listed)
+        yield committed
+        self.assertIn([s.group_id for s in (yield listed)], ([], [GID]))
+        self.assertEqual([s.group_id for s in (yield self.store.groups_of("bob"))], [GID])
+        self.assertEqual(self.interactions.count("groups-of"), 2)
+
+    def test_unreadableAtOpen(self) -> None:
+        """
+        A file whose group tables cannot be read when the store opens stops
+        it with UnusableDatabase naming the file, in one line, and the
+        mailbox's database is closed.
+        """
+        path = self.mailbox.db.path
+        conn = sqlite3.connect(path)
+        conn.execute("DROP TABLE group_members")
+        conn.commit()
+        conn.close()
+        e = self.assertRaises(UnusableDatabase, SQLiteGroupStore, self.mailbox.db, self.clock)
+        self.assertIn(path, str(e))
+        self.assertIn("no such table: group_members", str(e))
+        self.assertNotIn("\n", str(e))
+        mailbox = mailbox_store(self.dir, self.clock)
+        closed: list[bool] = []
+        self.patch(mailbox.db, "close", lambda: closed.append(True))
+        self.assertRaises(UnusableDatabase, group_store, mailbox, self.clock)
+        self.assertEqual(closed, [True])
+        mailbox.db.pool.close()

@@ -1037,3 +1037,29 @@ class ServiceWiringTests(unittest.TestCase):
         self.assertIn("cannot use the mailbox", str(e))
         self.assertIn(MAILBOX_FILE, str(e))
         self.assertNotIn("\n", str(e))
+
+    @inlineCallbacks
+    def test_unreadableGroupTables(self) -> Generator[Any, Any, None]:
+        """
+        A mailbox file whose group tables cannot be read (the group store
+        reads its members when it opens) stops start-up with one line
+        naming the file and the table.
+        """
+        import sqlite3
+
+        from twisted.internet.task import Clock
+
+        from securechat.server.service import StartupError, relay_service
+        from securechat.server.store import MAILBOX_FILE
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock())
+        yield service.store.close()
+        conn = sqlite3.connect(os.path.join(path, MAILBOX_FILE))
+        conn.execute("DROP TABLE group_members")
+        conn.commit()
+        conn.close()
+        e = self.assertRaises(StartupError, relay_service, path, [], None, Limits(), clock=Clock())
+        self.assertIn("cannot use the mailbox", str(e))
+        self.assertIn(MAILBOX_FILE, str(e))
+        self.assertIn("no such table: group_members", str(e))
+        self.assertNotIn("\n", str(e))

@@ -70,6 +70,24 @@ class PostgresGroupStoreTests(SQLiteGroupStoreTests):
         return mailbox
 
 
+    @inlineCallbacks
+    def test_loginReadsGroupsAnotherProcessChanged(self) -> Generator[Any, Any, None]:
+        """
+        A group made through another process (another store on the same
+        database) shows at the login of its members here, though this
+        store never heard of them: on PostgreSQL no login is answered from
+        memory, as the SQLite store does for users it knows are in no group.
+        """
+        from securechat.server.store import group_store
+        from tests.test_groupstate import GID, Chain
+        other = group_store(self.openMailbox(), self.clock)
+        self.assertEqual((yield self.store.groups_of("alice")), [])
+        chain = Chain()
+        yield other.commit_change(chain.changes[0].encode(), chain.state)
+        found = yield self.store.groups_of("alice")
+        self.assertEqual([summary.group_id for summary in found], [GID])
+
+
 class PostgresCase(SQLiteCase):
     """L{SQLiteCase}'s store and views, on a fresh PostgreSQL database."""
 

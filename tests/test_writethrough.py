@@ -129,3 +129,22 @@ class WriteThroughTests(TestCase):
         """
         transport = StringTransport()
         self.assertEqual(writer_for(transport), transport.write)
+
+    def test_classWithoutFastPathAttributes(self) -> None:
+        """
+        A TCP connection class whose instances lack an attribute the fast
+        path reads is written with C{write}, its first instance and every
+        later one (the check is made once per class); Twisted's own class
+        still gets the fast path.
+        """
+        class Partial(_RecordingConnection):
+            def __init__(self) -> None:
+                super().__init__()
+                del self._tempDataLen
+
+        for _ in range(2):
+            t = Partial()
+            self.assertEqual(writer_for(t), t.write)
+        t2 = _RecordingConnection()
+        writer_for(t2)(b"record")
+        self.assertEqual(t2.sent, [b"record"])

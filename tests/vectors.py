@@ -59,6 +59,16 @@ def compute(inputs: Vector) -> Vector:
     Run a whole handshake from C{inputs} (the vector's input fields) and
     return every output field.
     """
+    return handshake(inputs)[2]
+
+
+def handshake(inputs: Vector) -> tuple[Connection, Connection, Vector]:
+    """
+    The initiator and responder of a whole handshake from C{inputs}, each
+    left as L{compute} leaves it (the responder has answered
+    C{initiator.record0}; C{initiator.record1} is sent, not received),
+    and every output field.
+    """
     context = inputs["context"][0]
     suites = tuple(int.from_bytes(inputs["suites"][i:i + 2], "big")
                    for i in range(0, len(inputs["suites"]), 2))
@@ -113,7 +123,7 @@ def compute(inputs: Vector) -> Vector:
     out["ap_r"] = expand_label(out["hs"], b"r ap traffic", out["th_all"], 32)
     out["ap_i.key"], out["ap_i.iv"] = traffic_keys(suite, out["ap_i"])
     out["ap_i.next"] = next_traffic_secret(out["ap_i"])
-    return out
+    return initiator, responder, out
 
 
 def _open_auth(record: bytes, suite, secret: bytes) -> bytes:  # type: ignore[no-untyped-def]

@@ -19,8 +19,27 @@ from securechat.wire.messages import Identity, Message
 
 class State(enum.Enum):
     """
-    Where a connection is (the table in the docstring of
-    L{securechat.crypto.handshake}).
+    Where a connection is, and what each state accepts (the one transition
+    table is C{_ACCEPTS} in L{securechat.crypto.handshake}; its docstring
+    says what anything else in a state is):
+
+        START        initiator, before initiate()       nothing
+        WAIT_HELLO   responder                          HELLO, ALERT
+        WAIT_REPLY   initiator                          HELLO_REPLY, ALERT
+        WAIT_AUTH    both                               RECORD(AUTH)
+        WAIT_VERIFY  both, peer identity being checked  (input held back)
+        WAIT_SIGN    both, our key on a token signing   (input held back)
+        ESTABLISHED  both                               RECORD(any registered message)
+        CLOSED       peer or we closed cleanly          nothing
+        FAILED       terminal error                     nothing
+
+    WAIT_SIGN is entered only when our key is held elsewhere
+    (L{securechat.crypto.signer.ExternalKey}): where we would sign our AUTH,
+    we emit L{SignatureNeeded} and wait for
+    L{securechat.crypto.handshake.Connection.signature_ready} (then go on as
+    if we had signed at once) or
+    L{securechat.crypto.handshake.Connection.signing_failed}.  A key in
+    memory signs synchronously and never enters it.
     """
 
     START = "START"

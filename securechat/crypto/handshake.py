@@ -32,23 +32,8 @@ Flow (SIGMA-I; the initiator's identity travels encrypted)::
     {AUTH(identity, signature, finished)}hs_i -->
     {application records}ap_i             <->   {application records}ap_r
 
-States and what each accepts (the one transition table is L{_ACCEPTS}):
-
-    START        initiator, before initiate()       nothing
-    WAIT_HELLO   responder                          HELLO, ALERT
-    WAIT_REPLY   initiator                          HELLO_REPLY, ALERT
-    WAIT_AUTH    both                               RECORD(AUTH)
-    WAIT_VERIFY  both, peer identity being checked  (input held back)
-    WAIT_SIGN    both, our key on a token signing   (input held back)
-    ESTABLISHED  both                               RECORD(any registered message)
-    CLOSED       peer or we closed cleanly          nothing
-    FAILED       terminal error                     nothing
-
-WAIT_SIGN is entered only when our key is held elsewhere
-(L{securechat.crypto.signer.ExternalKey}): where we would sign our AUTH, we
-emit L{SignatureNeeded} and wait for L{Connection.signature_ready} (then go
-on as if we had signed at once) or L{Connection.signing_failed}.  A key in
-memory signs synchronously and never enters it.
+States, what each accepts and WAIT_SIGN: L{securechat.crypto.events.State}
+(the one transition table is L{_ACCEPTS}).
 
 Anything else in a state is C{unexpected-message}, except that a plaintext
 ALERT where we hold keys (WAIT_AUTH, WAIT_VERIFY, WAIT_SIGN, ESTABLISHED) is
@@ -206,6 +191,17 @@ class Connection:
         """
         state = self.state
         if state is State.ESTABLISHED:
+            if self._decoder.sole_frame(data) and data[4] == RECORD:
+                # The usual read of an established connection: one whole
+                # record, nothing held.  Straight to the record layer, as
+                # _process would take it (the same checks, in the same
+                # order; tests.test_fastpath runs both on the same records).
+                events: list[Event] = []
+                try:
+                    self._handle_application_record(data, events)
+                except ProtocolError as e:
+                    events.append(self._fail(e))
+                return events
             self._decoder.feed(data)
             return self._process()
         if state in (State.FAILED, State.CLOSED):
@@ -301,6 +297,18 @@ class Connection:
         if not plaintext:
             raise LocalProtocolError("empty-record", "send_inner() needs at least one message")
         self._sealer.seal_into(plaintext, self._out)
+
+    def send_inner_now(self, plaintext: bytes) -> bytes:
+        """
+        L{send_inner}, then L{data_to_send}, in one call: the bytes to write
+        now, this record last (the relay's outbound queues seal a record per
+        reactor turn this way).
+        """
+        self.send_inner(plaintext)
+        out = self._out
+        data = b"".join(out)
+        out.clear()
+        return data
 
     def release_contexts(self) -> None:
         """

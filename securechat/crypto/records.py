@@ -102,11 +102,6 @@ class _Direction:
         self._aead = None
         self._cold_uses = 0
 
-    def _advance(self) -> None:
-        self.counter += 1
-        if self.counter % self.rekey_interval == 0:
-            self._ratchet()
-
     def _ratchet(self) -> None:
         self._secret = next_traffic_secret(self._secret)
         self._install()
@@ -187,5 +182,7 @@ class RecordOpener(_Direction):
                 (self._iv ^ counter).to_bytes(12, "big"), memoryview(frame)[HEADER_LENGTH:], header)
         except InvalidTag:
             raise RemoteProtocolError("bad-record-mac", f"record {counter} failed authentication") from None
-        self._advance()
+        self.counter = counter = counter + 1
+        if counter % self.rekey_interval == 0:
+            self._ratchet()
         return plaintext

@@ -430,9 +430,9 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     credentials = load_credentials(data, now())
     try:
         mailbox = mailbox_store(data.path, clock, mailbox_limits(limits), store=store)
+        groups = group_store(mailbox, clock)
     except UnusableDatabase as e:
         raise StartupError(f"cannot use the mailbox: {e}") from None
-    groups = group_store(mailbox, clock)
     relay = Relay(directory, credentials, clock, limits, store=mailbox, group_store=groups)
     service = RelayService(data, relay, directory, now=now, store=mailbox)
     purge_service(mailbox, clock).setServiceParent(service)

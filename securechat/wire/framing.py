@@ -66,6 +66,21 @@ class FrameDecoder:
         self._pos = 0
         pending += data
 
+    def sole_frame(self, data: bytes) -> bool:
+        """
+        Whether C{data} is exactly one whole frame, of a length accepted,
+        with nothing held before it: exactly what L{feed} then
+        L{next_frame} would return, leaving the decoder empty.  The caller
+        may then take C{data} as that frame without feeding it (the decoder
+        is unchanged).  For anything else (something held, a partial frame,
+        several, a length L{next_frame} refuses, a buffer other than
+        C{bytes}) the answer is False, and C{data} must be fed.
+        """
+        if self._pos < len(self._data) or type(data) is not bytes or len(data) <= LENGTH_SIZE:
+            return False
+        length = LENGTH.unpack_from(data)[0]
+        return length + LENGTH_SIZE == len(data) and length <= self.max_length
+
     @property
     def buffered(self) -> int:
         """

@@ -91,8 +91,15 @@ def group_store(mailbox: IMailboxStore, clock: IReactorTime) -> IGroupStore:
     The group store beside C{mailbox}: in the same database (SQLite or
     PostgreSQL) when C{mailbox} is on one, else in memory.  Group messages expire with the
     mailbox's letter expiry.
+
+    @raise UnusableDatabase: the group tables cannot be read (the
+        mailbox's database is closed then).
     """
     expiry = mailbox.limits.expiry_seconds
     if isinstance(mailbox, SQLMailboxStore):
-        return SQLiteGroupStore(mailbox.db, clock, expiry)
+        try:
+            return SQLiteGroupStore(mailbox.db, clock, expiry)
+        except UnusableDatabase:
+            mailbox.db.close()
+            raise
     return MemoryGroupStore(clock, expiry)

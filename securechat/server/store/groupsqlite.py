@@ -17,19 +17,36 @@ after it committed (all in the same turn, so the relay fans them out
 together and each member's queue is sealed and written once for them).  A
 message for a group deleted meanwhile fails alone (L{NoSuchGroup}); if the
 transaction fails, every message in it fails and none is stored.
+
+B{Logins without a transaction.}  C{_members} names every user who may be
+a member of a group: read from the file when the store is opened
+(synchronously, before anything is served), and added to when a change
+that makes a user a member is I{asked for}, before its transaction runs
+(never removed: a name too many costs one read at login, a name missing
+would lose a GROUP_LIST).  C{groups_of} for anyone else is answered with
+no groups at once, without a trip to the database thread.  A change that
+adds a user while it logs in is either asked for before the login's check
+(the check reads) or after it (the relay, which has registered the
+session before the check, tells it GROUP_CHANGED and delivers the group
+live once it is committed).  This holds only where this process is the
+database's only writer of groups, as with SQLite; on PostgreSQL, which
+several relay processes share, every login reads.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+import sqlite3
+
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from securechat.crypto.groupstate import GroupState
+from securechat.server.store.engine import Database, UnusableDatabase, run_now
 from securechat.server.store.groupinterface import (
     ChangeConflict, GroupRecord, GroupSummary, IGroupStore, NoSuchGroup, StoredGroupMessage)
 from securechat.server.store.interface import DAY, StoreError, StoreUnavailable
@@ -91,6 +108,12 @@ def groups_of_txn(txn: Any, user: str) -> list[GroupSummary]:
                 " m.acked, g.last_seq FROM group_members m JOIN groups g USING (group_id)"
                 " WHERE m.user = ? ORDER BY g.group_id", (user,))
     return [GroupSummary(bytes(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in txn.fetchall()]
+
+
+def members_txn(txn: Any) -> set[str]:
+    """Every user who is a member of a group now."""
+    txn.execute("SELECT DISTINCT user FROM group_members")
+    return {row[0] for row in txn.fetchall()}
 
 
 def group_count_txn(txn: Any, user: str) -> int:
@@ -173,6 +196,22 @@ class SQLiteGroupStore:
         self._pending: list[tuple[tuple[bytes, str, bytes], Deferred[StoredGroupMessage]]] = []
         self._flush_call: IDelayedCall | None = None
         self._in_flight = False
+        #: Everyone who may be a member of a group (see the module docstring),
+        #: or None on PostgreSQL: other relay processes write groups too, so
+        #: every login reads.
+        self._members: set[str] | None = (
+            self._read_members() if isinstance(db, Database) else None)
+
+    def _read_members(self) -> set[str]:
+        try:
+            conn = self.db.engine.connect(self.db.path)
+            try:
+                return run_now(conn, members_txn)
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as e:
+            raise UnusableDatabase(
+                f"{self.db.path} is not a usable group database ({e})") from None
 
     def _run(self, description: str, f: Any, *args: Any) -> Deferred[Any]:
         if self._closed:
@@ -183,12 +222,16 @@ class SQLiteGroupStore:
         return self._run("load-group", load_group_txn, group_id)
 
     def commit_change(self, change: bytes, state: GroupState) -> Deferred[None]:
+        if not self._closed and self._members is not None:
+            self._members.update(state.members)  # asked for: before it runs
         return self._run("commit-group-change", commit_change_txn, change, state)
 
     def group_count(self, user: str) -> Deferred[int]:
         return self._run("group-count", group_count_txn, user)
 
     def groups_of(self, user: str) -> Deferred[list[GroupSummary]]:
+        if self._members is not None and user not in self._members and not self._closed:
+            return succeed([])
         return self._run("groups-of", groups_of_txn, user)
 
     def change_log(self, group_id: bytes, after_epoch: int, limit: int) -> Deferred[list[bytes]]:
