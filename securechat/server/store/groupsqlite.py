@@ -200,18 +200,18 @@ class SQLiteGroupStore:
         #: or None on PostgreSQL: other relay processes write groups too, so
         #: every login reads.
         self._members: set[str] | None = (
-            self._read_members() if isinstance(db, Database) else None)
+            self._read_members(db) if isinstance(db, Database) else None)
 
-    def _read_members(self) -> set[str]:
+    def _read_members(self, db: Database) -> set[str]:
         try:
-            conn = self.db.engine.connect(self.db.path)
+            conn = db.engine.connect(db.path)
             try:
                 return run_now(conn, members_txn)
             finally:
                 conn.close()
         except (sqlite3.Error, OSError) as e:
             raise UnusableDatabase(
-                f"{self.db.path} is not a usable group database ({e})") from None
+                f"{db.path} is not a usable group database ({e})") from None
 
     def _run(self, description: str, f: Any, *args: Any) -> Deferred[Any]:
         if self._closed:
