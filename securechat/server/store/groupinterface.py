@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from twisted.internet.defer import Deferred
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 from securechat.crypto.groupstate import GroupState
 from securechat.server.store.interface import StoreError
@@ -93,6 +93,11 @@ class IGroupStore(Interface):
     Groups, their logs and their messages, durably.  Every method returns
     a Deferred; a refusal is an errback with a L{StoreError}.
     """
+
+    shared = Attribute(
+        "Whether other relay processes write this store too (PostgreSQL): then"
+        " nothing read from it may be answered from memory later (no group"
+        " state kept between commands, no login answered without a read).")
 
     def load_group(group_id: bytes) -> Deferred[GroupRecord | None]:
         """

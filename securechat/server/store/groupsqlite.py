@@ -166,6 +166,7 @@ class SQLiteGroupStore:
 
     def __init__(self, db: SQLDatabase, clock: IReactorTime, expiry_seconds: int = 30 * DAY) -> None:
         self.db = db
+        self.shared = db.shared
         self.clock = clock
         self.expiry_seconds = expiry_seconds
         self._closed = False
