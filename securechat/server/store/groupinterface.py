@@ -128,7 +128,9 @@ class IGroupStore(Interface):
     def store_message(group_id: bytes, sender: str, body: bytes) -> Deferred[StoredGroupMessage]:
         """
         Store one message as the group's next seq; L{NoSuchGroup} if the
-        group does not exist or was deleted.
+        group does not exist, was deleted, or C{sender} is not a member of
+        it as committed (checked in the same transaction: several relay
+        processes may share the store, and one's view may be late).
         """
 
     def messages_after(group_id: bytes, after_seq: int, limit: int

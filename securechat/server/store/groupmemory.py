@@ -98,6 +98,8 @@ class MemoryGroupStore:
             group = self._live(group_id)
         except StoreError as e:
             return fail(e)
+        if sender not in group.state.members:
+            return fail(NoSuchGroup(f"no group {group_id.hex()} with member {sender}"))
         group.last_seq += 1
         message = StoredGroupMessage(group_id, group.last_seq, sender, self._now(), body)
         group.messages[message.seq] = message
