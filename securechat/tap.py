@@ -190,7 +190,8 @@ class Options(usage.Options):
         ["cluster", None, None,
          "Run as one of several relay processes sharing their users through Redis: "
          "redis://HOST[:PORT][/DB] or unix:///PATH/redis.sock (needs the extra "
-         "securechat[cluster]).  Every process must use the same Redis and the same user "
+         "securechat[cluster]) and --store postgresql://... (refused with sqlite).  Every "
+         "process must use the same Redis, database, user "
          "directory and certificates; users on different processes chat as on one.  A "
          "process without its link to Redis refuses logins (UNAVAILABLE) [default: off, "
          "one process]"],
@@ -314,6 +315,15 @@ class Options(usage.Options):
             if self["process-id"] is not None:
                 raise usage.UsageError("--process-id needs --cluster")
             return
+        if self["store"] == "sqlite":
+            # Refused, not warned of: processes on one host would share one
+            # file whose single-writer shortcuts (answers from memory) are
+            # then wrong, processes on several hosts would each keep their
+            # own letters and groups; either way letters go unannounced
+            # and groups diverge, quietly, long after start-up.
+            raise usage.UsageError(
+                "--cluster needs a store the processes share: --store postgresql://... "
+                "(the sqlite store belongs to one relay process)")
         try:
             import txredisapi  # noqa: F401
         except ImportError:

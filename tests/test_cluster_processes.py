@@ -6,7 +6,10 @@ process is SIGKILLed mid-chat and its users carry on through another;
 Redis is restarted under them.  Every wait is bounded (L{Process.expect}).
 
 The processes share one data directory (its user directory and
-certificates; each process re-reads them on change), as on one host.
+certificates; each process re-reads them on change), as on one host, and
+one throwaway PostgreSQL database for their store (L{tests.pgservice}:
+C{--cluster} refuses the sqlite store).  Letters and groups across
+processes are L{tests.test_cluster_letters}'.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 
 from twisted.trial import unittest
 
+from tests.pgservice import shared_cluster
 from tests.processes import Process
 from tests.redisservice import RedisServer
 from tests.test_endtoend import Deployment, listening_port
@@ -24,14 +28,24 @@ TTL = "3"
 
 
 def relay(test: unittest.TestCase, d: Deployment, redis: RedisServer, process_id: str,
-          port: int = 0, ttl: str = TTL) -> tuple[Process, int]:
-    """A relay process in the cluster, once it is linked; and its port."""
+          port: int = 0, ttl: str = TTL, store: str | None = None) -> tuple[Process, int]:
+    """
+    A relay process in the cluster, once it is linked; and its port.  Its
+    store is C{store}, or the test's database (C{test.store}, made by
+    L{shared_store}).
+    """
     p = d.relay("--listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", redis.url,
-                "--process-id", process_id, "--presence-ttl", ttl)
+                "--process-id", process_id, "--presence-ttl", ttl,
+                "--store", store or getattr(test, "store"))
     p.name = f"relay {process_id}"
     bound = listening_port(p)
     p.expect(rf"cluster: linked to Redis as process {process_id}")
     return p, bound
+
+
+def shared_store(test: unittest.TestCase) -> str:
+    """A fresh database on this test process's throwaway PostgreSQL: its URL."""
+    return shared_cluster(test).fresh_database(test)
 
 
 def chat(alice: Process, bob: Process, line: str, answer: str) -> None:
@@ -51,6 +65,7 @@ class ClusterEndToEndTests(unittest.TestCase):
 
     def setUp(self) -> None:
         self.redis = RedisServer(self)
+        self.store = shared_store(self)
         self.d = Deployment(self)
 
     def test_chatAcrossTwoProcesses(self) -> None:

@@ -127,6 +127,47 @@ class LinkTests(unittest.TestCase):
         self.assertEqual((yield one.online()), [])
 
     @inlineCallbacks
+    def test_deadProcessSwept(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        The entries of a dead process's users are deleted by another
+        process's heartbeat (its set and its place in the process list
+        too), except a user who logged in elsewhere since.
+        """
+        one, r1 = self.link("p1")
+        two, r2 = self.link("p2")
+        yield until(lambda: r1.available and r2.available, "both linked")
+        for user in ("bob", "carol", "dave"):
+            yield two.claim(user)
+        two._beat.cancel()  # type: ignore[union-attr]
+        two.linked = False
+        yield until(lambda: not self.redis.command("EXISTS", "securechat:process:p2"),
+                    "p2's heartbeat expired")
+        yield one.claim("carol")  # carol logs in on p1 after p2 died
+        yield until(lambda: not self.redis.command("EXISTS", "securechat:online:p2"),
+                    "p2's users swept")
+        for user, expected in (("bob", None), ("carol", b"p1"), ("dave", None)):
+            self.assertEqual(self.redis.command("GET", f"securechat:user:{user}"), expected)
+        self.assertEqual(self.redis.command("SISMEMBER", "securechat:processes", "p2"), 0)
+        self.assertEqual(self.redis.command("SISMEMBER", "securechat:processes", "p1"), 1)
+
+    @inlineCallbacks
+    def test_restartSameIdSweepsOwnLeftovers(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A process started with the id of one that died (a stable
+        --process-id) deletes the entries its predecessor left before it
+        counts as alive, so those users do not look online on it.
+        """
+        old, r1 = self.link("p1")
+        yield until(lambda: r1.available, "linked")
+        yield old.claim("bob")
+        old._beat.cancel()  # type: ignore[union-attr]
+        old.linked = False  # killed, no goodbye; nobody else sweeps
+        new, r2 = self.link("p1")
+        yield until(lambda: r2.available, "the new p1 linked")
+        self.assertIsNone(self.redis.command("GET", "securechat:user:bob"))
+        self.assertIsNone((yield new.locate("bob")))
+
+    @inlineCallbacks
     def test_redisRestart(self) -> Generator[Deferred[Any], Any, None]:
         """
         Redis dies: the router is told the link is down; Redis comes back

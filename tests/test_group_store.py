@@ -95,6 +95,20 @@ class GroupStoreTestsMixin:
         yield self.assertFailure(self.store.commit_change(b"x", again.state), ChangeConflict)
 
     @inlineCallbacks
+    def test_messageFromNonMemberRefused(self) -> Gen:
+        """
+        A message from someone not a member as committed (never added, or
+        removed: another relay process may not know yet) is NoSuchGroup,
+        and takes no seq.
+        """
+        yield self.build(("alice", Action.ADD, {"target": "bob"}),
+                         ("alice", Action.REMOVE, {"target": "bob"}))
+        for sender in ("bob", "carol"):
+            yield self.assertFailure(self.store.store_message(GID, sender, b"x"), NoSuchGroup)
+        stored = yield self.store.store_message(GID, "alice", b"a")
+        self.assertEqual(stored.seq, 1)
+
+    @inlineCallbacks
     def test_messagesNumbered(self) -> Gen:
         """Messages are numbered 1, 2, 3 per group and listed in order after a seq."""
         yield self.build(("alice", Action.ADD, {"target": "bob"}))

@@ -9,9 +9,9 @@ request; and what a process does when another dies or Redis is lost.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Generator
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial import unittest
@@ -24,7 +24,8 @@ from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.store.groupmemory import MemoryGroupStore
 from securechat.server.store.memory import MemoryMailboxStore
-from securechat.wire.groups import ChangeGroup, GroupChanged, GroupMessage, GroupPost
+from securechat.wire.groups import (
+    ChangeGroup, GroupChanged, GroupMessage, GroupPost, GroupPosted, GroupRefused)
 from securechat.server.router import Router
 from securechat.wire.mailbox import LetterArrived, ListUsers, PostLetter, UserList
 from securechat.wire.relay import (
@@ -103,18 +104,20 @@ class FakeLink:
 class Cluster:
     """Relays "a", "b", "c", ... on one bus, one network and one clock."""
 
-    def __init__(self, count: int = 2, limits: Limits = Limits(), shared: bool = False) -> None:
+    def __init__(self, count: int = 2, limits: Limits = Limits(), shared: bool = False,
+                 stores: Callable[[str], dict[str, Any]] | None = None) -> None:
         self.clock = Clock()
         self.bus = Bus(self.clock)
         self.relays: dict[str, Harness] = {}
         network = None
-        #: One store for all, as PostgreSQL would be (shared=True).
-        stores: dict[str, Any] = {}
+        #: One store for all, as PostgreSQL would be (shared=True); or
+        #: each process's own from C{stores} (its keyword arguments).
+        common: dict[str, Any] = {}
         if shared:
-            stores["store"] = MemoryMailboxStore(self.clock, mailbox_limits(limits))
-            stores["group_store"] = MemoryGroupStore(self.clock, 86400)
+            common["store"] = MemoryMailboxStore(self.clock, mailbox_limits(limits))
+            common["group_store"] = MemoryGroupStore(self.clock, 86400, shared=True)
         for process in "abcdef"[:count]:
-            h = Harness(limits, clock=self.clock, **stores)
+            h = Harness(limits, clock=self.clock, **(stores(process) if stores else common))
             if network is None:
                 network = h.network
             h.network = network
@@ -575,6 +578,107 @@ class GroupAcrossProcessesTests(unittest.TestCase):
         c.pump()
         self.assertEqual(self.bob.of_type(GroupMessage), [GroupMessage(GID, 1, "alice", 0,
                                                                        b"forged")])
+
+
+class StaleGroupStateMixin:
+    """
+    A process that cached a group and then had none of its members online
+    hears nothing of the changes made elsewhere: on a shared store it reads
+    the group again for each command, so what it does follows the store.
+    C{make_cluster} gives two processes on one store; C{settle} fires once
+    everything sent was answered.
+    """
+
+    c: Cluster
+    assertEqual: Any
+
+    def make_cluster(self) -> Cluster:
+        raise NotImplementedError
+
+    def settle(self) -> Deferred[None]:
+        raise NotImplementedError
+
+    @inlineCallbacks
+    def setUp(self) -> Generator[Any, Any, None]:
+        c = self.c = self.make_cluster()
+        self.alice = c.login("a", "alice")
+        bob, carol = c.login("b", "bob"), c.login("b", "carol")
+        chain = self.chain = Chain()
+        self.alice.send(ChangeGroup(chain.changes[0].encode()))
+        yield self.settle()
+        for member in ("bob", "carol"):
+            yield self.change(chain.next("alice", Action.ADD, target=member))
+        carol.send(GroupPost(GID, b"b caches the group"))
+        yield self.settle()
+        self.assertEqual(len(carol.of_type(GroupPosted)), 1)
+        for name in ("bob", "carol"):  # nobody of the group on b now
+            c.relays["b"].links[name].close(ConnectionError("gone"))
+        yield self.settle()
+
+    @inlineCallbacks
+    def change(self, change: Any, client: RecordingClient | None = None
+               ) -> Generator[Any, Any, list[Any]]:
+        client = client or self.alice
+        client.send(ChangeGroup(change.encode()))
+        yield self.settle()
+        self.chain.state = apply_change(self.chain.state, change)
+        self.chain.changes.append(change)
+        return client.take()
+
+    @inlineCallbacks
+    def test_removedMemberRefused(self) -> Generator[Any, Any, None]:
+        """carol, removed through a, cannot post through b (NOT_MEMBER); nobody gets it."""
+        yield self.change(self.chain.next("alice", Action.REMOVE, target="carol"))
+        self.alice.take()
+        carol = self.c.login("b", "carol")
+        yield self.settle()
+        carol.take()
+        carol.send(GroupPost(GID, b"after I was removed"))
+        yield self.settle()
+        self.assertEqual(carol.take(), [GroupRefused(GID, GroupPost.TYPE, Reason.NOT_MEMBER)])
+        self.assertEqual(self.alice.of_type(GroupMessage), [])
+
+    @inlineCallbacks
+    def test_memberAddedElsewhereServedHere(self) -> Generator[Any, Any, None]:
+        """
+        dave, added through a while offline, logs in on b: he may post, and
+        gets alice's next message live.
+        """
+        yield self.change(self.chain.next("alice", Action.ADD, target="dave"))
+        dave = self.c.login("b", "dave")
+        yield self.settle()
+        dave.take()
+        dave.send(GroupPost(GID, b"from dave"))
+        yield self.settle()
+        self.assertEqual(len(dave.of_type(GroupPosted)), 1)
+        self.assertEqual([m.body for m in self.alice.of_type(GroupMessage)], [b"from dave"])
+        self.alice.send(GroupPost(GID, b"from alice"))
+        yield self.settle()
+        self.assertEqual([m.body for m in dave.of_type(GroupMessage)], [b"from alice"])
+
+    @inlineCallbacks
+    def test_changeThroughStaleProcess(self) -> Generator[Any, Any, None]:
+        """
+        alice, after a change made through a, logs in on b and makes the
+        next change: b checks it against the stored state, not its old one.
+        """
+        yield self.change(self.chain.next("alice", Action.REMOVE, target="carol"))
+        alice = self.c.login("b", "alice")
+        yield self.settle()
+        alice.take()
+        change = self.chain.next("alice", Action.ADD, target="dave")
+        self.assertEqual((yield self.change(change, alice)), [GroupChanged(change.encode())])
+
+
+class StaleGroupStateTests(StaleGroupStateMixin, unittest.TestCase):
+    """L{StaleGroupStateMixin} on one in-memory store, deterministic."""
+
+    def make_cluster(self) -> Cluster:
+        return Cluster(2, shared=True)
+
+    def settle(self) -> Deferred[None]:
+        self.c.pump()
+        return succeed(None)
 
 
 class FailureTests(unittest.TestCase):

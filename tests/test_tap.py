@@ -251,11 +251,25 @@ class CommandLineTests(unittest.TestCase):
 class ClusterOptionTests(unittest.TestCase):
     """--cluster, --process-id and --presence-ttl."""
 
-    def parse(self, *argv: str) -> Options:
+    #: --cluster needs a shared store.
+    STORE = ("--store", "postgresql:///securechat?host=/run/postgresql")
+
+    def parse(self, *argv: str, store: tuple[str, ...] = STORE) -> Options:
         options = Options()
         options.exit_on_usage_error = False
-        options.parseOptions(list(argv))
+        options.parseOptions(list(argv) + (list(store) if "--cluster" in argv else []))
         return options
+
+    def test_sqliteRefused(self) -> None:
+        """
+        --cluster with the sqlite store (the default, or named) stops
+        start-up with one line naming the store to use instead.
+        """
+        for store in ((), ("--store", "sqlite")):
+            e = self.assertRaises(usage.UsageError, self.parse, "--cluster",
+                                  "redis://localhost", store=store)
+            self.assertEqual(str(e), "--cluster needs a store the processes share: --store "
+                             "postgresql://... (the sqlite store belongs to one relay process)")
 
     def test_offByDefault(self) -> None:
         options = self.parse()

@@ -17,10 +17,22 @@ Keys (every key and channel starts with C{securechat:})::
     process:ID     "1", expires after the TTL; the heartbeat (every TTL/3)
                    writes it again.  A process whose key is gone is dead.
     processes      set of the ids of processes seen (pruned when dead)
-    online:ID      set of the users logged in on process ID (same TTL)
+    online:ID      set of the users logged in on process ID (no TTL: it
+                   lives until process ID stops cleanly or is swept)
     user:NAME      the id of the process NAME last logged in on; it counts
                    only while that process is alive, so a dead process's
                    users drop out of presence within the TTL
+
+B{Sweeping a dead process's entries.}  Each heartbeat also looks for
+processes in C{processes} whose heartbeat key is gone and deletes, for up
+to L{SWEEP_CHUNK} of the users in their C{online:ID} (popped from it),
+C{user:NAME} if it still names that process (a user who logged in
+elsewhere since keeps theirs); the process leaves C{processes} once its
+set is empty.  Safe: those entries no longer count (their process is
+dead), and a process that comes back re-publishes its users.  A process
+starting with an id used before sweeps its own leftovers first (a
+restarted C{--process-id relay1} would otherwise make its previous users
+look online again).
     to:ID          the channel of process ID (securechat.server.clusterwire)
 
 Each operation is one Lua script (atomic, one round trip).  The scripts
@@ -46,6 +58,8 @@ from twisted.python.failure import Failure
 from securechat.server.clusterwire import PROCESS_ID
 
 PREFIX = "securechat:"
+#: Entries of a dead process swept per heartbeat (a bounded script).
+SWEEP_CHUNK = 1000
 #: Users re-published per script call when the link comes back.
 RESTORE_CHUNK = 1000
 
@@ -94,9 +108,6 @@ local out = {}
 for _, p in ipairs(redis.call('SMEMBERS', 'securechat:processes')) do
   if redis.call('EXISTS', 'securechat:process:' .. p) == 1 then
     for _, u in ipairs(redis.call('SMEMBERS', 'securechat:online:' .. p)) do out[#out + 1] = u end
-  else
-    redis.call('SREM', 'securechat:processes', p)
-    redis.call('DEL', 'securechat:online:' .. p)
   end
 end
 return out
@@ -104,13 +115,30 @@ return out
 _BEAT = """
 redis.call('SET', 'securechat:process:' .. ARGV[1], '1', 'PX', ARGV[2])
 redis.call('SADD', 'securechat:processes', ARGV[1])
-redis.call('PEXPIRE', 'securechat:online:' .. ARGV[1], ARGV[2])
-return 1
+local swept = 0
+for _, p in ipairs(redis.call('SMEMBERS', 'securechat:processes')) do
+  if p ~= ARGV[1] and redis.call('EXISTS', 'securechat:process:' .. p) == 0 then
+    local online = 'securechat:online:' .. p
+    for _, u in ipairs(redis.call('SPOP', online, tonumber(ARGV[3]))) do
+      local key = 'securechat:user:' .. u
+      if redis.call('GET', key) == p then redis.call('DEL', key) end
+      swept = swept + 1
+    end
+    if redis.call('SCARD', online) == 0 then redis.call('SREM', 'securechat:processes', p) end
+  end
+end
+return swept
 """
 _RESTORE = """
 local me = ARGV[1]
 local online = 'securechat:online:' .. me
-if ARGV[3] == '1' then redis.call('DEL', online) end
+if ARGV[3] == '2' then
+  for _, u in ipairs(redis.call('SMEMBERS', online)) do
+    local key = 'securechat:user:' .. u
+    if redis.call('GET', key) == me then redis.call('DEL', key) end
+  end
+end
+if ARGV[3] ~= '0' then redis.call('DEL', online) end
 local replaced = {}
 for i = 4, #ARGV do
   local key = 'securechat:user:' .. ARGV[i]
@@ -122,7 +150,6 @@ for i = 4, #ARGV do
     replaced[#replaced + 1] = ARGV[i]
   end
 end
-redis.call('PEXPIRE', online, ARGV[2])
 return replaced
 """
 _GONE = """
@@ -254,6 +281,8 @@ class RedisCluster(Service):
         self.subscriber: _Subscriber | None = None
         self.linked = False
         self._registering = False
+        #: Registered once already (a later registration sweeps nothing).
+        self._registered_before = False
         self._beat: IDelayedCall | None = None
         self._factories: list[_Factory] = []
         self._connect = connect or _connect
@@ -342,8 +371,11 @@ class RedisCluster(Service):
             chunk = users[start:start + RESTORE_CHUNK]
             if start and not chunk:
                 return None
-            d = commands.eval(_RESTORE, [], [self.process_id, ttl_ms, "1" if start == 0 else "0",
-                                             *chunk])
+            # The first registration of this process also sweeps what a
+            # previous process with its id left ("2"); a later one (the
+            # link back) only starts its set again ("1").
+            first = "0" if start else "1" if self._registered_before else "2"
+            d = commands.eval(_RESTORE, [], [self.process_id, ttl_ms, first, *chunk])
             d.addCallback(lambda found: replaced.extend(_texts(found)))
             if start + RESTORE_CHUNK < len(users):
                 d.addCallback(restore, start + RESTORE_CHUNK)
@@ -351,6 +383,7 @@ class RedisCluster(Service):
 
         def up(_: Any) -> None:
             self._registering = False
+            self._registered_before = True
             if self.commands is not commands or self.subscriber is not subscriber:
                 # Lost (and perhaps back) meanwhile: again, on what is there now.
                 if self.commands is not None and self.subscriber is not None:
@@ -369,7 +402,7 @@ class RedisCluster(Service):
             for p in (commands, subscriber):
                 if p.transport is not None:
                     p.transport.loseConnection()
-        d = commands.eval(_BEAT, [], [self.process_id, ttl_ms])
+        d = commands.eval(_BEAT, [], [self.process_id, ttl_ms, str(SWEEP_CHUNK)])
         d.addCallback(restore, 0)
         d.addCallback(lambda _: subscriber.subscribe(self.channel))
         d.addCallbacks(up, failed)
@@ -393,8 +426,8 @@ class RedisCluster(Service):
             self.log.error("cluster: heartbeat failed: {why}", why=failure.getErrorMessage())
             if commands.transport is not None:
                 commands.transport.abortConnection()
-        commands.eval(_BEAT, [], [self.process_id, str(int(self.ttl * 1000))]).addCallbacks(
-            beaten, failed)
+        commands.eval(_BEAT, [], [self.process_id, str(int(self.ttl * 1000)),
+                                  str(SWEEP_CHUNK)]).addCallbacks(beaten, failed)
 
     def router_received(self, data: bytes) -> None:
         if self.router is not None:

@@ -29,6 +29,14 @@ Rules it keeps:
     go out page by page (waiting for the queue to drain between pages),
     and live messages for that group are held back (they are in the store)
     until the backlog is out; a member removed is sent nothing more.
+  - B{A shared store} (PostgreSQL, C{IGroupStore.shared}: other relay
+    processes commit changes this one hears of late or never, e.g. when
+    none of the group's members is online here): a group's state is read
+    from the store again for each command and each message from another
+    process (reads at once for one group share one), and updated in place
+    (never to an older epoch); only a change accepted here and not yet
+    committed is the base of the next without a read.  On SQLite this
+    process is the only writer and the state stays cached.
 """
 
 from __future__ import annotations
@@ -101,6 +109,8 @@ class Groups:
         self.limits = relay.limits
         self.metrics = relay.metrics
         self._cache: dict[bytes, _Live] = {}
+        #: Other processes write the store too: the cache is read again (above).
+        self.shared = bool(getattr(store, "shared", False))
         self._loading: dict[bytes, list[Deferred[_Live | None]]] = {}
         #: Each user's group message rate (all its groups, across connections).
         self._rates: dict[str, TokenBucket] = {}
@@ -212,7 +222,9 @@ class Groups:
             if stopped or len(found) == BACKLOG_PAGE or (
                     found and cached is not None and cached.last_seq > last):
                 self._when_drained(session, lambda: self._catch_up(session, group_id, last))
-            elif cached is None or user in cached.state.members:
+            elif cached is None or user in cached.state.members or self.shared:
+                # (Shared: the cache may not know of the user's joining
+                # elsewhere; every delivery checks a state read again.)
                 live[group_id] = last
         d = self.store.messages_after(group_id, after, BACKLOG_PAGE).addCallback(page)
         d.addErrback(self.relay.mailbox.store_failed, session, "sending stored group messages")
@@ -228,7 +240,7 @@ class Groups:
 
     def _load(self, group_id: bytes) -> Deferred[_Live | None]:
         live = self._cache.get(group_id)
-        if live is not None:
+        if live is not None and (live.pending is not None or not self.shared):
             return succeed(live)
         waiters = self._loading.get(group_id)
         d: Deferred[_Live | None] = Deferred()
@@ -243,6 +255,8 @@ class Groups:
             live = self._cache.get(group_id)
             if live is None and record is not None:
                 live = self._cache[group_id] = _Live(record.state, record.last_seq)
+            elif live is not None and self.shared and live.pending is None:
+                live = self._refresh(group_id, live, record)
             for waiter in waiters:
                 waiter.callback(live)
 
@@ -251,6 +265,17 @@ class Groups:
                 waiter.errback(failure)
         self.store.load_group(group_id).addCallbacks(loaded, failed)
         return d
+
+    def _refresh(self, group_id: bytes, live: _Live, record: GroupRecord | None) -> _Live | None:
+        """The cached C{live} brought up to C{record}, read again (shared store)."""
+        if record is None:
+            # (Never created: nothing of it may stay cached.)
+            self._cache.pop(group_id, None)
+            return None
+        if record.state.epoch >= live.state.epoch:
+            live.state = record.state
+        live.last_seq = max(live.last_seq, record.last_seq)
+        return live
 
     def _member_of(self, session: UserSession, group_id: bytes) -> Deferred[_Live]:
         """The group, if C{session}'s user is a member, else NOT_MEMBER."""

@@ -40,6 +40,11 @@ def deliver(groups: Groups, members: tuple[str, ...], message: GroupMessage, bod
     """A GROUP_MESSAGE committed elsewhere, for C{members} here."""
     encoded = (INNER_HEADER.pack(GroupMessage.TYPE, len(body)), body)
     gid, seq, sessions = message.group_id, message.seq, groups.relay.sessions
+    cached = groups._cache.get(gid)
+    if cached is not None:
+        # At once: a member catching up here must not go live below it
+        # while the group is read again (shared store).
+        cached.last_seq = max(cached.last_seq, seq)
 
     def loaded(live: _Live | None) -> None:
         if live is None or live.state.deleted:

@@ -206,6 +206,10 @@ class Database:
     One connection pool and the engine it speaks to.
     """
 
+    #: One relay process is the file's only writer (C{--cluster} refuses
+    #: SQLite), so what it read may be kept in memory (L{SQLDatabase.shared}).
+    shared = False
+
     def __init__(self, path: str, engine: Sqlite3Engine | None = None,
                  reactor: Any = None) -> None:
         self.path = path

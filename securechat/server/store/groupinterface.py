@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from twisted.internet.defer import Deferred
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 from securechat.crypto.groupstate import GroupState
 from securechat.server.store.interface import StoreError
@@ -94,6 +94,11 @@ class IGroupStore(Interface):
     a Deferred; a refusal is an errback with a L{StoreError}.
     """
 
+    shared = Attribute(
+        "Whether other relay processes write this store too (PostgreSQL): then"
+        " nothing read from it may be answered from memory later (no group"
+        " state kept between commands, no login answered without a read).")
+
     def load_group(group_id: bytes) -> Deferred[GroupRecord | None]:
         """
         The group, or C{None} if it was never created.  A deleted group
@@ -123,7 +128,9 @@ class IGroupStore(Interface):
     def store_message(group_id: bytes, sender: str, body: bytes) -> Deferred[StoredGroupMessage]:
         """
         Store one message as the group's next seq; L{NoSuchGroup} if the
-        group does not exist or was deleted.
+        group does not exist, was deleted, or C{sender} is not a member of
+        it as committed (checked in the same transaction: several relay
+        processes may share the store, and one's view may be late).
         """
 
     def messages_after(group_id: bytes, after_seq: int, limit: int

@@ -29,9 +29,14 @@ class _Group:
 
 @implementer(IGroupStore)
 class MemoryGroupStore:
-    """Everything in dictionaries, keyed as the SQLite tables are."""
+    """
+    Everything in dictionaries, keyed as the SQLite tables are; C{shared}
+    (L{IGroupStore.shared}) when a test gives one store to several relays.
+    """
 
-    def __init__(self, clock: IReactorTime, expiry_seconds: int = 30 * DAY) -> None:
+    def __init__(self, clock: IReactorTime, expiry_seconds: int = 30 * DAY,
+                 shared: bool = False) -> None:
+        self.shared = shared
         self.clock = clock
         self.expiry_seconds = expiry_seconds
         self._groups: dict[bytes, _Group] = {}
@@ -93,6 +98,8 @@ class MemoryGroupStore:
             group = self._live(group_id)
         except StoreError as e:
             return fail(e)
+        if sender not in group.state.members:
+            return fail(NoSuchGroup(f"no group {group_id.hex()} with member {sender}"))
         group.last_seq += 1
         message = StoredGroupMessage(group_id, group.last_seq, sender, self._now(), body)
         group.messages[message.seq] = message

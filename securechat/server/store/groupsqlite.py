@@ -129,10 +129,14 @@ def change_log_txn(txn: Any, group_id: bytes, after_epoch: int, limit: int) -> l
 
 def store_message_txn(txn: Any, group_id: bytes, sender: str, body: bytes,
                       now: int) -> StoredGroupMessage:
-    txn.execute("UPDATE groups SET last_seq = last_seq + 1 WHERE group_id = ? AND deleted = 0",
-                (group_id,))
+    # The sender's membership is checked here, in the transaction, against
+    # the committed state (a relay process's own view may lag a removal
+    # committed by another process sharing the database).
+    txn.execute("UPDATE groups SET last_seq = last_seq + 1 WHERE group_id = ? AND deleted = 0"
+                " AND EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = ? AND m.user = ?)",
+                (group_id, group_id, sender))
     if txn.rowcount != 1:
-        raise NoSuchGroup(f"no group {group_id.hex()}")
+        raise NoSuchGroup(f"no group {group_id.hex()} with member {sender}")
     txn.execute("SELECT last_seq FROM groups WHERE group_id = ?", (group_id,))
     seq = int(txn.fetchone()[0])
     txn.execute("INSERT INTO group_messages (group_id, seq, sender, stored_at, body)"
@@ -189,6 +193,7 @@ class SQLiteGroupStore:
 
     def __init__(self, db: SQLDatabase, clock: IReactorTime, expiry_seconds: int = 30 * DAY) -> None:
         self.db = db
+        self.shared = db.shared
         self.clock = clock
         self.expiry_seconds = expiry_seconds
         self._closed = False

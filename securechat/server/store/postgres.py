@@ -276,6 +276,10 @@ class PostgresDatabase:
     """
 
     log = Logger()
+    #: Several relay processes may write this database at once: nothing a
+    #: process read from it may be answered from memory later (the group
+    #: state, who holds letters or prekeys); see L{SQLDatabase.shared}.
+    shared = True
 
     def __init__(self, url: str, reactor: Any = None, pool_size: int = 1) -> None:
         if reactor is None:

@@ -44,6 +44,14 @@ T = TypeVar("T")
 class SQLDatabase(Protocol):
     """What the stores need of a database: SQLite's or PostgreSQL's."""
 
+    #: Whether other relay processes may write it at the same time
+    #: (PostgreSQL).  Then no answer may come from what this process read
+    #: or wrote before: a user's login reads the database, the relay's
+    #: group state is read again for each command
+    #: (L{securechat.server.groups.Groups}); on SQLite (False) this
+    #: process is the only writer and may keep what it knows in memory.
+    shared: bool
+
     def runInteraction(self, description: str, f: Callable[..., T], *args: Any,
                        **kwargs: Any) -> Deferred[T]:
         """Run C{f(txn, *args)} in a transaction; fire once committed."""
