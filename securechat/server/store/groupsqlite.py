@@ -202,10 +202,10 @@ class SQLiteGroupStore:
         self._flush_call: IDelayedCall | None = None
         self._in_flight = False
         #: Everyone who may be a member of a group (see the module docstring),
-        #: or None on PostgreSQL: other relay processes write groups too, so
-        #: every login reads.
+        #: or None on a shared database (PostgreSQL): other relay processes
+        #: write groups too, so every login reads.
         self._members: set[str] | None = (
-            self._read_members(db) if isinstance(db, Database) else None)
+            self._read_members(db) if isinstance(db, Database) and not db.shared else None)
 
     def _read_members(self, db: Database) -> set[str]:
         try:
