@@ -38,6 +38,8 @@ class RelayMetrics:
         self.queued_source: Callable[[], int] = lambda: 0
         #: Counts the users online; the relay sets it.
         self.sessions_source: Callable[[], int] = lambda: 0
+        #: Counts the mailbox store's group commits; the service sets it.
+        self.letter_commits_source: Callable[[], int] = lambda: 0
         r.register(_HotPathCollector(self))
         self.refusals = Counter(
             "securechat_refusals", "Connections refused or failed, by reason", ["reason"], registry=r)
@@ -116,6 +118,10 @@ class _HotPathCollector:
                                 value=m.queued_bytes)
         yield CounterMetricFamily("securechat_letters_stored",
                                   "Letters committed to the mailbox store", value=m.letters_stored)
+        yield CounterMetricFamily("securechat_letter_commits",
+                                  "Transactions that stored letters (group commits; letters "
+                                  "stored per commit = letters_stored / this)",
+                                  value=m.letter_commits_source())
         yield m.letter_ack_latency.family()
 
 

@@ -62,6 +62,7 @@ from securechat.server.metrics import metrics_root
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
 from securechat.server.store import IMailboxStore, UnusableDatabase, group_store, mailbox_store
 from securechat.server.store.expiry import purge_service
+from securechat.server.store.sqlite import SQLiteMailboxStore
 from securechat.server.startup import (client_server_option, inherited_sockets, systemd_problem,
                                        tool_command)
 from securechat.wire.messages import CertificateIdentity
@@ -420,6 +421,9 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         raise StartupError(f"cannot use the mailbox: {e}") from None
     groups = group_store(store, clock)
     relay = Relay(directory, credentials, clock, limits, store=store, group_store=groups)
+    if isinstance(store, SQLiteMailboxStore):
+        on_sqlite = store
+        relay.metrics.letter_commits_source = lambda: on_sqlite.letter_commits
     service = RelayService(data, relay, directory, now=now, store=store)
     purge_service(store, clock).setServiceParent(service)
     purge_service(groups, clock, what="group messages", name="group-purge").setServiceParent(

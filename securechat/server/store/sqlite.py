@@ -271,6 +271,9 @@ class SQLiteMailboxStore:
         self._close_waiters: list[Deferred[None]] = []
         #: Letters stored, logged once a minute (not once per commit).
         self._tally = CommitTally(clock, self._stored_lately)
+        #: C{store-letters} transactions committed since start (the group
+        #: commits: C{securechat_letter_commits} on /metrics).
+        self.letter_commits = 0
         self._holders = self._read_holders()
 
     def _stored_lately(self, letters: int, commits: int, seconds: float) -> None:
@@ -365,6 +368,7 @@ class SQLiteMailboxStore:
             self.log.failure("storing {count} letters failed; none was acknowledged",
                              result, count=sum(len(group) for group, _ in batch))
         else:
+            self.letter_commits += 1
             stored = sum(1 for o in result if type(o) is Stored)
             if stored:
                 # Counted, and logged once a minute (refusals are logged
