@@ -85,6 +85,7 @@ class LetterPoster:
         #: and when the first of them started.
         self._run: list[LetterSlot] = []
         self._run_started = 0.0
+        self._letter_limit = self.limits.letter_limit
 
     def start(self, slot: LetterSlot) -> None:
         """
@@ -95,7 +96,7 @@ class LetterPoster:
         try:
             sender = session.user
             assert sender is not None
-            if len(message.letter) > self.limits.letter_limit:
+            if len(message.letter) > self._letter_limit:
                 slot.finish(self.refuse(sender, message, Reason.TOO_LARGE))
                 return
             problem = self._problem(sender, message)
@@ -162,16 +163,14 @@ class LetterPoster:
 
     def _stored(self, outcomes: list[StoreOutcome], run: list[LetterSlot], started: float) -> None:
         metrics, sessions = self.metrics, self.relay.sessions
-        # (Every letter of the run arrived in the same read.)
-        latency = self.relay.clock.seconds() - started
+        stored = 0
         for slot, result in zip(run, outcomes):
             message = slot.message
             try:
                 sender = slot.session.user
                 assert sender is not None
                 if type(result) is Stored:
-                    metrics.letters_stored += 1
-                    metrics.letter_ack_latency.observe(latency)
+                    stored += 1
                     target = sessions.get(message.recipient)
                     if target is not None:
                         target.deliver(LetterArrived(sender, message.letter_id, result.stored_at,
@@ -190,6 +189,10 @@ class LetterPoster:
                 slot.finish(answer)
             except Exception:
                 self.mailbox.store_failed(Failure(), slot.session, "PostLetter")
+        if stored:
+            metrics.letters_stored += stored
+            # (Every letter of the run arrived in the same read.)
+            metrics.letter_ack_latency.observe_many(self.relay.clock.seconds() - started, stored)
 
     def _failed(self, failure: Failure, run: list[LetterSlot]) -> None:
         # Nothing of the run was stored: each session with a letter in it
