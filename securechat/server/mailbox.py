@@ -12,7 +12,8 @@ Rules it keeps:
     in the order its messages came
     (L{securechat.server.ordering.AnswerOrder}); a command starts once those
     before it finished, except that POST_LETTERs run together (so letters
-    posted together share a group commit).  Notices (PREKEYS_LOW, NEW_LETTERS,
+    posted together share a group commit: the letters a read starts go to
+    the store in one call, L{securechat.server.letterpost}).  Notices (PREKEYS_LOW, NEW_LETTERS,
     LETTER_ARRIVED, RECEIPT) go out when they happen.
   - B{Acknowledged after commit.}  LETTER_STORED is sent only when the
     store's Deferred fires, which it does after the transaction holding the
@@ -24,8 +25,8 @@ Rules it keeps:
   - B{Every refusal specific} (11.3); a store that fails closes that one
     connection with INTERNAL_ERROR (the client resends what was not
     acknowledged).  Logs say who, to whom and what was refused, never
-    contents; letters stored are counted in one line per group commit (by
-    the store).
+    contents; letters stored are counted in one line a minute (by the
+    store).
 
 A signed prekey goes to the store as a L{SignedPrekeyRecord} whose
 C{signature} is the scheme (C{u16}) followed by the signature bytes, so the
