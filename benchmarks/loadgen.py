@@ -206,7 +206,8 @@ async def run_case(args: argparse.Namespace) -> dict[str, Any]:
         if not d.called:
             d.callback(None)
 
-    async def login(name: str) -> Any:
+    async def login(name: str, port: int | None = None) -> Any:
+        port = port or args.port
         if args.target == "securechat":
             def accept(requester: str) -> None:
                 clients[name].accept(requester)
@@ -217,9 +218,9 @@ async def run_case(args: argparse.Namespace) -> dict[str, Any]:
             hooks: dict[str, Callable[..., None]] = {
                 "delivered": on_delivered, "chat_requested": accept,
                 "chat_secured": secured_with}
-            client = await securechat_user(args.port, name, server_key, stats, hooks)
+            client = await securechat_user(port, name, server_key, stats, hooks)
         else:
-            client = await baseline_user(args.port, name, stats, on_delivered)
+            client = await baseline_user(port, name, stats, on_delivered)
         clients[name] = client
         return client
 
@@ -244,7 +245,7 @@ async def run_case(args: argparse.Namespace) -> dict[str, Any]:
         pairs = [(f"u{base + 2 * i}", f"u{base + 2 * i + 1}") for i in range(args.pairs)]
         for a, b in pairs:
             await login(a)
-            await login(b)
+            await login(b, args.peer_port)
         await defer.gatherResults([defer.ensureDeferred(chat(a, b)) for a, b in pairs])
         await go_signal()
         cpu0, t0 = cpu_seconds(), time.perf_counter()
@@ -370,6 +371,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--target", choices=("securechat", "baseline"), required=True)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--peer-port", type=int, default=None,
+                   help="pairs and light cases: the second user of each pair logs in here "
+                        "(another relay process: benchmarks/cluster_bench.py) [default: --port]")
     p.add_argument("--data-dir")
     p.add_argument("--case", required=True)
     p.add_argument("--first-user", type=int, default=0)

@@ -91,7 +91,7 @@ def make_data_dir(path: str, recipients: int) -> None:
 
 
 def relay_argv(port: int, data_dir: str, log_file: str, profile: str | None = None,
-               metrics_port: int | None = None) -> list[str]:
+               metrics_port: int | None = None, store: str | None = None) -> list[str]:
     """
     The relay's command: run.py's (log file checked), mailbox limits
     lifted; with C{profile}, twistd's cProfile of the reactor thread is
@@ -102,17 +102,18 @@ def relay_argv(port: int, data_dir: str, log_file: str, profile: str | None = No
         argv += ["--metrics", f"tcp:{metrics_port}:interface=127.0.0.1"]
     if profile:
         argv[1:1] = [f"--profile={profile}", "--profiler=cprofile", "--savestats"]
-    return argv + [
+    return argv + (["--store", store] if store else []) + [
         "--letter-rate", "1000000", "--letter-burst", "1000000",
         "--mailbox-letters", "10000000", "--mailbox-bytes", str(1 << 40)]
 
 
 def start_relay(data_dir: str, work: str, profile: str | None,
-                metrics_port: int | None = None) -> tuple[subprocess.Popen[bytes], int, str]:
+                metrics_port: int | None = None, store: str | None = None
+                ) -> tuple[subprocess.Popen[bytes], int, str]:
     port = free_port()
     log_file = os.path.join(work, f"securechat-{port}.log")
     proc = subprocess.Popen(pinned(0) + relay_argv(port, data_dir, log_file, profile,
-                                                   metrics_port),
+                                                   metrics_port, store),
                             env=environment(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -146,11 +147,52 @@ def letter_commits(metrics_port: int) -> int:
     raise RuntimeError("the relay's /metrics has no securechat_letter_commits_total")
 
 
+def server_cpu(postmaster: int | None) -> float:
+    """
+    CPU seconds of a PostgreSQL server so far: the postmaster and the
+    processes it started (the relay's backend, the WAL writer, ...); 0
+    without one.
+    """
+    if postmaster is None:
+        return 0.0
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += cpu_time(int(entry))
+    return total
+
+
 def run_securechat(args: argparse.Namespace, work: str, dump: str) -> dict[str, Any]:
     data_dir = os.path.join(work, "data")
     make_data_dir(data_dir, args.recipients)
+    store, postmaster = None, None
+    if getattr(args, "store", "sqlite") == "postgresql":
+        # A throwaway PostgreSQL (as the tests make it), the relay on it.
+        from tests.pgservice import Cluster
+        cluster = Cluster()
+        cluster.start()
+        cluster.execute("CREATE DATABASE bench")
+        store = cluster.url("bench")
+        assert cluster.process is not None
+        postmaster = cluster.process.pid
+    try:
+        return _run_securechat(args, work, dump, data_dir, store, postmaster)
+    finally:
+        if store is not None:
+            cluster.remove()
+
+
+def _run_securechat(args: argparse.Namespace, work: str, dump: str, data_dir: str,
+                    store: str | None, postmaster: int | None) -> dict[str, Any]:
     metrics_port = free_port()
-    relay, port, log_file = start_relay(data_dir, work, args.profile, metrics_port)
+    relay, port, log_file = start_relay(data_dir, work, args.profile, metrics_port, store)
     paced = int(args.rate * args.duration)
     gen = subprocess.Popen(
         pinned(1) + [sys.executable, os.path.join(HERE, "letterload.py"), "bench",
@@ -176,15 +218,15 @@ def run_securechat(args: argparse.Namespace, work: str, dump: str) -> dict[str, 
         expect("READY")
         # (Each scrape is outside the phases' CPU: a few ms of the relay's.)
         commits0 = letter_commits(metrics_port)
-        cpu0 = cpu_time(relay.pid)
+        cpu0, db0 = cpu_time(relay.pid), server_cpu(postmaster)
         go()
         expect("PHASE")
-        cpu1 = cpu_time(relay.pid)
+        cpu1, db1 = cpu_time(relay.pid), server_cpu(postmaster)
         commits1 = letter_commits(metrics_port)
-        cpu1b = cpu_time(relay.pid)
+        cpu1b, db1b = cpu_time(relay.pid), server_cpu(postmaster)
         go()
         result: dict[str, Any] = json.loads(expect("{"))
-        cpu2 = cpu_time(relay.pid)
+        cpu2, db2 = cpu_time(relay.pid), server_cpu(postmaster)
         commits2 = letter_commits(metrics_port)
         gen.wait(STEP_TIMEOUT)
     finally:
@@ -196,6 +238,10 @@ def run_securechat(args: argparse.Namespace, work: str, dump: str) -> dict[str, 
     result["paced_cpu"] = cpu2 - cpu1b
     result["saturation_commits"] = commits1 - commits0
     result["paced_commits"] = commits2 - commits1
+    if postmaster is not None:
+        # PostgreSQL's own CPU, apart (the relay's column stays the relay's).
+        result["saturation_db_cpu"] = db1 - db0
+        result["paced_db_cpu"] = db2 - db1b
     result["log_file"] = log_file
     return result
 
@@ -300,6 +346,13 @@ def run_baseline(args: argparse.Namespace, work: str, dump: str, commits: int) -
 
 
 def summarize(r: dict[str, Any]) -> dict[str, float]:
+    if "saturation_db_cpu" in r:
+        return dict(_summary(r), db_cpu_us_per_letter=(
+            r["saturation_db_cpu"] / r["saturation_letters"] * 1e6))
+    return _summary(r)
+
+
+def _summary(r: dict[str, Any]) -> dict[str, float]:
     out = {
         "acked_per_s": r["saturation_letters"] / r["saturation_elapsed"],
         "cpu_us_per_letter": r["saturation_cpu"] / r["saturation_letters"] * 1e6,
@@ -321,6 +374,9 @@ def report(sc: dict[str, float], base: dict[str, float], args: argparse.Namespac
         a = sc.get(metric, float("nan"))
         ratio = f"{a / b:.2f}" if b else "-"
         lines.append(f"{metric:<26} {a:>12.2f} {b:>12.2f} {ratio:>7}")
+    for metric, a in sc.items():
+        if metric not in base:  # the relay's only (PostgreSQL's CPU)
+            lines.append(f"{metric:<26} {a:>12.2f} {'-':>12} {'-':>7}")
     rate_met = sc["acked_per_s"] >= TARGET_RATE
     cost = sc["cpu_us_per_letter"] / base["cpu_us_per_letter"] if base["cpu_us_per_letter"] else 0.0
     lines.append(f"target: >= {TARGET_RATE:.0f} acknowledged letters/s: "
@@ -367,6 +423,10 @@ def main() -> int:
     p.add_argument("--recipients", type=int, default=None,
                    help=f"recipients the letters go to, in turn (default: enough that no "
                         f"mailbox holds more than {PER_MAILBOX} letters)")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="the relay's store: its SQLite file, or a throwaway PostgreSQL "
+                        "(needs the postgresql package); PostgreSQL's CPU is reported apart "
+                        "(db_cpu_us_per_letter) [default: sqlite]")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--profile", metavar="FILE",
                    help="save a cProfile of the relay's reactor thread here (pstats format; "

@@ -39,6 +39,7 @@ class Alert(enum.IntEnum):
     SHUTTING_DOWN = 12
     INTERNAL_ERROR = 13
     SERVER_REKEYED = 14
+    UNAVAILABLE = 15
 
 
 #: Specific error code -> (alert sent to the peer, default human message).
@@ -92,6 +93,7 @@ ERRORS: dict[str, tuple[Alert, str]] = {
     "shutting-down": (Alert.SHUTTING_DOWN, "relay shutting down"),
     "internal-error": (Alert.INTERNAL_ERROR, "internal error"),
     "server-rekeyed": (Alert.SERVER_REKEYED, "the relay's certificate changed; reconnect to check the new one"),
+    "unavailable": (Alert.UNAVAILABLE, "the relay cannot serve users now; try again shortly"),
 }
 
 

@@ -13,6 +13,7 @@ from twisted.application.service import IService
 from twisted.internet.testing import MemoryReactor
 from twisted.internet.endpoints import serverFromString
 from OpenSSL.SSL import Error as SSLError
+from twisted.logger import Logger
 from twisted.python import usage
 
 from securechat import __version__
@@ -112,13 +113,22 @@ LIMIT_OPTIONS = [
 ]
 
 
+#: --presence-ttl (its default is a float, unlike the other parameters here).
+_PRESENCE_TTL: list[Any] = ["presence-ttl", None, 10.0,
+     "Seconds a process's presence lasts in Redis without a heartbeat (one goes out "
+     "every third of it): a dead process's users drop out within this time, and a "
+     "process cut off from Redis this long ends its sessions.  Only with --cluster.",
+     _positive(float, "presence-ttl")]
+
+
 class Options(usage.Options):
     """
     Options for C{twistd securechat}.
     """
 
     synopsis = ("[--data-dir DIR [--init]] [--listen ENDPOINT ...] [--listen-websocket ENDPOINT ...] "
-                "[--websocket-origin ORIGIN ...] [--web ENDPOINT] [--metrics ENDPOINT] [limits]")
+                "[--websocket-origin ORIGIN ...] [--web ENDPOINT] [--metrics ENDPOINT] "
+                "[--cluster URL [--process-id ID]] [--reuse-port] [limits]")
     longdesc = (
         "Run the securechat relay.  With no options it uses the data directory "
         "$SECURECHAT_DATA_DIR or ~/.local/share/securechat, creating it on first run "
@@ -133,11 +143,15 @@ class Options(usage.Options):
         "listener (ssl: for wss://, or behind a reverse proxy), to pages from the origins "
         "given with --websocket-origin only.  --web serves the browser client's page "
         "with the same WebSocket at /relay beside it (off by default).  "
+        "--reuse-port lets several relay processes on this host accept on one port.  "
         "Users added, re-keyed or revoked are seen at the next login; SIGHUP re-reads "
         "the user directory, the certificate and the CRL at once (they are also re-read "
         "within seconds of changing).  The data directory must belong to the user running "
         "the relay (or root), with no file others can write and private keys only its "
-        "owner can read."
+        "owner can read.  "
+        "With --cluster, several relay processes (on this host or others, behind one "
+        "address) share their users through Redis: each gets its own --process-id and the "
+        "same data directory contents; a user on one process chats with users on any other."
     )
 
     optFlags: list[list[Any]] = [
@@ -145,6 +159,12 @@ class Options(usage.Options):
          "certificate for localhost) if it does not exist yet or is empty."],
         ["allow-readable-keys", None, "Accept a CA or relay private key that its group or "
          "others can read (refused by default)."],
+        ["reuse-port", None, "Listen on the tcp:, tcp6: and ssl: endpoints of --listen, "
+         "--listen-websocket and --web with SO_REUSEPORT (Linux only), so that several relay "
+         "processes of the same system user on this host accept on the same port and the "
+         "kernel spreads new connections among them; every process must be started with it. "
+         "--metrics is never shared: give each process its own. Each process knows only the "
+         "users connected to it (see README.rst, \"Running several relay processes\")."],
     ]
 
     optParameters: list[list[Any]] = [
@@ -159,6 +179,26 @@ class Options(usage.Options):
         ["metrics", "m", None,
          "Endpoint for the HTTP /metrics (Prometheus) and /health listener, "
          "e.g. tcp:9090:interface=127.0.0.1 [default: off]"],
+        ["store", None, "sqlite",
+         "Where the mailbox and the groups are kept: sqlite (mailbox.sqlite3 in the data "
+         "directory, for one relay process) or a PostgreSQL database as a libpq URL, "
+         "postgresql://USER@HOST/DBNAME or, on a unix socket, "
+         "postgresql:///DBNAME?host=/run/postgresql, which several relay processes share "
+         "(keep the password in ~/.pgpass or $PGPASSFILE, not in the URL).  The user "
+         "directory and the CRL stay in the data directory.  A database that cannot be "
+         "reached stops start-up."],
+        ["cluster", None, None,
+         "Run as one of several relay processes sharing their users through Redis: "
+         "redis://HOST[:PORT][/DB] or unix:///PATH/redis.sock (needs the extra "
+         "securechat[cluster]).  Every process must use the same Redis and the same user "
+         "directory and certificates; users on different processes chat as on one.  A "
+         "process without its link to Redis refuses logins (UNAVAILABLE) [default: off, "
+         "one process]"],
+        ["process-id", None, None,
+         "This process's id in the cluster, unique among the processes on one Redis "
+         "(1 to 64 letters, digits, '.', '_', ':', '-'), e.g. relay1 [default: the host "
+         "name and the process id, e.g. myhost-1234]"],
+        _PRESENCE_TTL,
     ] + [
         [name, None, getattr(_D, field), help, _positive(kind, name)]
         for name, field, kind, help in LIMIT_OPTIONS
@@ -231,6 +271,15 @@ class Options(usage.Options):
             _check_endpoint(self["metrics"], "--metrics")
         if self["web"] is not None:
             _check_endpoint(self["web"], "--web")
+        from securechat.server.store import UnusableDatabase, check_store
+        try:
+            check_store(self["store"])
+        except UnusableDatabase as e:
+            raise usage.UsageError(str(e)) from None
+        self._check_cluster()
+        if self["reuse-port"]:
+            _check_reuse_port(self["listen"] + self["listen-websocket"]
+                              + ([self["web"]] if self["web"] is not None else []))
         # Only the default directory is created unasked: a mistyped
         # --data-dir must not silently become a new CA.
         self["create"] = self["data-dir"] is None or bool(self["init"])
@@ -259,6 +308,28 @@ class Options(usage.Options):
         logtext.install(getattr(self, "parent", None))
 
 
+    def _check_cluster(self) -> None:
+        """--cluster and --process-id: checked now, so a mistake stops start-up."""
+        if self["cluster"] is None:
+            if self["process-id"] is not None:
+                raise usage.UsageError("--process-id needs --cluster")
+            return
+        try:
+            import txredisapi  # noqa: F401
+        except ImportError:
+            raise usage.UsageError("--cluster needs txredisapi: pip install "
+                                   "'securechat[cluster]'") from None
+        from securechat.server.cluster import (ClusterConfigError, check_process_id,
+                                               default_process_id, parse_url)
+        try:
+            parse_url(self["cluster"])
+            if self["process-id"] is None:
+                self["process-id"] = default_process_id()
+            check_process_id(self["process-id"])
+        except ClusterConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
 def _check_endpoint(description: str, option: str) -> None:
     """
     Refuse an endpoint string that does not parse.  (systemd: endpoints are
@@ -276,6 +347,22 @@ def _check_endpoint(description: str, option: str) -> None:
         raise usage.UsageError(f"{option}: bad endpoint {description!r}: {e}") from None
 
 
+def _check_reuse_port(endpoints: list[str]) -> None:
+    """
+    Refuse C{--reuse-port} where it cannot do what it says: on a platform
+    without Linux's SO_REUSEPORT, or with no endpoint it applies to.
+    """
+    from securechat.server.reuseport import ReusePortUnavailable, applies_to, reuse_port_option
+    try:
+        reuse_port_option()
+    except ReusePortUnavailable as e:
+        raise usage.UsageError(f"--reuse-port: {e}") from None
+    if not any(applies_to(e) for e in endpoints):
+        raise usage.UsageError(
+            "--reuse-port applies to tcp:, tcp6: and ssl: endpoints, and none is given (a unix: "
+            "path cannot be shared; a systemd: socket takes ReusePort= in its socket unit)")
+
+
 def makeService(options: Options) -> IService:
     """
     The relay's service tree (see L{securechat.server.service.relay_service}).
@@ -290,11 +377,18 @@ def makeService(options: Options) -> IService:
             options["data-dir"], options["listen"], options["metrics"], options["limits"],
             create=options["create"], allow_readable_keys=bool(options["allow-readable-keys"]),
             websocket=options["listen-websocket"], origins=options["websocket-origin"],
-            web=options["web"],
+            web=options["web"], store=options["store"], cluster=options["cluster"],
+            process_id=options["process-id"], presence_ttl=options["presence-ttl"],
+            reuse_port=bool(options["reuse-port"]),
         )
     except (StartupError, CorruptDataDir, DataDirError) as e:
         sys.stderr.write(f"twistd securechat: error: {e}\n")
         raise SystemExit(1) from None
+    if options["reuse-port"] and not options["cluster"]:
+        Logger().warn(
+            "--reuse-port: other relay processes may accept on this port too, and each knows "
+            "only the users connected to it: users on different processes cannot reach each "
+            "other (fine while a new process takes over from an old one)")
     # Started last: freezes what start-up made (securechat.server.collector).
     CollectorTuning().setServiceParent(service)
     return service

@@ -305,46 +305,100 @@ class PageDeployment:
 
     def group_member(self, test: unittest.TestCase, page: ChatPage) -> None:
         """
-        Groups (15) reach a page that does not have them yet: carol is on
-        the page when bob, on the terminal, creates group 'team' and adds
-        her; her page shows one line for the group (pointing to
-        securechat-client) and stays connected.  bob writes in the group;
-        carol logs in again (GROUP_LIST after WELCOME, then the stored
-        group message): the group's line again, one line for its messages,
-        no disconnection, and a chat with bob still works.
+        Groups (15, 16) between the page and the terminal: carol is on the
+        page when bob, on the terminal, creates group 'team' and adds her;
+        her page replays and verifies the group's log and shows the members
+        and changes in the group's pane.  bob writes (his sender key comes
+        in a letter the page takes, never shows); carol answers from the
+        pane (her key goes to bob in a letter his client takes).  carol
+        logs in again while bob writes once more: the page takes the group
+        back from the relay's list and log, and bob's key letter again
+        (never deleted, 16.2), and shows the message.  No text of either
+        crossed the proxy, and the page listed no key letter as a letter.
         """
         page.goto(self.origin + "/")
         register_from_page(page, self.d, "carol")
         page.fill("#ca", self.ca_pem)
         page.click("#connect")
-        page.wait_text("#status", "logged in as carol")
+        page.wait_text("#log li", "your prekeys are on the relay")
         bob = self.d.client("bob", self.server)
         bob.expect(r"\* logged in as bob")
         bob.send("!group create team")
         bob.expect(r"\* #team: bob created the group")
         bob.send("!group add team carol")
         bob.expect(r"\* #team: bob added carol")
-        line = ("the relay says you are a member of group 'team'; groups are not available "
-                "in the browser yet \u2014 use securechat-client")
-        page.wait_text("#log li", line)
-        bob.send("!g team hello team")
+        pane = ".group-pane"
+        page.wait_text(f"{pane} li", "* bob added carol (epoch 2, verified)")
+        test.assertIn("Members (verified): bob (owner), carol", page.text(f"{pane} .group-members"))
+        bob.send("!g team hello team <b>from bob</b>")
         bob.expect(r"\] #team <bob> hello team")
+        page.wait_text(f"{pane} li", "bob: hello team <b>from bob</b>")
+        test.assertEqual(page.count(f"{pane} b"), 0)  # shown as text, never as HTML
+        page.fill(f"{pane} .entry", f"hi team from {page.name}")
+        page.click(f"{pane} .send")
+        bob.expect(rf"#team <carol> hi team from {page.name}")
+        page.screenshot(os.path.join(artifacts_dir(test), f"browser-group-{page.name}.png"))
         page.leave()
         self.relay.expect(r"user carol disconnected")
+        bob.send("!g team while you were away")
+        bob.expect(r"\] #team <bob> while you were away")
         page.goto(self.origin + "/")
         page.fill("#name", "carol")
         page.fill("#ca", self.ca_pem)
         page.click("#connect")
         page.wait_text("#status", "logged in as carol")
-        page.wait_text("#log li", line)
-        page.wait_text("#log li", "bob wrote in group 'team'; this page cannot read group "
-                                  "messages, they are kept for securechat-client")
-        chat_once(page, bob, 1)
-        test.assertEqual(page.text("#log").count("group 'team'; groups are not"), 1)
+        page.wait_text(f"{pane} li", "bob: while you were away")
+        page.click("#check-letters")
+        page.wait_text("#letters li", "no letters")
+        test.assertNotIn("REFUSED", page.text(pane))
         test.assertNotIn("disconnected", page.text("#status"))
         bob.send("!exit")
         test.assertEqual(bob.wait(), 0, bob.output())
         test.assertEqual(page.errors(), [])
+        for secret in ("hello team", "hi team from", "while you were away"):
+            test.assertNotIn(secret.encode(), self.proxy.recorded)
+
+
+    def group_owner(self, test: unittest.TestCase, page: ChatPage) -> None:
+        """
+        A group made on the page: carol creates 'ops' and adds bob, who is
+        on the terminal (his client verifies her signed changes); they
+        write both ways; carol removes bob from the page, bob is told, and
+        carol's next message goes under a new chain bob never gets.
+        """
+        page.goto(self.origin + "/")
+        register_from_page(page, self.d, "carol")
+        page.fill("#ca", self.ca_pem)
+        page.click("#connect")
+        page.wait_text("#log li", "your prekeys are on the relay")
+        bob = self.d.client("bob", self.server)
+        bob.expect(r"\* logged in as bob")
+        page.fill("#group-name", "ops")
+        page.click("#create-group")
+        pane = ".group-pane"
+        page.wait_text(f"{pane} li", "* carol created the group 'ops' (epoch 1, verified)")
+        page.fill(f"{pane} .member", "bob")
+        page.click(f"{pane} .add")
+        page.wait_text(f"{pane} li", "* carol added bob (epoch 2, verified)")
+        bob.expect(r"#ops: carol added bob")
+        page.fill(f"{pane} .entry", "first from the owner")
+        page.click(f"{pane} .send")
+        bob.expect(r"#ops <carol> first from the owner")
+        bob.send("!g ops ack from bob")
+        page.wait_text(f"{pane} li", "bob: ack from bob")
+        page.click(f"{pane} .remove")
+        page.wait_text(f"{pane} li", "* carol removed bob (epoch 3, verified)")
+        bob.expect(r"#ops: carol removed")
+        test.assertIn("Members (verified): carol (owner)", page.text(f"{pane} .group-members"))
+        page.fill(f"{pane} .entry", "after bob left")
+        page.click(f"{pane} .send")
+        page.wait_text(f"{pane} li", "me: after bob left")
+        bob.send("!exit")
+        test.assertEqual(bob.wait(), 0, bob.output())
+        test.assertNotIn("after bob left", bob.output())
+        test.assertEqual(page.errors(), [])
+        for secret in ("first from the owner", "ack from bob", "after bob left"):
+            test.assertNotIn(secret.encode(), self.proxy.recorded)
 
 
 def chat_once(page: ChatPage, bob: Process, nth: int) -> None:

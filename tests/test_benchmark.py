@@ -6,6 +6,7 @@ with tiny counts.  The benchmark itself is not part of the test run.
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -127,7 +128,8 @@ class RelayCommandTests(unittest.TestCase):
         No benchmark script passes a device as twistd's log file.
         """
         for name in ("run.py", "loadgen.py", "baseline.py", "mailbox_bench.py",
-                     "letterload.py", "group_bench.py", "groupload.py", "hs_ab.py"):
+                     "letterload.py", "group_bench.py", "groupload.py", "hs_ab.py",
+                     "cluster_bench.py"):
             with open(os.path.join(ROOT, "benchmarks", name)) as f:
                 self.assertNotRegex(f.read(), r"--logfile[= ]+['\"]?/dev/", name)
 
@@ -245,3 +247,115 @@ class InstructionCountTests(unittest.TestCase):
         with self.assertRaises(ValueError) as caught:
             module.total_instructions(path)
         self.assertIn("no instruction total in", str(caught.exception))
+
+
+def _load_cluster_bench() -> Any:
+    """benchmarks/cluster_bench.py as a module (it imports run.py beside it)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "securechat_cluster_bench", os.path.join(ROOT, "benchmarks", "cluster_bench.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ClusterBenchmarkTests(unittest.TestCase):
+    """
+    benchmarks/cluster_bench.py (issue 16): 1:1 messages across two relay
+    processes joined by Redis, against one process.
+    """
+
+    def test_singleProcessHalfSmoke(self) -> None:
+        """
+        With --single-only the one-process half runs both cases (saturation
+        and light) with tiny counts and reports CPU per message, throughput
+        and latency for each, saying the two-process half was not run.
+        """
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "cluster_bench.py"), "--smoke",
+             "--single-only"],
+            capture_output=True, text=True, env=environment(), cwd=ROOT, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        out = result.stdout
+        self.assertRegex(out, r"(?m)^1:1 saturation, 2 pairs x 5 messages, medians of 1 runs")
+        self.assertRegex(out, r"(?m)^light 2000 msg/s, 2 pairs for 0\.05 s, medians of 1 runs")
+        self.assertRegex(out, r"metric\s+one process\s+two processes\s+ratio")
+        for metric in ("cpu_us_per_msg", "msgs_per_s", "p50_ms", "p99_ms"):
+            self.assertRegex(out, rf"(?m)^{metric}\s+\d+\.\d\d\s+-\s+-$")
+        self.assertIn("two processes: not run (--single-only)", out)
+
+    def test_relayWithoutClusterOptionsRefused(self) -> None:
+        """
+        A relay whose --help lists no --cluster or --process-id stops the
+        two-process half with one line naming them and where they come
+        from, exit status 2, before anything is started.
+        """
+        bench = _load_cluster_bench()
+        help_text = "Options:\n  -l, --listen=   Endpoint\n      --metrics=  Endpoint\n"
+        self.patch(bench, "relay_help", lambda: help_text)
+        self.patch(bench, "Relay", lambda *a: self.fail("a relay was started"))
+        errors = io.StringIO()
+        self.patch(sys, "stderr", errors)
+        self.assertEqual(bench.main(["--smoke"]), 2)
+        self.assertEqual(errors.getvalue(),
+                         "cluster_bench: this relay has no option --cluster, --process-id (an "
+                         "older securechat: --cluster, --process-id and --store came with issue "
+                         "16): the two-process half cannot run; "
+                         "--single-only runs the one-process half\n")
+
+    def test_missingOptions(self) -> None:
+        """
+        Options are found in twistd's help layout (with or without "=", a
+        short form before them); --store is asked for only when given.
+        """
+        bench = _load_cluster_bench()
+        help_text = ("  -c, --cluster=      Redis URL\n      --process-id=  id\n"
+                     "      --reuse-port     share\n")
+        self.assertEqual(bench.missing_options(help_text, ["--cluster", "--process-id"]), [])
+        self.assertEqual(bench.missing_options(help_text, ["--store", "--reuse-port"]),
+                         ["--store"])
+        self.assertEqual(bench.missing_options("--clusters= x", ["--cluster"]), ["--cluster"])
+        self.patch(bench.shutil, "which", lambda name: "/usr/bin/" + name)
+        bench.check_relay(None, help_text)
+        with self.assertRaises(bench.CannotRun) as caught:
+            bench.check_relay("postgresql:///x", help_text)
+        self.assertIn("this relay has no option --store (an older securechat", str(caught.exception))
+
+    def test_noRedisServerRefused(self) -> None:
+        """
+        With the options there but no redis-server installed, the
+        two-process half stops saying so and how to install it.
+        """
+        bench = _load_cluster_bench()
+        self.patch(bench.shutil, "which", lambda name: None)
+        with self.assertRaises(bench.CannotRun) as caught:
+            bench.check_relay(None, "--cluster= --process-id=")
+        self.assertIn("redis-server is not installed (apt-get install redis-server)",
+                      str(caught.exception))
+
+    def test_redisCommandCount(self) -> None:
+        """
+        The throwaway Redis starts on a unix socket only, answers, counts
+        the commands it processed (what the benchmark divides by the
+        messages), and is stopped by PID.
+        """
+        import shutil
+
+        from tests.services import need_service
+        need_service(self, [] if shutil.which("redis-server") else ["redis-server"],
+                     "the cluster benchmark's Redis helper", "apt-get install redis-server")
+        import tempfile
+        bench = _load_cluster_bench()
+        work = tempfile.mkdtemp(prefix="sc-redis-")  # short: a unix socket's path is
+        self.addCleanup(shutil.rmtree, work, True)   # at most 107 bytes
+        redis = bench.Redis(work)
+        self.addCleanup(redis.stop)
+        self.assertEqual(redis.url, "unix://" + os.path.join(work, "redis.sock"))
+        before = redis.commands_processed()
+        for _ in range(3):
+            self.assertEqual(redis.command(b"PING"), b"+PONG")
+        # The three PINGs and the INFO that counted them.
+        self.assertEqual(redis.commands_processed() - before, 4)
+        redis.stop()
+        self.assertIsNotNone(redis.proc.poll())

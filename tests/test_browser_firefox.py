@@ -181,3 +181,14 @@ class FirefoxChatPageTests(unittest.TestCase):
         """
         deployment = PageDeployment(self)
         deployment.several_chats(self, FirefoxPage(self))
+
+    def test_groupInFirefox(self) -> None:
+        """
+        Groups in Firefox: bob on the terminal makes 'team' and adds carol
+        on the page; the page verifies the log (Ed25519 in Firefox's
+        WebCrypto), messages go both ways with sender keys, carol logs in
+        again and reads what bob wrote meanwhile; the proxy saw no text
+        (tests.browser_pages.PageDeployment.group_member).
+        """
+        deployment = PageDeployment(self)
+        deployment.group_member(self, FirefoxPage(self))

@@ -130,14 +130,22 @@ class ChatPageTests(unittest.TestCase):
         """
         self._inChromium(PageDeployment.key_file_login)
 
-    def test_groupMemberOnThePage(self) -> None:
+    def test_groupOnThePage(self) -> None:
         """
-        A browser user added to a group is not disconnected (the page once
-        refused GROUP_LIST and GROUP_CHANGED as unknown types): bob adds
-        carol to 'team' from the terminal while she is on the page, then
-        she logs in again; each time one line names the group and points to
-        securechat-client, her group message is announced not read, and a
-        chat with bob still works
+        A browser user and a terminal user in one group through a real
+        relay over WebSocket: bob creates 'team' on the terminal and adds
+        carol, who is on the page; the page verifies the log and shows the
+        members; messages go both ways (sender keys in letters of content
+        type 2, taken by each client, never shown as letters); carol logs
+        in again and reads what bob wrote meanwhile; the proxy saw no text
         (tests.browser_pages.PageDeployment.group_member).
         """
         self._inChromium(PageDeployment.group_member)
+
+    def test_groupMadeOnThePage(self) -> None:
+        """
+        carol creates a group on the page, adds bob (on the terminal),
+        they write both ways, and she removes him from the page; he never
+        reads what follows (tests.browser_pages.PageDeployment.group_owner).
+        """
+        self._inChromium(PageDeployment.group_owner)

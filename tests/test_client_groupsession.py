@@ -159,6 +159,30 @@ class GroupSessionTests(unittest.TestCase):
         self.h.pump()
         self.assertEqual(self.bob.texts(), [("alice", "held")])
 
+    def test_keyLetterFetchedByAnotherClientStillTaken(self) -> None:
+        """
+        A key letter another client of bob's fetched first (the browser
+        page, say, with files of its own: it cannot open a letter sealed to
+        this client's prekeys, unknown-prekey, but its FETCH_LETTER leaves
+        the letter fetched on the relay) is still found by bob's terminal
+        client at login, which looks among all its letters, not only new
+        ones (16.2): it takes the key and reads alice's next message.
+        """
+        self.bob.logout()
+        self.alice.session.say("team", "held")
+        self.h.pump()
+        other = Member(self.h, "bob")
+        other.login()
+        self.h.pump()
+        [(_sender, _id, _at, code, _detail)] = other.view.of("letter_failed")
+        self.assertEqual(code, "decrypt-failed")
+        other.logout()
+        self.bob.login()
+        self.h.pump()
+        self.alice.session.say("team", "next")
+        self.h.pump()
+        self.assertEqual(self.bob.texts(), [("alice", "next")])
+
     def test_refusedChangeShownLocally(self) -> None:
         """
         bob, a plain member, cannot add: refused by the client before it

@@ -369,6 +369,71 @@ class DeploymentFileTests(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stderr.strip(), "", result.stderr)
 
+    def test_templateUnitVerify(self) -> None:
+        """
+        C{systemd-analyze verify} accepts the template unit for several
+        processes (C{securechat@.service}), as a template and as an
+        instance (C{%i} expanded), without a warning.
+        """
+        analyze = shutil.which("systemd-analyze")
+        self.assertIsNotNone(analyze, "systemd-analyze is installed by .ci/run")
+        tmp = tempfile.mkdtemp(prefix="sc-units-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        with open(os.path.join(ROOT, "etc", "securechat@.service")) as f:
+            text = f.read()
+        self.assertIn("/opt/securechat/bin/twistd ", text)
+        text = text.replace("/opt/securechat/bin/twistd", shutil.which("true") or "/bin/true")
+        template = os.path.join(tmp, "securechat@.service")
+        with open(template, "w") as f:
+            f.write(text)
+        instance = os.path.join(tmp, "securechat@2.service")
+        os.symlink("securechat@.service", instance)
+        for unit in (template, instance):
+            result = subprocess.run([analyze, "verify", unit], capture_output=True, text=True,
+                                    timeout=60)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertEqual(result.stderr.strip(), "", result.stderr)
+
+    def test_templateOptionFilesParse(self) -> None:
+        """
+        The options the template unit passes (C{$SECURECHAT_OPTIONS} from
+        the shared file, C{$SECURECHAT_INSTANCE_OPTIONS} from the process's
+        own) are read from the files the example files say, and, as the
+        examples give them, are options C{twistd securechat} accepts, also
+        in their load-balancer variants (commented out).
+        """
+        import re
+        import shlex
+
+        from securechat.tap import Options
+        with open(os.path.join(ROOT, "etc", "securechat@.service")) as f:
+            unit = f.read()
+        self.assertIn("EnvironmentFile=/etc/default/securechat-relays\n", unit)
+        self.assertIn("EnvironmentFile=-/etc/default/securechat@%i\n", unit)
+        self.assertRegex(unit, r"(?m)^ExecStart=.* \$SECURECHAT_OPTIONS \$SECURECHAT_INSTANCE_OPTIONS$")
+
+        def settings(name: str, installed: str, variable: str) -> list[str]:
+            with open(os.path.join(ROOT, "etc", name)) as f:
+                text = f.read()
+            self.assertTrue(text.startswith(f"# {installed}:"), name)
+            found = re.findall(rf"(?m)^#?\s*{variable}=(.*)$", text)
+            self.assertGreaterEqual(len(found), 2, name)
+            return found
+        shared = settings("securechat-relays.env.example", "/etc/default/securechat-relays",
+                          "SECURECHAT_OPTIONS")
+        own = settings("securechat@.env.example", "/etc/default/securechat@N",
+                       "SECURECHAT_INSTANCE_OPTIONS")
+        # The first of each is the SO_REUSEPORT set-up, the second the
+        # load balancer's.
+        for common, instance in zip(shared, own):
+            options = Options()
+            options.exit_on_usage_error = False
+            options.parseOptions(["--data-dir", "/var/lib/securechat",
+                                  *shlex.split(common), *shlex.split(instance)])
+            self.assertIsNotNone(options["metrics"])
+        self.assertIn("--reuse-port", shared[0])
+        self.assertNotIn("--reuse-port", shared[1])
+
 
 class CrashSafetyTests(unittest.TestCase):
     """

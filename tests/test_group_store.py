@@ -201,9 +201,14 @@ class SQLiteGroupStoreTests(GroupStoreTestsMixin, unittest.TestCase):
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
         self.clock = SteppedClock(global_reactor)
-        self.mailbox = mailbox_store(self.dir, self.clock)
-        self.addCleanup(lambda: self.mailbox.close())
+        self.mailbox = self.openMailbox()
         self.store = SQLiteGroupStore(self.mailbox.db, self.clock, expiry_seconds=2 * DAY)
+
+    def openMailbox(self) -> Any:
+        """The mailbox store whose database the group store uses (closed after the test)."""
+        mailbox = mailbox_store(self.dir, self.clock)
+        self.addCleanup(lambda: mailbox.close())
+        return mailbox
 
     @inlineCallbacks
     def test_groupCommit(self) -> Gen:
@@ -236,7 +241,7 @@ class SQLiteGroupStoreTests(GroupStoreTestsMixin, unittest.TestCase):
         yield self.build(("alice", Action.ADD, {"target": "bob"}))
         yield self.store.store_message(GID, "alice", b"a")
         yield self.mailbox.close()
-        self.mailbox = mailbox_store(self.dir, self.clock)
+        self.mailbox = self.openMailbox()
         store = SQLiteGroupStore(self.mailbox.db, self.clock)
         record = yield store.load_group(GID)
         self.assertEqual((record.state, record.last_seq), (self.chain.state, 1))

@@ -338,6 +338,34 @@ class MetricsTests(unittest.TestCase):
         self.assertEqual(request.responseCode, 503)
 
 
+    def test_healthFollowsTheClusterLink(self) -> None:
+        """
+        With --cluster, /health says ok only while the process runs and its
+        link to Redis is up: a process that refuses logins (UNAVAILABLE) is
+        taken out by a load balancer's health check.
+        """
+        from securechat.server.metrics import RelayMetrics
+        from securechat.server.service import relay_health
+
+        class Running:
+            running = 1
+
+        class Link:
+            linked = False
+
+        service, link = Running(), Link()
+        health = metrics_root(RelayMetrics(), relay_health(service, link)).children[b"health"]
+        request = DummyRequest([b""])
+        self.assertEqual(health.render_GET(request), b"not ready\n")
+        self.assertEqual(request.responseCode, 503)
+        link.linked = True
+        self.assertEqual(health.render_GET(DummyRequest([b""])), b"ok\n")
+        service.running = 0
+        self.assertEqual(health.render_GET(DummyRequest([b""])), b"not ready\n")
+        alone = metrics_root(RelayMetrics(), relay_health(Running())).children[b"health"]
+        self.assertEqual(alone.render_GET(DummyRequest([b""])), b"ok\n")
+
+
 class OperatorStartupTests(unittest.TestCase):
     """
     What the operator sees when the relay starts or refuses to.

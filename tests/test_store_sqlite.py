@@ -29,6 +29,7 @@ from securechat.server.store.interface import (
     DAY, DELIVERY, NO_MAILBOX, READ, Duplicate, LoginState, MailboxUsage, StoreError, Stored)
 from securechat.server.store.memory import MemoryMailboxStore
 from securechat.server.store.sqlite import SQLiteMailboxStore, store_letters_txn
+from securechat.server.store.sqlstore import SQLMailboxStore
 from securechat.server.store.tally import SUMMARY_SECONDS, CommitTally
 from tests.test_store import LIMITS, START, SteppedClock, letter, lid, one_time, signed
 
@@ -48,9 +49,14 @@ class SQLiteCase(unittest.TestCase):
         self.clock = SteppedClock(global_reactor)
         self.store = self.open()
 
-    def open(self) -> SQLiteMailboxStore:
+    def make_store(self) -> SQLMailboxStore:
+        """A store on this case's database (the PostgreSQL cases use theirs)."""
         store = mailbox_store(self.dir, self.clock, LIMITS)
         assert isinstance(store, SQLiteMailboxStore)
+        return store
+
+    def open(self) -> Any:
+        store = self.make_store()
         self.addCleanup(lambda: store.close())
         #: The description of every transaction, in order.
         self.interactions: list[str] = []

@@ -246,3 +246,57 @@ class CommandLineTests(unittest.TestCase):
         self.assertTrue(parse(self, )["create"])  # type: ignore[arg-type]
         self.assertFalse(parse(self, "--data-dir", "/srv/x")["create"])  # type: ignore[arg-type]
         self.assertTrue(parse(self, "--data-dir", "/srv/x", "--init")["create"])  # type: ignore[arg-type]
+
+
+class ClusterOptionTests(unittest.TestCase):
+    """--cluster, --process-id and --presence-ttl."""
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.exit_on_usage_error = False
+        options.parseOptions(list(argv))
+        return options
+
+    def test_offByDefault(self) -> None:
+        options = self.parse()
+        self.assertIsNone(options["cluster"])
+        self.assertIsNone(options["process-id"])
+
+    def test_defaultProcessId(self) -> None:
+        """Without --process-id: the host name and the process id."""
+        import os
+        import socket
+        options = self.parse("--cluster", "unix:///run/redis/redis.sock")
+        self.assertTrue(options["process-id"].endswith(f"-{os.getpid()}"))
+        self.assertIn(socket.gethostname()[:10].replace(" ", ""), options["process-id"])
+        self.assertEqual(options["presence-ttl"], 10.0)
+
+    def test_given(self) -> None:
+        options = self.parse("--cluster", "redis://10.0.0.5:6380/1", "--process-id", "relay2",
+                             "--presence-ttl", "4.5")
+        self.assertEqual((options["cluster"], options["process-id"], options["presence-ttl"]),
+                         ("redis://10.0.0.5:6380/1", "relay2", 4.5))
+
+    def test_badUrl(self) -> None:
+        e = self.assertRaises(usage.UsageError, self.parse, "--cluster", "http://redis")
+        self.assertIn("use redis://HOST[:PORT][/DB] or unix:///PATH/redis.sock", str(e))
+
+    def test_badProcessId(self) -> None:
+        e = self.assertRaises(usage.UsageError, self.parse, "--cluster", "redis://localhost",
+                              "--process-id", "two words")
+        self.assertIn("--process-id 'two words'", str(e))
+
+    def test_processIdAlone(self) -> None:
+        e = self.assertRaises(usage.UsageError, self.parse, "--process-id", "relay1")
+        self.assertIn("--process-id needs --cluster", str(e))
+
+    def test_nonPositiveTtl(self) -> None:
+        e = self.assertRaises(usage.UsageError, self.parse, "--cluster", "redis://localhost",
+                              "--presence-ttl", "0")
+        self.assertIn("--presence-ttl must be greater than zero", str(e))
+
+    def test_helpExplains(self) -> None:
+        text = str(Options())
+        for words in ("--cluster=", "several relay processes", "--process-id=",
+                      "the process id, e.g. myhost-1234", "--presence-ttl="):
+            self.assertIn(words, text)

@@ -20,6 +20,7 @@ from securechat.crypto.keys import KeyFormatError
 from securechat.crypto.signer import SigningError
 from securechat.datadir import DataDir
 from securechat.datafiles import CorruptDataDir, DataDirError
+from securechat.server.store import check_store
 from securechat.server.store.engine import UnusableDatabase
 from securechat.server.store.maintenance import MaintenanceError
 
@@ -48,6 +49,14 @@ def _days(text: str) -> int:
     if days < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 day, not {days}")
     return days
+
+
+def _store(text: str) -> str:
+    """An argparse type: C{--store} as the relay takes it."""
+    try:
+        return check_store(text)
+    except UnusableDatabase as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
@@ -192,16 +201,25 @@ def parser() -> argparse.ArgumentParser:
     ca_pass(sp)
     sp.set_defaults(run=Admin.rotate_server_cert)
 
+    def store(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--store", default="sqlite", type=_store, metavar="STORE",
+                        help="where the relay keeps the mailbox: sqlite (the data directory's "
+                        "mailbox.sqlite3) or the PostgreSQL URL given to the relay's --store, "
+                        "e.g. postgresql:///securechat?host=/run/postgresql [default: sqlite]")
+
     sp = command("backup", "copy the mailbox (letters, receipts, prekeys) to a new file, "
-                 "consistently, also while the relay runs")
+                 "consistently, also while the relay runs (SQLite; on PostgreSQL use pg_dump)")
     sp.add_argument("dest", help="the backup file to create (mode 0600; never overwritten)")
+    store(sp)
     sp.set_defaults(run=Admin.backup)
 
     sp = command("mailbox-usage", "show each user's mailbox: unexpired letters and bytes")
+    store(sp)
     sp.set_defaults(run=Admin.mailbox_usage)
 
     sp = command("purge-expired", "delete expired letters now (the relay also does it "
                  "on a timer)")
+    store(sp)
     sp.set_defaults(run=Admin.purge_expired)
 
     sp = command("show", "show the CA, the relay's certificate, the CRL and counts")

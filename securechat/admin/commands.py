@@ -278,13 +278,18 @@ class Admin:
                  f"{RELAY_RELOAD_SECONDS} seconds (at once on SIGHUP), no restart needed")
 
     def backup(self, a: argparse.Namespace) -> None:
+        if a.store != maintenance.SQLITE:
+            raise AdminError("the mailbox is in PostgreSQL: back it up with pg_dump, e.g. "
+                             f"pg_dump --format=custom --file={a.dest} DBNAME (README, "
+                             "\"PostgreSQL\")")
         letters = maintenance.backup(self.data.mailbox_path, a.dest)
         self.say(f"backed up the mailbox ({letters} letters) to {a.dest} (mode 0600); to restore: "
                  f"stop the relay, copy it over {self.data.mailbox_path}, start the relay")
 
     def mailbox_usage(self, a: argparse.Namespace) -> None:
         rows = [(u.user, str(u.letters), str(u.bytes))
-                for u in maintenance.usage(self.data.mailbox_path, int(self.now().timestamp()))]
+                for u in maintenance.usage(self.data.mailbox_path, int(self.now().timestamp()),
+                                            a.store)]
         if not rows:
             self.say("no letters in any mailbox")
             return
@@ -294,7 +299,8 @@ class Admin:
             self.say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
     def purge_expired(self, a: argparse.Namespace) -> None:
-        purged = maintenance.purge_expired(self.data.mailbox_path, int(self.now().timestamp()))
+        purged = maintenance.purge_expired(self.data.mailbox_path, int(self.now().timestamp()),
+                                           a.store)
         self.say(f"purged {purged} expired letters")
 
     def show(self, a: argparse.Namespace) -> None:

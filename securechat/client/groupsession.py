@@ -462,10 +462,12 @@ class GroupSession:
         self._carry(b"", self.keys.key_arrived(sender, content))
 
     def letters_waiting(self) -> None:
-        """Fetch every new letter from a user we share a group with."""
+        """Fetch every letter we have not opened from a user we share a group with."""
         if not self.states:
             return
-        self.mailbox.list_quietly(Which.NEW, self._sweep)
+        # all letters, not only new ones: another client of this user (the
+        # browser page) may have fetched a key letter it could not open (16.2)
+        self.mailbox.list_quietly(Which.ALL, self._sweep)
 
     def _sweep(self, entries: list[tuple[str, bytes]]) -> None:
         for sender, letter_id in entries:

@@ -373,7 +373,9 @@ class Mailbox(OpenLetters, PrekeyUploads, ListPages, PreviousKeys, SentLetters):
 
     def _letter_refused(self, message: LetterRefused) -> None:
         reason = reason_of(message.reason)
-        if self.store.sent(message.letter_id) is not None:
+        # TRY_AGAIN: not stored, and kept unanswered: posted again after the
+        # next login (14.7), as a letter that got no answer.
+        if self.store.sent(message.letter_id) is not None and reason is not Reason.TRY_AGAIN:
             self.store.set_sent_state(message.letter_id, REFUSED, reason=reason_name(reason))
         self.view.letter_refused(message.recipient, message.letter_id, reason)
 

@@ -25,6 +25,8 @@ _NOT_SENT: dict[int, str] = {
     Reason.RATE_LIMITED: "you sent too many letters too fast; try again later",
     Reason.NO_PREKEYS: "{peer} has no prekeys on the relay yet (they must log in once with a "
                        "client that takes letters)",
+    Reason.TRY_AGAIN: "the relay cannot store letters just now; it is posted again when you "
+                      "next log in",
 }
 
 _KINDS = {1: "delivery", 2: "read"}

@@ -69,6 +69,9 @@ def describe_error(error: ProtocolError | None, was_logged_in: bool) -> str | No
                     "or the key does not match the registered one")
         if error.peer_alert == Alert.SERVER_REKEYED:
             return "the relay changed its certificate; reconnecting to check the new one"
+        if error.peer_alert == Alert.UNAVAILABLE:
+            return ("the relay cannot serve users now (it lost its link to the other relay "
+                    "processes); try again shortly")
         return error.detail.replace("peer closed the connection", "the relay closed the connection")
     if error.code == "bad-certificate":
         return f"the relay's certificate was rejected: {error.detail}"

@@ -37,6 +37,7 @@ from securechat.wire.relay import (
 )
 
 if TYPE_CHECKING:
+    from securechat.server.router import Router
     from securechat.server.session import UserSession
 
 
@@ -52,6 +53,8 @@ class Chats:
     limits: Limits
     metrics: RelayMetrics
     sessions: dict[str, UserSession]
+    #: The other relay processes (C{--cluster}), or None: users are here or offline.
+    router: Router | None
     #: Pending requests, by (requester, target): the call that expires each.
     _requests: dict[tuple[str, str], IDelayedCall]
 
@@ -82,6 +85,8 @@ class Chats:
         other = self.sessions.get(target)
         if other is None:
             entry = self.directory.lookup(target)
+            if self.router is not None and entry is not None and not entry.revoked:
+                return self.router.request(session, target)  # on another process, perhaps
             reason = Reason.OFFLINE if entry is not None and not entry.revoked else Reason.UNKNOWN_USER
             self.metrics.chat_requests.labels(reason.name.lower()).inc()
             session.deliver(ChatDeclined(target, reason))
@@ -115,7 +120,10 @@ class Chats:
         if (requester, user) not in self._requests:
             return self._fail(session, message, requester, Reason.NO_REQUEST)
         self._drop_request(requester, user)
-        other = self.sessions[requester]
+        other = self.sessions.get(requester)
+        if other is None:  # the requester is on another process
+            assert self.router is not None
+            return self.router.accept(session, message)
         if len(other.chats) >= self.limits.max_chats or len(session.chats) >= self.limits.max_chats:
             other.deliver(ChatDeclined(user, Reason.BUSY))
             return self._fail(session, message, requester, Reason.BUSY)
@@ -141,6 +149,8 @@ class Chats:
         user, target = session.user, message.to
         assert user is not None
         if (user, target) not in self._requests:
+            if self.router is not None and target in session.outgoing and target not in self.sessions:
+                return self.router.cancel(session, target)
             return self._fail(session, message, target, Reason.NO_REQUEST)
         self._drop_request(user, target)
         self.metrics.chat_requests.labels("cancelled").inc()
@@ -163,6 +173,8 @@ class Chats:
         session = self.sessions.get(user)
         if session is not None:
             session.deliver(message)
+        elif self.router is not None:
+            self.router.deliver(user, message)
 
     def _drop_request(self, requester: str, target: str) -> None:
         call = self._requests.pop((requester, target), None)

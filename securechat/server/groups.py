@@ -45,6 +45,7 @@ from securechat.crypto.groupstate import (
 from securechat.server.limits import TokenBucket
 from securechat.server.store.groupinterface import (
     ChangeConflict, GroupRecord, IGroupStore, NoSuchGroup, StoredGroupMessage)
+from securechat.server.store.interface import StoreUnavailable
 from securechat.wire.groups import (
     NO_GROUP, ChangeGroup, GetGroupLog, GroupAck, GroupChanged, GroupEntry, GroupList,
     GroupLogPage, GroupMessage, GroupPost, GroupPosted, GroupRefused, ListGroups, LogEntry)
@@ -121,15 +122,23 @@ class Groups:
 
     def _refusing(self, command: Callable[[UserSession, Any], Any]
                   ) -> Callable[[UserSession, Any], Deferred[Any]]:
-        """C{command} with a L{_Refused} turned into its GROUP_REFUSED."""
+        """
+        C{command} with a L{_Refused} turned into its GROUP_REFUSED, and a
+        store that cannot be reached into GROUP_REFUSED(TRY_AGAIN).
+        """
         def run(session: UserSession, message: Any) -> Deferred[Any]:
             def refused(failure: Failure) -> Any:
-                failure.trap(_Refused)
-                reason = failure.value.reason
+                if failure.check(StoreUnavailable):
+                    # (14.7: nothing done; the client may send it again.)
+                    reason, why = Reason.TRY_AGAIN, "(the store is unavailable)"
+                    self.metrics.store_unavailable.inc()
+                else:
+                    failure.trap(_Refused)
+                    reason, why = failure.value.reason, str(failure.value)
                 self.metrics.group_refusals.labels(reason.name.lower()).inc()
                 self.log.info("groups: {command} from {user} refused: {reason} {why}",
                               command=type(message).__name__, user=session.user,
-                              reason=reason.name, why=str(failure.value))
+                              reason=reason.name, why=why)
                 group_id = getattr(message, "group_id", None) or _change_group(message)
                 return GroupRefused(group_id, message.TYPE, reason)
             d: Deferred[Any] = Deferred()
@@ -329,9 +338,12 @@ class Groups:
             told.add(gone)
         notice = GroupChanged(change)
         sessions = self.relay.sessions
+        router = self.relay.router
         for member in sorted(told):
             target = sessions.get(member)
             if target is None:
+                if router is not None:
+                    router.notify(member, notice)
                 continue
             if target is not session:
                 target.deliver(notice)
@@ -375,12 +387,13 @@ class Groups:
         encoded = _encoded(stored)
         gid, seq, sender = stored.group_id, stored.seq, stored.sender
         sessions, positions = self.relay.sessions, self._live
-        copies = 0
+        copies, elsewhere = 0, []
         for member in live.state.members:
             if member == sender:
                 continue
             target = sessions.get(member)
             if target is None:
+                elsewhere.append(member)
                 continue
             delivered = positions.get(target)
             if delivered is None or delivered.get(gid, seq) >= seq:
@@ -389,6 +402,8 @@ class Groups:
             self._push(target, encoded)
             copies += 1
         self.metrics.group_copies.inc(copies)
+        if elsewhere and self.relay.router is not None:  # once per process with members
+            self.relay.router.fan_out(elsewhere, encoded[1])
 
     def _push(self, target: UserSession, encoded: tuple[bytes, bytes]) -> None:
         """

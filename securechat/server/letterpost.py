@@ -15,9 +15,14 @@ the run goes to the store in ONE C{store_letters} call, and the store's
 group commit takes it with whatever else is pending.  When that Deferred
 fires (after the transaction holding the run committed), each letter is
 answered in its session's order: LETTER_STORED, or LETTER_REFUSED for the
-quota, and LETTER_ARRIVED to an online recipient.  If the store fails,
-nothing of the run was stored: each session with a letter in it is closed
-once (INTERNAL_ERROR), and its client resends what was not acknowledged.
+quota, and LETTER_ARRIVED to the recipient if online (on another process
+with C{--cluster}: through the router).  If the store fails, nothing of the
+run was stored: if it could not be reached (L{StoreUnavailable}: PostgreSQL
+down), each letter of the run is answered LETTER_REFUSED(TRY_AGAIN) in its
+order (L{Mailbox.try_again}), the connections kept; otherwise each session
+with a letter in it is closed once (INTERNAL_ERROR), and its client resends
+what was not acknowledged.  The resend lookup of a refused letter fails the
+same two ways.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from twisted.python.failure import Failure
 from securechat.server.limits import TokenBucket
 from securechat.server.ordering import AnswerOrder, Slot
 from securechat.server.store.interface import (
-    MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, NewLetter, Refused, Stored, StoreOutcome)
+    MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, NewLetter, Refused, Stored, StoreOutcome,
+    StoreUnavailable)
 from securechat.wire.mailbox import LetterArrived, LetterRefused, LetterStored, PostLetter
 from securechat.wire.messages import Message
 from securechat.wire.relay import Reason
@@ -114,9 +120,20 @@ class LetterPoster:
             # (14.7, step 2).
             self.mailbox.store.sent_status(sender, [message.letter_id]).addCallback(
                 self._earlier, sender, message, problem).addCallbacks(
-                slot.finish, self.mailbox.store_failed, errbackArgs=(session, "PostLetter"))
+                slot.finish, self._lookup_failed, errbackArgs=(slot,)).addErrback(
+                self.mailbox.store_failed, session, "PostLetter")
         except Exception:
-            self.mailbox.store_failed(Failure(), session, "PostLetter")
+            self._lookup_failed(Failure(), slot)
+
+    def _lookup_failed(self, failure: Failure, slot: LetterSlot) -> None:
+        """
+        The letter could not be checked or looked up: TRY_AGAIN if the
+        store could not be reached, else its session is closed.
+        """
+        if failure.check(StoreUnavailable):
+            slot.finish(self.mailbox.try_again(slot.session, slot.message))
+        else:
+            self.mailbox.store_failed(failure, slot.session, "PostLetter")
 
     def _problem(self, sender: str, message: PostLetter) -> Reason | None:
         """Why the letter is refused before the store, if it is (14.7)."""
@@ -162,7 +179,7 @@ class LetterPoster:
                        errbackArgs=(run,))
 
     def _stored(self, outcomes: list[StoreOutcome], run: list[LetterSlot], started: float) -> None:
-        metrics, sessions = self.metrics, self.relay.sessions
+        metrics, sessions, router = self.metrics, self.relay.sessions, self.relay.router
         stored = 0
         for slot, result in zip(run, outcomes):
             message = slot.message
@@ -171,10 +188,15 @@ class LetterPoster:
                 assert sender is not None
                 if type(result) is Stored:
                     stored += 1
+                    # (Built only for a recipient online here or, with
+                    # --cluster, perhaps on another process.)
                     target = sessions.get(message.recipient)
                     if target is not None:
                         target.deliver(LetterArrived(sender, message.letter_id, result.stored_at,
                                                      len(message.letter)))
+                    elif router is not None:
+                        router.notify(message.recipient, LetterArrived(
+                            sender, message.letter_id, result.stored_at, len(message.letter)))
                     answer: Message = LetterStored(message.recipient, message.letter_id,
                                                    result.stored_at, result.expires_at)
                 elif isinstance(result, Duplicate):
@@ -195,8 +217,17 @@ class LetterPoster:
             metrics.letter_ack_latency.observe_many(self.relay.clock.seconds() - started, stored)
 
     def _failed(self, failure: Failure, run: list[LetterSlot]) -> None:
-        # Nothing of the run was stored: each session with a letter in it
-        # is closed (once), and its client resends what was not answered.
+        # Nothing of the run was stored.  The store could not be reached:
+        # each letter is refused with TRY_AGAIN, in its session's order.
+        # Otherwise each session with a letter in it is closed (once), and
+        # its client resends what was not answered.
+        if failure.check(StoreUnavailable):
+            for slot in run:
+                try:
+                    slot.finish(self.mailbox.try_again(slot.session, slot.message))
+                except Exception:
+                    self.mailbox.store_failed(Failure(), slot.session, "PostLetter")
+            return
         ended: set[UserSession] = set()
         for slot in run:
             if slot.session not in ended:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
 
+from securechat.server.store.interface import DAY, MailboxLimits
+
 
 #: The largest frame clients accept from the relay after the handshake
 #: (docs/protocol.rst, section 3): C{max_frame} may not exceed it.
@@ -194,3 +196,11 @@ class ConnectionGate:
             self._by_host[host] = left
         else:
             del self._by_host[host]
+
+
+def mailbox_limits(limits: Limits) -> MailboxLimits:
+    """The store's limits, from the relay's (one place for the defaults)."""
+    return MailboxLimits(
+        max_letters=limits.mailbox_letters, max_bytes=limits.mailbox_bytes,
+        max_letter_size=limits.letter_limit, expiry_seconds=int(limits.expiry_days * DAY),
+        max_one_time_prekeys=limits.max_one_time_prekeys)

@@ -13,8 +13,9 @@ Rules it keeps:
     (L{securechat.server.ordering.AnswerOrder}); a command starts once those
     before it finished, except that POST_LETTERs run together (so letters
     posted together share a group commit: the letters a read starts go to
-    the store in one call, L{securechat.server.letterpost}).  Notices (PREKEYS_LOW, NEW_LETTERS,
-    LETTER_ARRIVED, RECEIPT) go out when they happen.
+    the store in one call, L{securechat.server.letterpost}).  Notices
+    (PREKEYS_LOW, NEW_LETTERS, LETTER_ARRIVED, RECEIPT) go out when they
+    happen (to another process through the router, with C{--cluster}).
   - B{Acknowledged after commit.}  LETTER_STORED is sent only when the
     store's Deferred fires, which it does after the transaction holding the
     letter committed.
@@ -22,11 +23,13 @@ Rules it keeps:
     (sender, letter_id) answered as the first time (never refused by the
     later checks); unknown or revoked recipient; the sender's letter rate;
     the recipient's quota.
-  - B{Every refusal specific} (11.3); a store that fails closes that one
-    connection with INTERNAL_ERROR (the client resends what was not
-    acknowledged).  Logs say who, to whom and what was refused, never
-    contents; letters stored are counted in one line a minute (by the
-    store).
+  - B{Every refusal specific} (11.3); a store that cannot be reached
+    (L{StoreUnavailable}: PostgreSQL down) refuses the command with
+    TRY_AGAIN, a letter with LETTER_REFUSED(TRY_AGAIN), never acknowledged;
+    a store that fails otherwise closes that one connection with
+    INTERNAL_ERROR (the client resends what was not acknowledged).  Logs
+    say who, to whom and what was refused, never contents; letters stored
+    are counted in one line a minute (by the store).
 
 A signed prekey goes to the store as a L{SignedPrekeyRecord} whose
 C{signature} is the scheme (C{u16}) followed by the signature bytes, so the
@@ -45,19 +48,20 @@ from securechat.crypto import keys
 from securechat.crypto.prekeys import LetterError, check_upload
 from securechat.crypto.receipts import check_posted_receipt
 from securechat.server.directory import UserEntry as DirectoryEntry
-from securechat.server.limits import Limits
+from securechat.server.limits import mailbox_limits  # noqa: F401 -- re-exported
 from securechat.server.letterpost import LetterPoster, LetterSlot
 from securechat.server.ordering import AnswerOrder, Slot
 from securechat.server.prekeycheck import signed_by_current_key, uploaded_encoding
 from securechat.server.store.interface import (
-    DAY, DELIVERY, IMailboxStore, LetterRecord, LoginState, MailboxLimits, NoSuchLetter,
-    OneTimePrekeyRecord, PrekeyBundle, PrekeyRefused, SignedPrekeyRecord, StockFull)
+    DELIVERY, IMailboxStore, LetterRecord, LoginState, NoSuchLetter, OneTimePrekeyRecord,
+    PrekeyBundle, PrekeyRefused, SignedPrekeyRecord, StockFull, StoreUnavailable)
 from securechat.wire.codec import text8, u16
 from securechat.wire.declared import MAX_LIST
 from securechat.wire.keyhistory import GetKeyHistory, KeyHistory, PreviousKeyEntry
 from securechat.wire.mailbox import (
-    Bundle, DeleteLetter, FetchBundle, FetchLetter, GetUserKey, Letter,
-    LetterDeleted, LetterEntry, LetterList, LetterState, ListLetters, ListUsers, NewLetters, PostLetter, PostReceipt, PrekeysLow, PrekeysStored,
+    Bundle, DeleteLetter, FetchBundle, FetchLetter, GetUserKey, Letter, LetterDeleted,
+    LetterEntry, LetterList, LetterState, ListLetters, ListUsers, NewLetters, PostLetter,
+    PostReceipt, PrekeysLow, PrekeysStored,
     ReceiptMessage, ReceiptStored, SentStatus, StatusEntry, StatusList, UploadPrekeys,
     UserEntry, UserKey, UserList, Which, fit_list)
 from securechat.wire.messages import Message
@@ -66,14 +70,6 @@ from securechat.wire.relay import CommandFailed, Reason
 if TYPE_CHECKING:
     from securechat.server.relay import Relay
     from securechat.server.session import UserSession
-
-
-def mailbox_limits(limits: Limits) -> MailboxLimits:
-    """The store's limits, from the relay's (one place for the defaults)."""
-    return MailboxLimits(
-        max_letters=limits.mailbox_letters, max_bytes=limits.mailbox_bytes,
-        max_letter_size=limits.letter_limit, expiry_seconds=int(limits.expiry_days * DAY),
-        max_one_time_prekeys=limits.max_one_time_prekeys)
 
 
 class _Refusal(Exception):
@@ -213,6 +209,8 @@ class Mailbox:
         target = self.relay.sessions.get(user)
         if target is not None:
             target.deliver(message)
+        elif self.relay.router is not None:
+            self.relay.router.notify(user, message)
 
     # -- answers in order ---------------------------------------------------
 
@@ -230,6 +228,8 @@ class Mailbox:
             if failure.check(_Refusal):
                 answered(CommandFailed(message.TYPE, _subject(session, message),
                                        failure.value.reason))
+            elif failure.check(StoreUnavailable):
+                answered(self.try_again(session, message))
             else:
                 self.store_failed(failure, session, type(message).__name__)
 
@@ -255,7 +255,25 @@ class Mailbox:
         if not order.owed and self._owed.get(session) is order:
             del self._owed[session]
 
+    def try_again(self, session: UserSession, message: Message) -> Message:
+        """
+        C{message} refused with TRY_AGAIN: the store cannot be reached
+        (14.7); a POST_LETTER (L{LetterPoster}) with LETTER_REFUSED.
+        """
+        self.metrics.store_unavailable.inc()
+        if isinstance(message, PostLetter):
+            assert session.user is not None
+            return self.letters.refuse(session.user, message, Reason.TRY_AGAIN)
+        self.log.info("mailbox: {command} from {user} refused: TRY_AGAIN (the store is "
+                      "unavailable)", command=type(message).__name__, user=session.user)
+        return CommandFailed(message.TYPE, _subject(session, message), Reason.TRY_AGAIN)
+
     def store_failed(self, failure: Failure, session: UserSession, what: str) -> None:
+        if failure.check(StoreUnavailable):
+            # At login (notices, group backlog): the session goes on without.
+            self.log.info("mailbox: {what} for {user} skipped: the store is unavailable",
+                          what=what, user=session.user)
+            return
         if not session.active:
             # The session ended first (the relay is stopping, say): nobody
             # is owed an answer, and a letter not acknowledged is resent.
@@ -425,8 +443,13 @@ class Mailbox:
             return StatusList(fitted, len(found))  # type: ignore[arg-type]
         return self.store.sent_status(user, None).addCallback(listed)
 
-    def _list_users(self, session: UserSession, message: ListUsers) -> Message:
-        online = self.relay.sessions
+    def _list_users(self, session: UserSession, message: ListUsers) -> Deferred[Message] | Message:
+        router = self.relay.router
+        if router is not None:  # online on any process
+            return router.online().addCallback(lambda names: self._user_list(message, set(names)))
+        return self._user_list(message, self.relay.sessions)
+
+    def _user_list(self, message: ListUsers, online: Any) -> Message:
         names = sorted((e.name for e in self.relay.directory.entries() if not e.revoked),
                        key=lambda name: name.encode())
         entries = [UserEntry(name, 1 if name in online else 0) for name in names[message.offset:]]

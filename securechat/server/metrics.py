@@ -74,6 +74,9 @@ class RelayMetrics:
         self.group_refusals = Counter(
             "securechat_group_refusals", "Group commands refused, by reason", ["reason"],
             registry=r)
+        self.store_unavailable = Counter(
+            "securechat_store_unavailable", "Commands (letters, mailbox and group commands) "
+            "refused with TRY_AGAIN because the store could not be reached", registry=r)
 
     @property
     def queued_bytes(self) -> int:

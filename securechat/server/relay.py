@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -76,6 +76,9 @@ from securechat.wire.relay import (
     Welcome,
 )
 
+if TYPE_CHECKING:
+    from securechat.server.router import Router
+
 _U32 = struct.Struct(">I")
 _RELAY = RelayMessage.TYPE
 
@@ -117,6 +120,8 @@ class Relay(Chats):
         self.metrics = metrics or RelayMetrics()
         self.gate = ConnectionGate(limits.max_unauthenticated, limits.max_unauthenticated_per_host)
         self.sessions: dict[str, UserSession] = {}
+        #: The other relay processes (C{--cluster}; set by the router), or None.
+        self.router: Router | None = None
         self._max_payload = limits.max_payload
         self._config: tuple[ServerCredentials, Config] | None = None
         #: False once the CA has revoked the current certificate.
@@ -208,6 +213,12 @@ class Relay(Chats):
             # Its handshake began under the previous certificate.
             self._rekeyed(session)
             return
+        if self.router is not None and not self.router.available:
+            self.metrics.refusals.labels("unavailable").inc()
+            self.log.info("user {user} refused: no link to the other relay processes", user=user)
+            session.protocol.terminate("unavailable", "the relay lost its link to the other "
+                                       "relay processes")
+            return
         old = self.sessions.get(user)
         if old is not None:
             self.log.info("user {user} logged in again; closing the older session", user=user)
@@ -218,6 +229,8 @@ class Relay(Chats):
         self.metrics.handshakes += 1
         self.log.info("user {user} logged in from {host}", user=user, host=session.host)
         session.deliver(Welcome(user, self.limits.max_payload))
+        if self.router is not None:
+            self.router.logged_in(session)
         self.mailbox.logged_in(session)
         self.groups.logged_in(session)
 
@@ -244,8 +257,12 @@ class Relay(Chats):
         session.active = False
         self.mailbox.session_ended(session)
         self.groups.session_ended(session)
+        if self.router is not None:
+            self.router.paused_by.pop(session, None)
         if self.sessions.get(user) is session:
             del self.sessions[user]
+            if self.router is not None:
+                self.router.logged_out(user)
         for target in list(session.outgoing):
             self._drop_request(user, target)
             self._deliver(target, RequestWithdrawn(user, reason))
@@ -299,7 +316,14 @@ class Relay(Chats):
     def _list_online(self, session: UserSession, message: ListOnline) -> None:
         # docs/protocol.rst 11.2: ascending byte order, as many as fit a
         # body of max_payload bytes (u16 count, a text8 each, u64 total).
-        names = sorted(self.sessions)
+        if self.router is not None:
+            self.router.online().addCallback(self._online_list, session)
+        else:
+            self._online_list(sorted(self.sessions), session)
+
+    def _online_list(self, names: list[str], session: UserSession) -> None:
+        if not session.active:
+            return
         room = self._max_payload - 2 - 8
         shown = 0
         for name in names:
@@ -333,13 +357,19 @@ class Relay(Chats):
                     peer = ""
                 if (peer in chats and _U32.unpack_from(body, 1 + n)[0] == length
                         and length <= max_payload):
-                    queue = sessions[peer].queue
+                    target = sessions.get(peer)
+                    if target is None:  # on another process (--cluster)
+                        self.router.forward(session, peer, body[n + 5:])  # type: ignore[union-attr]
+                        count += 1
+                        total += length
+                        continue
+                    queue = target.queue
                     assert queue is not None
                     queue.push_encoded(head(length), body[n + 5:])
                     count += 1
                     total += length
                     if queue.bytes > threshold:
-                        self._check_queue(session, sessions[peer])
+                        self._check_queue(session, target)
                     continue
             message = FROM_CLIENT.parse(_RELAY, bytes(body))
             assert isinstance(message, RelayMessage)
@@ -357,7 +387,14 @@ class Relay(Chats):
                 f"RELAY payload of {len(message.payload)} bytes, the maximum is {self._max_payload}")
         if peer not in session.chats:
             return self._fail(session, message, peer, Reason.NO_CHAT)
-        self._forward(session, self.sessions[peer], memoryview(message.payload))
+        target = self.sessions.get(peer)
+        if target is None:  # on another process (--cluster)
+            assert self.router is not None
+            self.router.forward(session, peer, memoryview(message.payload))
+            self.metrics.relayed_messages += 1
+            self.metrics.relayed_bytes += len(message.payload)
+            return
+        self._forward(session, target, memoryview(message.payload))
 
     def _forward(self, session: UserSession, target: UserSession, payload: memoryview) -> None:
         target.deliver_relayed(session, payload)

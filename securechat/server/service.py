@@ -12,7 +12,8 @@ The relay's service tree, as C{twistd securechat} runs it::
       TimerService                     (re-read users.json and the CRL when they change)
       mailbox-purge TimerService       (delete expired letters, every 15 minutes)
 
-The mailbox store (C{mailbox.sqlite3} in the data directory) is opened
+The mailbox store (C{mailbox.sqlite3} in the data directory, or the
+PostgreSQL database of C{--store}) is opened
 before anything is served (a file that cannot be used stops start-up with
 one line) and closed when the service stops, after the sessions end.
 
@@ -60,20 +61,16 @@ from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.metrics import metrics_root
 from securechat.server.relay import Relay, RelayFactory, ServerCredentials
-from securechat.server.store import IMailboxStore, UnusableDatabase, group_store, mailbox_store
+from securechat.server.store import (
+    SQLITE, IMailboxStore, UnusableDatabase, group_store, mailbox_store)
 from securechat.server.store.expiry import purge_service
-from securechat.server.store.sqlite import SQLiteMailboxStore
-from securechat.server.startup import (client_server_option, inherited_sockets, systemd_problem,
-                                       tool_command)
+from securechat.server.store.sqlstore import SQLMailboxStore
+from securechat.server.listeners import listening_service, websocket_listeners
+from securechat.server.startup import (StartupError, client_server_option, inherited_sockets,
+                                       systemd_problem, tool_command)
 from securechat.wire.messages import CertificateIdentity
 
 DEFAULT_SERVER_NAMES = ["localhost", "127.0.0.1", "::1"]
-
-
-class StartupError(Exception):
-    """
-    The relay cannot start; the message says why in one sentence.
-    """
 
 
 #: What the operator does about each way the relay's own credentials fail.
@@ -396,15 +393,32 @@ def prepare_data_dir(path: str, create: bool, now: datetime.datetime,
     return data, True
 
 
+def relay_health(service: Any, link: Any = None) -> Callable[[], bool]:
+    """
+    What C{/health} answers: ready while C{service} runs and, with
+    C{--cluster}, while its C{link} to Redis is up (a process cut off from
+    Redis refuses logins, so a load balancer should send users elsewhere).
+    """
+    if link is None:
+        return lambda: bool(service.running)
+    return lambda: bool(service.running) and bool(link.linked)
+
+
 def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, limits: Limits,
                   create: bool = True, clock: IReactorTime | None = None,
                   allow_readable_keys: bool = False,
                   now: Callable[[], datetime.datetime] | None = None,
                   websocket: Sequence[str] = (), origins: Sequence[str] = (),
-                  web: str | None = None) -> RelayService:
+                  web: str | None = None, store: str = SQLITE, cluster: str | None = None,
+                  process_id: str | None = None, presence_ttl: float = 10.0,
+                  reuse_port: bool = False) -> RelayService:
     """
     Build the whole service tree, or raise L{StartupError} /
-    L{CorruptDataDir} saying what is wrong.
+    L{CorruptDataDir} saying what is wrong.  C{store} is C{--store}
+    (L{securechat.server.store.mailbox_store}).  With C{reuse_port}, the
+    C{tcp:}, C{tcp6:} and C{ssl:} endpoints of C{listen}, C{websocket} and
+    C{web} listen with C{SO_REUSEPORT} (L{securechat.server.reuseport});
+    C{metrics} never does (each process answers for itself).
     """
     if clock is None:
         from twisted.internet import reactor
@@ -416,24 +430,31 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     directory = FileUserDirectory(data, clock)
     credentials = load_credentials(data, now())
     try:
-        store = mailbox_store(data.path, clock, mailbox_limits(limits))
+        mailbox = mailbox_store(data.path, clock, mailbox_limits(limits), store=store)
     except UnusableDatabase as e:
         raise StartupError(f"cannot use the mailbox: {e}") from None
-    groups = group_store(store, clock)
-    relay = Relay(directory, credentials, clock, limits, store=store, group_store=groups)
-    if isinstance(store, SQLiteMailboxStore):
-        on_sqlite = store
-        relay.metrics.letter_commits_source = lambda: on_sqlite.letter_commits
-    service = RelayService(data, relay, directory, now=now, store=store)
-    purge_service(store, clock).setServiceParent(service)
+    groups = group_store(mailbox, clock)
+    relay = Relay(directory, credentials, clock, limits, store=mailbox, group_store=groups)
+    if isinstance(mailbox, SQLMailboxStore):  # either engine
+        on_sql = mailbox
+        relay.metrics.letter_commits_source = lambda: on_sql.letter_commits
+    service = RelayService(data, relay, directory, now=now, store=mailbox)
+    purge_service(mailbox, clock).setServiceParent(service)
     purge_service(groups, clock, what="group messages", name="group-purge").setServiceParent(
         service)
     service.created = created
+    link = None
+    if cluster is not None:
+        from securechat.server.cluster import RedisCluster, default_process_id
+        from securechat.server.router import Router
+        link = RedisCluster(cluster, process_id or default_process_id(), presence_ttl, clock)
+        link.router = Router(relay, link, clock, presence_ttl)
+        link.setServiceParent(service)
     factory = RelayFactory(relay)
     factory.noisy = False
     for description in listen:
         try:
-            listener = strports.service(description, factory)
+            listener = listening_service(description, factory, reuse_port)
         except (IndexError, KeyError) as e:
             if description.startswith("systemd:"):
                 raise StartupError(
@@ -444,39 +465,12 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
         listener.setServiceParent(service)
         service.listeners.append(listener)
     if websocket or web:
-        _websocket_listeners(service, factory, websocket, origins, clock, web)
+        websocket_listeners(service, factory, websocket, origins, clock, web, reuse_port)
     if metrics is not None:
-        site = Site(metrics_root(relay.metrics, lambda: bool(service.running)))
+        site = Site(metrics_root(relay.metrics, relay_health(service, link)))
         site.noisy = False
         try:
             strports.service(metrics, site).setServiceParent(service)
         except (ValueError, KeyError, IndexError, TypeError, OSError) as e:
             raise StartupError(f"cannot use --metrics {metrics!r}: {e}") from None
     return service
-
-
-def _websocket_listeners(service: RelayService, factory: RelayFactory, websocket: Sequence[str],
-                         origins: Sequence[str], clock: IReactorTime, web: str | None) -> None:
-    """
-    One HTTP listener per C{--listen-websocket} endpoint, all serving one
-    L{RelayWebSocketSite}, and the web listener (C{--web}).
-    """
-    from securechat.server.web import web_site
-    from securechat.server.websocket import RelayWebSocketSite
-    site = RelayWebSocketSite(factory, origins, clock)
-    listeners = [("--listen-websocket", d, site) for d in websocket]
-    if web is not None:
-        listeners.append(("--web", web, web_site(factory, origins, clock)))
-    for option, description, http in listeners:
-        try:
-            listener = strports.service(description, http)
-        except (ValueError, TypeError, OSError, IndexError, KeyError) as e:
-            raise StartupError(f"cannot use {option} {description!r}: {e}") from None
-        listener.setServiceParent(service)
-        if option == "--web":
-            service.web_listener = listener
-        else:
-            service.websocket_listeners.append(listener)
-    if not origins:
-        service.log.warn("no --websocket-origin given: the WebSocket refuses every web page "
-                         "(only programs that send no Origin can use it)")

@@ -271,3 +271,6 @@ class UserSession:
             senders, self.blocked_senders = self.blocked_senders, _EMPTY
             for sender in senders:
                 sender.resume_reading(f"peer:{self.user}")
+            router = self.relay.router
+            if router is not None and self in router.paused_by:  # senders elsewhere
+                router.drained(self)

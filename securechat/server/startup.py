@@ -15,6 +15,12 @@ from typing import Mapping, Sequence
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
+class StartupError(Exception):
+    """
+    The relay cannot start; the message says why in one sentence.
+    """
+
+
 #: The first descriptor a socket manager passes (sd_listen_fds(3)).
 LISTEN_FDS_START = 3
 

@@ -56,6 +56,8 @@ class Reason(enum.IntEnum):
     TOO_MANY_GROUPS = 30  # the user is in as many groups as the relay allows
     GROUP_RATE = 31      # the member posted too many group messages too fast
     GROUP_MESSAGE_TOO_LARGE = 32  # a group message body larger than the relay accepts
+    # the relay's store (docs/protocol.rst, 14.7)
+    TRY_AGAIN = 33       # the relay cannot reach its store now: nothing was done; send it again later
 
 
 # -- client to relay --------------------------------------------------------

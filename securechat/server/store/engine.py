@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store_sqlite -*-
+# -*- test-case-name: tests.test_store_sqlite,tests.test_store_postgres -*-
 """
 The database under the mailbox store, the way Synapse does it on Twisted
 (C{synapse/storage/database.py}, C{synapse/storage/engines/}):
@@ -9,9 +9,14 @@ The database under the mailbox store, the way Synapse does it on Twisted
     it when C{f} returns (rolls it back when C{f} raises).  The same
     functions run on a plain DB-API cursor (the operator's tool does that).
   - What differs between engines (connection options, how a write
-    transaction begins, pragmas) is in one small engine class;
-    L{Sqlite3Engine} is the embedded default, PostgreSQL can follow.
-  - The schema is a numbered list of steps (L{SCHEMA}) and a
+    transaction begins, pragmas, how the schema's types are spelled) is in
+    one small engine class: L{Sqlite3Engine} is the embedded default,
+    L{securechat.server.store.postgres.PostgresEngine} the other (with its
+    own database class, same C{runInteraction}).  The SQL of the
+    transactions is shared: written for SQLite (C{?} parameters), the
+    PostgreSQL engine's cursor translates each statement once.
+  - The schema is a numbered list of steps (L{SCHEMA}, in
+    L{securechat.server.store.schema}) and a
     C{schema_version} table, applied at start-up; a database newer than the
     code is refused (L{SchemaTooNew}).  Steps are never edited once
     released: a change is a new step.
@@ -33,6 +38,11 @@ from typing import Any, Callable, Sequence, TypeVar
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 
+from securechat.server.store.schema import SCHEMA, SCHEMA_VERSION
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "Database", "Sqlite3Engine", "UnusableDatabase",
+           "SchemaTooNew", "prepare_schema", "open_prepared", "run_now", "MAILBOX_FILE"]
+
 T = TypeVar("T")
 
 #: The mailbox's file in the data directory.
@@ -40,114 +50,6 @@ MAILBOX_FILE = "mailbox.sqlite3"
 
 #: Milliseconds a writer waits for another process's transaction.
 BUSY_TIMEOUT_MS = 10_000
-
-#: The schema, one step per version: step N (1-based) takes a database at
-#: version N-1 to version N.  Never edit a released step; append one.
-#: Statements are split at semicolons: none may appear in a comment or text.
-SCHEMA: list[str] = [
-    # 1: prekeys, letters with their status and receipts, bodies apart.
-    """
-    CREATE TABLE signed_prekeys (
-        user TEXT NOT NULL,
-        prekey_id INTEGER NOT NULL,
-        public BLOB NOT NULL,
-        signature BLOB NOT NULL,
-        created_at INTEGER NOT NULL,
-        -- NULL for the current one, when it was replaced for the previous one.
-        replaced_at INTEGER,
-        PRIMARY KEY (user, prekey_id)
-    );
-    CREATE TABLE one_time_prekeys (
-        user TEXT NOT NULL,
-        prekey_id INTEGER NOT NULL,
-        public BLOB NOT NULL,
-        PRIMARY KEY (user, prekey_id)
-    );
-    -- One row per letter: the sender's status, kept when the recipient
-    -- deletes the body, until expiry.  (sender, letter_id) is the
-    -- idempotence key.
-    CREATE TABLE letters (
-        id INTEGER PRIMARY KEY,
-        sender TEXT NOT NULL,
-        letter_id BLOB NOT NULL,
-        recipient TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        stored_at INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL,
-        deleted INTEGER NOT NULL DEFAULT 0,
-        delivered_at INTEGER,
-        read_at INTEGER,
-        delivery_receipt BLOB,
-        read_receipt BLOB,
-        UNIQUE (sender, letter_id)
-    );
-    CREATE INDEX letters_by_recipient ON letters (recipient, deleted, expires_at);
-    CREATE INDEX letters_by_expiry ON letters (expires_at);
-    CREATE TABLE letter_bodies (
-        letter INTEGER PRIMARY KEY REFERENCES letters (id) ON DELETE CASCADE,
-        body BLOB NOT NULL
-    );
-    """,
-    # 2: "fetched" apart from the delivery receipt; delivered_at and read_at
-    # become the times the receipts were stored (docs/protocol.rst 14.6).
-    """
-    ALTER TABLE letters ADD COLUMN fetched INTEGER NOT NULL DEFAULT 0;
-    UPDATE letters SET fetched = 1 WHERE delivered_at IS NOT NULL OR read_at IS NOT NULL;
-    UPDATE letters SET delivered_at = NULL WHERE delivery_receipt IS NULL;
-    UPDATE letters SET read_at = NULL WHERE read_receipt IS NULL
-    """,
-    # 3: each recipient's letters not deleted (expired ones until purged)
-    # and their bytes, kept in the transactions that change them, so a
-    # quota check reads one row instead of scanning the mailbox.
-    """
-    CREATE TABLE mailbox_usage (
-        recipient TEXT PRIMARY KEY,
-        letters INTEGER NOT NULL,
-        bytes INTEGER NOT NULL
-    );
-    INSERT INTO mailbox_usage (recipient, letters, bytes)
-        SELECT recipient, COUNT(*), SUM(size) FROM letters WHERE deleted = 0 GROUP BY recipient
-    """,
-    # 4: groups (docs/protocol.rst 15): the state each group's log gives,
-    # the log, members with their acknowledged positions, and messages.
-    # A deleted group keeps its row (deleted = 1) and nothing else.
-    """
-    CREATE TABLE groups (
-        group_id BLOB PRIMARY KEY,
-        name TEXT NOT NULL,
-        epoch INTEGER NOT NULL,
-        head BLOB NOT NULL,
-        last_seq INTEGER NOT NULL DEFAULT 0,
-        deleted INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE group_changes (
-        group_id BLOB NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
-        epoch INTEGER NOT NULL,
-        change BLOB NOT NULL,
-        PRIMARY KEY (group_id, epoch)
-    );
-    CREATE TABLE group_members (
-        group_id BLOB NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
-        user TEXT NOT NULL,
-        role INTEGER NOT NULL,
-        acked INTEGER NOT NULL,
-        PRIMARY KEY (group_id, user)
-    );
-    CREATE INDEX group_members_by_user ON group_members (user);
-    CREATE TABLE group_messages (
-        group_id BLOB NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        sender TEXT NOT NULL,
-        stored_at INTEGER NOT NULL,
-        body BLOB NOT NULL,
-        PRIMARY KEY (group_id, seq)
-    );
-    CREATE INDEX group_messages_by_time ON group_messages (stored_at)
-    """,
-]
-
-#: The version this code writes and understands.
-SCHEMA_VERSION = len(SCHEMA)
 
 
 class UnusableDatabase(Exception):
@@ -170,6 +72,30 @@ class Sqlite3Engine:
     """
 
     module = sqlite3
+    #: The engine's name, for messages.
+    name = "SQLite"
+
+    def cursor(self, cursor: Any) -> Any:
+        """The cursor the transaction functions get (SQLite's own)."""
+        return cursor
+
+    def schema_statements(self, step: str) -> list[str]:
+        """A schema step's statements, as this engine runs them."""
+        return [s for s in step.split(";") if s.strip()]
+
+    def has_table(self, txn: Any, name: str) -> bool:
+        txn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return txn.fetchone() is not None
+
+    def lock_schema(self, txn: Any) -> None:
+        """Begin the transaction that prepares the schema, alone."""
+        self.begin(txn)
+
+    def commit(self, conn: Any) -> None:
+        conn.execute("COMMIT")
+
+    def rollback(self, conn: Any) -> None:
+        conn.execute("ROLLBACK")
 
     def connect_arguments(self, path: str) -> dict[str, Any]:
         # isolation_level None: the module starts no transaction by itself;
@@ -212,9 +138,8 @@ class Sqlite3Engine:
         return conn
 
 
-def _schema_version(txn: Any) -> int:
-    txn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
-    if txn.fetchone() is None:
+def _schema_version(txn: Any, engine: Any) -> int:
+    if not engine.has_table(txn, "schema_version"):
         txn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         txn.execute("INSERT INTO schema_version (version) VALUES (0)")
         return 0
@@ -223,34 +148,36 @@ def _schema_version(txn: Any) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def prepare_schema(conn: sqlite3.Connection, path: str, schema: Sequence[str] = SCHEMA) -> int:
+def prepare_schema(conn: Any, path: str, schema: Sequence[str] = SCHEMA,
+                   engine: Any = None) -> int:
     """
     Bring the database at C{path} to the version of C{schema} (the number
     of its steps), all steps and the version number in one transaction, so
     that a failing step leaves the database as it was; return the version
-    it had.
+    it had.  C{conn} is a plain connection of C{engine} (default: SQLite);
+    C{path} names the database in messages.
 
     @raise SchemaTooNew: it is newer than C{schema}.
     """
+    engine = engine or Sqlite3Engine()
     latest = len(schema)
-    conn.execute("BEGIN IMMEDIATE")
+    cur = engine.cursor(conn.cursor())
+    engine.lock_schema(cur)
     try:
-        cur = conn.cursor()
-        found = _schema_version(cur)
+        found = _schema_version(cur, engine)
         if found > latest:
             raise SchemaTooNew(
                 f"{path} has mailbox schema version {found}, newer than this securechat "
                 f"understands ({latest}): upgrade securechat, or restore a backup made "
                 "by this version")
         for version in range(found + 1, latest + 1):
-            for statement in schema[version - 1].split(";"):
-                if statement.strip():
-                    cur.execute(statement)
+            for statement in engine.schema_statements(schema[version - 1]):
+                cur.execute(statement)
             cur.execute("UPDATE schema_version SET version = ?", (version,))
     except BaseException:
-        conn.execute("ROLLBACK")
+        engine.rollback(conn)
         raise
-    conn.execute("COMMIT")
+    engine.commit(conn)
     return found
 
 

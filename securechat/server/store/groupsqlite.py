@@ -1,8 +1,10 @@
-# -*- test-case-name: tests.test_group_store.SQLiteGroupStoreTests -*-
+# -*- test-case-name: tests.test_group_store -*-
 """
-The group store on SQLite: the tables of schema step 4
-(L{securechat.server.store.engine}) in the mailbox's database, through the
-same L{Database} (one connection, writes serialised).  Every transaction
+The group store on SQL, either engine: the tables of schema step 4
+(L{securechat.server.store.schema}) in the mailbox's database, through the
+same database (SQLite's L{Database}, one connection, writes serialised;
+or L{securechat.server.store.postgres.PostgresDatabase}, serializable
+transactions).  Every transaction
 is a plain function C{f(txn, ...)} below, run by
 L{Database.runInteraction}; they read no clock (the time is an argument).
 The mailbox store owns the database and closes it.
@@ -28,10 +30,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from securechat.crypto.groupstate import GroupState
-from securechat.server.store.engine import Database
 from securechat.server.store.groupinterface import (
     ChangeConflict, GroupRecord, GroupSummary, IGroupStore, NoSuchGroup, StoredGroupMessage)
-from securechat.server.store.interface import DAY, StoreError
+from securechat.server.store.interface import DAY, StoreError, StoreUnavailable
+from securechat.server.store.sqlstore import SQLDatabase
 
 
 def load_group_txn(txn: Any, group_id: bytes) -> GroupRecord | None:
@@ -136,9 +138,12 @@ def messages_after_txn(txn: Any, group_id: bytes, after_seq: int,
 
 
 def ack_txn(txn: Any, group_id: bytes, user: str, seq: int) -> int:
-    txn.execute("UPDATE group_members SET acked = MAX(acked, MIN(?, (SELECT last_seq FROM groups"
-                " WHERE group_id = ?))) WHERE group_id = ? AND user = ?",
-                (seq, group_id, group_id, user))
+    # (No two-argument MAX/MIN: the SQL runs on both engines.)
+    txn.execute("SELECT last_seq FROM groups WHERE group_id = ?", (group_id,))
+    row = txn.fetchone()
+    upto = min(seq, int(row[0])) if row is not None else seq
+    txn.execute("UPDATE group_members SET acked = CASE WHEN acked < ? THEN ? ELSE acked END"
+                " WHERE group_id = ? AND user = ?", (upto, upto, group_id, user))
     if txn.rowcount != 1:
         raise NoSuchGroup(f"{user} is not a member of {group_id.hex()}")
     txn.execute("DELETE FROM group_messages WHERE group_id = ? AND seq <="
@@ -155,11 +160,11 @@ def expire_txn(txn: Any, before: int) -> int:
 
 @implementer(IGroupStore)
 class SQLiteGroupStore:
-    """L{IGroupStore} on the mailbox's L{Database}; messages are group-committed."""
+    """L{IGroupStore} on the mailbox's database; messages are group-committed."""
 
     log = Logger()
 
-    def __init__(self, db: Database, clock: IReactorTime, expiry_seconds: int = 30 * DAY) -> None:
+    def __init__(self, db: SQLDatabase, clock: IReactorTime, expiry_seconds: int = 30 * DAY) -> None:
         self.db = db
         self.clock = clock
         self.expiry_seconds = expiry_seconds
@@ -220,7 +225,7 @@ class SQLiteGroupStore:
         # What arrived meanwhile goes to the pool thread now, in this callback.
         if self._pending and self._flush_call is None:
             self._flush()
-        if isinstance(result, Failure):
+        if isinstance(result, Failure) and not result.check(StoreUnavailable):
             self.log.failure("storing {count} group messages failed; none was acknowledged",
                              result, count=len(batch))
         for i, (_, d) in enumerate(batch):

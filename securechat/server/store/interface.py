@@ -76,6 +76,17 @@ class StoreError(Exception):
     """
 
 
+class StoreUnavailable(StoreError):
+    """
+    The database cannot be reached now (PostgreSQL stopped, restarting, or
+    the network to it down): nothing of the request was done, or, if the
+    connection went during the commit, it may have been (a resend of a
+    letter is then a duplicate, answered as the first time).  The relay
+    refuses with TRY_AGAIN (docs/protocol.rst 14.7); the client may try
+    again later.  The message is one line.
+    """
+
+
 class NoSuchLetter(StoreError):
     """
     No letter with that (sender, id) for that recipient: it never existed,

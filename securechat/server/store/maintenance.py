@@ -1,10 +1,12 @@
 # -*- test-case-name: tests.test_store_admin -*-
 """
-The operator's work on the mailbox file, synchronous, for
-C{securechat-admin}: an online backup, usage per user, purging expired
-letters.  They run the store's own transaction functions
-(L{securechat.server.store.sqlite}) on a plain connection, and are safe
-while the relay runs (SQLite's locking; the relay waits for them).
+The operator's work on the mailbox, synchronous, for C{securechat-admin}:
+an online backup, usage per user, purging expired letters.  They run the
+store's own transaction functions (L{securechat.server.store.lettersql})
+on a plain connection, and are safe while the relay runs (SQLite's
+locking, the relay waits for them; PostgreSQL's serializable
+transactions).  With C{store} a C{postgresql://} URL they work on that
+database (its backup is C{pg_dump}'s, not this module's).
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from securechat.server.store.engine import open_prepared, run_now
 from securechat.server.store.interface import MailboxUsage
 from securechat.server.store.sqlite import expire_txn, usage_txn
+
+T = TypeVar("T")
+
+#: C{store} for the SQLite file in the data directory.
+SQLITE = "sqlite"
 
 
 class MaintenanceError(Exception):
@@ -113,10 +120,12 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def usage(path: str, now: int) -> list[MailboxUsage]:
+def usage(path: str, now: int, store: str = SQLITE) -> list[MailboxUsage]:
     """
     Every user with unexpired letters, by name: letters and bytes.
     """
+    if store != SQLITE:
+        return _on_postgres(store, usage_txn, None, now)
     with _reported(path):
         conn = open_existing(path)
         try:
@@ -125,15 +134,40 @@ def usage(path: str, now: int) -> list[MailboxUsage]:
             conn.close()
 
 
-def purge_expired(path: str, now: int) -> int:
+def purge_expired(path: str, now: int, store: str = SQLITE) -> int:
     """
     Delete the letters expired at C{now} (with their status and receipts);
     return how many.  Previous signed prekeys are left to the relay's timer,
     which knows its grace period.
     """
+    if store != SQLITE:
+        return _on_postgres(store, expire_txn, now, None)
     with _reported(path):
         conn = open_existing(path)
         try:
             return run_now(conn, expire_txn, now, None)
         finally:
             conn.close()
+
+
+def _on_postgres(url: str, f: Callable[..., T], *args: Any) -> T:
+    """
+    Run the transaction function C{f} on the PostgreSQL database at C{url}
+    (its schema brought up to date as the relay would), committed.
+
+    @raise MaintenanceError: it failed (one line naming the database).
+    @raise securechat.server.store.engine.UnusableDatabase: it cannot be
+        reached or used.
+    """
+    from securechat.server.store.postgres import PostgresEngine, open_prepared, psycopg2
+    engine = PostgresEngine(url)
+    conn = open_prepared(engine)
+    try:
+        result = f(engine.cursor(conn.cursor()), *args)
+        conn.commit()
+        return result
+    except psycopg2.Error as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise MaintenanceError(f"{engine.display}: {first}") from None
+    finally:
+        conn.close()

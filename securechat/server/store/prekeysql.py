@@ -1,8 +1,10 @@
-# -*- test-case-name: tests.test_store.SQLiteStoreTests,tests.test_store_sqlite -*-
+# -*- test-case-name: tests.test_store.SQLiteStoreTests,tests.test_store_sqlite,tests.test_store_postgres -*-
 """
-The SQLite store's prekey and login transactions (L{securechat.server.store.sqlite}
-runs them; the operator's tool may too): plain functions C{f(txn, ...)} on
-any DB-API cursor that read no clock (the time is an argument).
+The store's prekey and login transactions, shared by both engines
+(L{securechat.server.store.sqlstore} runs them; the operator's tool may
+too): plain functions C{f(txn, ...)} on any DB-API cursor that read no
+clock (the time is an argument), in the SQL both engines run
+(L{securechat.server.store.lettersql} says what that excludes).
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ def upload_prekeys_txn(txn: Any, user: str, signed: SignedPrekeyRecord | None,
                     (user, signed.prekey_id, signed.public, signed.signature, signed.created_at))
     for record in one_time:
         # The owner's latest upload of an id is the key it holds.
-        txn.execute("INSERT OR REPLACE INTO one_time_prekeys (user, prekey_id, public)"
-                    " VALUES (?, ?, ?)", (user, record.prekey_id, record.public))
+        txn.execute("INSERT INTO one_time_prekeys (user, prekey_id, public) VALUES (?, ?, ?)"
+                    " ON CONFLICT (user, prekey_id) DO UPDATE SET public = excluded.public",
+                    (user, record.prekey_id, record.public))
     stock = stock_txn(txn, user)
     # Raising rolls the whole upload back.
     rules.check_stock(stock, limits)

@@ -48,6 +48,7 @@ test("an ONLINE_LIST announcing more than 10000 names is bad-value", () => {
 
 test("reasons in words; an unknown one by its number", () => {
   assert.equal(reasonText(10), "too many pending");
+  assert.equal(reasonText(33), "try again");
   assert.equal(reasonText(99), "reason 99");
 });
 

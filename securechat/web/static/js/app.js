@@ -14,6 +14,8 @@ import { loadKey, mailStoreFor, pinsFor, saveKey } from "./client/store.js";
 import { connectRelay } from "./client/transport.js";
 import { reasonText } from "./protocol/relay.js";
 import { Panes } from "./panes.js";
+import { GroupPanes } from "./grouppanes.js";
+import { ADD, LEAVE, REMOVE } from "./protocol/grouplog.js";
 
 const $ = (id) => document.getElementById(id);
 let session = null;
@@ -23,6 +25,12 @@ const panes = new Panes($("panes"), {
 });
 
 const neutral = untrusted;
+const groupPanes = new GroupPanes($("groups"), {
+  say: (id, line) => session?.groups.say(id, line),
+  add: (id, user) => isUserName(user) && session?.groups.change(id, ADD, user),
+  remove: (id, user) => isUserName(user) && session?.groups.change(id, REMOVE, user),
+  leave: (id) => session?.groups.change(id, LEAVE),
+}, (text, kind) => log(text, kind));
 
 function status(text) {
   $("status").textContent = neutral(text);
@@ -131,6 +139,7 @@ function toPane(peer, text, kind) {
 }
 
 function view(event) {
+  if (groupPanes.show(event)) return;
   switch (event.kind) {
     case "welcome":
       status(`logged in as ${event.user}`);
@@ -296,6 +305,13 @@ window.addEventListener("DOMContentLoaded", () => {
   });
   $("refresh").addEventListener("click", () => session?.listOnline());
   $("ask").addEventListener("click", () => session?.requestChat($("peer").value.trim()));
+  $("group-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const name = $("group-name").value.trim();
+    if (!name) return;
+    session?.groups.create(name);
+    $("group-name").value = "";
+  });
   $("check-letters").addEventListener("click", () => session?.listLetters(1));
   $("letter-form").addEventListener("submit", (e) => {
     e.preventDefault();

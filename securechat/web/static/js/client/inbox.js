@@ -24,7 +24,11 @@ import { sha256 } from "../protocol/crypto.js";
 import { LetterError, TEXT, checkEnvelope, openLetter, parseLetter } from "../protocol/letters.js";
 import { encode } from "../protocol/mailbox.js";
 import { DELIVERY, READ, makeReceipt } from "../protocol/receipts.js";
+import { SenderKeyError, parseDistribution } from "../protocol/senderkeys.js";
 import { previousSigner } from "./previouskeys.js";
+
+/** A letter's content type for a group sender key (14.2): never shown, handed to the groups. */
+export const GROUP_KEY = 2;
 
 /** Codes of 14.4 found after the signature verified: a delivery receipt is still due. */
 const AFTER_SIGNATURE = new Set(["unknown-prekey", "bad-key-share", "decrypt-failed", "bad-content"]);
@@ -35,25 +39,56 @@ const AFTER_SIGNATURE = new Set(["unknown-prekey", "bad-key-share", "decrypt-fai
  * @param options.store    `{get, put, delete}`: letters opened, by sender and id
  */
 export class Inbox {
-  constructor({ me, signer, spki, out, view, keyring, prekeys, store, clock = Date.now }) {
-    Object.assign(this, { me, signer, spki, out, view, keyring, prekeys, store, clock });
+  constructor({ me, signer, spki, out, view, keyring, prekeys, store, clock = Date.now,
+    groupKey = async () => {}, sharesGroup = () => false }) {
+    Object.assign(this, { me, signer, spki, out, view, keyring, prekeys, store, clock, groupKey,
+      sharesGroup });
     this.reading = []; // "sender/idhex" for each FETCH_LETTER sent
+    this.lists = []; // for each LIST_LETTERS sent: true when it is our own sweep (not shown)
     this.histories = new Map(); // user -> [async (keys) => ...] waiting for KEY_HISTORY
   }
 
   /** Ask for our letters: `which` 0 new, 1 all. */
   list(which = 0, offset = 0n) {
+    this.lists.push(false);
     this.out([encode("listLetters", { which, offset: BigInt(offset) })]);
   }
 
-  /** Fetch and open the letter `letterId` (bytes) from `sender`. */
+  /**
+   * Fetch every letter from a user we share a group with that we have not
+   * opened (group keys, 16.2), whatever its state: another client of ours
+   * may have fetched it, and key letters are never deleted here.
+   */
+  sweep() {
+    this.lists.push(true);
+    this.out([encode("listLetters", { which: 1, offset: 0n })]);
+  }
+
+  /** Fetch and open the letter `letterId` (bytes) from `sender`, once. */
   read(sender, letterId) {
+    if (this.reading.includes(`${sender}/${toHex(letterId)}`)) return;
     this.reading.push(`${sender}/${toHex(letterId)}`);
     this.out([encode("fetchLetter", { sender, letter_id: letterId })]);
   }
 
-  letterList(m) {
-    this.view({ kind: "letterList", total: m.total, letters: m.letters.map((e) => ({
+  /** FETCH_LETTER refused (COMMAND_FAILED 0x55): the oldest fetch of `sender`'s is over. */
+  fetchFailed(sender) {
+    const at = this.reading.findIndex((ref) => ref.startsWith(`${sender}/`));
+    if (at >= 0) this.reading.splice(at, 1);
+  }
+
+  async letterList(m) {
+    const quiet = this.lists.shift() ?? false;
+    const letters = [];
+    for (const e of m.letters) {
+      const before = await this.store.get(`opened/${e.sender}/${toHex(e.letter_id)}`);
+      if (quiet && !before && this.sharesGroup(e.sender)) this.read(e.sender, e.letter_id);
+      // a key we took before this page was loaded: its chain is kept in memory only, so again
+      else if (quiet && before?.groupKey) this.groupKey(e.sender, before.content);
+      if (!before?.groupKey) letters.push(e); // a group key we took is no letter to read
+    }
+    if (quiet) return;
+    this.view({ kind: "letterList", total: m.total, letters: letters.map((e) => ({
       sender: e.sender, letterId: e.letter_id, id: toHex(e.letter_id).slice(0, 8),
       storedAt: e.stored_at, size: e.size, state: e.state })) });
   }
@@ -67,6 +102,7 @@ export class Inbox {
     const before = await this.store.get(`opened/${ref}`);
     const digest = await sha256(m.letter);
     if (before && toHex(before.digest) === toHex(digest)) {
+      if (before.groupKey) return this.groupKey(m.sender, before.content); // nothing new if held
       this._opened(m, before.text, before.sentAt, true, before.keyReplaced ?? 0n);
       return;
     }
@@ -120,6 +156,7 @@ export class Inbox {
       if (AFTER_SIGNATURE.has(e.code)) await this._receipt(m, digest, DELIVERY);
       return;
     }
+    if (letter.contentType === GROUP_KEY) return this._groupKey(m, letter, digest, keyReplaced);
     if (letter.contentType !== TEXT) {
       this.view({ kind: "letterFailed", from: m.sender, id: toHex(m.letter_id).slice(0, 8),
         storedAt: m.stored_at, code: "unknown-content",
@@ -133,6 +170,28 @@ export class Inbox {
     this._opened(m, letter.text, letter.sentAt, false, keyReplaced);
     await this._receipt(m, digest, DELIVERY);
     await this._receipt(m, digest, READ);
+  }
+
+  /**
+   * A group sender key (14.4 step 10, 16.2): kept as opened, handed to the
+   * groups, never shown as a letter, and not deleted from the relay (a
+   * client of ours elsewhere may still need it; it expires with the letter).
+   */
+  async _groupKey(m, letter, digest, keyReplaced) {
+    try {
+      parseDistribution(letter.content);
+    } catch (e) {
+      if (!(e instanceof SenderKeyError)) throw e;
+      await this._refused(m, new LetterError("bad-content", `a group key that does not parse: ${e.detail}`));
+      await this._receipt(m, digest, DELIVERY);
+      return;
+    }
+    await this.store.put(`opened/${m.sender}/${toHex(m.letter_id)}`, { digest, groupKey: true,
+      content: letter.content, sentAt: letter.sentAt, storedAt: m.stored_at, expiresAt: m.expires_at,
+      keyReplaced });
+    if (letter.oneTimePrekeyId !== null) await this.prekeys.forgetOneTime(letter.oneTimePrekeyId);
+    await this._receipt(m, digest, DELIVERY);
+    await this.groupKey(m.sender, letter.content);
   }
 
   _opened(m, text, sentAt, again, keyReplaced) {

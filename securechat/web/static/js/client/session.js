@@ -10,7 +10,7 @@ import { GROUP_TYPES, parse as parseGroup } from "../protocol/groups.js";
 import { MAILBOX_TYPES, parse as parseMailbox } from "../protocol/mailbox.js";
 import { encode, parse, reasonText } from "../protocol/relay.js";
 import { Chat } from "./chat.js";
-import { GroupNotices } from "./groupnotices.js";
+import { Groups } from "./groups.js";
 import { Inbox } from "./inbox.js";
 import { Keyring } from "./keyring.js";
 import { Mail } from "./mail.js";
@@ -56,15 +56,19 @@ export class MemoryPins {
  */
 export class RelaySession {
   constructor({ me, signer, spki, out, view, pins = new MemoryPins(), store = new MemoryStore(),
-    clock = Date.now }) {
+    clock = Date.now, groupDraw }) {
     Object.assign(this, { me, signer, out, view, pins, clock });
     this.refusedKeys = new Map(); // peer -> the offered key we refused (chat or letter)
     this.keyring = new Keyring({ out, view, pins, fingerprint, changed: this.refusedKeys });
     this.mail = new Mail({ me, signer, spki, out, view, keyring: this.keyring, clock });
     this.prekeys = new Prekeys({ me, signer, spki, out, view, store, clock });
     this.inbox = new Inbox({ me, signer, spki, out, view, keyring: this.keyring,
-      prekeys: this.prekeys, store, clock });
-    this.groups = new GroupNotices({ me, out, view });
+      prekeys: this.prekeys, store, clock,
+      // not awaited: the group work may itself wait for a later relay message
+      groupKey: (sender, content) => { this.groups.keyLetter(sender, content); },
+      sharesGroup: (user) => this.groups.sharesGroup(user) });
+    this.groups = new Groups({ me, signer, out, view, keyring: this.keyring, mail: this.mail, clock,
+      draw: groupDraw, sweep: () => this.inbox.sweep(), store });
     this.welcomed = false;
     this.maxPayload = null;
     this.chats = new Map();
@@ -145,7 +149,13 @@ export class RelaySession {
       this.view({ kind: "prekeysStored", oneTime: m.one_time_count });
     }
     else if (m.message === "prekeysLow") await this.prekeys.low(m);
-    else if (m.message === "letterList") this.inbox.letterList(m);
+    else if (m.message === "letterList") await this.inbox.letterList(m);
+    else if (m.message === "newLetters") {
+      this.view({ kind: m.message, ...m });
+      if (this.groups.states.size) this.inbox.sweep();
+    } else if (m.message === "letterArrived" && this.groups.sharesGroup(m.sender)) {
+      this.inbox.read(m.sender, m.letter_id); // most likely a group key: opened now, shown if text
+    }
     else if (m.message === "letter") await this.inbox.letter(m);
     else if (m.message === "keyHistory") await this.inbox.keyHistory(m);
     else if (m.message !== "receiptStored") this.view({ kind: m.message, ...m });
@@ -156,6 +166,11 @@ export class RelaySession {
     if (m.command === 0x50) {
       this.prekeys.refused();
       this.view({ kind: "notice", text: `the relay refused our prekeys: ${reasonText(m.reason)}` });
+    } else if (m.command === 0x51 && this.mail.waiting.has(m.subject)) {
+      this.mail.bundleFailed(m.subject, reasonText(m.reason));
+    } else if (m.command === 0x55) {
+      this.inbox.fetchFailed(m.subject); // the letter may be read again later
+      this.view(m);
     } else if (m.command === 0x52) {
       await this.keyring.failed(m.subject, reasonText(m.reason));
     } else if (m.command === 0x5a) {

@@ -18,6 +18,7 @@ export const Alert = Object.freeze({
   SHUTTING_DOWN: 12,
   INTERNAL_ERROR: 13,
   SERVER_REKEYED: 14,
+  UNAVAILABLE: 15,
 });
 
 const A = Alert;
@@ -57,6 +58,7 @@ export const ERRORS = Object.freeze({
   "limit-exceeded": [A.LIMIT_EXCEEDED, "a limit was exceeded"],
   timeout: [A.TIMEOUT, "the peer took too long"],
   "server-rekeyed": [A.SERVER_REKEYED, "the relay's certificate changed"],
+  unavailable: [A.UNAVAILABLE, "the relay cannot serve users now; try again shortly"],
   "connection-closed": [A.CLOSE_NOTIFY, "connection lost"],
   "internal-error": [A.INTERNAL_ERROR, "internal error"],
 });

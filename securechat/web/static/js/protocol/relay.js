@@ -29,7 +29,7 @@ export const Reason = Object.freeze({
   17: "too large", 18: "rate limited", 19: "no prekeys", 20: "no letter", 21: "bad prekey",
   22: "bad receipt", 23: "not member", 24: "not allowed", 25: "stale change", 26: "bad change",
   27: "unknown group", 28: "group exists", 29: "group full", 30: "too many groups",
-  31: "group rate", 32: "group message too large",
+  31: "group rate", 32: "group message too large", 33: "try again",
 });
 
 export function reasonText(code) {
