@@ -25,11 +25,12 @@ class EndOfTurn:
     per turn.
     """
 
-    __slots__ = ("_clock", "_pending", "_call", "reading")
+    __slots__ = ("_clock", "_pending", "_calls", "_call", "reading")
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._pending: list[OutboundQueue] = []
+        self._calls: list[Callable[[], None]] = []
         self._call: IDelayedCall | None = None
         #: Reads being handled: queues are drained when they end.
         self.reading = 0
@@ -39,13 +40,24 @@ class EndOfTurn:
         if self._call is None and not self.reading:
             self._call = self._clock.callLater(0, self._turn_ended)
 
+    def call_at_end(self, call: Callable[[], None]) -> None:
+        """
+        Call C{call} when the read being handled ends (or, outside a read,
+        at the end of the reactor turn), before the queues are drained:
+        what a read's messages start together (the mailbox's letters, one
+        store call per read) is handed on once, when they are all in.
+        """
+        self._calls.append(call)
+        if self._call is None and not self.reading:
+            self._call = self._clock.callLater(0, self._turn_ended)
+
     def read_ended(self) -> None:
         """
         A read was handled: drain what it queued (unless it was nested in
         another read, which drains when it ends).
         """
         self.reading -= 1
-        if not self.reading and self._pending:
+        if not self.reading and (self._pending or self._calls):
             self.run()
 
     def _turn_ended(self) -> None:
@@ -54,9 +66,13 @@ class EndOfTurn:
 
     def run(self) -> None:
         """
-        Drain every queue scheduled so far.
+        Make the calls asked for, then drain every queue scheduled so far.
         """
-        while self._pending:
+        while self._calls or self._pending:
+            while self._calls:
+                calls, self._calls = self._calls, []
+                for call in calls:
+                    call()
             pending, self._pending = self._pending, []
             for queue in pending:
                 queue.scheduled = False

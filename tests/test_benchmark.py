@@ -194,6 +194,10 @@ class MailboxBenchmarkTests(unittest.TestCase):
             self.assertRegex(out, rf"(?m)^{metric}\s+\d+\.\d\d\s+\d+\.\d\d\s+(\d+\.\d\d|-)$")
         self.assertRegex(out, r"target: >= 5000 acknowledged letters/s: (met|NOT met)")
         self.assertRegex(out, r"target: <= 1\.5x the baseline's CPU per letter: (met|NOT met)")
+        # The same group commit: the baseline commits the saturation phase
+        # in as many transactions as the relay did in the same run.
+        self.assertRegex(out, r"(?m)^letters_per_commit\s+(\d+\.\d\d)\s+\1\s+1\.00$")
+        self.assertRegex(out, r"against the old baseline \(32 letters per commit\): \d+\.\d\dx")
 
     def test_relayLogsToAFileInTheRunDirectory(self) -> None:
         """

@@ -53,3 +53,30 @@ class LatencyHistogramTests(TestCase):
         self.assertIn("securechat_letters_stored_total 2.0", text)
         self.assertIn('securechat_letter_ack_seconds_bucket{le="0.005"} 1.0', text)
         self.assertIn("securechat_letter_ack_seconds_count 1.0", text)
+
+    def test_observeMany(self) -> None:
+        """
+        C{observe_many(v, n)} leaves the histogram as n C{observe(v)} do
+        (the letters of one run share their latency).
+        """
+        one, many = (LatencyHistogram("h_seconds", "doc", BOUNDS) for _ in range(2))
+        for value, times in ((0.0005, 3), (0.003, 1), (7.0, 2), (0.01, 5)):
+            for _ in range(times):
+                one.observe(value)
+            many.observe_many(value, times)
+        self.assertEqual((many.counts, many.count), (one.counts, one.count))
+        self.assertAlmostEqual(many.total, one.total)
+
+    def test_letterCommitsScraped(self) -> None:
+        """
+        The group commits are read from their source when scraped (the
+        service points it at the SQLite store's count), so
+        letters_stored / letter_commits is letters per commit.
+        """
+        metrics = RelayMetrics()
+        self.assertIn("securechat_letter_commits_total 0.0", metrics.render().decode())
+        commits = [3]
+        metrics.letter_commits_source = lambda: commits[0]
+        self.assertIn("securechat_letter_commits_total 3.0", metrics.render().decode())
+        commits[0] = 5
+        self.assertIn("securechat_letter_commits_total 5.0", metrics.render().decode())

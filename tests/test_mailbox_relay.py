@@ -752,13 +752,15 @@ class CommitTests(MailboxCase):
         """
         A FETCH_LETTER sent after a POST_LETTER (to oneself) whose commit is
         held starts only once that commit fired, so it finds the letter;
-        letters posted together are in the store at once (one group commit).
+        letters posted together are in the store at once, by one store call
+        (the letters a read starts go to the group commit together).
         """
         alice = self.h.login("alice")
         self.assertEqual(self.ask(alice, PostLetter("alice", lid(1), b"x"),
                                   PostLetter("alice", lid(2), b"y"),
                                   FetchLetter("alice", lid(1))), [])
-        self.assertEqual(len(self.store.held), 2)
+        self.assertEqual([[n.letter_id for n in letters] for _, letters in self.store.held],
+                         [[lid(1), lid(2)]])
         self.store.commit()
         self.h.pump()
         self.assertEqual([type(m) for m in alice.take() if not isinstance(m, LetterArrived)],
@@ -782,6 +784,24 @@ class CommitTests(MailboxCase):
         self.assertEqual(alice.of_type(LetterStored), [])
         self.flushLoggedErrors(OSError)
         canary.check(self)
+
+    def test_storeFailureOfARunClosesOnce(self) -> None:
+        """
+        Three letters of one read share one store call; when it fails, the
+        connection is closed once (one failure logged, not three), and
+        none is acknowledged.
+        """
+        alice = self.h.login("alice")
+        self.ask(alice, PostLetter("bob", lid(1), b"x"), PostLetter("bob", lid(2), b"y"),
+                 PostLetter("bob", lid(3), b"z"))
+        self.assertEqual(len(self.store.held), 1)
+        self.store.fail_next = True
+        self.store.commit()
+        self.h.pump()
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertTrue(alice.ended)
+        self.assertIn("INTERNAL_ERROR", alice.error.detail)
+        self.assertEqual(alice.of_type(LetterStored), [])
 
 
 class MalformedMailboxMessages(MailboxCase):

@@ -515,6 +515,45 @@ class EndOfTurnTests(unittest.TestCase):
         clock.advance(0)
         self.assertEqual(sealed, [(n, b"\x20\0\0\0\1x\x20\0\0\0\1y") for n in "abc"])
 
+    def test_callsAtTheEndOfTheRead(self) -> None:
+        """
+        C{call_at_end} during a read runs when the read (the outermost, if
+        nested) ends, before the queues drain, so what the call queues is
+        sealed with the rest; no timer is involved.
+        """
+        from securechat.outbound import EndOfTurn, OutboundQueue
+        clock = Clock()
+        turn = EndOfTurn(clock)
+        sealed: list[bytes] = []
+        queue = OutboundQueue(turn, sealed.append, 1000)
+        events: list[str] = []
+        turn.reading += 1
+        turn.reading += 1
+        queue.push_encoded(b"\x20\0\0\0\1", b"x")
+        turn.call_at_end(lambda: (events.append("called"),
+                                  queue.push_encoded(b"\x20\0\0\0\1", b"y")))
+        turn.read_ended()
+        self.assertEqual((events, sealed), ([], []))
+        turn.read_ended()
+        self.assertEqual(events, ["called"])
+        self.assertEqual(sealed, [b"\x20\0\0\0\1x\x20\0\0\0\1y"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_callsOutsideAReadAtTheEndOfTheTurn(self) -> None:
+        """
+        Outside a read, C{call_at_end} runs at the end of the reactor turn,
+        in the one delayed call the queues use.
+        """
+        from securechat.outbound import EndOfTurn
+        clock = Clock()
+        turn = EndOfTurn(clock)
+        events: list[int] = []
+        turn.call_at_end(lambda: events.append(1))
+        turn.call_at_end(lambda: events.append(2))
+        self.assertEqual((events, len(clock.getDelayedCalls())), ([], 1))
+        clock.advance(0)
+        self.assertEqual(events, [1, 2])
+
 
 class DelegateErrorTests(unittest.TestCase):
     """

@@ -22,6 +22,7 @@ from securechat.server.limits import Limits
 from securechat.server.metrics import metrics_root
 from securechat.server.relay import RelayFactory
 from securechat.server.service import StartupError, relay_service
+from securechat.server.store.sqlite import SQLiteMailboxStore
 from securechat.tap import Options, makeService
 from tests.memnet import Network
 
@@ -43,6 +44,21 @@ class StartupTests(unittest.TestCase):
         data = DataDir(path)
         self.assertTrue(data.initialized())
         self.assertEqual(len(service.relay.credentials.identity.chain), 1)
+
+    def test_letterCommitsFromTheStore(self) -> None:
+        """
+        /metrics' securechat_letter_commits is the SQLite store's count of
+        group commits, read when scraped.
+        """
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock())
+        store = service.store
+        assert isinstance(store, SQLiteMailboxStore)
+        self.addCleanup(store.close)
+        self.assertEqual(service.relay.metrics.letter_commits_source(), 0)
+        store.letter_commits = 7
+        self.assertIn("securechat_letter_commits_total 7.0",
+                      service.relay.metrics.render().decode())
 
     def test_websocketListener(self) -> None:
         """

@@ -81,6 +81,22 @@ class StoreStartupTests(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(path, "mailbox.sqlite3")))
         self.assertEqual(len(query(url, "SELECT version FROM schema_version")), 1)
 
+    def test_letterCommitsOnPostgres(self) -> None:
+        """
+        /metrics' securechat_letter_commits is the PostgreSQL store's count
+        of group commits too (as on SQLite, tests.test_service).
+        """
+        url = shared_cluster(self).fresh_database(self)
+        path = os.path.join(self.mktemp(), "data")
+        service = relay_service(path, [], None, Limits(), clock=Clock(), store=url)
+        store = service.store
+        assert isinstance(store, SQLMailboxStore)
+        self.addCleanup(store.close)
+        self.assertEqual(service.relay.metrics.letter_commits_source(), 0)
+        store.letter_commits = 3
+        self.assertIn("securechat_letter_commits_total 3.0",
+                      service.relay.metrics.render().decode())
+
     def test_unreachableStopsStartup(self) -> None:
         """
         A database that cannot be reached stops start-up with one line

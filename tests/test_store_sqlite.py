@@ -140,6 +140,8 @@ class GroupCommitTests(SQLiteCase):
         yield gatherResults(first + second + third)
         self.assertEqual(self.interactions, ["store-letters", "store-letters"])
         self.assertEqual(self.commits, [0, 5])
+        # Counted for /metrics (securechat_letter_commits).
+        self.assertEqual(self.store.letter_commits, 2)
         # The second commit starts as the first is answered, so the first
         # five may already see it; none is answered before its own commit.
         self.assertEqual(len(on_disk), 15)
@@ -177,8 +179,11 @@ class GroupCommitTests(SQLiteCase):
         self.assertEqual([str(r) for r in results], ["disk I/O error"] * 3)
         self.assertEqual(len(self.flushLoggedErrors(sqlite3.OperationalError)), 1)
         self.assertEqual(self.count_on_disk(), 0)
+        # A transaction that failed is not a group commit.
+        self.assertEqual(self.store.letter_commits, 0)
         outcomes = yield self.store.store_letters([letter(0), letter(1), letter(2)])
         self.assertEqual([type(o) for o in outcomes], [Stored] * 3)
+        self.assertEqual(self.store.letter_commits, 1)
 
     fail_next = False
 

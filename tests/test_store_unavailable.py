@@ -64,6 +64,9 @@ class UnavailableCase(unittest.TestCase):
         self.h = Harness(limits, clock, store=self.mailbox, group_store=self.groups)
         self.events: list[dict[str, Any]] = []
         self.h.relay.mailbox.log = Logger(observer=self.events.append)  # type: ignore[misc]
+        # (POST_LETTER's refusals are logged by the mailbox's LetterPoster.)
+        self.h.relay.mailbox.letters.log = Logger(  # type: ignore[misc]
+            observer=self.events.append)
         self.h.relay.groups.log = Logger(observer=self.events.append)  # type: ignore[misc]
 
     def down(self, is_down: bool = True) -> None:
@@ -114,6 +117,44 @@ class MailboxUnavailableTests(UnavailableCase):
                          [LetterRefused("bob", lid(1), Reason.TRY_AGAIN)])
         self.down(False)
         self.assertEqual(self.ask(alice, PostLetter("bob", lid(1), b"sealed")), [first])
+
+    def test_refusedLetterLookupTryAgain(self) -> None:
+        """
+        A letter the checks would refuse (an unknown recipient) is looked
+        up first, in case it is a resend of one stored (14.7, step 2); when
+        that lookup cannot reach the store, it is TRY_AGAIN, never left
+        unanswered and never UNKNOWN_USER; once back, UNKNOWN_USER.
+        """
+        alice = self.h.login("alice")
+        self.down()
+        self.assertEqual(self.ask(alice, PostLetter("nobody", lid(1), b"sealed")),
+                         [LetterRefused("nobody", lid(1), Reason.TRY_AGAIN)])
+        self.assertFalse(alice.ended)
+        self.assertEqual(self.unavailable_count(), 1)
+        self.down(False)
+        self.assertEqual(self.ask(alice, PostLetter("nobody", lid(1), b"sealed")),
+                         [LetterRefused("nobody", lid(1), Reason.UNKNOWN_USER)])
+
+    def test_runOfLettersTryAgainInOrder(self) -> None:
+        """
+        Several letters posted together (one store call for the run) and a
+        command after them: each letter is refused with TRY_AGAIN and the
+        command too, in the order asked, each counted; nothing stored.
+        """
+        alice = self.h.login("alice")
+        self.down()
+        self.assertEqual(
+            self.ask(alice, PostLetter("bob", lid(1), b"one"), PostLetter("bob", lid(2), b"two"),
+                     ListLetters(0, 0)),
+            [LetterRefused("bob", lid(1), Reason.TRY_AGAIN),
+             LetterRefused("bob", lid(2), Reason.TRY_AGAIN),
+             CommandFailed(ListLetters.TYPE, "alice", Reason.TRY_AGAIN)])
+        self.assertFalse(alice.ended)
+        self.assertEqual(self.unavailable_count(), 3)
+        self.down(False)
+        self.assertEqual([type(m) for m in self.ask(alice, PostLetter("bob", lid(1), b"one"),
+                                                    PostLetter("bob", lid(2), b"two"))],
+                         [LetterStored, LetterStored])
 
     def test_otherCommandsTryAgainInOrder(self) -> None:
         """

@@ -12,8 +12,10 @@ Rules it keeps:
     in the order its messages came
     (L{securechat.server.ordering.AnswerOrder}); a command starts once those
     before it finished, except that POST_LETTERs run together (so letters
-    posted together share a group commit).  Notices (PREKEYS_LOW, NEW_LETTERS,
-    LETTER_ARRIVED, RECEIPT) go out when they happen.
+    posted together share a group commit: the letters a read starts go to
+    the store in one call, L{securechat.server.letterpost}).  Notices
+    (PREKEYS_LOW, NEW_LETTERS, LETTER_ARRIVED, RECEIPT) go out when they
+    happen (to another process through the router, with C{--cluster}).
   - B{Acknowledged after commit.}  LETTER_STORED is sent only when the
     store's Deferred fires, which it does after the transaction holding the
     letter committed.
@@ -25,9 +27,9 @@ Rules it keeps:
     (L{StoreUnavailable}: PostgreSQL down) refuses the command with
     TRY_AGAIN, a letter with LETTER_REFUSED(TRY_AGAIN), never acknowledged;
     a store that fails otherwise closes that one connection with
-    INTERNAL_ERROR (the client resends what was not acknowledged).  Logs say who, to whom and what was refused, never
-    contents; letters stored are counted in one line per group commit (by
-    the store).
+    INTERNAL_ERROR (the client resends what was not acknowledged).  Logs
+    say who, to whom and what was refused, never contents; letters stored
+    are counted in one line a minute (by the store).
 
 A signed prekey goes to the store as a L{SignedPrekeyRecord} whose
 C{signature} is the scheme (C{u16}) followed by the signature bytes, so the
@@ -46,20 +48,20 @@ from securechat.crypto import keys
 from securechat.crypto.prekeys import LetterError, check_upload
 from securechat.crypto.receipts import check_posted_receipt
 from securechat.server.directory import UserEntry as DirectoryEntry
-from securechat.server.limits import TokenBucket, mailbox_limits  # noqa: F401 -- re-exported
+from securechat.server.limits import mailbox_limits  # noqa: F401 -- re-exported
+from securechat.server.letterpost import LetterPoster, LetterSlot
 from securechat.server.ordering import AnswerOrder, Slot
 from securechat.server.prekeycheck import signed_by_current_key, uploaded_encoding
 from securechat.server.store.interface import (
-    DELIVERY, MAILBOX_FULL_BYTES, MAILBOX_FULL_LETTERS, Duplicate, IMailboxStore,
-    LetterRecord, LoginState, NewLetter, NoSuchLetter, OneTimePrekeyRecord, PrekeyBundle,
-    PrekeyRefused, SignedPrekeyRecord, StockFull, Stored, StoreOutcome, StoreUnavailable)
+    DELIVERY, IMailboxStore, LetterRecord, LoginState, NoSuchLetter, OneTimePrekeyRecord,
+    PrekeyBundle, PrekeyRefused, SignedPrekeyRecord, StockFull, StoreUnavailable)
 from securechat.wire.codec import text8, u16
 from securechat.wire.declared import MAX_LIST
 from securechat.wire.keyhistory import GetKeyHistory, KeyHistory, PreviousKeyEntry
 from securechat.wire.mailbox import (
-    Bundle, DeleteLetter, FetchBundle, FetchLetter, GetUserKey, Letter, LetterArrived,
-    LetterDeleted, LetterEntry, LetterList, LetterRefused, LetterState, LetterStored,
-    ListLetters, ListUsers, NewLetters, PostLetter, PostReceipt, PrekeysLow, PrekeysStored,
+    Bundle, DeleteLetter, FetchBundle, FetchLetter, GetUserKey, Letter, LetterDeleted,
+    LetterEntry, LetterList, LetterState, ListLetters, ListUsers, NewLetters, PostLetter,
+    PostReceipt, PrekeysLow, PrekeysStored,
     ReceiptMessage, ReceiptStored, SentStatus, StatusEntry, StatusList, UploadPrekeys,
     UserEntry, UserKey, UserList, Which, fit_list)
 from securechat.wire.messages import Message
@@ -92,14 +94,14 @@ class Mailbox:
         self.metrics = relay.metrics
         #: Each session's commands not yet answered, in order.
         self._owed: dict[UserSession, AnswerOrder] = {}
-        #: Each user's letter rate (kept across its connections).
-        self._rates: dict[str, TokenBucket] = {}
         #: The commands that may run together (L{Slot.post}); the groups
         #: add GROUP_POST.
         self.together: tuple[type, ...] = (PostLetter,)
         #: Each user's signed prekey as last verified at its login, with the
         #: key it verified with: the same pair is not verified again.
         self._verified: dict[str, tuple[SignedPrekeyRecord, Any]] = {}
+        #: POST_LETTER's checks, and its letters stored a read's run at a time.
+        self.letters = LetterPoster(self)
 
     def handlers(self) -> dict[type, Callable[[UserSession, Any], None]]:
         """The relay's handler for each mailbox message type."""
@@ -107,7 +109,6 @@ class Mailbox:
             UploadPrekeys: self._upload_prekeys,
             FetchBundle: self._fetch_bundle,
             GetUserKey: self._get_user_key,
-            PostLetter: self._post_letter,
             ListLetters: self._list_letters,
             FetchLetter: self._fetch_letter,
             DeleteLetter: self._delete_letter,
@@ -117,7 +118,9 @@ class Mailbox:
             GetKeyHistory: self._key_history,
         }
 
-        return {cls: self.in_order(command) for cls, command in commands.items()}
+        handlers = {cls: self.in_order(command) for cls, command in commands.items()}
+        handlers[PostLetter] = self._post_in_order
+        return handlers
 
     def in_order(self, command: Callable[[UserSession, Any], Deferred[Any] | Message | None]
                  ) -> Callable[[UserSession, Any], None]:
@@ -226,7 +229,7 @@ class Mailbox:
                 answered(CommandFailed(message.TYPE, _subject(session, message),
                                        failure.value.reason))
             elif failure.check(StoreUnavailable):
-                answered(self._try_again(session, message))
+                answered(self.try_again(session, message))
             else:
                 self.store_failed(failure, session, type(message).__name__)
 
@@ -252,12 +255,15 @@ class Mailbox:
         if not order.owed and self._owed.get(session) is order:
             del self._owed[session]
 
-    def _try_again(self, session: UserSession, message: Message) -> Message:
-        """C{message} refused with TRY_AGAIN: the store cannot be reached (14.7)."""
+    def try_again(self, session: UserSession, message: Message) -> Message:
+        """
+        C{message} refused with TRY_AGAIN: the store cannot be reached
+        (14.7); a POST_LETTER (L{LetterPoster}) with LETTER_REFUSED.
+        """
         self.metrics.store_unavailable.inc()
         if isinstance(message, PostLetter):
             assert session.user is not None
-            return self._refuse_letter(session.user, message, Reason.TRY_AGAIN)
+            return self.letters.refuse(session.user, message, Reason.TRY_AGAIN)
         self.log.info("mailbox: {command} from {user} refused: TRY_AGAIN (the store is "
                       "unavailable)", command=type(message).__name__, user=session.user)
         return CommandFailed(message.TYPE, _subject(session, message), Reason.TRY_AGAIN)
@@ -355,57 +361,18 @@ class Mailbox:
 
     # -- letters ------------------------------------------------------------
 
-    def _post_letter(self, session: UserSession, message: PostLetter) -> Deferred[Message] | Message:
-        sender, recipient, letter_id = session.user, message.recipient, message.letter_id
-        assert sender is not None
-        size = len(message.letter)
-        started = self.relay.clock.seconds()
-        if size > self.limits.letter_limit:
-            return self._refuse_letter(sender, message, Reason.TOO_LARGE)
-        entry = self.relay.directory.lookup_recent(recipient)
-        problem = (Reason.UNKNOWN_USER if entry is None else Reason.REVOKED if entry.revoked
-                   else None)
-        if problem is None:
-            bucket = self._rates.get(sender)
-            if bucket is None:
-                bucket = self._rates[sender] = TokenBucket(
-                    self.relay.clock, self.limits.letter_rate, self.limits.letter_burst)
-            if bucket.refill() < 1:
-                problem = Reason.RATE_LIMITED
-            else:
-                bucket.tokens -= 1
-        if problem is not None:
-            # A resend of a letter already stored is answered as the first
-            # time, whatever the later checks would say (14.7, step 2).
-            def earlier(found: list[Any]) -> Message:
-                if found:
-                    return LetterStored(found[0].recipient, letter_id, found[0].stored_at,
-                                        found[0].expires_at)
-                return self._refuse_letter(sender, message, problem)
-            return self.store.sent_status(sender, [letter_id]).addCallback(earlier)
-
-        def outcome(outcomes: list[StoreOutcome]) -> Message:
-            result = outcomes[0]
-            if isinstance(result, Stored):
-                self.metrics.letters_stored += 1
-                self.metrics.letter_ack_latency.observe(self.relay.clock.seconds() - started)
-                self._notify(recipient, LetterArrived(sender, letter_id, result.stored_at, size))
-                return LetterStored(recipient, letter_id, result.stored_at, result.expires_at)
-            if isinstance(result, Duplicate):
-                # The first answer again, naming the first recipient (14.7).
-                return LetterStored(result.recipient, letter_id, result.stored_at,
-                                    result.expires_at)
-            full = result.reason in (MAILBOX_FULL_LETTERS, MAILBOX_FULL_BYTES)
-            return self._refuse_letter(sender, message,
-                                       Reason.MAILBOX_FULL if full else Reason.TOO_LARGE)
-        return self.store.store_letters(
-            [NewLetter(sender, recipient, letter_id, message.letter)]).addCallback(outcome)
-
-    def _refuse_letter(self, sender: str, message: PostLetter, reason: Reason) -> Message:
-        self.metrics.letters_refused.labels(reason.name.lower()).inc()
-        self.log.info("mailbox: letter from {sender} to {recipient} refused: {reason}",
-                      sender=sender, recipient=message.recipient, reason=reason.name)
-        return LetterRefused(message.recipient, message.letter_id, reason)
+    def _post_in_order(self, session: UserSession, message: PostLetter) -> None:
+        """
+        The relay's handler for POST_LETTER: in its session's answer order
+        like every command (L{in_order}), as one L{LetterSlot} run by
+        L{LetterPoster} (no closures, no Deferred of its own).
+        """
+        order = self._owed.get(session)
+        if order is None:
+            order = self._owed[session] = AnswerOrder()
+        order.add(LetterSlot(self.letters, session, order, message), session.deliver)
+        if not order.owed and self._owed.get(session) is order:
+            del self._owed[session]
 
     def _list_letters(self, session: UserSession, message: ListLetters) -> Deferred[Message]:
         user = session.user

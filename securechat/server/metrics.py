@@ -38,6 +38,8 @@ class RelayMetrics:
         self.queued_source: Callable[[], int] = lambda: 0
         #: Counts the users online; the relay sets it.
         self.sessions_source: Callable[[], int] = lambda: 0
+        #: Counts the mailbox store's group commits; the service sets it.
+        self.letter_commits_source: Callable[[], int] = lambda: 0
         r.register(_HotPathCollector(self))
         self.refusals = Counter(
             "securechat_refusals", "Connections refused or failed, by reason", ["reason"], registry=r)
@@ -119,6 +121,10 @@ class _HotPathCollector:
                                 value=m.queued_bytes)
         yield CounterMetricFamily("securechat_letters_stored",
                                   "Letters committed to the mailbox store", value=m.letters_stored)
+        yield CounterMetricFamily("securechat_letter_commits",
+                                  "Transactions that stored letters (group commits; letters "
+                                  "stored per commit = letters_stored / this)",
+                                  value=m.letter_commits_source())
         yield m.letter_ack_latency.family()
 
 
@@ -146,6 +152,12 @@ class LatencyHistogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
         self.count += 1
+
+    def observe_many(self, value: float, times: int) -> None:
+        """C{observe(value)} C{times} times, in one step."""
+        self.counts[bisect_left(self.bounds, value)] += times
+        self.total += value * times
+        self.count += times
 
     def family(self) -> HistogramMetricFamily:
         """The histogram as Prometheus exposes it (cumulative buckets)."""

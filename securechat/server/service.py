@@ -64,6 +64,7 @@ from securechat.server.relay import Relay, RelayFactory, ServerCredentials
 from securechat.server.store import (
     SQLITE, IMailboxStore, UnusableDatabase, group_store, mailbox_store)
 from securechat.server.store.expiry import purge_service
+from securechat.server.store.sqlstore import SQLMailboxStore
 from securechat.server.listeners import listening_service, websocket_listeners
 from securechat.server.startup import (StartupError, client_server_option, inherited_sockets,
                                        systemd_problem, tool_command)
@@ -434,6 +435,9 @@ def relay_service(data_dir: str, listen: Sequence[str], metrics: str | None, lim
     except UnusableDatabase as e:
         raise StartupError(f"cannot use the mailbox: {e}") from None
     relay = Relay(directory, credentials, clock, limits, store=mailbox, group_store=groups)
+    if isinstance(mailbox, SQLMailboxStore):  # either engine
+        on_sql = mailbox
+        relay.metrics.letter_commits_source = lambda: on_sql.letter_commits
     service = RelayService(data, relay, directory, now=now, store=mailbox)
     purge_service(mailbox, clock).setServiceParent(service)
     purge_service(groups, clock, what="group messages", name="group-purge").setServiceParent(

@@ -19,6 +19,7 @@ Field kinds:
 
 from __future__ import annotations
 
+import struct
 from dataclasses import fields
 from typing import Any, Callable, ClassVar
 
@@ -69,6 +70,23 @@ _PARSE: dict[str, Callable[[Reader, str], Any]] = {
     "text8": Reader.text8,
     "text16": Reader.text16,
 }
+
+
+_ID_U64_U64 = struct.Struct(">16sQQ")
+
+
+def encode_name_id_u64_u64(name: str, an_id: bytes, first: int, second: int) -> bytes:
+    """
+    The body of a message declared C{("name", "id", "u64", "u64")}, byte
+    for byte what the generic encoder writes (and refusing what it
+    refuses), in one step: LETTER_STORED and LETTER_ARRIVED, one of each
+    per letter, use it.
+    """
+    raw = name.encode("utf-8")
+    if len(raw) > 0xFF:
+        raise ValueError("field longer than 255 bytes")
+    _encode_id(an_id)  # ("16s" alone would pad or cut it)
+    return bytes((len(raw),)) + raw + _ID_U64_U64.pack(an_id, first, second)
 
 
 class ListOf:

@@ -28,7 +28,9 @@ from securechat.crypto.prekeys import (
     parse_one_time_prekeys,
 )
 from securechat.errors import RemoteProtocolError
-from securechat.wire.declared import MAX_LIST, Declared, ListOf
+from securechat.wire.codec import Reader
+from securechat.wire.declared import ID_LENGTH, MAX_LIST, Declared, ListOf, encode_name_id_u64_u64
+from securechat.wire.names import read_user_name
 from securechat.wire.keyhistory import GetKeyHistory, KeyHistory
 from securechat.wire.relay import FROM_CLIENT, FROM_SERVER
 from securechat.wire.codec import u16, u64
@@ -114,6 +116,12 @@ class PostLetter(Declared):
     recipient: str
     letter_id: bytes
     letter: bytes
+
+    @classmethod
+    def parse_body(cls, r: Reader) -> PostLetter:
+        # The generic parser's steps, written out (one per letter posted).
+        return cls(read_user_name(r, "recipient"), r.fixed(ID_LENGTH, "letter_id"),
+                   r.bytes32("letter"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +286,10 @@ class LetterStored(Declared):
     stored_at: int
     expires_at: int
 
+    def encode_body(self) -> bytes:
+        return encode_name_id_u64_u64(self.recipient, self.letter_id, self.stored_at,
+                                      self.expires_at)
+
 
 @dataclass(frozen=True, slots=True)
 class LetterRefused(Declared):
@@ -309,6 +321,9 @@ class LetterArrived(Declared):
     letter_id: bytes
     stored_at: int
     size: int
+
+    def encode_body(self) -> bytes:
+        return encode_name_id_u64_u64(self.sender, self.letter_id, self.stored_at, self.size)
 
 
 @dataclass(frozen=True, slots=True)

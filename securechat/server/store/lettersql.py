@@ -42,12 +42,21 @@ def _counted(txn: Any, recipient: str) -> tuple[int, int]:
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
+_COUNT = ("INSERT INTO mailbox_usage (recipient, letters, bytes) VALUES (?, ?, ?)"
+          " ON CONFLICT (recipient) DO UPDATE"
+          " SET letters = mailbox_usage.letters + excluded.letters,"
+          " bytes = mailbox_usage.bytes + excluded.bytes")
+
+
 def _count(txn: Any, recipient: str, letters: int, size: int) -> None:
     """Add C{letters} letters of C{size} bytes (negative: remove) to the count."""
-    txn.execute("INSERT INTO mailbox_usage (recipient, letters, bytes) VALUES (?, ?, ?)"
-                " ON CONFLICT (recipient) DO UPDATE"
-                " SET letters = mailbox_usage.letters + excluded.letters,"
-                " bytes = mailbox_usage.bytes + excluded.bytes", (recipient, letters, size))
+    txn.execute(_COUNT, (recipient, letters, size))
+
+
+def _count_all(txn: Any, counts: list[tuple[str, int, int]]) -> None:
+    """L{_count} for each (recipient, letters, size), in one C{executemany}."""
+    if counts:
+        txn.executemany(_COUNT, counts)
 
 
 def _earlier(txn: Any, new: NewLetter) -> Duplicate | None:
@@ -81,6 +90,8 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
     added: dict[str, tuple[int, int]] = {}
     outcomes: list[StoreOutcome] = []
     expires_at = now + limits.expiry_seconds
+    # Every letter this transaction stores has the same outcome (immutable).
+    stored = Stored(now, expires_at)
     # (The bound method once, and the cursor execute returns for rowcount
     # and lastrowid: adbapi's Transaction finds every attribute through a
     # Python-level __getattr__; PostgreSQL's cursor answers both as
@@ -89,6 +100,9 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
     # An engine may store a letter and its body in one statement (one
     # round trip to a server: PostgreSQL's PgCursor.insert_letter).
     insert_letter = getattr(txn, "insert_letter", None)
+    # Otherwise the bodies are inserted together at the end, by one
+    # executemany (nothing reads them before).
+    bodies: list[tuple[int, bytes]] = []
     for new in letters:
         if new.recipient not in usage:
             usage[new.recipient] = _counted(txn, new.recipient)
@@ -109,8 +123,7 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
             cursor = execute(INSERT_LETTER, row)
             inserted = cursor.rowcount == 1
             if inserted:
-                execute("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)",
-                        (cursor.lastrowid, new.body))
+                bodies.append((cursor.lastrowid, new.body))
         if not inserted:
             first = _earlier(txn, new)
             assert first is not None  # the conflict was with it
@@ -119,9 +132,10 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
         usage[new.recipient] = (count + 1, size + len(new.body))
         done = added.get(new.recipient, (0, 0))
         added[new.recipient] = (done[0] + 1, done[1] + len(new.body))
-        outcomes.append(Stored(now, expires_at))
-    for recipient, (count, size) in added.items():
-        _count(txn, recipient, count, size)
+        outcomes.append(stored)
+    if bodies:
+        txn.executemany("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)", bodies)
+    _count_all(txn, [(recipient, count, size) for recipient, (count, size) in added.items()])
     return outcomes
 
 

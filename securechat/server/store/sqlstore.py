@@ -95,6 +95,9 @@ class SQLMailboxStore:
         self._close_waiters: list[Deferred[None]] = []
         #: Letters stored, logged once a minute (not once per commit).
         self._tally = CommitTally(clock, self._stored_lately)
+        #: C{store-letters} transactions committed since start (the group
+        #: commits: C{securechat_letter_commits} on /metrics).
+        self.letter_commits = 0
         #: See above.
         self._holders: set[str] | None = None
 
@@ -181,6 +184,7 @@ class SQLMailboxStore:
                 self.log.failure("storing {count} letters failed; none was acknowledged",
                                  result, count=sum(len(group) for group, _ in batch))
         else:
+            self.letter_commits += 1
             stored = sum(1 for o in result if type(o) is Stored)
             if stored:
                 # Counted, and logged once a minute (refusals are logged
