@@ -73,6 +73,9 @@ class FirefoxChatPageTests(unittest.TestCase):
     terminal user and writes a letter.
     """
 
+    #: Several bounded waits (each at most WAIT_SECONDS) and real processes.
+    timeout = 300
+
     def setUp(self) -> None:
         problem = None
         if Marionette is None:

@@ -37,6 +37,9 @@ class ChatPageTests(unittest.TestCase):
     terminal user.
     """
 
+    #: Several bounded waits (each at most WAIT_SECONDS) and real processes.
+    timeout = 300
+
     def setUp(self) -> None:
         problem = None
         if sync_playwright is None:
