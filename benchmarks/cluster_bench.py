@@ -54,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from typing import Any, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -124,12 +125,26 @@ class Relay:
     def __init__(self, name: str, data_dir: str, work: str, extra: Sequence[str]) -> None:
         self.name = name
         self.port = run.free_port()
+        self.metrics_port = run.free_port()
         self.log_file = os.path.join(work, f"{name}-{self.port}.log")
         argv = run.server_argv("securechat", self.port, data_dir, self.log_file) + list(extra)
+        argv += ["--metrics", f"tcp:{self.metrics_port}:interface=127.0.0.1"]
         self.proc = subprocess.Popen(run.pinned(0) + argv, env=run.environment(),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _accepts(("127.0.0.1", self.port)), self.proc,
-                 f"relay {name} did not start", self.log_tail)
+        # /health answers 503 until the relay listens and, with --cluster,
+        # until it is linked to Redis (it refuses logins with UNAVAILABLE
+        # before that): accepting on the port is not enough.
+        wait_for(lambda: _accepts(("127.0.0.1", self.port)) and self.healthy(), self.proc,
+                 f"relay {name} did not start (or never linked to Redis)", self.log_tail)
+
+    def healthy(self) -> bool:
+        """Whether C{/health} on its metrics port answers 200."""
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.metrics_port}/health", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except (OSError, ValueError):
+            return False
 
     def log_tail(self) -> str:
         try:

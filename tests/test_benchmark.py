@@ -129,7 +129,7 @@ class RelayCommandTests(unittest.TestCase):
         """
         for name in ("run.py", "loadgen.py", "baseline.py", "mailbox_bench.py",
                      "letterload.py", "group_bench.py", "groupload.py", "hs_ab.py",
-                     "cluster_bench.py"):
+                     "cluster_bench.py", "capacity_probe.py"):
             with open(os.path.join(ROOT, "benchmarks", name)) as f:
                 self.assertNotRegex(f.read(), r"--logfile[= ]+['\"]?/dev/", name)
 
