@@ -35,9 +35,11 @@ cores would carry.
 The two-process half needs the relay options C{--cluster} and
 C{--process-id} and, with C{--store}, that option too (issue 16; an older
 relay lacks them): the script reads C{twistd securechat --help}
-first and stops with one line naming what is missing.  Without C{--store}
-both relays use the SQLite mailbox in the benchmark's one data directory
-(1:1 messages never touch the store).
+first and stops with one line naming what is missing.  C{--cluster}
+refuses the SQLite store (it belongs to one process), so without C{--store}
+the two-process half starts a throwaway PostgreSQL (L{tests.pgservice}, as
+the tests do) and every relay of the run, the single one too, uses it; 1:1
+messages never touch the store, logins read it.
 """
 
 from __future__ import annotations
@@ -96,6 +98,27 @@ def missing_options(help_text: str, wanted: Sequence[str]) -> list[str]:
     listed = {word.split("=")[0].rstrip(",") for word in help_text.split()
               if word.startswith("--")}
     return [option for option in wanted if option not in listed]
+
+
+class _Postgres:
+    """A throwaway PostgreSQL (L{tests.pgservice.Cluster}), stopped like the relays."""
+
+    def __init__(self) -> None:
+        from tests.pgservice import Cluster
+        self.cluster = Cluster()
+        self.cluster.start()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+        self.cluster.remove()
+
+
+def throwaway_postgres(processes: list[Any]) -> str:
+    """Start a throwaway PostgreSQL with an empty database; return its URL."""
+    pg = _Postgres()
+    processes.append(pg)
+    pg.cluster.execute("CREATE DATABASE bench")
+    return pg.cluster.url("bench")
 
 
 def check_relay(store: str | None, help_text: str | None = None) -> None:
@@ -371,6 +394,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.single_only:
             check_relay(args.store)
+            if args.store is None:
+                sys.path.insert(0, os.path.dirname(HERE))
+                from tests.pgservice import missing as postgres_missing
+                if postgres_missing():
+                    raise CannotRun(
+                        f"{', '.join(postgres_missing())} not installed (apt-get install "
+                        "postgresql): --cluster needs a shared store; give --store URL, or "
+                        "--single-only runs the one-process half")
         elif args.store:
             missing = missing_options(relay_help(), [STORE_OPTION])
             if missing:
@@ -386,7 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     processes: list[Any] = []
     try:
         run.make_data_dir(data_dir, users)
-        store = ["--store", args.store] if args.store else []
+        store_url = args.store
+        if store_url is None and not args.single_only:
+            store_url = throwaway_postgres(processes)
+        store = ["--store", store_url] if store_url else []
         single = Relay("single", data_dir, work, store)
         processes.append(single)
         cluster: list[Relay] = []
