@@ -48,7 +48,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -177,7 +176,7 @@ class Relay:
             return ""
 
     def stop(self) -> None:
-        stop(self.proc)
+        run.stop_process(self.proc)
 
 
 class Redis:
@@ -233,7 +232,7 @@ class Redis:
         raise RuntimeError("redis-server's INFO stats has no total_commands_processed")
 
     def stop(self) -> None:
-        stop(self.proc)
+        run.stop_process(self.proc)
 
 
 def _accepts(address: tuple[str, int]) -> bool:
@@ -250,16 +249,6 @@ def wait_for(ready: Any, proc: subprocess.Popen[Any], what: str, tail: Any = Non
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError(what + (tail() if tail else ""))
         time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def measure(relays: Sequence[Relay], redis: Redis | None, data_dir: str,
