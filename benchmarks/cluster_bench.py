@@ -169,11 +169,7 @@ class Relay:
             return False
 
     def log_tail(self) -> str:
-        try:
-            with open(self.log_file, errors="replace") as f:
-                return "; its log ends:\n" + f.read()[-2000:]
-        except OSError:
-            return ""
+        return run.log_tail(self.log_file)
 
     def stop(self) -> None:
         run.stop_process(self.proc)

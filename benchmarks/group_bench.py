@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +46,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from run import cpu_time, environment, free_port, make_data_dir, pinned, server_argv  # noqa: E402
+from run import (cpu_time, environment, free_port, make_data_dir, pinned,  # noqa: E402
+                 server_argv, stop_process as stop)
 
 STEP_TIMEOUT = 600
 #: The issue's targets.
@@ -101,16 +101,6 @@ def wait_listening(proc: subprocess.Popen[Any], port: int, what: str) -> None:
                 proc.kill()
                 raise RuntimeError(f"{what} did not start")
             time.sleep(0.1)  # polling for start-up, bounded by the deadline
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def start_server(target: str, members: int, work: str,

@@ -48,7 +48,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -63,7 +62,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from run import cpu_time, environment, free_port, pinned, server_argv  # noqa: E402
+from run import (cpu_time, environment, free_port, pinned, server_argv,  # noqa: E402
+                 stop_process as stop)
 
 SENDERS = 4
 #: Letters per recipient's mailbox by default: under the relay's default
@@ -126,16 +126,6 @@ def start_relay(data_dir: str, work: str, profile: str | None,
                 proc.kill()
                 raise RuntimeError(f"the relay did not start; see {log_file}")
             time.sleep(0.1)  # polling for start-up, bounded by the deadline
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def letter_commits(metrics_port: int) -> int:

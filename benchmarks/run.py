@@ -166,14 +166,19 @@ class Server:
                 time.sleep(0.1)
 
     def log_tail(self) -> str:
-        try:
-            with open(self.log_file, errors="replace") as f:
-                return "; its log ends:\n" + f.read()[-2000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_file)
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+def log_tail(path: str) -> str:
+    """The end of a process's log file, for an error saying it did not start."""
+    try:
+        with open(path, errors="replace") as f:
+            return "; its log ends:\n" + f.read()[-2000:]
+    except OSError:
+        return ""
 
 
 def stop_process(proc: subprocess.Popen[Any]) -> None:
