@@ -68,7 +68,7 @@ from securechat.server.userfile import FileUserDirectory  # noqa: F401 -- re-exp
 from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.metrics import metrics_root
-from securechat.server.relay import Relay, RelayFactory, ServerCredentials
+from securechat.server.relay import Relay, RelayFactory
 from securechat.server.store import (
     SQLITE, IMailboxStore, UnusableDatabase, group_store, mailbox_store)
 from securechat.server.store.expiry import purge_service
