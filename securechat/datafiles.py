@@ -16,7 +16,9 @@ Layout::
       server/server.key       the relay's private key, PKCS#8 PEM, 0600, unencrypted
       users.json              registered users
       mailbox.sqlite3         letters, receipts, prekeys (securechat.server.store), 0600
-      .lock                   held (flock) by commands that change anything
+      .lock                   held (flock) by commands that change anything; the
+                              relay does not adopt its certificate and CRL while
+                              it is held (L{DataFiles.changing})
 
 Every file is written atomically (a temporary file in the same directory,
 fsync, rename, fsync of the directory), so a crash leaves either the old or
@@ -40,6 +42,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -55,6 +58,11 @@ from securechat.filetrust import (UnsafeFile, check_file, check_link, new_file_o
                                   permission_denied, verify_tree)
 
 FORMAT_VERSION = 1
+
+#: How long a changing command waits for the directory's lock before
+#: refusing (seconds): long enough for a relay's L{DataFiles.changing} test,
+#: which holds it for two system calls, far shorter than any command.
+LOCK_WAIT = 0.25
 
 
 class CorruptDataDir(Exception):
@@ -397,9 +405,12 @@ class DataFiles:
     # -- writing ---------------------------------------------------------------
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, wait: float = LOCK_WAIT,
+               sleep: Callable[[float], object] = time.sleep) -> Iterator[None]:
         """
-        Hold the directory's lock (one changing command at a time).
+        Hold the directory's lock (one changing command at a time).  A lock
+        held for less than C{wait} seconds (a relay's L{changing} test) is
+        waited for; one held longer is another command's, and refused.
         """
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -407,15 +418,42 @@ class DataFiles:
             owner = self._owner()
             if owner is not None:
                 os.fchown(fd, *owner)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                raise DataDirError(f"{self.path} is locked by another securechat-admin command") from None
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise DataDirError(
+                            f"{self.path} is locked by another securechat-admin command") from None
+                sleep(0.01)
             yield
         finally:
             os.close(fd)
+
+    def changing(self) -> bool:
+        """
+        Whether a command is changing the directory now (holds the lock
+        L{locked} takes), so that what is on disk may be half written: a
+        relay reads its certificate and CRL only when this is false.  The
+        test takes a shared lock and drops it at once; a command starting
+        in between waits for it (L{locked}).  With no lock file (no command
+        has run here yet) or none this user can open, nothing is held.
+        """
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            return e.errno in (errno.EAGAIN, errno.EACCES)
+        finally:
+            os.close(fd)
+        return False
 
     def save_users(self, directory: UserDirectory) -> None:
         data = {"version": FORMAT_VERSION,

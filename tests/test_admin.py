@@ -799,7 +799,7 @@ class CommandLineTests(AdminCase):
         """
         self.init()
         out = self.ok("rotate-server-cert")
-        self.assertIn("switches to it by itself within 2 seconds", out)
+        self.assertIn("switches to it by itself within 4 seconds", out)
         self.assertNotIn("restart the relay", out)
 
     def test_addUserSaysAtOnce(self) -> None:

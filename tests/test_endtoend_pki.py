@@ -36,15 +36,22 @@ class RotationEndToEndTests(unittest.TestCase):
         with open(os.path.join(d.dir, "seen_crls.json")) as f:
             before = json.load(f)["cas"]
         admin(d.data, "rotate-server-cert")
-        relay.expect(r"relay certificate and CRL reloaded; 1 sessions under the previous "
-                     r"certificate ended")
+        [(ca, seen)] = before.items()
+        # One reload, of the whole rotation: the new certificate with the
+        # CRL that revokes the old one, never with the CRL from before.
+        reloaded = relay.expect(r"relay certificate and CRL reloaded \(certificate serial "
+                                r"[0-9a-f]+, CRL number (\d+)\); 1 sessions under the previous "
+                                r"certificate ended")
+        self.assertEqual(int(reloaded.group(1)), seen["crl_number"] + 1)
         alice.expect(r"the relay changed its certificate; reconnecting to check the new one")
         alice.expect(r"\* logged in as alice")
         alice.send("!exit")
         self.assertEqual(alice.wait(), 0, alice.output())
         with open(os.path.join(d.dir, "seen_crls.json")) as f:
-            [(ca, after)] = json.load(f)["cas"].items()
-        self.assertEqual(after["crl_number"], before[ca]["crl_number"] + 1)
+            [(ca_after, after)] = json.load(f)["cas"].items()
+        self.assertEqual(ca_after, ca)
+        self.assertEqual(after["crl_number"], seen["crl_number"] + 1)
         self.assertEqual(len(after["revoked"]), 1)
         relay.stop()
+        self.assertEqual(relay.output().count("relay certificate and CRL reloaded"), 1)
         self.assertNotIn("Traceback", relay.output())

@@ -268,14 +268,16 @@ class ReloadCheckTests(CredentialsCase):
     def test_rotationEndsOldSessions(self) -> None:
         """
         After C{securechat-admin rotate-server-cert}, a session established
-        under the old certificate is ended with SERVER_REKEYED at the next
-        reload; the client is told to reconnect (not a final error), and
-        its reconnection checks and accepts the new certificate.
+        under the old certificate is ended with SERVER_REKEYED at the
+        reload (the second check after it); the client is told to reconnect
+        (not a final error), and its reconnection checks and accepts the
+        new certificate.
         """
         client, view = self.login()
         self.assertTrue(client.logged_in)
         old_leaf = self.service.relay.credentials.identity.chain[0]
         self.data.rotate_server_certificate(NOW)
+        self.clock.advance(2)
         self.clock.advance(2)
         self.network.pump()
         [reason] = view.of("disconnected")
@@ -295,9 +297,12 @@ class ReloadCheckTests(CredentialsCase):
         daily refresh-crl) ends no session.
         """
         client, view = self.login()
+        before = self.service.relay.credentials
         self.data.refresh_crl(NOW)
         self.clock.advance(2)
+        self.clock.advance(2)
         self.network.pump()
+        self.assertIsNot(self.service.relay.credentials, before)
         self.assertIn("alice", self.service.relay.sessions)
         self.assertEqual(view.of("disconnected"), [])
 
@@ -310,6 +315,7 @@ class ReloadCheckTests(CredentialsCase):
         """
         client, view = self.login()
         revoke_relay_certificate(self.data, NOW)
+        self.clock.advance(2)
         self.clock.advance(2)
         self.network.pump()
         self.assertEqual(client.protocol.error.peer_alert, Alert.SERVER_REKEYED)  # type: ignore[union-attr]

@@ -28,6 +28,10 @@ from securechat.wire.names import check_user_name
 
 #: How soon a running relay acts on a change (its reload interval, seconds).
 RELAY_RELOAD_SECONDS = 2
+#: How soon it serves a new certificate and CRL after the command ends: the
+#: second check after they changed (the first finds them new, the second
+#: settled; securechat.server.service).
+RELAY_CREDENTIALS_SECONDS = 2 * RELAY_RELOAD_SECONDS
 
 
 class AdminError(Exception):
@@ -275,7 +279,7 @@ class Admin:
                 a.server_key_type, a.days)
         self.say(f"issued a new relay certificate (serial {cert.serial_number:x}) and revoked the "
                  f"old one; a running relay on this data directory switches to it by itself within "
-                 f"{RELAY_RELOAD_SECONDS} seconds (at once on SIGHUP), no restart needed")
+                 f"{RELAY_CREDENTIALS_SECONDS} seconds (at once on SIGHUP), no restart needed")
 
     def backup(self, a: argparse.Namespace) -> None:
         if a.store != maintenance.SQLITE:

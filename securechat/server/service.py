@@ -21,8 +21,14 @@ The user directory is checked for changes at every lookup (one C{stat}), so
 a user C{securechat-admin} registered, re-keyed or revoked is accepted or
 refused at the next login; sessions of users revoked or re-keyed meanwhile
 are ended within C{reload_interval} seconds.  The relay's credentials
-(certificate and stapled CRL) are re-read within C{reload_interval} seconds
-of changing on disk; SIGHUP re-reads everything at once.
+(certificate, key and stapled CRL) are several files that change together
+(C{rotate-server-cert} writes all three), and the relay serves them only
+as a set that was complete on disk: a change is adopted at the first check
+that finds the files as the check before found them (so within two
+C{reload_interval}s), while no C{securechat-admin} command holds the data
+directory's lock, and when the files did not change while being read
+(L{RelayService.refresh}).  SIGHUP re-reads everything at once (after the
+command holding the lock, if one does).
 
 The relay checks its own credentials with the verifier clients use
 (L{securechat.crypto.x509.check_relay_credentials}) before serving them: at
@@ -53,14 +59,16 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from securechat import pki
-from securechat.crypto.x509 import CertificateError, check_relay_credentials
 from securechat.datadir import DataDir
 from securechat.datafiles import CorruptDataDir
+from securechat.server.credentials import (  # noqa: F401 -- read_credentials re-exported
+    EXPIRY_WARNING, _wall_clock, describe_credential_problem, describe_credentials,
+    load_credentials, read_credentials, valid_until)
 from securechat.server.userfile import FileUserDirectory  # noqa: F401 -- re-exported
 from securechat.server.limits import Limits
 from securechat.server.mailbox import mailbox_limits
 from securechat.server.metrics import metrics_root
-from securechat.server.relay import Relay, RelayFactory, ServerCredentials
+from securechat.server.relay import Relay, RelayFactory
 from securechat.server.store import (
     SQLITE, IMailboxStore, UnusableDatabase, group_store, mailbox_store)
 from securechat.server.store.expiry import purge_service
@@ -68,91 +76,8 @@ from securechat.server.store.sqlstore import SQLMailboxStore
 from securechat.server.listeners import listening_service, websocket_listeners
 from securechat.server.startup import (StartupError, client_server_option, inherited_sockets,
                                        systemd_problem, tool_command)
-from securechat.wire.messages import CertificateIdentity
 
 DEFAULT_SERVER_NAMES = ["localhost", "127.0.0.1", "::1"]
-
-
-#: What the operator does about each way the relay's own credentials fail.
-_REMEDIES = {
-    "revoked": "run `securechat-admin rotate-server-cert`",
-    "expired": "run `securechat-admin rotate-server-cert`",
-    "not-yet-valid": "check the clock, or run `securechat-admin rotate-server-cert`",
-    "crl-expired": "run `securechat-admin refresh-crl`",
-    "crl-not-yet-valid": "check the clock, or run `securechat-admin refresh-crl`",
-}
-
-
-#: How long before its CRL (or certificate) goes out of date the relay warns.
-EXPIRY_WARNING = datetime.timedelta(days=3)
-
-
-def _wall_clock() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def valid_until(credentials: ServerCredentials) -> tuple[datetime.datetime, str]:
-    """
-    When clients start refusing C{credentials} by the clock alone, and
-    what the operator runs before then: the CRL's nextUpdate
-    (C{refresh-crl}) or the certificate's notAfter (C{rotate-server-cert}),
-    whichever comes first.
-    """
-    from cryptography import x509
-    leaf = x509.load_der_x509_certificate(credentials.identity.chain[0])
-    next_update = x509.load_der_x509_crl(credentials.identity.crl).next_update_utc
-    if next_update is not None and next_update < leaf.not_valid_after_utc:
-        return next_update, "the relay's CRL goes out of date at {when}: run `securechat-admin refresh-crl`"
-    return leaf.not_valid_after_utc, ("the relay's certificate expires at {when}: run "
-                                      "`securechat-admin rotate-server-cert`")
-
-
-def read_credentials(data: DataDir, now: datetime.datetime
-                     ) -> tuple[ServerCredentials, CertificateError | None]:
-    """
-    The relay's credentials from C{data}, and why clients would refuse
-    them (or C{None}): the same checks a client makes.
-
-    @raise CorruptDataDir: a file is missing, unreadable, or the key is not
-        the certificate's.
-    """
-    creds = data.relay_credentials()
-    identity = CertificateIdentity(tuple(creds.chain), creds.crl)
-    try:
-        check_relay_credentials(creds.private_key, creds.chain, creds.crl, creds.ca, now,
-                                len(identity.encode()))
-    except CertificateError as e:
-        return ServerCredentials(creds.private_key, identity), e
-    return ServerCredentials(creds.private_key, identity), None
-
-
-def describe_credential_problem(data: DataDir, error: CertificateError) -> str:
-    """
-    One line for the operator: what clients would say, and what to do.
-    """
-    if error.code == "too-large":
-        remedy = ""  # the error says what to do
-    else:
-        remedy = "; " + _REMEDIES.get(
-            error.code, f"{data.server_cert_path} must hold a certificate issued by the CA in "
-            f"{data.ca_cert_path} (and at most a copy of the CA after it): run "
-            "`securechat-admin rotate-server-cert`")
-    return (f"every client would refuse the relay's certificate ({data.server_cert_path}, "
-            f"{data.crl_path}): {error} [{error.code}]{remedy}")
-
-
-def load_credentials(data: DataDir, now: datetime.datetime | None = None) -> ServerCredentials:
-    """
-    The relay's credentials, checked as clients will check them.
-
-    @raise StartupError: if clients would refuse them.
-    @raise CorruptDataDir: a file is missing, unreadable, or the key is not
-        the certificate's.
-    """
-    credentials, problem = read_credentials(data, now or _wall_clock())
-    if problem is not None:
-        raise StartupError(describe_credential_problem(data, problem))
-    return credentials
 
 
 class RelayService(MultiService):
@@ -173,7 +98,13 @@ class RelayService(MultiService):
         self.relay = relay
         self.directory = directory
         self.now = now
+        #: The versions of the credential files being served.
         self._credential_stamps = self._stamps()
+        #: The versions the previous check found (a change is adopted once
+        #: two checks in a row find the same).
+        self._seen_stamps = self._credential_stamps
+        #: Whether a SIGHUP is waiting for a securechat-admin command to end.
+        self._hup_waiting = False
         #: The files' versions whose problem was last logged (logged once).
         self._refused_stamps: tuple[Any, ...] | None = None
         #: When the credentials served go out of date, what to do, and
@@ -205,27 +136,56 @@ class RelayService(MultiService):
             if self.directory.reload() or force:
                 self.log.info("user directory reloaded: {count} users", count=len(self.directory))
                 self.relay.revalidate()
-            stamps = self._stamps()
-            if stamps != self._credential_stamps or force:
-                self._reload_credentials(stamps, force)
+            self._poll_credentials(force)
             self._check_expiry()
         except CorruptDataDir as e:
             self.log.error("keeping the previous configuration: {error}", error=str(e))
         except Exception:
             self.log.failure("reloading the data directory failed")
 
+    def _poll_credentials(self, force: bool) -> None:
+        """
+        Reload the credentials if their files changed and have settled:
+        found unchanged since the previous check (a copy of several files,
+        by hand or rsync, is over), with no securechat-admin command
+        changing the directory (a rotation is not half done).  C{force}
+        (SIGHUP) skips the first condition, not the second: it waits for
+        the command and reloads at the first check after it.
+        """
+        stamps = self._stamps()
+        settled = stamps == self._seen_stamps
+        self._seen_stamps = stamps
+        force = force or self._hup_waiting
+        if not force and (stamps == self._credential_stamps or not settled):
+            return
+        if self.data.changing():
+            if force and not self._hup_waiting:
+                self.log.info("a securechat-admin command is changing {path}: reloading the "
+                              "relay certificate and CRL when it is done", path=self.data.path)
+            self._hup_waiting = force
+            return
+        self._hup_waiting = False
+        self._reload_credentials(stamps, force)
+
     def _reload_credentials(self, stamps: tuple[Any, ...], force: bool) -> None:
         """
         Adopt the credentials on disk if clients would accept them (or if
         the CA has revoked the relay's certificate); else keep the current
-        ones and log why, once per version of the files.
+        ones and log why, once per version of the files.  Files that
+        changed while being read are read again at a later check.
         """
         try:
             credentials, problem = read_credentials(self.data, self.now())
         except CorruptDataDir as e:
+            if self._stamps() != stamps:
+                self._changed_while_read(force)
+                return
             if stamps != self._refused_stamps or force:
                 self._refused_stamps = stamps
                 self.log.error("keeping the previous relay certificate: {error}", error=str(e))
+            return
+        if self._stamps() != stamps:
+            self._changed_while_read(force)
             return
         if problem is not None and problem.code != "revoked":
             if stamps != self._refused_stamps or force:
@@ -241,8 +201,21 @@ class RelayService(MultiService):
         ended = self.relay.replace_credentials(credentials, valid=problem is None)
         self._until, self._remedy = valid_until(credentials)
         self._expiry_logged = set()
-        self.log.info("relay certificate and CRL reloaded{ended}",
+        self.log.info("relay certificate and CRL reloaded ({what}){ended}",
+                      what=describe_credentials(credentials),
                       ended=f"; {ended} sessions under the previous certificate ended" if ended else "")
+
+    def _changed_while_read(self, force: bool) -> None:
+        """
+        The files changed while they were read, so what was read may be
+        half old, half new: nothing is adopted, and the next checks read
+        them again once they settle (the next one, after a SIGHUP).
+        """
+        self._seen_stamps = self._stamps()
+        if force:
+            self._hup_waiting = True
+            self.log.info("the relay certificate or CRL changed while being read: reading "
+                          "them again at the next check")
 
     def _check_expiry(self) -> None:
         """
