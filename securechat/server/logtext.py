@@ -17,6 +17,13 @@ which is what twistd's formatter does for such a format.  Everything else
 (tracebacks, call fields, formats that do not format) goes through
 Twisted's own formatter.
 
+L{TurnFileObserver} writes those lines as twistd's observer would, but
+the lines of one reactor turn together, in one write at the end of the
+turn: twistd's observer writes (one system call) and flushes every line
+through a lock, which with formatting came to a fifth of the relay's time
+spent logging; a turn of a relay after a restart logs several logins and
+logouts.
+
 L{install} makes C{twistd securechat} use it: unless the operator chose
 an observer (C{--logger}) or syslog (C{--syslog}), it names
 L{twistd_observer} as twistd's log observer factory, which opens the log
@@ -30,6 +37,7 @@ from __future__ import annotations
 import math
 import signal
 import sys
+import threading
 from typing import IO, Any, Callable
 
 from twisted.logger import (
@@ -40,7 +48,9 @@ from twisted.logger import (
     formatTime,
     timeFormatRFC3339,
 )
-from twisted.python import logfile
+from twisted.python import logfile, threadable
+from twisted.python.compat import ioType
+from zope.interface import implementer
 
 #: Where L{twistd_observer} logs: (C{--logfile}, C{--nodaemon}), set by
 #: L{install} while twistd parses its options.
@@ -112,6 +122,86 @@ def text_observer(out: IO[Any]) -> ILogObserver:
     return FileLogObserver(out, classic_text())
 
 
+@implementer(ILogObserver)
+class TurnFileObserver:
+    """
+    Writes what C{format_event} makes of each event to C{out}, as
+    L{FileLogObserver} does, but, in the reactor's thread while it runs,
+    the lines of one reactor turn together: the first line of a turn
+    schedules a write for the start of the next turn (a delayed call of no
+    delay), and every line until then joins it.  So the lines reach C{out}
+    in order, a turn later at most, with one write and one flush per turn.
+
+    Anything logged while the reactor is not running (start-up, and from
+    the moment it stops: twistd's last lines), or from another thread, is
+    written at once, after whatever is waiting; what waits when the reactor
+    stops is written after its shutdown (a system event trigger), so
+    nothing is left behind when the process exits.
+    """
+
+    def __init__(self, out: IO[Any], format_event: Callable[[LogEvent], str | None],
+                 reactor: Any = None,
+                 in_io_thread: Callable[[], bool] = threadable.isInIOThread) -> None:
+        self._out = out
+        self._in_io_thread = in_io_thread
+        self._encoding: str | None = "utf-8" if ioType(out) is not str else None
+        self._format = format_event
+        self._reactor = reactor
+        self._pending: list[str] = []
+        #: A write is scheduled for the next turn.
+        self._scheduled = False
+        #: The reactor's after-shutdown trigger is added.
+        self._watching = False
+        # Reentrant: writing may fail, and the failure is logged.
+        self._lock = threading.RLock()
+
+    def __call__(self, event: LogEvent) -> None:
+        text = self._format(event)
+        if not text:
+            return
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor as installed
+            reactor = self._reactor = installed
+        later = reactor.running and self._in_io_thread()
+        with self._lock:
+            self._pending.append(text)
+            if not later:
+                self._write()
+            elif not self._scheduled:
+                self._scheduled = True
+                if not self._watching:
+                    self._watching = True
+                    reactor.addSystemEventTrigger("after", "shutdown", self.flush)
+                reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write (and flush) every line waiting.
+        """
+        with self._lock:
+            self._scheduled = False
+            self._write()
+
+    def _write(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        text = pending[0] if len(pending) == 1 else "".join(pending)
+        out = self._out
+        out.write(text if self._encoding is None else text.encode(self._encoding))
+        out.flush()
+
+
+def turn_observer(out: IO[Any], reactor: Any = None) -> TurnFileObserver:
+    """
+    An observer writing twistd's text log lines to C{out}, one write per
+    reactor turn (L{TurnFileObserver}).
+    """
+    return TurnFileObserver(out, classic_text(), reactor)
+
+
 def install(twistd_options: Any) -> None:
     """
     Make twistd log through L{twistd_observer}, unless its options (the
@@ -141,7 +231,7 @@ def twistd_observer() -> ILogObserver:
     have put it, in the same lines (see the module docstring).
     """
     name, nodaemon = _settings or (None, False)
-    return text_observer(open_log(name, nodaemon))
+    return turn_observer(open_log(name, nodaemon))
 
 
 def open_log(name: str | None, nodaemon: bool) -> IO[Any]:
