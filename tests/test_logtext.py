@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from twisted.logger import (
@@ -490,3 +491,65 @@ class TurnFileObserverTests(unittest.TestCase):
         observer.flush()
         self.assertIs(observer._reactor, reactor)
         self.assertIn("user alice logged in", out.getvalue())
+
+
+class EventLoggerTests(unittest.TestCase):
+    """
+    L{logtext.EventLogger} emits what L{Logger} emits.
+    """
+
+    def emitted(self, kind: type[Logger], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        captured: list[dict[str, Any]] = []
+        kind(namespace="securechat.server.relay.Relay", source=self,
+             observer=LogPublisher(captured.append)).emit(*args, **kwargs)
+        return captured
+
+    def test_sameEvents(self) -> None:
+        """
+        Every level's event has the same keys and values as Logger's (but
+        the logger and the time).
+        """
+        for level in LogLevel.iterconstants():
+            ours = self.emitted(logtext.EventLogger, level, "user {user} logged in from {host}",
+                                user="alice", host="127.0.0.1")
+            theirs = self.emitted(Logger, level, "user {user} logged in from {host}",
+                                  user="alice", host="127.0.0.1")
+            self.assertEqual(len(ours), 1)
+            for events in (ours, theirs):
+                self.assertIsInstance(events[0].pop("log_logger"), Logger)
+                self.assertLess(abs(events[0].pop("log_time") - time.time()), 60)
+            self.assertEqual(ours, theirs)
+            self.assertIs(ours[0]["log_source"], self)
+
+    def test_asDescriptor(self) -> None:
+        """
+        As a class attribute, it is an EventLogger named after the class,
+        with the instance as its source.
+        """
+        class Relay:
+            log = logtext.EventLogger()
+        relay = Relay()
+        self.assertIsInstance(relay.log, logtext.EventLogger)
+        self.assertIs(relay.log.source, relay)
+        self.assertEqual(relay.log.namespace, f"{__name__}.Relay")
+
+    def test_notALevel(self) -> None:
+        """
+        Something that is not a level is refused as Logger refuses it: a
+        critical event that says so, not the event asked for.
+        """
+        ours = self.emitted(logtext.EventLogger, "info", "user {user}", user="alice")
+        self.assertEqual(len(ours), 1)
+        self.assertIs(ours[0]["log_level"], LogLevel.critical)
+        self.assertEqual(ours[0]["invalidLevel"], "info")
+
+    def test_trace(self) -> None:
+        """
+        A traced event records the logger and its observer, as Logger's.
+        """
+        trace: list[Any] = []
+        ours = self.emitted(logtext.EventLogger, LogLevel.info, "x", log_trace=trace)
+        theirs: list[Any] = []
+        self.emitted(Logger, LogLevel.info, "x", log_trace=theirs)
+        self.assertEqual(len(trace), len(theirs))
+        self.assertEqual(trace[0], (ours[0]["log_logger"], ours[0]["log_logger"].observer))
