@@ -528,10 +528,34 @@ class EventLoggerTests(unittest.TestCase):
         """
         class Relay:
             log = logtext.EventLogger()
-        relay = Relay()
+        relay, other = Relay(), Relay()
         self.assertIsInstance(relay.log, logtext.EventLogger)
         self.assertIs(relay.log.source, relay)
         self.assertEqual(relay.log.namespace, f"{__name__}.Relay")
+        self.assertIs(other.log.source, other)
+        self.assertIsInstance(Relay.log, logtext.EventLogger)
+        self.assertIs(Relay.log.source, Relay)
+
+    def test_keptOnTheInstance(self) -> None:
+        """
+        The logger made for an instance is made once; assigning another
+        on the instance replaces it; an instance without a __dict__ gets a
+        new one on every read.
+        """
+        class Relay:
+            log = logtext.EventLogger()
+
+        class Slotted:
+            __slots__ = ()
+            log = logtext.EventLogger()
+        relay = Relay()
+        self.assertIs(relay.log, relay.log)
+        replaced = Logger(observer=LogPublisher())
+        relay.log = replaced  # type: ignore[misc]
+        self.assertIs(relay.log, replaced)
+        slotted = Slotted()
+        self.assertIsNot(slotted.log, slotted.log)
+        self.assertIs(slotted.log.source, slotted)
 
     def test_notALevel(self) -> None:
         """

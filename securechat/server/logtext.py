@@ -216,7 +216,29 @@ class EventLogger(Logger):
     level against a set of the levels, where L{Logger.emit} sorts them for
     every event (about a tenth of a login line's cost); anything that is
     not a level goes to L{Logger.emit}, which says why it is not.
+
+    As a class attribute, the logger it makes for an instance (named
+    after the class, the instance its source, as L{Logger}'s) is kept in
+    the instance's C{__dict__} under the attribute's name, so later reads
+    find it there instead of making another (assigning the attribute on
+    an instance still replaces it, as with L{Logger}).  The instance and
+    its logger then refer to each other: meant for long-lived objects
+    (the relay), which the collector frees if they ever go.
     """
+
+    _name: str | None = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Logger:
+        bound = super().__get__(instance, owner)
+        if instance is not None and self._name is not None:
+            try:
+                vars(instance)[self._name] = bound
+            except TypeError:
+                pass  # no __dict__ (__slots__): made on every read, as Logger's
+        return bound
 
     def emit(self, level: LogLevel, format: str | None = None, **kwargs: object) -> None:
         if level not in _LEVELS:
