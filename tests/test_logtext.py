@@ -10,6 +10,8 @@ import io
 import os
 import signal
 import sys
+import threading
+import time
 from typing import Any
 
 from twisted.logger import (
@@ -21,6 +23,7 @@ from twisted.logger import (
     textFileLogObserver,
     timeFormatRFC3339,
 )
+from twisted.internet.task import Clock
 from twisted.python import logfile
 from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
@@ -242,10 +245,11 @@ class TwistdWiringTests(unittest.TestCase):
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         logtext._settings = (path, False)
         observer = logtext.twistd_observer()
-        self.assertIsInstance(observer, FileLogObserver)
+        self.assertIsInstance(observer, logtext.TurnFileObserver)
         observer(dict(log_format="user {user} logged in from {host}", user="carol",
                       host="::1", log_time=1764662400.5, log_level=LogLevel.info,
                       log_namespace="securechat.server.relay.Relay"))
+        observer.flush()  # written at once or at the end of the turn
         with open(path) as f:
             self.assertEqual(f.read(), formatTime(1764662400.5, timeFormatRFC3339)
                              + " [securechat.server.relay.Relay#info] user carol logged in "
@@ -273,3 +277,303 @@ class TwistdWiringTests(unittest.TestCase):
         self.addCleanup(log_file.close)
         self.assertIsInstance(log_file, logfile.LogFile)
         self.assertEqual(os.path.basename(log_file.path), "twistd.log")  # type: ignore[attr-defined]
+
+
+class _Reactor(Clock):
+    """
+    A clock that runs, and keeps the system event triggers added.
+    """
+
+    running = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.triggers: list[tuple[str, str, Any]] = []
+
+    def addSystemEventTrigger(self, phase: str, event: str, f: Any) -> int:
+        self.triggers.append((phase, event, f))
+        return len(self.triggers)
+
+    def shut_down(self) -> None:
+        """Run the after-shutdown triggers (the reactor has stopped)."""
+        self.running = False
+        for phase, event, f in self.triggers:
+            if (phase, event) == ("after", "shutdown"):
+                f()
+
+
+class _Out:
+    """
+    A file (text, as twistd's LogFile is taken) that records each write and
+    each flush.
+    """
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.flushes = 0
+        self.lock = threading.Lock()
+
+    def write(self, data: str) -> None:
+        assert isinstance(data, str)
+        with self.lock:
+            self.writes.append(data)
+
+    def flush(self) -> None:
+        with self.lock:
+            self.flushes += 1
+
+    def text(self) -> str:
+        return "".join(self.writes)
+
+
+def _event(user: str, when: float = 1764662400.5) -> dict[str, Any]:
+    return dict(log_format="user {user} logged in from {host}", user=user, host="127.0.0.1",
+                log_time=when, log_level=LogLevel.info,
+                log_namespace="securechat.server.relay.Relay")
+
+
+class TurnFileObserverTests(unittest.TestCase):
+    """
+    L{logtext.TurnFileObserver} writes twistd's lines, those of a reactor
+    turn together in one write at the start of the next, in order; at once
+    when the reactor is not running or from another thread; and what waits
+    when the reactor stops after its shutdown.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = _Reactor()
+        self.out = _Out()
+        self.io_thread = True
+        self.observer = logtext.TurnFileObserver(self.out, logtext.classic_text(), self.reactor,
+                                                 lambda: self.io_thread)
+
+    def test_oneWritePerTurn(self) -> None:
+        """
+        Lines logged in one turn are written together, in order, in one
+        write and one flush when the next turn starts; the next turn's
+        lines in a write of their own.
+        """
+        for user in ("alice", "bob", "carol"):
+            self.observer(_event(user))
+        self.assertEqual(self.out.writes, [])
+        self.reactor.advance(0)
+        self.assertEqual(len(self.out.writes), 1)
+        self.assertEqual(self.out.flushes, 1)
+        text = self.out.text()
+        self.assertEqual([line.split("] ")[1] for line in text.splitlines()],
+                         ["user alice logged in from 127.0.0.1", "user bob logged in from "
+                          "127.0.0.1", "user carol logged in from 127.0.0.1"])
+        self.observer(_event("dave"))
+        self.reactor.advance(0)
+        self.assertEqual(len(self.out.writes), 2)
+        self.assertIn("user dave logged in", self.out.writes[1])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_sameLinesAsTwistd(self) -> None:
+        """
+        The text written is twistd's observer's lines.
+        """
+        events = [_event("alice"), _event("bób", 1764662401.25),
+                  dict(log_format="multi\nline", log_time=1764662402.0,
+                       log_level=LogLevel.warn, log_namespace="n")]
+        theirs = io.StringIO()
+        twistd = textFileLogObserver(theirs)
+        for event in events:
+            twistd(dict(event))
+            self.observer(dict(event))
+        self.reactor.advance(0)
+        self.assertEqual(self.out.text(), theirs.getvalue())
+
+    def test_binaryFile(self) -> None:
+        """
+        A binary file is written UTF-8, as twistd's observer writes it.
+        """
+        out = io.BytesIO()
+        observer = logtext.TurnFileObserver(out, logtext.classic_text(), self.reactor,
+                                            lambda: True)
+        observer(_event("alice"))
+        observer(_event("bób"))
+        self.reactor.advance(0)
+        self.assertEqual(out.getvalue().count(b" logged in from 127.0.0.1\n"), 2)
+        self.assertIn("user bób".encode(), out.getvalue())
+
+    def test_notRunningWritesAtOnce(self) -> None:
+        """
+        While the reactor is not running (start-up, after it stopped), a
+        line is written at once, after the lines still waiting, in one
+        write.
+        """
+        self.observer(_event("alice"))
+        self.reactor.running = False
+        self.observer(_event("bob"))
+        self.assertEqual(len(self.out.writes), 1)
+        self.assertEqual(self.out.flushes, 1)
+        self.assertLess(self.out.text().index("alice"), self.out.text().index("bob"))
+        self.observer(_event("carol"))
+        self.assertEqual(len(self.out.writes), 2)
+        # The call scheduled for alice's line finds nothing left.
+        self.reactor.advance(0)
+        self.assertEqual(len(self.out.writes), 2)
+
+    def test_otherThreadWritesAtOnce(self) -> None:
+        """
+        A line logged from another thread than the reactor's is written
+        at once, after the lines waiting, and schedules nothing.
+        """
+        self.observer(_event("alice"))
+        self.io_thread = False
+        self.observer(_event("bob"))
+        self.assertEqual(len(self.out.writes), 1)
+        self.assertLess(self.out.text().index("alice"), self.out.text().index("bob"))
+        self.io_thread = True
+        self.reactor.advance(0)
+        self.observer(_event("carol"))
+        self.observer(_event("dave"))
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
+
+    def test_threadsLoseNothing(self) -> None:
+        """
+        Lines logged by several threads at once all reach the file, each
+        whole, each thread's in its order.
+        """
+        self.io_thread = False
+        count = 200
+
+        def log(name: str) -> None:
+            for i in range(count):
+                self.observer(_event(f"{name}{i}"))
+        threads = [threading.Thread(target=log, args=(f"t{n}x",)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        lines = self.out.text().splitlines()
+        self.assertEqual(len(lines), 4 * count)
+        for n in range(4):
+            mine = [line for line in lines if f"user t{n}x" in line]
+            self.assertEqual([line.split("user ")[1].split(" ")[0] for line in mine],
+                             [f"t{n}x{i}" for i in range(count)])
+
+    def test_flushedAfterShutdown(self) -> None:
+        """
+        Lines waiting when the reactor stops (their turn never comes) are
+        written by its after-shutdown trigger, which is added once.
+        """
+        self.observer(_event("alice"))
+        self.reactor.advance(0)
+        self.observer(_event("bob"))
+        self.observer(_event("carol"))
+        self.assertEqual(len(self.reactor.triggers), 1)
+        self.reactor.shut_down()
+        self.assertIn("user carol", self.out.text())
+        self.assertEqual(len(self.out.writes), 2)
+
+    def test_nothingToWrite(self) -> None:
+        """
+        An event that formats to nothing is not written and schedules
+        nothing; a flush with nothing waiting writes nothing.
+        """
+        observer = logtext.TurnFileObserver(self.out, lambda event: None, self.reactor,
+                                            lambda: True)
+        observer(_event("alice"))
+        observer.flush()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertEqual((self.out.writes, self.out.flushes), ([], 0))
+
+    def test_installedReactor(self) -> None:
+        """
+        With no reactor given, the observer uses the installed one.
+        """
+        from twisted.internet import reactor
+        out = io.StringIO()
+        observer = logtext.turn_observer(out)
+        observer(_event("alice"))
+        observer.flush()
+        self.assertIs(observer._reactor, reactor)
+        self.assertIn("user alice logged in", out.getvalue())
+
+
+class EventLoggerTests(unittest.TestCase):
+    """
+    L{logtext.EventLogger} emits what L{Logger} emits.
+    """
+
+    def emitted(self, kind: type[Logger], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        captured: list[dict[str, Any]] = []
+        kind(namespace="securechat.server.relay.Relay", source=self,
+             observer=LogPublisher(captured.append)).emit(*args, **kwargs)
+        return captured
+
+    def test_sameEvents(self) -> None:
+        """
+        Every level's event has the same keys and values as Logger's (but
+        the logger and the time).
+        """
+        for level in LogLevel.iterconstants():
+            ours = self.emitted(logtext.EventLogger, level, "user {user} logged in from {host}",
+                                user="alice", host="127.0.0.1")
+            theirs = self.emitted(Logger, level, "user {user} logged in from {host}",
+                                  user="alice", host="127.0.0.1")
+            self.assertEqual(len(ours), 1)
+            for events in (ours, theirs):
+                self.assertIsInstance(events[0].pop("log_logger"), Logger)
+                self.assertLess(abs(events[0].pop("log_time") - time.time()), 60)
+            self.assertEqual(ours, theirs)
+            self.assertIs(ours[0]["log_source"], self)
+
+    def test_asDescriptor(self) -> None:
+        """
+        As a class attribute, it is an EventLogger named after the class,
+        with the instance as its source.
+        """
+        class Relay:
+            log = logtext.EventLogger()
+        relay, other = Relay(), Relay()
+        self.assertIsInstance(relay.log, logtext.EventLogger)
+        self.assertIs(relay.log.source, relay)
+        self.assertEqual(relay.log.namespace, f"{__name__}.Relay")
+        self.assertIs(other.log.source, other)
+        self.assertIsInstance(Relay.log, logtext.EventLogger)
+        self.assertIs(Relay.log.source, Relay)
+
+    def test_keptOnTheInstance(self) -> None:
+        """
+        The logger made for an instance is made once; assigning another
+        on the instance replaces it; an instance without a __dict__ gets a
+        new one on every read.
+        """
+        class Relay:
+            log = logtext.EventLogger()
+
+        class Slotted:
+            __slots__ = ()
+            log = logtext.EventLogger()
+        relay = Relay()
+        self.assertIs(relay.log, relay.log)
+        replaced = Logger(observer=LogPublisher())
+        relay.log = replaced  # type: ignore[misc]
+        self.assertIs(relay.log, replaced)
+        slotted = Slotted()
+        self.assertIsNot(slotted.log, slotted.log)
+        self.assertIs(slotted.log.source, slotted)
+
+    def test_notALevel(self) -> None:
+        """
+        Something that is not a level is refused as Logger refuses it: a
+        critical event that says so, not the event asked for.
+        """
+        ours = self.emitted(logtext.EventLogger, "info", "user {user}", user="alice")
+        self.assertEqual(len(ours), 1)
+        self.assertIs(ours[0]["log_level"], LogLevel.critical)
+        self.assertEqual(ours[0]["invalidLevel"], "info")
+
+    def test_trace(self) -> None:
+        """
+        A traced event records the logger and its observer, as Logger's.
+        """
+        trace: list[Any] = []
+        ours = self.emitted(logtext.EventLogger, LogLevel.info, "x", log_trace=trace)
+        theirs: list[Any] = []
+        self.emitted(Logger, LogLevel.info, "x", log_trace=theirs)
+        self.assertEqual(len(trace), len(theirs))
+        self.assertEqual(trace[0], (ours[0]["log_logger"], ours[0]["log_logger"].observer))

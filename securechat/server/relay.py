@@ -49,6 +49,7 @@ from securechat.protocol import SecureChatProtocol
 from securechat.server.chats import Chats
 from securechat.server.directory import IUserDirectory
 from securechat.server.limits import ConnectionGate, Limits
+from securechat.server.logtext import EventLogger
 from securechat.server.groups import Groups
 from securechat.server.mailbox import Mailbox, mailbox_limits
 from securechat.server.metrics import RelayMetrics
@@ -101,7 +102,7 @@ class Relay(Chats):
     bodies into the peers' queues.
     """
 
-    log = Logger()
+    log = EventLogger()
 
     def __init__(
         self,
