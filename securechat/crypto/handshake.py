@@ -139,11 +139,15 @@ class Connection:
     __slots__ = ("config", "state", "suite", "peer_identity", "peer_key", "error", "_decoder",
                  "_registry", "_interval", "_out", "_transcript", "_ephemeral", "_key_share",
                  "_hs_secret", "_hs_send", "_hs_recv", "_pending_auth", "_sealer", "_opener",
-                 "_keepalive_run", "_raw_types", "_pending_sign", "_pending_peer")
+                 "_keepalive_run", "_raw_types", "_pending_sign", "_pending_peer", "_pending_raw",
+                 "is_initiator")
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.state = State.START if config.role is Role.INITIATOR else State.WAIT_HELLO
+        #: Whether we are the initiator (the config's role; read on every
+        #: handshake step).
+        self.is_initiator = initiator = config.role is Role.INITIATOR
+        self.state = State.START if initiator else State.WAIT_HELLO
         self.suite: Suite | None = None
         self.peer_identity: Identity | None = None
         self.peer_key: keys.PublicKey | None = None
@@ -161,6 +165,9 @@ class Connection:
         self._hs_send: bytes | None = None
         self._hs_recv: bytes | None = None
         self._pending_auth: Auth | None = None
+        #: With L{_pending_auth}: its encoded identity, its signature field
+        #: and its whole body, as received (L{open_auth}).
+        self._pending_raw: tuple[bytes, bytes, bytes] | None = None
         self._sealer: RecordSealer | None = None
         self._opener: RecordOpener | None = None
         self._keepalive_run = 0
@@ -171,10 +178,6 @@ class Connection:
         self._pending_peer: tuple[keys.PublicKey, Identity] | None = None
 
     # -- public API ---------------------------------------------------------
-
-    @property
-    def is_initiator(self) -> bool:
-        return self.config.role is Role.INITIATOR
 
     def initiate(self) -> None:
         """
@@ -222,14 +225,14 @@ class Connection:
         check the peer's signature, finish the handshake, and process any
         input held back meanwhile.
         """
-        if self.state is not State.WAIT_VERIFY or self._pending_auth is None:
+        auth, raw = self._pending_auth, self._pending_raw
+        if self.state is not State.WAIT_VERIFY or auth is None or raw is None:
             raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
-        auth = self._pending_auth
         events: list[Event] = []
         try:
-            self._check_signature(auth, public_key)
-            self._pending_auth = None
-            self._absorb(auth.encode_body())
+            self._check_signature(auth, raw[0], public_key)
+            self._pending_auth = self._pending_raw = None
+            self._absorb(raw[2])
             if self.is_initiator and not signstep.send_auth(self, events):
                 self._pending_peer = (public_key, auth.identity)
                 return events  # WAIT_SIGN: signature_ready() goes on
@@ -246,13 +249,14 @@ class Connection:
         C{code} (for example C{unknown-user}, C{revoked-user},
         C{bad-certificate}).
         """
-        if self.state is not State.WAIT_VERIFY or self._pending_auth is None:
+        auth, raw = self._pending_auth, self._pending_raw
+        if self.state is not State.WAIT_VERIFY or auth is None or raw is None:
             raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
         # The refusal does the work a failed signature check does: the
         # signature is verified, against a stand-in key of its own shape, so
         # an unknown or revoked name is not refused any sooner than a
         # registered one with a bad signature (docs/protocol.rst, 5.1).
-        self._check_signature(self._pending_auth, None)
+        self._check_signature(auth, raw[0], None)
         return [self._fail(RemoteProtocolError(code, detail))]
 
     def signature_ready(self, signature: bytes) -> list[Event]:
@@ -388,7 +392,16 @@ class Connection:
 
     def _handle_handshake_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
-        self._handle_auth(open_auth(self._opener, frame), events)
+        auth, identity_bytes, signature_bytes = open_auth(self._opener, frame)
+        check_identity_kind(self.config.context, self.is_initiator, auth.identity)
+        assert self._hs_recv is not None
+        check_finished(self._hs_recv, auth.finished, identity_bytes, signature_bytes,
+                       self._transcript_hash)
+        self._pending_auth = auth
+        self._pending_raw = (identity_bytes, signature_bytes,
+                             identity_bytes + signature_bytes + auth.finished)
+        self.state = State.WAIT_VERIFY
+        events.append(PeerIdentityReceived(auth.identity))
 
     def _handle_application_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
@@ -425,20 +438,14 @@ class Connection:
                 continue
             events.append(MessageReceived(message))
 
-    def _handle_auth(self, auth: Auth, events: list[Event]) -> None:
-        check_identity_kind(self.config.context, self.is_initiator, auth.identity)
-        assert self._hs_recv is not None
-        check_finished(self._hs_recv, auth, self._transcript_hash)
-        self._pending_auth = auth
-        self.state = State.WAIT_VERIFY
-        events.append(PeerIdentityReceived(auth.identity))
-
-    def _check_signature(self, auth: Auth, public_key: keys.PublicKey | None) -> None:
+    def _check_signature(self, auth: Auth, identity_bytes: bytes,
+                         public_key: keys.PublicKey | None) -> None:
         """
-        L{check_signature} on the peer's AUTH, against the transcript so far.
+        L{check_signature} on the peer's AUTH (its identity encoded as
+        C{identity_bytes}), against the transcript so far.
         """
         check_signature(self.config.context, self.is_initiator, self.config.verifier, auth,
-                        self._transcript_hash(auth.identity_bytes()), public_key)
+                        self._transcript_hash(identity_bytes), public_key)
 
     # -- transcript ---------------------------------------------------------
 
@@ -484,7 +491,7 @@ class Connection:
         self.error = error
         alerts.answer_failure(self, error)
         self.state = State.FAILED
-        self._pending_auth = None
+        self._pending_auth = self._pending_raw = None
         self._pending_sign = self._pending_peer = None
         self._hs_secret = self._hs_send = self._hs_recv = None
         self._ephemeral = None

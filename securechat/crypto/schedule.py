@@ -43,18 +43,19 @@ def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _label_head(label: bytes, length: int) -> bytes:
-    # The labels are the constants of this module and the handshake: the
-    # start of their HkdfLabel is built once, not per derivation.
+def _label_head(label: bytes, length: int, context_length: int) -> bytes:
+    # The labels are the constants of this module and the handshake, and
+    # the contexts are empty or a hash: the HkdfLabel up to the context is
+    # built once for each, not per derivation.
     full = LABEL_PREFIX + label
-    return length.to_bytes(2, "big") + bytes((len(full),)) + full
+    return length.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((context_length,))
 
 
 def expand_label(secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
     """
     HKDF-Expand-Label as defined in this module's docstring.
     """
-    info = _label_head(label, length) + bytes((len(context),)) + context
+    info = _label_head(label, length, len(context)) + context
     return HKDFExpand(_SHA256, length, info).derive(secret)
 
 
@@ -95,7 +96,7 @@ def finished_mac(base_secret: bytes, transcript_hash: bytes) -> bytes:
     32), transcript hash).
     """
     key = expand_label(base_secret, b"finished", b"", HASH_LENGTH)
-    return hmac.new(key, transcript_hash, hashlib.sha256).digest()
+    return hmac.digest(key, transcript_hash, "sha256")
 
 
 def signature_content(context: int, role: bytes, transcript_hash: bytes) -> bytes:
