@@ -368,8 +368,18 @@ class Connection:
 
     def _handle_frame(self, frame: bytes, events: list[Event]) -> None:
         ftype = frame[4]
-        if ftype == RECORD and self.state is State.ESTABLISHED:
-            self._handle_application_record(frame, events)
+        state = self.state
+        # The frame each state expects first, straight to its step (what
+        # the checks below would let through, in the same way).
+        if ftype == RECORD:
+            if state is State.ESTABLISHED:
+                self._handle_application_record(frame, events)
+                return
+            if state is State.WAIT_AUTH:
+                self._handle_handshake_record(frame, events)
+                return
+        elif ftype == HELLO and state is State.WAIT_HELLO:
+            hellostep.handle_hello(self, frame, events)
             return
         if ftype not in _FRAME_TYPES:
             raise RemoteProtocolError("unknown-type", f"unknown frame type 0x{ftype:02x}")
