@@ -209,6 +209,17 @@ class Connection:
             return self._process()
         if state in (State.FAILED, State.CLOSED):
             return []
+        if (state is State.WAIT_HELLO or state is State.WAIT_AUTH) and \
+                self._decoder.sole_frame(data):
+            # The handshake's usual reads: its one expected frame, whole,
+            # nothing held.  Straight to the frame's step, as _process
+            # would take it (tests.test_handshake_fastpath runs both).
+            events = []
+            try:
+                self._handle_frame(data, events)
+            except ProtocolError as e:
+                events.append(self._fail(e))
+            return events
         self._decoder.feed(data)
         if state in _HOLDING:
             if self._decoder.buffered > self.config.max_held:
@@ -240,7 +251,8 @@ class Connection:
         except ProtocolError as e:
             events.append(self._fail(e))
             return events
-        events.extend(self._process())
+        if self._decoder.buffered:  # input held back meanwhile
+            events.extend(self._process())
         return events
 
     def reject_peer(self, code: str, detail: str | None = None) -> list[Event]:
