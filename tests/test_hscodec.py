@@ -24,6 +24,8 @@ from securechat.crypto.suites import AES_256_GCM
 from securechat.errors import ProtocolError
 from securechat.wire import hscodec
 from securechat.wire.framing import encode_frame
+from securechat.wire.declared import Declared
+from securechat.wire.relay import Welcome
 from securechat.wire.messages import (
     AUTH,
     HELLO,
@@ -327,3 +329,33 @@ class OpenAuthTests(unittest.TestCase):
         result = outcome(lambda: open_auth(RecordOpener(AES_256_GCM, b"\x07" * 32, 1 << 20),
                                            bytes(record)))
         self.assertEqual(result[1][1], "bad-handshake-record")
+
+
+class WelcomeTests(unittest.TestCase):
+    """
+    L{Welcome}'s written-out encoder against its declared layout's.
+    """
+
+    @given(st.text(min_size=0, max_size=40), st.integers(0, 2**64 - 1))
+    def test_sameBytes(self, user: str, max_payload: int) -> None:
+        """
+        Any name (the encoder does not check the rule; the parser does) and
+        any u64: the same bytes, or the same error (a name over 255 bytes
+        of UTF-8).
+        """
+        welcome = Welcome(user, max_payload)
+        self.assertEqual(outcome(welcome.encode_body),
+                         outcome(lambda: Declared.encode_body(welcome)))
+
+    def test_tooLong(self) -> None:
+        """
+        A name of 256 bytes and a value past u64: the same errors.
+        """
+        for welcome in (Welcome("a" * 256, 1), Welcome("\u00e9" * 128, 1)):
+            self.assertEqual(outcome(welcome.encode_body),
+                             outcome(lambda: Declared.encode_body(welcome)))
+        for value in (2**64, -1):
+            with self.assertRaises(struct.error):
+                Welcome("a", value).encode_body()
+            with self.assertRaises(struct.error):
+                Declared.encode_body(Welcome("a", value))
