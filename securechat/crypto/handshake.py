@@ -11,7 +11,8 @@ L{securechat.crypto.hellostep} (the HELLO step and the handshake keys),
 L{securechat.crypto.authstep} (the AUTH step and the key-schedule steps
 around it), L{securechat.crypto.signstep} (the signing step, WAIT_SIGN),
 L{securechat.crypto.alerts} (alerts received and sent),
-L{securechat.crypto.peerproof} (checking the peer's AUTH) and
+L{securechat.crypto.peerauth} (the peer's AUTH received and its signature
+checked), L{securechat.crypto.peerproof} (what that AUTH must prove) and
 L{securechat.crypto.schedule} (the key schedule).  The names of the
 handshake's public API stay importable from here.
 
@@ -51,8 +52,8 @@ import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from securechat.crypto import alerts, hellostep, keys, signstep
-from securechat.crypto.authstep import application_secret, check_finished, open_auth
+from securechat.crypto import alerts, hellostep, keys, peerauth, signstep
+from securechat.crypto.authstep import application_secret
 from securechat.crypto.config import CLIENT_SERVER, END_TO_END, REKEY_INTERVAL, Config, Role
 from securechat.crypto.events import (
     ConnectionClosed,
@@ -65,7 +66,6 @@ from securechat.crypto.events import (
     SignatureNeeded,
     State,
 )
-from securechat.crypto.peerproof import check_identity_kind, check_signature
 from securechat.crypto.records import RecordOpener, RecordSealer
 from securechat.crypto.suites import Suite
 from securechat.errors import (
@@ -144,8 +144,7 @@ class Connection:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        #: Whether we are the initiator (the config's role; read on every
-        #: handshake step).
+        #: Whether we are the initiator (the config's role).
         self.is_initiator = initiator = config.role is Role.INITIATOR
         self.state = State.START if initiator else State.WAIT_HELLO
         self.suite: Suite | None = None
@@ -165,8 +164,7 @@ class Connection:
         self._hs_send: bytes | None = None
         self._hs_recv: bytes | None = None
         self._pending_auth: Auth | None = None
-        #: With L{_pending_auth}: its encoded identity, its signature field
-        #: and its whole body, as received (L{open_auth}).
+        #: With L{_pending_auth}: its identity, signature field and body as received.
         self._pending_raw: tuple[bytes, bytes, bytes] | None = None
         self._sealer: RecordSealer | None = None
         self._opener: RecordOpener | None = None
@@ -209,11 +207,9 @@ class Connection:
             return self._process()
         if state in (State.FAILED, State.CLOSED):
             return []
-        if (state is State.WAIT_HELLO or state is State.WAIT_AUTH) and \
-                self._decoder.sole_frame(data):
-            # The handshake's usual reads: its one expected frame, whole,
-            # nothing held.  Straight to the frame's step, as _process
-            # would take it (tests.test_handshake_fastpath runs both).
+        if (state is State.WAIT_HELLO or state is State.WAIT_AUTH) and self._decoder.sole_frame(data):
+            # The handshake's usual read, one whole frame, nothing held: as
+            # _process would take it (tests.test_handshake_fastpath).
             events = []
             try:
                 self._handle_frame(data, events)
@@ -241,7 +237,7 @@ class Connection:
             raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
         events: list[Event] = []
         try:
-            self._check_signature(auth, raw[0], public_key)
+            peerauth.check_peer_signature(self, public_key)
             self._pending_auth = self._pending_raw = None
             self._absorb(raw[2])
             if self.is_initiator and not signstep.send_auth(self, events):
@@ -261,14 +257,13 @@ class Connection:
         C{code} (for example C{unknown-user}, C{revoked-user},
         C{bad-certificate}).
         """
-        auth, raw = self._pending_auth, self._pending_raw
-        if self.state is not State.WAIT_VERIFY or auth is None or raw is None:
+        if self.state is not State.WAIT_VERIFY or self._pending_auth is None:
             raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
         # The refusal does the work a failed signature check does: the
         # signature is verified, against a stand-in key of its own shape, so
         # an unknown or revoked name is not refused any sooner than a
         # registered one with a bad signature (docs/protocol.rst, 5.1).
-        self._check_signature(auth, raw[0], None)
+        peerauth.check_peer_signature(self, None)
         return [self._fail(RemoteProtocolError(code, detail))]
 
     def signature_ready(self, signature: bytes) -> list[Event]:
@@ -381,14 +376,13 @@ class Connection:
     def _handle_frame(self, frame: bytes, events: list[Event]) -> None:
         ftype = frame[4]
         state = self.state
-        # The frame each state expects first, straight to its step (what
-        # the checks below would let through, in the same way).
+        # The frame each state expects first, straight to its step, as below.
         if ftype == RECORD:
             if state is State.ESTABLISHED:
                 self._handle_application_record(frame, events)
                 return
             if state is State.WAIT_AUTH:
-                self._handle_handshake_record(frame, events)
+                peerauth.receive_auth(self, frame, events)
                 return
         elif ftype == HELLO and state is State.WAIT_HELLO:
             hellostep.handle_hello(self, frame, events)
@@ -404,26 +398,13 @@ class Connection:
                 "unexpected-message", f"frame type 0x{ftype:02x} in state {self.state.value}"
             )
         if ftype == RECORD:  # in WAIT_AUTH: application records took the fast path above
-            self._handle_handshake_record(frame, events)
+            peerauth.receive_auth(self, frame, events)
         elif ftype == ALERT:
             alerts.handle_alert(self, parse_frame(frame, Alert), events)
         elif ftype == HELLO:
             hellostep.handle_hello(self, frame, events)
         else:
             hellostep.handle_reply(self, frame)
-
-    def _handle_handshake_record(self, frame: bytes, events: list[Event]) -> None:
-        assert self._opener is not None
-        auth, identity_bytes, signature_bytes = open_auth(self._opener, frame)
-        check_identity_kind(self.config.context, self.is_initiator, auth.identity)
-        assert self._hs_recv is not None
-        check_finished(self._hs_recv, auth.finished, identity_bytes, signature_bytes,
-                       self._transcript_hash)
-        self._pending_auth = auth
-        self._pending_raw = (identity_bytes, signature_bytes,
-                             identity_bytes + signature_bytes + auth.finished)
-        self.state = State.WAIT_VERIFY
-        events.append(PeerIdentityReceived(auth.identity))
 
     def _handle_application_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
@@ -459,15 +440,6 @@ class Connection:
                 self.send(Pong(message.data))  # type: ignore[attr-defined]
                 continue
             events.append(MessageReceived(message))
-
-    def _check_signature(self, auth: Auth, identity_bytes: bytes,
-                         public_key: keys.PublicKey | None) -> None:
-        """
-        L{check_signature} on the peer's AUTH (its identity encoded as
-        C{identity_bytes}), against the transcript so far.
-        """
-        check_signature(self.config.context, self.is_initiator, self.config.verifier, auth,
-                        self._transcript_hash(identity_bytes), public_key)
 
     # -- transcript ---------------------------------------------------------
 

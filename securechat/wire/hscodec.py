@@ -58,7 +58,8 @@ def hello_fields(frame: bytes) -> tuple[int, int, bytes, tuple[int, ...]]:
     if size > _HELLO_HEAD.size and frame[4] == HELLO:
         _, _, version, context, _, share, count = _HELLO_HEAD.unpack_from(frame)
         if 1 <= count <= MAX_SUITES and size == _HELLO_HEAD.size + 2 * count:
-            return version, context, share, _SUITE_LISTS[count].unpack_from(frame, _HELLO_HEAD.size)
+            suites = _SUITE_LISTS[count].unpack_from(frame, _HELLO_HEAD.size)
+            return version, context, share, suites
     hello = parse_frame(frame, Hello)
     return hello.version, hello.context, hello.key_share, hello.suites
 
