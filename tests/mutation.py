@@ -89,6 +89,13 @@ TARGETS: tuple[Target, ...] = (
            ("tests.test_handshake", "tests.test_handshake_signing", "tests.test_vectors")),
     Target("alerts", "securechat/crypto/alerts.py",
            ("tests.test_handshake", "tests.test_alert_attacks", "tests.test_spec_rules")),
+    # The peer's AUTH step and the handshake's hand-written codecs (issue
+    # 20, fourth round): the authentication path and what it parses.
+    Target("peerauth", "securechat/crypto/peerauth.py",
+           ("tests.test_handshake", "tests.test_handshake_rules", "tests.test_spec_rules",
+            "tests.test_handshake_fastpath", "tests.test_attacks.HandshakeInputAttacks")),
+    Target("hscodec", "securechat/wire/hscodec.py",
+           ("tests.test_hscodec", "tests.test_handshake_fastpath", "tests.test_vectors")),
     Target("letters", "securechat/crypto/letters.py",
            ("tests.test_letters", "tests.test_vectors", "tests.test_independent_mailbox",
             "tests.test_sign_split")),

@@ -62,13 +62,15 @@ def compute(inputs: Vector) -> Vector:
     return handshake(inputs)[2]
 
 
-def handshake(inputs: Vector) -> tuple[Connection, Connection, Vector]:
+def connections(inputs: Vector) -> tuple[Connection, Connection]:
     """
-    The initiator and responder of a whole handshake from C{inputs}, each
-    left as L{compute} leaves it (the responder has answered
-    C{initiator.record0}; C{initiator.record1} is sent, not received),
-    and every output field.
+    The initiator and the responder of C{inputs}, before anything is sent.
     """
+    return _connections(inputs)[:2]
+
+
+def _connections(inputs: Vector) -> tuple[
+        Connection, Connection, ed25519.Ed25519PrivateKey, ed25519.Ed25519PrivateKey]:
     context = inputs["context"][0]
     suites = tuple(int.from_bytes(inputs["suites"][i:i + 2], "big")
                    for i in range(0, len(inputs["suites"]), 2))
@@ -86,7 +88,18 @@ def handshake(inputs: Vector) -> tuple[Connection, Connection, Vector]:
     responder = Connection(Config(
         context, Role.RESPONDER, r_key, r_identity,
         random=SequenceRandom(inputs["responder.nonce"], inputs["responder.ephemeral"])))
+    return initiator, responder, i_key, r_key
 
+
+def handshake(inputs: Vector) -> tuple[Connection, Connection, Vector]:
+    """
+    The initiator and responder of a whole handshake from C{inputs}, each
+    left as L{compute} leaves it (the responder has answered
+    C{initiator.record0}; C{initiator.record1} is sent, not received),
+    and every output field.
+    """
+    initiator, responder, i_key, r_key = _connections(inputs)
+    context = inputs["context"][0]
     out: Vector = {}
     initiator.initiate()
     out["hello"] = initiator.data_to_send()

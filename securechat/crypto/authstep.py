@@ -27,14 +27,12 @@ from securechat.crypto.schedule import (
     signature_content,
 )
 from securechat.errors import RemoteProtocolError
-from securechat.wire.messages import AUTH, Auth, Identity, Registry, split_inner
+from securechat.wire.hscodec import parse_auth, signature_field
+from securechat.wire.messages import AUTH, INNER_HEADER, Auth, Identity, split_inner
 
 #: SHA-256 of the transcript so far followed by the parts given (which are
 #: not added to it): L{securechat.crypto.handshake.Connection._transcript_hash}.
 TranscriptHash = Callable[..., bytes]
-
-_HANDSHAKE_MESSAGES = Registry([Auth])
-
 
 @functools.lru_cache(maxsize=16)
 def encoded_identity(identity: Identity) -> bytes:
@@ -93,14 +91,15 @@ def auth_body(
     handshake traffic secret C{hs_send}.
     """
     identity_bytes = encoded_identity(identity)
-    signature_bytes = Auth(identity, scheme, signature, b"").signature_bytes()
+    signature_bytes = signature_field(scheme, signature)
     finished = finished_mac(hs_send, transcript(identity_bytes, signature_bytes))
     return identity_bytes + signature_bytes + finished
 
 
-def open_auth(opener: RecordOpener, frame: bytes) -> Auth:
+def open_auth(opener: RecordOpener, frame: bytes) -> tuple[Auth, bytes, bytes]:
     """
-    The peer's AUTH from its handshake record C{frame}.
+    The peer's AUTH from its handshake record C{frame}, with its encoded
+    identity and signature field as received (L{parse_auth}).
 
     @raise RemoteProtocolError: C{bad-handshake-record} if the record does
         not open; C{unexpected-message} unless it holds exactly one AUTH.
@@ -111,23 +110,28 @@ def open_auth(opener: RecordOpener, frame: bytes) -> Auth:
         if e.code == "bad-record-mac":
             raise RemoteProtocolError("bad-handshake-record") from None
         raise
+    if (len(plaintext) > INNER_HEADER.size and plaintext[0] == AUTH
+            and INNER_HEADER.unpack_from(plaintext)[1] == len(plaintext) - INNER_HEADER.size):
+        # One AUTH filling the record, the usual case: what split_inner
+        # would find, without the list.
+        return parse_auth(plaintext[INNER_HEADER.size:])
     items = split_inner(plaintext)
     if len(items) != 1 or items[0][0] != AUTH:
         raise RemoteProtocolError(
             "unexpected-message", "handshake record must hold exactly one AUTH"
         )
-    auth = _HANDSHAKE_MESSAGES.parse(AUTH, items[0][1])
-    assert isinstance(auth, Auth)
-    return auth
+    return parse_auth(items[0][1])
 
 
-def check_finished(hs_recv: bytes, auth: Auth, transcript: TranscriptHash) -> None:
+def check_finished(hs_recv: bytes, finished: bytes, identity_bytes: bytes, signature_bytes: bytes,
+                   transcript: TranscriptHash) -> None:
     """
-    The peer's Finished MAC, under its handshake traffic secret C{hs_recv},
-    over the transcript followed by its identity and signature.
+    The peer's Finished MAC C{finished}, under its handshake traffic secret
+    C{hs_recv}, over the transcript followed by its encoded identity and
+    signature field.
 
     @raise RemoteProtocolError: C{bad-finished}.
     """
-    expected = finished_mac(hs_recv, transcript(auth.identity_bytes(), auth.signature_bytes()))
-    if not hmac.compare_digest(expected, auth.finished):
+    expected = finished_mac(hs_recv, transcript(identity_bytes, signature_bytes))
+    if not hmac.compare_digest(expected, finished):
         raise RemoteProtocolError("bad-finished")

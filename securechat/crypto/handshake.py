@@ -11,7 +11,8 @@ L{securechat.crypto.hellostep} (the HELLO step and the handshake keys),
 L{securechat.crypto.authstep} (the AUTH step and the key-schedule steps
 around it), L{securechat.crypto.signstep} (the signing step, WAIT_SIGN),
 L{securechat.crypto.alerts} (alerts received and sent),
-L{securechat.crypto.peerproof} (checking the peer's AUTH) and
+L{securechat.crypto.peerauth} (the peer's AUTH received and its signature
+checked), L{securechat.crypto.peerproof} (what that AUTH must prove) and
 L{securechat.crypto.schedule} (the key schedule).  The names of the
 handshake's public API stay importable from here.
 
@@ -51,8 +52,8 @@ import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from securechat.crypto import alerts, hellostep, keys, signstep
-from securechat.crypto.authstep import application_secret, check_finished, open_auth
+from securechat.crypto import alerts, hellostep, keys, peerauth, signstep
+from securechat.crypto.authstep import application_secret
 from securechat.crypto.config import CLIENT_SERVER, END_TO_END, REKEY_INTERVAL, Config, Role
 from securechat.crypto.events import (
     ConnectionClosed,
@@ -65,7 +66,6 @@ from securechat.crypto.events import (
     SignatureNeeded,
     State,
 )
-from securechat.crypto.peerproof import check_identity_kind, check_signature
 from securechat.crypto.records import RecordOpener, RecordSealer
 from securechat.crypto.suites import Suite
 from securechat.errors import (
@@ -139,11 +139,14 @@ class Connection:
     __slots__ = ("config", "state", "suite", "peer_identity", "peer_key", "error", "_decoder",
                  "_registry", "_interval", "_out", "_transcript", "_ephemeral", "_key_share",
                  "_hs_secret", "_hs_send", "_hs_recv", "_pending_auth", "_sealer", "_opener",
-                 "_keepalive_run", "_raw_types", "_pending_sign", "_pending_peer")
+                 "_keepalive_run", "_raw_types", "_pending_sign", "_pending_peer", "_pending_raw",
+                 "is_initiator")
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.state = State.START if config.role is Role.INITIATOR else State.WAIT_HELLO
+        #: Whether we are the initiator (the config's role).
+        self.is_initiator = initiator = config.role is Role.INITIATOR
+        self.state = State.START if initiator else State.WAIT_HELLO
         self.suite: Suite | None = None
         self.peer_identity: Identity | None = None
         self.peer_key: keys.PublicKey | None = None
@@ -161,6 +164,8 @@ class Connection:
         self._hs_send: bytes | None = None
         self._hs_recv: bytes | None = None
         self._pending_auth: Auth | None = None
+        #: With L{_pending_auth}: its identity, signature field and body as received.
+        self._pending_raw: tuple[bytes, bytes, bytes] | None = None
         self._sealer: RecordSealer | None = None
         self._opener: RecordOpener | None = None
         self._keepalive_run = 0
@@ -171,10 +176,6 @@ class Connection:
         self._pending_peer: tuple[keys.PublicKey, Identity] | None = None
 
     # -- public API ---------------------------------------------------------
-
-    @property
-    def is_initiator(self) -> bool:
-        return self.config.role is Role.INITIATOR
 
     def initiate(self) -> None:
         """
@@ -206,6 +207,15 @@ class Connection:
             return self._process()
         if state in (State.FAILED, State.CLOSED):
             return []
+        if (state is State.WAIT_HELLO or state is State.WAIT_AUTH) and self._decoder.sole_frame(data):
+            # The handshake's usual read, one whole frame, nothing held: as
+            # _process would take it (tests.test_handshake_fastpath).
+            events = []
+            try:
+                self._handle_frame(data, events)
+            except ProtocolError as e:
+                events.append(self._fail(e))
+            return events
         self._decoder.feed(data)
         if state in _HOLDING:
             if self._decoder.buffered > self.config.max_held:
@@ -222,14 +232,14 @@ class Connection:
         check the peer's signature, finish the handshake, and process any
         input held back meanwhile.
         """
-        if self.state is not State.WAIT_VERIFY or self._pending_auth is None:
+        auth, raw = self._pending_auth, self._pending_raw
+        if self.state is not State.WAIT_VERIFY or auth is None or raw is None:
             raise LocalProtocolError("unexpected-message", "no peer identity awaits a decision")
-        auth = self._pending_auth
         events: list[Event] = []
         try:
-            self._check_signature(auth, public_key)
-            self._pending_auth = None
-            self._absorb(auth.encode_body())
+            peerauth.check_peer_signature(self, public_key)
+            self._pending_auth = self._pending_raw = None
+            self._absorb(raw[2])
             if self.is_initiator and not signstep.send_auth(self, events):
                 self._pending_peer = (public_key, auth.identity)
                 return events  # WAIT_SIGN: signature_ready() goes on
@@ -237,7 +247,8 @@ class Connection:
         except ProtocolError as e:
             events.append(self._fail(e))
             return events
-        events.extend(self._process())
+        if self._decoder.buffered:  # input held back meanwhile
+            events.extend(self._process())
         return events
 
     def reject_peer(self, code: str, detail: str | None = None) -> list[Event]:
@@ -252,7 +263,7 @@ class Connection:
         # signature is verified, against a stand-in key of its own shape, so
         # an unknown or revoked name is not refused any sooner than a
         # registered one with a bad signature (docs/protocol.rst, 5.1).
-        self._check_signature(self._pending_auth, None)
+        peerauth.check_peer_signature(self, None)
         return [self._fail(RemoteProtocolError(code, detail))]
 
     def signature_ready(self, signature: bytes) -> list[Event]:
@@ -364,8 +375,17 @@ class Connection:
 
     def _handle_frame(self, frame: bytes, events: list[Event]) -> None:
         ftype = frame[4]
-        if ftype == RECORD and self.state is State.ESTABLISHED:
-            self._handle_application_record(frame, events)
+        state = self.state
+        # The frame each state expects first, straight to its step, as below.
+        if ftype == RECORD:
+            if state is State.ESTABLISHED:
+                self._handle_application_record(frame, events)
+                return
+            if state is State.WAIT_AUTH:
+                peerauth.receive_auth(self, frame, events)
+                return
+        elif ftype == HELLO and state is State.WAIT_HELLO:
+            hellostep.handle_hello(self, frame, events)
             return
         if ftype not in _FRAME_TYPES:
             raise RemoteProtocolError("unknown-type", f"unknown frame type 0x{ftype:02x}")
@@ -378,17 +398,13 @@ class Connection:
                 "unexpected-message", f"frame type 0x{ftype:02x} in state {self.state.value}"
             )
         if ftype == RECORD:  # in WAIT_AUTH: application records took the fast path above
-            self._handle_handshake_record(frame, events)
+            peerauth.receive_auth(self, frame, events)
         elif ftype == ALERT:
             alerts.handle_alert(self, parse_frame(frame, Alert), events)
         elif ftype == HELLO:
             hellostep.handle_hello(self, frame, events)
         else:
             hellostep.handle_reply(self, frame)
-
-    def _handle_handshake_record(self, frame: bytes, events: list[Event]) -> None:
-        assert self._opener is not None
-        self._handle_auth(open_auth(self._opener, frame), events)
 
     def _handle_application_record(self, frame: bytes, events: list[Event]) -> None:
         assert self._opener is not None
@@ -424,21 +440,6 @@ class Connection:
                 self.send(Pong(message.data))  # type: ignore[attr-defined]
                 continue
             events.append(MessageReceived(message))
-
-    def _handle_auth(self, auth: Auth, events: list[Event]) -> None:
-        check_identity_kind(self.config.context, self.is_initiator, auth.identity)
-        assert self._hs_recv is not None
-        check_finished(self._hs_recv, auth, self._transcript_hash)
-        self._pending_auth = auth
-        self.state = State.WAIT_VERIFY
-        events.append(PeerIdentityReceived(auth.identity))
-
-    def _check_signature(self, auth: Auth, public_key: keys.PublicKey | None) -> None:
-        """
-        L{check_signature} on the peer's AUTH, against the transcript so far.
-        """
-        check_signature(self.config.context, self.is_initiator, self.config.verifier, auth,
-                        self._transcript_hash(auth.identity_bytes()), public_key)
 
     # -- transcript ---------------------------------------------------------
 
@@ -484,7 +485,7 @@ class Connection:
         self.error = error
         alerts.answer_failure(self, error)
         self.state = State.FAILED
-        self._pending_auth = None
+        self._pending_auth = self._pending_raw = None
         self._pending_sign = self._pending_peer = None
         self._hs_secret = self._hs_send = self._hs_recv = None
         self._ephemeral = None

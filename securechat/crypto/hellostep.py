@@ -24,6 +24,7 @@ from securechat.crypto.keyshare import exchange, new_key_share
 from securechat.crypto.records import RecordOpener, RecordSealer
 from securechat.crypto.suites import SUITES
 from securechat.errors import RemoteProtocolError
+from securechat.wire.hscodec import hello_fields, hello_reply_frame
 from securechat.wire.messages import (
     PROTOCOL_VERSION,
     Hello,
@@ -60,23 +61,28 @@ def handle_hello(conn: Connection, frame: bytes, events: list[Event]) -> None:
     that we allow, reply, and send our AUTH (or wait for its signature,
     L{signstep.send_auth}).
     """
-    hello = parse_frame(frame, Hello)
-    if hello.version != PROTOCOL_VERSION:
-        raise RemoteProtocolError("unsupported-version", f"version {hello.version}")
-    if hello.context != conn.config.context:
+    version, context, key_share, offer = hello_fields(frame)
+    if version != PROTOCOL_VERSION:
+        raise RemoteProtocolError("unsupported-version", f"version {version}")
+    config = conn.config
+    if context != config.context:
         raise RemoteProtocolError(
-            "wrong-context", f"HELLO for context {hello.context}, this is {conn.config.context}"
+            "wrong-context", f"HELLO for context {context}, this is {config.context}"
         )
-    ours = set(conn.config.suites)
-    chosen = next((s for s in hello.suites if s in ours and s in SUITES), None)
-    if chosen is None:
+    ours = config.suites
+    for chosen in offer:
+        if chosen in ours and chosen in SUITES:
+            break
+    else:
         raise RemoteProtocolError("no-common-suite")
     conn.suite = SUITES[chosen]
-    reply = HelloReply(PROTOCOL_VERSION, conn.config.random(32), _new_key_share(conn), chosen)
-    shared = _exchange(conn, hello.key_share)
-    reply_frame = encode_frame_message(reply)
-    conn._absorb(frame)
-    conn._absorb(reply_frame)
+    reply_frame = hello_reply_frame(PROTOCOL_VERSION, config.random(32), _new_key_share(conn),
+                                    chosen)
+    shared = _exchange(conn, key_share)
+    transcript = conn._transcript
+    assert transcript is not None
+    transcript.update(frame)
+    transcript.update(reply_frame)
     _start_handshake_keys(conn, shared)
     conn._out.append(reply_frame)
     if signstep.send_auth(conn, events):
@@ -115,9 +121,12 @@ def _exchange(conn: Connection, peer_share: bytes) -> bytes:
 
 
 def _start_handshake_keys(conn: Connection, shared: bytes) -> None:
-    assert conn.suite is not None
-    conn._hs_secret, conn._hs_send, conn._hs_recv = handshake_keys(
+    suite = conn.suite
+    assert suite is not None
+    conn._hs_secret, send, recv = handshake_keys(
         conn.config.context, shared, conn._transcript_hash(), conn.is_initiator)
+    conn._hs_send = send
+    conn._hs_recv = recv
     # Handshake records never reach a key update: one record each way.
-    conn._sealer = RecordSealer(conn.suite, conn._hs_send, conn._interval)
-    conn._opener = RecordOpener(conn.suite, conn._hs_recv, conn._interval)
+    conn._sealer = RecordSealer(suite, send, conn._interval)
+    conn._opener = RecordOpener(suite, recv, conn._interval)

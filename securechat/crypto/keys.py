@@ -20,7 +20,7 @@ import base64
 import functools
 import hashlib
 import os
-from typing import Callable, Union
+from typing import Callable, Union, cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -232,6 +232,13 @@ def scheme_for(key: PublicKey) -> int:
     """
     The one signature scheme that goes with C{key}.
     """
+    scheme = _SCHEME_OF_TYPE.get(type(key))
+    if scheme is None:
+        scheme = _SCHEME_OF_TYPE[type(key)] = _scheme_by_class(key)
+    return scheme
+
+
+def _scheme_by_class(key: PublicKey) -> int:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return ED25519
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -239,20 +246,39 @@ def scheme_for(key: PublicKey) -> int:
     return RSA_PSS_SHA256
 
 
+#: L{scheme_for} by the key's class, which decides it: the three key
+#: classes are abstract, and an C{isinstance} against each (a Python-level
+#: check) on every handshake cost more than the answer is worth.
+_SCHEME_OF_TYPE: dict[type, int] = {}
+#: The scheme L{sign} makes with a private key, by its class (only the
+#: three kinds it signs with go in).
+_SIGNING_SCHEME_OF_TYPE: dict[type, int] = {}
+
+
 def sign(key: PrivateKey, message: bytes) -> tuple[int, bytes]:
     """
     Sign C{message} with C{key}; return the scheme and the signature.  ECDSA
     signatures are normalised to the low-S form that L{verify} demands.
     """
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return ED25519, key.sign(message)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    scheme = _SIGNING_SCHEME_OF_TYPE.get(type(key))
+    if scheme is None:
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            scheme = ED25519
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            scheme = ECDSA_P256_SHA256
+        elif isinstance(key, rsa.RSAPrivateKey):
+            scheme = RSA_PSS_SHA256
+        else:
+            raise TypeError(f"cannot sign with {type(key).__name__} here: a key held on a token "
+                            "signs off the reactor thread (securechat.signing.sign_later)")
+        _SIGNING_SCHEME_OF_TYPE[type(key)] = scheme
+    if scheme == ED25519:
+        return ED25519, cast(ed25519.Ed25519PrivateKey, key).sign(message)
+    if scheme == ECDSA_P256_SHA256:
+        r, s = decode_dss_signature(
+            cast(ec.EllipticCurvePrivateKey, key).sign(message, ec.ECDSA(hashes.SHA256())))
         return ECDSA_P256_SHA256, ecdsa_der_low_s(r, s)
-    if isinstance(key, rsa.RSAPrivateKey):
-        return RSA_PSS_SHA256, key.sign(message, _PSS, hashes.SHA256())
-    raise TypeError(f"cannot sign with {type(key).__name__} here: a key held on a token "
-                    "signs off the reactor thread (securechat.signing.sign_later)")
+    return RSA_PSS_SHA256, cast(rsa.RSAPrivateKey, key).sign(message, _PSS, hashes.SHA256())
 
 
 def ecdsa_der_low_s(r: int, s: int) -> bytes:
@@ -282,14 +308,16 @@ def verify(key: PublicKey, scheme: int, signature: bytes, message: bytes) -> Non
             "scheme-mismatch",
             f"signature scheme 0x{scheme:04x} does not match the {describe(key)} key",
         )
+    # The scheme, being the key's, says which kind of key it is.
     try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, message)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
+        if scheme == ED25519:
+            cast(ed25519.Ed25519PublicKey, key).verify(signature, message)
+        elif scheme == ECDSA_P256_SHA256:
             _check_canonical_ecdsa(signature)
-            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+            cast(ec.EllipticCurvePublicKey, key).verify(
+                signature, message, ec.ECDSA(hashes.SHA256()))
         else:
-            key.verify(signature, message, _PSS, hashes.SHA256())
+            cast(rsa.RSAPublicKey, key).verify(signature, message, _PSS, hashes.SHA256())
     except InvalidSignature:
         raise SignatureError("invalid", "signature does not verify") from None
 
@@ -315,7 +343,7 @@ def signature_fits(key: PublicKey, scheme: int, signature: bytes) -> bool:
     """
     if scheme != scheme_for(key):
         return False
-    if isinstance(key, rsa.RSAPublicKey):
+    if scheme == RSA_PSS_SHA256 and isinstance(key, rsa.RSAPublicKey):
         # A signature at least the modulus fails at once in OpenSSL, before
         # any arithmetic: it goes to the stand-in, whose modulus is larger.
         return (len(signature) == (key.key_size + 7) // 8

@@ -43,18 +43,19 @@ def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _label_head(label: bytes, length: int) -> bytes:
-    # The labels are the constants of this module and the handshake: the
-    # start of their HkdfLabel is built once, not per derivation.
+def _label_head(label: bytes, length: int, context_length: int) -> bytes:
+    # The labels are the constants of this module and the handshake, and
+    # the contexts are empty or a hash: the HkdfLabel up to the context is
+    # built once for each, not per derivation.
     full = LABEL_PREFIX + label
-    return length.to_bytes(2, "big") + bytes((len(full),)) + full
+    return length.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((context_length,))
 
 
 def expand_label(secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
     """
     HKDF-Expand-Label as defined in this module's docstring.
     """
-    info = _label_head(label, length) + bytes((len(context),)) + context
+    info = _label_head(label, length, len(context)) + context
     return HKDFExpand(_SHA256, length, info).derive(secret)
 
 
@@ -73,12 +74,20 @@ def handshake_secret(context: int, shared: bytes) -> bytes:
 
 def traffic_keys(suite: Suite, secret: bytes) -> tuple[bytes, bytes]:
     """
-    The AEAD key and IV for one direction from its traffic secret.
+    The AEAD key and IV for one direction from its traffic secret:
+    L{expand_label} with the labels C{key} and C{iv} and an empty context
+    (their HkdfLabels built once per suite shape; a handshake derives four
+    pairs).
     """
-    return (
-        expand_label(secret, b"key", b"", suite.key_length),
-        expand_label(secret, b"iv", b"", suite.nonce_length),
-    )
+    key_length, nonce_length = suite.key_length, suite.nonce_length
+    key_info, iv_info = _traffic_infos(key_length, nonce_length)
+    return (HKDFExpand(_SHA256, key_length, key_info).derive(secret),
+            HKDFExpand(_SHA256, nonce_length, iv_info).derive(secret))
+
+
+@functools.lru_cache(maxsize=16)
+def _traffic_infos(key_length: int, nonce_length: int) -> tuple[bytes, bytes]:
+    return _label_head(b"key", key_length, 0), _label_head(b"iv", nonce_length, 0)
 
 
 def next_traffic_secret(secret: bytes) -> bytes:
@@ -94,8 +103,13 @@ def finished_mac(base_secret: bytes, transcript_hash: bytes) -> bytes:
     The Finished value: HMAC-SHA256(HKDF-Expand-Label(base, "finished", "",
     32), transcript hash).
     """
-    key = expand_label(base_secret, b"finished", b"", HASH_LENGTH)
-    return hmac.new(key, transcript_hash, hashlib.sha256).digest()
+    key = HKDFExpand(_SHA256, HASH_LENGTH, _FINISHED_INFO).derive(base_secret)
+    return hmac.digest(key, transcript_hash, "sha256")
+
+
+#: The HkdfLabel of the Finished key (L{expand_label} with the label
+#: C{finished} and an empty context).
+_FINISHED_INFO = _label_head(b"finished", HASH_LENGTH, 0)
 
 
 def signature_content(context: int, role: bytes, transcript_hash: bytes) -> bytes:

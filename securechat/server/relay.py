@@ -229,7 +229,7 @@ class Relay(Chats):
         session.active = True
         self.metrics.handshakes += 1
         self.log.info("user {user} logged in from {host}", user=user, host=session.host)
-        session.deliver(Welcome(user, self.limits.max_payload))
+        session.deliver(Welcome(user, self._max_payload))
         if self.router is not None:
             self.router.logged_in(session)
         self.mailbox.logged_in(session)

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
+from securechat.wire.codec import text8, u64
 from securechat.wire.declared import Declared
 from securechat.wire.messages import Registry
 
@@ -141,6 +142,11 @@ class Welcome(Declared):
     FIELDS: ClassVar[tuple[str, ...]] = ("name", "u64")
     user: str
     max_payload: int
+
+    def encode_body(self) -> bytes:
+        # Once per login: written out, the same bytes as the declared
+        # layout's (tests.test_hscodec.WelcomeTests).
+        return text8(self.user) + u64(self.max_payload)
 
 
 @dataclass(frozen=True, slots=True)
