@@ -254,6 +254,29 @@ class ConflictRetryTests(PostgresCase):
         self.assertEqual(self.count_on_disk(), 0)
 
 
+class RetryPauseTests(unittest.TestCase):
+    """
+    The pause between runs of a conflicting transaction doubles, so that
+    the reruns outlast a conflicting transaction a loaded machine keeps
+    open (a fixed small pause gave up within 0.1 s), and stays bounded.
+    """
+
+    def test_pauseDoubles(self) -> None:
+        from securechat.server.store.postgres import RETRY_PAUSE, retry_pause
+        self.assertEqual([retry_pause(n) for n in (1, 2, 3)],
+                         [RETRY_PAUSE, 2 * RETRY_PAUSE, 4 * RETRY_PAUSE])
+
+    def test_pauseCapped(self) -> None:
+        from securechat.server.store.postgres import RETRY_PAUSE_MAX, retry_pause
+        self.assertEqual(retry_pause(30), RETRY_PAUSE_MAX)
+
+    def test_retriesOutlastSlowTransaction(self) -> None:
+        """All the pauses together allow for half a second and stay under two."""
+        from securechat.server.store.postgres import RETRIES, retry_pause
+        total = sum(retry_pause(n) for n in range(1, RETRIES))
+        self.assertTrue(0.5 <= total <= 2.0, total)
+
+
 class MigrationTests(unittest.TestCase):
     """Schema steps on PostgreSQL (L{securechat.server.store.engine.prepare_schema})."""
 

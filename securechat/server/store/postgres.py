@@ -24,7 +24,9 @@ What differs from SQLite, all here:
     it commits, now across processes.  A transaction PostgreSQL aborts
     for a conflict with another process (serialization failure, deadlock;
     at a statement or at C{COMMIT}: either way it was rolled back) is run
-    again, up to L{RETRIES} times in all, after a short random pause; the
+    again, up to L{RETRIES} times in all, after a random pause that doubles
+    with each run (L{retry_pause}: a loaded machine may keep the other
+    transaction open for a while, and the reruns must outlast it); the
     functions are pure (they get the time as an argument), so a rerun is
     the same transaction.  Conflicts left after that are
     L{StoreUnavailable} (TRY_AGAIN).
@@ -75,11 +77,25 @@ T = TypeVar("T")
 
 #: How many times a transaction aborted by a conflict with another process
 #: is run in all.
-RETRIES = 5
+RETRIES = 8
 
-#: Seconds, at most, between two runs of a transaction aborted by a
-#: conflict, times the number of runs so far (in the pool's thread).
+#: Seconds, at most, between the first and the second run of a transaction
+#: aborted by a conflict; the bound doubles with each further run, up to
+#: L{RETRY_PAUSE_MAX} (so about 0.7 s in all, in the pool's thread, before
+#: a transaction that keeps conflicting is TRY_AGAIN).
 RETRY_PAUSE = 0.01
+
+#: Seconds, at most, between two runs of a conflicting transaction.
+RETRY_PAUSE_MAX = 0.2
+
+
+def retry_pause(runs: int) -> float:
+    """
+    The bound of the random pause after the C{runs}-th run of a transaction
+    aborted by a conflict: exponential back-off, so that reruns outlast a
+    slow conflicting transaction, capped at L{RETRY_PAUSE_MAX}.
+    """
+    return float(min(RETRY_PAUSE * 2 ** (runs - 1), RETRY_PAUSE_MAX))
 
 #: Seconds to wait for a connection, unless the URL says otherwise.
 CONNECT_TIMEOUT = 10
@@ -342,9 +358,9 @@ class PostgresDatabase:
                         e, psycopg2.extensions.TransactionRollbackError):
                     # Aborted for a conflict with another process, also at
                     # COMMIT (serializable transactions may be): rolled
-                    # back, so run again, after a moment that grows and
+                    # back, so run again, after a moment that doubles and
                     # differs between processes (no two retry in step).
-                    time.sleep(random.uniform(0, RETRY_PAUSE * attempt))
+                    time.sleep(random.uniform(0, retry_pause(attempt)))
                     continue
                 if not committing and broken and attempt == 1 and _connection_error(e):
                     # The connection was already gone (PostgreSQL restarted
