@@ -252,9 +252,14 @@ def records_once(key: bytes, auth: bytes, welcome: bytes, transcript: bytes) -> 
         h.copy().digest()
 
 
-def crypto_cost(args: argparse.Namespace) -> dict[str, Any]:
+def crypto_arguments(data_dir: str) -> tuple[Any, ...]:
+    """
+    The arguments of L{crypto_once}: the relay's key from C{data_dir}, a
+    user's signature over a handshake-sized content and its public key, a
+    peer's X25519 share and the salt.
+    """
     from securechat.crypto.keys import load_private_key
-    with open(os.path.join(args.data_dir, "server", "server.key"), "rb") as f:
+    with open(os.path.join(data_dir, "server", "server.key"), "rb") as f:
         relay_key = load_private_key(f.read())
     user = user_key("u0")
     content = b"securechat/1 client-server initiator signature\x00" + bytes(32)
@@ -263,17 +268,39 @@ def crypto_cost(args: argparse.Namespace) -> dict[str, Any]:
         user.public_key().public_bytes(*_RAW))
     peer_share = X25519PrivateKey.generate().public_key().public_bytes(*_RAW)
     salt = hashlib.sha256(b"securechat/1 client-server").digest()
+    return relay_key, user_public, signature, content, peer_share, salt
+
+
+#: The arguments of L{records_once}: sizes of the relay's AUTH, WELCOME and
+#: handshake transcript.
+RECORDS_ARGUMENTS = (bytes(32), bytes(260), bytes(24), bytes(1200))
+
+
+def handshake_crypto(data_dir: str) -> Callable[[], None]:
+    """
+    All the cryptography of one handshake on the relay's side (L{crypto_once}
+    and L{records_once}), as one call: what the floor relay
+    (baseline.py --crypto) does per login.
+    """
+    arguments = crypto_arguments(data_dir)
+
+    def once() -> None:
+        crypto_once(*arguments)
+        records_once(*RECORDS_ARGUMENTS)
+    return once
+
+
+def crypto_cost(args: argparse.Namespace) -> dict[str, Any]:
+    arguments = crypto_arguments(args.data_dir)
     for _ in range(args.iterations // 10):  # warm up
-        crypto_once(relay_key, user_public, signature, content, peer_share, salt)
+        crypto_once(*arguments)
     t0 = time.process_time()
     for _ in range(args.iterations):
-        crypto_once(relay_key, user_public, signature, content, peer_share, salt)
+        crypto_once(*arguments)
     crypto = (time.process_time() - t0) / args.iterations
-    key, auth, welcome = bytes(32), bytes(260), bytes(24)
-    transcript = bytes(1200)
     t0 = time.process_time()
     for _ in range(args.iterations):
-        records_once(key, auth, welcome, transcript)
+        records_once(*RECORDS_ARGUMENTS)
     records = (time.process_time() - t0) / args.iterations
     return {"case": "crypto", "crypto_us": crypto * 1e6, "records_us": records * 1e6,
             "iterations": args.iterations}

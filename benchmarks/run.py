@@ -43,6 +43,14 @@ the table gives the relay's CPU per handshake over it (C{cpu_over_crypto},
 the median of the per-run ratios; the target is 2).  The generator runs as
 --generators processes (2 by default) on its core: on a machine shared
 with other work, that gets it a larger share of the core.
+
+The handshake case also runs a third relay in the same turns, the floor:
+baseline.py --crypto, the bare relay making at each login all the
+cryptography of one securechat handshake (what hsload.py --case crypto
+times, and the records) and nothing else.  It shows what that cryptography
+costs inside a Twisted relay rather than in a tight loop, and a lower bound
+for any Twisted relay of this protocol; the table's notes give its ratio
+to the cryptography alone and the relay's ratio to it.
 """
 
 from __future__ import annotations
@@ -124,6 +132,12 @@ def make_data_dir(path: str, users: int) -> None:
     data.save_users(directory)
 
 
+#: The handshake case's third relay: baseline.py doing, at each login, all
+#: the cryptography of one securechat handshake (a lower bound for any
+#: Twisted relay of this protocol; see baseline.py).
+FLOOR = "floor"
+
+
 def server_argv(target: str, port: int, data_dir: str, log_file: str) -> list[str]:
     """
     The command that starts C{target}'s relay on C{port}.  securechat's
@@ -143,6 +157,10 @@ def server_argv(target: str, port: int, data_dir: str, log_file: str) -> list[st
                 "--rate", "1000000", "--burst", "1000000", "--max-chats", "1000",
                 "--max-outgoing-requests", "1000", "--max-incoming-requests", "1000",
                 "--max-unauthenticated", "100000", "--max-unauthenticated-per-host", "100000"]
+    if target == FLOOR:
+        # The bare relay making the handshake's cryptography at each login.
+        return [sys.executable, os.path.join(HERE, "baseline.py"), str(port),
+                "--crypto", data_dir]
     return [sys.executable, os.path.join(HERE, "baseline.py"), str(port)]
 
 
@@ -283,7 +301,8 @@ def run_handshakes(server: Server, target: str, data_dir: str, concurrency: int,
     procs = []
     errors = []
     for g in range(generators):
-        argv = pinned(1) + [sys.executable, os.path.join(HERE, "hsload.py"), "--target", target,
+        generator = "baseline" if target == FLOOR else target
+        argv = pinned(1) + [sys.executable, os.path.join(HERE, "hsload.py"), "--target", generator,
                             "--port", str(server.port), "--data-dir", data_dir,
                             "--first-user", str(first_user + g * each),
                             "--concurrency", str(each), "--duration", str(duration)]
@@ -471,6 +490,7 @@ def main() -> int:
             for target in targets:
                 servers[target] = Server(target, data_dir, work)
             first = dict.fromkeys(targets, 0)  # fresh users for every run
+            first[FLOOR] = 0
             for case, spec in CASES.items():
                 kind, template, *sizes = spec
                 size = sizes[size_index - 1]
@@ -478,7 +498,12 @@ def main() -> int:
                     continue
                 n, m = size
                 options = [o.format(n=n, m=m) for o in template]
-                runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+                case_targets = list(targets)
+                if kind == "handshakes" and "securechat" in targets:
+                    # The floor takes its turns beside the two relays.
+                    servers.setdefault(FLOOR, Server(FLOOR, data_dir, work))
+                    case_targets.append(FLOOR)
+                runs: dict[str, list[dict[str, Any]]] = {t: [] for t in case_targets}
                 if kind == "idle":
                     # Each run in a fresh server process, so that the memory
                     # it grows by is the idle users' alone (freed memory is
@@ -498,20 +523,20 @@ def main() -> int:
                             # The crypto alone, on the relays' core, just
                             # before the run it is compared with.
                             crypto = crypto_cost(data_dir, 50 if args.smoke else 2000)
-                        for target in targets:
+                        for target in case_targets:
                             if kind == "handshakes":
                                 result = run_handshakes(servers[target], target, data_dir, n, m,
                                                         first[target], args.generators)
                             else:
                                 result = run_case(servers[target], target, data_dir, kind,
                                                   options, first[target])
-                            if crypto is not None and target == "securechat":
+                            if crypto is not None and target in ("securechat", FLOOR):
                                 result.update(crypto_us=crypto["crypto_us"],
                                               records_us=crypto["records_us"])
                             first[target] = (first[target] + 200) % 4000
                             if attempt or args.smoke:
                                 runs[target].append(result)
-                for target in targets:
+                for target in case_targets:
                     results.setdefault(case, {})[target] = summarize(case, runs[target])
         finally:
             for server in servers.values():
@@ -542,6 +567,17 @@ def print_table(results: dict[str, dict[str, dict[str, float]]]) -> None:
                   f"is {sc['cpu_over_crypto']:.2f}x the cryptography alone "
                   f"({sc['crypto_us']:.0f} us, same run, median of per-run ratios); "
                   "target <= 2x")
+            floor = by_target.get(FLOOR, {})
+            if not floor.get("server_cpu_us_per_handshake"):
+                print(f"{'':<20} note: the floor (the bare Twisted relay making the same "
+                      "cryptography at each login) used too little CPU to measure in this run")
+            elif "cpu_over_crypto" in floor:
+                print(f"{'':<20} note: the floor (the bare Twisted relay making the same "
+                      f"cryptography at each login, same run) costs "
+                      f"{floor['server_cpu_us_per_handshake']:.0f} us per login, "
+                      f"{floor['cpu_over_crypto']:.2f}x the cryptography alone; the relay is "
+                      f"{sc['server_cpu_us_per_handshake'] / floor['server_cpu_us_per_handshake']:.2f}x "
+                      "the floor")
         share = sc.get("generator_cpu_share", 0)
         if share > 0.9:
             print(f"{'':<20} note: the load generator used {share:.0%} of its core: it, not the "

@@ -59,6 +59,8 @@ class BenchmarkSmokeTests(unittest.TestCase):
         self.assertRegex(out, r"handshakes\s+server_cpu_share\s+\d+\.\d\d")
         self.assertRegex(out, r"relay CPU per handshake \d+ us is \d+\.\d\dx the "
                               r"cryptography alone \(\d+ us, same run")
+        # The floor: the bare relay making the same cryptography, same run.
+        self.assertIn("note: the floor (the bare Twisted relay making the same cryptography", out)
 
 
 class GroupBenchmarkSmokeTests(unittest.TestCase):
