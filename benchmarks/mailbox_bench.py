@@ -62,7 +62,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from run import (cpu_time, environment, free_port, pinned, server_argv,  # noqa: E402
+from run import (CLK_TCK, cpu_time, environment, free_port, pinned, server_argv,  # noqa: E402
                  stop_process as stop)
 
 SENDERS = 4
@@ -137,6 +137,27 @@ def letter_commits(metrics_port: int) -> int:
     raise RuntimeError("the relay's /metrics has no securechat_letter_commits_total")
 
 
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """
+    CPU seconds so far of process C{pid}'s main thread (the relay's
+    reactor) and of its other threads together (the store's pool thread
+    and the thread pool's workers), from /proc/PID/task.
+    """
+    main = others = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        if int(tid) == pid:
+            main += seconds
+        else:
+            others += seconds
+    return main, others
+
+
 def server_cpu(postmaster: int | None) -> float:
     """
     CPU seconds of a PostgreSQL server so far: the postmaster and the
@@ -209,9 +230,11 @@ def _run_securechat(args: argparse.Namespace, work: str, dump: str, data_dir: st
         # (Each scrape is outside the phases' CPU: a few ms of the relay's.)
         commits0 = letter_commits(metrics_port)
         cpu0, db0 = cpu_time(relay.pid), server_cpu(postmaster)
+        threads0 = thread_cpu(relay.pid)
         go()
         expect("PHASE")
         cpu1, db1 = cpu_time(relay.pid), server_cpu(postmaster)
+        threads1 = thread_cpu(relay.pid)
         commits1 = letter_commits(metrics_port)
         cpu1b, db1b = cpu_time(relay.pid), server_cpu(postmaster)
         go()
@@ -225,6 +248,9 @@ def _run_securechat(args: argparse.Namespace, work: str, dump: str, data_dir: st
             gen.kill()
         stop(relay)
     result["saturation_cpu"] = cpu1 - cpu0
+    # The split by thread: the reactor's, and the store's (with any other).
+    result["saturation_reactor_cpu"] = threads1[0] - threads0[0]
+    result["saturation_store_thread_cpu"] = threads1[1] - threads0[1]
     result["paced_cpu"] = cpu2 - cpu1b
     result["saturation_commits"] = commits1 - commits0
     result["paced_commits"] = commits2 - commits1
@@ -353,6 +379,11 @@ def _summary(r: dict[str, Any]) -> dict[str, float]:
         "p99_ms": r["p99_ms"],
         "paced_letters_per_commit": r["paced_letters"] / max(1, r["paced_commits"]),
     }
+    if "saturation_reactor_cpu" in r:
+        out["reactor_cpu_us_per_letter"] = (
+            r["saturation_reactor_cpu"] / r["saturation_letters"] * 1e6)
+        out["store_thread_cpu_us_per_letter"] = (
+            r["saturation_store_thread_cpu"] / r["saturation_letters"] * 1e6)
     if "window_cpu" in r:
         out["window_cpu_us_per_letter"] = r["window_cpu"] / r["saturation_letters"] * 1e6
     return out

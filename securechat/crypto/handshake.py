@@ -404,16 +404,19 @@ class Connection:
         else:
             self._keepalive_run = 0
         raw_types = self._raw_types
-        run: list[tuple[int, memoryview]] | None = None
+        run: list[tuple[int, memoryview]] = []
+        run_code = -1
         for item in items:
             code = item[0]
             if code in raw_types:
-                if run is None:
+                # (A run holds one type: its handler takes it whole.)
+                if code != run_code:
                     run = []
+                    run_code = code
                     events.append(RawMessages(run))
                 run.append(item)
                 continue
-            run = None
+            run_code = -1
             if code == AUTH:
                 raise RemoteProtocolError("unexpected-message", "AUTH after the handshake")
             message = self._registry.parse(code, bytes(item[1]))
