@@ -409,10 +409,8 @@ class Connection:
         for item in items:
             code = item[0]
             if code in raw_types:
-                # (A run holds one type: its handler takes it whole.)
-                if code != run_code:
-                    run = []
-                    run_code = code
+                if code != run_code:  # a run holds one type, handled whole
+                    run, run_code = [], code
                     events.append(RawMessages(run))
                 run.append(item)
                 continue
