@@ -405,16 +405,15 @@ class Connection:
             self._keepalive_run = 0
         raw_types = self._raw_types
         run: list[tuple[int, memoryview]] = []
-        run_code = -1
         for item in items:
             code = item[0]
             if code in raw_types:
-                if code != run_code:  # a run holds one type, handled whole
-                    run, run_code = [], code
+                if not run or run[0][0] != code:  # a run holds one type, handled whole
+                    run = []
                     events.append(RawMessages(run))
                 run.append(item)
                 continue
-            run_code = -1
+            run = []
             if code == AUTH:
                 raise RemoteProtocolError("unexpected-message", "AUTH after the handshake")
             message = self._registry.parse(code, bytes(item[1]))
