@@ -408,6 +408,14 @@ def letters_case(size_index: int, repeats: int) -> dict[str, dict[str, float]]:
     out["securechat"]["cpu_us_vs_window_commits"] = out["securechat"]["cpu_us_per_letter"]
     out["baseline"]["cpu_us_vs_window_commits"] = statistics.median(
         run[1]["window_cpu_us_per_letter"] for run in runs)
+    # The same commits inserted row by row, the baseline until the fourth
+    # round (now one executemany per commit, as the relay's store does).
+    out["securechat"]["cpu_us_vs_rowwise_inserts"] = out["securechat"]["cpu_us_per_letter"]
+    out["baseline"]["cpu_us_vs_rowwise_inserts"] = statistics.median(
+        run[1]["rowwise_cpu_us_per_letter"] for run in runs)
+    # The relay's CPU split by thread: the reactor's, the store's.
+    for name in ("reactor_cpu_us_per_letter", "store_thread_cpu_us_per_letter"):
+        out["securechat"][name] = statistics.median(run[0][name] for run in runs)
     out["securechat"]["generator_cpu_share"] = statistics.median(
         run[0]["generator_cpu_share"] for run in runs)
     return out

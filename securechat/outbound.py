@@ -146,6 +146,28 @@ class OutboundQueue:
             self.scheduled = True
             self._turn.schedule(self)
 
+    def push_inner(self, data: bytes) -> None:
+        """
+        Queue whole inner messages already encoded, one after another in
+        C{data} (each its header and body), cut at message boundaries into
+        pieces a record can hold.
+        """
+        limit = self.batch_bytes
+        start, end = 0, len(data)
+        while end - start > limit:
+            # (Rare: more answers than one record holds.)  Whole messages
+            # up to the limit; one larger than it goes alone.
+            cut = start
+            while cut < end:
+                size = INNER_HEADER.size + INNER_HEADER.unpack_from(data, cut)[1]
+                if cut > start and cut + size - start > limit:
+                    break
+                cut += size
+            self.push_encoded(b"", data[start:cut])
+            start = cut
+        if start < end:
+            self.push_encoded(b"", data[start:] if start else data)
+
     def drain(self) -> None:
         """
         Seal what is queued, unless the transport paused us.

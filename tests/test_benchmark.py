@@ -200,6 +200,11 @@ class MailboxBenchmarkTests(unittest.TestCase):
         # in as many transactions as the relay did in the same run.
         self.assertRegex(out, r"(?m)^letters_per_commit\s+(\d+\.\d\d)\s+\1\s+1\.00$")
         self.assertRegex(out, r"against the old baseline \(32 letters per commit\): \d+\.\d\dx")
+        self.assertRegex(out, r"against the same commits inserted row by row \(the baseline "
+                              r"until the fourth round\): \d+\.\d\dx")
+        # The relay's CPU split by thread (the baseline has one).
+        for metric in ("reactor_cpu_us_per_letter", "store_thread_cpu_us_per_letter"):
+            self.assertRegex(out, rf"(?m)^{metric}\s+\d+\.\d\d\s+-\s+-$")
 
     def test_relayLogsToAFileInTheRunDirectory(self) -> None:
         """

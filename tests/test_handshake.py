@@ -850,6 +850,27 @@ class RawMessageTests(unittest.TestCase):
         self.assertEqual([(t, bytes(body)) for t, body in events[2].items],
                          [(Text.TYPE, Text(0, "three").encode_body())])
 
+    def test_runsHoldOneType(self) -> None:
+        """
+        Consecutive raw messages of two raw types come as one
+        L{RawMessages} event per run of one type (its handler takes it
+        whole), in record order.
+        """
+        from securechat.crypto.events import RawMessages
+        from securechat.wire.e2e import E2E_MESSAGES, End, Text
+        a = alice(registry=E2E_MESSAGES)
+        b = bob(registry=E2E_MESSAGES, raw_types=frozenset({Text.TYPE, End.TYPE}))
+        ea, eb = run(a, b, KNOWN, KNOWN)
+        self.assertIsInstance(eb[-1], HandshakeComplete)
+        a.send(Text(0, "one"), Text(0, "two"), End(2), End(3), Text(0, "three"))
+        events = b.receive_data(a.data_to_send())
+        self.assertEqual([type(e) for e in events], [RawMessages] * 3)
+        self.assertEqual([[(t, bytes(body)) for t, body in e.items] for e in events],
+                         [[(Text.TYPE, Text(0, "one").encode_body()),
+                           (Text.TYPE, Text(0, "two").encode_body())],
+                          [(End.TYPE, End(2).encode_body()), (End.TYPE, End(3).encode_body())],
+                          [(Text.TYPE, Text(0, "three").encode_body())]])
+
     def test_failReportsApplicationError(self) -> None:
         """
         C{fail()} with an error the application found in a raw message fails

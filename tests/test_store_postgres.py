@@ -23,7 +23,7 @@ from twisted.trial import unittest
 from securechat.server.store import SchemaTooNew, UnusableDatabase, mailbox_store
 from securechat.server.store.schema import SCHEMA, SCHEMA_VERSION
 from securechat.server.store.interface import (
-    DAY, LoginState, NO_MAILBOX, StoreUnavailable, Stored)
+    DAY, MAILBOX_FULL_LETTERS, LoginState, NO_MAILBOX, Refused, StoreUnavailable, Stored)
 from securechat.server.store.sqlstore import SQLMailboxStore
 from tests.pgservice import shared_cluster
 from tests.test_group_store import SQLiteGroupStoreTests
@@ -195,6 +195,20 @@ class SeveralProcessesTests(PostgresCase):
         outcomes = (yield first) + (yield second)
         self.assertEqual(sum(1 for o in outcomes if isinstance(o, Stored)), 3)
         self.assertEqual(query(self.url, "SELECT letters FROM mailbox_usage"), [(3,)])
+
+    @inlineCallbacks
+    def test_quotaReadAgainAfterAnotherProcess(self) -> Generator[Any, Any, None]:
+        """
+        Nothing of the quota is kept in memory on PostgreSQL (the SQLite
+        store, the file's only writer, keeps counts): a letter another
+        process stored since this one last stored to the same recipient
+        counts here at once.
+        """
+        other = self.open()
+        yield self.store.store_letters([letter(1, recipient="bob"), letter(2, recipient="bob")])
+        yield other.store_letters([letter(3, recipient="bob")])
+        [outcome] = yield self.store.store_letters([letter(4, recipient="bob")])
+        self.assertEqual(outcome, Refused(MAILBOX_FULL_LETTERS))
 
     @inlineCallbacks
     def test_oneTimePrekeyHandedOutOnce(self) -> Generator[Any, Any, None]:

@@ -98,11 +98,12 @@ class MessageReceived:
 
 class RawMessages:
     """
-    Consecutive application messages of the types in L{Config.raw_types},
-    authenticated and in order, undecoded: C{items} holds C{(type, body)}
-    pairs, each body a C{memoryview} into the record's plaintext (no copy).
-    Messages of other types in the same record come before or after as
-    their own events, in record order.
+    Consecutive application messages of one of the types in
+    L{Config.raw_types}, authenticated and in order, undecoded: C{items}
+    holds C{(type, body)} pairs, each body a C{memoryview} into the
+    record's plaintext (no copy).  Messages of other types in the same
+    record (another raw type included) come before or after as their own
+    events, in record order.
     """
 
     __slots__ = ("items",)

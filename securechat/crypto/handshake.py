@@ -420,16 +420,16 @@ class Connection:
         else:
             self._keepalive_run = 0
         raw_types = self._raw_types
-        run: list[tuple[int, memoryview]] | None = None
+        run: list[tuple[int, memoryview]] = []
         for item in items:
             code = item[0]
             if code in raw_types:
-                if run is None:
+                if not run or run[0][0] != code:  # a run holds one type, handled whole
                     run = []
                     events.append(RawMessages(run))
                 run.append(item)
                 continue
-            run = None
+            run = []
             if code == AUTH:
                 raise RemoteProtocolError("unexpected-message", "AUTH after the handshake")
             message = self._registry.parse(code, bytes(item[1]))

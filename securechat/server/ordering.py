@@ -10,7 +10,7 @@ counts of those started and not finished.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from securechat.wire.messages import Message
 
@@ -25,8 +25,9 @@ class Slot:
         #: Starts the command; dropped once called (L{AnswerOrder.pump}).
         self.start: Callable[[], None] | None = start
         self.started = False
-        #: C{None} once done: a command that has no answer (GROUP_ACK).
-        self.answer: Message | None = None
+        #: C{None} once done: a command that has no answer (GROUP_ACK);
+        #: bytes: answers already encoded (L{securechat.server.letterpost.LetterRun}).
+        self.answer: Message | bytes | None = None
         self.done = False
 
 
@@ -53,14 +54,14 @@ class AnswerOrder:
         self.pumping = False
         self.again = False
 
-    def add(self, slot: Slot, deliver: Callable[[Message], None]) -> None:
+    def add(self, slot: Slot, deliver: Callable[[Any], None]) -> None:
         """Queue C{slot}, last, and start it if it may start now."""
         self.owed.append(slot)
         self.pending.append(slot)
         self.pump(deliver)
 
-    def finish(self, slot: Slot, answer: Message | None,
-               deliver: Callable[[Message], None]) -> None:
+    def finish(self, slot: Slot, answer: Message | bytes | None,
+               deliver: Callable[[Any], None]) -> None:
         """C{slot}'s command finished with C{answer}."""
         slot.answer, slot.done = answer, True
         self.busy -= 1
@@ -68,7 +69,7 @@ class AnswerOrder:
             self.busy_other -= 1
         self.pump(deliver)
 
-    def pump(self, deliver: Callable[[Message], None]) -> None:
+    def pump(self, deliver: Callable[[Any], None]) -> None:
         if self.pumping:
             self.again = True
             return

@@ -59,6 +59,7 @@ from securechat.server.store.groupmemory import MemoryGroupStore
 from securechat.server.store.interface import IMailboxStore
 from securechat.server.store.memory import MemoryMailboxStore
 from securechat.wire.groups import GROUP_FROM_CLIENT
+from securechat.wire.mailbox import PostLetter
 from securechat.wire.messages import Alert, CertificateIdentity, Message, encode_frame_message
 from securechat.wire.relay import (
     FROM_CLIENT,
@@ -170,7 +171,7 @@ class Relay(Chats):
                 CLIENT_SERVER, Role.RESPONDER, credentials.private_key, credentials.identity,
                 registry=GROUP_FROM_CLIENT, max_handshake_frame=self.limits.max_handshake_frame,
                 max_frame=self.limits.max_frame, max_keepalive_run=MAX_KEEPALIVE_RUN,
-                raw_types=frozenset({_RELAY}),
+                raw_types=frozenset({_RELAY, PostLetter.TYPE}),
             ))
         return cached[1]
 

@@ -27,12 +27,13 @@ from securechat.protocol import SecureChatProtocol
 from securechat.server.directory import UserEntry
 from securechat.server.limits import TokenBucket
 from securechat.wire.messages import Identity, Message
-from securechat.wire.relay import Relayed
+from securechat.wire.relay import Relay as RelayMessage, Relayed
 
 if TYPE_CHECKING:
     from securechat.server.relay import Relay
 
 _RELAYED = Relayed.TYPE
+_RELAY = RelayMessage.TYPE
 
 
 @functools.lru_cache(maxsize=None)
@@ -155,17 +156,20 @@ class UserSession:
             self.relay.handle(self, message)
 
     def raw_messages_received(self, items: list[tuple[int, memoryview]]) -> None:
-        # Only RELAY is handed over undecoded (Relay.config): the hot path.
+        # RELAY and POST_LETTER are handed over undecoded (Relay.config),
+        # a run of one type at a time: the hot paths.
         if not self.active:
             return
+        take = (self.relay.relay_all if items[0][0] == _RELAY
+                else self.relay.mailbox.letters.post_raw)
         if self.bucket.refill() >= len(items):
             self.bucket.tokens -= len(items)  # the whole run is within the rate
-            self.relay.relay_all(self, items)
+            take(self, items)
             return
         for item in items:  # near the limit: message by message
             if not (self.active and self._charge()):
                 return
-            self.relay.relay_all(self, [item])
+            take(self, [item])
 
     def connection_ended(self, error: ProtocolError | None) -> None:
         self._leave_gate()
@@ -178,12 +182,16 @@ class UserSession:
 
     # -- for the relay ------------------------------------------------------
 
-    def deliver(self, message: Message) -> None:
+    def deliver(self, message: Message | bytes) -> None:
         """
-        Queue C{message} for this user.
+        Queue C{message} for this user: a message, or whole inner messages
+        already encoded (the answers to a run of letters).
         """
         if self.queue is not None and self.active:
-            self.queue.push(message)
+            if type(message) is bytes:
+                self.queue.push_inner(message)
+            else:
+                self.queue.push(message)  # type: ignore[arg-type]
 
     def deliver_relayed(self, sender: UserSession, payload: memoryview) -> None:
         """

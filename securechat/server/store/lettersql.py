@@ -72,8 +72,108 @@ INSERT_LETTER = ("INSERT INTO letters (sender, letter_id, recipient, size, store
                  " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender, letter_id) DO NOTHING")
 
 
+#: A new letter's row with its id chosen (L{_store_all}).
+_INSERT_NUMBERED = ("INSERT INTO letters (id, sender, letter_id, recipient, size, stored_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (sender, letter_id) DO NOTHING")
+_INSERT_BODY = "INSERT INTO letter_bodies (letter, body) VALUES (?, ?)"
+
+
 def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
-                      limits: MailboxLimits) -> list[StoreOutcome]:
+                      limits: MailboxLimits,
+                      counts: dict[str, tuple[int, int]] | None = None) -> list[StoreOutcome]:
+    """
+    Store C{letters} (one group commit): an outcome for each, in order.
+
+    C{counts}, given only by the only writer of the database (SQLite: one
+    relay process), is each recipient's letters and bytes as this process
+    last counted them, never less than the exact usage (only this
+    process adds letters; a delete or purge only makes it too high, which
+    the exact scan below corrects when it would refuse): read instead of
+    the C{mailbox_usage} row, and kept by this transaction.  (A
+    transaction that fails after keeping it leaves it too high: safe.)
+    """
+    if getattr(txn, "insert_letter", None) is None:
+        outcomes = _store_all(txn, letters, now, limits, counts)
+        if outcomes is not None:
+            return outcomes
+    return _store_each(txn, letters, now, limits, counts)
+
+
+def _store_all(txn: Any, letters: Sequence[NewLetter], now: int, limits: MailboxLimits,
+               counts: dict[str, tuple[int, int]] | None) -> list[StoreOutcome] | None:
+    """
+    When no letter of the group could be refused (each within the size
+    limit; each recipient's count plus ALL its letters here within its
+    quota, as if none were a resend), store them all at once: their rows
+    by one C{executemany} with ids chosen after the largest (this
+    transaction holds the write lock), then their bodies.  A resend (the
+    same sender and id as a stored letter, or as one before it here)
+    inserts nothing (C{ON CONFLICT DO NOTHING}); only then are the ids
+    read back to find which, and each is answered as the first time.
+    The outcomes are those of L{_store_each}.  C{None}: some letter might
+    be refused; nothing was written (L{_store_each} decides each).
+    """
+    max_size = limits.max_letter_size
+    totals: dict[str, list[int]] = {}
+    for new in letters:
+        size = len(new.body)
+        if size > max_size:
+            return None
+        total = totals.get(new.recipient)
+        if total is None:
+            totals[new.recipient] = [1, size]
+        else:
+            total[0] += 1
+            total[1] += size
+    held: dict[str, tuple[int, int]] = {}
+    for recipient, (count, size) in totals.items():
+        usage = counts.get(recipient) if counts is not None else None
+        if usage is None:
+            usage = _counted(txn, recipient)
+        if usage[0] + count > limits.max_letters or usage[1] + size > limits.max_bytes:
+            return None
+        held[recipient] = usage
+    txn.execute("SELECT COALESCE(MAX(id), 0) FROM letters")
+    first = int(txn.fetchone()[0]) + 1
+    expires_at = now + limits.expiry_seconds
+    txn.executemany(_INSERT_NUMBERED, [
+        (first + i, new.sender, new.letter_id, new.recipient, len(new.body), now, expires_at)
+        for i, new in enumerate(letters)])
+    stored = Stored(now, expires_at)
+    outcomes: list[StoreOutcome]
+    if txn.rowcount == len(letters):
+        txn.executemany(_INSERT_BODY, [(first + i, new.body) for i, new in enumerate(letters)])
+        outcomes = [stored] * len(letters)
+    else:
+        txn.execute("SELECT id FROM letters WHERE id >= ?", (first,))
+        present = {row[0] for row in txn.fetchall()}
+        outcomes, bodies = [], []
+        totals = {}
+        for i, new in enumerate(letters):
+            if first + i in present:
+                bodies.append((first + i, new.body))
+                outcomes.append(stored)
+                total = totals.setdefault(new.recipient, [0, 0])
+                total[0] += 1
+                total[1] += len(new.body)
+            else:
+                earlier = _earlier(txn, new)
+                assert earlier is not None  # the conflict was with it
+                outcomes.append(earlier)
+        if bodies:
+            txn.executemany(_INSERT_BODY, bodies)
+    _count_all(txn, [(recipient, count, size) for recipient, (count, size) in totals.items()])
+    if counts is not None:
+        for recipient, usage in held.items():
+            count, size = totals.get(recipient, (0, 0))
+            counts[recipient] = (usage[0] + count, usage[1] + size)
+    return outcomes
+
+
+def _store_each(txn: Any, letters: Sequence[NewLetter], now: int, limits: MailboxLimits,
+                counts: dict[str, tuple[int, int]] | None) -> list[StoreOutcome]:
+    """The letters one by one, each checked against the quota as it stands."""
     # The quota is checked against the counted usage, which is never less
     # than the exact one; only when that refuses is the mailbox scanned
     # (expired letters not yet purged do not count), so the answer is the
@@ -134,8 +234,11 @@ def store_letters_txn(txn: Any, letters: Sequence[NewLetter], now: int,
         added[new.recipient] = (done[0] + 1, done[1] + len(new.body))
         outcomes.append(stored)
     if bodies:
-        txn.executemany("INSERT INTO letter_bodies (letter, body) VALUES (?, ?)", bodies)
+        txn.executemany(_INSERT_BODY, bodies)
     _count_all(txn, [(recipient, count, size) for recipient, (count, size) in added.items()])
+    if counts is not None:
+        # What this transaction read (the row, or the exact scan) and added.
+        counts.update(usage)
     return outcomes
 
 

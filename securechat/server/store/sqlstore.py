@@ -100,6 +100,10 @@ class SQLMailboxStore:
         self.letter_commits = 0
         #: See above.
         self._holders: set[str] | None = None
+        #: Each recipient's letters and bytes as the letter transactions
+        #: last counted them, when this process is the database's only
+        #: writer (not shared: SQLite); see L{store_letters_txn}.
+        self._counts: dict[str, tuple[int, int]] | None = None if db.shared else {}
 
     def _stored_lately(self, letters: int, commits: int, seconds: float) -> None:
         self.log.info("mailbox: {count} letters stored in {commits} in the last {seconds:.0f} s",
@@ -168,7 +172,7 @@ class SQLMailboxStore:
         self._in_flight = True
         letters = [letter for group, _ in batch for letter in group]
         d = self.db.runInteraction("store-letters", store_letters_txn, letters, self._now(),
-                                   self.limits)
+                                   self.limits, self._counts)
         d.addBoth(self._committed, batch)
 
     def _committed(self, result: list[StoreOutcome] | Failure,
