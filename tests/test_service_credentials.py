@@ -221,9 +221,9 @@ def connect(service: RelayService, network: Network, data: DataDir, wall: dateti
     return client, view
 
 
-class ReloadCheckTests(CredentialsCase):
+class RunningRelayCase(CredentialsCase):
     """
-    Credentials changed on disk while the relay runs.
+    A running relay with alice registered, its log events in C{events}.
     """
 
     def setUp(self) -> None:
@@ -235,6 +235,12 @@ class ReloadCheckTests(CredentialsCase):
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.network = Network(self.clock)
+
+
+class ReloadCheckTests(RunningRelayCase):
+    """
+    Credentials changed on disk while the relay runs.
+    """
 
     def errors(self) -> list[str]:
         from twisted.logger import LogLevel, formatEvent

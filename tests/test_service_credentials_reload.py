@@ -15,7 +15,7 @@ import os
 from typing import Any, Callable
 
 from cryptography import x509
-from twisted.logger import Logger, LogLevel, formatEvent
+from twisted.logger import LogLevel, formatEvent
 
 from securechat.client.crlstate import CrlStore
 from securechat.crypto.x509 import ca_fingerprint
@@ -23,9 +23,7 @@ from securechat.datadir import DataDir
 from securechat.datafiles import DataDirError
 from securechat.server.relay import ServerCredentials
 from securechat.server.service import describe_credentials
-from tests.relay_harness import user_key
-from tests.memnet import Network
-from tests.test_service_credentials import NOW, CredentialsCase, connect
+from tests.test_service_credentials import NOW, CredentialsCase, RunningRelayCase, connect
 
 INTERVAL = 2
 
@@ -48,7 +46,7 @@ def on_disk(data: DataDir) -> tuple[int, int]:
             crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
 
 
-class ReloadTimingCase(CredentialsCase):
+class ReloadTimingCase(RunningRelayCase):
     """
     A running relay (its checks every L{INTERVAL} seconds on a
     L{twisted.internet.task.Clock}) with alice registered.
@@ -56,14 +54,7 @@ class ReloadTimingCase(CredentialsCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.data.add_user("alice", user_key("alice").public_key(), NOW)
-        self.service = self.start()
-        self.events: list[dict[str, Any]] = []
-        self.service.log = Logger(observer=self.events.append)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
         del self.events[:]
-        self.network = Network(self.clock)
         self.before = served(self.service.relay.credentials)
         #: What the relay served after each check made during a rotation.
         self.during: list[tuple[int, int]] = []
